@@ -1,0 +1,244 @@
+"""The fourteen Cliniko resources this importer extracts: where each lives and how its records are counted.
+
+Resources that Cliniko can hard-delete without a deletion feed, and that stay small (a clinic's
+businesses, staff, reference numbers, appointment types, availabilities, templates), are listed in
+full on every sync so a disappearance is seen. The large ones are incremental: only records updated
+since the cursor, plus the resource's deletion feed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+
+def is_set(value) -> bool:
+    """Cliniko's older payloads send ``""`` where they mean null."""
+    return value not in (None, "", False)
+
+
+@dataclass(frozen=True)
+class Stream:
+    """One route of a resource. ``deletions`` routes list deleted rows (filtered by ``deleted_at``)."""
+
+    name: str
+    path: str
+    filters: tuple[str, ...] = ()
+    deletions: bool = False
+
+
+@dataclass(frozen=True)
+class ClinikoResourceSpec:
+    name: str
+    list_key: str
+    streams: tuple[Stream, ...]
+    state: Callable[[dict, str], str]
+    incremental: bool
+    has_files: bool = False
+    description: str = ""
+    states: tuple[str, ...] = field(default=())
+
+
+def _flagged(*rules: tuple[str, Callable[[dict, str], bool]], default: str) -> Callable[[dict, str], str]:
+    def state(record: dict, source: str) -> str:
+        for name, rule in rules:
+            if rule(record, source):
+                return name
+        return default
+
+    return state
+
+
+def _deleted(record: dict, source: str) -> bool:
+    return source == "deleted" or is_set(record.get("deleted_at"))
+
+
+def _field(name: str) -> Callable[[dict, str], bool]:
+    return lambda record, _source: is_set(record.get(name))
+
+
+ARCHIVED = ("archived", _field("archived_at"))
+DELETED = ("deleted", _deleted)
+CANCELLED = ("cancelled", _field("cancelled_at"))
+
+ALL_ROWS = "archived_at:*"
+
+CATALOG: tuple[ClinikoResourceSpec, ...] = (
+    ClinikoResourceSpec(
+        name="businesses",
+        list_key="businesses",
+        streams=(Stream("main", "/businesses", (ALL_ROWS,)),),
+        state=_flagged(ARCHIVED, default="active"),
+        states=("active", "archived"),
+        incremental=False,
+        description="Clinic locations (incl. archived), with their time zones.",
+    ),
+    ClinikoResourceSpec(
+        name="users",
+        list_key="users",
+        streams=(Stream("main", "/users"),),
+        state=_flagged(("inactive", lambda r, _s: r.get("user_active") is False), default="active"),
+        states=("active", "inactive"),
+        incremental=False,
+        description="Every user of the account, practitioners or not.",
+    ),
+    ClinikoResourceSpec(
+        name="practitioners",
+        list_key="practitioners",
+        streams=(Stream("main", "/practitioners"), Stream("inactive", "/practitioners/inactive")),
+        state=_flagged(
+            ("inactive", lambda r, s: s == "inactive" or r.get("active") is False),
+            default="active",
+        ),
+        states=("active", "inactive"),
+        incremental=False,
+        description="Active and inactive practitioners.",
+    ),
+    ClinikoResourceSpec(
+        name="practitioner_reference_numbers",
+        list_key="practitioner_reference_numbers",
+        streams=(Stream("main", "/practitioner_reference_numbers"),),
+        state=_flagged(default="active"),
+        states=("active",),
+        incremental=False,
+        description="Provider numbers per practitioner and business.",
+    ),
+    ClinikoResourceSpec(
+        name="appointment_types",
+        list_key="appointment_types",
+        streams=(Stream("main", "/appointment_types", (ALL_ROWS,)),),
+        state=_flagged(ARCHIVED, default="active"),
+        states=("active", "archived"),
+        incremental=False,
+        description="Appointment types (incl. archived); max_attendees > 1 marks group types.",
+    ),
+    ClinikoResourceSpec(
+        name="patients",
+        list_key="patients",
+        streams=(
+            Stream("main", "/patients", (ALL_ROWS,)),
+            Stream("deleted", "/patients/deleted", deletions=True),
+        ),
+        state=_flagged(DELETED, ("merged", _field("merged_at")), ARCHIVED, default="active"),
+        states=("active", "archived", "merged", "deleted"),
+        incremental=True,
+        description="Patients (incl. archived and merged); deleted ones kept as deletion stubs.",
+    ),
+    ClinikoResourceSpec(
+        name="contacts",
+        list_key="contacts",
+        streams=(Stream("main", "/contacts", (ALL_ROWS,)),),
+        state=_flagged(DELETED, ARCHIVED, default="active"),
+        states=("active", "archived"),
+        incremental=True,
+        description="Contacts of every type; doctors are patients' referring doctors.",
+    ),
+    ClinikoResourceSpec(
+        name="individual_appointments",
+        list_key="individual_appointments",
+        streams=(
+            Stream("main", "/individual_appointments", (ALL_ROWS, "cancelled_at:*")),
+            Stream("deleted", "/individual_appointments/deleted", deletions=True),
+        ),
+        state=_flagged(
+            DELETED,
+            ARCHIVED,
+            CANCELLED,
+            ("did_not_arrive", lambda r, _s: r.get("did_not_arrive") is True),
+            ("arrived", lambda r, _s: r.get("patient_arrived") is True),
+            default="booked",
+        ),
+        states=("booked", "arrived", "did_not_arrive", "cancelled", "archived", "deleted"),
+        incremental=True,
+        description="Individual appointments in every state, incl. cancelled, archived and deleted.",
+    ),
+    ClinikoResourceSpec(
+        name="group_appointments",
+        list_key="group_appointments",
+        streams=(
+            Stream("main", "/group_appointments", (ALL_ROWS,)),
+            Stream("deleted", "/group_appointments/deleted", deletions=True),
+        ),
+        state=_flagged(DELETED, ARCHIVED, default="active"),
+        states=("active", "archived", "deleted"),
+        incremental=True,
+        description="Group appointments (incl. archived and deleted).",
+    ),
+    ClinikoResourceSpec(
+        name="attendees",
+        list_key="attendees",
+        streams=(
+            Stream("main", "/attendees", (ALL_ROWS, "cancelled_at:*")),
+            Stream("deleted", "/attendees/deleted", deletions=True),
+        ),
+        state=_flagged(
+            DELETED, ARCHIVED, CANCELLED, ("arrived", lambda r, _s: r.get("arrived") is True), default="booked"
+        ),
+        states=("booked", "arrived", "cancelled", "archived", "deleted"),
+        incremental=True,
+        description="Attendees of group appointments, with their own status.",
+    ),
+    ClinikoResourceSpec(
+        name="daily_availabilities",
+        list_key="daily_availabilities",
+        streams=(Stream("main", "/daily_availabilities"),),
+        state=_flagged(default="active"),
+        states=("active",),
+        incremental=False,
+        description="Weekly HH:MM availability per practitioner and business, in the business's time zone.",
+    ),
+    ClinikoResourceSpec(
+        name="patient_attachments",
+        list_key="patient_attachments",
+        streams=(Stream("main", "/patient_attachments", (ALL_ROWS,)),),
+        state=_flagged(ARCHIVED, default="active"),
+        states=("active", "archived"),
+        incremental=True,
+        has_files=True,
+        description="Patient files; the bytes are staged with their sha256.",
+    ),
+    ClinikoResourceSpec(
+        name="treatment_note_templates",
+        list_key="treatment_note_templates",
+        streams=(
+            Stream("main", "/treatment_note_templates"),
+            Stream("deleted", "/treatment_note_templates/deleted"),
+        ),
+        state=_flagged(DELETED, default="active"),
+        states=("active", "deleted"),
+        incremental=False,
+        description="Treatment note templates with their sections and questions.",
+    ),
+    ClinikoResourceSpec(
+        name="treatment_notes",
+        list_key="treatment_notes",
+        streams=(
+            Stream("main", "/treatment_notes", (ALL_ROWS,)),
+            Stream("deleted", "/treatment_notes/deleted", deletions=True),
+        ),
+        state=_flagged(DELETED, ARCHIVED, ("draft", lambda r, _s: r.get("draft") is True), default="final"),
+        states=("draft", "final", "archived", "deleted"),
+        incremental=True,
+        description="Treatment notes, draft and final, with their content.",
+    ),
+)
+
+BY_NAME = {spec.name: spec for spec in CATALOG}
+
+
+def record_id(record: dict) -> str | None:
+    """A record's id as a string; deletion stubs carry it only in ``links.self``."""
+    value = record.get("id")
+    if value not in (None, ""):
+        return str(value)
+    link = ((record.get("links") or {}).get("self") or "").split("?", 1)[0].rstrip("/")
+    tail = link.rsplit("/", 1)[-1]
+    return tail if tail.isdigit() else None
+
+
+def linked_id(record: dict, name: str) -> str | None:
+    """The id behind a link such as ``"patient": {"links": {"self": ".../patients/82"}}``."""
+    target = record.get(name)
+    if isinstance(target, dict):
+        return record_id({"links": target.get("links") or {}})
+    return None

@@ -1,0 +1,127 @@
+"""The fourteen ``cliniko/<resource>`` assets: one step per tenant extracts the selected resources.
+
+They are one ``multi_asset`` (``can_subset=True``) so that a tenant's whole extraction runs in one
+process and shares one request budget, while each resource is still its own asset with its own
+materialization, metadata and cursor.
+"""
+
+
+import dagster as dg
+from pydantic import Field
+
+from cliniko_assets.catalog import BY_NAME, CATALOG
+from cliniko_assets.extraction import Extraction, ResourceOutcome
+from cliniko_assets.partitions import tenants, validate_tenant
+from splose_resources.cliniko import ClinikoResource
+from splose_resources.staging import StagingStore
+
+
+class ExtractConfig(dg.Config):
+    full_refresh: bool = Field(
+        default=False, description="Ignore cursors and staged data; list every resource in full again."
+    )
+    overlap_seconds: int = Field(
+        default=120, description="How far before the cursor an incremental sync starts asking, to absorb clock skew."
+    )
+
+
+def cliniko_key(resource: str) -> dg.AssetKey:
+    return dg.AssetKey(["cliniko", resource])
+
+
+@dg.multi_asset(
+    name="cliniko_extract",
+    specs=[
+        dg.AssetSpec(
+            cliniko_key(spec.name),
+            description=spec.description,
+            group_name="cliniko",
+            kinds={"python", "parquet"},
+        )
+        for spec in CATALOG
+    ],
+    partitions_def=tenants,
+    can_subset=True,
+    op_tags={"cliniko": "extract"},
+)
+def cliniko_extract(
+    context: dg.AssetExecutionContext, config: ExtractConfig, cliniko: ClinikoResource, staging: StagingStore
+):
+    tenant = validate_tenant(context.partition_key)
+    specs = [BY_NAME[key.path[-1]] for key in sorted(context.selected_asset_keys, key=lambda k: k.to_string())]
+    cursors = {spec.name: _previous_cursor(context, tenant, spec.name) for spec in specs}
+    failures: list[ResourceOutcome] = []
+    with staging.tenant_lock(tenant), cliniko.client(tenant) as client:
+        extraction = Extraction(
+            client,
+            staging,
+            tenant,
+            workers=cliniko.concurrency,
+            overlap_seconds=config.overlap_seconds,
+            full_refresh=config.full_refresh,
+        )
+        for outcome in extraction.run(specs, cursors):
+            if outcome.error is not None or outcome.stats is None:
+                failures.append(outcome)
+                context.log.error(f"cliniko/{outcome.spec.name} for tenant '{tenant}' failed: {outcome.error}")
+                continue
+            context.log.info(
+                f"cliniko/{outcome.spec.name}: {outcome.stats.records} staged, {outcome.fetched} fetched "
+                f"with {outcome.requests} requests ({outcome.mode})"
+            )
+            yield dg.MaterializeResult(asset_key=cliniko_key(outcome.spec.name), metadata=_metadata(outcome))
+        context.log.info(f"Cliniko requests for tenant '{tenant}': {client.requests_made()}")
+    if failures:
+        raise dg.Failure(
+            description=(
+                f"Extraction of tenant '{tenant}' failed for {len(failures)} resource(s): "
+                + "; ".join(f"{o.spec.name}: {o.error}" for o in failures)
+                + " Resources not listed here were staged; re-running resumes the failed ones."
+            ),
+            metadata={"failed_resources": [o.spec.name for o in failures]},
+        )
+
+
+def _metadata(outcome: ResourceOutcome) -> dict:
+    stats = outcome.stats
+    assert stats is not None
+    metadata: dict = {
+        "records": stats.records,
+        "by_state": dg.MetadataValue.json(stats.by_state),
+        "fetched": outcome.fetched,
+        "unreadable": outcome.unreadable,
+        "removed_since_last_sync": stats.removed,
+        "requests": outcome.requests,
+        "mode": outcome.mode,
+        "cursor": outcome.cursor or "",
+        "duration_seconds": outcome.duration_seconds,
+    }
+    for state, count in stats.by_state.items():
+        metadata[f"state_{state}"] = count
+    if outcome.files is not None:
+        metadata.update(
+            {
+                "files_staged": outcome.files.staged,
+                "files_downloaded": outcome.files.downloaded,
+                "bytes_downloaded": outcome.files.bytes_downloaded,
+                "files_waiting_for_processing": outcome.files.waiting_for_processing,
+                "files_failed": outcome.files.failed,
+                "failed_file_ids": dg.MetadataValue.json(outcome.failed_files[:200]),
+            }
+        )
+    return metadata
+
+
+def _previous_cursor(context: dg.AssetExecutionContext, tenant: str, resource: str) -> str | None:
+    """The cursor the tenant's last materialization of this resource recorded, if any."""
+    result = context.instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=cliniko_key(resource), asset_partitions=[tenant]), limit=1
+    )
+    for record in result.records:
+        materialization = record.asset_materialization
+        if materialization is None:
+            continue
+        value = materialization.metadata.get("cursor")
+        text = getattr(value, "value", value)
+        return str(text) if text else None
+    return None

@@ -1,0 +1,365 @@
+"""Cliniko API client and the Dagster resource that hands one out per tenant.
+
+The key is held in memory only: it is sent as Basic auth to the Cliniko host and nowhere else
+(redirects are never followed with it), and it never appears in a repr, a log line or an error.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import re
+import threading
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
+from pathlib import Path
+from urllib.parse import urljoin
+
+import dagster as dg
+import requests
+from pydantic import Field, PrivateAttr
+from requests.adapters import HTTPAdapter
+
+from splose_resources.http import RetriesExhausted, RetryPolicy, TransientError, classify_response, send
+from splose_resources.ratelimit import SlidingWindowLimiter
+
+DEFAULT_SHARD = "au1"
+SHARD_PATTERN = re.compile(r"^[a-z]{2}\d{1,2}$")
+PRODUCTION_URL = "https://api.{shard}.cliniko.com/v1"
+
+
+def shard_from_key(api_key: str) -> str:
+    """The shard a key belongs to: the text after its last '-', when it looks like one; else au1."""
+    _, sep, suffix = api_key.strip().rpartition("-")
+    return suffix if sep and SHARD_PATTERN.match(suffix) else DEFAULT_SHARD
+
+
+class Secret:
+    """A value that refuses to show itself in reprs, logs and tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret(<redacted>)"
+
+    __str__ = __repr__
+
+
+class ClinikoError(Exception):
+    """Base of every error the client raises; messages carry tenant, resource and remedy, no key."""
+
+
+class ClinikoAuthError(ClinikoError):
+    pass
+
+
+class ClinikoNotFound(ClinikoError):
+    pass
+
+
+class ClinikoRequestError(ClinikoError):
+    pass
+
+
+class ClinikoUnavailable(ClinikoError):
+    pass
+
+
+@dataclass
+class Page:
+    records: list[dict]
+    total_entries: int | None
+    self_url: str
+    next_url: str | None
+    server_time: str | None
+
+
+@dataclass
+class Download:
+    sha256: str
+    size: int
+    content_type: str | None
+
+
+class ClinikoClient:
+    """Talks to one Cliniko account for one tenant, within that key's request budget."""
+
+    def __init__(
+        self,
+        *,
+        tenant: str,
+        api_key: Secret,
+        base_url: str,
+        user_agent: str,
+        limiter: SlidingWindowLimiter,
+        retry: RetryPolicy,
+        timeout: tuple[float, float],
+        pool_size: int,
+    ) -> None:
+        self.tenant = tenant
+        self.shard = shard_from_key(api_key.reveal())
+        self.base_url = base_url.rstrip("/")
+        self._limiter = limiter
+        self._retry = retry
+        self._timeout = timeout
+        self._session = _session(pool_size)
+        self._session.headers.update(
+            {
+                "Authorization": "Basic " + base64.b64encode(f"{api_key.reveal()}:".encode()).decode(),
+                "Accept": "application/json",
+                "User-Agent": user_agent,
+            }
+        )
+        # Redirect targets (signed file URLs) get no credentials at all.
+        self._anonymous = _session(pool_size)
+        self._anonymous.headers.update({"User-Agent": user_agent})
+        self._counts: Counter[str] = Counter()
+        self._counts_lock = threading.Lock()
+
+    def close(self) -> None:
+        self._session.close()
+        self._anonymous.close()
+
+    def requests_made(self, resource: str | None = None) -> int:
+        with self._counts_lock:
+            return self._counts[resource] if resource else sum(self._counts.values())
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def get_page(self, url: str, *, resource: str, list_key: str) -> Page:
+        """GET one page of a collection; ``url`` is absolute (a ``links`` URL or :meth:`url`)."""
+
+        def attempt() -> Page:
+            response = self._api_get(url, resource=resource)
+            body = _json_body(response)
+            if not isinstance(body, dict) or not isinstance(body.get(list_key), list):
+                raise TransientError("malformed collection body")
+            links = body.get("links") or {}
+            return Page(
+                records=body[list_key],
+                total_entries=_as_int(body.get("total_entries", body.get("total_entires"))),
+                self_url=links.get("self") or url,
+                next_url=links.get("next") or None,
+                server_time=_http_date(response.headers.get("Date")),
+            )
+
+        return self._run(attempt, resource)
+
+    def get_json(self, path_or_url: str, *, resource: str) -> dict:
+        url = path_or_url if "://" in path_or_url else self.url(path_or_url)
+
+        def attempt() -> dict:
+            return _json_body(self._api_get(url, resource=resource))
+
+        return self._run(attempt, resource)
+
+    def download(self, content_url: str, destination: Path, *, resource: str) -> Download:
+        """Fetch an attachment: the API answers a redirect to a signed URL, fetched without auth.
+
+        Bytes stream to a temporary file next to ``destination`` and are renamed into place only
+        when complete, with their sha256 computed on the way.
+        """
+
+        def attempt() -> Download:
+            response = self._api_get(content_url, resource=resource, expect_redirect=True)
+            if response.is_redirect:
+                location = urljoin(content_url, response.headers["Location"])
+                response.close()
+                response = send(self._anonymous, "GET", location, stream=True, timeout=self._timeout)
+                classify_response(response)
+                if response.status_code in (401, 403):
+                    response.close()
+                    raise TransientError("signed URL refused")
+            if response.status_code != 200:
+                response.close()
+                raise ClinikoRequestError(
+                    f"Cliniko answered {response.status_code} for an attachment of tenant '{self.tenant}'."
+                )
+            return _stream_to_file(response, destination)
+
+        return self._run(attempt, resource)
+
+    def _api_get(self, url: str, *, resource: str, expect_redirect: bool = False) -> requests.Response:
+        self._limiter.acquire()
+        with self._counts_lock:
+            self._counts[resource] += 1
+        response = send(self._session, "GET", url, timeout=self._timeout, stream=expect_redirect)
+        classify_response(response)
+        status = response.status_code
+        if status in (401, 403):
+            raise ClinikoAuthError(self._auth_message(status, resource))
+        if status == 404:
+            raise ClinikoNotFound(f"Cliniko has no such record for tenant '{self.tenant}' ({resource}).")
+        if response.is_redirect and not expect_redirect:
+            # A moved API host: follow it, but never hand the key to a host we did not choose.
+            raise ClinikoRequestError(
+                f"Cliniko redirected a {resource} request of tenant '{self.tenant}' elsewhere; set "
+                f"CLINIKO_API_URL to the account's shard host (key shard: {self.shard})."
+            )
+        if status >= 400:
+            raise ClinikoRequestError(
+                f"Cliniko refused a {resource} request of tenant '{self.tenant}' with {status}: "
+                f"{_safe_message(response)}"
+            )
+        return response
+
+    def _run(self, attempt, resource: str):
+        try:
+            return self._retry.run(attempt)
+        except RetriesExhausted as exc:
+            raise ClinikoUnavailable(
+                f"Cliniko kept failing while reading {resource} for tenant '{self.tenant}' ({exc}). "
+                "Nothing was lost: re-run the tenant's extraction and it resumes where it stopped."
+            ) from None
+
+    def _auth_message(self, status: int, resource: str) -> str:
+        if status == 401:
+            return (
+                f"Cliniko rejected the API key of tenant '{self.tenant}' (HTTP 401) while reading {resource}. "
+                f"The key is for shard '{self.shard}' ({PRODUCTION_URL.format(shard=self.shard)}); it may be "
+                "revoked, mistyped, missing its '-<shard>' suffix or for another shard. Ask the clinic for a "
+                "new key (Cliniko: My Info > Manage API keys) and submit it again. Not retried."
+            )
+        return (
+            f"Cliniko refused {resource} to the API key of tenant '{self.tenant}' (HTTP 403): the key's user "
+            "lacks the permission, or the request was blocked. Ask the clinic for a key of a user with the "
+            "Administrator role and submit it again. Not retried."
+        )
+
+
+class ClinikoResource(dg.ConfigurableResource):
+    """Hands out a :class:`ClinikoClient` per tenant, sharing the key's budget across processes."""
+
+    api_url: str | None = Field(
+        default=None,
+        description="Overrides https://api.<shard>.cliniko.com/v1 (may contain '{shard}'); "
+        "defaults to the CLINIKO_API_URL environment variable.",
+    )
+    user_agent: str = "Splose Cliniko importer (integrations@splose.com)"
+    requests_per_window: int = 200
+    window_seconds: float = 60.0
+    rate_limit_state_dir: str | None = None
+    connect_timeout_seconds: float = 10.0
+    read_timeout_seconds: float = 40.0
+    max_attempts: int = 8
+    concurrency: int = 6
+
+    _keys: dict[str, Secret] = PrivateAttr(default_factory=dict)
+
+    def base_url_for(self, shard: str) -> str:
+        template = self.api_url or os.environ.get("CLINIKO_API_URL") or PRODUCTION_URL
+        return template.replace("{shard}", shard)
+
+    def api_key_for(self, tenant: str) -> Secret:
+        """The tenant's key, read from ``CLINIKO_API_KEY__<TENANT>`` (local development)."""
+        name = "CLINIKO_API_KEY__" + re.sub(r"[^A-Z0-9]", "_", tenant.upper())
+        value = os.environ.get(name, "").strip()
+        if not value:
+            raise ClinikoAuthError(f"No Cliniko API key for tenant '{tenant}': set the environment variable {name}.")
+        return Secret(value)
+
+    @contextmanager
+    def client(self, tenant: str, api_key: Secret | None = None) -> Iterator[ClinikoClient]:
+        key = api_key or self.api_key_for(tenant)
+        limiter = SlidingWindowLimiter(
+            scope="cliniko",
+            secret=key.reveal(),
+            limit=self.requests_per_window,
+            window_seconds=self.window_seconds,
+            state_dir=Path(self.rate_limit_state_dir) if self.rate_limit_state_dir else None,
+        )
+        client = ClinikoClient(
+            tenant=tenant,
+            api_key=key,
+            base_url=self.base_url_for(shard_from_key(key.reveal())),
+            user_agent=self.user_agent,
+            limiter=limiter,
+            retry=RetryPolicy(max_attempts=self.max_attempts),
+            timeout=(self.connect_timeout_seconds, self.read_timeout_seconds),
+            pool_size=self.concurrency + 2,
+        )
+        try:
+            yield client
+        finally:
+            client.close()
+
+
+def _session(pool_size: int) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False  # no proxies or netrc credentials from the environment
+    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def _json_body(response: requests.Response):
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        raise TransientError("truncated or invalid JSON") from None
+
+
+def _stream_to_file(response: requests.Response, destination: Path) -> Download:
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    partial = destination.with_name(destination.name + ".partial")
+    digest = hashlib.sha256()
+    size = 0
+    expected = _as_int(response.headers.get("Content-Length"))
+    try:
+        with open(partial, "wb") as out:
+            for chunk in response.iter_content(chunk_size=1 << 16):
+                digest.update(chunk)
+                size += len(chunk)
+                out.write(chunk)
+    except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
+        partial.unlink(missing_ok=True)
+        raise TransientError("download interrupted") from None
+    finally:
+        response.close()
+    if expected is not None and size != expected:
+        partial.unlink(missing_ok=True)
+        raise TransientError("download truncated")
+    os.chmod(partial, 0o600)
+    partial.replace(destination)
+    return Download(sha256=digest.hexdigest(), size=size, content_type=response.headers.get("Content-Type"))
+
+
+def _as_int(value) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None
+
+
+def _http_date(value: str | None) -> str | None:
+    if not value:
+        return None
+    try:
+        return parsedate_to_datetime(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (TypeError, ValueError):
+        return None
+
+
+def _safe_message(response: requests.Response) -> str:
+    """Cliniko's own error text for 4xx answers, bounded; these bodies carry no record data."""
+    try:
+        body = response.json()
+    except ValueError:
+        return response.text[:200]
+    if isinstance(body, dict):
+        errors = body.get("errors")
+        return f"{body.get('message', '')} {json.dumps(errors) if errors else ''}".strip()[:300]
+    return str(body)[:200]

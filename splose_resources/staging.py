@@ -1,0 +1,245 @@
+"""Staged Cliniko data: Parquet per tenant and resource, plus attachment bytes, under one root.
+
+Layout under ``<root>/<tenant>/cliniko/<resource>/``:
+
+- ``data.parquet``: the committed copy, one row per Cliniko id (columns ``id``, ``updated_at``,
+  ``state``, ``source``, ``record``; ``record`` is the record exactly as Cliniko sent it, as JSON).
+- ``incoming/``: parts and a checkpoint written while an extraction runs. A run that dies leaves
+  them behind and the next run resumes from them; :meth:`StagingBatch.commit` folds them into
+  ``data.parquet`` (the newest version of each id wins; a deletion wins over any version).
+- ``files/<id>`` and ``files.parquet``: attachment bytes and their sha256.
+
+The root holds health data: directories are created private (0700), files 0600, and nothing here
+ever logs a value.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import json
+import os
+import shutil
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+from pydantic import Field
+
+STAGED_SCHEMA = pa.schema(
+    [
+        ("id", pa.string()),
+        ("updated_at", pa.string()),
+        ("state", pa.string()),
+        ("source", pa.string()),
+        ("record", pa.string()),
+    ]
+)
+DATA_FILE = "data.parquet"
+FILES_MANIFEST = "files.parquet"
+
+
+class StagingBusy(RuntimeError):
+    pass
+
+
+@dataclass
+class CommitStats:
+    records: int
+    by_state: dict[str, int]
+    max_updated_at: str | None
+    removed: int
+
+
+class StagingStore(dg.ConfigurableResource):
+    """Where extracted data waits between extraction and load."""
+
+    uri: str | None = Field(
+        default=None,
+        description="Root folder (or file:// URL); defaults to $STAGING_URI, else $DAGSTER_HOME/staging.",
+    )
+
+    def root(self) -> Path:
+        value = self.uri or os.environ.get("STAGING_URI")
+        if not value:
+            home = os.environ.get("DAGSTER_HOME")
+            if not home:
+                raise RuntimeError("Set STAGING_URI (or DAGSTER_HOME) so staged data has a private home.")
+            value = str(Path(home) / "staging")
+        if "://" in value:
+            scheme, _, rest = value.partition("://")
+            if scheme != "file":
+                raise RuntimeError(
+                    f"STAGING_URI scheme '{scheme}' is not supported yet; use a local path or file:// URL."
+                )
+            value = rest
+        return _private_dir(Path(value))
+
+    def resource_dir(self, tenant: str, resource: str) -> Path:
+        return _private_dir(self.root() / tenant / "cliniko" / resource)
+
+    @contextmanager
+    def tenant_lock(self, tenant: str) -> Iterator[None]:
+        """Only one extraction writes a tenant's staging at a time, whatever started it."""
+        path = _private_dir(self.root() / tenant) / ".lock"
+        with open(path, "a") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise StagingBusy(
+                    f"Another extraction of tenant '{tenant}' is writing its staged data; wait for it to finish."
+                ) from None
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def has_data(self, tenant: str, resource: str) -> bool:
+        return (self.resource_dir(tenant, resource) / DATA_FILE).exists()
+
+    def batch(self, tenant: str, resource: str) -> StagingBatch:
+        return StagingBatch(self.resource_dir(tenant, resource))
+
+    def read_index(self, tenant: str, resource: str, columns: tuple[str, ...] = ("id", "state")) -> pd.DataFrame:
+        path = self.resource_dir(tenant, resource) / DATA_FILE
+        if not path.exists():
+            return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
+        return pq.read_table(path, columns=list(columns)).to_pandas()
+
+    def iter_records(self, tenant: str, resource: str, batch_size: int = 500) -> Iterator[list[dict]]:
+        """Staged records as dicts, a batch at a time, without loading the whole resource."""
+        path = self.resource_dir(tenant, resource) / DATA_FILE
+        if not path.exists():
+            return
+        parquet = pq.ParquetFile(path)
+        for batch in parquet.iter_batches(batch_size=batch_size, columns=["state", "source", "record"]):
+            states, sources, records = (batch.column(i).to_pylist() for i in range(3))
+            yield [
+                {**json.loads(r), "_state": s, "_source": src}
+                for s, src, r in zip(states, sources, records, strict=True)
+            ]
+
+    def file_path(self, tenant: str, resource: str, record_id: str) -> Path:
+        return self.resource_dir(tenant, resource) / "files" / record_id
+
+    def read_files_manifest(self, tenant: str, resource: str) -> pd.DataFrame:
+        path = self.resource_dir(tenant, resource) / FILES_MANIFEST
+        if not path.exists():
+            return pd.DataFrame(
+                {c: pd.Series(dtype="object") for c in ("id", "sha256", "size", "content_type", "record_updated_at")}
+            )
+        return pq.read_table(path).to_pandas()
+
+    def write_files_manifest(self, tenant: str, resource: str, manifest: pd.DataFrame) -> None:
+        path = self.resource_dir(tenant, resource) / FILES_MANIFEST
+        _write_atomic(pa.Table.from_pandas(manifest.reset_index(drop=True), preserve_index=False), path)
+
+    def purge(self, tenant: str) -> None:
+        shutil.rmtree(self.root() / tenant, ignore_errors=True)
+
+
+class StagingBatch:
+    """The parts and checkpoint of one resource's extraction in progress."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self.incoming = directory / "incoming"
+        self._lock = threading.Lock()
+
+    def load_checkpoint(self) -> dict | None:
+        path = self.incoming / "checkpoint.json"
+        if not path.exists():
+            return None
+        try:
+            return json.loads(path.read_text())
+        except ValueError:
+            return None
+
+    def save_checkpoint(self, checkpoint: dict) -> None:
+        with self._lock:
+            _private_dir(self.incoming)
+            tmp = self.incoming / "checkpoint.json.tmp"
+            tmp.write_text(json.dumps(checkpoint))
+            os.chmod(tmp, 0o600)
+            tmp.replace(self.incoming / "checkpoint.json")
+
+    def discard(self) -> None:
+        shutil.rmtree(self.incoming, ignore_errors=True)
+
+    def write_part(self, rows: list[dict]) -> None:
+        """Append rows (``id``, ``updated_at``, ``state``, ``source``, ``record``) as one part file."""
+        if not rows:
+            return
+        table = pa.Table.from_pylist(rows, schema=STAGED_SCHEMA)
+        with self._lock:
+            _private_dir(self.incoming)
+            number = len(list(self.incoming.glob("part-*.parquet")))
+            _write_atomic(table, self.incoming / f"part-{number:06d}.parquet")
+
+    def commit(self, *, replace: bool) -> CommitStats:
+        """Fold the parts into ``data.parquet``; with ``replace`` the parts alone become the data.
+
+        Only the id columns of every source are held in memory; rows are then copied source by
+        source, so a resource of any size commits in bounded memory.
+        """
+        target = self.directory / DATA_FILE
+        sources = sorted(self.incoming.glob("part-*.parquet")) if self.incoming.exists() else []
+        previous_ids: set[str] = set()
+        if target.exists():
+            if replace:
+                previous_ids = set(pq.read_table(target, columns=["id"]).column("id").to_pylist())
+            else:
+                sources.insert(0, target)
+        index = _winners(sources)
+        tmp = self.directory / (DATA_FILE + ".tmp")
+        with pq.ParquetWriter(tmp, STAGED_SCHEMA, compression="zstd") as writer:
+            for number, source in enumerate(sources):
+                rows = index.loc[index["src"] == number, "row"].to_numpy()
+                if len(rows):
+                    writer.write_table(pq.read_table(source, schema=STAGED_SCHEMA).take(rows))
+        os.chmod(tmp, 0o600)
+        tmp.replace(target)
+        self.discard()
+        removed = len(previous_ids - set(index["id"])) if replace else 0
+        updated = index["updated_at"].dropna()
+        updated = updated[updated != ""]
+        return CommitStats(
+            records=len(index),
+            by_state={str(k): int(v) for k, v in index["state"].value_counts().sort_index().items()},
+            max_updated_at=str(updated.max()) if len(updated) else None,
+            removed=removed,
+        )
+
+
+def _winners(sources: list[Path]) -> pd.DataFrame:
+    """For each id, the row that stands: a deletion first, then the newest ``updated_at``, then the latest part."""
+    frames = []
+    for number, source in enumerate(sources):
+        frame = pq.read_table(source, columns=["id", "updated_at", "state"]).to_pandas()
+        frame["src"] = number
+        frame["row"] = range(len(frame))
+        frames.append(frame)
+    if not frames:
+        return pd.DataFrame({"id": [], "updated_at": [], "state": [], "src": [], "row": []})
+    index = pd.concat(frames, ignore_index=True)
+    index["deleted"] = index["state"] == "deleted"
+    index["order"] = index["updated_at"].fillna("")
+    index = index.sort_values(["id", "deleted", "order", "src", "row"], kind="stable")
+    return index.drop_duplicates("id", keep="last").sort_values(["src", "row"])
+
+
+def _write_atomic(table: pa.Table, path: Path) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    pq.write_table(table, tmp, compression="zstd")
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+
+
+def _private_dir(path: Path) -> Path:
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
