@@ -14,10 +14,10 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/cliniko-import demo
+	$(BIN)/python -m sandbox.demo
 
 dev: $(STAMP)
-	$(BIN)/cliniko-import dev
+	$(BIN)/python -m sandbox.dev
 
 test: $(STAMP)
 	$(BIN)/pytest -m "not slow"

@@ -1,0 +1,60 @@
+import pytest
+import requests
+
+from splose_resources.cliniko import Secret, shard_from_key
+from splose_resources.http import RetriesExhausted, RetryPolicy, TransientError, rate_limit_wait
+
+
+@pytest.mark.parametrize(
+    ("key", "shard"),
+    [
+        ("MS0xMjM0NTY3ODkwYWJjZGVm-au2", "au2"),
+        ("abc-def-uk1", "uk1"),
+        ("MS0xMjM0NTY3ODkwYWJjZGVm", "au1"),
+        ("with-dash-but-no-shard", "au1"),
+        ("key-us12", "us12"),
+        ("key-AU2", "au1"),
+    ],
+)
+def test_shard_is_the_suffix_after_the_last_dash(key, shard):
+    assert shard_from_key(key) == shard
+
+
+def test_secret_never_shows_itself():
+    secret = Secret("MS0xMjM0-au1")
+    assert "MS0x" not in repr(secret)
+    assert "MS0x" not in f"{secret}"
+    assert secret.reveal() == "MS0xMjM0-au1"
+
+
+def _response(status: int, headers: dict[str, str]) -> requests.Response:
+    response = requests.Response()
+    response.status_code = status
+    response.headers.update(headers)
+    return response
+
+
+def test_rate_limit_wait_prefers_reset_then_retry_after():
+    assert 9.0 < rate_limit_wait(_response(429, {"X-RateLimit-Reset": "1010"}), now=1000.0) < 10.5
+    assert rate_limit_wait(_response(429, {"Retry-After": "7"}), now=1000.0) == 7.0
+    assert rate_limit_wait(_response(429, {}), now=1000.0) is None
+
+
+def test_retry_policy_retries_transient_failures_then_gives_up():
+    slept: list[float] = []
+    calls = iter([TransientError("502"), TransientError("429", wait=3.0), "ok"])
+
+    def attempt():
+        outcome = next(calls)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    assert RetryPolicy().run(attempt, sleep=slept.append) == "ok"
+    assert slept[1] == 3.0
+
+    def always_fails():
+        raise TransientError("503")
+
+    with pytest.raises(RetriesExhausted, match="3 attempts"):
+        RetryPolicy(max_attempts=3).run(always_fails, sleep=slept.append)

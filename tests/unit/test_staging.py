@@ -1,0 +1,58 @@
+import json
+
+import pytest
+
+from splose_resources.staging import StagingBusy, StagingStore
+
+
+def _row(rid: str, updated: str | None, state: str = "active", **fields) -> dict:
+    record = {"id": rid, "updated_at": updated, **fields}
+    return {"id": rid, "updated_at": updated, "state": state, "source": "main", "record": json.dumps(record)}
+
+
+@pytest.fixture
+def store(tmp_path):
+    return StagingStore(uri=str(tmp_path / "staging"))
+
+
+def test_incremental_commit_keeps_the_newest_version_and_deletions_win(store):
+    batch = store.batch("clinic-a", "patients")
+    batch.write_part([_row("1", "2024-01-01T00:00:00Z", name="a"), _row("2", "2024-01-01T00:00:00Z")])
+    assert batch.commit(replace=True).records == 2
+
+    batch.write_part([_row("1", "2024-02-01T00:00:00Z", name="b")])
+    batch.write_part([_row("1", "2023-01-01T00:00:00Z", name="stale"), _row("3", "2024-03-01T00:00:00Z")])
+    batch.write_part([_row("2", None, state="deleted")])
+    stats = batch.commit(replace=False)
+
+    assert stats.records == 3
+    assert stats.by_state == {"active": 2, "deleted": 1}
+    assert stats.max_updated_at == "2024-03-01T00:00:00Z"
+    records = {r["id"]: r for batch_ in store.iter_records("clinic-a", "patients") for r in batch_}
+    assert records["1"]["name"] == "b"
+    assert records["2"]["_state"] == "deleted"
+    assert not (store.resource_dir("clinic-a", "patients") / "incoming").exists()
+
+
+def test_a_full_listing_replaces_the_data_and_counts_what_disappeared(store):
+    batch = store.batch("clinic-a", "practitioner_reference_numbers")
+    batch.write_part([_row("1", "2024-01-01T00:00:00Z"), _row("2", "2024-01-01T00:00:00Z")])
+    batch.commit(replace=True)
+    batch.write_part([_row("2", "2024-01-01T00:00:00Z")])
+    stats = batch.commit(replace=True)
+    assert (stats.records, stats.removed) == (1, 1)
+
+
+def test_checkpoints_survive_until_commit(store):
+    batch = store.batch("clinic-a", "patients")
+    batch.save_checkpoint({"since": None, "streams": {"main": {"done": [1, 2]}}})
+    assert store.batch("clinic-a", "patients").load_checkpoint()["streams"]["main"]["done"] == [1, 2]
+    batch.commit(replace=True)
+    assert batch.load_checkpoint() is None
+
+
+def test_staging_is_private_and_one_writer_per_tenant(store):
+    directory = store.resource_dir("clinic-a", "patients")
+    assert oct(directory.stat().st_mode & 0o777) == "0o700"
+    with store.tenant_lock("clinic-a"), pytest.raises(StagingBusy, match="clinic-a"), store.tenant_lock("clinic-a"):
+        pass
