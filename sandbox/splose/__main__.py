@@ -1,0 +1,3 @@
+from sandbox.splose.cli import main
+
+main()

@@ -1,0 +1,274 @@
+"""The Splose sandbox application: settings, authentication, rate limits, errors, and the route table.
+
+Both API layers live under ``/v1``: the public v1 API (``v1.py``, as the published spec defines it)
+and this project's import API (``imports.py``). Sandbox-only administration is under ``/_sandbox``
+(``admin.py``). Everything shared by the layers (who is calling, their budget, JSON errors, paging
+links) is here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import math
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sandbox.splose.store import Page, Store
+
+DEV_PLATFORM_TOKEN = "splose-sandbox-dev-platform-token"
+V1_PAGE_SIZE = 50
+IMPORT_PAGE_SIZE = 500
+STATS_WINDOWS_KEPT = 100
+
+
+@dataclass(frozen=True)
+class Settings:
+    db_path: Path
+    platform_token: str
+    v1_rate_limit: int = 60
+    import_rate_limit: int = 600
+    rate_window: float = 60.0
+    latency_ms: float = 0.0
+    file_size_cap_mb: float = 100.0
+    record_v1: Path | None = None
+    delete_window_hours: float = 48.0
+
+    @property
+    def file_size_cap(self) -> int:
+        return int(self.file_size_cap_mb * 1024 * 1024)
+
+
+class ApiError(Exception):
+    """An error answer: ``{"message": ..., "errors": {field: message}}`` with its status."""
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        errors: dict[str, str] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.errors = errors
+        self.headers = headers
+
+    def response(self) -> JSONResponse:
+        body: dict[str, Any] = {"message": self.message}
+        if self.errors:
+            body["errors"] = self.errors
+        return JSONResponse(body, status_code=self.status, headers=self.headers)
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: ``label`` names the key in stats and limits (never the key text itself)."""
+
+    label: str
+    workspace_id: str | None
+    platform: bool
+
+
+@dataclass
+class _WindowCount:
+    start: float
+    requests: int = 0
+    throttled: int = 0
+
+
+@dataclass
+class RateLimiter:
+    """Fixed windows of ``window`` seconds per key label; counts kept for ``/_sandbox/stats``."""
+
+    window: float
+    _windows: dict[str, list[_WindowCount]] = field(default_factory=lambda: defaultdict(list))
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def admit(self, label: str, limit: int) -> float | None:
+        """Count one call; return None if admitted, else the seconds until the window resets."""
+        now = time.time()
+        start = math.floor(now / self.window) * self.window
+        with self._lock:
+            windows = self._windows[label]
+            if not windows or windows[-1].start != start:
+                windows.append(_WindowCount(start))
+                del windows[:-STATS_WINDOWS_KEPT]
+            current = windows[-1]
+            if current.requests >= limit:
+                current.throttled += 1
+                return start + self.window - now
+            current.requests += 1
+            return None
+
+    def stats(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                label: {
+                    "requests": sum(w.requests for w in windows),
+                    "throttled": sum(w.throttled for w in windows),
+                    "windowSeconds": self.window,
+                    "windows": [
+                        {"start": iso_seconds(w.start), "requests": w.requests, "throttled": w.throttled}
+                        for w in windows
+                    ],
+                }
+                for label, windows in self._windows.items()
+            }
+
+
+def iso_seconds(epoch: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+
+
+class Sandbox:
+    """State shared by every handler: settings, store, rate limiter and the v1 response recorder."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.store = Store(settings.db_path)
+        self.limiter = RateLimiter(settings.rate_window)
+        self._record_lock = threading.Lock()
+
+    def authenticate(self, request: Request) -> Caller:
+        header = request.headers.get("authorization", "")
+        scheme, _, token = header.partition(" ")
+        token = token.strip()
+        if scheme.lower() != "bearer" or not token:
+            raise ApiError(401, "No valid API key provided: send Authorization: Bearer <key>")
+        if hmac.compare_digest(token.encode(), self.settings.platform_token.encode()):
+            workspace_id = request.headers.get("x-splose-workspace")
+            if workspace_id is not None and self.store.workspace(workspace_id) is None:
+                raise ApiError(404, f"Workspace {workspace_id!r} not found")
+            return Caller("platform", workspace_id, platform=True)
+        row = self.store.workspace_by_key(token)
+        if row is None:
+            raise ApiError(401, "No valid API key provided: the key is not recognised")
+        return Caller(f"workspace:{row['id']}", row["id"], platform=False)
+
+    def v1_caller(self, request: Request) -> Caller:
+        """A v1 call: a workspace key, or the platform token acting for ``X-Splose-Workspace``.
+
+        The platform token has one budget (the import API's), whichever layer it calls.
+        """
+        caller = self.authenticate(request)
+        if caller.platform and caller.workspace_id is None:
+            raise ApiError(400, "The platform token needs an X-Splose-Workspace header on v1 endpoints")
+        self._admit(caller, retry_after=False)
+        return caller
+
+    def import_caller(self, request: Request, *, workspace_key_allowed: bool = False) -> Caller:
+        caller = self.authenticate(request)
+        if not caller.platform and not workspace_key_allowed:
+            raise ApiError(403, "The import API needs the platform token; a workspace key cannot call it")
+        self._admit(caller, retry_after=True)
+        return caller
+
+    def _admit(self, caller: Caller, *, retry_after: bool) -> None:
+        limit = self.settings.import_rate_limit if caller.platform else self.settings.v1_rate_limit
+        wait = self.limiter.admit(caller.label, limit)
+        if wait is not None:
+            headers = {"Retry-After": str(max(1, math.ceil(wait)))} if retry_after else None
+            raise ApiError(429, "Too many requests: rate limit exceeded", headers=headers)
+
+    def record_v1(self, method: str, path_template: str, response: Response) -> None:
+        if self.settings.record_v1 is None:
+            return
+        body = json.loads(bytes(response.body)) if response.body else None
+        line = json.dumps(
+            {"method": method, "path_template": path_template, "status": response.status_code, "body": body}
+        )
+        with self._record_lock, open(self.settings.record_v1, "a", encoding="utf-8") as out:
+            out.write(line + "\n")
+
+
+Handler = Callable[[Request], Awaitable[Response]]
+
+
+def endpoint(sandbox: Sandbox, handler: Handler, *, v1_template: str | None = None) -> Handler:
+    """Wrap a handler: simulated latency, ``ApiError`` as JSON, and v1 responses recorded."""
+
+    async def wrapped(request: Request) -> Response:
+        if sandbox.settings.latency_ms:
+            await asyncio.sleep(sandbox.settings.latency_ms / 1000)
+        try:
+            response = await handler(request)
+        except ApiError as error:
+            response = error.response()
+        if v1_template is not None:
+            sandbox.record_v1(request.method, v1_template, response)
+        return response
+
+    return wrapped
+
+
+def check_query(request: Request, allowed: set[str]) -> None:
+    unknown = sorted(set(request.query_params.keys()) - allowed)
+    if unknown:
+        raise ApiError(400, f"Unknown query parameter(s): {', '.join(unknown)}; allowed: {', '.join(sorted(allowed))}")
+
+
+def int_param(request: Request, name: str) -> int | None:
+    value = request.query_params.get(name)
+    if value is None:
+        return None
+    try:
+        return int(value)
+    except ValueError as error:
+        raise ApiError(400, f"{name} must be an integer, got {value!r}", {name: "must be an integer"}) from error
+
+
+def page_links(request: Request, page: Page) -> dict[str, str]:
+    """``nextPage``/``previousPage`` URLs keeping the other query parameters.
+
+    A link that does not exist is left out: the spec types both as (non-nullable) strings.
+    """
+    kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ("id_gt", "id_lt")]
+    base = str(request.url.replace(query=""))
+    links: dict[str, str] = {}
+    if page.rows and page.has_after:
+        links["nextPage"] = f"{base}?{urlencode([*kept, ('id_gt', page.rows[-1].id)])}"
+    if page.rows and page.has_before:
+        links["previousPage"] = f"{base}?{urlencode([*kept, ('id_lt', page.rows[0].id)])}"
+    return links
+
+
+async def json_body(request: Request) -> dict[str, Any]:
+    try:
+        body = await request.json()
+    except ValueError as error:
+        raise ApiError(400, "The request body is not valid JSON") from error
+    if not isinstance(body, dict):
+        raise ApiError(400, "The request body must be a JSON object")
+    return body
+
+
+def build_app(settings: Settings, seeds: list[dict[str, Any]] | None = None) -> Starlette:
+    from sandbox.splose import admin, imports, v1
+
+    sandbox = Sandbox(settings)
+    for seed in seeds or []:
+        admin.seed_workspace(sandbox.store, seed)
+    routes: list[Route] = [*v1.routes(sandbox), *imports.routes(sandbox), *admin.routes(sandbox)]
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return JSONResponse({"message": exc.detail}, status_code=exc.status_code)
+
+    app = Starlette(routes=routes, exception_handlers={HTTPException: http_error})
+    app.state.sandbox = sandbox
+    return app

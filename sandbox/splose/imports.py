@@ -1,0 +1,478 @@
+"""The import API layer (``splose-api.md`` section 2): import requests, bulk upserts, files, undo.
+
+Callers: the platform token (acting for ``X-Splose-Workspace``) everywhere; a workspace key only on
+``POST /imports``. On endpoints under ``/imports/{id}`` the import names its workspace; a workspace
+header, when sent, must be that workspace.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from datetime import timedelta
+from typing import Any
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sandbox.splose.app import (
+    IMPORT_PAGE_SIZE,
+    ApiError,
+    Caller,
+    Sandbox,
+    check_query,
+    endpoint,
+    int_param,
+    json_body,
+    page_links,
+)
+from sandbox.splose.multipart import Form, MultipartError, read_form
+from sandbox.splose.schemas import ENTITY_SCHEMAS, RecordError, parse_datetime, validate_record
+from sandbox.splose.store import ImportRequest, Store, StoredObject, iso, parse_iso, utc_now
+
+MAX_BATCH = 500
+STATUSES = ("submitted", "running", "complete", "failed", "deleted")
+PATCHABLE_STATUSES = ("running", "complete", "failed", "deleted")
+SOURCES = ("cliniko",)
+SHARD_PATTERN = re.compile(r"^[a-z]{2}\d{1,2}$")
+KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+$")
+MIN_KEY_LENGTH = 20
+DEFAULT_SHARD = "au1"
+CROSSWALK_ENTITIES = (*ENTITY_SCHEMAS, "files")
+
+
+def shard_of(key: str) -> str:
+    """Cliniko's shard is the key's suffix after the last '-' (``...-uk2``); keys without one are au1."""
+    _, sep, suffix = key.rpartition("-")
+    return suffix if sep and SHARD_PATTERN.match(suffix) else DEFAULT_SHARD
+
+
+def key_problem(key: Any) -> str | None:
+    if not isinstance(key, str) or not key:
+        return "required: the clinic's Cliniko API key"
+    if key != key.strip() or any(ch.isspace() for ch in key):
+        return "must not contain whitespace"
+    if len(key) < MIN_KEY_LENGTH:
+        return f"too short to be a Cliniko API key (at least {MIN_KEY_LENGTH} characters)"
+    if not KEY_PATTERN.match(key):
+        return "contains characters a Cliniko API key never has (letters, digits, '-' and '_' only)"
+    return None
+
+
+def import_json(request: ImportRequest, delete_window: timedelta) -> dict[str, Any]:
+    deadline = iso(parse_iso(request.completed_at) + delete_window) if request.completed_at else None
+    return {
+        "id": request.id,
+        "workspaceId": request.workspace_id,
+        "source": request.source,
+        "status": request.status,
+        "shard": request.shard,
+        "include": request.include,
+        "mapping": request.mapping,
+        "counts": request.counts,
+        "message": request.message,
+        "createdAt": request.created_at,
+        "updatedAt": request.updated_at,
+        "completedAt": request.completed_at,
+        "deleteDeadline": deadline,
+    }
+
+
+class Imports:
+    def __init__(self, sandbox: Sandbox) -> None:
+        self.sandbox = sandbox
+        self.store: Store = sandbox.store
+        self.delete_window = timedelta(hours=sandbox.settings.delete_window_hours)
+
+    # -- import requests --------------------------------------------------------------------------
+
+    async def create(self, request: Request) -> Response:
+        caller = self.sandbox.import_caller(request, workspace_key_allowed=True)
+        check_query(request, set())
+        if caller.workspace_id is None:
+            raise ApiError(400, "X-Splose-Workspace header required with the platform token")
+        body = await json_body(request)
+        errors: dict[str, str] = {}
+        source = body.get("source")
+        if source not in SOURCES:
+            errors["source"] = f"must be one of {list(SOURCES)}"
+        problem = key_problem(body.get("clinikoApiKey"))
+        if problem:
+            errors["clinikoApiKey"] = problem
+        include = body.get("include", [])
+        if not isinstance(include, list) or not all(isinstance(item, str) for item in include):
+            errors["include"] = "must be a list of data type names"
+        mapping = body.get("mapping", {})
+        errors.update(self._mapping_problems(caller.workspace_id, mapping))
+        unknown = sorted(set(body) - {"source", "clinikoApiKey", "include", "mapping"})
+        for name in unknown:
+            errors[name] = "unknown field"
+        if errors:
+            raise ApiError(422, "The import request is invalid", errors)
+        created = self.store.add_import(
+            caller.workspace_id, source, body["clinikoApiKey"], shard_of(body["clinikoApiKey"]), include, mapping
+        )
+        return JSONResponse(import_json(created, self.delete_window), status_code=201)
+
+    def _mapping_problems(self, workspace_id: str, mapping: Any) -> dict[str, str]:
+        if not isinstance(mapping, dict):
+            return {"mapping": "must be an object"}
+        kinds = {
+            "locations": ("locations", "ignore"),
+            "practitioners": ("practitioners", None),
+            "users": ("practitioners", None),
+            "services": ("services", "create"),
+        }
+        problems: dict[str, str] = {}
+        for section, entries in mapping.items():
+            if section not in kinds:
+                problems[f"mapping.{section}"] = f"unknown section; expected one of {sorted(kinds)}"
+                continue
+            if not isinstance(entries, dict):
+                problems[f"mapping.{section}"] = "must be an object of Cliniko id -> Splose id"
+                continue
+            kind, keyword = kinds[section]
+            for cliniko_id, target in entries.items():
+                if keyword is not None and target == keyword:
+                    continue
+                if isinstance(target, bool) or not isinstance(target, int):
+                    allowed = f"a {kind[:-1]} id" + (f" or {keyword!r}" if keyword else "")
+                    problems[f"mapping.{section}.{cliniko_id}"] = f"{target!r} is not {allowed}"
+                elif self.store.get_object(workspace_id, kind, target) is None:
+                    problems[f"mapping.{section}.{cliniko_id}"] = (
+                        f"{kind[:-1]} {target} does not exist in the workspace"
+                    )
+        return problems
+
+    async def list(self, request: Request) -> Response:
+        caller = self.sandbox.import_caller(request)
+        check_query(request, {"status", "id_gt", "id_lt"})
+        where, params = "", []
+        status = request.query_params.get("status")
+        if status is not None:
+            if status not in STATUSES:
+                raise ApiError(400, f"status must be one of {list(STATUSES)}")
+            where, params = "AND status = ?", [status]
+        if caller.workspace_id is not None:
+            where += " AND workspace_id = ?"
+            params.append(caller.workspace_id)
+        page = self.store.import_page(
+            page_size=IMPORT_PAGE_SIZE,
+            id_gt=int_param(request, "id_gt"),
+            id_lt=int_param(request, "id_lt"),
+            where=where,
+            params=params,
+        )
+        data = [import_json(row, self.delete_window) for row in page.rows]
+        return JSONResponse({"data": data, "links": page_links(request, page)})
+
+    def _load(self, request: Request, caller: Caller) -> ImportRequest:
+        try:
+            import_id = int(request.path_params["id"])
+        except ValueError as error:
+            raise ApiError(404, f"Import {request.path_params['id']!r} not found") from error
+        found = self.store.get_import(import_id)
+        if found is None or (caller.workspace_id is not None and found.workspace_id != caller.workspace_id):
+            raise ApiError(404, f"Import {import_id} not found")
+        return found
+
+    async def get(self, request: Request) -> Response:
+        caller = self.sandbox.import_caller(request)
+        check_query(request, set())
+        return JSONResponse(import_json(self._load(request, caller), self.delete_window))
+
+    async def credentials(self, request: Request) -> Response:
+        caller = self.sandbox.import_caller(request)
+        check_query(request, set())
+        return JSONResponse({"clinikoApiKey": self._load(request, caller).cliniko_api_key})
+
+    async def patch(self, request: Request) -> Response:
+        caller = self.sandbox.import_caller(request)
+        check_query(request, set())
+        current = self._load(request, caller)
+        body = await json_body(request)
+        errors: dict[str, str] = {}
+        changes: dict[str, Any] = {}
+        for name in sorted(set(body) - {"status", "counts", "message"}):
+            errors[name] = "unknown field"
+        if "status" in body:
+            if body["status"] not in PATCHABLE_STATUSES:
+                errors["status"] = f"must be one of {list(PATCHABLE_STATUSES)}"
+            else:
+                changes["status"] = body["status"]
+                if body["status"] == "complete" and current.status != "complete":
+                    changes["completed_at"] = iso(utc_now())
+        if "counts" in body:
+            if body["counts"] is not None and not isinstance(body["counts"], dict):
+                errors["counts"] = "must be an object"
+            changes["counts"] = body["counts"]
+        if "message" in body:
+            if body["message"] is not None and not isinstance(body["message"], str):
+                errors["message"] = "must be a string"
+            changes["message"] = body["message"]
+        if errors:
+            raise ApiError(422, "The import update is invalid", errors)
+        if current.status == "deleted" and changes.get("status", "deleted") != "deleted":
+            raise ApiError(409, f"Import {current.id} was deleted; it cannot change status")
+        self.store.update_import(current.id, **changes)
+        updated = self.store.get_import(current.id)
+        assert updated is not None
+        return JSONResponse(import_json(updated, self.delete_window))
+
+    async def delete(self, request: Request) -> Response:
+        caller = self.sandbox.import_caller(request)
+        check_query(request, set())
+        current = self._load(request, caller)
+        if current.completed_at and current.status != "deleted":
+            deadline = parse_iso(current.completed_at) + self.delete_window
+            if utc_now() > deadline:
+                raise ApiError(
+                    409,
+                    f"Import {current.id} can no longer be deleted: the deadline was {iso(deadline)}"
+                    f" ({self.delete_window.total_seconds() / 3600:g} hours after it completed"
+                    f" at {current.completed_at})",
+                )
+        removed = await run_in_threadpool(self._delete_created, current)
+        updated = self.store.get_import(current.id)
+        assert updated is not None
+        return JSONResponse({**import_json(updated, self.delete_window), "deletedRecords": removed})
+
+    def _delete_created(self, current: ImportRequest) -> dict[str, int]:
+        with self.store.transaction():
+            removed = self.store.delete_created_by(current.id)
+            self.store.update_import(current.id, status="deleted")
+        counts: dict[str, int] = {}
+        for obj in removed:
+            counts[obj.kind] = counts.get(obj.kind, 0) + 1
+            if obj.kind == "files":
+                self._file_path(obj.workspace_id, obj.id).unlink(missing_ok=True)
+        return counts
+
+    # -- records ----------------------------------------------------------------------------------
+
+    def _writable(self, request: Request) -> ImportRequest:
+        caller = self.sandbox.import_caller(request)
+        check_query(request, set())
+        current = self._load(request, caller)
+        if current.status == "deleted":
+            raise ApiError(409, f"Import {current.id} was deleted; it takes no more records")
+        return current
+
+    def _entity(self, request: Request, allowed: tuple[str, ...]) -> str:
+        entity = request.path_params["entity"]
+        if entity not in allowed:
+            raise ApiError(404, f"Unknown entity {entity!r}; expected one of {list(allowed)}")
+        return entity
+
+    async def put_records(self, request: Request) -> Response:
+        current = self._writable(request)
+        entity = self._entity(request, tuple(ENTITY_SCHEMAS))
+        body = await json_body(request)
+        records = body.get("records")
+        if not isinstance(records, list):
+            raise ApiError(400, 'The body must be {"records": [...]}', {"records": "must be a list"})
+        if len(records) > MAX_BATCH:
+            raise ApiError(413, f"At most {MAX_BATCH} records per request; this one has {len(records)}")
+        results, errors = await run_in_threadpool(self._upsert_batch, current, entity, records)
+        return JSONResponse({"results": results, "errors": errors})
+
+    def _upsert_batch(
+        self, current: ImportRequest, entity: str, records: list[Any]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        results: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        with self.store.transaction():
+            for raw in records:
+                external_id = raw.get("externalId") if isinstance(raw, dict) else None
+                try:
+                    data = validate_record(entity, raw)
+                    self._resolve(current, entity, data)
+                except RecordError as error:
+                    errors.append({"externalId": external_id, "message": str(error)})
+                    continue
+                external_id = data.pop("externalId")
+                object_id, action = self._upsert(current, entity, external_id, data)
+                results.append({"externalId": external_id, "id": object_id, "action": action})
+        return results, errors
+
+    def _upsert(self, current: ImportRequest, kind: str, external_id: str, data: dict[str, Any]) -> tuple[int, str]:
+        existing = self.store.find_external(current.workspace_id, kind, current.source, external_id)
+        if existing is None:
+            object_id = self.store.insert_object(
+                current.workspace_id, kind, data, source=current.source, external_id=external_id, import_id=current.id
+            )
+            return object_id, "created"
+        if existing.data == data:
+            return existing.id, "unchanged"
+        self.store.update_object(existing, data, current.id)
+        return existing.id, "updated"
+
+    def _resolve(self, current: ImportRequest, entity: str, data: dict[str, Any]) -> None:
+        """Check every reference and add the Splose id each external id resolves to."""
+        if entity == "clients":
+            data["referringContactId"] = self._external(current, "contacts", data, "referringContactExternalId")
+        elif entity == "appointments":
+            self._splose_id(current, "services", data, "serviceId")
+            self._location(current, data)
+            self._splose_id(current, "practitioners", data, "practitionerId")
+            data["repeatOfId"] = self._external(current, "appointments", data, "repeatOfExternalId")
+            for index, patient in enumerate(data["appointmentPatients"]):
+                patient["patientId"] = self._external(
+                    current, "clients", patient, "clientExternalId", f"appointmentPatients[{index}]."
+                )
+            data["start"], data["end"] = iso(parse_datetime(data["start"])), iso(parse_datetime(data["end"]))
+        elif entity in ("availability", "providerNumbers"):
+            self._splose_id(current, "practitioners", data, "practitionerId")
+            self._location(current, data)
+        elif entity == "progressNotes":
+            data["patientId"] = self._external(current, "clients", data, "clientExternalId")
+            self._splose_id(current, "practitioners", data, "practitionerId")
+            data["appointmentId"] = self._external(current, "appointments", data, "appointmentExternalId")
+            data["templateId"] = self._external(current, "progressNoteTemplates", data, "templateExternalId")
+        _normalize_datetimes(data)
+
+    def _external(
+        self, current: ImportRequest, kind: str, data: dict[str, Any], field: str, prefix: str = ""
+    ) -> int | None:
+        external_id = data.get(field)
+        if external_id is None:
+            return None
+        found = self.store.find_external(current.workspace_id, kind, current.source, external_id)
+        if found is None:
+            raise RecordError(f"{prefix}{field}: {external_id!r} does not match any imported {kind} record")
+        return found.id
+
+    def _splose_id(self, current: ImportRequest, kind: str, data: dict[str, Any], field: str) -> StoredObject | None:
+        object_id = data.get(field)
+        if object_id is None:
+            return None
+        found = self.store.get_object(current.workspace_id, kind, object_id)
+        if found is None:
+            raise RecordError(f"{field}: {object_id} is not a {kind[:-1]} of workspace {current.workspace_id!r}")
+        return found
+
+    def _location(self, current: ImportRequest, data: dict[str, Any]) -> None:
+        location = self._splose_id(current, "locations", data, "locationId")
+        if location is not None and location.archived:
+            raise RecordError(f"locationId: location {location.id} ({location.data['title']!r}) is archived")
+
+    # -- crosswalk --------------------------------------------------------------------------------
+
+    async def crosswalk(self, request: Request) -> Response:
+        caller = self.sandbox.import_caller(request)
+        check_query(request, {"id_gt", "id_lt"})
+        current = self._load(request, caller)
+        entity = self._entity(request, CROSSWALK_ENTITIES)
+        page = self.store.page(
+            current.workspace_id,
+            entity,
+            page_size=IMPORT_PAGE_SIZE,
+            id_gt=int_param(request, "id_gt"),
+            id_lt=int_param(request, "id_lt"),
+            where="AND source = ? AND external_id IS NOT NULL",
+            params=[current.source],
+        )
+        data = [{"externalId": obj.external_id, "id": obj.id} for obj in page.rows]
+        return JSONResponse({"data": data, "links": page_links(request, page)})
+
+    # -- files ------------------------------------------------------------------------------------
+
+    def _file_path(self, workspace_id: str, object_id: int):
+        return self.store.files_dir / workspace_id / str(object_id)
+
+    async def upload(self, request: Request) -> Response:
+        current = self._writable(request)
+        spool = self.store.files_dir / "spool"
+        spool.mkdir(parents=True, exist_ok=True)
+        cap = self.sandbox.settings.file_size_cap
+        try:
+            form = await read_form(request, spool, cap)
+        except MultipartError as error:
+            raise ApiError(400, f"Bad multipart body: {error}") from error
+        try:
+            return await run_in_threadpool(self._store_upload, current, form)
+        finally:
+            form.discard()
+
+    def _store_upload(self, current: ImportRequest, form: Form) -> Response:
+        upload = form.files.get("file")
+        if upload is None:
+            raise ApiError(422, "The upload has no file part", {"file": "required"})
+        if upload.over_cap:
+            raise ApiError(
+                413,
+                f"File is {upload.size} bytes; the per-file size cap is {self.sandbox.settings.file_size_cap} bytes"
+                f" ({self.sandbox.settings.file_size_cap_mb:g} MB)",
+            )
+        fields = form.fields
+        unknown = sorted(
+            set(fields)
+            - {"externalId", "clientExternalId", "filename", "contentType", "description", "createdAt", "sha256"}
+        )
+        errors = {name: "unknown field" for name in unknown}
+        for name in ("externalId", "clientExternalId"):
+            if not fields.get(name):
+                errors[name] = "required"
+        sent_sha = fields.get("sha256")
+        if sent_sha and sent_sha.lower() != upload.sha256:
+            errors["sha256"] = f"the received bytes hash to {upload.sha256}, not {sent_sha}"
+        created_at = fields.get("createdAt") or None
+        if created_at:
+            try:
+                created_at = iso(parse_datetime(created_at))
+            except ValueError:
+                errors["createdAt"] = f"{created_at!r} is not a UTC datetime"
+        if errors:
+            message = "Checksum mismatch" if "sha256" in errors else "The file upload is invalid"
+            raise ApiError(422, message, errors)
+        try:
+            patient_id = self._external(current, "clients", fields, "clientExternalId")
+        except RecordError as error:
+            raise ApiError(422, str(error), {"clientExternalId": str(error)}) from error
+        data = {
+            "clientExternalId": fields["clientExternalId"],
+            "patientId": patient_id,
+            "filename": fields.get("filename") or upload.filename,
+            "contentType": fields.get("contentType") or upload.content_type or "application/octet-stream",
+            "description": fields.get("description") or None,
+            "createdAt": created_at,
+            "size": upload.size,
+            "sha256": upload.sha256,
+        }
+        with self.store.transaction():
+            object_id, action = self._upsert(current, "files", fields["externalId"], data)
+            if action != "unchanged":
+                target = self._file_path(current.workspace_id, object_id)
+                target.parent.mkdir(parents=True, exist_ok=True)
+                shutil.move(upload.path, target)
+        return JSONResponse({"id": object_id, "action": action, "size": upload.size, "sha256": upload.sha256})
+
+
+def _normalize_datetimes(data: dict[str, Any]) -> None:
+    """Store every datetime in one spelling, so re-sending the same instant is ``unchanged``."""
+    for name in ("createdAt", "finalizedAt", "statusUpdatedAt"):
+        if data.get(name):
+            data[name] = iso(parse_datetime(data[name]))
+    for patient in data.get("appointmentPatients", []) if isinstance(data.get("appointmentPatients"), list) else []:
+        _normalize_datetimes(patient)
+
+
+def routes(sandbox: Sandbox) -> list[Route]:
+    api = Imports(sandbox)
+
+    def route(path: str, handler: Any, method: str) -> Route:
+        return Route(f"/v1{path}", endpoint(sandbox, handler), methods=[method])
+
+    return [
+        route("/imports", api.create, "POST"),
+        route("/imports", api.list, "GET"),
+        route("/imports/{id}", api.get, "GET"),
+        route("/imports/{id}", api.patch, "PATCH"),
+        route("/imports/{id}", api.delete, "DELETE"),
+        route("/imports/{id}/credentials", api.credentials, "GET"),
+        route("/imports/{id}/records/{entity}", api.put_records, "PUT"),
+        route("/imports/{id}/records/{entity}", api.crosswalk, "GET"),
+        route("/imports/{id}/files", api.upload, "POST"),
+    ]

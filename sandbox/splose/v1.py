@@ -1,0 +1,489 @@
+"""The public v1 API layer, as ``reference/splose-openapi-v1.yml`` defines it (read side plus two creates).
+
+Objects are stored in the sandbox's own shape (``store.py``); the serializers below render them with
+every field the spec lists (``null`` or an empty list where the sandbox has nothing to say), so a
+response validates against the spec's response schema.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import date, timedelta
+from typing import Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from sandbox.splose.app import (
+    V1_PAGE_SIZE,
+    ApiError,
+    Sandbox,
+    check_query,
+    endpoint,
+    int_param,
+    json_body,
+    page_links,
+)
+from sandbox.splose.schemas import CLIENTS, CONTACTS, RecordError, normalize, parse_datetime
+from sandbox.splose.store import Store, StoredObject, iso
+
+PAGING_PARAMS = {"id_gt", "id_lt", "update_gt", "update_lt", "include_archived"}
+MAX_AVAILABILITY_DAYS = 100
+
+
+def _deleted_at(obj: StoredObject) -> str | None:
+    return obj.updated_at if obj.archived else None
+
+
+def _stamps(obj: StoredObject, created_at: str | None = None) -> dict[str, Any]:
+    return {"createdAt": created_at or obj.created_at, "updatedAt": obj.updated_at}
+
+
+def location_json(store: Store, obj: StoredObject) -> dict[str, Any]:
+    d = obj.data
+    return {
+        "id": obj.id,
+        "title": d["title"],
+        **{key: d.get(key) for key in ("abn", "address", "postalCode", "suburb", "state", "country", "phone", "email")},
+        "onlineBooking": d.get("onlineBooking", False),
+        "timezone": d.get("timezone"),
+        "archived": obj.archived,
+        "associatedServiceIds": d.get("associatedServiceIds", []),
+        **_stamps(obj),
+        "deletedAt": _deleted_at(obj),
+    }
+
+
+def practitioner_json(store: Store, obj: StoredObject) -> dict[str, Any]:
+    d = obj.data
+    imported = store.objects(
+        obj.workspace_id, "providerNumbers", "AND json_extract(data, '$.practitionerId') = ?", (obj.id,)
+    )
+    provider_numbers = [
+        *d.get("providerNumbers", []),
+        *({k: p.data[k] for k in ("type", "number", "locationId")} for p in imported),
+    ]
+    return {
+        "id": obj.id,
+        "firstname": d["firstname"],
+        "lastname": d["lastname"],
+        "email": d.get("email"),
+        "title": d.get("title"),
+        "profession": d.get("profession"),
+        "isActive": d.get("isActive", True),
+        "description": d.get("description"),
+        "roleName": d.get("roleName", "Practitioner"),
+        "onlineBooking": d.get("onlineBooking", False),
+        "timezone": d.get("timezone"),
+        "connections": d.get("connections", []),
+        "providerNumbers": provider_numbers,
+        "archived": obj.archived,
+        **_stamps(obj),
+        "deletedAt": _deleted_at(obj),
+    }
+
+
+def service_json(store: Store, obj: StoredObject) -> dict[str, Any]:
+    d = obj.data
+    return {
+        "id": obj.id,
+        "for": "appointment",
+        "name": d["name"],
+        "description": d.get("description"),
+        "type": d.get("type") or ("Group" if d.get("maxPatients", 1) > 1 else "Individual"),
+        "code": d.get("code"),
+        "duration": d.get("duration"),
+        "unit": d.get("unit"),
+        "pricing": d.get("pricing"),
+        "taxType": None,
+        "allowProviderTravel": False,
+        "providerTravelItemCode": None,
+        "providerTravelPricing": None,
+        "allowProviderTravelNonLabourCosts": False,
+        "providerTravelNonLabourCostsItemCode": None,
+        "providerTravelNonLabourCostsPricing": None,
+        "serviceTags": d.get("serviceTags", []),
+        "archived": obj.archived,
+        **_stamps(obj),
+        "deletedAt": _deleted_at(obj),
+    }
+
+
+PATIENT_FIELDS = [
+    name
+    for name in CLIENTS["properties"]
+    if name not in ("externalId", "referringContactExternalId", "createdAt", "archived", "communicationPreference")
+]
+
+
+def patient_json(store: Store, obj: StoredObject) -> dict[str, Any]:
+    d = obj.data
+    body: dict[str, Any] = {name: d.get(name) for name in PATIENT_FIELDS}
+    body.update(
+        {
+            "id": obj.id,
+            "invoiceRecipientId": None,
+            "ndisNumber": None,
+            "ndisInfo": None,
+            "archived": obj.archived,
+            "patientTags": [],
+            "customFields": [],
+            "healthFund": None,
+            **_stamps(obj, d.get("createdAt")),
+            "deletedAt": _deleted_at(obj),
+        }
+    )
+    if d.get("communicationPreference"):
+        body["communicationPreference"] = d["communicationPreference"]
+    return body
+
+
+CONTACT_FIELDS = [name for name in CONTACTS["properties"] if name not in ("externalId", "archived", "notes")]
+
+
+def contact_json(store: Store, obj: StoredObject) -> dict[str, Any]:
+    d = obj.data
+    referred = store.objects(
+        obj.workspace_id, "clients", "AND json_extract(data, '$.referringContactId') = ?", (obj.id,)
+    )
+    return {
+        "id": obj.id,
+        **{name: d.get(name) for name in CONTACT_FIELDS},
+        "phoneNumbers": d.get("phoneNumbers") or [],
+        "associatedPatientIds": [patient.id for patient in referred],
+        "associatedInvoiceIds": [],
+        "associatedCaseIds": [],
+        "archived": obj.archived,
+        **_stamps(obj),
+    }
+
+
+def appointment_json(store: Store, obj: StoredObject) -> dict[str, Any]:
+    d = obj.data
+    return {
+        "id": obj.id,
+        "start": d["start"],
+        "end": d["end"],
+        "isUnavailableBlock": False,
+        "busyTimePractitionerIds": [],
+        "serviceId": d.get("serviceId"),
+        "locationId": d["locationId"],
+        "practitionerId": d.get("practitionerId"),
+        "maxPatients": d["maxPatients"],
+        "appointmentPatients": [
+            {
+                "appointmentId": obj.id,
+                "patientId": patient["patientId"],
+                "caseId": None,
+                "status": patient.get("status"),
+                "note": patient.get("note"),
+                "doNotInvoice": False,
+                "invoiceId": None,
+                "cancellationReason": patient.get("cancellationReason"),
+                "cancellationRate": None,
+                "cancellationNote": patient.get("cancellationNote"),
+                "statusUpdatedAt": patient.get("statusUpdatedAt"),
+            }
+            for patient in d["appointmentPatients"]
+        ],
+        "repeatId": str(d["repeatOfId"]) if d.get("repeatOfId") else None,
+        "recurringRule": None,
+        "unit": None,
+        "pricing": None,
+        "total": None,
+        "taxType": None,
+        "supportItemIds": [],
+        "note": d.get("note"),
+        "archived": obj.archived,
+        **_stamps(obj),
+        "deletedAt": _deleted_at(obj),
+    }
+
+
+def _json_eq(path: str) -> str:
+    return f"AND json_extract(data, '$.{path}') = ?"
+
+
+def _in_list(array: str, path: str, op: str = "=") -> str:
+    return (
+        f"AND EXISTS (SELECT 1 FROM json_each(objects.data, '$.{array}') AS item"
+        f" WHERE json_extract(item.value, '$.{path}') {op} ?)"
+    )
+
+
+def _bool_param(value: str) -> bool:
+    return value == "true"
+
+
+def _datetime_param(value: str) -> str:
+    return iso(parse_datetime(value))
+
+
+NEVER = "AND ? IS NULL"  # a filter on something the sandbox never stores (tags, codes): nothing matches
+
+
+@dataclass(frozen=True)
+class Filter:
+    sql: str
+    convert: Callable[[str], Any] = str
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One v1 resource: its stored kind, its JSON form, and the filters its list accepts."""
+
+    path: str
+    kind: str
+    render: Callable[[Store, StoredObject], dict[str, Any]]
+    filters: dict[str, Filter]
+
+
+RESOURCES = [
+    Resource("/locations", "locations", location_json, {"title": Filter(_json_eq("title"))}),
+    Resource(
+        "/practitioners",
+        "practitioners",
+        practitioner_json,
+        {
+            "firstname": Filter(_json_eq("firstname")),
+            "lastname": Filter(_json_eq("lastname")),
+            "email": Filter(_json_eq("email")),
+            "isActive": Filter("AND coalesce(json_extract(data, '$.isActive'), 1) = ?", _bool_param),
+            "roleName": Filter("AND coalesce(json_extract(data, '$.roleName'), 'Practitioner') = ?"),
+        },
+    ),
+    Resource(
+        "/services",
+        "services",
+        service_json,
+        {
+            "name": Filter(_json_eq("name")),
+            "type": Filter(
+                "AND coalesce(json_extract(data, '$.type'), CASE WHEN"
+                " coalesce(json_extract(data, '$.maxPatients'), 1) > 1 THEN 'Group' ELSE 'Individual' END) = ?"
+            ),
+            "code": Filter(_json_eq("code")),
+            "serviceTag": Filter(
+                "AND EXISTS (SELECT 1 FROM json_each(objects.data, '$.serviceTags') AS tag WHERE tag.value = ?)"
+            ),
+        },
+    ),
+    Resource(
+        "/patients",
+        "clients",
+        patient_json,
+        {
+            "firstname": Filter(_json_eq("firstname")),
+            "lastname": Filter(_json_eq("lastname")),
+            "email": Filter(_json_eq("email")),
+            "birthdate": Filter(_json_eq("birthdate")),
+            "phoneNumber": Filter(_in_list("phoneNumbers", "phoneNumber")),
+            "patientTag": Filter(NEVER),
+        },
+    ),
+    Resource(
+        "/contacts",
+        "contacts",
+        contact_json,
+        {
+            "firstname": Filter(_json_eq("firstName")),
+            "lastname": Filter(_json_eq("lastName")),
+            "email": Filter(_json_eq("email")),
+            "phoneNumber": Filter(_in_list("phoneNumbers", "phoneNumber")),
+        },
+    ),
+    Resource(
+        "/appointments",
+        "appointments",
+        appointment_json,
+        {
+            "start_gt": Filter("AND json_extract(data, '$.start') > ?", _datetime_param),
+            "start_lt": Filter("AND json_extract(data, '$.start') < ?", _datetime_param),
+            "patientId": Filter(_in_list("appointmentPatients", "patientId"), int),
+            "practitionerId": Filter(_json_eq("practitionerId"), int),
+            "status": Filter(_in_list("appointmentPatients", "status")),
+            "status_update_gt": Filter(_in_list("appointmentPatients", "statusUpdatedAt", ">"), _datetime_param),
+            "status_update_lt": Filter(_in_list("appointmentPatients", "statusUpdatedAt", "<"), _datetime_param),
+        },
+    ),
+]
+
+
+def _list_handler(sandbox: Sandbox, resource: Resource):
+    allowed = PAGING_PARAMS | set(resource.filters)
+
+    async def handler(request: Request) -> Response:
+        caller = sandbox.v1_caller(request)
+        check_query(request, allowed)
+        params = request.query_params
+        where: list[str] = []
+        args: list[Any] = []
+        include_archived = params.get("include_archived", "false")
+        if include_archived not in ("true", "false"):
+            raise ApiError(400, f"include_archived must be 'true' or 'false', got {include_archived!r}")
+        if include_archived == "false":
+            where.append("AND archived = 0")
+        for name, op in (("update_gt", ">"), ("update_lt", "<")):
+            if name in params:
+                where.append(f"AND updated_at {op} ?")
+                args.append(_convert(name, params[name], _datetime_param))
+        for name, filter_ in resource.filters.items():
+            if name in params:
+                where.append(filter_.sql)
+                args.append(_convert(name, params[name], filter_.convert))
+        page = sandbox.store.page(
+            caller.workspace_id or "",
+            resource.kind,
+            page_size=V1_PAGE_SIZE,
+            id_gt=int_param(request, "id_gt"),
+            id_lt=int_param(request, "id_lt"),
+            where=" ".join(where),
+            params=args,
+        )
+        data = [resource.render(sandbox.store, obj) for obj in page.rows]
+        return JSONResponse({"data": data, "links": page_links(request, page)})
+
+    return handler
+
+
+def _convert(name: str, value: str, convert: Callable[[str], Any]) -> Any:
+    try:
+        return convert(value)
+    except ValueError as error:
+        raise ApiError(400, f"{name}: invalid value {value!r}", {name: "invalid value"}) from error
+
+
+def _path_id(request: Request, name: str = "id") -> int:
+    try:
+        return int(request.path_params[name])
+    except ValueError as error:
+        raise ApiError(400, f"{name} must be an integer") from error
+
+
+def _get_handler(sandbox: Sandbox, resource: Resource):
+    async def handler(request: Request) -> Response:
+        caller = sandbox.v1_caller(request)
+        check_query(request, set())
+        obj = sandbox.store.get_object(caller.workspace_id or "", resource.kind, _path_id(request))
+        if obj is None:
+            raise ApiError(404, f"{resource.path[1:].rstrip('s')} {request.path_params['id']} not found")
+        return JSONResponse(resource.render(sandbox.store, obj))
+
+    return handler
+
+
+def _create_handler(sandbox: Sandbox, resource: Resource, schema: dict[str, Any], extra: set[str]):
+    """``POST /patients`` / ``POST /contacts``: a single create, no external id (v1 has none)."""
+    properties = {k: v for k, v in schema["properties"].items() if k not in {"externalId", *extra}}
+    body_schema = {
+        "type": "object",
+        "required": [name for name in schema["required"] if name != "externalId"],
+        "properties": properties,
+    }
+
+    async def handler(request: Request) -> Response:
+        caller = sandbox.v1_caller(request)
+        check_query(request, set())
+        try:
+            data = normalize(body_schema, await json_body(request))
+        except RecordError as error:
+            raise ApiError(400, str(error)) from error
+        object_id = sandbox.store.insert_object(caller.workspace_id or "", resource.kind, data)
+        obj = sandbox.store.get_object(caller.workspace_id or "", resource.kind, object_id)
+        assert obj is not None
+        return JSONResponse(resource.render(sandbox.store, obj))
+
+    return handler
+
+
+def _availability_handler(sandbox: Sandbox):
+    async def handler(request: Request) -> Response:
+        caller = sandbox.v1_caller(request)
+        check_query(request, {"startDate", "endDate", "locationId"})
+        workspace_id = caller.workspace_id or ""
+        practitioner_id = _path_id(request, "practitionerId")
+        if sandbox.store.get_object(workspace_id, "practitioners", practitioner_id) is None:
+            raise ApiError(404, f"practitioner {practitioner_id} not found")
+        start, end = (_date_param(request, name) for name in ("startDate", "endDate"))
+        if end < start:
+            raise ApiError(400, "endDate is before startDate")
+        if (end - start).days > MAX_AVAILABILITY_DAYS:
+            raise ApiError(400, f"startDate and endDate must be at most {MAX_AVAILABILITY_DAYS} days apart")
+        location_id = int_param(request, "locationId")
+        rows = sandbox.store.objects(workspace_id, "availability", _json_eq("practitionerId"), (practitioner_id,))
+        data = [
+            row
+            for obj in rows
+            if location_id is None or obj.data["locationId"] == location_id
+            for row in expand_availability(obj.data, start, end)
+        ]
+        data.sort(key=lambda row: (row["date"], row["startTime"], row["locationId"]))
+        return JSONResponse({"data": data})
+
+    return handler
+
+
+def _date_param(request: Request, name: str) -> date:
+    value = request.query_params.get(name)
+    if value is None:
+        raise ApiError(400, f"{name} is required", {name: "required"})
+    return _convert(name, value, lambda text: parse_datetime(text).date())
+
+
+def expand_availability(weekly: dict[str, Any], start: date, end: date) -> list[dict[str, Any]]:
+    """Dated rows for one stored weekly row, from ``start`` to ``end`` inclusive."""
+    step = 14 if weekly["repeatInterval"] == "Fortnightly" else 7
+    anchor = date.fromisoformat(weekly["startDate"]) if weekly.get("startDate") else start
+    first = anchor + timedelta(days=(weekly["weekday"] - anchor.isoweekday()) % 7)
+    if first < start:
+        first += timedelta(days=-((start - first).days // -step) * step)
+    rows = []
+    day = first
+    while day <= end:
+        rows.append(
+            {
+                "date": day.isoformat(),
+                "locationId": weekly["locationId"],
+                "startTime": weekly["startTime"],
+                "endTime": weekly["endTime"],
+                "repeatInterval": weekly["repeatInterval"],
+            }
+        )
+        day += timedelta(days=step)
+    return rows
+
+
+def routes(sandbox: Sandbox) -> list[Route]:
+    table: list[Route] = []
+    for resource in RESOURCES:
+        table.append(
+            Route(
+                f"/v1{resource.path}",
+                endpoint(sandbox, _list_handler(sandbox, resource), v1_template=resource.path),
+                methods=["GET"],
+            )
+        )
+        table.append(
+            Route(
+                f"/v1{resource.path}/{{id}}",
+                endpoint(sandbox, _get_handler(sandbox, resource), v1_template=f"{resource.path}/{{id}}"),
+                methods=["GET"],
+            )
+        )
+    by_path = {resource.path: resource for resource in RESOURCES}
+    for path, schema, extra in (
+        ("/patients", CLIENTS, {"referringContactExternalId"}),
+        ("/contacts", CONTACTS, {"notes"}),
+    ):
+        handler = _create_handler(sandbox, by_path[path], schema, extra)
+        table.append(Route(f"/v1{path}", endpoint(sandbox, handler, v1_template=path), methods=["POST"]))
+    table.append(
+        Route(
+            "/v1/availabilities/{practitionerId}",
+            endpoint(sandbox, _availability_handler(sandbox), v1_template="/availabilities/{practitionerId}"),
+            methods=["GET"],
+        )
+    )
+    return table
