@@ -1,0 +1,3 @@
+from sandbox.cliniko.cli import main
+
+main()

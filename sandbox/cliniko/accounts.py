@@ -1,0 +1,119 @@
+"""Sandbox accounts: a generated clinic database, its shard and the API keys of its users."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import shutil
+import sqlite3
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sandbox.cliniko.generator import SCALES, anchor_for, build_database, cache_name
+
+SHARD = re.compile(r"^[a-z]{2}\d{1,2}$")
+ROLES = ("admin", "receptionist", "practitioner")
+NAME = re.compile(r"^[A-Za-z0-9_.]{1,64}$")
+
+
+def make_key(name: str, seed: int, role: str) -> str:
+    """A bare key that looks like Cliniko's: long base64url text, deterministic from name, seed and role.
+
+    ``-`` is swapped out so the shard suffix is always the text after the only ``-``.
+    """
+    digest = hashlib.sha512(f"cliniko-sandbox:{name}:{seed}:{role}".encode()).digest()[:48]
+    return base64.urlsafe_b64encode(digest).decode().replace("-", "x")
+
+
+def other_shard(shard: str) -> str:
+    return "uk1" if shard != "uk1" else "au1"
+
+
+@dataclass
+class Account:
+    name: str
+    seed: int
+    scale: str
+    shard: str
+    db_path: Path
+    users: dict[str, int] = field(default_factory=dict)  # role -> user id of that key's user
+    write_lock: threading.Lock = field(default_factory=threading.Lock)
+    _local: threading.local = field(default_factory=threading.local)
+
+    def key(self, role: str) -> str:
+        return make_key(self.name, self.seed, role)
+
+    def keys(self) -> dict[str, str]:
+        keys = {role: f"{self.key(role)}-{self.shard}" for role in ROLES}
+        keys["other_shard"] = f"{self.key('admin')}-{other_shard(self.shard)}"
+        keys["revoked"] = f"{self.key('revoked')}-{self.shard}"
+        return keys
+
+    def describe(self) -> dict:
+        return {"name": self.name, "shard": self.shard, "seed": self.seed, "scale": self.scale, "keys": self.keys()}
+
+    def db(self) -> sqlite3.Connection:
+        """This thread's connection (server handlers run in a thread pool)."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self.connect()
+            self._local.conn = conn
+        return conn
+
+    def connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.db_path, timeout=30, check_same_thread=False, isolation_level=None)
+        conn.execute("PRAGMA busy_timeout=30000")
+        return conn
+
+
+def parse_account_spec(spec: str, default_shard: str) -> tuple[str, int, str, str]:
+    parts = spec.split(":")
+    if len(parts) not in (3, 4):
+        raise ValueError(f"--account {spec!r}: expected NAME:SEED:SCALE[:SHARD]")
+    name, seed, scale = parts[:3]
+    shard = parts[3] if len(parts) == 4 else default_shard
+    validate(name, scale, shard)
+    return name, int(seed), scale, shard
+
+
+def validate(name: str, scale: str, shard: str) -> None:
+    if not NAME.match(name):
+        raise ValueError(f"account name {name!r} must match {NAME.pattern}")
+    if scale not in SCALES:
+        raise ValueError(f"scale {scale!r} must be one of {', '.join(SCALES)}")
+    if not SHARD.match(shard):
+        raise ValueError(f"shard {shard!r} must match {SHARD.pattern}")
+
+
+def open_account(name: str, seed: int, scale: str, shard: str, data_dir: Path, cache_dir: Path) -> Account:
+    """Copy the pristine clinic for (seed, scale) from the cache into the data dir, generating it once."""
+    anchor = anchor_for()
+    cached = cache_dir / cache_name(seed, scale, anchor)
+    if not cached.exists():
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        build_database(cached, seed, scale, anchor)
+    db_path = data_dir / f"{name}.sqlite"
+    shutil.copyfile(cached, db_path)
+    account = Account(name, seed, scale, shard, db_path)
+    conn = account.connect()
+    conn.execute("PRAGMA journal_mode=WAL")
+    account.users = _key_users(conn)
+    conn.close()
+    return account
+
+
+def _key_users(conn: sqlite3.Connection) -> dict[str, int]:
+    def first(role: str) -> int:
+        row = conn.execute(
+            "SELECT id FROM users WHERE json_extract(body, '$.role') = ? AND state = 'active' ORDER BY id LIMIT 1",
+            (role,),
+        ).fetchone()
+        return row[0]
+
+    return {
+        "admin": first("administrator"),
+        "receptionist": first("receptionist"),
+        "practitioner": first("practitioner"),
+    }

@@ -1,0 +1,905 @@
+"""Deterministic clinic generator: the same (seed, scale, anchor month) always gives the same database.
+
+Records are streamed into SQLite in batches; only ids and a few labels of the parent records (patients,
+practitioners, ...) are kept in memory, never the bulky children (appointments, notes, attachments),
+so ``large`` builds in minutes on a small machine.
+
+Every generated ``created_at``/``updated_at`` lies before the anchor, the first day of the month two
+days ago, so it is at least a day old and incremental syncs after a mutation see only mutated rows.
+Future ("booked") appointments start after the anchor.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import random
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from sandbox.cliniko.schema import BASE, INSERT_SQL, create_indexes, create_tables, row_for
+
+GENERATOR_VERSION = 1
+BATCH = 5000
+FIVE_MB = 5 * 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Scale:
+    businesses: int
+    practitioners: int
+    appointment_types: int
+    patients: int
+    contacts: int
+    individual_appointments: int
+    group_appointments: int
+    treatment_notes: int
+    attachments: int
+    big_attachments: int
+    templates: int
+
+
+SCALES = {
+    "tiny": Scale(3, 6, 6, 40, 12, 300, 10, 60, 15, 1, 4),
+    "small": Scale(4, 12, 10, 1_000, 150, 10_000, 300, 2_000, 300, 4, 6),
+    "large": Scale(6, 60, 20, 50_000, 2_000, 500_000, 8_000, 200_000, 20_000, 100, 10),
+}
+
+TIME_ZONES = (
+    ("Melbourne", "Australia/Melbourne", "VIC", "AU", "Melbourne"),
+    ("Perth", "Australia/Perth", "WA", "AU", "Perth"),
+    ("Auckland", "Pacific/Auckland", "Auckland", "NZ", "Auckland"),
+    ("London", "Europe/London", "Greater London", "GB", "London"),
+    ("Brisbane", "Australia/Brisbane", "QLD", "AU", "Brisbane"),
+    ("Sydney", "Australia/Sydney", "NSW", "AU", "Sydney"),
+)
+FIRST_NAMES = (
+    "José",
+    "Zoë",
+    "Þór",
+    "Ngā",
+    "王芳",
+    "Siobhán",
+    "Olivia",
+    "Liam",
+    "Aroha",
+    "Mia",
+    "Noah",
+    "Chloé",
+    "Björn",
+    "Søren",
+    "Amélie",
+    "Ravi",
+    "Priya",
+    "Tāne",
+    "Ella",
+    "Jack",
+    "Müller",
+    "Łukasz",
+    "Yūki",
+    "Anh",
+)
+LAST_NAMES = (
+    "García",
+    "Smith",
+    "O'Brien",
+    "Nguyễn",
+    "Wang",
+    "Müller",
+    "Jónsson",
+    "Te Rangi",
+    "Kowalski",
+    "Brown",
+    "Dubois",
+    "Patel",
+    "Williams",
+    "Ó Súilleabháin",
+    "Taylor",
+    "Kim",
+    "Álvarez",
+    "Wilson",
+    "Singh",
+    "Lee",
+)
+DESIGNATIONS = ("Osteopath", "Physiotherapist", "Chiropractor", "Podiatrist", "Psychologist", "Dietitian")
+CANCELLATION_REASONS = {
+    10: "Feeling Better",
+    20: "Condition Worse",
+    30: "Sick",
+    31: "COVID-19 related",
+    40: "Away",
+    50: "Other",
+    60: "Work",
+}
+# An enum value newer than the docs: clients must keep it rather than fail.
+UNKNOWN_CANCELLATION = (70, "Weather")
+PHONE_TYPES = ("Mobile", "Home", "Work", "Fax", "Other")
+REMINDER_TYPES = ("SMS & Email", "SMS", "None")
+CONTENT_TYPES = (
+    ("application/pdf", "pdf"),
+    ("image/jpeg", "jpg"),
+    ("image/png", "png"),
+    ("text/plain", "txt"),
+    ("application/vnd.openxmlformats-officedocument.wordprocessingml.document", "docx"),
+)
+PARAGRAPHS = (
+    "<p>Patient reports <b>lower back pain</b> after lifting.</p><p>Worse in the morning.<br>Eases with walking.</p>",
+    "<p>Reviewed exercises.</p><ul><li>Bridges 3x10</li><li>Dead bugs 3x8</li></ul>",
+    "<p><i>Improving</i> since last visit &amp; sleeping better.</p>",
+    "<p>Referred to GP for imaging &lt;urgent&gt;.</p><blockquote>Pain 6/10</blockquote>",
+)
+
+
+def anchor_for(today: dt.date | None = None) -> dt.datetime:
+    day = (today or dt.datetime.now(dt.UTC).date()) - dt.timedelta(days=2)
+    return dt.datetime(day.year, day.month, 1, tzinfo=dt.UTC)
+
+
+def ts(moment: dt.datetime) -> str:
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def link(path: str) -> dict:
+    return {"links": {"self": f"{BASE}{path}"}}
+
+
+class IdMint:
+    """One id space for the whole account: short legacy ids for rows created before the switch to
+    64-bit ids, 19-digit snowflake-like ids after, as one real account mixes both."""
+
+    def __init__(self, rng: random.Random, cutoff: dt.datetime) -> None:
+        self.rng = rng
+        self.cutoff = cutoff
+        self.legacy = 10_000_000 + rng.randrange(1000)
+        self.counter = 0
+
+    def __call__(self, created: dt.datetime) -> int:
+        self.counter += 1
+        if created < self.cutoff:
+            self.legacy += self.rng.randint(1, 9)
+            return self.legacy
+        ms = int(created.timestamp() * 1000) + self.rng.randrange(1000)
+        return (ms << 22) | (self.counter & 0x3FFFFF)
+
+
+class Generator:
+    def __init__(self, seed: int, scale: str, anchor: dt.datetime) -> None:
+        self.seed = seed
+        self.scale = SCALES[scale]
+        self.anchor = anchor
+        self.start = anchor - dt.timedelta(days=6 * 365)
+        self.rng = random.Random(seed)
+        # The account's first two years predate 64-bit ids.
+        self.mint = IdMint(random.Random(seed * 7919 + 1), self.start + dt.timedelta(days=730))
+        self.notes_made = 0
+
+    # -- helpers -----------------------------------------------------------------------------------
+    def moment(self, lo: dt.datetime | None = None, hi: dt.datetime | None = None) -> dt.datetime:
+        lo = lo or self.start
+        hi = hi or (self.anchor - dt.timedelta(days=1))
+        span = max(int((hi - lo).total_seconds()), 1)
+        return lo + dt.timedelta(seconds=self.rng.randrange(span))
+
+    def stamps(self, created: dt.datetime | None = None) -> tuple[dt.datetime, dt.datetime]:
+        created = created or self.moment()
+        latest = self.anchor - dt.timedelta(days=1)
+        updated = min(created + dt.timedelta(seconds=self.rng.randrange(60 * 86400)), latest)
+        return created, max(updated, created)
+
+    def chance(self, p: float) -> bool:
+        return self.rng.random() < p
+
+    def name(self) -> tuple[str, str]:
+        return self.rng.choice(FIRST_NAMES), self.rng.choice(LAST_NAMES)
+
+    def phone(self) -> str:
+        return f"04{self.rng.randrange(10**8):08d}"
+
+    # -- generation --------------------------------------------------------------------------------
+    def build(self, path: Path) -> None:
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        db = sqlite3.connect(tmp)
+        db.execute("PRAGMA journal_mode=OFF")
+        db.execute("PRAGMA synchronous=OFF")
+        create_tables(db)
+        steps = (
+            ("businesses", self.businesses),
+            ("users", self.users),
+            ("practitioners", self.practitioners),
+            ("practitioner_reference_numbers", self.reference_numbers),
+            ("appointment_types", self.appointment_types),
+            ("daily_availabilities", self.daily_availabilities),
+            ("contacts", self.contacts),
+            ("treatment_note_templates", self.templates),
+            ("patients", self.patients),
+            ("patient_attachments", self.attachments),
+            ("group_appointments", self.group_appointments),
+        )
+        for resource, produce in steps:
+            self.insert(db, resource, produce())
+        self.insert_appointments_and_notes(db)
+        create_indexes(db)
+        db.commit()
+        db.close()
+        tmp.replace(path)
+
+    def insert(self, db: sqlite3.Connection, resource: str, bodies: Iterator[dict]) -> None:
+        batch: list[tuple] = []
+        for body in bodies:
+            batch.append(settled_row(resource, body))
+            if len(batch) >= BATCH:
+                db.executemany(INSERT_SQL[resource], batch)
+                batch.clear()
+        db.executemany(INSERT_SQL[resource], batch)
+
+    def businesses(self) -> Iterator[dict]:
+        self.business_ids: list[int] = []
+        self.business_zones: dict[int, str] = {}
+        n = self.scale.businesses + 1  # plus one archived location
+        for i in range(n):
+            label, zone, state, country, city = TIME_ZONES[i % len(TIME_ZONES)]
+            created, updated = self.stamps(self.moment(hi=self.start + dt.timedelta(days=400)))
+            bid = self.mint(created)
+            archived = i == n - 1
+            if not archived:
+                self.business_ids.append(bid)
+            self.business_zones[bid] = label
+            yield {
+                "id": str(bid),
+                "business_name": f"{city} Health Clinic",
+                "display_name": f"{city} Health",
+                "label": f"{city} Health",
+                "address_1": f"{self.rng.randint(1, 300)} Main Street",
+                "address_2": None if self.chance(0.5) else "Level 2",
+                "city": city,
+                "state": state,
+                "post_code": f"{self.rng.randint(1000, 9999)}",
+                "country": country,
+                "country_code": country,
+                "business_registration_name": "ABN" if country == "AU" else None,
+                "business_registration_value": f"{self.rng.randrange(10**11):011d}" if country == "AU" else None,
+                "contact_information": f"Phone {self.phone()}",
+                "email_reply_to": f"reception.{city.lower()}@clinic.example",
+                "website_address": "https://clinic.example",
+                "additional_information": None,
+                "additional_invoice_information": None,
+                "show_in_online_bookings": not archived,
+                "appointment_reminders_enabled": True,
+                "appointment_type_ids": [],
+                "time_zone": label,
+                "time_zone_identifier": zone,
+                "archived_at": ts(self.moment(lo=updated)) if archived else None,
+                "deleted_at": None,
+                "created_at": ts(created),
+                "updated_at": ts(updated),
+                "practitioners": link(f"/businesses/{bid}/practitioners"),
+                "appointments": link(f"/businesses/{bid}/appointments?page=1"),
+                **link(f"/businesses/{bid}"),
+            }
+
+    def user(self, uid: int, created: dt.datetime, first: str, last: str, role: str, active: bool) -> dict:
+        _, updated = self.stamps(created)
+        return {
+            "id": str(uid),
+            "title": self.rng.choice(("Dr", "Ms", "Mr", None)),
+            "first_name": first,
+            "last_name": last,
+            "email": f"user{uid % 100000}@clinic.example",
+            "role": role,
+            "time_zone": "Melbourne",
+            "user_active": active,
+            "created_at": ts(created),
+            "updated_at": ts(updated),
+            **link(f"/users/{uid}"),
+        }
+
+    def users(self) -> Iterator[dict]:
+        # Practitioners' users are minted here so every practitioner has a user, but not every user is one.
+        self.staff_users: dict[str, int] = {}
+        for role, active in (("administrator", True), ("receptionist", True), ("receptionist", False)):
+            created = self.moment(hi=self.start + dt.timedelta(days=300))
+            uid = self.mint(created)
+            self.staff_users.setdefault(role if active else "inactive", uid)
+            yield self.user(uid, created, *self.name(), role, active)
+        self.practitioner_users: list[tuple[int, dt.datetime, str, str, bool]] = []
+        n = self.scale.practitioners
+        for i in range(n):
+            created = self.moment()
+            uid = self.mint(created)
+            first, last = self.name()
+            active = i < n - max(1, n // 5)
+            self.practitioner_users.append((uid, created, first, last, active))
+            yield self.user(uid, created, first, last, "practitioner", active)
+
+    def practitioners(self) -> Iterator[dict]:
+        self.practitioner_ids: list[int] = []
+        self.active_practitioner_ids: list[int] = []
+        self.practitioner_names: dict[str, str] = {}
+        for uid, user_created, first, last, active in self.practitioner_users:
+            created, updated = self.stamps(user_created + dt.timedelta(minutes=5))
+            pid = self.mint(created)
+            self.practitioner_ids.append(pid)
+            if active:
+                self.active_practitioner_ids.append(pid)
+            title = self.rng.choice(("Dr", None))
+            self.practitioner_names[str(pid)] = f"{first} {last}"
+            yield {
+                "id": str(pid),
+                "title": title,
+                "first_name": first,
+                "last_name": last,
+                "display_name": f"{first} {last}",
+                "label": " ".join(p for p in (title, first, last) if p),
+                "designation": self.rng.choice(DESIGNATIONS),
+                "description": None if self.chance(0.4) else "Special interest in sports injuries.",
+                "show_in_online_bookings": active,
+                "active": active,
+                "created_at": ts(created),
+                "updated_at": ts(updated),
+                "user": link(f"/users/{uid}"),
+                "default_appointment_type": None,
+                "practitioner_reference_numbers": link(f"/practitioners/{pid}/practitioner_reference_numbers"),
+                "appointment_types": link(f"/practitioners/{pid}/appointment_types"),
+                "appointments": link(f"/practitioners/{pid}/appointments"),
+                "invoices": link(f"/practitioners/{pid}/invoices"),
+                **link(f"/practitioners/{pid}"),
+            }
+
+    def reference_numbers(self) -> Iterator[dict]:
+        for pid in self.practitioner_ids:
+            for bid in self.business_ids:
+                created, updated = self.stamps()
+                rid = self.mint(created)
+                yield {
+                    "id": str(rid),
+                    "name": "Provider #",
+                    "reference_number": f"{self.rng.randrange(10**6):06d}{self.rng.choice('ABCDEFHJK')}",
+                    "created_at": ts(created),
+                    "updated_at": ts(updated),
+                    "business": link(f"/businesses/{bid}"),
+                    "practitioner": link(f"/practitioners/{pid}"),
+                    **link(f"/practitioner_reference_numbers/{rid}"),
+                }
+
+    def appointment_types(self) -> Iterator[dict]:
+        self.individual_types: list[tuple[int, int]] = []
+        self.group_types: list[tuple[int, int, int]] = []
+        n = self.scale.appointment_types
+        for i in range(n):
+            group = i % 3 == 2
+            archived = i == n - 1 or i == n - 2
+            created, updated = self.stamps(self.moment(hi=self.start + dt.timedelta(days=200)))
+            tid = self.mint(created)
+            duration = self.rng.choice((15, 30, 45, 60)) if not group else 60
+            max_attendees = self.rng.choice((4, 6, 8, 10)) if group else 1
+            if not archived:
+                (
+                    self.group_types.append((tid, duration, max_attendees))
+                    if group
+                    else self.individual_types.append((tid, duration))
+                )
+            name = "Group class" if group else self.rng.choice(("Initial consultation", "Follow up", "Review"))
+            yield {
+                "id": str(tid),
+                "name": f"{name} {i + 1}",
+                "category": "Group" if group else "Standard",
+                "description": None,
+                "color": self.rng.choice(("#3b82f6", "#10b981", "#f59e0b", "#f0f")),
+                "duration_in_minutes": duration,
+                "max_attendees": max_attendees,
+                "show_in_online_bookings": not archived,
+                "telehealth_enabled": self.chance(0.3),
+                "online_payments_enabled": False,
+                "online_payments_mode": None,
+                "online_bookings_lead_time_hours": self.rng.choice((0, 2, 24)),
+                "add_deposit_to_account_credit": False,
+                "deposit_price": None,
+                "appointment_confirmation_template_ids": [],
+                "appointment_reminder_template_ids": [],
+                "archived_at": ts(self.moment(lo=updated)) if archived else None,
+                "created_at": ts(created),
+                "updated_at": ts(updated),
+                "treatment_note_template": None,
+                "practitioners": link(f"/appointment_types/{tid}/practitioners"),
+                "appointment_type_billable_items": link(f"/appointment_types/{tid}/billable_items"),
+                "appointment_type_products": link(f"/appointment_types/{tid}/products"),
+                **link(f"/appointment_types/{tid}"),
+            }
+
+    def daily_availabilities(self) -> Iterator[dict]:
+        for pid in self.practitioner_ids:
+            for bid in self.business_ids:
+                if self.chance(0.4):
+                    continue
+                for day in range(1, 8):
+                    if day >= 6 and self.chance(0.8):
+                        continue
+                    created, updated = self.stamps()
+                    aid = self.mint(created)
+                    start = self.rng.choice((7, 8, 9))
+                    slots = [{"starts_at": f"{start:02d}:00", "ends_at": "13:00"}]
+                    if self.chance(0.7):
+                        slots.append({"starts_at": "14:00", "ends_at": f"{self.rng.choice((17, 18, 19))}:30"})
+                    yield {
+                        "id": str(aid),
+                        "day_of_week": day,
+                        "availabilities": slots,
+                        "created_at": ts(created),
+                        "updated_at": ts(updated),
+                        "business": link(f"/businesses/{bid}"),
+                        "practitioner": link(f"/practitioners/{pid}"),
+                        **link(f"/daily_availabilities/{aid}"),
+                    }
+
+    def contacts(self) -> Iterator[dict]:
+        self.doctor_ids: list[int] = []
+        kinds = (("Doctor", 1), ("3rd Party Payer", 2), ("Standard", 0))
+        for i in range(self.scale.contacts):
+            kind, code = kinds[i % 3]
+            created, updated = self.stamps()
+            cid = self.mint(created)
+            archived = i % 11 == 10
+            if kind == "Doctor" and not archived:
+                self.doctor_ids.append(cid)
+            first, last = self.name()
+            number = self.phone()
+            yield {
+                "id": str(cid),
+                "title": "Dr" if kind == "Doctor" else None,
+                "first_name": first,
+                "last_name": last,
+                "preferred_name": None,
+                "company_name": "Allied Insurance" if kind == "3rd Party Payer" else None,
+                "occupation": None,
+                "email": None if self.chance(0.3) else f"contact{i}@example.org",
+                "notes": None,
+                "provider_number": f"{self.rng.randrange(10**6):06d}X" if kind == "Doctor" else None,
+                "address_1": None,
+                "address_2": None,
+                "address_3": None,
+                "city": "Melbourne",
+                "state": "VIC",
+                "post_code": "3000",
+                "country": "Australia",
+                "country_code": "AU",
+                "phone_numbers": [{"number": number, "phone_type": "Work", "normalized_number": f"+61{number[1:]}"}],
+                "type": kind,
+                "type_code": code,
+                "doctor_type": (("general_practitioner", "specialist")[i % 2] if kind == "Doctor" else None),
+                "archived_at": ts(self.moment(lo=updated)) if archived else None,
+                "deleted_at": None,
+                "created_at": ts(created),
+                "updated_at": ts(updated),
+                **link(f"/contacts/{cid}"),
+            }
+
+    def templates(self) -> Iterator[dict]:
+        self.template_ids: list[tuple[int, str, list]] = []
+        for i in range(self.scale.templates):
+            created, updated = self.stamps(self.moment(hi=self.start + dt.timedelta(days=500)))
+            tid = self.mint(created)
+            sections = [
+                {
+                    "name": "Subjective",
+                    "description": "What the patient reports",
+                    "questions": [
+                        {"name": "Presenting complaint", "type": "text"},
+                        {"name": "History", "type": "paragraph", "answer": "<p>No previous history.</p>"},
+                    ],
+                },
+                {
+                    "name": "Objective",
+                    "questions": [
+                        {
+                            "name": "Areas assessed",
+                            "type": "checkboxes",
+                            "answers": [{"value": v} for v in ("Neck", "Back", "Shoulder", "Knee")],
+                            "other": {"enabled": True},
+                        },
+                        {
+                            "name": "Pain level",
+                            "type": "radiobuttons",
+                            "answers": [{"value": v} for v in ("Mild", "Moderate", "Severe")],
+                        },
+                        {"name": "Onset date", "type": "date"},
+                    ],
+                },
+            ]
+            name = ("Standard consultation", "Initial assessment", "Follow up", "Group session")[i % 4]
+            deleted = i == self.scale.templates - 1
+            if not deleted:
+                self.template_ids.append((tid, name, sections))
+            yield {
+                "id": str(tid),
+                "name": f"{name} v{i + 1}",
+                "content": {"sections": sections},
+                "print_settings": {
+                    "include_patient_address": True,
+                    "include_patient_dob": True,
+                    "include_patient_medicare": self.chance(0.5),
+                    "include_patient_occupation": False,
+                    "include_patient_reference_number": None,
+                    "title": f"{name} notes",
+                },
+                "deleted_at": ts(self.moment(lo=updated)) if deleted else None,
+                "created_at": ts(created),
+                "updated_at": ts(updated),
+                **link(f"/treatment_note_templates/{tid}"),
+            }
+
+    def patients(self) -> Iterator[dict]:
+        # (id, label) of patients appointments may be booked for: not deleted, not merged away.
+        self.patient_pool: list[tuple[int, str]] = []
+        self.all_patient_ids: list[int] = []
+        for i in range(self.scale.patients):
+            created, updated = self.stamps()
+            pid = self.mint(created)
+            first, last = self.name()
+            roll = self.rng.random()
+            archived_at = deleted_at = merged_at = None
+            merged_with = None
+            if roll < 0.02 and self.all_patient_ids:
+                deleted_at = ts(self.moment(lo=updated))
+                updated = dt.datetime.strptime(deleted_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+            elif roll < 0.04 and self.patient_pool:
+                merged_at = ts(self.moment(lo=updated))
+                archived_at = merged_at
+                merged_with = self.rng.choice(self.patient_pool)[0]
+            elif roll < 0.08:
+                archived_at = ts(self.moment(lo=updated))
+            if archived_at:
+                updated = dt.datetime.strptime(archived_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+            self.all_patient_ids.append(pid)
+            if not (deleted_at or merged_at):
+                self.patient_pool.append((pid, f"{first} {last}"))
+            sparse = self.chance(0.15)  # a patient with only the required fields filled in
+            phones = (
+                []
+                if sparse
+                else [
+                    {
+                        "phone_type": "Pager" if self.chance(0.01) else self.rng.choice(PHONE_TYPES),
+                        "number": self.phone(),
+                    }
+                    for _ in range(self.rng.randint(1, 3))
+                ]
+            )
+            empty_stamp = "" if self.chance(0.05) else None  # old-doc style "" for an unset timestamp
+            born = dt.date(1940, 1, 1) + dt.timedelta(days=self.rng.randrange(80 * 365))
+            yield {
+                "id": str(pid),
+                "title": None if sparse else self.rng.choice(("Mr", "Ms", "Mrs", "Mx", "Dr")),
+                "first_name": first,
+                "last_name": last,
+                "preferred_first_name": None if self.chance(0.8) else first[:3],
+                "label": f"{first} {last}",
+                "date_of_birth": None if sparse else born.isoformat(),
+                "email": None if sparse else f"patient{i}@mail.example",
+                "invoice_email": None,
+                "address_1": None if sparse else f"{self.rng.randint(1, 999)} High Street",
+                "address_2": None,
+                "address_3": None,
+                "city": None if sparse else "Melbourne",
+                "state": None if sparse else "VIC",
+                "post_code": None if sparse else f"{self.rng.randint(3000, 3999)}",
+                "country": None if sparse else "Australia",
+                "country_code": None if sparse else "AU",
+                "patient_phone_numbers": phones,
+                "gender": None,
+                "sex": None if sparse else self.rng.choice(("Female", "Male", "Intersex")),
+                "gender_identity": None,
+                "pronouns": None if self.chance(0.7) else {"accusative": "them", "nominative": "they"},
+                "time_zone": None if sparse else "Australia/Melbourne",
+                "accepted_privacy_policy": None if sparse else True,
+                "accepted_email_marketing": self.chance(0.3),
+                "accepted_sms_marketing": self.chance(0.3),
+                "receives_confirmation_emails": True,
+                "reminder_type": "Email" if self.chance(0.02) else self.rng.choice(REMINDER_TYPES),
+                "medicare": None if self.chance(0.5) else f"{self.rng.randrange(10**10):010d}",
+                "medicare_reference_number": None if self.chance(0.5) else str(self.rng.randint(1, 9)),
+                "dva_card_number": None if self.chance(0.95) else f"N{self.rng.randrange(10**6):06d}",
+                "occupation": None if sparse else self.rng.choice(("Teacher", "Nurse", "Builder", "Retired")),
+                "emergency_contact": None,
+                "notes": None,
+                "appointment_notes": None,
+                "old_reference_id": None if self.chance(0.7) else f"OLD-{i}",
+                "referral_source": None,
+                "invoice_default_to": None,
+                "invoice_extra_information": None,
+                "custom_fields": None,
+                "archived_at": archived_at or empty_stamp,
+                "deleted_at": deleted_at or empty_stamp,
+                "merged_at": merged_at,
+                "merged_with_patient": link(f"/patients/{merged_with}") if merged_with else None,
+                "concession_type": None,
+                "referring_doctor": (
+                    link(f"/contacts/{self.rng.choice(self.doctor_ids)}")
+                    if self.doctor_ids and self.chance(0.2)
+                    else None
+                ),
+                "created_at": ts(created),
+                "updated_at": ts(updated),
+                "appointments": link(f"/patients/{pid}/appointments"),
+                "invoices": link(f"/patients/{pid}/invoices"),
+                "medical_alerts": link(f"/patients/{pid}/medical_alerts"),
+                "attendees": link(f"/patients/{pid}/attendees"),
+                "treatment_notes": link(f"/patients/{pid}/treatment_notes"),
+                "patient_attachments": link(f"/patients/{pid}/patient_attachments"),
+                **link(f"/patients/{pid}"),
+            }
+
+    def attachments(self) -> Iterator[dict]:
+        n, big = self.scale.attachments, self.scale.big_attachments
+        big_slots = set(random.Random(self.seed + 5).sample(range(n), big))
+        for i in range(n):
+            created, updated = self.stamps()
+            aid = self.mint(created)
+            content_type, ext = CONTENT_TYPES[i % len(CONTENT_TYPES)]
+            if i in big_slots:
+                content_type, ext = "application/pdf", "pdf"
+                size = FIVE_MB + self.rng.randint(1, 2 * 1024 * 1024)
+            elif self.scale.patients < 100:
+                size = self.rng.randint(1_000, 40_000)  # tiny clinics keep test downloads quick
+            else:
+                size = self.rng.randint(10_000, 200_000)
+            archived = i % 13 == 3
+            yield {
+                "id": str(aid),
+                "filename": f"document-{i + 1}.{ext}",
+                "content_type": content_type,
+                "size": size,
+                "description": None if self.chance(0.5) else "Referral letter",
+                "processing_completed": True,
+                "processed_at": ts(created + dt.timedelta(seconds=20)),
+                "pinned_at": None,
+                "archived_at": ts(self.moment(lo=updated)) if archived else None,
+                "created_at": ts(created),
+                "updated_at": ts(updated),
+                "content": link(f"/patient_attachments/{aid}/content"),
+                "patient": link(f"/patients/{self.rng.choice(self.all_patient_ids)}"),
+                "user": link(f"/users/{self.rng.choice(list(self.staff_users.values()))}"),
+                **link(f"/patient_attachments/{aid}"),
+            }
+
+    def group_appointments(self) -> Iterator[dict]:
+        # Attendees are produced alongside and written by insert_appointments_and_notes' caller below.
+        self.pending_attendees: list[dict] = []
+        for i in range(self.scale.group_appointments):
+            created, updated = self.stamps()
+            gid = self.mint(created)
+            tid, duration, max_attendees = self.rng.choice(self.group_types)
+            starts = self.moment(lo=created, hi=self.anchor + dt.timedelta(days=60))
+            starts = starts.replace(minute=0, second=0)
+            pid = self.rng.choice(self.active_practitioner_ids)
+            bid = self.rng.choice(self.business_ids)
+            deleted = i % 9 == 4
+            archived = i % 9 == 7
+            size = min(len(self.patient_pool), self.rng.randint(2, max_attendees))
+            patients = self.rng.sample(self.patient_pool, size)
+            current = []
+            for patient_id, _label in patients:
+                attendee = self.attendee(gid, patient_id, created, starts, deleted)
+                if not is_cancelled(attendee):
+                    current.append(str(patient_id))
+                self.pending_attendees.append(attendee)
+            yield {
+                "id": str(gid),
+                "starts_at": ts(starts),
+                "ends_at": ts(starts + dt.timedelta(minutes=duration)),
+                "max_attendees": max_attendees,
+                "notes": None if self.chance(0.6) else "Bring a mat.",
+                "patient_ids": current,
+                "repeat_rule": {},
+                "repeats": None,
+                "repeated_from": None,
+                "telehealth_url": f"https://telehealth.example/g/{gid}",
+                "archived_at": ts(self.moment(lo=updated)) if archived else None,
+                "deleted_at": ts(self.moment(lo=updated)) if deleted else None,
+                "created_at": ts(created),
+                "updated_at": ts(updated),
+                "appointment_type": link(f"/appointment_types/{tid}"),
+                "business": link(f"/businesses/{bid}"),
+                "practitioner": link(f"/practitioners/{pid}"),
+                "attendees": link(f"/group_appointments/{gid}/attendees"),
+                "conflicts": link(f"/group_appointments/{gid}/conflicts"),
+                **link(f"/group_appointments/{gid}"),
+            }
+
+    def attendee(self, booking: int, patient_id: int, created: dt.datetime, starts: dt.datetime, gone: bool) -> dict:
+        created, updated = self.stamps(created + dt.timedelta(minutes=self.rng.randint(1, 600)))
+        aid = self.mint(created)
+        cancelled = self.chance(0.12)
+        past = starts < self.anchor
+        reason = self.rng.choice(list(CANCELLATION_REASONS))
+        return {
+            "id": str(aid),
+            "arrived": (past and not cancelled and self.chance(0.8)),
+            "notes": None,
+            "booking_ip_address": None,
+            "cancellation_note": "Called to cancel" if cancelled else None,
+            "cancellation_reason": reason if cancelled else None,
+            "cancellation_reason_description": CANCELLATION_REASONS[reason] if cancelled else "",
+            "cancellation_url": f"https://bookings.example/cancel/{aid}",
+            "cancelled_at": ts(self.moment(lo=updated)) if cancelled else None,
+            "email_reminder_sent": past,
+            "sms_reminder_sent": past,
+            "sent_email_reminders_count": int(past),
+            "sent_sms_reminders_count": int(past),
+            "invoice_status": None,
+            "treatment_note_status": None,
+            "online_booking_policy_accepted": None,
+            "telehealth_url": f"https://telehealth.example/a/{aid}",
+            "archived_at": None if gone or not self.chance(0.03) else ts(self.moment(lo=updated)),
+            "deleted_at": ts(self.moment(lo=updated)) if gone else None,
+            "created_at": ts(created),
+            "updated_at": ts(updated),
+            "booking": link(f"/bookings/{booking}"),
+            "patient": link(f"/patients/{patient_id}"),
+            "patient_case": None,
+            "invoices": link(f"/attendees/{aid}/invoices"),
+            **link(f"/attendees/{aid}"),
+        }
+
+    def insert_appointments_and_notes(self, db: sqlite3.Connection) -> None:
+        self.insert(db, "attendees", iter(self.pending_attendees))
+        del self.pending_attendees
+        notes: list[tuple] = []
+        appts: list[tuple] = []
+        arrived_guess = 0.55
+        note_rate = min(1.0, self.scale.treatment_notes / max(1, self.scale.individual_appointments * arrived_guess))
+        notes_left = self.scale.treatment_notes
+        repeat_from: tuple[int, int] | None = None  # (series head id, repeats left)
+        for i in range(self.scale.individual_appointments):
+            body = self.individual_appointment(i, repeat_from)
+            aid = int(body["id"])
+            if body["repeat_rule"]:
+                repeat_from = (aid, body["repeat_rule"]["number_of_repeats"])
+            elif repeat_from:
+                repeat_from = (repeat_from[0], repeat_from[1] - 1) if repeat_from[1] > 1 else None
+            appts.append(settled_row("individual_appointments", body))
+            if body["patient_arrived"] and notes_left and self.chance(note_rate):
+                notes_left -= 1
+                notes.append(settled_row("treatment_notes", self.treatment_note(body)))
+            if len(appts) >= BATCH:
+                db.executemany(INSERT_SQL["individual_appointments"], appts)
+                appts.clear()
+            if len(notes) >= BATCH:
+                db.executemany(INSERT_SQL["treatment_notes"], notes)
+                notes.clear()
+        db.executemany(INSERT_SQL["individual_appointments"], appts)
+        db.executemany(INSERT_SQL["treatment_notes"], notes)
+
+    def individual_appointment(self, i: int, repeat_from: tuple[int, int] | None) -> dict:
+        created, updated = self.stamps()
+        aid = self.mint(created)
+        patient_id, patient_name = self.rng.choice(self.patient_pool)
+        tid, duration = self.rng.choice(self.individual_types)
+        future = self.chance(0.1)
+        if future:
+            starts = self.anchor + dt.timedelta(days=self.rng.randint(3, 120), hours=self.rng.randint(0, 8))
+        else:
+            starts = self.moment(lo=created, hi=self.anchor - dt.timedelta(days=1))
+        starts = starts.replace(minute=self.rng.choice((0, 15, 30, 45)), second=0)
+        roll = self.rng.random()
+        cancelled = roll < 0.1
+        did_not_arrive = not future and not cancelled and roll < 0.15
+        arrived = not future and not cancelled and not did_not_arrive
+        reason, description = self.rng.choice(list(CANCELLATION_REASONS.items()))
+        if cancelled and self.chance(0.02):
+            reason, description = UNKNOWN_CANCELLATION
+        deleted = i % 97 == 96
+        archived = not deleted and i % 89 == 88
+        repeats = repeat_from is None and not cancelled and self.chance(0.02)
+        pid = self.rng.choice(self.active_practitioner_ids)
+        bid = self.rng.choice(self.business_ids)
+        invoice_status = self.rng.choice((10, 20, 20, 30, 40)) if arrived else None
+        return {
+            "id": str(aid),
+            "starts_at": ts(starts),
+            "ends_at": ts(starts + dt.timedelta(minutes=duration)),
+            "patient_name": patient_name,
+            "notes": None if self.chance(0.7) else "Prefers afternoon.",
+            "did_not_arrive": did_not_arrive,
+            "patient_arrived": arrived,
+            "email_reminder_sent": not future,
+            "sms_reminder_sent": not future and self.chance(0.5),
+            "online_booking_policy_accepted": None,
+            "booking_ip_address": None if self.chance(0.8) else f"203.0.113.{self.rng.randint(1, 254)}",
+            "invoice_status": invoice_status,
+            "treatment_note_status": None,
+            "has_patient_appointment_notes": False,
+            "telehealth_url": f"https://telehealth.example/p/{aid}",
+            "cancelled_at": ts(self.moment(lo=updated)) if cancelled else None,
+            "cancellation_reason": reason if cancelled else None,
+            "cancellation_reason_description": description if cancelled else "",
+            "cancellation_note": ("Rang the front desk" if self.chance(0.7) else None) if cancelled else None,
+            "repeat_rule": (
+                {"repeat_type": "Daily", "number_of_repeats": self.rng.randint(2, 4), "repeating_interval": 7}
+                if repeats
+                else {}
+            ),
+            "repeats": link(f"/individual_appointments?q[]=repeated_from_id:={aid}") if repeats else None,
+            "repeated_from": link(f"/individual_appointments/{repeat_from[0]}") if repeat_from else None,
+            "archived_at": ts(self.moment(lo=updated)) if archived else None,
+            "deleted_at": ts(self.moment(lo=updated)) if deleted else None,
+            "created_at": ts(created),
+            "updated_at": ts(updated),
+            "appointment_type": link(f"/appointment_types/{tid}"),
+            "business": link(f"/businesses/{bid}"),
+            "practitioner": link(f"/practitioners/{pid}"),
+            "patient": link(f"/patients/{patient_id}"),
+            "patient_case": None,
+            "attendees": link(f"/individual_appointments/{aid}/attendees"),
+            "conflicts": link(f"/individual_appointments/{aid}/conflicts"),
+            **link(f"/individual_appointments/{aid}"),
+        }
+
+    def treatment_note(self, appointment: dict) -> dict:
+        created = dt.datetime.strptime(appointment["ends_at"], "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
+        created = min(created, self.anchor - dt.timedelta(days=2))
+        created, updated = self.stamps(created)
+        nid = self.mint(created)
+        tid, name, sections = self.rng.choice(self.template_ids)
+        draft = self.chance(0.15)
+        answered = []
+        for section in sections:
+            questions = []
+            for q in section["questions"]:
+                q = {"name": q["name"], "type": q["type"]}
+                if q["type"] == "text":
+                    q["answer"] = "Sore neck"
+                elif q["type"] == "paragraph":
+                    q["answer"] = self.rng.choice(PARAGRAPHS)
+                elif q["type"] == "date":
+                    q["answer"] = appointment["starts_at"][:10]
+                else:
+                    values = ("Neck", "Back", "Shoulder", "Knee") if q["type"] == "checkboxes" else ("Mild", "Moderate")
+                    picked = self.rng.sample(values, 1 if q["type"] == "radiobuttons" else self.rng.randint(1, 2))
+                    q["answers"] = [{"value": v, "selected": True} if v in picked else {"value": v} for v in values]
+                questions.append(q)
+            answered.append({**{k: v for k, v in section.items() if k != "questions"}, "questions": questions})
+        self.notes_made += 1
+        archived, deleted = self.notes_made % 30 == 7, self.notes_made % 30 == 21
+        practitioner = appointment["practitioner"]
+        return {
+            "id": str(nid),
+            "title": name,
+            "draft": draft,
+            "finalized_at": None if draft else ts(updated),
+            "pinned_at": None,
+            "archived_at": ts(updated) if archived else None,
+            "deleted_at": ts(updated) if deleted else None,
+            "author_name": self.practitioner_names[practitioner["links"]["self"].rsplit("/", 1)[-1]],
+            "content": {"sections": answered},
+            "created_at": ts(created),
+            "updated_at": ts(updated),
+            "patient": appointment["patient"],
+            "practitioner": practitioner,
+            "treatment_note_template": link(f"/treatment_note_templates/{tid}"),
+            "booking": link(f"/bookings/{appointment['id']}"),
+            "attendee": None,
+            **link(f"/treatment_notes/{nid}"),
+        }
+
+
+def settled_row(resource: str, body: dict) -> tuple:
+    """Archiving, deleting or cancelling a record touches it: ``updated_at`` is never older than those."""
+    body["updated_at"] = max(
+        body["updated_at"], *(body.get(k) or "" for k in ("archived_at", "deleted_at", "cancelled_at"))
+    )
+    return row_for(resource, body)
+
+
+def is_cancelled(attendee: dict) -> bool:
+    return bool(attendee.get("cancelled_at"))
+
+
+def build_database(path: Path, seed: int, scale: str, anchor: dt.datetime | None = None) -> None:
+    Generator(seed, scale, anchor or anchor_for()).build(path)
+
+
+def cache_name(seed: int, scale: str, anchor: dt.datetime) -> str:
+    return f"clinic-v{GENERATOR_VERSION}-seed{seed}-{scale}-{anchor:%Y%m}.sqlite"

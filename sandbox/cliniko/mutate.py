@@ -1,0 +1,255 @@
+"""Changing a running account's data, as a clinic would between two syncs.
+
+Every change stamps ``updated_at`` with the server clock, so an incremental sync from the previous
+cursor sees exactly the changed rows. Deletion follows each resource's Cliniko behaviour: reference
+numbers and daily availabilities vanish (a real ``DELETE``); patients, appointments, attendees, treatment
+notes and templates get ``deleted_at`` and move to the ``/deleted`` lists; the rest are archived instead.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import random
+import sqlite3
+
+from sandbox.cliniko.accounts import Account
+from sandbox.cliniko.schema import REPLACE_SQL, RESOURCES, row_for
+
+INCREMENTAL = (
+    "patients",
+    "contacts",
+    "individual_appointments",
+    "group_appointments",
+    "attendees",
+    "patient_attachments",
+    "treatment_notes",
+)
+CONFIGURATION = (
+    "businesses",
+    "practitioners",
+    "appointment_types",
+    "practitioner_reference_numbers",
+    "daily_availabilities",
+    "treatment_note_templates",
+)
+HARD_DELETE = {"practitioner_reference_numbers", "daily_availabilities"}
+SOFT_DELETE = {
+    "patients",
+    "individual_appointments",
+    "group_appointments",
+    "attendees",
+    "treatment_notes",
+    "treatment_note_templates",
+}
+ARCHIVABLE = {
+    "patients",
+    "contacts",
+    "individual_appointments",
+    "group_appointments",
+    "attendees",
+    "patient_attachments",
+    "treatment_notes",
+    "appointment_types",
+    "businesses",
+}
+CANCELLABLE = {"individual_appointments", "attendees"}
+# The field a random update edits, so the change is visible in the record as well as in updated_at.
+EDITED_FIELD = {
+    "patients": "notes",
+    "contacts": "notes",
+    "individual_appointments": "notes",
+    "group_appointments": "notes",
+    "attendees": "notes",
+    "patient_attachments": "description",
+    "treatment_notes": "title",
+    "businesses": "additional_information",
+    "practitioners": "description",
+    "appointment_types": "description",
+    "practitioner_reference_numbers": "reference_number",
+    "daily_availabilities": "availabilities",
+    "treatment_note_templates": "name",
+}
+OPS = ("update", "create", "archive", "unarchive", "delete", "cancel")
+
+
+class MutationError(ValueError):
+    pass
+
+
+def now_stamp() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class Mutator:
+    def __init__(self, account: Account, rng: random.Random) -> None:
+        self.account = account
+        self.db: sqlite3.Connection = account.db()
+        self.rng = rng
+        self.now = now_stamp()
+        self.changed: dict[str, dict[str, list[str]]] = {}
+
+    def record(self, resource: str, kind: str, rid: int | str) -> None:
+        buckets = self.changed.setdefault(resource, {"updated": [], "created": [], "archived": [], "deleted": []})
+        buckets[kind].append(str(rid))
+
+    def load(self, resource: str, rid: int) -> dict:
+        row = self.db.execute(f"SELECT body FROM {resource} WHERE id = ?", (rid,)).fetchone()
+        if row is None:
+            raise MutationError(f"no {resource} record {rid}")
+        return json.loads(row[0])
+
+    def save(self, resource: str, body: dict) -> None:
+        self.db.execute(REPLACE_SQL[resource], row_for(resource, body))
+
+    # -- single operations -----------------------------------------------------------------------
+    def apply(self, op: str, resource: str, rid: int | None, fields: dict) -> None:
+        if resource not in RESOURCES or resource == "users":
+            raise MutationError(f"cannot change {resource!r}")
+        if op == "create":
+            self.create(resource, fields)
+            return
+        if rid is None:
+            raise MutationError(f"{op} needs an id")
+        body = self.load(resource, rid)
+        if op == "update":
+            body.update(fields or {EDITED_FIELD[resource]: self.edited_value(resource, body)})
+            kind = "updated"
+        elif op == "archive" or (op == "delete" and resource not in HARD_DELETE | SOFT_DELETE):
+            if resource not in ARCHIVABLE:
+                raise MutationError(f"{resource} cannot be archived")
+            body["archived_at"] = self.now
+            kind = "archived"
+        elif op == "unarchive":
+            body["archived_at"] = None
+            kind = "updated"
+        elif op == "delete" and resource in HARD_DELETE:
+            self.db.execute(f"DELETE FROM {resource} WHERE id = ?", (rid,))
+            self.record(resource, "deleted", rid)
+            return
+        elif op == "delete":
+            body["deleted_at"] = self.now
+            kind = "deleted"
+        elif op == "cancel":
+            if resource not in CANCELLABLE:
+                raise MutationError(f"{resource} cannot be cancelled")
+            reason = int(fields.get("cancellation_reason", 50))
+            body.update(
+                cancelled_at=self.now,
+                cancellation_reason=reason,
+                cancellation_reason_description=fields.get("cancellation_reason_description", "Other"),
+                cancellation_note=fields.get("cancellation_note"),
+            )
+            kind = "updated"
+        else:
+            raise MutationError(f"unknown op {op!r}; use one of {', '.join(OPS)}")
+        body["updated_at"] = self.now
+        self.save(resource, body)
+        self.record(resource, kind, rid)
+
+    def edited_value(self, resource: str, body: dict) -> object:
+        if resource == "daily_availabilities":
+            return [{"starts_at": "10:00", "ends_at": f"{self.rng.randint(13, 18)}:00"}]
+        if resource == "practitioner_reference_numbers":
+            return f"{self.rng.randrange(10**6):06d}Z"
+        if resource == "treatment_note_templates":
+            return f"{body['name'].split(' (rev')[0]} (rev {self.rng.randint(2, 99)})"
+        return f"Edited at {self.now} #{self.rng.randrange(10**6)}"
+
+    def new_id(self) -> int:
+        while True:
+            ms = int(dt.datetime.now(dt.UTC).timestamp() * 1000)
+            rid = (ms << 22) | self.rng.randrange(1 << 22)
+            taken = any(self.db.execute(f"SELECT 1 FROM {t} WHERE id = ?", (rid,)).fetchone() for t in RESOURCES)
+            if not taken:
+                return rid
+
+    def create(self, resource: str, fields: dict) -> None:
+        """A new record modelled on a random existing one (so every link points somewhere real)."""
+        template = self.pick(resource, "update")
+        if template is None:
+            raise MutationError(f"no {resource} record to model a new one on")
+        old = self.load(resource, template)
+        rid = self.new_id()
+        text = json.dumps(old, ensure_ascii=False).replace(f"/{resource}/{old['id']}", f"/{resource}/{rid}")
+        text = text.replace(f"repeated_from_id:={old['id']}", f"repeated_from_id:={rid}")
+        body = json.loads(text)
+        body.update(id=str(rid), created_at=self.now, updated_at=self.now)
+        for key in ("archived_at", "deleted_at", "cancelled_at", "merged_at", "merged_with_patient"):
+            if key in body:
+                body[key] = None
+        if resource in CANCELLABLE:
+            body.update(cancellation_reason=None, cancellation_reason_description="", cancellation_note=None)
+        if resource == "practitioners":
+            body["active"] = True
+        body.update(fields)
+        self.save(resource, body)
+        self.record(resource, "created", rid)
+
+    # -- random changes --------------------------------------------------------------------------
+    def pick(self, resource: str, op: str) -> int | None:
+        condition = {
+            "update": "deleted_at IS NULL",
+            "archive": "deleted_at IS NULL AND archived_at IS NULL",
+            "delete": "deleted_at IS NULL AND archived_at IS NULL",
+        }[op]
+        count = self.db.execute(f"SELECT COUNT(*) FROM {resource} WHERE {condition}").fetchone()[0]
+        if not count:
+            return None
+        row = self.db.execute(
+            f"SELECT id FROM {resource} WHERE {condition} ORDER BY id LIMIT 1 OFFSET ?", (self.rng.randrange(count),)
+        ).fetchone()
+        return row[0]
+
+    def random(self, counts: dict[str, int], resources: list[str] | None) -> None:
+        for op, key in (("update", "updates"), ("create", "creates"), ("archive", "archives"), ("delete", "deletes")):
+            pool = INCREMENTAL + CONFIGURATION if op in ("update", "create") else INCREMENTAL
+            if resources is not None:
+                unknown = set(resources) - set(RESOURCES)
+                if unknown:
+                    raise MutationError(f"unknown resources {sorted(unknown)}")
+                pool = tuple(r for r in pool if r in resources)
+            if not pool:
+                continue
+            for _ in range(int(counts.get(key, 0))):
+                resource = self.rng.choice(pool)
+                if op == "create":
+                    self.create(resource, {})
+                    continue
+                rid = self.fresh_pick(resource, op)
+                if rid is not None:
+                    self.apply(op, resource, rid, {})
+
+    def fresh_pick(self, resource: str, op: str) -> int | None:
+        """A record this mutation has not touched yet, so each id is reported under one change only."""
+        touched = {id_ for ids in self.changed.get(resource, {}).values() for id_ in ids}
+        for _ in range(10):
+            rid = self.pick(resource, op)
+            if rid is None or str(rid) not in touched:
+                return rid
+        return None
+
+
+def mutate(account: Account, request: dict) -> dict:
+    """Apply a ``/_sandbox/accounts/{name}/mutate`` body in one transaction; returns the changed ids."""
+    with account.write_lock:
+        mutator = Mutator(account, random.Random(request.get("seed", 0)))
+        mutator.db.execute("BEGIN IMMEDIATE")
+        try:
+            for op in request.get("ops", []):
+                rid = op.get("id")
+                mutator.apply(op.get("op", ""), op.get("resource", ""), int(rid) if rid else None, op.get("fields", {}))
+            mutator.random(request, request.get("resources"))
+        except BaseException:
+            mutator.db.execute("ROLLBACK")
+            raise
+        mutator.db.execute("COMMIT")
+    return {"changed": mutator.changed}
+
+
+def truth(account: Account) -> dict[str, dict[str, int]]:
+    db = account.db()
+    return {
+        r: dict(db.execute(f"SELECT state, COUNT(*) FROM {r} GROUP BY state ORDER BY state").fetchall())
+        for r in RESOURCES
+    }

@@ -1,0 +1,400 @@
+"""Collections as Cliniko serves them: hidden rows, ``q[]`` filters, ``sort``, pages, envelopes.
+
+Choices where Cliniko's docs are silent (see cliniko-api.md section 7):
+
+* An unknown filter field, a bad operator or a malformed value answers ``400 {"message": ...}``
+  rather than being ignored, so a client typo cannot silently turn an incremental sync into a full one.
+* Default lists of individual appointments (and bookings) hide CANCELLED appointments unless the query
+  filters on ``cancelled_at`` (``q[]=cancelled_at:*`` for all, ``:?`` for cancelled only); the old
+  ``/cancelled`` routes serve them too. Cancelled attendees stay in ``/attendees`` (and ``/cancelled``).
+* Archived rows are hidden unless the query filters on ``archived_at``; deleted rows never appear in main
+  lists, only in the ``/deleted`` routes, which accept ``deleted_at`` and ``updated_at`` filters.
+* A plain ``q=`` is honoured, but only its last occurrence (Cliniko issue #274).
+* Individual appointments carry no attendee records here: ``/individual_appointments/:id/attendees`` is
+  an empty list; group appointment attendees are the ``attendees`` resource.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+import sqlite3
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+from sandbox.cliniko.schema import BASE
+
+DEFAULT_PER_PAGE = 50
+MAX_PER_PAGE = 100
+
+
+class BadRequest(ValueError):
+    """A query Cliniko would refuse with 400; the message is returned to the client."""
+
+
+def _json(name: str) -> str:
+    return f"json_extract(body, '$.{name}')"
+
+
+COMMON = {"id": ("id", "id"), "created_at": ("datetime", "created_at"), "updated_at": ("datetime", "updated_at")}
+ARCHIVED = {"archived_at": ("datetime", "archived_at")}
+DELETED = {"deleted_at": ("datetime", "deleted_at")}
+CANCELLED = {"cancelled_at": ("datetime", "cancelled_at")}
+TIMES = {"starts_at": ("datetime", "starts_at"), "ends_at": ("datetime", "ends_at")}
+
+
+def _ids(*names: str) -> dict[str, tuple[str, str]]:
+    return {n: ("id", n) for n in names}
+
+
+def _strings(*names: str) -> dict[str, tuple[str, str]]:
+    return {n: ("string", _json(n)) for n in names}
+
+
+@dataclass(frozen=True)
+class Resource:
+    name: str
+    filters: dict[str, tuple[str, str]]
+    table: str = ""
+    hides_cancelled: bool = False
+    extra_sorts: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def source(self) -> str:
+        return self.table or self.name
+
+
+RESOURCES: dict[str, Resource] = {
+    r.name: r
+    for r in (
+        Resource("businesses", {**COMMON, **ARCHIVED}),
+        Resource("users", dict(COMMON)),
+        Resource("practitioners", {**COMMON, **_ids("user_id")}),
+        Resource("practitioner_reference_numbers", {**COMMON, **_ids("business_id", "practitioner_id")}),
+        Resource(
+            "appointment_types",
+            {
+                **COMMON,
+                **ARCHIVED,
+                **_strings("category", "online_payments_mode"),
+                "show_in_online_bookings": ("bool", _json("show_in_online_bookings")),
+            },
+        ),
+        Resource(
+            "patients",
+            {
+                **COMMON,
+                **ARCHIVED,
+                **DELETED,
+                **_strings("email", "first_name", "last_name", "old_reference_id"),
+                "date_of_birth": ("date", _json("date_of_birth")),
+            },
+        ),
+        Resource(
+            "contacts",
+            {
+                **COMMON,
+                **ARCHIVED,
+                **_strings("email", "first_name", "last_name"),
+                "type_code": ("num", _json("type_code")),
+            },
+        ),
+        Resource(
+            "individual_appointments",
+            {
+                **COMMON,
+                **ARCHIVED,
+                **DELETED,
+                **CANCELLED,
+                **TIMES,
+                **_ids("appointment_type_id", "business_id", "patient_id", "practitioner_id", "repeated_from_id"),
+            },
+            hides_cancelled=True,
+        ),
+        Resource(
+            "group_appointments",
+            {
+                **COMMON,
+                **ARCHIVED,
+                **DELETED,
+                **TIMES,
+                **_ids("appointment_type_id", "business_id", "practitioner_id", "repeated_from_id"),
+                "patient_ids": ("array", "patient_ids"),
+            },
+        ),
+        Resource(
+            "attendees",
+            {
+                **COMMON,
+                **ARCHIVED,
+                **DELETED,
+                **CANCELLED,
+                **_ids("booking_id", "patient_id"),
+                "appointment_id": ("id", "booking_id"),
+                "patient_case_id": ("id", _json("patient_case_id")),
+            },
+        ),
+        Resource("daily_availabilities", {**COMMON, **_ids("business_id", "practitioner_id")}),
+        Resource(
+            "patient_attachments",
+            {
+                **COMMON,
+                **ARCHIVED,
+                **_strings("content_type", "description", "filename"),
+                **_ids("patient_id", "user_id"),
+                "size": ("num", _json("size")),
+                "processed_at": ("datetime", _json("processed_at")),
+            },
+        ),
+        Resource("treatment_note_templates", {**COMMON, **DELETED}),
+        Resource(
+            "treatment_notes",
+            {
+                **COMMON,
+                **ARCHIVED,
+                **DELETED,
+                **_ids("attendee_id", "booking_id", "patient_id", "practitioner_id", "treatment_note_template_id"),
+                "draft": ("bool", _json("draft")),
+            },
+        ),
+        Resource(
+            "bookings",
+            {
+                **COMMON,
+                **ARCHIVED,
+                **CANCELLED,
+                **TIMES,
+                **_ids("business_id", "practitioner_id"),
+                "patient_ids": ("array", "patient_ids"),
+            },
+            table="(SELECT * FROM individual_appointments UNION ALL SELECT * FROM group_appointments)",
+            hides_cancelled=True,
+        ),
+    )
+}
+
+OPERATORS = {
+    "id": ("=", "!=", ">=", ">", "<=", "<", "?", "!?"),
+    "num": ("=", "!=", ">=", ">", "<=", "<", "?", "!?"),
+    "datetime": (">=", ">", "<=", "<", "?", "!?", "*"),
+    "date": ("=", ">=", ">", "<=", "<", "?", "!?"),
+    "string": ("=", "!=", "~~", "~", "?", "!?"),
+    "bool": ("=", "!="),
+    "array": ("~",),
+}
+# Longest first, so ">=" is not read as ">" followed by "=...".
+_ALL_OPS = ("!?", "!=", ">=", "<=", "~~", "?", "=", ">", "<", "~", "*")
+_DATE = re.compile(r"^[0-9*]{4}-[0-9*]{2}-[0-9*]{2}$")
+
+
+@dataclass
+class Filter:
+    field: str
+    op: str
+    value: str
+
+
+def parse_filters(params: list[tuple[str, str]]) -> list[Filter]:
+    """``q[]`` params are ANDed; of plain ``q`` params only the last counts (issue #274)."""
+    raw = [v for k, v in params if k == "q[]"]
+    plain = [v for k, v in params if k == "q"]
+    if plain:
+        raw.append(plain[-1])
+    filters = []
+    for item in raw:
+        name, sep, rest = item.partition(":")
+        if not sep:
+            raise BadRequest(f"Invalid filter {item!r}: expected field:<operator>value")
+        op = next((o for o in _ALL_OPS if rest.startswith(o)), None)
+        if op is None:
+            raise BadRequest(f"Invalid filter {item!r}: unknown operator")
+        filters.append(Filter(name, op, rest[len(op) :]))
+    return filters
+
+
+def _timestamp(value: str) -> str:
+    try:
+        moment = dt.datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise BadRequest(f"Invalid date-time {value!r}") from exc
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return moment.astimezone(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _scalar(kind: str, value: str) -> object:
+    try:
+        if kind == "id":
+            return int(value)
+        if kind == "num":
+            return float(value) if "." in value else int(value)
+    except ValueError as exc:
+        raise BadRequest(f"Invalid number {value!r}") from exc
+    if kind == "datetime":
+        return _timestamp(value)
+    if kind == "date" and not _DATE.match(value):
+        raise BadRequest(f"Invalid date {value!r}")
+    if kind == "bool":
+        if value not in ("true", "false"):
+            raise BadRequest(f"Invalid boolean {value!r}")
+        return 1 if value == "true" else 0
+    return value
+
+
+def _like_escape(value: str) -> str:
+    return value.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%")
+
+
+def filter_sql(resource: Resource, f: Filter) -> tuple[str, list]:
+    spec = resource.filters.get(f.field)
+    if spec is None:
+        raise BadRequest(f"Unknown filter field {f.field!r} for {resource.name}")
+    kind, expr = spec
+    if f.op not in OPERATORS[kind]:
+        raise BadRequest(f"Operator {f.op!r} is not valid for {f.field!r} ({kind})")
+    if f.op in ("?", "!?", "*"):
+        if f.value:
+            raise BadRequest(f"Operator {f.op!r} takes no value")
+        if kind == "datetime":
+            # An old-doc style "" timestamp counts as unset.
+            return {"?": f"COALESCE({expr}, '') != ''", "!?": f"COALESCE({expr}, '') = ''", "*": "1"}[f.op], []
+        return {"?": f"{expr} IS NOT NULL", "!?": f"{expr} IS NULL"}[f.op], []
+    if kind == "array":
+        return f"EXISTS (SELECT 1 FROM json_each(body, '$.{expr}') WHERE value = ?)", [f.value]
+    if kind == "string":
+        if f.op == "~":
+            return f"{expr} LIKE ? ESCAPE '\\'", [f"%{_like_escape(f.value)}%"]
+        if f.op == "~~":
+            return f"{expr} LIKE ?", [f.value]
+        return f"{expr} {f.op} ?", [f.value]
+    if kind == "date" and f.op == "=" and "*" in f.value:
+        _scalar(kind, f.value)
+        return f"{expr} LIKE ?", [f.value.replace("*", "_")]
+    if kind in ("id", "num") and f.op == "=" and "," in f.value:
+        values = [_scalar(kind, v) for v in f.value.split(",")]
+        return f"{expr} IN ({', '.join('?' * len(values))})", values
+    return f"{expr} {f.op} ?", [_scalar(kind, f.value)]
+
+
+SORTABLE_EXTRA = ("starts_at", "ends_at")
+
+
+def order_sql(resource: Resource, params: list[tuple[str, str]]) -> str:
+    sort = next((v for k, v in reversed(params) if k == "sort"), "") or "created_at"
+    default_dir = next((v for k, v in reversed(params) if k == "order"), "asc").lower()
+    if default_dir not in ("asc", "desc"):
+        raise BadRequest(f"Invalid order {default_dir!r}: use asc or desc")
+    parts = []
+    for item in sort.split(","):
+        name, _, direction = item.strip().partition(":")
+        direction = (direction or default_dir).lower()
+        if direction not in ("asc", "desc"):
+            raise BadRequest(f"Invalid sort direction {direction!r}")
+        spec = resource.filters.get(name)
+        if spec is None or spec[0] == "array":
+            raise BadRequest(f"Cannot sort {resource.name} by {name!r}")
+        parts.append(f"{spec[1]} {direction.upper()}")
+        if name == "id":
+            break
+    else:
+        parts.append("id ASC")  # ids compare as integers: the column is INTEGER
+    return ", ".join(parts)
+
+
+def page_params(params: list[tuple[str, str]]) -> tuple[int, int]:
+    values = dict(params)
+    try:
+        page = int(values.get("page", "1"))
+        per_page = int(values.get("per_page", str(DEFAULT_PER_PAGE)))
+    except ValueError as exc:
+        raise BadRequest("page and per_page must be integers") from exc
+    if page < 1:
+        raise BadRequest("page must be 1 or more")
+    if not 1 <= per_page <= MAX_PER_PAGE:
+        raise BadRequest(f"per_page must be between 1 and {MAX_PER_PAGE}")
+    return page, per_page
+
+
+@dataclass
+class ListQuery:
+    """One collection request: which rows (view + fixed conditions) and how the client asked for them."""
+
+    resource: Resource
+    view: str = "main"  # main | archived | deleted | cancelled | inactive
+    conditions: list[tuple[str, list]] = field(default_factory=list)
+
+    def where(self, filters: Iterable[Filter]) -> tuple[str, list]:
+        filters = list(filters)
+        named = {f.field for f in filters}
+        clauses, args = [], []
+        for cond, cond_args in self.conditions:
+            clauses.append(cond)
+            args.extend(cond_args)
+        has = self.resource.filters
+        if self.view == "deleted":
+            clauses.append("deleted_at IS NOT NULL")
+        else:
+            clauses.append("deleted_at IS NULL")
+            if self.view == "archived":
+                clauses.append("archived_at IS NOT NULL")
+            elif "archived_at" in has and "archived_at" not in named:
+                clauses.append("archived_at IS NULL")
+            if self.view == "cancelled":
+                clauses.append("cancelled_at IS NOT NULL")
+            elif self.resource.hides_cancelled and "cancelled_at" not in named:
+                clauses.append("cancelled_at IS NULL")
+            if self.resource.name == "practitioners":
+                clauses.append("state = ?")
+                args.append("inactive" if self.view == "inactive" else "active")
+        for f in filters:
+            sql, sql_args = filter_sql(self.resource, f)
+            clauses.append(sql)
+            args.extend(sql_args)
+        return " AND ".join(clauses) or "1", args
+
+
+def render(body: str, base: str) -> str:
+    return body.replace(f'"{BASE}', f'"{base}')
+
+
+def list_page(db: sqlite3.Connection, query: ListQuery, params: list[tuple[str, str]], base: str, url: str) -> str:
+    """The JSON text of one page; ``url`` is the absolute request URL without its query string."""
+    filters = parse_filters(params)
+    page, per_page = page_params(params)
+    where, args = query.where(filters)
+    order = order_sql(query.resource, params)
+    source = query.resource.source
+    total = db.execute(f"SELECT COUNT(*) FROM {source} WHERE {where}", args).fetchone()[0]
+    stub = query.resource.name == "patients" and query.view == "deleted"
+    columns = "id, deleted_at" if stub else "body"
+    rows = db.execute(
+        f"SELECT {columns} FROM {source} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+        [*args, per_page, (page - 1) * per_page],
+    ).fetchall()
+    if stub:
+        items = [
+            json.dumps({"deleted_at": deleted_at, "links": {"self": f"{base}/patients/{rid}"}})
+            for rid, deleted_at in rows
+        ]
+    else:
+        items = [render(body, base) for (body,) in rows]
+    links = {"self": _with_page(url, params, None)}
+    if page * per_page < total:
+        links["next"] = _with_page(url, params, page + 1)
+    if page > 1:
+        links["previous"] = _with_page(url, params, page - 1)
+    key = query.resource.name
+    return f'{{"{key}": [{",".join(items)}], "total_entries": {total}, "links": {json.dumps(links)}}}'
+
+
+def _with_page(url: str, params: list[tuple[str, str]], page: int | None) -> str:
+    """The request URL with every query param kept; ``page`` replaced when given."""
+    kept = params if page is None else [(k, v) for k, v in params if k != "page"] + [("page", str(page))]
+    return f"{url}?{urlencode(kept)}" if kept else url
+
+
+def wants_archived(params: list[tuple[str, str]]) -> bool:
+    """Single-record GETs show archived rows only when asked (``q[]=archived_at:*`` or ``:?``)."""
+    return any(f.field == "archived_at" and f.op in ("*", "?") for f in parse_filters(params))
