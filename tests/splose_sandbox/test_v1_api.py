@@ -1,0 +1,181 @@
+"""The public v1 layer: auth, query validation, paging, deltas, archived rows, availability."""
+
+from __future__ import annotations
+
+import time
+
+import requests
+
+from tests.splose_sandbox.conftest import PLATFORM_TOKEN
+
+
+def clients(count: int, prefix: str = "p", **fields) -> list[dict]:
+    return [
+        {"externalId": f"{prefix}{n}", "firstname": f"First{n}", "lastname": "Client", **fields} for n in range(count)
+    ]
+
+
+def test_no_key_and_bad_key_are_401(splose, workspace):
+    assert requests.get(f"{splose.url}/v1/patients", timeout=5).status_code == 401
+    bad = splose.as_key("not-a-key").get(f"{splose.url}/v1/patients", timeout=5)
+    assert bad.status_code == 401
+    assert "message" in bad.json()
+
+
+def test_workspace_key_sees_only_its_workspace(splose, workspace):
+    other = splose.seed()
+    mine = workspace.v1.get(f"{splose.url}/v1/locations", timeout=5).json()["data"]
+    theirs = other.v1.get(f"{splose.url}/v1/locations", timeout=5).json()["data"]
+    assert [row["title"] for row in mine] == ["Main Street"]
+    assert {row["id"] for row in mine}.isdisjoint(row["id"] for row in theirs)
+    foreign = workspace.v1.get(f"{splose.url}/v1/locations/{other.location('Main Street')}", timeout=5)
+    assert foreign.status_code == 404
+
+
+def test_platform_token_reads_v1_for_the_workspace_in_its_header(splose, workspace):
+    response = workspace.platform.get(f"{splose.url}/v1/practitioners", timeout=5)
+    assert response.status_code == 200
+    assert {row["email"] for row in response.json()["data"]} == {"ann@example.com", "bob@example.com"}
+    no_header = splose.as_key(PLATFORM_TOKEN).get(f"{splose.url}/v1/practitioners", timeout=5)
+    assert no_header.status_code == 400
+    unknown = splose.as_platform("no-such-clinic").get(f"{splose.url}/v1/practitioners", timeout=5)
+    assert unknown.status_code == 404
+
+
+def test_unknown_query_key_is_400(splose, workspace):
+    response = workspace.v1.get(f"{splose.url}/v1/patients", params={"limit": 10}, timeout=5)
+    assert response.status_code == 400
+    assert "limit" in response.json()["message"]
+    by_id = workspace.v1.get(f"{splose.url}/v1/locations/{workspace.location('Main Street')}?x=1", timeout=5)
+    assert by_id.status_code == 400
+
+
+def test_bad_parameter_values_are_400(splose, workspace):
+    for params in ({"id_gt": "abc"}, {"include_archived": "yes"}, {"update_gt": "yesterday"}):
+        assert workspace.v1.get(f"{splose.url}/v1/patients", params=params, timeout=5).status_code == 400
+
+
+def test_pages_of_fifty_follow_next_and_previous_links(splose, workspace):
+    imp = workspace.start_import()
+    created = workspace.upsert(imp["id"], "clients", clients(120))["results"]
+    ids = [row["id"] for row in created]
+
+    first = workspace.v1.get(f"{splose.url}/v1/patients", timeout=5).json()
+    assert [row["id"] for row in first["data"]] == ids[:50]
+    assert "previousPage" not in first["links"]
+    second = workspace.v1.get(first["links"]["nextPage"], timeout=5).json()
+    assert [row["id"] for row in second["data"]] == ids[50:100]
+    third = workspace.v1.get(second["links"]["nextPage"], timeout=5).json()
+    assert [row["id"] for row in third["data"]] == ids[100:]
+    assert "nextPage" not in third["links"]
+
+    back = workspace.v1.get(third["links"]["previousPage"], timeout=5).json()
+    assert [row["id"] for row in back["data"]] == ids[50:100]
+    by_id_lt = workspace.v1.get(f"{splose.url}/v1/patients", params={"id_lt": ids[10]}, timeout=5).json()
+    assert [row["id"] for row in by_id_lt["data"]] == ids[:10]
+    by_id_gt = workspace.v1.get(f"{splose.url}/v1/patients", params={"id_gt": ids[115]}, timeout=5).json()
+    assert [row["id"] for row in by_id_gt["data"]] == ids[116:]
+
+
+def test_links_keep_the_other_query_parameters(splose, workspace):
+    imp = workspace.start_import()
+    workspace.upsert(imp["id"], "clients", clients(60))
+    first = workspace.v1.get(f"{splose.url}/v1/patients", params={"lastname": "Client"}, timeout=5).json()
+    assert "lastname=Client" in first["links"]["nextPage"]
+    assert len(workspace.v1.get(first["links"]["nextPage"], timeout=5).json()["data"]) == 10
+
+
+def test_update_gt_and_update_lt_select_by_update_time(splose, workspace):
+    imp = workspace.start_import()
+    workspace.upsert(imp["id"], "clients", clients(3))
+    since = max(row["updatedAt"] for row in workspace.v1.get(f"{splose.url}/v1/patients", timeout=5).json()["data"])
+    time.sleep(0.01)
+    workspace.upsert(imp["id"], "clients", [{**clients(3)[1], "email": "changed@example.com"}])
+    changed = workspace.v1.get(f"{splose.url}/v1/patients", params={"update_gt": since}, timeout=5).json()["data"]
+    assert [row["email"] for row in changed] == ["changed@example.com"]
+    older = workspace.v1.get(f"{splose.url}/v1/patients", params={"update_lt": changed[0]["updatedAt"]}, timeout=5)
+    assert [row["firstname"] for row in older.json()["data"]] == ["First0", "First2"]
+    for spelling in ("2024-07-01", "2024-07-01T00:00:00Z", "2024-07-01T00:00:00.000Z"):
+        everything = workspace.v1.get(f"{splose.url}/v1/patients", params={"update_gt": spelling}, timeout=5)
+        assert len(everything.json()["data"]) == 3
+
+
+def test_archived_rows_need_include_archived(splose, workspace):
+    imp = workspace.start_import()
+    workspace.upsert(imp["id"], "clients", [*clients(2), {**clients(1, "gone")[0], "archived": True}])
+    default = workspace.v1.get(f"{splose.url}/v1/patients", timeout=5).json()["data"]
+    everything = workspace.v1.get(f"{splose.url}/v1/patients", params={"include_archived": "true"}, timeout=5)
+    assert len(default) == 2
+    archived = [row for row in everything.json()["data"] if row["archived"]]
+    assert len(archived) == 1
+    assert archived[0]["deletedAt"] is not None
+    locations = workspace.v1.get(f"{splose.url}/v1/locations", params={"include_archived": "true"}, timeout=5)
+    assert {row["title"] for row in locations.json()["data"]} == {"Main Street", "Old Rooms"}
+
+
+def test_practitioners_show_inactive_ones_and_provider_numbers(splose, workspace):
+    rows = workspace.v1.get(f"{splose.url}/v1/practitioners", timeout=5).json()["data"]
+    by_email = {row["email"]: row for row in rows}
+    assert by_email["bob@example.com"]["isActive"] is False
+    assert by_email["ann@example.com"]["providerNumbers"] == [
+        {"type": "Medicare", "number": "2423451T", "locationId": workspace.location("Main Street")}
+    ]
+    inactive = workspace.v1.get(f"{splose.url}/v1/practitioners", params={"isActive": "false"}, timeout=5)
+    assert [row["email"] for row in inactive.json()["data"]] == ["bob@example.com"]
+
+
+def test_availability_expands_weekly_rows_and_caps_the_range(splose, workspace):
+    imp = workspace.start_import()
+    ann, main = workspace.practitioner("ann@example.com"), workspace.location("Main Street")
+    weekly = {"practitionerId": ann, "locationId": main, "timezone": "Australia/Sydney"}
+    workspace.upsert(
+        imp["id"],
+        "availability",
+        [
+            {"externalId": "mon", **weekly, "weekday": 1, "startTime": "09:00", "endTime": "12:30"},
+            {
+                "externalId": "wed",
+                **weekly,
+                "weekday": 3,
+                "startTime": "13:00",
+                "endTime": "17:00",
+                "repeatInterval": "Fortnightly",
+                "startDate": "2024-07-03",
+            },
+        ],
+    )
+    url = f"{splose.url}/v1/availabilities/{ann}"
+    response = workspace.v1.get(url, params={"startDate": "2024-07-01", "endDate": "2024-07-21"}, timeout=5)
+    assert response.status_code == 200
+    assert [(row["date"], row["startTime"], row["endTime"]) for row in response.json()["data"]] == [
+        ("2024-07-01", "09:00", "12:30"),
+        ("2024-07-03", "13:00", "17:00"),
+        ("2024-07-08", "09:00", "12:30"),
+        ("2024-07-15", "09:00", "12:30"),
+        ("2024-07-17", "13:00", "17:00"),
+    ]
+    too_long = workspace.v1.get(url, params={"startDate": "2024-01-01", "endDate": "2024-06-01"}, timeout=5)
+    assert too_long.status_code == 400
+    missing = workspace.v1.get(url, params={"startDate": "2024-01-01"}, timeout=5)
+    assert missing.status_code == 400
+    elsewhere = workspace.v1.get(
+        url, params={"startDate": "2024-07-01", "endDate": "2024-07-07", "locationId": main + 1000}, timeout=5
+    )
+    assert elsewhere.json()["data"] == []
+
+
+def test_post_patient_and_contact_create_single_rows(splose, workspace):
+    patient = workspace.v1.post(
+        f"{splose.url}/v1/patients",
+        json={"firstname": "Walk", "lastname": "In", "phoneNumbers": [{"type": "Mobile", "phoneNumber": "0400"}]},
+        timeout=5,
+    )
+    assert patient.status_code == 200
+    assert workspace.v1.get(f"{splose.url}/v1/patients/{patient.json()['id']}", timeout=5).json()["lastname"] == "In"
+    missing = workspace.v1.post(f"{splose.url}/v1/patients", json={"firstname": "Only"}, timeout=5)
+    assert missing.status_code == 400
+    contact = workspace.v1.post(
+        f"{splose.url}/v1/contacts", json={"name": "Plan Manager", "type": "Standard"}, timeout=5
+    )
+    assert contact.status_code == 200
+    assert contact.json()["name"] == "Plan Manager"
