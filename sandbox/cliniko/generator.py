@@ -174,6 +174,7 @@ class Generator:
         # The account's first two years predate 64-bit ids.
         self.mint = IdMint(random.Random(seed * 7919 + 1), self.start + dt.timedelta(days=730))
         self.notes_made = 0
+        self.cancellations = 0
 
     # -- helpers -----------------------------------------------------------------------------------
     def moment(self, lo: dt.datetime | None = None, hi: dt.datetime | None = None) -> dt.datetime:
@@ -787,9 +788,12 @@ class Generator:
         cancelled = roll < 0.1
         did_not_arrive = not future and not cancelled and roll < 0.15
         arrived = not future and not cancelled and not did_not_arrive
-        reason, description = self.rng.choice(list(CANCELLATION_REASONS.items()))
-        if cancelled and self.chance(0.02):
-            reason, description = UNKNOWN_CANCELLATION
+        reason, description = UNKNOWN_CANCELLATION
+        if cancelled:
+            # Cycle through the reasons so even a tiny clinic has every code, plus the odd unknown one.
+            self.cancellations += 1
+            if self.cancellations % 25:
+                reason, description = list(CANCELLATION_REASONS.items())[self.cancellations % len(CANCELLATION_REASONS)]
         deleted = i % 97 == 96
         archived = not deleted and i % 89 == 88
         repeats = repeat_from is None and not cancelled and self.chance(0.02)

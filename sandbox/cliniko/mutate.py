@@ -14,7 +14,7 @@ import random
 import sqlite3
 
 from sandbox.cliniko.accounts import Account
-from sandbox.cliniko.schema import REPLACE_SQL, RESOURCES, row_for
+from sandbox.cliniko.schema import REPLACE_SQL, RESOURCES, STATE_NAMES, row_for
 
 INCREMENTAL = (
     "patients",
@@ -248,8 +248,10 @@ def mutate(account: Account, request: dict) -> dict:
 
 
 def truth(account: Account) -> dict[str, dict[str, int]]:
+    """Records per state for every resource; states with no records are listed with 0."""
     db = account.db()
-    return {
-        r: dict(db.execute(f"SELECT state, COUNT(*) FROM {r} GROUP BY state ORDER BY state").fetchall())
-        for r in RESOURCES
-    }
+    counts = {}
+    for resource, states in STATE_NAMES.items():
+        found = dict(db.execute(f"SELECT state, COUNT(*) FROM {resource} GROUP BY state").fetchall())
+        counts[resource] = {state: found.get(state, 0) for state in states}
+    return counts

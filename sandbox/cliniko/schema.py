@@ -158,6 +158,25 @@ STATES: dict[str, Callable[[dict], str]] = {
 }
 
 
+# Every state of every resource, in the order the rules are applied (first match wins).
+STATE_NAMES = {
+    "businesses": ("archived", "active"),
+    "users": ("inactive", "active"),
+    "practitioners": ("inactive", "active"),
+    "practitioner_reference_numbers": ("active",),
+    "appointment_types": ("archived", "active"),
+    "patients": ("deleted", "merged", "archived", "active"),
+    "contacts": ("archived", "active"),
+    "individual_appointments": ("deleted", "archived", "cancelled", "did_not_arrive", "arrived", "booked"),
+    "group_appointments": ("deleted", "archived", "active"),
+    "attendees": ("deleted", "archived", "cancelled", "arrived", "booked"),
+    "daily_availabilities": ("active",),
+    "patient_attachments": ("archived", "active"),
+    "treatment_note_templates": ("deleted", "active"),
+    "treatment_notes": ("deleted", "archived", "draft", "final"),
+}
+
+
 def row_for(resource: str, body: dict) -> tuple:
     """The table row for a record body, in ``COLUMNS`` order."""
     times = [body.get(c) or None for c in TIME_COLUMNS]
