@@ -33,7 +33,7 @@ from splose_resources.cliniko import ClinikoClient, ClinikoError, ClinikoNotFoun
 from splose_resources.staging import CommitStats, StagingBatch, StagingStore
 
 PER_PAGE = 100
-PART_ROWS = 2000
+CHECKPOINT_EVERY_PAGES = 5
 TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 log = logging.getLogger(__name__)
@@ -264,7 +264,7 @@ class _Crawl:
                     done.add(number)
                     if number == total_pages:
                         last_next = page.next_url
-                    if len(self.buffer) >= PART_ROWS:
+                    if len(done) % CHECKPOINT_EVERY_PAGES == 0:
                         self.save(state, done)
             finally:
                 for future in futures:

@@ -1,0 +1,56 @@
+"""A small client for the Cliniko sandbox's ``/_sandbox`` endpoints (tests, demo, benchmarks)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import requests
+
+
+class ClinikoSandboxAdmin:
+    def __init__(self, url: str) -> None:
+        self.url = url.rstrip("/")
+        self.session = requests.Session()
+        self.session.trust_env = False
+
+    def _get(self, path: str, **kwargs) -> requests.Response:
+        response = self.session.get(f"{self.url}/_sandbox/{path}", timeout=120, **kwargs)
+        response.raise_for_status()
+        return response
+
+    def _post(self, path: str, body: dict | None = None) -> dict:
+        response = self.session.post(f"{self.url}/_sandbox/{path}", json=body or {}, timeout=600)
+        response.raise_for_status()
+        return response.json() if response.content else {}
+
+    def keys(self, account: str) -> dict[str, str]:
+        return self._get(f"accounts/{account}").json()["keys"]
+
+    def create_account(self, name: str, seed: int, scale: str, shard: str = "au1") -> dict:
+        return self._post("accounts", {"name": name, "seed": seed, "scale": scale, "shard": shard})
+
+    def truth(self, account: str) -> dict[str, dict[str, int]]:
+        return self._get(f"accounts/{account}/truth").json()
+
+    def export(self, account: str, resource: str) -> Iterator[dict]:
+        response = self._get(f"accounts/{account}/export/{resource}", stream=True)
+        for line in response.iter_lines():
+            if line:
+                yield json.loads(line)
+
+    def mutate(self, account: str, **body) -> dict:
+        return self._post(f"accounts/{account}/mutate", body)
+
+    def stats(self) -> dict:
+        return self._get("stats").json()
+
+    def reset_stats(self) -> None:
+        self._post("stats/reset")
+
+    def configure(self, **body) -> dict:
+        return self._post("config", body)
+
+    def clear_faults(self) -> dict:
+        zero = {"error_rate": 0, "drop_rate": 0, "slow_rate": 0, "truncate_rate": 0, "storm_429": None}
+        return self.configure(faults=zero)

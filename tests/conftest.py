@@ -1,0 +1,128 @@
+"""Shared fixtures: a real Cliniko sandbox on loopback, a real Dagster instance, private staging."""
+
+from __future__ import annotations
+
+import itertools
+from collections import Counter
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from cliniko_assets.catalog import CATALOG
+from cliniko_assets.extract import cliniko_extract
+from cliniko_assets.partitions import tenants
+from sandbox.admin import ClinikoSandboxAdmin
+from sandbox.harness import running_server
+from sandbox.local import tenant_key_variable
+from splose_resources.cliniko import ClinikoResource
+from splose_resources.staging import StagingStore
+
+_accounts = itertools.count(1)
+
+
+@pytest.fixture(scope="session")
+def cliniko_sandbox(tmp_path_factory):
+    """One Cliniko sandbox for the session; each test makes its own account in it."""
+    workdir = tmp_path_factory.mktemp("cliniko-sandbox")
+    with running_server(
+        "sandbox.cliniko",
+        ["--account", "base:7:tiny:au1", "--latency-ms", "0", "--jitter-ms", "0", "--data-dir", str(workdir)],
+        log_dir=workdir,
+    ) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def sandbox_admin(cliniko_sandbox) -> ClinikoSandboxAdmin:
+    return ClinikoSandboxAdmin(cliniko_sandbox.url)
+
+
+class Clinic:
+    """A tenant wired to its own sandbox account, with helpers to run and inspect its extraction."""
+
+    def __init__(self, admin: ClinikoSandboxAdmin, account: str, tenant: str, staging: StagingStore, monkeypatch):
+        self.admin = admin
+        self.account = account
+        self.tenant = tenant
+        self.staging = staging
+        self.keys = admin.keys(account)
+        self.use_key("admin", monkeypatch)
+
+    def use_key(self, role: str, monkeypatch) -> None:
+        monkeypatch.setenv(tenant_key_variable(self.tenant), self.keys[role])
+
+    def extract(
+        self,
+        instance,
+        *,
+        cliniko: ClinikoResource | None = None,
+        run_config: dict | None = None,
+        selection: list[str] | None = None,
+        raise_on_error: bool = True,
+    ) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            [cliniko_extract],
+            selection=[f"cliniko/{name}" for name in selection] if selection else None,
+            instance=instance,
+            partition_key=self.tenant,
+            resources={"cliniko": cliniko or ClinikoResource(), "staging": self.staging},
+            run_config=run_config,
+            raise_on_error=raise_on_error,
+        )
+
+    def staged_states(self, resource: str) -> dict[str, int]:
+        return dict(Counter(self.staging.read_index(self.tenant, resource)["state"]))
+
+    def staged_records(self, resource: str) -> dict[str, dict]:
+        records = {}
+        for batch in self.staging.iter_records(self.tenant, resource):
+            for record in batch:
+                state = record.pop("_state")
+                record.pop("_source")
+                records[str(record.get("id") or record["links"]["self"].rsplit("/", 1)[-1])] = (state, record)
+        return records
+
+    def truth(self) -> dict[str, dict[str, int]]:
+        return {
+            resource: {s: n for s, n in counts.items() if n}
+            for resource, counts in self.admin.truth(self.account).items()
+        }
+
+    def export(self, resource: str) -> dict[str, dict]:
+        return {str(record["id"]): record for record in self.admin.export(self.account, resource)}
+
+
+@pytest.fixture
+def clinic(sandbox_admin, cliniko_sandbox, tmp_path, monkeypatch) -> Clinic:
+    """A fresh tiny clinic (its own sandbox account and tenant) with private staging."""
+    number = next(_accounts)
+    account = f"clinic{number}"
+    sandbox_admin.create_account(account, seed=100 + number, scale="tiny")
+    monkeypatch.setenv("CLINIKO_API_URL", f"{cliniko_sandbox.url}/v1")
+    monkeypatch.setenv("RATE_LIMIT_STATE_DIR", str(tmp_path / "rate"))
+    staging = StagingStore(uri=str(tmp_path / "staging"))
+    return Clinic(sandbox_admin, account, f"clinic-{number}", staging, monkeypatch)
+
+
+@pytest.fixture
+def instance(clinic):
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(tenants.name, [clinic.tenant])
+        yield instance
+
+
+def materializations(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
+    """Asset key -> metadata values of every materialization in a run."""
+    found = {}
+    for event in result.all_events:
+        if event.event_type_value == "ASSET_MATERIALIZATION":
+            materialization = event.event_specific_data.materialization
+            found[materialization.asset_key.path[-1]] = {
+                k: getattr(v, "value", v) for k, v in materialization.metadata.items()
+            }
+    return found
+
+
+RESOURCES = [spec.name for spec in CATALOG]
+PROJECT = Path(__file__).resolve().parent.parent

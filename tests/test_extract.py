@@ -1,0 +1,186 @@
+"""Extraction of a whole clinic from the Cliniko sandbox through a real Dagster instance."""
+
+from __future__ import annotations
+
+from collections import Counter
+
+import dagster as dg
+import pytest
+
+from sandbox.admin import ClinikoSandboxAdmin
+from sandbox.harness import running_server
+from splose_resources.cliniko import ClinikoResource
+from splose_resources.staging import StagingStore
+from tests.conftest import RESOURCES, Clinic, materializations
+
+
+def _path_requests(stats: dict, account: str) -> Counter:
+    paths: Counter = Counter()
+    for label, entry in stats["keys"].items():
+        if label.startswith(f"{account}/"):
+            paths.update(entry["paths"])
+    return paths
+
+
+def test_full_extraction_stages_exactly_the_sandbox_ground_truth(clinic, instance):
+    result = clinic.extract(instance)
+
+    assert result.success
+    metadata = materializations(result)
+    assert sorted(metadata) == sorted(RESOURCES)
+    truth = clinic.truth()
+    for resource in RESOURCES:
+        assert clinic.staged_states(resource) == truth[resource], resource
+        assert metadata[resource]["by_state"] == truth[resource], resource
+        assert metadata[resource]["records"] == sum(truth[resource].values())
+        assert metadata[resource]["mode"] == "full"
+    # Not only the counts: every live record is staged exactly as Cliniko serves it.
+    for resource in RESOURCES:
+        staged = clinic.staged_records(resource)
+        exported = clinic.export(resource)
+        assert set(staged) == set(exported), resource
+        for rid, (state, record) in staged.items():
+            if state != "deleted":
+                expected = {k: v for k, v in exported[rid].items() if not k.startswith("_")}
+                assert record == expected, (resource, rid)
+    # Attachment bytes are staged with the checksum of what the sandbox holds.
+    manifest = clinic.staging.read_files_manifest(clinic.tenant, "patient_attachments").set_index("id")
+    exported = clinic.export("patient_attachments")
+    live = {rid for rid, r in exported.items() if not r.get("archived_at")}
+    assert live <= set(manifest.index)
+    for rid in manifest.index:
+        assert manifest.loc[rid, "sha256"] == exported[rid]["_sha256"]
+        assert (
+            clinic.staging.file_path(clinic.tenant, "patient_attachments", rid).stat().st_size
+            == (exported[rid]["_bytes"])
+        )
+    assert max(r["_bytes"] for r in exported.values()) > 5 * 1024 * 1024
+
+
+def test_resync_fetches_only_what_changed_and_ends_with_the_sandbox_data(clinic, instance):
+    first = materializations(clinic.extract(instance))
+    before = {resource: clinic.export(resource) for resource in RESOURCES}
+    changed = clinic.admin.mutate(clinic.account, seed=5, updates=6, creates=4, archives=3, deletes=3)["changed"]
+    clinic.admin.reset_stats()
+
+    second = materializations(clinic.extract(instance))
+
+    truth = clinic.truth()
+    for resource in RESOURCES:
+        assert clinic.staged_states(resource) == truth[resource], resource
+        assert set(clinic.staged_records(resource)) == set(clinic.export(resource)), resource
+    for resource, meta in second.items():
+        if meta["mode"] != "incremental":
+            continue
+        # What an incremental sync may ask for: changed rows, plus rows inside the overlap before the cursor.
+        cursor = first[resource]["cursor"]
+        overlap = {rid for rid, r in before[resource].items() if (r.get("updated_at") or "") >= _minus(cursor, 120)}
+        touched = set().union(*changed.get(resource, {}).values()) if resource in changed else set()
+        assert meta["fetched"] == len(touched | overlap), resource
+    requests = _path_requests(clinic.admin.stats(), clinic.account)
+    full_requests = sum(meta["requests"] for meta in first.values())
+    assert sum(meta["requests"] for meta in second.values()) == sum(requests.values())
+    assert sum(requests.values()) < full_requests
+    # Unchanged resources cost one page per route.
+    assert requests["/v1/treatment_notes"] <= 1 + len(changed.get("treatment_notes", {}).get("updated", [])) // 100
+
+
+def _minus(timestamp: str, seconds: int) -> str:
+    from datetime import datetime, timedelta
+
+    moment = datetime.fromisoformat(timestamp.replace("Z", "+00:00")) - timedelta(seconds=seconds)
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def test_the_request_budget_is_never_exceeded(tmp_path, monkeypatch):
+    """A sandbox whose budget is 12 requests per 2 s window: the client uses it fully and never trips it."""
+    budget, window = 12, 2
+    args = [
+        "--account",
+        "budget:3:tiny:au1",
+        "--latency-ms",
+        "20",
+        "--jitter-ms",
+        "10",
+        "--rate-limit",
+        str(budget),
+        "--rate-window",
+        str(window),
+        "--data-dir",
+        str(tmp_path),
+    ]
+    with running_server("sandbox.cliniko", args, log_dir=tmp_path) as server:
+        admin = ClinikoSandboxAdmin(server.url)
+        monkeypatch.setenv("CLINIKO_API_URL", f"{server.url}/v1")
+        monkeypatch.setenv("RATE_LIMIT_STATE_DIR", str(tmp_path / "rate"))
+        staging = StagingStore(uri=str(tmp_path / "staging"))
+        clinic = Clinic(admin, "budget", "budget-clinic", staging, monkeypatch)
+        with dg.instance_for_test() as instance:
+            instance.add_dynamic_partitions("tenants", [clinic.tenant])
+            result = clinic.extract(
+                instance, cliniko=ClinikoResource(requests_per_window=budget, window_seconds=window)
+            )
+            stats = admin.stats()["keys"]["budget/admin"]
+            truth = clinic.truth()
+            staged = {resource: clinic.staged_states(resource) for resource in RESOURCES}
+
+    assert result.success
+    assert staged == truth
+    assert stats["rate_limited"] == 0
+    assert stats["total"] == sum(m["requests"] for m in materializations(result).values())
+    assert stats["total"] > 3 * budget
+    per_window = sorted(stats["windows"].values())
+    assert per_window[-1] == budget  # the budget was used to the full ...
+    assert all(count <= budget for count in per_window)  # ... and never exceeded
+
+
+def test_bad_key_wrong_shard_and_missing_permission_fail_clearly(clinic, instance, cliniko_sandbox, monkeypatch):
+    clinic.use_key("revoked", monkeypatch)
+    result = clinic.extract(instance, raise_on_error=False, selection=["patients"])
+    assert not result.success
+    message = _failure(result)
+    assert clinic.tenant in message and "patients" in message and "401" in message and "new key" in message
+    assert clinic.keys["revoked"] not in message
+
+    clinic.use_key("other_shard", monkeypatch)
+    monkeypatch.setenv("CLINIKO_API_URL", f"{cliniko_sandbox.url}/{{shard}}/v1")
+    result = clinic.extract(instance, raise_on_error=False, selection=["businesses"])
+    message = _failure(result)
+    assert "shard" in message and clinic.tenant in message
+
+    monkeypatch.setenv("CLINIKO_API_URL", f"{cliniko_sandbox.url}/v1")
+    clinic.use_key("receptionist", monkeypatch)
+    clinic.admin.reset_stats()
+    result = clinic.extract(instance, raise_on_error=False, selection=["patients", "treatment_notes"])
+    assert not result.success
+    assert set(materializations(result)) == {"patients"}
+    message = _failure(result)
+    assert "treatment_notes" in message and "403" in message and "Administrator" in message
+    # 401 and 403 are never retried: one request for the refused route.
+    requests = _path_requests(clinic.admin.stats(), clinic.account)
+    assert requests["/v1/treatment_notes"] == 1
+
+
+def _failure(result) -> str:
+    failures = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    assert failures
+    return str(failures[0].event_specific_data.error.message)
+
+
+@pytest.mark.parametrize("scenario", ["errors", "storms"])
+def test_faults_end_with_exact_counts(clinic, instance, scenario):
+    faults = {
+        "errors": {"error_rate": 0.15, "drop_rate": 0.05, "truncate_rate": 0.05, "slow_rate": 0.03, "slow_seconds": 3},
+        "storms": {"storm_429": {"every": 15, "length": 3, "reset_seconds": 1}},
+    }[scenario]
+    clinic.admin.configure(faults=faults, fault_seed=11)
+    try:
+        result = clinic.extract(instance, cliniko=ClinikoResource(read_timeout_seconds=1.5, max_attempts=12))
+        injected = clinic.admin.stats()["keys"][f"{clinic.account}/admin"]["injected"]
+    finally:
+        clinic.admin.clear_faults()
+    assert result.success
+    assert sum(injected.values()) >= 5, injected
+    truth = clinic.truth()
+    for resource in RESOURCES:
+        assert clinic.staged_states(resource) == truth[resource], resource
