@@ -149,8 +149,8 @@ class Sandbox:
         faults = self.config.faults
         with self.lock:
             draws = [self.fault_rng.random() for _ in range(5)]
+            position = self.storm_counts[label]  # requests before this one since the faults were set
             self.storm_counts[label] += 1
-            position = self.storm_counts[label]
             storm = faults.storm_429
             kind: str | None = None
             extra = 0.0
@@ -393,6 +393,7 @@ class Sandbox:
                         raise ValueError(f"unknown faults {sorted(unknown)}")
                     for name, value in update["faults"].items():
                         setattr(c.faults, name, value if name == "storm_429" else float(value))
+                    self.storm_counts.clear()
                 if "fault_seed" in update:
                     c.fault_seed = int(update["fault_seed"])
                     self.fault_rng = random.Random(c.fault_seed)

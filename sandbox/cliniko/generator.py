@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sandbox.cliniko.schema import BASE, INSERT_SQL, create_indexes, create_tables, row_for
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 BATCH = 5000
 FIVE_MB = 5 * 1024 * 1024
 
@@ -539,17 +539,18 @@ class Generator:
             created, updated = self.stamps()
             pid = self.mint(created)
             first, last = self.name()
-            roll = self.rng.random()
+            # A fixed pattern rather than dice, so even a tiny clinic has every patient state.
+            roll = i % 25
             archived_at = deleted_at = merged_at = None
             merged_with = None
-            if roll < 0.02 and self.all_patient_ids:
+            if roll == 5:
                 deleted_at = ts(self.moment(lo=updated))
                 updated = dt.datetime.strptime(deleted_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
-            elif roll < 0.04 and self.patient_pool:
+            elif roll == 11:
                 merged_at = ts(self.moment(lo=updated))
                 archived_at = merged_at
                 merged_with = self.rng.choice(self.patient_pool)[0]
-            elif roll < 0.08:
+            elif roll in (17, 23):
                 archived_at = ts(self.moment(lo=updated))
             if archived_at:
                 updated = dt.datetime.strptime(archived_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
