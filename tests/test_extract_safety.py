@@ -1,0 +1,117 @@
+"""What an extraction leaves behind: nothing secret or personal outside staging; resumable when killed."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import dagster as dg
+from dagster._serdes import serialize_value
+
+from sandbox.admin import ClinikoSandboxAdmin
+from sandbox.harness import running_server
+from splose_resources.staging import StagingStore
+from tests.conftest import PROJECT, RESOURCES, Clinic, materializations
+
+
+def test_no_key_patient_name_or_birth_date_in_anything_the_runs_logged_or_recorded(
+    clinic, instance, monkeypatch, capfd, caplog
+):
+    assert clinic.extract(instance).success
+    clinic.admin.mutate(clinic.account, seed=9, updates=5, creates=2, archives=2, deletes=2)
+    assert clinic.extract(instance).success
+    clinic.use_key("receptionist", monkeypatch)
+    assert not clinic.extract(instance, raise_on_error=False).success  # errors are scanned too
+
+    recorded = []
+    for run in instance.get_runs():
+        recorded.append(serialize_value(run))  # run config and tags
+        recorded.extend(serialize_value(entry) for entry in instance.all_logs(run.run_id))
+    out, err = capfd.readouterr()
+    everything = "\n".join([*recorded, out, err, caplog.text])
+
+    secrets = set(clinic.keys.values())
+    secrets |= {key.rsplit("-", 1)[0] for key in secrets}
+    secrets |= {base64.b64encode(f"{key}:".encode()).decode() for key in secrets}
+    assert not [s for s in secrets if s in everything], "a Cliniko key was logged or recorded"
+
+    patients = list(clinic.admin.export(clinic.account, "patients"))
+    names = {p[f] for p in patients for f in ("first_name", "last_name") if len(p.get(f) or "") >= 4}
+    births = {p["date_of_birth"] for p in patients if p.get("date_of_birth") and p["date_of_birth"] < "2010"}
+    assert len(names) > 20 and len(births) > 10
+    leaked_names = sum(name in everything for name in names)
+    leaked_births = sum(birth in everything for birth in births)
+    assert (leaked_names, leaked_births) == (0, 0), "patient data reached logs or metadata (counts only shown)"
+    assert len(everything) > 10_000  # the scan saw the runs' real output
+
+
+KILLED_RUN = textwrap.dedent(
+    """
+    import sys
+    import dagster as dg
+    from cliniko_assets.extract import cliniko_extract
+    from splose_resources.cliniko import ClinikoResource
+    from splose_resources.staging import StagingStore
+
+    home, tenant, staging = sys.argv[1:4]
+    with dg.DagsterInstance.from_config(home) as instance:
+        dg.materialize([cliniko_extract], instance=instance, partition_key=tenant,
+                       resources={"cliniko": ClinikoResource(), "staging": StagingStore(uri=staging)})
+    """
+)
+
+
+def test_a_killed_extraction_resumes_without_refetching_what_it_staged(tmp_path, monkeypatch):
+    args = ["--account", "slow:4:tiny:au1", "--latency-ms", "700", "--jitter-ms", "0", "--data-dir", str(tmp_path)]
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with running_server("sandbox.cliniko", args, log_dir=tmp_path) as server:
+        admin = ClinikoSandboxAdmin(server.url)
+        monkeypatch.setenv("CLINIKO_API_URL", f"{server.url}/v1")
+        monkeypatch.setenv("RATE_LIMIT_STATE_DIR", str(tmp_path / "rate"))
+        staging = StagingStore(uri=str(tmp_path / "staging"))
+        baseline = Clinic(admin, "slow", "baseline", staging, monkeypatch)
+        clinic = Clinic(admin, "slow", "resumed", staging, monkeypatch)
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            instance.add_dynamic_partitions("tenants", ["baseline", "resumed"])
+            full = materializations(baseline.extract(instance))
+
+        checkpoint = staging.resource_dir("resumed", "individual_appointments") / "incoming" / "checkpoint.json"
+        child = subprocess.Popen(
+            [sys.executable, "-c", KILLED_RUN, str(home), "resumed", str(tmp_path / "staging")],
+            cwd=PROJECT,
+            env={**os.environ},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not _started(checkpoint):
+            time.sleep(0.02)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        assert _started(checkpoint), "the killed run never staged a page"
+
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            resumed = materializations(clinic.extract(instance))
+        truth = {r: {s: n for s, n in c.items() if n} for r, c in admin.truth("slow").items()}
+        staged = {resource: clinic.staged_states(resource) for resource in RESOURCES}
+
+    assert staged == truth
+    assert resumed["individual_appointments"]["mode"] == "resumed"
+    assert resumed["individual_appointments"]["requests"] < full["individual_appointments"]["requests"]
+    assert resumed["individual_appointments"]["records"] == full["individual_appointments"]["records"]
+
+
+def _started(checkpoint) -> bool:
+    try:
+        state = json.loads(checkpoint.read_text())["streams"]["main"]
+    except (OSError, ValueError, KeyError):
+        return False
+    return bool(state["done"]) and not state["complete"]
