@@ -1,10 +1,16 @@
 """Validate recorded v1 responses against the published Splose OpenAPI spec.
 
-The spec (``../shared/reference/splose-openapi-v1.yml``, an exact copy) spells "string or null" as
-``anyOf: [{type: string}, {type: string}, {nullable: true}]``. In OpenAPI 3.0 ``nullable`` only
-qualifies a ``type``, so a branch that is nothing but ``{nullable: true}`` would accept any value and
-make the whole ``anyOf`` vacuous. The author's intent is "null", so such a branch is read as
-``{enum: [null]}``: a number where the spec says string-or-null is still caught.
+The spec (``../shared/reference/splose-openapi-v1.yml``, an exact copy, ``openapi: 3.0.0``) has two
+spellings that a 3.0.3-style validator misreads, so the response schemas are read with 3.0.0's
+meaning of ``nullable`` ("allows sending a null value for the defined schema") before validating:
+
+- "string or null" is ``anyOf: [{type: string}, {type: string}, {nullable: true}]``. A branch that is
+  nothing but ``{nullable: true}`` constrains nothing, so taken literally it accepts any value and
+  makes the whole ``anyOf`` vacuous. It is read as ``{enum: [null]}``: a number where the spec says
+  string-or-null is still caught.
+- ``{type: string, nullable: true, enum: [...]}`` without null in the enum (appointment status,
+  privacy policy, phone type, unit): under 3.0.3's clarification the enum would forbid null, which
+  would make ``nullable`` pointless; under 3.0.0 null is allowed, so null is added to the enum.
 """
 
 from __future__ import annotations
@@ -21,15 +27,18 @@ SPEC_PATH = Path(__file__).resolve().parents[2].parent / "shared/reference/splos
 SCHEMA_KEYWORDS = {"type", "enum", "anyOf", "oneOf", "allOf", "not", "properties", "items", "$ref", "format"}
 
 
-def null_only_branches_as_null(schema: Any) -> Any:
-    """A copy of ``schema`` with every type-less ``{nullable: true}`` schema meaning exactly null."""
+def nullable_as_in_oas_3_0_0(schema: Any) -> Any:
+    """A copy of ``schema`` where ``nullable: true`` means "null is allowed", and only that, as in 3.0.0."""
     if isinstance(schema, list):
-        return [null_only_branches_as_null(item) for item in schema]
+        return [nullable_as_in_oas_3_0_0(item) for item in schema]
     if not isinstance(schema, dict):
         return schema
-    copied = {key: null_only_branches_as_null(value) for key, value in schema.items()}
-    if copied.get("nullable") is True and not SCHEMA_KEYWORDS & copied.keys():
-        copied["enum"] = [None]
+    copied = {key: nullable_as_in_oas_3_0_0(value) for key, value in schema.items()}
+    if copied.get("nullable") is True:
+        if not SCHEMA_KEYWORDS & copied.keys():
+            copied["enum"] = [None]
+        elif "enum" in copied and None not in copied["enum"]:
+            copied["enum"] = [*copied["enum"], None]
     return copied
 
 
@@ -41,7 +50,7 @@ def load_spec() -> dict[str, Any]:
 def response_schema(method: str, path_template: str, status: int = 200) -> dict[str, Any]:
     operation = load_spec()["paths"][path_template][method.lower()]
     schema = operation["responses"][str(status)]["content"]["application/json"]["schema"]
-    return null_only_branches_as_null(schema)
+    return nullable_as_in_oas_3_0_0(schema)
 
 
 def violations(record: dict[str, Any]) -> list[str]:

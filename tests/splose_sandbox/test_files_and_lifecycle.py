@@ -1,0 +1,147 @@
+"""Files, rate limits, the delete window and durability: each on a server started for the purpose."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import time
+
+import requests
+
+from tests.splose_sandbox.conftest import seed_document
+
+
+def upload(workspace, import_id: int, external_id: str, content: bytes, **fields) -> requests.Response:
+    form = {"externalId": external_id, "clientExternalId": "1", "filename": "scan.bin", **fields}
+    return workspace.platform.post(
+        f"{workspace.splose.url}/v1/imports/{import_id}/files",
+        data=form,
+        files={"file": ("scan.bin", io.BytesIO(content), "application/octet-stream")},
+        timeout=60,
+    )
+
+
+def with_client(workspace) -> dict:
+    imp = workspace.start_import()
+    workspace.upsert(imp["id"], "clients", [{"externalId": "1", "firstname": "Jo", "lastname": "Doe"}])
+    return imp
+
+
+def test_file_upload_checks_the_checksum_and_is_idempotent(workspace):
+    imp = with_client(workspace)
+    content = bytes(range(256)) * 20_000  # 5 MB, more than a multipart chunk
+    digest = hashlib.sha256(content).hexdigest()
+    created = upload(workspace, imp["id"], "att1", content, sha256=digest, contentType="image/tiff")
+    assert created.status_code == 200, created.text
+    assert created.json()["action"] == "created"
+    assert (created.json()["size"], created.json()["sha256"]) == (len(content), digest)
+    assert (
+        upload(workspace, imp["id"], "att1", content, sha256=digest, contentType="image/tiff").json()["action"]
+        == "unchanged"
+    )
+    assert upload(workspace, imp["id"], "att1", content + b"!", contentType="image/tiff").json()["action"] == "updated"
+
+    mismatch = upload(workspace, imp["id"], "att2", content, sha256="0" * 64)
+    assert mismatch.status_code == 422
+    assert "sha256" in mismatch.json()["errors"]
+    no_client = upload(workspace, imp["id"], "att3", b"x", clientExternalId="nobody")
+    assert no_client.status_code == 422
+
+    stored = workspace.dump("files")
+    assert [(row["externalId"], row["data"]["contentType"], row["data"]["size"]) for row in stored] == [
+        ("att1", "image/tiff", len(content) + 1)
+    ]
+    crosswalk = workspace.platform.get(f"{workspace.splose.url}/v1/imports/{imp['id']}/records/files", timeout=5)
+    assert crosswalk.json()["data"] == [{"externalId": "att1", "id": created.json()["id"]}]
+
+
+def test_file_over_the_size_cap_is_413(start_splose):
+    with start_splose("--file-size-cap-mb", "0.5") as splose:
+        workspace = splose.seed()
+        imp = with_client(workspace)
+        too_big = upload(workspace, imp["id"], "big", b"x" * (600 * 1024))
+        assert too_big.status_code == 413
+        assert "cap" in too_big.json()["message"]
+        assert upload(workspace, imp["id"], "small", b"x" * (400 * 1024)).status_code == 200
+        assert [row["externalId"] for row in workspace.dump("files")] == ["small"]
+
+
+def test_rate_limits_answer_429_per_key(start_splose):
+    with start_splose("--v1-rate-limit", "3", "--import-rate-limit", "4", "--rate-window", "2") as splose:
+        workspace = splose.seed()
+        other = splose.seed()
+        time.sleep(2 - time.time() % 2 + 0.05)  # start at the beginning of a window
+        statuses = [workspace.v1.get(f"{splose.url}/v1/locations", timeout=5).status_code for _ in range(5)]
+        assert statuses == [200, 200, 200, 429, 429]
+        throttled = workspace.v1.get(f"{splose.url}/v1/locations", timeout=5)
+        assert "Retry-After" not in throttled.headers
+        assert other.v1.get(f"{splose.url}/v1/locations", timeout=5).status_code == 200
+
+        platform = splose.as_platform()
+        imports = [platform.get(f"{splose.url}/v1/imports", timeout=5) for _ in range(6)]
+        assert [r.status_code for r in imports] == [200, 200, 200, 200, 429, 429]
+        assert 1 <= int(imports[-1].headers["Retry-After"]) <= 2
+
+        time.sleep(2.1)
+        assert workspace.v1.get(f"{splose.url}/v1/locations", timeout=5).status_code == 200
+        stats = requests.get(f"{splose.url}/_sandbox/stats", timeout=5).json()["keys"]
+        assert stats[f"workspace:{workspace.id}"]["throttled"] >= 3
+        assert stats["platform"]["throttled"] == 2
+        assert workspace.described["key"] not in str(stats)
+
+
+def test_delete_removes_what_the_import_created_until_the_window_closes(start_splose):
+    with start_splose("--delete-window-hours", str(1.5 / 3600)) as splose:
+        workspace = splose.seed()
+        kept = with_client(workspace)
+        imp = workspace.start_import()
+        workspace.upsert(imp["id"], "clients", [{"externalId": "2", "firstname": "Al", "lastname": "Ive"}])
+        workspace.upsert(imp["id"], "clients", [{"externalId": "1", "firstname": "Jo", "lastname": "Changed"}])
+        assert upload(workspace, imp["id"], "f", b"bytes").status_code == 200
+        url = f"{splose.url}/v1/imports/{imp['id']}"
+
+        deleted = workspace.platform.delete(url, timeout=5)
+        assert deleted.status_code == 200
+        assert deleted.json()["status"] == "deleted"
+        assert deleted.json()["deletedRecords"] == {"clients": 1, "files": 1}
+        assert [row["externalId"] for row in workspace.dump("clients")] == ["1"]
+        assert workspace.dump("files") == []
+        assert list((splose.db.parent / "splose-files" / workspace.id).iterdir()) == []
+        assert workspace.put(imp["id"], "clients", []).status_code == 409
+
+        kept_url = f"{splose.url}/v1/imports/{kept['id']}"
+        workspace.platform.patch(kept_url, json={"status": "complete"}, timeout=5)
+        time.sleep(1.6)
+        late = workspace.platform.delete(kept_url, timeout=5)
+        assert late.status_code == 409
+        deadline = workspace.platform.get(kept_url, timeout=5).json()["deleteDeadline"]
+        assert deadline in late.json()["message"]
+        assert [row["externalId"] for row in workspace.dump("clients")] == ["1"]
+
+
+def test_restart_on_the_same_database_loses_nothing(start_splose, tmp_path):
+    db = tmp_path / "durable.db"
+    seed_file = tmp_path / "seed.json"
+    document = {**seed_document("durable-clinic"), "key": "durable-clinic-key-0123456789"}
+    seed_file.write_text(json.dumps([document]))
+    with start_splose("--seed-workspace", str(seed_file), db=db) as splose:
+        workspace = splose.seed(id="second-clinic")
+        imp = with_client(workspace)
+        assert upload(workspace, imp["id"], "f", b"kept bytes").status_code == 200
+        durable = splose.as_key("durable-clinic-key-0123456789").get(f"{splose.url}/v1/locations", timeout=5)
+        assert durable.status_code == 200
+        before = workspace.v1.get(f"{splose.url}/v1/patients", timeout=5).json()
+    with start_splose("--seed-workspace", str(seed_file), db=db) as splose:
+        workspace.splose = splose
+        assert workspace.v1.get(f"{splose.url}/v1/patients", timeout=5).json()["data"] == before["data"]
+        assert workspace.platform.get(f"{splose.url}/v1/imports/{imp['id']}", timeout=5).status_code == 200
+        assert (
+            workspace.upsert(imp["id"], "clients", [{"externalId": "1", "firstname": "Jo", "lastname": "Doe"}])[
+                "results"
+            ][0]["action"]
+            == "unchanged"
+        )
+        assert upload(workspace, imp["id"], "f", b"kept bytes").json()["action"] == "unchanged"
+        again = splose.as_key("durable-clinic-key-0123456789").get(f"{splose.url}/v1/locations", timeout=5)
+        assert again.json()["data"] == durable.json()["data"]
