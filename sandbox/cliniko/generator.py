@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sandbox.cliniko.schema import BASE, INSERT_SQL, create_indexes, create_tables, row_for
 
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 BATCH = 5000
 FIVE_MB = 5 * 1024 * 1024
 

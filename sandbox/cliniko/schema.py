@@ -59,12 +59,14 @@ CREATE TABLE IF NOT EXISTS {t} (
 )
 """
 
-# Built after the bulk load (cheaper than maintaining them row by row). The first two serve the default
-# hidden-rows filter with the two usual sort orders; the rest serve filters clients page by.
+# Built after the bulk load (cheaper than maintaining them row by row). The first two serve default lists
+# (hidden rows left out) in the two usual sort orders; the next two serve lists that include archived or
+# cancelled rows, ordered and filtered without reading a row's body; the rest serve filters by parent.
 _INDEXES = (
     ("vis_created", "deleted_at, archived_at, cancelled_at, created_at"),
     ("vis_updated", "deleted_at, archived_at, cancelled_at, updated_at"),
-    ("updated", "updated_at"),
+    ("all_created", "created_at, id, deleted_at, archived_at, cancelled_at"),
+    ("all_updated", "updated_at, id, deleted_at, archived_at, cancelled_at"),
     ("patient", "patient_id"),
     ("practitioner", "practitioner_id"),
     ("booking", "booking_id"),
