@@ -161,8 +161,8 @@ def routes(sandbox: Sandbox) -> list[Route]:
         if table not in DUMP_TABLES:
             raise ApiError(404, f"Unknown table {table!r}; expected one of {list(DUMP_TABLES)}")
         if table == "imports":
-            rows = store.execute("SELECT id FROM imports WHERE workspace_id = ? ORDER BY id", (workspace_id,))
-            imports = [store.get_import(row["id"]) for row in rows.fetchall()]
+            rows = store.query("SELECT id FROM imports WHERE workspace_id = ? ORDER BY id", (workspace_id,))
+            imports = [store.get_import(row["id"]) for row in rows]
             window = timedelta(hours=sandbox.settings.delete_window_hours)
             data = [import_json(item, window) for item in imports if item]
         else:
@@ -170,8 +170,8 @@ def routes(sandbox: Sandbox) -> list[Route]:
         return JSONResponse({"data": data})
 
     return [
-        Route("/_sandbox/workspaces", endpoint(sandbox, create), methods=["POST"]),
-        Route("/_sandbox/workspaces/{id}", endpoint(sandbox, get), methods=["GET"]),
-        Route("/_sandbox/stats", endpoint(sandbox, stats), methods=["GET"]),
-        Route("/_sandbox/workspaces/{id}/dump/{table}", endpoint(sandbox, dump), methods=["GET"]),
+        Route("/_sandbox/workspaces", endpoint(sandbox, create, api=False), methods=["POST"]),
+        Route("/_sandbox/workspaces/{id}", endpoint(sandbox, get, api=False), methods=["GET"]),
+        Route("/_sandbox/stats", endpoint(sandbox, stats, api=False), methods=["GET"]),
+        Route("/_sandbox/workspaces/{id}/dump/{table}", endpoint(sandbox, dump, api=False), methods=["GET"]),
     ]

@@ -199,11 +199,11 @@ class Sandbox:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
-def endpoint(sandbox: Sandbox, handler: Handler, *, v1_template: str | None = None) -> Handler:
-    """Wrap a handler: simulated latency, ``ApiError`` as JSON, and v1 responses recorded."""
+def endpoint(sandbox: Sandbox, handler: Handler, *, v1_template: str | None = None, api: bool = True) -> Handler:
+    """Wrap a handler: simulated latency (API calls only), ``ApiError`` as JSON, v1 responses recorded."""
 
     async def wrapped(request: Request) -> Response:
-        if sandbox.settings.latency_ms:
+        if api and sandbox.settings.latency_ms:
             await asyncio.sleep(sandbox.settings.latency_ms / 1000)
         try:
             response = await handler(request)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 import shutil
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from starlette.concurrency import run_in_threadpool
@@ -146,7 +147,7 @@ class Imports:
                     )
         return problems
 
-    async def list(self, request: Request) -> Response:
+    async def list_imports(self, request: Request) -> Response:
         caller = self.sandbox.import_caller(request)
         check_query(request, {"status", "id_gt", "id_lt"})
         where, params = "", []
@@ -322,7 +323,6 @@ class Imports:
                 patient["patientId"] = self._external(
                     current, "clients", patient, "clientExternalId", f"appointmentPatients[{index}]."
                 )
-            data["start"], data["end"] = iso(parse_datetime(data["start"])), iso(parse_datetime(data["end"]))
         elif entity in ("availability", "providerNumbers"):
             self._splose_id(current, "practitioners", data, "practitionerId")
             self._location(current, data)
@@ -379,7 +379,7 @@ class Imports:
 
     # -- files ------------------------------------------------------------------------------------
 
-    def _file_path(self, workspace_id: str, object_id: int):
+    def _file_path(self, workspace_id: str, object_id: int) -> Path:
         return self.store.files_dir / workspace_id / str(object_id)
 
     async def upload(self, request: Request) -> Response:
@@ -452,10 +452,10 @@ class Imports:
 
 def _normalize_datetimes(data: dict[str, Any]) -> None:
     """Store every datetime in one spelling, so re-sending the same instant is ``unchanged``."""
-    for name in ("createdAt", "finalizedAt", "statusUpdatedAt"):
+    for name in ("start", "end", "createdAt", "finalizedAt", "statusUpdatedAt"):
         if data.get(name):
             data[name] = iso(parse_datetime(data[name]))
-    for patient in data.get("appointmentPatients", []) if isinstance(data.get("appointmentPatients"), list) else []:
+    for patient in data.get("appointmentPatients") or []:
         _normalize_datetimes(patient)
 
 
@@ -467,7 +467,7 @@ def routes(sandbox: Sandbox) -> list[Route]:
 
     return [
         route("/imports", api.create, "POST"),
-        route("/imports", api.list, "GET"),
+        route("/imports", api.list_imports, "GET"),
         route("/imports/{id}", api.get, "GET"),
         route("/imports/{id}", api.patch, "PATCH"),
         route("/imports/{id}", api.delete, "DELETE"),

@@ -11,6 +11,7 @@ import hashlib
 import uuid
 from dataclasses import dataclass, field
 from email.message import Message
+from email.utils import collapse_rfc2231_value
 from pathlib import Path
 from typing import IO
 
@@ -56,10 +57,16 @@ def _header_params(value: str) -> tuple[str, dict[str, str]]:
     return message.get_content_type(), {key.lower(): val for key, val in params.items()}
 
 
+def _disposition_params(value: str) -> dict[str, str]:
+    message = Message()
+    message["content-disposition"] = value
+    params = message.get_params(header="content-disposition", failobj=[])[1:]
+    return {key.lower(): collapse_rfc2231_value(val) for key, val in params}
+
+
 class _Part:
     def __init__(self, headers: dict[str, str], spool_dir: Path, cap: int) -> None:
-        disposition = headers.get("content-disposition", "")
-        _, params = _header_params(disposition.replace("form-data", "x/form-data", 1))
+        params = _disposition_params(headers.get("content-disposition", ""))
         self.name = params.get("name")
         if not self.name:
             raise MultipartError("a part has no name in its Content-Disposition header")

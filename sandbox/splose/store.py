@@ -179,9 +179,19 @@ class Store:
     def transaction(self) -> _Transaction:
         return _Transaction(self)
 
-    def execute(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Cursor:
+    def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
+        """Run a write; returns the new row id of an INSERT."""
         with self._lock:
-            return self._db.execute(sql, tuple(params))
+            return int(self._db.execute(sql, tuple(params)).lastrowid or 0)
+
+    def query(self, sql: str, params: Iterable[Any] = ()) -> list[sqlite3.Row]:
+        """Run a read and fetch every row while holding the lock."""
+        with self._lock:
+            return self._db.execute(sql, tuple(params)).fetchall()
+
+    def query_one(self, sql: str, params: Iterable[Any] = ()) -> sqlite3.Row | None:
+        rows = self.query(sql, params)
+        return rows[0] if rows else None
 
     # -- workspaces -------------------------------------------------------------------------------
 
@@ -192,10 +202,10 @@ class Store:
         )
 
     def workspace(self, workspace_id: str) -> sqlite3.Row | None:
-        return self.execute("SELECT * FROM workspaces WHERE id = ?", (workspace_id,)).fetchone()
+        return self.query_one("SELECT * FROM workspaces WHERE id = ?", (workspace_id,))
 
     def workspace_by_key(self, key: str) -> sqlite3.Row | None:
-        return self.execute("SELECT * FROM workspaces WHERE key = ?", (key,)).fetchone()
+        return self.query_one("SELECT * FROM workspaces WHERE key = ?", (key,))
 
     # -- objects ----------------------------------------------------------------------------------
 
@@ -212,7 +222,7 @@ class Store:
     ) -> int:
         now = iso(utc_now())
         history = [{"importId": import_id, "action": "created", "at": now}] if import_id else []
-        cursor = self.execute(
+        return self.execute(
             "INSERT INTO objects (workspace_id, kind, data, archived, created_at, updated_at, source,"
             " external_id, import_id, history) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -228,7 +238,6 @@ class Store:
                 json.dumps(history),
             ),
         )
-        return int(cursor.lastrowid or 0)
 
     def update_object(self, obj: StoredObject, data: dict[str, Any], import_id: int) -> None:
         now = iso(utc_now())
@@ -239,24 +248,23 @@ class Store:
         )
 
     def get_object(self, workspace_id: str, kind: str, object_id: int) -> StoredObject | None:
-        row = self.execute(
-            "SELECT * FROM objects WHERE workspace_id = ? AND kind = ? AND id = ?",
-            (workspace_id, kind, object_id),
-        ).fetchone()
+        row = self.query_one(
+            "SELECT * FROM objects WHERE workspace_id = ? AND kind = ? AND id = ?", (workspace_id, kind, object_id)
+        )
         return StoredObject.from_row(row) if row else None
 
     def find_external(self, workspace_id: str, kind: str, source: str, external_id: str) -> StoredObject | None:
-        row = self.execute(
+        row = self.query_one(
             "SELECT * FROM objects WHERE workspace_id = ? AND kind = ? AND source = ? AND external_id = ?",
             (workspace_id, kind, source, external_id),
-        ).fetchone()
+        )
         return StoredObject.from_row(row) if row else None
 
     def objects(self, workspace_id: str, kind: str, where: str = "", params: Iterable[Any] = ()) -> list[StoredObject]:
-        rows = self.execute(
+        rows = self.query(
             f"SELECT * FROM objects WHERE workspace_id = ? AND kind = ? {where} ORDER BY id",
             (workspace_id, kind, *params),
-        ).fetchall()
+        )
         return [StoredObject.from_row(row) for row in rows]
 
     def page(
@@ -281,25 +289,21 @@ class Store:
         """Rows after ``id_gt`` (or the page just below ``id_lt``) in ascending id order."""
         base = f"FROM {table} WHERE {where}"
         if id_lt is not None:
-            rows = self.execute(
-                f"SELECT * {base} AND id < ? ORDER BY id DESC LIMIT ?", (*params, id_lt, page_size + 1)
-            ).fetchall()
+            rows = self.query(f"SELECT * {base} AND id < ? ORDER BY id DESC LIMIT ?", (*params, id_lt, page_size + 1))
             has_before = len(rows) > page_size
             rows = list(reversed(rows[:page_size]))
-            has_after = bool(self.execute(f"SELECT 1 {base} AND id >= ? LIMIT 1", (*params, id_lt)).fetchone())
+            has_after = bool(self.query_one(f"SELECT 1 {base} AND id >= ? LIMIT 1", (*params, id_lt)))
         else:
             start = id_gt or 0
-            rows = self.execute(
-                f"SELECT * {base} AND id > ? ORDER BY id LIMIT ?", (*params, start, page_size + 1)
-            ).fetchall()
+            rows = self.query(f"SELECT * {base} AND id > ? ORDER BY id LIMIT ?", (*params, start, page_size + 1))
             has_after = len(rows) > page_size
             rows = rows[:page_size]
-            has_before = bool(self.execute(f"SELECT 1 {base} AND id <= ? LIMIT 1", (*params, start)).fetchone())
+            has_before = bool(self.query_one(f"SELECT 1 {base} AND id <= ? LIMIT 1", (*params, start)))
         return Page(rows, has_before, has_after)
 
     def delete_created_by(self, import_id: int) -> list[StoredObject]:
         with self._lock:
-            rows = self.execute("SELECT * FROM objects WHERE import_id = ?", (import_id,)).fetchall()
+            rows = self.query("SELECT * FROM objects WHERE import_id = ?", (import_id,))
             self.execute("DELETE FROM objects WHERE import_id = ?", (import_id,))
         return [StoredObject.from_row(row) for row in rows]
 
@@ -309,17 +313,17 @@ class Store:
         self, workspace_id: str, source: str, key: str, shard: str, include: list[str], mapping: dict[str, Any]
     ) -> ImportRequest:
         now = iso(utc_now())
-        cursor = self.execute(
+        import_id = self.execute(
             "INSERT INTO imports (workspace_id, source, cliniko_api_key, shard, include, mapping, status,"
             " created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, 'submitted', ?, ?)",
             (workspace_id, source, key, shard, json.dumps(include), json.dumps(mapping), now, now),
         )
-        found = self.get_import(int(cursor.lastrowid or 0))
+        found = self.get_import(import_id)
         assert found is not None
         return found
 
     def get_import(self, import_id: int) -> ImportRequest | None:
-        row = self.execute("SELECT * FROM imports WHERE id = ?", (import_id,)).fetchone()
+        row = self.query_one("SELECT * FROM imports WHERE id = ?", (import_id,))
         return ImportRequest.from_row(row) if row else None
 
     def update_import(self, import_id: int, **changes: Any) -> None:
