@@ -42,6 +42,10 @@ CREATE TABLE IF NOT EXISTS objects (
 CREATE UNIQUE INDEX IF NOT EXISTS objects_upsert_key ON objects(workspace_id, kind, source, external_id);
 CREATE INDEX IF NOT EXISTS objects_paging ON objects(workspace_id, kind, id);
 CREATE INDEX IF NOT EXISTS objects_import ON objects(import_id);
+CREATE INDEX IF NOT EXISTS objects_practitioner
+    ON objects(workspace_id, kind, json_extract(data, '$.practitionerId'));
+CREATE INDEX IF NOT EXISTS objects_referrer
+    ON objects(workspace_id, kind, json_extract(data, '$.referringContactId'));
 CREATE TABLE IF NOT EXISTS imports (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     workspace_id TEXT NOT NULL REFERENCES workspaces(id),
