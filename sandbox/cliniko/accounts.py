@@ -95,6 +95,8 @@ def open_account(name: str, seed: int, scale: str, shard: str, data_dir: Path, c
         cache_dir.mkdir(parents=True, exist_ok=True)
         build_database(cached, seed, scale, anchor)
     db_path = data_dir / f"{name}.sqlite"
+    for stale in (Path(f"{db_path}-wal"), Path(f"{db_path}-shm")):
+        stale.unlink(missing_ok=True)  # a previous run's journal would corrupt the fresh copy
     shutil.copyfile(cached, db_path)
     account = Account(name, seed, scale, shard, db_path)
     conn = account.connect()

@@ -12,10 +12,19 @@ from dataclasses import dataclass, field
 
 from sandbox.cliniko.accounts import Account
 from sandbox.cliniko.mutate import MutationError, Mutator
-from sandbox.cliniko.queries import RESOURCES, BadRequest, ListQuery, list_page, render, wants_archived
+from sandbox.cliniko.queries import (
+    RESOURCES,
+    BadRequest,
+    ListQuery,
+    list_page,
+    old_appointment,
+    render,
+    wants_archived,
+)
 
 ARCHIVED_ROUTES = {"patients", "appointment_types"}
 DELETED_ROUTES = {
+    "appointments",
     "patients",
     "individual_appointments",
     "group_appointments",
@@ -23,7 +32,9 @@ DELETED_ROUTES = {
     "treatment_notes",
     "treatment_note_templates",
 }
-CANCELLED_ROUTES = {"individual_appointments", "attendees"}
+CANCELLED_ROUTES = {"appointments", "individual_appointments", "attendees"}
+# Parents whose records link to the old appointments routes: /<parent>/:id/appointments[/deleted|/cancelled].
+APPOINTMENT_PARENTS = {"businesses": "business_id", "practitioners": "practitioner_id", "patients": "patient_id"}
 # (parent, child) -> the child's column that holds the parent id.
 NESTED = {
     ("practitioners", "practitioner_reference_numbers"): "practitioner_id",
@@ -109,6 +120,12 @@ class AccountApi:
                 [parent_id],
             )
             return self.page(ListQuery(RESOURCES["practitioners"], view, [cond]))
+        if s[2] == "appointments" and s[0] in APPOINTMENT_PARENTS and n in (3, 4):
+            view = s[3] if n == 4 else "main"
+            if view not in ("main", "deleted", "cancelled"):
+                return Answer(404, NOT_FOUND)
+            cond = (f"{APPOINTMENT_PARENTS[s[0]]} = ?", [parent_id])
+            return self.page(ListQuery(RESOURCES["appointments"], view, [cond]))
         column = NESTED.get((s[0], s[2])) if n == 3 else None
         if column is None:
             return Answer(404, NOT_FOUND)
@@ -130,10 +147,11 @@ class AccountApi:
         return None
 
     def one(self, resource: str, rid: int, archived_ok: bool) -> Answer:
-        row = self.find(resource, rid)
+        row = self.find("individual_appointments" if resource == "appointments" else resource, rid)
         if row is None or (row[1] and not archived_ok):
             return Answer(404, NOT_FOUND)
-        return Answer(200, render(row[0], self.base))
+        shown = old_appointment if resource == "appointments" else render
+        return Answer(200, shown(row[0], self.base))
 
     def content(self, rid: int) -> Answer:
         """Marker answer: the app turns it into a redirect to a signed file URL."""
@@ -165,7 +183,7 @@ class AccountApi:
 
     # -- writes (the admin mutate endpoint is what tests use; these mirror Cliniko's few write routes) --
     def write(self, method: str, s: list[str], payload: dict) -> Answer:
-        if len(s) < 2 or not s[1].isdigit() or s[0] not in RESOURCES or s[0] == "bookings":
+        if len(s) < 2 or not s[1].isdigit() or s[0] not in RESOURCES or s[0] in ("bookings", "appointments"):
             return Answer(404, NOT_FOUND)
         rid, resource = int(s[1]), s[0]
         if self.find(resource, rid) is None:

@@ -54,8 +54,17 @@ def main(argv: list[str] | None = None) -> None:
         require_user_agent=not args.no_require_user_agent,
         fault_seed=args.fault_seed,
     )
-    data_dir = Path(args.data_dir or tempfile.mkdtemp(prefix="cliniko-sandbox-"))
-    data_dir.mkdir(parents=True, exist_ok=True)
+    if args.data_dir:
+        data_dir = Path(args.data_dir)
+        data_dir.mkdir(parents=True, exist_ok=True)
+        run(args, config, data_dir)
+        return
+    # A large clinic's copy is gigabytes: the default data dir goes away when the server stops.
+    with tempfile.TemporaryDirectory(prefix="cliniko-sandbox-") as tmp:
+        run(args, config, Path(tmp))
+
+
+def run(args: argparse.Namespace, config: Config, data_dir: Path) -> None:
     sandbox = Sandbox(config, data_dir, Path(args.cache_dir))
     for spec in args.account or [f"demo:1:small:{args.shard}"]:
         name, seed, scale, shard = parse_account_spec(spec, args.shard)

@@ -10,6 +10,8 @@ Choices where Cliniko's docs are silent (see cliniko-api.md section 7):
 * Archived rows are hidden unless the query filters on ``archived_at``; deleted rows never appear in main
   lists, only in the ``/deleted`` routes, which accept ``deleted_at`` and ``updated_at`` filters.
 * A plain ``q=`` is honoured, but only its last occurrence (Cliniko issue #274).
+* The old ``/appointments`` routes serve individual appointments in their old shape (``appointment_start``
+  and friends), hiding cancelled ones like ``/individual_appointments`` does.
 * Individual appointments carry no attendee records here: ``/individual_appointments/:id/attendees`` is
   an empty list; group appointment attendees are the ``attendees`` resource.
 """
@@ -170,6 +172,20 @@ RESOURCES: dict[str, Resource] = {
                 "patient_ids": ("array", "patient_ids"),
             },
             table="(SELECT * FROM individual_appointments UNION ALL SELECT * FROM group_appointments)",
+            hides_cancelled=True,
+        ),
+        Resource(
+            "appointments",
+            {
+                **COMMON,
+                **ARCHIVED,
+                **DELETED,
+                **CANCELLED,
+                "appointment_start": ("datetime", "starts_at"),
+                "appointment_end": ("datetime", "ends_at"),
+                **_ids("appointment_type_id", "business_id", "patient_id", "practitioner_id"),
+            },
+            table="individual_appointments",
             hides_cancelled=True,
         ),
     )
@@ -359,6 +375,18 @@ def render(body: str, base: str) -> str:
     return body.replace(f'"{BASE}', f'"{base}')
 
 
+def old_appointment(body: str, base: str) -> str:
+    """An individual appointment as the old ``/appointments`` routes show it (cliniko-api.md 4.9)."""
+    record = json.loads(render(body, base))
+    record["appointment_start"] = record.pop("starts_at")
+    record["appointment_end"] = record.pop("ends_at")
+    record["cancellation_time"] = record["cancelled_at"]
+    record["appointment_repeated_from"] = record.pop("repeated_from")
+    record["invoices"] = {"links": {"self": f"{base}/appointments/{record['id']}/invoices"}}
+    record["links"] = {"self": f"{base}/appointments/{record['id']}"}
+    return json.dumps(record, ensure_ascii=False)
+
+
 def list_page(db: sqlite3.Connection, query: ListQuery, params: list[tuple[str, str]], base: str, url: str) -> str:
     """The JSON text of one page; ``url`` is the absolute request URL without its query string."""
     filters = parse_filters(params)
@@ -382,7 +410,8 @@ def list_page(db: sqlite3.Connection, query: ListQuery, params: list[tuple[str, 
             for rid, deleted_at in rows
         ]
     else:
-        items = [render(body, base) for (body,) in rows]
+        shown = old_appointment if query.resource.name == "appointments" else render
+        items = [shown(body, base) for (body,) in rows]
     links = {"self": _with_page(url, params, None)}
     if page * per_page < total:
         links["next"] = _with_page(url, params, page + 1)
