@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import inspect
 import json
 import math
 import threading
@@ -22,6 +23,7 @@ from typing import Any
 from urllib.parse import urlencode
 
 from starlette.applications import Starlette
+from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -196,17 +198,25 @@ class Sandbox:
             out.write(line + "\n")
 
 
-Handler = Callable[[Request], Awaitable[Response]]
+Handler = Callable[[Request], Awaitable[Response]] | Callable[[Request], Response]
 
 
-def endpoint(sandbox: Sandbox, handler: Handler, *, v1_template: str | None = None, api: bool = True) -> Handler:
-    """Wrap a handler: simulated latency (API calls only), ``ApiError`` as JSON, v1 responses recorded."""
+def endpoint(
+    sandbox: Sandbox, handler: Handler, *, v1_template: str | None = None, api: bool = True
+) -> Callable[[Request], Awaitable[Response]]:
+    """Wrap a handler: simulated latency (API calls only), ``ApiError`` as JSON, v1 responses recorded.
+
+    A plain (non-async) handler runs in the thread pool, so its database work never blocks the loop.
+    """
 
     async def wrapped(request: Request) -> Response:
         if api and sandbox.settings.latency_ms:
             await asyncio.sleep(sandbox.settings.latency_ms / 1000)
         try:
-            response = await handler(request)
+            if inspect.iscoroutinefunction(handler):
+                response = await handler(request)
+            else:
+                response = await run_in_threadpool(handler, request)
         except ApiError as error:
             response = error.response()
         if v1_template is not None:

@@ -147,7 +147,7 @@ class Imports:
                     )
         return problems
 
-    async def list_imports(self, request: Request) -> Response:
+    def list_imports(self, request: Request) -> Response:
         caller = self.sandbox.import_caller(request)
         check_query(request, {"status", "id_gt", "id_lt"})
         where, params = "", []
@@ -179,12 +179,12 @@ class Imports:
             raise ApiError(404, f"Import {import_id} not found")
         return found
 
-    async def get(self, request: Request) -> Response:
+    def get(self, request: Request) -> Response:
         caller = self.sandbox.import_caller(request)
         check_query(request, set())
         return JSONResponse(import_json(self._load(request, caller), self.delete_window))
 
-    async def credentials(self, request: Request) -> Response:
+    def credentials(self, request: Request) -> Response:
         caller = self.sandbox.import_caller(request)
         check_query(request, set())
         return JSONResponse({"clinikoApiKey": self._load(request, caller).cliniko_api_key})
@@ -360,7 +360,7 @@ class Imports:
 
     # -- crosswalk --------------------------------------------------------------------------------
 
-    async def crosswalk(self, request: Request) -> Response:
+    def crosswalk(self, request: Request) -> Response:
         caller = self.sandbox.import_caller(request)
         check_query(request, {"id_gt", "id_lt"})
         current = self._load(request, caller)

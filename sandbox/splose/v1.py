@@ -314,7 +314,7 @@ RESOURCES = [
 def _list_handler(sandbox: Sandbox, resource: Resource):
     allowed = PAGING_PARAMS | set(resource.filters)
 
-    async def handler(request: Request) -> Response:
+    def handler(request: Request) -> Response:
         caller = sandbox.v1_caller(request)
         check_query(request, allowed)
         params = request.query_params
@@ -363,7 +363,7 @@ def _path_id(request: Request, name: str = "id") -> int:
 
 
 def _get_handler(sandbox: Sandbox, resource: Resource):
-    async def handler(request: Request) -> Response:
+    def handler(request: Request) -> Response:
         caller = sandbox.v1_caller(request)
         check_query(request, set())
         obj = sandbox.store.get_object(caller.workspace_id or "", resource.kind, _path_id(request))
@@ -399,7 +399,7 @@ def _create_handler(sandbox: Sandbox, resource: Resource, schema: dict[str, Any]
 
 
 def _availability_handler(sandbox: Sandbox):
-    async def handler(request: Request) -> Response:
+    def handler(request: Request) -> Response:
         caller = sandbox.v1_caller(request)
         check_query(request, {"startDate", "endDate", "locationId"})
         workspace_id = caller.workspace_id or ""
