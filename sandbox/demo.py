@@ -33,7 +33,10 @@ def main(argv: list[str] | None = None) -> int:
             print(f"Extracting tenant '{DEMO_TENANT}' (Cliniko budget: 200 requests/min)...", flush=True)
             started = time.monotonic()
             result = defs.get_job_def("cliniko_extract_job").execute_in_process(
-                instance=instance, partition_key=DEMO_TENANT, raise_on_error=False
+                instance=instance,
+                partition_key=DEMO_TENANT,
+                raise_on_error=False,
+                run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
             )
             elapsed = time.monotonic() - started
             rows = _rows(result)
