@@ -387,11 +387,14 @@ class Sandbox:
                 if "retry_after" in update:
                     c.retry_after = bool(update["retry_after"])
                 if "faults" in update:
+                    faults = dict(update["faults"])
+                    if "fault_seed" in faults:  # accepted inside "faults" too
+                        update = {**update, "fault_seed": faults.pop("fault_seed")}
                     known = Faults.__dataclass_fields__
-                    unknown = set(update["faults"]) - set(known)
+                    unknown = set(faults) - set(known)
                     if unknown:
                         raise ValueError(f"unknown faults {sorted(unknown)}")
-                    for name, value in update["faults"].items():
+                    for name, value in faults.items():
                         setattr(c.faults, name, value if name == "storm_429" else float(value))
                     self.storm_counts.clear()
                 if "fault_seed" in update:

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sandbox.cliniko.schema import BASE, INSERT_SQL, create_indexes, create_tables, row_for
 
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 5
 BATCH = 5000
 FIVE_MB = 5 * 1024 * 1024
 
@@ -206,6 +206,7 @@ class Generator:
         db.execute("PRAGMA journal_mode=OFF")
         db.execute("PRAGMA synchronous=OFF")
         create_tables(db)
+        self.db = db
         steps = (
             ("businesses", self.businesses),
             ("users", self.users),
@@ -571,7 +572,7 @@ class Generator:
             )
             empty_stamp = "" if self.chance(0.05) else None  # old-doc style "" for an unset timestamp
             born = dt.date(1940, 1, 1) + dt.timedelta(days=self.rng.randrange(80 * 365))
-            yield {
+            body = {
                 "id": str(pid),
                 "title": None if sparse else self.rng.choice(("Mr", "Ms", "Mrs", "Mx", "Dr")),
                 "first_name": first,
@@ -632,6 +633,11 @@ class Generator:
                 "patient_attachments": link(f"/patients/{pid}/patient_attachments"),
                 **link(f"/patients/{pid}"),
             }
+            if i % 20 == 13:
+                # Older records lack fields added to the API later: clients must not require them.
+                for key in ("preferred_first_name", "pronouns", "gender_identity", "custom_fields"):
+                    del body[key]
+            yield body
 
     def attachments(self) -> Iterator[dict]:
         n, big = self.scale.attachments, self.scale.big_attachments
@@ -667,8 +673,9 @@ class Generator:
             }
 
     def group_appointments(self) -> Iterator[dict]:
-        # Attendees are produced alongside and written by insert_appointments_and_notes' caller below.
-        self.pending_attendees: list[dict] = []
+        # Attendees (and notes written for some of them) are produced alongside, flushed in batches.
+        attendees: list[tuple] = []
+        notes: list[tuple] = []
         for i in range(self.scale.group_appointments):
             created, updated = self.stamps()
             gid = self.mint(created)
@@ -686,7 +693,20 @@ class Generator:
                 attendee = self.attendee(gid, patient_id, created, starts, deleted)
                 if not is_cancelled(attendee):
                     current.append(str(patient_id))
-                self.pending_attendees.append(attendee)
+                attendees.append(settled_row("attendees", attendee))
+                if attendee["arrived"] and self.chance(0.1):
+                    session = {
+                        "id": str(gid),
+                        "starts_at": ts(starts),
+                        "ends_at": ts(starts + dt.timedelta(minutes=duration)),
+                        "practitioner": link(f"/practitioners/{pid}"),
+                        "patient": attendee["patient"],
+                    }
+                    note = self.treatment_note(session)
+                    note["attendee"] = link(f"/attendees/{attendee['id']}")
+                    notes.append(settled_row("treatment_notes", note))
+            self.flush("attendees", attendees)
+            self.flush("treatment_notes", notes)
             yield {
                 "id": str(gid),
                 "starts_at": ts(starts),
@@ -709,6 +729,8 @@ class Generator:
                 "conflicts": link(f"/group_appointments/{gid}/conflicts"),
                 **link(f"/group_appointments/{gid}"),
             }
+        self.flush("attendees", attendees, final=True)
+        self.flush("treatment_notes", notes, final=True)
 
     def attendee(self, booking: int, patient_id: int, created: dt.datetime, starts: dt.datetime, gone: bool) -> dict:
         created, updated = self.stamps(created + dt.timedelta(minutes=self.rng.randint(1, 600)))
@@ -745,14 +767,17 @@ class Generator:
             **link(f"/attendees/{aid}"),
         }
 
+    def flush(self, resource: str, rows: list[tuple], final: bool = False) -> None:
+        if rows and (final or len(rows) >= BATCH):
+            self.db.executemany(INSERT_SQL[resource], rows)
+            rows.clear()
+
     def insert_appointments_and_notes(self, db: sqlite3.Connection) -> None:
-        self.insert(db, "attendees", iter(self.pending_attendees))
-        del self.pending_attendees
         notes: list[tuple] = []
         appts: list[tuple] = []
         arrived_guess = 0.55
         note_rate = min(1.0, self.scale.treatment_notes / max(1, self.scale.individual_appointments * arrived_guess))
-        notes_left = self.scale.treatment_notes
+        notes_left = self.scale.treatment_notes - self.notes_made
         repeat_from: tuple[int, int] | None = None  # (series head id, repeats left)
         for i in range(self.scale.individual_appointments):
             body = self.individual_appointment(i, repeat_from)

@@ -104,6 +104,7 @@ def test_generated_data_has_documented_variants(api):
     patients = api.export("patients")
     assert any(p["archived_at"] == "" for p in patients)
     assert any(not p["patient_phone_numbers"] and p["date_of_birth"] is None for p in patients)
+    assert any("pronouns" not in p for p in patients)
     names = " ".join(p["first_name"] for p in patients)
     assert any(ch in names for ch in "éëþāø王")
     businesses = api.export("businesses")
@@ -112,6 +113,7 @@ def test_generated_data_has_documented_variants(api):
     types = {q["type"] for n in notes for s in n["content"]["sections"] for q in s["questions"]}
     assert types == {"text", "paragraph", "checkboxes", "radiobuttons", "date"}
     assert any("<p>" in q.get("answer", "") for n in notes for s in n["content"]["sections"] for q in s["questions"])
+    assert any(n["attendee"] for n in notes) and all(n["booking"] for n in notes)
     appointments = api.export("individual_appointments")
     assert any(a["repeat_rule"] for a in appointments) and any(a["repeated_from"] for a in appointments)
 
