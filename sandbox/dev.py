@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import subprocess
 import sys
 
@@ -39,9 +40,13 @@ def main(argv: list[str] | None = None) -> int:
             "-p",
             str(args.port),
         ]
+        ui = subprocess.Popen(command, cwd=PROJECT)
         try:
-            return subprocess.call(command, cwd=PROJECT)
+            return ui.wait()
         except KeyboardInterrupt:
+            # dagster dev shuts its webserver, daemon and code servers down on SIGINT.
+            ui.send_signal(signal.SIGINT)
+            ui.wait(timeout=60)
             return 0
 
 
