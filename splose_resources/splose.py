@@ -1,0 +1,558 @@
+"""Splose API clients, one class per layer, and the Dagster resource that hands them out.
+
+Two layers, kept apart (``splose-api.md``):
+
+- :class:`SploseV1Client`, the published v1 API, read side only: locations, practitioners, services,
+  patients, contacts, appointments and availabilities of one workspace, for the mapping step and for
+  verification.
+- :class:`SploseImportClient`, this project's import API: the import request queue, the Cliniko key of
+  a request, idempotent bulk upserts keyed by external id, the crosswalk, streamed file uploads, undo.
+
+Both speak with the one platform token (``SPLOSE_PLATFORM_TOKEN``), acting for a workspace through the
+``X-Splose-Workspace`` header. The token is read from the environment at run time, held in a
+:class:`Secret`, sent to the configured host only (redirects are never followed), and never appears in
+a repr, a log line or an error. Every call goes through the shared retry policy and waits for a slot in
+the token's budget, kept across processes by :class:`SlidingWindowLimiter`: the import API's budget
+(600/min by default) for every call, plus the v1 budget (60/min per key) for v1 calls, since Splose
+counts the platform token's v1 calls against its own budget too.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import ExitStack, contextmanager
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from itertools import islice
+from pathlib import Path
+from typing import Any, NamedTuple, TypeVar
+from urllib.parse import urlsplit
+
+import dagster as dg
+import requests
+from pydantic import Field
+from requests_toolbelt import MultipartEncoder
+
+from splose_resources.cliniko import Secret, _json_body, _session
+from splose_resources.http import RetriesExhausted, RetryPolicy, TransientError, classify_response, send
+from splose_resources.ratelimit import SlidingWindowLimiter
+
+T = TypeVar("T")
+
+PRODUCTION_URL = "https://api.splose.com/v1"
+TOKEN_VARIABLE = "SPLOSE_PLATFORM_TOKEN"
+MAX_BATCH = 500
+MAX_AVAILABILITY_DAYS = 100
+MAX_MESSAGE_CHARS = 400
+V1_ENTITIES = ("locations", "practitioners", "services", "patients", "contacts", "appointments")
+IMPORT_ENTITIES = (
+    "services",
+    "contacts",
+    "clients",
+    "appointments",
+    "availability",
+    "providerNumbers",
+    "progressNoteTemplates",
+    "progressNotes",
+)
+CROSSWALK_ENTITIES = (*IMPORT_ENTITIES, "files")
+
+
+class SploseError(Exception):
+    """Base of every error the clients raise; messages name workspace, import and entity, never a token."""
+
+
+class SploseAuthError(SploseError):
+    pass
+
+
+class SploseNotFound(SploseError):
+    pass
+
+
+class SploseConflict(SploseError):
+    pass
+
+
+class SploseRequestError(SploseError):
+    pass
+
+
+class SploseFileTooLarge(SploseRequestError):
+    pass
+
+
+class SploseUnavailable(SploseError):
+    pass
+
+
+class UpsertedRecord(NamedTuple):
+    external_id: str
+    id: int
+    action: str  # created | updated | unchanged
+
+
+class RejectedRecord(NamedTuple):
+    external_id: str | None
+    message: str
+
+
+@dataclass
+class UpsertResult:
+    """Everything Splose answered for one entity's records, over every batch."""
+
+    entity: str
+    records: list[UpsertedRecord] = field(default_factory=list)
+    errors: list[RejectedRecord] = field(default_factory=list)
+    batches: int = 0
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Records by action (``created``, ``updated``, ``unchanged``), plus ``rejected``."""
+        counts = Counter(record.action for record in self.records)
+        if self.errors:
+            counts["rejected"] = len(self.errors)
+        return dict(counts)
+
+    @property
+    def ids(self) -> dict[str, int]:
+        return {record.external_id: record.id for record in self.records}
+
+
+@dataclass(frozen=True)
+class _Call:
+    """One logical API call: the words used for it in errors, and the budgets it spends."""
+
+    description: str
+    limiters: tuple[SlidingWindowLimiter, ...]
+
+
+class _Transport:
+    """The HTTP side both layers share: one session, the retry policy, errors that say what to do."""
+
+    def __init__(
+        self,
+        *,
+        layer: str,
+        token: Secret,
+        base_url: str,
+        workspace_id: str | None,
+        user_agent: str,
+        retry: RetryPolicy,
+        timeout: tuple[float, float],
+    ) -> None:
+        self.layer = layer
+        self.base_url = base_url.rstrip("/")
+        self.workspace_id = workspace_id
+        self._origin = urlsplit(self.base_url)[:2]
+        self._retry = retry
+        self._timeout = timeout
+        self._session = _session(pool_size=4)
+        self._session.headers.update(
+            {"Authorization": f"Bearer {token.reveal()}", "Accept": "application/json", "User-Agent": user_agent}
+        )
+        if workspace_id is not None:
+            self._session.headers["X-Splose-Workspace"] = workspace_id
+
+    def close(self) -> None:
+        self._session.close()
+
+    def where(self) -> str:
+        return f"workspace '{self.workspace_id}'" if self.workspace_id else "the platform (no workspace)"
+
+    def url(self, path: str) -> str:
+        return f"{self.base_url}/{path.lstrip('/')}"
+
+    def json(self, call: _Call, method: str, url: str, **kwargs: Any) -> Any:
+        """One JSON call, retried; ``url`` is absolute (from :meth:`url` or a ``links`` URL)."""
+        self._check_host(url, call)
+        return self.run(call, lambda: self.attempt(call, method, url, **kwargs))
+
+    def pages(self, call: _Call, path: str, params: dict[str, str]) -> Iterator[dict]:
+        """Every record of a ``{data, links}`` collection, following ``links.nextPage``."""
+        url: str | None = self.url(path)
+        kwargs: dict[str, Any] = {"params": params}
+        while url:
+            body = self.json(call, "GET", url, **kwargs)
+            data = body.get("data")
+            if not isinstance(data, list):
+                raise SploseRequestError(f"Splose answered a page without a data list while {call.description}.")
+            yield from data
+            url = (body.get("links") or {}).get("nextPage") or None
+            kwargs = {}  # the next page's URL carries every parameter
+
+    def attempt(self, call: _Call, method: str, url: str, **kwargs: Any) -> Any:
+        for limiter in call.limiters:
+            limiter.acquire()
+        response = send(self._session, method, url, timeout=self._timeout, **kwargs)
+        classify_response(response)
+        if response.status_code >= 300:
+            raise self._error(response, call)
+        body = _json_body(response)
+        if not isinstance(body, dict):
+            raise TransientError("malformed JSON body")
+        return body
+
+    def run(self, call: _Call, attempt: Callable[[], T]) -> T:
+        try:
+            return self._retry.run(attempt)
+        except RetriesExhausted as exc:
+            raise SploseUnavailable(
+                f"Splose's {self.layer} kept failing while {call.description} ({exc}). Writes are idempotent "
+                "(keyed by external id): re-run the step and it carries on without duplicates."
+            ) from None
+
+    def _check_host(self, url: str, call: _Call) -> None:
+        if urlsplit(url)[:2] != self._origin:
+            raise SploseRequestError(
+                f"Splose pointed the {self.layer} elsewhere while {call.description}; the platform token is only "
+                f"sent to {self._origin[0]}://{self._origin[1]}. Check SPLOSE_API_URL."
+            )
+
+    def _error(self, response: requests.Response, call: _Call) -> SploseError:
+        status = response.status_code
+        said = _splose_message(response)
+        if status == 401:
+            return SploseAuthError(
+                f"Splose rejected the platform token (HTTP 401) on the {self.layer} while {call.description}. "
+                f"Check that {TOKEN_VARIABLE} holds the current import-scoped platform token for {self.base_url} "
+                "(it may be revoked or mistyped) and re-run. Not retried."
+            )
+        if status == 403:
+            return SploseAuthError(
+                f"Splose refused the {self.layer} to the token in {TOKEN_VARIABLE} (HTTP 403) while "
+                f"{call.description}: it is not a platform token with the import scope (a workspace key cannot "
+                "call the import API). Set it to the platform token and re-run. Not retried."
+            )
+        if status == 404:
+            return SploseNotFound(
+                f"Splose found nothing (HTTP 404) while {call.description}: {said}. Check the id, and that it "
+                "belongs to this workspace."
+            )
+        if status == 409:
+            return SploseConflict(f"Splose refused (HTTP 409) while {call.description}: {said}. Nothing changed.")
+        if status == 413:
+            return SploseFileTooLarge(
+                f"Splose refused the size (HTTP 413) while {call.description}: {said}. Not retried: count the "
+                "file as rejected, or ask Splose to raise the per-file cap."
+            )
+        if response.is_redirect:
+            return SploseRequestError(
+                f"Splose redirected the {self.layer} while {call.description}; redirects are not followed with "
+                "the platform token. Set SPLOSE_API_URL to the API host itself."
+            )
+        return SploseRequestError(
+            f"Splose refused (HTTP {status}) while {call.description}: {said}. Not retried: fix the fields named "
+            "above and re-run."
+        )
+
+
+class SploseV1Client:
+    """The public v1 API of one workspace, read side: every page of a list, one record, availabilities."""
+
+    def __init__(self, transport: _Transport, limiters: tuple[SlidingWindowLimiter, ...]) -> None:
+        self._http = transport
+        self._limiters = limiters
+        self.workspace_id = transport.workspace_id
+
+    def close(self) -> None:
+        self._http.close()
+
+    def locations(self, include_archived: bool = True, **filters: str | int) -> Iterator[dict]:
+        return self._list("locations", include_archived, filters)
+
+    def practitioners(self, include_archived: bool = True, **filters: str | int) -> Iterator[dict]:
+        return self._list("practitioners", include_archived, filters)
+
+    def services(self, include_archived: bool = True, **filters: str | int) -> Iterator[dict]:
+        return self._list("services", include_archived, filters)
+
+    def patients(self, include_archived: bool = True, **filters: str | int) -> Iterator[dict]:
+        """Filters as v1 names them: ``update_gt``, ``email``, ``lastname``, ..."""
+        return self._list("patients", include_archived, filters)
+
+    def contacts(self, include_archived: bool = True, **filters: str | int) -> Iterator[dict]:
+        return self._list("contacts", include_archived, filters)
+
+    def appointments(self, include_archived: bool = True, **filters: str | int) -> Iterator[dict]:
+        """Filters as v1 names them: ``start_gt``, ``practitionerId``, ``patientId``, ``update_gt``, ..."""
+        return self._list("appointments", include_archived, filters)
+
+    def get(self, entity: str, record_id: int) -> dict:
+        if entity not in V1_ENTITIES:
+            raise ValueError(f"unknown v1 entity {entity!r}; expected one of {list(V1_ENTITIES)}")
+        call = self._call(f"reading {entity} {record_id}")
+        return self._http.json(call, "GET", self._http.url(f"{entity}/{int(record_id)}"))
+
+    def availabilities(
+        self, practitioner_id: int, start_date: date, end_date: date, location_id: int | None = None
+    ) -> list[dict]:
+        """Dated availability rows from ``start_date`` to ``end_date`` inclusive, in spans v1 accepts."""
+        if end_date < start_date:
+            raise ValueError(f"end_date {end_date} is before start_date {start_date}")
+        rows: list[dict] = []
+        span_start = start_date
+        while span_start <= end_date:
+            span_end = min(end_date, span_start + timedelta(days=MAX_AVAILABILITY_DAYS))
+            params: dict[str, str] = {"startDate": span_start.isoformat(), "endDate": span_end.isoformat()}
+            if location_id is not None:
+                params["locationId"] = str(location_id)
+            call = self._call(f"reading availabilities of practitioner {practitioner_id} from {span_start}")
+            body = self._http.json(call, "GET", self._http.url(f"availabilities/{int(practitioner_id)}"), params=params)
+            rows.extend(body.get("data") or [])
+            span_start = span_end + timedelta(days=1)
+        return rows
+
+    def _list(self, entity: str, include_archived: bool, filters: dict[str, str | int]) -> Iterator[dict]:
+        params = {name: str(value) for name, value in filters.items()}
+        params["include_archived"] = "true" if include_archived else "false"
+        return self._http.pages(self._call(f"listing {entity}"), entity, params)
+
+    def _call(self, action: str) -> _Call:
+        return _Call(f"{action} of {self._http.where()} (v1 API)", self._limiters)
+
+
+class SploseImportClient:
+    """The import API: import requests, credentials, bulk upserts, crosswalk, files and undo."""
+
+    def __init__(self, transport: _Transport, limiter: SlidingWindowLimiter) -> None:
+        self._http = transport
+        self._limiters = (limiter,)
+        self.workspace_id = transport.workspace_id
+
+    def close(self) -> None:
+        self._http.close()
+
+    # -- import requests --------------------------------------------------------------------------
+
+    def create_import(
+        self, source: str, cliniko_key: Secret, mapping: dict[str, dict[str, int | str]], include: list[str]
+    ) -> dict:
+        """Submit an import request for this client's workspace (what the dashboard does; demo and tests)."""
+        body = {"source": source, "clinikoApiKey": cliniko_key.reveal(), "mapping": mapping, "include": include}
+        call = self._call(f"submitting a {source} import request")
+        return self._http.json(call, "POST", self._http.url("imports"), json=body)
+
+    def list_imports(self, status: str | None = None) -> Iterator[dict]:
+        params = {"status": status} if status else {}
+        return self._http.pages(self._call(f"listing {status or 'all'} import requests"), "imports", params)
+
+    def get_import(self, import_id: int) -> dict:
+        return self._http.json(self._call("reading", import_id), "GET", self._import_url(import_id))
+
+    def update_import(
+        self,
+        import_id: int,
+        status: str | None = None,
+        counts: dict[str, Any] | None = None,
+        message: str | None = None,
+    ) -> dict:
+        """Set the given fields (those left ``None`` are not sent)."""
+        body = {
+            name: value
+            for name, value in (("status", status), ("counts", counts), ("message", message))
+            if value is not None
+        }
+        call = self._call(f"updating ({', '.join(sorted(body)) or 'nothing'})", import_id)
+        return self._http.json(call, "PATCH", self._import_url(import_id), json=body)
+
+    def credentials(self, import_id: int) -> Secret:
+        """The clinic's Cliniko key, for this run's memory only."""
+        call = self._call("reading the Cliniko key", import_id)
+        body = self._http.json(call, "GET", self._import_url(import_id, "credentials"))
+        key = body.pop("clinikoApiKey", None)
+        if not isinstance(key, str) or not key:
+            raise SploseRequestError(f"Splose answered no Cliniko key while {call.description}.")
+        return Secret(key)
+
+    def delete_import(self, import_id: int) -> dict:
+        """Undo: Splose deletes every record the import created; 409 after the delete window."""
+        call = self._call("deleting every record created by", import_id)
+        return self._http.json(call, "DELETE", self._import_url(import_id))
+
+    # -- records ----------------------------------------------------------------------------------
+
+    def upsert(self, import_id: int, entity: str, records: Iterable[dict], batch_size: int = MAX_BATCH) -> UpsertResult:
+        """Upsert every record in batches of ``batch_size`` (at most 500); rejections do not stop it."""
+        if entity not in IMPORT_ENTITIES:
+            raise ValueError(f"unknown import entity {entity!r}; expected one of {list(IMPORT_ENTITIES)}")
+        size = max(1, min(batch_size, MAX_BATCH))
+        result = UpsertResult(entity)
+        url = self._import_url(import_id, f"records/{entity}")
+        iterator = iter(records)
+        while batch := list(islice(iterator, size)):
+            call = self._call(f"upserting batch {result.batches + 1} of {len(batch)} {entity}", import_id)
+            body = self._http.json(call, "PUT", url, json={"records": batch})
+            result.records.extend(
+                UpsertedRecord(str(item["externalId"]), int(item["id"]), item["action"])
+                for item in body.get("results") or []
+            )
+            result.errors.extend(
+                RejectedRecord(item.get("externalId"), str(item.get("message", ""))[:MAX_MESSAGE_CHARS])
+                for item in body.get("errors") or []
+            )
+            result.batches += 1
+        return result
+
+    def crosswalk(self, import_id: int, entity: str) -> dict[str, int]:
+        """External id -> Splose id of every ``entity`` record this source imported into the workspace."""
+        if entity not in CROSSWALK_ENTITIES:
+            raise ValueError(f"unknown import entity {entity!r}; expected one of {list(CROSSWALK_ENTITIES)}")
+        call = self._call(f"reading the {entity} crosswalk", import_id)
+        pages = self._http.pages(call, f"imports/{int(import_id)}/records/{entity}", {})
+        return {row["externalId"]: int(row["id"]) for row in pages}
+
+    # -- files ------------------------------------------------------------------------------------
+
+    def upload_file(
+        self,
+        import_id: int,
+        *,
+        external_id: str,
+        client_external_id: str,
+        path: Path | str,
+        filename: str | None = None,
+        content_type: str | None = None,
+        description: str | None = None,
+        created_at: str | None = None,
+        sha256: str | None = None,
+    ) -> dict:
+        """Stream one file from disk (never held in memory); Splose checks ``sha256`` when given.
+
+        Answers ``{id, action, size, sha256}``; re-sending the same file is ``unchanged``.
+        """
+        source = Path(path)
+        name = filename or source.name
+        fields = {
+            "externalId": external_id,
+            "clientExternalId": client_external_id,
+            "filename": name,
+            "contentType": content_type,
+            "description": description,
+            "createdAt": created_at,
+            "sha256": sha256,
+        }
+        parts = {key: value for key, value in fields.items() if value is not None}
+        call = self._call(f"uploading file {external_id} of client {client_external_id}", import_id)
+        url = self._import_url(import_id, "files")
+
+        def attempt() -> dict:
+            # Each attempt reopens the file: a retried upload streams from the first byte again.
+            with open(source, "rb") as handle:
+                encoder = MultipartEncoder(
+                    {**parts, "file": (name, handle, content_type or "application/octet-stream")}
+                )
+                return self._http.attempt(
+                    call, "POST", url, data=encoder, headers={"Content-Type": encoder.content_type}
+                )
+
+        return self._http.run(call, attempt)
+
+    def _import_url(self, import_id: int, suffix: str = "") -> str:
+        return self._http.url(f"imports/{int(import_id)}" + (f"/{suffix}" if suffix else ""))
+
+    def _call(self, action: str, import_id: int | None = None) -> _Call:
+        subject = f" import {import_id}" if import_id is not None else ""
+        return _Call(f"{action}{subject} of {self._http.where()} (import API)", self._limiters)
+
+
+@dataclass
+class SploseWorkspace:
+    """Both layers acting for one workspace."""
+
+    workspace_id: str
+    v1: SploseV1Client
+    imports: SploseImportClient
+
+
+class SploseResource(dg.ConfigurableResource):
+    """Hands out Splose clients; the platform token comes from ``SPLOSE_PLATFORM_TOKEN`` at run time."""
+
+    api_url: str | None = Field(
+        default=None,
+        description=f"Overrides {PRODUCTION_URL}; defaults to the SPLOSE_API_URL environment variable.",
+    )
+    user_agent: str = "Splose Cliniko importer (integrations@splose.com)"
+    import_requests_per_window: int = 600
+    v1_requests_per_window: int = 60
+    window_seconds: float = 60.0
+    rate_limit_state_dir: str | None = None
+    connect_timeout_seconds: float = 10.0
+    read_timeout_seconds: float = 120.0
+    max_attempts: int = 8
+
+    def base_url(self) -> str:
+        return self.api_url or os.environ.get("SPLOSE_API_URL") or PRODUCTION_URL
+
+    def platform_token(self) -> Secret:
+        value = os.environ.get(TOKEN_VARIABLE, "").strip()
+        if not value:
+            raise SploseAuthError(
+                f"No Splose platform token: set the environment variable {TOKEN_VARIABLE} to the import-scoped "
+                "platform token (from Splose's platform team; never put it in run config)."
+            )
+        return Secret(value)
+
+    @contextmanager
+    def imports(self) -> Iterator[SploseImportClient]:
+        """The import API at platform level (no workspace header): the queue across workspaces."""
+        token = self.platform_token()
+        client = SploseImportClient(self._transport("import API", token, None), self._import_limiter(token))
+        try:
+            yield client
+        finally:
+            client.close()
+
+    @contextmanager
+    def workspace(self, workspace_id: str) -> Iterator[SploseWorkspace]:
+        """Both layers acting for ``workspace_id``."""
+        token = self.platform_token()
+        import_limiter = self._import_limiter(token)
+        v1_limiter = self._limiter("splose-v1", f"{token.reveal()}\0{workspace_id}", self.v1_requests_per_window)
+        with ExitStack() as stack:
+            v1 = SploseV1Client(self._transport("v1 API", token, workspace_id), (v1_limiter, import_limiter))
+            stack.callback(v1.close)
+            imports = SploseImportClient(self._transport("import API", token, workspace_id), import_limiter)
+            stack.callback(imports.close)
+            yield SploseWorkspace(workspace_id, v1, imports)
+
+    def _transport(self, layer: str, token: Secret, workspace_id: str | None) -> _Transport:
+        return _Transport(
+            layer=layer,
+            token=token,
+            base_url=self.base_url(),
+            workspace_id=workspace_id,
+            user_agent=self.user_agent,
+            retry=RetryPolicy(max_attempts=self.max_attempts),
+            timeout=(self.connect_timeout_seconds, self.read_timeout_seconds),
+        )
+
+    def _import_limiter(self, token: Secret) -> SlidingWindowLimiter:
+        return self._limiter("splose-import", token.reveal(), self.import_requests_per_window)
+
+    def _limiter(self, scope: str, secret: str, limit: int) -> SlidingWindowLimiter:
+        return SlidingWindowLimiter(
+            scope=scope,
+            secret=secret,
+            limit=limit,
+            window_seconds=self.window_seconds,
+            state_dir=Path(self.rate_limit_state_dir) if self.rate_limit_state_dir else None,
+        )
+
+
+def _splose_message(response: requests.Response) -> str:
+    """Splose's ``message`` and ``errors`` (field names and reasons, not values), bounded."""
+    try:
+        body = json.loads(response.content)
+    except ValueError:
+        return f"(no JSON body; HTTP {response.status_code})"
+    if not isinstance(body, dict):
+        return str(body)[:MAX_MESSAGE_CHARS]
+    text = str(body.get("message") or "")
+    errors = body.get("errors")
+    if errors:
+        text += " " + json.dumps(errors, sort_keys=True)
+    return text[:MAX_MESSAGE_CHARS]
