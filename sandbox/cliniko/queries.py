@@ -64,8 +64,22 @@ class Resource:
     extra_sorts: tuple[str, ...] = field(default_factory=tuple)
 
     @property
+    def tables(self) -> tuple[str, ...]:
+        """The tables holding this resource's records (bookings span two)."""
+        if self.name == "bookings":
+            return ("individual_appointments", "group_appointments")
+        return (self.table or self.name,)
+
+    @property
     def source(self) -> str:
-        return self.table or self.name
+        if len(self.tables) == 1:
+            return self.tables[0]
+        # Only the indexed columns filters and sorts use: carrying bodies would make every sort read them all.
+        columns = (
+            "id, created_at, updated_at, archived_at, deleted_at, cancelled_at, starts_at, ends_at, "
+            "business_id, practitioner_id, patient_id"
+        )
+        return "(" + " UNION ALL ".join(f"SELECT {columns} FROM {t}" for t in self.tables) + ")"
 
 
 RESOURCES: dict[str, Resource] = {
@@ -171,7 +185,6 @@ RESOURCES: dict[str, Resource] = {
                 **_ids("business_id", "practitioner_id"),
                 "patient_ids": ("array", "patient_ids"),
             },
-            table="(SELECT * FROM individual_appointments UNION ALL SELECT * FROM group_appointments)",
             hides_cancelled=True,
         ),
         Resource(
@@ -278,7 +291,12 @@ def filter_sql(resource: Resource, f: Filter) -> tuple[str, list]:
             return {"?": f"COALESCE({expr}, '') != ''", "!?": f"COALESCE({expr}, '') = ''", "*": "1"}[f.op], []
         return {"?": f"{expr} IS NOT NULL", "!?": f"{expr} IS NULL"}[f.op], []
     if kind == "array":
-        return f"EXISTS (SELECT 1 FROM json_each(body, '$.{expr}') WHERE value = ?)", [f.value]
+        contains = f"EXISTS (SELECT 1 FROM json_each(body, '$.{expr}') WHERE value = ?)"
+        if resource.name == "bookings":
+            # An individual appointment's one patient counts as its patient_ids; group bodies are looked up.
+            groups = f"id IN (SELECT id FROM group_appointments WHERE {contains})"
+            return f"(patient_id = ? OR {groups})", [_scalar("id", f.value), f.value]
+        return contains, [f.value]
     if kind == "string":
         if f.op == "~":
             return f"{expr} LIKE ? ESCAPE '\\'", [f"%{_like_escape(f.value)}%"]
@@ -395,23 +413,25 @@ def list_page(db: sqlite3.Connection, query: ListQuery, params: list[tuple[str, 
     order = order_sql(query.resource, params)
     source = query.resource.source
     total = db.execute(f"SELECT COUNT(*) FROM {source} WHERE {where}", args).fetchone()[0]
-    stub = query.resource.name == "patients" and query.view == "deleted"
-    columns = "id, deleted_at" if stub else "body"
-    # Page over ids first: the inner query runs on covering indexes, so deep pages skip rows without
-    # reading their bodies; only the page's own rows are fetched whole.
-    rows = db.execute(
-        f"SELECT {columns} FROM {source} WHERE id IN "
-        f"(SELECT id FROM {source} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?) ORDER BY {order}",
-        [*args, per_page, (page - 1) * per_page],
-    ).fetchall()
-    if stub:
-        items = [
-            json.dumps({"deleted_at": deleted_at, "links": {"self": f"{base}/patients/{rid}"}})
-            for rid, deleted_at in rows
-        ]
+    # Page over ids first: that query runs on covering indexes, so deep pages skip rows without reading
+    # their bodies; then only the page's own rows are fetched whole, by primary key.
+    ids = [
+        rid
+        for (rid,) in db.execute(
+            f"SELECT id FROM {source} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
+            [*args, per_page, (page - 1) * per_page],
+        )
+    ]
+    found: dict[int, tuple[str, str | None]] = {}
+    marks = ", ".join("?" * len(ids))
+    for table in query.resource.tables:
+        for rid, body, deleted_at in db.execute(f"SELECT id, body, deleted_at FROM {table} WHERE id IN ({marks})", ids):
+            found[rid] = (body, deleted_at)
+    if query.resource.name == "patients" and query.view == "deleted":
+        items = [json.dumps({"deleted_at": found[rid][1], "links": {"self": f"{base}/patients/{rid}"}}) for rid in ids]
     else:
         shown = old_appointment if query.resource.name == "appointments" else render
-        items = [shown(body, base) for (body,) in rows]
+        items = [shown(found[rid][0], base) for rid in ids]
     links = {"self": _with_page(url, params, None)}
     if page * per_page < total:
         links["next"] = _with_page(url, params, page + 1)
