@@ -1,0 +1,72 @@
+"""The generator: deterministic, cached once per (seed, scale), and the scales' promised shapes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import sqlite3
+from collections import Counter
+
+import pytest
+
+from sandbox.cliniko.generator import anchor_for, build_database
+from sandbox.cliniko.schema import RESOURCES
+from tests.sandbox.conftest import ClinikoClient, start
+
+ANCHOR = dt.datetime(2026, 6, 1, tzinfo=dt.UTC)
+
+
+def dump(path) -> list[tuple]:
+    db = sqlite3.connect(path)
+    try:
+        return [row for table in RESOURCES for row in db.execute(f"SELECT id, body FROM {table} ORDER BY id")]
+    finally:
+        db.close()
+
+
+def test_same_seed_same_clinic_other_seed_other_clinic(tmp_path):
+    for name, seed in (("a", 4), ("b", 4), ("c", 5)):
+        build_database(tmp_path / f"{name}.sqlite", seed, "tiny", ANCHOR)
+    assert dump(tmp_path / "a.sqlite") == dump(tmp_path / "b.sqlite")
+    assert dump(tmp_path / "a.sqlite") != dump(tmp_path / "c.sqlite")
+
+
+def test_generated_stamps_are_at_least_a_day_old(tmp_path):
+    build_database(tmp_path / "t.sqlite", 2, "tiny", anchor_for())
+    db = sqlite3.connect(tmp_path / "t.sqlite")
+    latest = max(db.execute(f"SELECT MAX(updated_at) FROM {t}").fetchone()[0] for t in RESOURCES)
+    cutoff = (dt.datetime.now(dt.UTC) - dt.timedelta(days=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert latest <= cutoff
+    future = db.execute("SELECT COUNT(*) FROM individual_appointments WHERE starts_at > ?", (cutoff,)).fetchone()[0]
+    assert future > 0
+
+
+def test_restart_reuses_the_cache_and_mutations_never_touch_it(tmp_path):
+    cache = tmp_path / "cache"
+    for _ in start(tmp_path, "--data-dir", str(tmp_path / "data")):
+        pass
+    (cached,) = cache.iterdir()
+    stamp, digest = cached.stat().st_mtime_ns, hashlib.sha256(cached.read_bytes()).hexdigest()
+    for server in start(tmp_path, "--data-dir", str(tmp_path / "data")):
+        api = ClinikoClient(server)
+        api.admin_post("accounts/main/mutate", {"seed": 1, "updates": 5, "deletes": 3})
+        assert sum(api.truth()["patients"].values()) >= 40
+    assert cached.stat().st_mtime_ns == stamp
+    assert hashlib.sha256(cached.read_bytes()).hexdigest() == digest
+
+
+@pytest.mark.parametrize("own_server", [["--account", "demo:1:small"]], indirect=True)
+def test_small_clinic_is_a_demo_clinic(own_server):
+    api = own_server.for_account("demo")
+    truth = api.truth()
+    totals = {resource: sum(states.values()) for resource, states in truth.items()}
+    assert totals["patients"] == 1000
+    assert totals["individual_appointments"] == 10_000
+    assert totals["treatment_notes"] == 2000
+    assert totals["patient_attachments"] == 300
+    attachments = api.export("patient_attachments")
+    sizes = Counter(a["size"] > 5 * 1024 * 1024 for a in attachments)
+    assert 2 <= sizes[True] <= 10
+    assert {a["content_type"] for a in attachments} >= {"application/pdf", "image/png", "image/jpeg", "text/plain"}
+    zones = {b["time_zone_identifier"] for b in api.export("businesses")}
+    assert {"Australia/Melbourne", "Australia/Perth", "Pacific/Auckland", "Europe/London"} <= zones
