@@ -166,7 +166,7 @@ class _Transport:
     def url(self, path: str) -> str:
         return f"{self.base_url}/{path.lstrip('/')}"
 
-    def json(self, call: _Call, method: str, url: str, **kwargs: Any) -> Any:
+    def json(self, call: _Call, method: str, url: str, **kwargs: Any) -> dict:
         """One JSON call, retried; ``url`` is absolute (from :meth:`url` or a ``links`` URL)."""
         self._check_host(url, call)
         return self.run(call, lambda: self.attempt(call, method, url, **kwargs))
@@ -184,7 +184,7 @@ class _Transport:
             url = (body.get("links") or {}).get("nextPage") or None
             kwargs = {}  # the next page's URL carries every parameter
 
-    def attempt(self, call: _Call, method: str, url: str, **kwargs: Any) -> Any:
+    def attempt(self, call: _Call, method: str, url: str, **kwargs: Any) -> dict:
         for limiter in call.limiters:
             limiter.acquire()
         response = send(self._session, method, url, timeout=self._timeout, **kwargs)
@@ -217,15 +217,15 @@ class _Transport:
         said = _splose_message(response)
         if status == 401:
             return SploseAuthError(
-                f"Splose rejected the platform token (HTTP 401) on the {self.layer} while {call.description}. "
+                f"Splose rejected the platform token (HTTP 401) while {call.description}. "
                 f"Check that {TOKEN_VARIABLE} holds the current import-scoped platform token for {self.base_url} "
                 "(it may be revoked or mistyped) and re-run. Not retried."
             )
         if status == 403:
             return SploseAuthError(
-                f"Splose refused the {self.layer} to the token in {TOKEN_VARIABLE} (HTTP 403) while "
-                f"{call.description}: it is not a platform token with the import scope (a workspace key cannot "
-                "call the import API). Set it to the platform token and re-run. Not retried."
+                f"Splose refused the token in {TOKEN_VARIABLE} (HTTP 403) while {call.description}: it is not a "
+                "platform token with the import scope (a workspace key cannot call the import API). Set it to the "
+                "platform token and re-run. Not retried."
             )
         if status == 404:
             return SploseNotFound(
@@ -331,7 +331,10 @@ class SploseImportClient:
     def create_import(
         self, source: str, cliniko_key: Secret, mapping: dict[str, dict[str, int | str]], include: list[str]
     ) -> dict:
-        """Submit an import request for this client's workspace (what the dashboard does; demo and tests)."""
+        """Submit an import request for this client's workspace (what the dashboard does; demo and tests).
+
+        Retried like every call, so a connection dropped after Splose accepted it can leave a second request.
+        """
         body = {"source": source, "clinikoApiKey": cliniko_key.reveal(), "mapping": mapping, "include": include}
         call = self._call(f"submitting a {source} import request")
         return self._http.json(call, "POST", self._http.url("imports"), json=body)

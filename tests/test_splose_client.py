@@ -13,9 +13,12 @@ from pathlib import Path
 
 import pytest
 import requests
+from requests_toolbelt import MultipartEncoder
 
 from sandbox.harness import running_server
+from splose_resources import splose as splose_module
 from splose_resources.cliniko import Secret
+from splose_resources.http import TransientError
 from splose_resources.splose import (
     SploseAuthError,
     SploseConflict,
@@ -115,6 +118,18 @@ def test_v1_lists_follow_every_page_and_show_archived_rows(splose, described):
     assert practitioners["bob@example.com"]["isActive"] is False
     assert practitioners["ann@example.com"]["isActive"] is True
     assert one["title"] == "Main Street"
+
+
+def test_v1_calls_keep_to_the_v1_budget(sandbox_url, described, tmp_path, monkeypatch):
+    monkeypatch.setenv("SPLOSE_PLATFORM_TOKEN", PLATFORM_TOKEN)
+    splose = SploseResource(
+        api_url=f"{sandbox_url}/v1", v1_requests_per_window=2, window_seconds=0.5, rate_limit_state_dir=str(tmp_path)
+    )
+    started = time.monotonic()
+    with splose.workspace(WORKSPACE) as ws:
+        titles = [ws.v1.get("locations", described["locations"]["Main Street"])["title"] for _ in range(6)]
+    assert titles == ["Main Street"] * 6
+    assert time.monotonic() - started >= 1.0  # six calls at two per half second: two full windows waited
 
 
 def test_v1_get_of_a_missing_record_is_not_found(splose):
@@ -279,6 +294,32 @@ def test_a_large_file_is_streamed_with_its_checksum(splose, sandbox_url, import_
     assert stored["description"] == "Referral scan"
 
 
+def test_an_upload_dropped_midway_is_streamed_again_from_the_first_byte(
+    splose, import_id, patient, tmp_path, monkeypatch
+):
+    path = tmp_path / "report.pdf"
+    sha256 = write_random(path, 2 << 20)
+    real_send = splose_module.send
+    seen: list[tuple[str, str]] = []
+
+    def dropping_send(session: requests.Session, method: str, url: str, **kwargs) -> requests.Response:
+        body = kwargs.get("data")
+        if isinstance(body, MultipartEncoder):
+            seen.append((type(body).__name__, session.headers["User-Agent"]))
+            if len(seen) == 1:
+                body.read(1 << 20)  # half the file went out, then the connection dropped
+                raise TransientError("connection dropped")
+        return real_send(session, method, url, **kwargs)
+
+    monkeypatch.setattr(splose_module, "send", dropping_send)
+    with splose.workspace(WORKSPACE) as ws:
+        result = ws.imports.upload_file(
+            import_id, external_id="att-retry", client_external_id=patient, path=path, sha256=sha256
+        )
+    assert (result["action"], result["size"], result["sha256"]) == ("created", 2 << 20, sha256)
+    assert seen == [("MultipartEncoder", "Splose Cliniko importer (integrations@splose.com)")] * 2
+
+
 def test_a_wrong_checksum_is_refused(splose, import_id, patient, tmp_path):
     path = tmp_path / "letter.pdf"
     path.write_bytes(b"%PDF-1.4 letter")
@@ -303,7 +344,7 @@ def test_delete_removes_what_the_import_created(splose, sandbox_url, import_id):
     assert not [row for row in dump(sandbox_url, "contacts") if row["externalId"] == "gone-1"]
 
 
-def test_a_bad_or_missing_token_says_what_to_do_without_showing_it(splose, monkeypatch):
+def test_a_bad_or_missing_token_says_what_to_do_without_showing_it(splose, described, monkeypatch):
     wrong = "not-the-platform-token-93c1d7"
     monkeypatch.setenv("SPLOSE_PLATFORM_TOKEN", wrong)
     with splose.imports() as platform, pytest.raises(SploseAuthError) as on_imports:
@@ -314,6 +355,11 @@ def test_a_bad_or_missing_token_says_what_to_do_without_showing_it(splose, monke
         assert "401" in str(error) and "SPLOSE_PLATFORM_TOKEN" in str(error)
         assert wrong not in str(error) and wrong not in repr(error)
     assert "import API" in str(on_imports.value) and "v1 API" in str(on_v1.value)
+
+    monkeypatch.setenv("SPLOSE_PLATFORM_TOKEN", described["key"])  # a workspace key, not the platform token
+    with splose.imports() as platform, pytest.raises(SploseAuthError, match=r"403.*import scope") as forbidden:
+        platform.get_import(1)
+    assert described["key"] not in str(forbidden.value)
 
     monkeypatch.delenv("SPLOSE_PLATFORM_TOKEN")
     with pytest.raises(SploseAuthError, match="set the environment variable SPLOSE_PLATFORM_TOKEN"):
