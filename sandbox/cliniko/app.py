@@ -101,7 +101,7 @@ class Sandbox:
         return account
 
     def reset_stats(self) -> None:
-        with getattr(self, "lock", threading.Lock()):
+        with self.lock:
             self.stats: dict[str, dict[str, Any]] = defaultdict(_new_key_stats)
             self.windows: dict[str, tuple[float, int]] = {}
             self.storm_counts: dict[str, int] = defaultdict(int)

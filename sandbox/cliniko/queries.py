@@ -61,7 +61,6 @@ class Resource:
     filters: dict[str, tuple[str, str]]
     table: str = ""
     hides_cancelled: bool = False
-    extra_sorts: tuple[str, ...] = field(default_factory=tuple)
 
     @property
     def tables(self) -> tuple[str, ...]:
@@ -69,17 +68,6 @@ class Resource:
         if self.name == "bookings":
             return ("individual_appointments", "group_appointments")
         return (self.table or self.name,)
-
-    @property
-    def source(self) -> str:
-        if len(self.tables) == 1:
-            return self.tables[0]
-        # Only the indexed columns filters and sorts use: carrying bodies would make every sort read them all.
-        columns = (
-            "id, created_at, updated_at, archived_at, deleted_at, cancelled_at, starts_at, ends_at, "
-            "business_id, practitioner_id, patient_id"
-        )
-        return "(" + " UNION ALL ".join(f"SELECT {columns} FROM {t}" for t in self.tables) + ")"
 
 
 RESOURCES: dict[str, Resource] = {
@@ -312,15 +300,13 @@ def filter_sql(resource: Resource, f: Filter) -> tuple[str, list]:
     return f"{expr} {f.op} ?", [_scalar(kind, f.value)]
 
 
-SORTABLE_EXTRA = ("starts_at", "ends_at")
-
-
-def order_sql(resource: Resource, params: list[tuple[str, str]]) -> str:
+def order_terms(resource: Resource, params: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(SQL expression, ASC|DESC) per sort column, ending with the id tie-break."""
     sort = next((v for k, v in reversed(params) if k == "sort"), "") or "created_at"
     default_dir = next((v for k, v in reversed(params) if k == "order"), "asc").lower()
     if default_dir not in ("asc", "desc"):
         raise BadRequest(f"Invalid order {default_dir!r}: use asc or desc")
-    parts = []
+    terms = []
     for item in sort.split(","):
         name, _, direction = item.strip().partition(":")
         direction = (direction or default_dir).lower()
@@ -329,12 +315,11 @@ def order_sql(resource: Resource, params: list[tuple[str, str]]) -> str:
         spec = resource.filters.get(name)
         if spec is None or spec[0] == "array":
             raise BadRequest(f"Cannot sort {resource.name} by {name!r}")
-        parts.append(f"{spec[1]} {direction.upper()}")
+        terms.append((spec[1], direction.upper()))
         if name == "id":
-            break
-    else:
-        parts.append("id ASC")  # ids compare as integers: the column is INTEGER
-    return ", ".join(parts)
+            return terms
+    terms.append(("id", "ASC"))  # ids compare as integers: the column is INTEGER
+    return terms
 
 
 def page_params(params: list[tuple[str, str]]) -> tuple[int, int]:
@@ -410,21 +395,24 @@ def list_page(db: sqlite3.Connection, query: ListQuery, params: list[tuple[str, 
     filters = parse_filters(params)
     page, per_page = page_params(params)
     where, args = query.where(filters)
-    order = order_sql(query.resource, params)
-    source = query.resource.source
-    total = db.execute(f"SELECT COUNT(*) FROM {source} WHERE {where}", args).fetchone()[0]
+    terms = order_terms(query.resource, params)
+    tables = query.resource.tables
+    total = sum(db.execute(f"SELECT COUNT(*) FROM {t} WHERE {where}", args).fetchone()[0] for t in tables)
     # Page over ids first: that query runs on covering indexes, so deep pages skip rows without reading
-    # their bodies; then only the page's own rows are fetched whole, by primary key.
+    # their bodies; then only the page's own rows are fetched whole, by primary key. Several tables
+    # (bookings) are merged as sorted streams rather than sorted after a union.
+    keys = ", ".join(f"{expr} AS k{i}" for i, (expr, _) in enumerate(terms))
+    arms = " UNION ALL ".join(f"SELECT id, {keys} FROM {t} WHERE {where}" for t in tables)
+    order = ", ".join(f"k{i} {direction}" for i, (_, direction) in enumerate(terms))
     ids = [
-        rid
-        for (rid,) in db.execute(
-            f"SELECT id FROM {source} WHERE {where} ORDER BY {order} LIMIT ? OFFSET ?",
-            [*args, per_page, (page - 1) * per_page],
+        row[0]
+        for row in db.execute(
+            f"{arms} ORDER BY {order} LIMIT ? OFFSET ?", [*args * len(tables), per_page, (page - 1) * per_page]
         )
     ]
     found: dict[int, tuple[str, str | None]] = {}
     marks = ", ".join("?" * len(ids))
-    for table in query.resource.tables:
+    for table in tables:
         for rid, body, deleted_at in db.execute(f"SELECT id, body, deleted_at FROM {table} WHERE id IN ({marks})", ids):
             found[rid] = (body, deleted_at)
     if query.resource.name == "patients" and query.view == "deleted":
