@@ -231,3 +231,26 @@ def test_every_resource_lists_and_fetches_by_id(api):
         first = api.get(f"/v1/{resource}", {"per_page": 1}).json()[resource][0]
         assert first["links"]["self"] == f"{api.url}/v1/{resource}/{first['id']}"
         assert api.get(first["links"]["self"]).json() == first
+
+
+def test_date_wildcards_booleans_and_arrays(api):
+    patients = api.items("/v1/patients")
+    may = api.items("/v1/patients", [("q[]", "date_of_birth:=****-05-**")])
+    assert {p["id"] for p in may} == {p["id"] for p in patients if (p["date_of_birth"] or "")[5:7] == "05"}
+    no_birthday = api.items("/v1/patients", [("q[]", "date_of_birth:!?")])
+    assert {p["id"] for p in no_birthday} == {p["id"] for p in patients if p["date_of_birth"] is None}
+    drafts = api.items("/v1/treatment_notes", [("q[]", "draft:=true")])
+    assert drafts and all(n["draft"] for n in drafts)
+    group = api.items("/v1/group_appointments")[0]
+    patient = group["patient_ids"][0]
+    with_patient = api.items("/v1/group_appointments", [("q[]", f"patient_ids:~{patient}")])
+    assert group["id"] in {g["id"] for g in with_patient}
+    assert all(patient in g["patient_ids"] for g in with_patient)
+    booked = {b["id"] for b in api.items("/v1/bookings", [("q[]", f"patient_ids:~{patient}")])}
+    assert group["id"] in booked
+
+
+def test_filters_a_resource_does_not_document_are_refused(api):
+    response = api.get("/v1/daily_availabilities", {"q[]": "archived_at:*"})
+    assert response.status_code == 400
+    assert "archived_at" in response.json()["message"]
