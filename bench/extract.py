@@ -57,7 +57,9 @@ def child_pipeline(window: float, concurrency: int) -> dict:
     import dagster as dg
 
     from cliniko_assets.extract import cliniko_extract
+    from cliniko_assets.mapping import ImportRequestResource
     from splose_resources.cliniko import ClinikoResource
+    from splose_resources.splose import SploseResource
     from splose_resources.staging import StagingStore
 
     with dg.instance_for_test() as instance:
@@ -70,6 +72,8 @@ def child_pipeline(window: float, concurrency: int) -> dict:
             resources={
                 "cliniko": ClinikoResource(window_seconds=window, concurrency=concurrency),
                 "staging": StagingStore(),
+                "splose": SploseResource(),
+                "import_request": ImportRequestResource(),
             },
         )
         elapsed = time.monotonic() - started
@@ -128,9 +132,14 @@ def child_sequential(base_url: str, key: str, download_dir: str) -> dict:
 
 
 def budget_fraction(stats: dict, label: str, limit: int) -> tuple[float, int]:
+    """Requests per budget window over the windows the extraction spanned whole.
+
+    The first and the last window are partial (the run starts and ends inside them), so they are left
+    out when there are full windows in between.
+    """
     entry = stats["keys"][label]
     windows = [count for _, count in sorted(entry["windows"].items(), key=lambda kv: float(kv[0]))]
-    busy = windows[:-1] if len(windows) > 1 else windows
+    busy = windows[1:-1] if len(windows) > 2 else windows
     return (sum(busy) / (limit * len(busy)) if busy else 0.0), entry["rate_limited"]
 
 

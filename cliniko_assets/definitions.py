@@ -1,24 +1,27 @@
 """The code location: every asset, resource, job, sensor and schedule of the importer."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from cliniko_assets.extract import cliniko_extract
+from cliniko_assets.jobs import extract_job, import_job
+from cliniko_assets.load import load_assets, splose_mapping
+from cliniko_assets.mapping import ImportRequestResource
+from cliniko_assets.report import import_report
+from cliniko_assets.sensors import import_requests
 from splose_resources.cliniko import ClinikoResource
+from splose_resources.notifier import NotifierResource
+from splose_resources.splose import SploseResource
 from splose_resources.staging import StagingStore
 
-extract_job = dg.define_asset_job(
-    name="cliniko_extract_job",
-    selection=dg.AssetSelection.groups("cliniko"),
-    description="Extract every Cliniko resource of one tenant into staging.",
-)
-
 defs = dg.Definitions(
-    assets=[cliniko_extract],
-    jobs=[extract_job],
+    assets=[cliniko_extract, splose_mapping, *load_assets, import_report],
+    jobs=[import_job, extract_job],
+    sensors=[import_requests],
     resources={
         "cliniko": ClinikoResource(),
         "staging": StagingStore(),
+        "splose": SploseResource(),
+        "import_request": ImportRequestResource(),
+        "notifier": NotifierResource(),
     },
 )

@@ -5,14 +5,15 @@ process and shares one request budget, while each resource is still its own asse
 materialization, metadata and cursor.
 """
 
-
 import dagster as dg
 from pydantic import Field
 
 from cliniko_assets.catalog import BY_NAME, CATALOG
 from cliniko_assets.extraction import Extraction, ResourceOutcome
+from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import tenants, validate_tenant
-from splose_resources.cliniko import ClinikoResource
+from splose_resources.cliniko import ClinikoResource, Secret
+from splose_resources.splose import SploseResource
 from splose_resources.staging import StagingStore
 
 
@@ -45,13 +46,19 @@ def cliniko_key(resource: str) -> dg.AssetKey:
     op_tags={"cliniko": "extract"},
 )
 def cliniko_extract(
-    context: dg.AssetExecutionContext, config: ExtractConfig, cliniko: ClinikoResource, staging: StagingStore
+    context: dg.AssetExecutionContext,
+    config: ExtractConfig,
+    cliniko: ClinikoResource,
+    staging: StagingStore,
+    splose: SploseResource,
+    import_request: ImportRequestResource,
 ):
     tenant = validate_tenant(context.partition_key)
+    api_key = _api_key(tenant, cliniko, splose, import_request)
     specs = [BY_NAME[key.path[-1]] for key in sorted(context.selected_asset_keys, key=lambda k: k.to_string())]
     cursors = {spec.name: _previous_cursor(context, tenant, spec.name) for spec in specs}
     failures: list[ResourceOutcome] = []
-    with staging.tenant_lock(tenant), cliniko.client(tenant) as client:
+    with staging.tenant_lock(tenant), cliniko.client(tenant, api_key) as client:
         extraction = Extraction(
             client,
             staging,
@@ -80,6 +87,19 @@ def cliniko_extract(
             ),
             metadata={"failed_resources": [o.spec.name for o in failures]},
         )
+
+
+def _api_key(
+    tenant: str, cliniko: ClinikoResource, splose: SploseResource, import_request: ImportRequestResource
+) -> Secret:
+    """The clinic's key from its import request (read at run time, kept in memory only).
+
+    Without an import request (local development only) it falls back to ``CLINIKO_API_KEY__<TENANT>``.
+    """
+    if not import_request.import_id:
+        return cliniko.api_key_for(tenant)
+    with splose.imports() as imports:
+        return imports.credentials(int(import_request.import_id))
 
 
 def _metadata(outcome: ResourceOutcome) -> dict:

@@ -11,14 +11,19 @@ import pytest
 
 from cliniko_assets.catalog import CATALOG
 from cliniko_assets.extract import cliniko_extract
+from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import tenants
 from sandbox.admin import ClinikoSandboxAdmin
 from sandbox.harness import running_server
 from sandbox.local import tenant_key_variable
 from splose_resources.cliniko import ClinikoResource
+from splose_resources.splose import SploseResource
 from splose_resources.staging import StagingStore
 
 _accounts = itertools.count(1)
+
+# Without an import request the extraction reads the key from CLINIKO_API_KEY__<TENANT> (local development).
+LOCAL_KEY_RESOURCES = {"splose": SploseResource(), "import_request": ImportRequestResource()}
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +71,7 @@ class Clinic:
             selection=[f"cliniko/{name}" for name in selection] if selection else None,
             instance=instance,
             partition_key=self.tenant,
-            resources={"cliniko": cliniko or ClinikoResource(), "staging": self.staging},
+            resources={"cliniko": cliniko or ClinikoResource(), "staging": self.staging, **LOCAL_KEY_RESOURCES},
             run_config=run_config,
             raise_on_error=raise_on_error,
         )
