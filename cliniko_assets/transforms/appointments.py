@@ -114,8 +114,8 @@ def service_for(appointment: Record, ctx: ImportContext) -> int:
 
 def times(appointment: Record) -> tuple[str, str]:
     """Start and end in UTC; the old ``/appointments`` route names them ``appointment_start``/``_end``."""
-    start_field = "starts_at" if is_set(appointment.get("starts_at")) else "appointment_start"
-    end_field = "ends_at" if is_set(appointment.get("ends_at")) else "appointment_end"
+    old_route = not is_set(appointment.get("starts_at")) and is_set(appointment.get("appointment_start"))
+    start_field, end_field = ("appointment_start", "appointment_end") if old_route else ("starts_at", "ends_at")
     start = require_timestamp(appointment, start_field)
     end = require_timestamp(appointment, end_field)
     if end <= start:

@@ -1,0 +1,120 @@
+"""The shared readers: ids, links, timestamps and phone numbers in every shape Cliniko sends them."""
+
+from __future__ import annotations
+
+import pytest
+
+from cliniko_assets.transforms.common import (
+    Malformed,
+    calendar_date,
+    cliniko_id,
+    link,
+    phone_numbers,
+    split_calling_code,
+    timestamp,
+)
+from tests.unit.transforms.conftest import link as link_to
+
+
+@pytest.mark.parametrize(
+    ("record", "expected"),
+    [
+        ({"id": "836447129235883061"}, "836447129235883061"),
+        ({"id": 75335355}, "75335355"),
+        ({"deleted_at": "2024-01-01T00:00:00Z", **link_to("patients/42")}, "42"),
+        ({"id": "", **link_to("patients/42")}, "42"),
+        ({}, None),
+        ({"id": True}, None),
+        ({"id": ["1"]}, None),
+        ({"links": "not a dict"}, None),
+        ({"links": {"self": 42}}, None),
+    ],
+)
+def test_cliniko_id(record: dict, expected: str | None) -> None:
+    assert cliniko_id(record) == expected
+
+
+def test_link_reads_the_last_path_segment_or_a_plain_id_field() -> None:
+    assert link({"patient": link_to("patients/82")}, "patient") == "82"
+    assert link({"patient": link_to("patients/82?page=1")}, "patient") == "82"
+    assert link({"patient_id": 82}, "patient") == "82"
+    assert link({"patient_id": "82"}, "patient") == "82"
+    assert link({"patient": None}, "patient") is None
+    assert link({"patient": {"links": None}}, "patient") is None
+    assert link({"patient": "patients/82"}, "patient") is None
+    assert link({"patient_id": True}, "patient") is None
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2016-06-28T21:33:26Z", "2016-06-28T21:33:26Z"),
+        ("2016-06-28T21:33:26.123Z", "2016-06-28T21:33:26Z"),
+        ("2016-06-28T21:33:26+00:00", "2016-06-28T21:33:26Z"),
+        ("2016-06-29T07:33:26+10:00", "2016-06-28T21:33:26Z"),
+        ("2016-06-28T21:33:26", "2016-06-28T21:33:26Z"),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_timestamp(value: str | None, expected: str | None) -> None:
+    assert timestamp({"created_at": value}, "created_at") == expected
+
+
+@pytest.mark.parametrize("value", ["yesterday", "2016-13-40T00:00:00Z", 1467149606, "2016-06-28"])
+def test_malformed_timestamp_names_the_field_not_the_value(value: object) -> None:
+    with pytest.raises(Malformed) as raised:
+        timestamp({"created_at": value}, "created_at")
+    assert raised.value.reason == "malformed created_at"
+
+
+def test_calendar_date() -> None:
+    assert calendar_date({"date_of_birth": "1980-02-29"}, "date_of_birth") == "1980-02-29"
+    assert calendar_date({"date_of_birth": ""}, "date_of_birth") is None
+    with pytest.raises(Malformed):
+        calendar_date({"date_of_birth": "1981-02-29"}, "date_of_birth")
+
+
+@pytest.mark.parametrize(
+    ("phone_type", "expected"),
+    [
+        ("Mobile", "Mobile"),
+        ("Home", "Home"),
+        ("Work", "Work"),
+        ("Fax", "Fax"),
+        ("Other", "Other"),
+        ("mobile", "Mobile"),
+        ("Pager", "Other"),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_phone_types(phone_type: str | None, expected: str | None) -> None:
+    record = {"phones": [{"phone_type": phone_type, "number": "0412345678"}]}
+    assert phone_numbers(record, "phones") == [{"type": expected, "code": None, "phoneNumber": "0412345678"}]
+
+
+def test_phone_numbers_without_a_number_are_dropped_and_a_missing_list_is_empty() -> None:
+    assert phone_numbers({"phones": [{"phone_type": "Home", "number": " "}, {"phone_type": "Home"}]}, "phones") == []
+    assert phone_numbers({}, "phones") == []
+    assert phone_numbers({"phones": None}, "phones") == []
+    with pytest.raises(Malformed):
+        phone_numbers({"phones": "0412345678"}, "phones")
+
+
+@pytest.mark.parametrize(
+    ("number", "expected"),
+    [
+        ("+61 412 345 678", ("+61", "412 345 678")),
+        ("+61412345678", ("+61", "412345678")),
+        ("+64-21-555-0100", ("+64", "21-555-0100")),
+        ("+44 20 7946 0958", ("+44", "20 7946 0958")),
+        ("+1 416 555 0100", ("+1", "416 555 0100")),
+        ("+353 1 555 0100", ("+353", "1 555 0100")),
+        ("+998 90 123 4567", ("+998", "90 123 4567")),
+        ("+99890123", (None, "+99890123")),
+        ("0412 345 678", (None, "0412 345 678")),
+    ],
+)
+def test_a_leading_calling_code_is_split_off(number: str, expected: tuple[str | None, str]) -> None:
+    assert split_calling_code(number) == expected
