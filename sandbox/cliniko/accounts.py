@@ -94,6 +94,10 @@ def open_account(name: str, seed: int, scale: str, shard: str, data_dir: Path, c
     if not cached.exists():
         cache_dir.mkdir(parents=True, exist_ok=True)
         build_database(cached, seed, scale, anchor)
+        # Older generator versions or months of the same clinic are dead weight (gigabytes for large).
+        for old in cache_dir.glob(cache_name(seed, scale, anchor, version="*", month="*")):
+            if old != cached:
+                old.unlink(missing_ok=True)
     db_path = data_dir / f"{name}.sqlite"
     for stale in (Path(f"{db_path}-wal"), Path(f"{db_path}-shm")):
         stale.unlink(missing_ok=True)  # a previous run's journal would corrupt the fresh copy

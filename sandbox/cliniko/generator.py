@@ -931,5 +931,6 @@ def build_database(path: Path, seed: int, scale: str, anchor: dt.datetime | None
     Generator(seed, scale, anchor or anchor_for()).build(path)
 
 
-def cache_name(seed: int, scale: str, anchor: dt.datetime) -> str:
-    return f"clinic-v{GENERATOR_VERSION}-seed{seed}-{scale}-{anchor:%Y%m}.sqlite"
+def cache_name(seed: int, scale: str, anchor: dt.datetime, version: str = "", month: str = "") -> str:
+    """The cached database's file name; ``version``/``month`` override the current ones (e.g. ``*``)."""
+    return f"clinic-v{version or GENERATOR_VERSION}-seed{seed}-{scale}-{month or f'{anchor:%Y%m}'}.sqlite"
