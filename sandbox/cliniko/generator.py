@@ -21,7 +21,7 @@ from pathlib import Path
 
 from sandbox.cliniko.schema import BASE, INSERT_SQL, create_indexes, create_tables, row_for
 
-GENERATOR_VERSION = 5
+GENERATOR_VERSION = 6
 BATCH = 5000
 FIVE_MB = 5 * 1024 * 1024
 
@@ -648,7 +648,8 @@ class Generator:
             content_type, ext = CONTENT_TYPES[i % len(CONTENT_TYPES)]
             if i in big_slots:
                 content_type, ext = "application/pdf", "pdf"
-                size = FIVE_MB + self.rng.randint(1, 2 * 1024 * 1024)
+                # Just over the 5 MB mark in tiny clinics (quick tests), up to 2 MB over in bigger ones.
+                size = FIVE_MB + self.rng.randint(1, 256 * 1024 if self.scale.patients < 100 else 2 * 1024 * 1024)
             elif self.scale.patients < 100:
                 size = self.rng.randint(1_000, 40_000)  # tiny clinics keep test downloads quick
             else:
