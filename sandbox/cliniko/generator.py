@@ -546,15 +546,12 @@ class Generator:
             merged_with = None
             if roll == 5:
                 deleted_at = ts(self.moment(lo=updated))
-                updated = dt.datetime.strptime(deleted_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
             elif roll == 11:
                 merged_at = ts(self.moment(lo=updated))
                 archived_at = merged_at
                 merged_with = self.rng.choice(self.patient_pool)[0]
             elif roll in (17, 23):
                 archived_at = ts(self.moment(lo=updated))
-            if archived_at:
-                updated = dt.datetime.strptime(archived_at, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=dt.UTC)
             self.all_patient_ids.append(pid)
             if not (deleted_at or merged_at):
                 self.patient_pool.append((pid, f"{first} {last}"))
@@ -692,7 +689,7 @@ class Generator:
             current = []
             for patient_id, _label in patients:
                 attendee = self.attendee(gid, patient_id, created, starts, deleted)
-                if not is_cancelled(attendee):
+                if not attendee["cancelled_at"]:
                     current.append(str(patient_id))
                 attendees.append(settled_row("attendees", attendee))
                 if attendee["arrived"] and self.chance(0.1):
@@ -922,10 +919,6 @@ def settled_row(resource: str, body: dict) -> tuple:
         body["updated_at"], *(body.get(k) or "" for k in ("archived_at", "deleted_at", "cancelled_at"))
     )
     return row_for(resource, body)
-
-
-def is_cancelled(attendee: dict) -> bool:
-    return bool(attendee.get("cancelled_at"))
 
 
 def build_database(path: Path, seed: int, scale: str, anchor: dt.datetime | None = None) -> None:

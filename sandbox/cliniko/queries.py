@@ -371,7 +371,7 @@ class ListQuery:
             sql, sql_args = filter_sql(self.resource, f)
             clauses.append(sql)
             args.extend(sql_args)
-        return " AND ".join(clauses) or "1", args
+        return " AND ".join(clauses), args
 
 
 def render(body: str, base: str) -> str:
