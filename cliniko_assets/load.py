@@ -104,8 +104,13 @@ class RowReport:
             self.rejected_ids.append(external_id)
 
     def to_json(self) -> dict:
-        data = dataclasses.asdict(self)
-        data.update(loaded=self.loaded, unaccounted=self.unaccounted)
+        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+        data.update(
+            skipped=dict(self.skipped),
+            rejected_reasons=dict(self.rejected_reasons),
+            loaded=self.loaded,
+            unaccounted=self.unaccounted,
+        )
         return data
 
     @classmethod
@@ -497,7 +502,7 @@ def _group_appointments(run: LoadRun, workspace: SploseWorkspace, report: RowRep
         else:
             setattr(attendee_report, action, getattr(attendee_report, action) + len(ids))
     _write_private(run.report_path("attendees"), json.dumps(attendee_report.to_json()))
-    return {"attendees_loaded": attendee_report.loaded, "attendees_unaccounted": attendee_report.unaccounted}
+    return {f"attendees_{key}": value for key, value in report_metadata(attendee_report).items()}
 
 
 def _availability(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -> None:

@@ -133,10 +133,10 @@ def _as_id(value: str) -> int | None:
 def resolve_mapping(
     mapping: ImportMapping,
     *,
-    businesses: Iterable[dict],
-    users: Iterable[dict],
-    practitioners: Iterable[dict],
-    appointment_types: Iterable[dict],
+    businesses: list[dict],
+    users: list[dict],
+    practitioners: list[dict],
+    appointment_types: list[dict],
     usage: Usage,
     splose_locations: Iterable[dict],
     splose_practitioners: Iterable[dict],
@@ -233,6 +233,18 @@ def resolve_mapping(
             problem(MappingProblem("appointment type", tid, name, _lacks("service", target)))
         else:
             resolved.services[tid] = sid
+    listed = {
+        "business": {record_id(b) for b in businesses},
+        "practitioner": {record_id(p) for p in practitioners},
+        "appointment type": {record_id(t) for t in appointment_types},
+    }
+    for kind, used in (
+        ("business", usage.businesses),
+        ("practitioner", usage.practitioners),
+        ("appointment type", usage.appointment_types),
+    ):
+        for missing in sorted(used - listed[kind]):
+            problem(MappingProblem(kind, missing, "(not returned by Cliniko)", "referenced by records to import"))
     return resolved
 
 

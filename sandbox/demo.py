@@ -1,69 +1,136 @@
-"""``make demo``: extract a demo clinic from the Cliniko sandbox and print what was staged.
+"""``make demo``: import a demo clinic from the Cliniko sandbox into the Splose sandbox, end to end.
 
-Runs on the embedded default instance (SQLite under the project-local DAGSTER_HOME), so the run and
-its materializations are there to inspect in ``make dev`` afterwards.
+1. starts both sandboxes and generates the demo clinic in Cliniko;
+2. sets up the clinic's Splose workspace (locations, practitioners, services) as a clinic would;
+3. submits an import request with the clinic's mapping through the import API;
+4. lets the import-request sensor register the tenant and build the run, then runs the whole graph on
+   the embedded default instance (SQLite under the project-local DAGSTER_HOME);
+5. prints the reconciliation (one line per row of the mission's table) and the elapsed time, and exits
+   non-zero if the run failed or any record is unaccounted for.
 """
 
 from __future__ import annotations
 
 import argparse
+import secrets
 import sys
 import time
 
 import dagster as dg
+import requests
 
-from sandbox.local import DEMO_TENANT, cliniko_sandbox, dagster_home, wire_tenant
+from sandbox.admin import ClinikoSandboxAdmin
+from sandbox.clinic_setup import import_mapping, workspace_seed
+from sandbox.local import cliniko_sandbox, dagster_home, splose_sandbox, wire_splose
+
+
+def workspace_for(scale: str, seed: int) -> str:
+    """The demo clinic's workspace (and tenant); another scale or seed is another clinic."""
+    return "demo-clinic" if (scale, seed) == ("small", 1) else f"demo-{scale}-{seed}"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__)
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", default="small", choices=["tiny", "small", "large"])
     parser.add_argument("--seed", type=int, default=1)
     args = parser.parse_args(argv)
 
     home = dagster_home()
+    token = secrets.token_urlsafe(24)
     print(f"Dagster instance: {home}")
-    print(f"Starting the Cliniko sandbox with a {args.scale} demo clinic (seed {args.seed})...", flush=True)
-    with cliniko_sandbox(scale=args.scale, seed=args.seed) as server:
-        wire_tenant(server, DEMO_TENANT)
-        from cliniko_assets.definitions import defs
-
-        with dg.DagsterInstance.get() as instance:
-            instance.add_dynamic_partitions("tenants", [DEMO_TENANT])
-            print(f"Extracting tenant '{DEMO_TENANT}' (Cliniko budget: 200 requests/min)...", flush=True)
-            started = time.monotonic()
-            result = defs.get_job_def("cliniko_extract_job").execute_in_process(
-                instance=instance,
-                partition_key=DEMO_TENANT,
-                raise_on_error=False,
-                run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-            )
-            elapsed = time.monotonic() - started
-            rows = _rows(result)
-    _print_table(rows)
+    print(f"Starting the sandboxes with a {args.scale} demo clinic (seed {args.seed})...", flush=True)
+    started = time.monotonic()
+    with cliniko_sandbox(scale=args.scale, seed=args.seed) as cliniko, splose_sandbox(token) as splose:
+        wire_splose(splose, token)
+        workspace = workspace_for(args.scale, args.seed)
+        import_id = submit_import(ClinikoSandboxAdmin(cliniko.url), "demo", splose.url, workspace)
+        print(f"Import request {import_id} submitted for workspace '{workspace}'.", flush=True)
+        result = run_import(cliniko.url)
+    elapsed = time.monotonic() - started
+    table, unaccounted = reconciliation(result)
+    print("\n" + table)
     print(f"\nElapsed: {elapsed:.1f}s; run {'succeeded' if result.success else 'FAILED'} ({result.run_id})")
-    return 0 if result.success and len(rows) == 14 else 1
+    if unaccounted:
+        print(f"{unaccounted} record(s) unaccounted for.")
+    return 0 if result.success and unaccounted == 0 else 1
 
 
-def _rows(result) -> list[tuple[str, dict]]:
-    rows = []
+def submit_import(cliniko: ClinikoSandboxAdmin, account: str, splose_url: str, workspace_id: str) -> int:
+    """Set the workspace up and submit the import as the clinic does from Splose's import button."""
+    workspace = requests.post(
+        f"{splose_url}/_sandbox/workspaces", json=workspace_seed(cliniko, account, workspace_id), timeout=60
+    )
+    workspace.raise_for_status()
+    seeded = workspace.json()
+    request = requests.post(
+        f"{splose_url}/v1/imports",
+        headers={"Authorization": f"Bearer {seeded['key']}"},
+        json={
+            "source": "cliniko",
+            "clinikoApiKey": cliniko.keys(account)["admin"],
+            "mapping": import_mapping(cliniko, account, seeded),
+            "include": [],
+        },
+        timeout=60,
+    )
+    request.raise_for_status()
+    return int(request.json()["id"])
+
+
+def run_import(cliniko_url: str) -> dg.ExecuteInProcessResult:
+    import os
+
+    from cliniko_assets.definitions import defs
+    from cliniko_assets.sensors import import_requests
+    from splose_resources.splose import SploseResource
+
+    os.environ["CLINIKO_API_URL"] = f"{cliniko_url}/{{shard}}/v1"
+    with dg.DagsterInstance.get() as instance:
+        sensor_result = import_requests(
+            dg.build_sensor_context(instance=instance, resources={"splose": SploseResource()})
+        )
+        for request in sensor_result.dynamic_partitions_requests:
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        (run_request,) = sensor_result.run_requests
+        print(f"Running the import of tenant '{run_request.partition_key}'...", flush=True)
+        run_config = dict(run_request.run_config)
+        run_config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
+        return defs.resolve_job_def("import_job").execute_in_process(
+            instance=instance,
+            partition_key=run_request.partition_key,
+            run_config=run_config,
+            tags=run_request.tags,
+            raise_on_error=False,
+        )
+
+
+def reconciliation(result: dg.ExecuteInProcessResult) -> tuple[str, int]:
+    from cliniko_assets.load import ROWS
+
+    rows: dict[str, dict] = {}
     for event in result.all_events:
-        if event.event_type_value == "ASSET_MATERIALIZATION":
-            materialization = event.event_specific_data.materialization
-            metadata = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
-            rows.append((materialization.asset_key.to_user_string(), metadata))
-    return sorted(rows)
-
-
-def _print_table(rows: list[tuple[str, dict]]) -> None:
-    header = f"{'asset':<40}{'staged':>9}{'requests':>10}  by state"
-    print("\n" + header + "\n" + "-" * len(header))
-    for key, metadata in rows:
-        states = ", ".join(f"{state} {count}" for state, count in metadata["by_state"].items())
-        files = f" | files {metadata['files_staged']}" if "files_staged" in metadata else ""
-        print(f"{key:<40}{metadata['records']:>9}{metadata['requests']:>10}  {states}{files}")
-    print("-" * len(header))
-    print(f"{'total':<40}{sum(m['records'] for _, m in rows):>9}{sum(m['requests'] for _, m in rows):>10}")
+        if event.event_type_value != "ASSET_MATERIALIZATION":
+            continue
+        materialization = event.event_specific_data.materialization
+        name = materialization.asset_key.path[-1]
+        if materialization.asset_key.path[0] == "splose" and name in ROWS:
+            rows[name] = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+    header = f"{'row':<55}{'Cliniko':>9}{'loaded':>9}{'rejected':>10}  skipped by reason"
+    lines = [header, "-" * len(header)]
+    unaccounted = 0
+    for name, label in ROWS.items():
+        meta = rows.get(name)
+        if name == "attendees" and "group_appointments" in rows:
+            group = rows["group_appointments"]
+            meta = {k.removeprefix("attendees_"): v for k, v in group.items() if k.startswith("attendees_")}
+        if meta is None:
+            lines.append(f"{label:<55}{'not loaded':>9}")
+            unaccounted += 1
+            continue
+        skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(meta["skipped_by_reason"].items())) or "-"
+        lines.append(f"{label:<55}{meta['cliniko']:>9}{meta['loaded']:>9}{meta['rejected']:>10}  {skipped}")
+        unaccounted += abs(meta["unaccounted"])
+    return "\n".join(lines), unaccounted
 
 
 if __name__ == "__main__":

@@ -48,6 +48,22 @@ def cliniko_sandbox(*, scale: str, seed: int = 1, extra_args: list[str] | None =
         yield server
 
 
+@contextmanager
+def splose_sandbox(token: str, extra_args: list[str] | None = None) -> Iterator[ServerProcess]:
+    logs = PROJECT / ".sandbox"
+    logs.mkdir(exist_ok=True)
+    args = ["--platform-token", token, "--db", str(logs / "splose-demo.db"), *(extra_args or [])]
+    (logs / "splose-demo.db").unlink(missing_ok=True)
+    with running_server("sandbox.splose", args, log_dir=logs) as server:
+        yield server
+
+
+def wire_splose(server: ServerProcess, token: str) -> None:
+    """Point the pipeline at the Splose sandbox with the platform token (as production gets it: env)."""
+    os.environ["SPLOSE_API_URL"] = f"{server.url}/v1"
+    os.environ["SPLOSE_PLATFORM_TOKEN"] = token
+
+
 def wire_tenant(server: ServerProcess, tenant: str, account: str = "demo") -> None:
     """Point the pipeline at the sandbox and give it the account's administrator key for ``tenant``."""
     keys = requests.get(f"{server.url}/_sandbox/accounts/{account}", timeout=10).json()["keys"]
