@@ -18,6 +18,7 @@ Skip("business time zone not known"); any unusable range skips the whole day, na
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Any
 
 from cliniko_assets.transforms.common import (
@@ -52,7 +53,7 @@ def to_splose_availability(daily_availability: Record, ctx: ImportContext) -> li
     ranges = daily_availability.get("availabilities")
     if ranges is None or ranges == []:
         raise Skipped(NO_RANGES)
-    if not isinstance(ranges, list) or not all(isinstance(item, dict) for item in ranges):
+    if not isinstance(ranges, list) or not all(isinstance(item, Mapping) for item in ranges):
         raise Malformed("availabilities")
     rows = []
     for index, item in enumerate(ranges):

@@ -9,6 +9,7 @@ reason ever carries a value (only field names and ids).
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -76,9 +77,11 @@ R = TypeVar("R")
 def total(transform: Callable[P, R]) -> Callable[P, R | Skip]:
     """Make ``transform(record, ...)`` total: :class:`Malformed` and :class:`Skipped` become a :class:`Skip`."""
 
+    first = next(iter(inspect.signature(transform).parameters))
+
     @wraps(transform)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R | Skip:
-        record = args[0]
+        record = args[0] if args else kwargs.get(first)
         if not isinstance(record, Mapping):
             return Skip("", "malformed record")
         try:
@@ -173,11 +176,11 @@ def timestamp(record: Record, name: str) -> str | None:
         raise Malformed(name)
     try:
         moment = datetime.fromisoformat(value.replace("z", "Z"))
-    except ValueError as error:
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=UTC)
+        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    except (ValueError, OverflowError) as error:
         raise Malformed(name) from error
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=UTC)
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def require_timestamp(record: Record, name: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from cliniko_assets.transforms import Skip, to_splose_client
 from cliniko_assets.transforms.common import (
     Malformed,
     calendar_date,
@@ -13,6 +14,7 @@ from cliniko_assets.transforms.common import (
     split_calling_code,
     timestamp,
 )
+from tests.unit.transforms.conftest import ctx
 from tests.unit.transforms.conftest import link as link_to
 
 
@@ -61,7 +63,9 @@ def test_timestamp(value: str | None, expected: str | None) -> None:
     assert timestamp({"created_at": value}, "created_at") == expected
 
 
-@pytest.mark.parametrize("value", ["yesterday", "2016-13-40T00:00:00Z", 1467149606, "2016-06-28"])
+@pytest.mark.parametrize(
+    "value", ["yesterday", "2016-13-40T00:00:00Z", 1467149606, "2016-06-28", "0001-01-01T00:00:00+10:00"]
+)
 def test_malformed_timestamp_names_the_field_not_the_value(value: object) -> None:
     with pytest.raises(Malformed) as raised:
         timestamp({"created_at": value}, "created_at")
@@ -118,3 +122,8 @@ def test_phone_numbers_without_a_number_are_dropped_and_a_missing_list_is_empty(
 )
 def test_a_leading_calling_code_is_split_off(number: str, expected: tuple[str | None, str]) -> None:
     assert split_calling_code(number) == expected
+
+
+def test_transforms_take_their_record_by_keyword_too() -> None:
+    assert to_splose_client(ctx=ctx(), patient={"id": "3", "_state": "deleted"}) == Skip("3", "deleted in Cliniko")
+    assert to_splose_client(ctx=ctx(), patient="junk") == Skip("", "malformed record")
