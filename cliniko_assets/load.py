@@ -465,10 +465,31 @@ def _clients(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -> Non
     load_records(run, workspace, report, "clients", (to_splose_client(r, ctx) for r in run.records("patients")))
 
 
-def _appointments(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -> None:
+def _appointments(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -> dict:
+    """Two passes, so that every series' first appointment exists before the repeats that point at it."""
     ctx = run.import_context(workspace, "clients")
-    outcomes = (to_splose_appointment(r, ctx) for r in run.records("individual_appointments"))
-    load_records(run, workspace, report, "appointments", outcomes)
+
+    def outcomes(repeats: bool) -> Iterator[dict | Skip]:
+        for record in run.records("individual_appointments"):
+            outcome = to_splose_appointment(record, ctx)
+            is_repeat = not isinstance(outcome, Skip) and bool(outcome.get("repeatOfExternalId"))
+            if is_repeat == repeats:
+                yield outcome
+
+    load_records(run, workspace, report, "appointments", outcomes(repeats=False))
+    imported = set(workspace.imports.crosswalk(run.import_id, "appointments"))
+    unlinked = 0
+
+    def linked(outcome: dict | Skip) -> dict | Skip:
+        nonlocal unlinked
+        if not isinstance(outcome, Skip) and outcome["repeatOfExternalId"] not in imported:
+            # The series' first appointment was skipped (deleted, ignored location...): keep this one alone.
+            unlinked += 1
+            return {**outcome, "repeatOfExternalId": None}
+        return outcome
+
+    load_records(run, workspace, report, "appointments", (linked(o) for o in outcomes(repeats=True)))
+    return {"repeats_without_their_first_appointment": unlinked}
 
 
 def _group_appointments(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -> dict:
