@@ -503,7 +503,9 @@ def _group_appointments(run: LoadRun, workspace: SploseWorkspace, report: RowRep
     entries: dict[str, list[str]] = {}
     for group in run.records("group_appointments"):
         gid = record_id(group) or ""
-        appointment, skipped = to_splose_group_appointment(group, attendees.pop(gid, []), ctx)
+        # Attendees in id order, so the same group is the same record whatever order staging holds them in.
+        members = sorted(attendees.pop(gid, []), key=lambda a: _numeric_id(record_id(a)))
+        appointment, skipped = to_splose_group_appointment(group, members, ctx)
         for skip in skipped:
             attendee_report.skip(skip.reason)
         if not isinstance(appointment, Skip):
@@ -614,6 +616,10 @@ def _progress_notes(run: LoadRun, workspace: SploseWorkspace, report: RowReport)
     ctx = run.import_context(workspace, "clients", "appointments", "progressNoteTemplates")
     outcomes = (to_splose_progress_note(r, ctx) for r in run.records("treatment_notes"))
     load_records(run, workspace, report, "progressNotes", outcomes)
+
+
+def _numeric_id(value: str | None) -> int:
+    return int(value) if value and value.isdigit() else -1
 
 
 def _live(record: dict) -> Skip | None:

@@ -1,0 +1,177 @@
+"""The whole import of a tiny clinic: Cliniko sandbox -> staging -> Splose sandbox, through a real instance."""
+
+from __future__ import annotations
+
+import secrets
+from collections import Counter
+
+import dagster as dg
+import pytest
+import requests
+
+from cliniko_assets.definitions import defs
+from cliniko_assets.load import ROWS
+from cliniko_assets.sensors import import_requests, run_config_for
+from sandbox.clinic_setup import import_mapping, workspace_seed
+from sandbox.harness import running_server
+from splose_resources.notifier import NotifierResource
+from splose_resources.splose import SploseResource
+from tests.conftest import materializations
+
+TOKEN = "platform-" + secrets.token_urlsafe(16)
+
+
+@pytest.fixture(scope="module")
+def splose_sandbox(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("splose-sandbox")
+    args = ["--platform-token", TOKEN, "--db", str(workdir / "splose.db"), "--record-v1", str(workdir / "v1.ndjson")]
+    with running_server("sandbox.splose", args, log_dir=workdir) as server:
+        yield server
+
+
+class Import:
+    """A tiny clinic's Splose workspace, its import request, and runs of the import job."""
+
+    def __init__(self, clinic, splose_url: str, tmp_path, monkeypatch) -> None:
+        self.clinic = clinic
+        self.url = splose_url
+        monkeypatch.setenv("SPLOSE_API_URL", f"{splose_url}/v1")
+        monkeypatch.setenv("SPLOSE_PLATFORM_TOKEN", TOKEN)
+        monkeypatch.setenv("DAGSTER_HOME", str(tmp_path))
+        monkeypatch.delenv(f"CLINIKO_API_KEY__{clinic.tenant.upper().replace('-', '_')}")
+        seeded = requests.post(
+            f"{splose_url}/_sandbox/workspaces", json=workspace_seed(clinic.admin, clinic.account, clinic.tenant)
+        )
+        seeded.raise_for_status()
+        self.workspace = seeded.json()
+        self.mapping = import_mapping(clinic.admin, clinic.account, self.workspace)
+        self.outbox = tmp_path / "outbox"
+
+    def submit(self, mapping: dict | None = None) -> dict:
+        response = requests.post(
+            f"{self.url}/v1/imports",
+            headers={"Authorization": f"Bearer {self.workspace['key']}"},
+            json={"source": "cliniko", "clinikoApiKey": self.clinic.keys["admin"], "mapping": mapping or self.mapping},
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def run(self, instance, request: dict, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+        return defs.resolve_job_def("import_job").execute_in_process(
+            instance=instance,
+            partition_key=self.clinic.tenant,
+            run_config=run_config_for(request),
+            resources={"staging": self.clinic.staging, "notifier": NotifierResource(outbox=str(self.outbox))},
+            raise_on_error=raise_on_error,
+        )
+
+    def dump(self, table: str) -> list[dict]:
+        response = requests.get(f"{self.url}/_sandbox/workspaces/{self.clinic.tenant}/dump/{table}")
+        response.raise_for_status()
+        return response.json()["data"]
+
+    def status(self, import_id: int) -> dict:
+        with SploseResource().imports() as imports:
+            return imports.get_import(import_id)
+
+
+@pytest.fixture
+def tiny_import(clinic, splose_sandbox, tmp_path, monkeypatch) -> Import:
+    return Import(clinic, splose_sandbox.url, tmp_path, monkeypatch)
+
+
+def _rows(result) -> dict[str, dict]:
+    found = materializations(result)
+    rows = {name: found[name] for name in ROWS if name in found}
+    group = found["group_appointments"]
+    rows["attendees"] = {k.removeprefix("attendees_"): v for k, v in group.items() if k.startswith("attendees_")}
+    return rows
+
+
+def test_the_sensor_turns_a_submitted_request_into_a_tenant_run(tiny_import, instance):
+    request = tiny_import.submit()
+    result = import_requests(dg.build_sensor_context(instance=instance, resources={"splose": SploseResource()}))
+    (run_request,) = [r for r in result.run_requests if r.tags["splose/import_id"] == str(request["id"])]
+    assert run_request.partition_key == tiny_import.clinic.tenant
+    assert run_request.run_config == run_config_for(request)
+    assert tiny_import.clinic.keys["admin"] not in repr(run_request)
+    assert tiny_import.status(request["id"])["status"] == "running"
+
+
+def test_a_tiny_clinic_imports_end_to_end_and_every_record_is_accounted_for(tiny_import, instance):
+    request = tiny_import.submit()
+    result = tiny_import.run(instance, request)
+
+    assert result.success
+    rows = _rows(result)
+    assert set(rows) == set(ROWS)
+    for name, row in rows.items():
+        assert row["unaccounted"] == 0, name
+        assert row["cliniko"] == row["loaded"] + row["skipped"] + row["rejected"], name
+    truth = tiny_import.clinic.truth()
+    live_patients = sum(n for state, n in truth["patients"].items() if state != "deleted")
+    assert rows["clients"]["loaded"] == live_patients
+    assert rows["clients"]["skipped_by_reason"] == {"deleted in Cliniko": truth["patients"].get("deleted", 0)}
+    assert rows["contacts"]["loaded"] == sum(truth["contacts"].values())
+    live_notes = sum(n for state, n in truth["treatment_notes"].items() if state != "deleted")
+    assert rows["progress_notes"]["loaded"] == live_notes
+    checks = [e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
+    assert checks and all(e.event_specific_data.passed for e in checks)
+
+    # What Splose now holds.
+    # Assertions compare counts and ids only, so a failure never prints patient data.
+    clients = tiny_import.dump("clients")
+    assert len(clients) == live_patients
+    assert len({c["externalId"] for c in clients}) == len(clients)
+    client_ids = {c["id"] for c in clients}
+    appointments = tiny_import.dump("appointments")
+    assert len(appointments) == rows["appointments"]["loaded"] + rows["group_appointments"]["loaded"]
+    dangling = sum(
+        entry["patientId"] not in client_ids for a in appointments for entry in a["data"]["appointmentPatients"]
+    )
+    assert dangling == 0
+    exported = tiny_import.clinic.export("patient_attachments")
+    files = tiny_import.dump("files")
+    assert len(files) == rows["files"]["loaded"]
+    assert sum(f["data"]["sha256"] != exported[f["externalId"]]["_sha256"] for f in files) == 0
+    assert tiny_import.status(request["id"])["status"] == "complete"
+    (email,) = tiny_import.outbox.iterdir()
+    assert "complete" in email.read_text()
+
+
+def test_running_the_graph_again_creates_and_changes_nothing(tiny_import, instance):
+    request = tiny_import.submit()
+    first = _rows(tiny_import.run(instance, request))
+    before = {table: len(tiny_import.dump(table)) for table in ("clients", "appointments", "progressNotes", "files")}
+
+    second = _rows(tiny_import.run(instance, request))
+
+    for name, row in second.items():
+        assert (row["created"], row["updated"]) == (0, 0), name
+        assert row["loaded"] == first[name]["loaded"], name
+    after = {table: len(tiny_import.dump(table)) for table in before}
+    assert after == before
+
+
+def test_an_incomplete_mapping_fails_before_any_write_listing_every_item(tiny_import, instance):
+    mapping = {kind: dict(entries) for kind, entries in tiny_import.mapping.items()}
+    unmapped_practitioner = sorted(mapping["practitioners"])[0]
+    del mapping["practitioners"][unmapped_practitioner]
+    business = next(b for b, target in mapping["locations"].items() if target != "ignore")
+    del mapping["locations"][business]
+    request = tiny_import.submit(mapping)
+
+    result = tiny_import.run(instance, request, raise_on_error=False)
+
+    assert not result.success
+    failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    message = failure.event_specific_data.error.message
+    assert f"Cliniko id {unmapped_practitioner}" in message and f"Cliniko id {business}" in message
+    assert "Nothing was written" in message and "run config" in message
+    assert Counter(
+        (e.event_specific_data.materialization.asset_key.path[0])
+        for e in result.all_events
+        if e.event_type_value == "ASSET_MATERIALIZATION"
+    ) == Counter({"cliniko": 14})
+    assert len(tiny_import.dump("clients")) == 0
+    assert len(tiny_import.dump("services")) == len(tiny_import.workspace["services"])
