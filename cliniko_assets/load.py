@@ -409,11 +409,20 @@ def _load_asset(
     deps: list[dg.AssetKey],
     description: str,
     build: Callable[[LoadRun, SploseWorkspace, RowReport], dict | None],
+    checks: tuple[tuple[str, str, str], ...] = (),
 ) -> dg.AssetsDefinition:
+    """``checks``: (check name, metadata key that must be 0, description), evaluated on what ``build`` returns."""
+
     @dg.multi_asset(
         name=f"splose_{name}",
         specs=[_spec(name, deps, description)],
-        check_specs=[_reconciled(name)],
+        check_specs=[
+            _reconciled(name),
+            *(
+                dg.AssetCheckSpec(check, asset=splose_key(name), blocking=True, description=text)
+                for check, _, text in checks
+            ),
+        ],
         partitions_def=tenants,
     )
     def _asset(
@@ -431,7 +440,17 @@ def _load_asset(
             else:
                 report.cliniko = sum(1 for _ in run.records(SOURCES[name]))
                 report.skip("not requested by the clinic", report.cliniko)
-        yield run.finish(name, report, extra)
+        result = run.finish(name, report, extra)
+        extra_results = [
+            dg.AssetCheckResult(
+                asset_key=splose_key(name),
+                check_name=check,
+                passed=not (extra or {}).get(key),
+                metadata={key: (extra or {}).get(key, 0)},
+            )
+            for check, key, _ in checks
+        ]
+        yield result._replace(check_results=[*result.check_results, *extra_results])
 
     return _asset
 
@@ -517,6 +536,9 @@ def _group_appointments(run: LoadRun, workspace: SploseWorkspace, report: RowRep
         attendee_report.skip(reason, len(rest))
     actions: dict[str, str] = {}
     load_records(run, workspace, report, "appointments", outcomes, actions)
+    # What the integrity check will expect to find on each group appointment in Splose.
+    expected = {gid: len(ids) for gid, ids in entries.items() if gid in actions}
+    _write_private(run.directory / f"group-entries-{run.import_id}.json", json.dumps(expected))
     for gid, ids in entries.items():
         action = actions.get(gid)
         if action is None:
@@ -604,7 +626,7 @@ def _files(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -> dict:
             continue
         action = answer.get("action", "created")
         setattr(report, action, getattr(report, action) + 1)
-    return {"checksum_mismatches": checksum_mismatches}
+    return {"checksum_mismatches": checksum_mismatches, "checksums_verified": report.loaded}
 
 
 def _progress_note_templates(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -> None:
@@ -671,6 +693,13 @@ load_assets = [
         [cliniko_key("patient_attachments"), splose_key("clients")],
         "Patient attachments as files: bytes streamed, checksum verified by Splose.",
         _files,
+        checks=(
+            (
+                "checksums_match",
+                "checksum_mismatches",
+                "Every uploaded file's sha256, as Splose computed it, equals the staged bytes' sha256.",
+            ),
+        ),
     ),
     _load_asset(
         "progress_note_templates",

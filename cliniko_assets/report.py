@@ -8,7 +8,7 @@ from cliniko_assets.load import ROWS, LoadRun, RowReport, load_assets, splose_ke
 from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import tenants
 from splose_resources.notifier import NotifierResource
-from splose_resources.splose import SploseResource
+from splose_resources.splose import SploseResource, SploseWorkspace
 from splose_resources.staging import StagingStore
 
 LEFT_BEHIND = (
@@ -41,8 +41,46 @@ def read_reports(run: LoadRun) -> list[RowReport]:
     return reports
 
 
+def referential_integrity(run: LoadRun, workspace: SploseWorkspace) -> dict[str, int]:
+    """Read back what Splose holds for this import: every appointment's clients and practitioner exist,
+    every appointment the crosswalk names is there, and every group appointment has all its attendees."""
+    patients = {p["id"] for p in workspace.v1.patients(include_archived=True)}
+    practitioners = {p["id"] for p in workspace.v1.practitioners(include_archived=True)}
+    crosswalk = workspace.imports.crosswalk(run.import_id, "appointments")
+    external = {splose_id: external_id for external_id, splose_id in crosswalk.items()}
+    groups_path = run.directory / f"group-entries-{run.import_id}.json"
+    group_entries: dict[str, int] = json.loads(groups_path.read_text()) if groups_path.exists() else {}
+    found = dict.fromkeys(
+        ("appointments_read_back", "missing_clients", "missing_practitioners", "incomplete_groups"), 0
+    )
+    for appointment in workspace.v1.appointments(include_archived=True):
+        external_id = external.get(appointment["id"])
+        if external_id is None:
+            continue  # the clinic's own appointments, not this import's
+        found["appointments_read_back"] += 1
+        entries = appointment.get("appointmentPatients") or []
+        found["missing_clients"] += sum(entry.get("patientId") not in patients for entry in entries)
+        practitioner = appointment.get("practitionerId")
+        found["missing_practitioners"] += practitioner is not None and practitioner not in practitioners
+        expected = group_entries.get(external_id)
+        found["incomplete_groups"] += expected is not None and len(entries) != expected
+    found["missing_appointments"] = len(crosswalk) - found["appointments_read_back"]
+    return found
+
+
+INTEGRITY = "referential_integrity"
+
+
 @dg.asset(
     key=splose_key("import_report"),
+    check_specs=[
+        dg.AssetCheckSpec(
+            INTEGRITY,
+            asset=splose_key("import_report"),
+            description="Read back from Splose: every imported appointment exists, its clients and practitioner "
+            "exist, and every group appointment has all its attendees.",
+        )
+    ],
     deps=[key for assets in load_assets for key in assets.keys],
     partitions_def=tenants,
     group_name="splose",
@@ -71,25 +109,33 @@ def import_report(
         if succeeded
         else (f"{unaccounted} record(s) unaccounted for; rows not loaded: {', '.join(missing) or 'none'}.")
     )
-    with splose.imports() as imports:
-        imports.update_import(
+    with splose.workspace(run.tenant) as workspace:
+        integrity = referential_integrity(run, workspace)
+        intact = all(value == 0 for key, value in integrity.items() if key != "appointments_read_back")
+        if not intact:
+            succeeded = False
+            message += f" Referential integrity failed in Splose: {integrity}."
+        workspace.imports.update_import(
             run.import_id, status="complete" if succeeded else "failed", counts=counts, message=message
         )
+    check = dg.AssetCheckResult(check_name=INTEGRITY, passed=intact, metadata=integrity)
     notifier.import_finished(
         tenant=run.tenant, import_id=run.import_id, succeeded=succeeded, summary=f"{table}\n\n{LEFT_BEHIND}"
     )
     if not succeeded:
         raise dg.Failure(
             description=f"Import {run.import_id} of tenant '{run.tenant}' is not fully accounted for: {message}",
-            metadata={"reconciliation": dg.MetadataValue.md(table)},
+            metadata={"reconciliation": dg.MetadataValue.md(table), **integrity},
         )
     return dg.MaterializeResult(
+        check_results=[check],
         metadata={
+            **integrity,
             "reconciliation": dg.MetadataValue.md(table),
             "cliniko_records": sum(r.cliniko for r in reports),
             "loaded": sum(r.loaded for r in reports),
             "skipped": sum(sum(r.skipped.values()) for r in reports),
             "rejected": sum(r.rejected for r in reports),
             "left_behind": LEFT_BEHIND,
-        }
+        },
     )

@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
         result = run_import(cliniko.url)
     elapsed = time.monotonic() - started
     table, unaccounted = reconciliation(result)
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            print(f"\nStep {event.step_key} failed: {event.event_specific_data.error.message.strip()}")
     print("\n" + table)
     print(f"\nElapsed: {elapsed:.1f}s; run {'succeeded' if result.success else 'FAILED'} ({result.run_id})")
     if unaccounted:
@@ -95,6 +98,8 @@ def run_import(cliniko_url: str) -> dg.ExecuteInProcessResult:
         print(f"Running the import of tenant '{run_request.partition_key}'...", flush=True)
         run_config = dict(run_request.run_config)
         run_config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
+        # Every demo is a first import: the sandbox regenerates the clinic, so nothing staged before counts.
+        run_config["ops"] = {"cliniko_extract": {"config": {"full_refresh": True}}}
         return defs.resolve_job_def("import_job").execute_in_process(
             instance=instance,
             partition_key=run_request.partition_key,

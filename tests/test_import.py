@@ -115,8 +115,19 @@ def test_a_tiny_clinic_imports_end_to_end_and_every_record_is_accounted_for(tiny
     assert rows["contacts"]["loaded"] == sum(truth["contacts"].values())
     live_notes = sum(n for state, n in truth["treatment_notes"].items() if state != "deleted")
     assert rows["progress_notes"]["loaded"] == live_notes
-    checks = [e for e in result.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"]
-    assert checks and all(e.event_specific_data.passed for e in checks)
+    checks = {
+        (e.event_specific_data.asset_key.path[-1], e.event_specific_data.check_name): e.event_specific_data
+        for e in result.all_events
+        if e.event_type_value == "ASSET_CHECK_EVALUATION"
+    }
+    assert all(check.passed for check in checks.values())
+    assert ("files", "checksums_match") in checks
+    integrity = checks[("import_report", "referential_integrity")].metadata
+    assert (
+        integrity["appointments_read_back"].value
+        == rows["appointments"]["loaded"] + rows["group_appointments"]["loaded"]
+    )
+    assert integrity["incomplete_groups"].value == 0
 
     # What Splose now holds.
     # Assertions compare counts and ids only, so a failure never prints patient data.
