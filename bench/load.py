@@ -1,0 +1,220 @@
+"""Load benchmark: the whole import (Cliniko -> Splose), end to end, against the floor of Cliniko's budget.
+
+For each scale, one run of this script starts both sandboxes, sets up the clinic's Splose workspace
+and submits its import request (as ``make demo`` does), then runs the import in a child process: the
+import-request sensor builds the run, and ``import_job`` runs on an ephemeral instance with a private
+STAGING_URI and RATE_LIMIT_STATE_DIR. Then it reads what the Cliniko sandbox counted for the import's
+key and what the splose/* materializations report. Printed per scale:
+
+- ``written``: Splose records written = created + updated + unchanged summed over the splose/*
+  materializations (group appointments' attendees included);
+- ``rec/s``: written / end-to-end seconds;
+- ``e2e s``: end-to-end seconds of the child (sensor evaluation + the whole ``import_job``), in the
+  run's time; ``e2e real s`` is that times the time-scale factor (what it would take unscaled);
+- ``Cliniko req``: the requests the sandbox counted for the import's key (files' signed URLs are not
+  Cliniko API calls and are not counted);
+- ``floor s``: the least time Cliniko's budget allows for those requests = requests / 200 per minute,
+  in the same (scaled) time units as ``e2e s`` (requests / 200 * window);
+- ``ratio``: e2e / floor. 1.00x would be the pipeline spending every second at Cliniko's budget and
+  nothing else; the excess over 1 is time spent elsewhere (Splose's limits and latency, transforms,
+  staging, Dagster). A ratio under 1 is possible: the floor ignores that a sliding window lets the
+  first 200 requests go at once;
+- ``429 C/S``: 429s the sandboxes returned (Cliniko for the key / Splose over all keys);
+- ``RSS MB``: peak RSS of the child that ran the import (``os.wait4``).
+
+``small`` runs in real time. ``large`` is time-scaled: both sandboxes' budget windows (Cliniko
+200 / 60 s, Splose import API 600 / 60 s and v1 60 / 60 s) and both latencies are divided by
+``--large-time-scale`` (default 30), and the pipeline's resources are given the same shortened
+windows, so the ratio means what it would in real time while the run takes minutes instead of hours.
+``large`` takes about a minute to generate the first time (cached afterwards).
+
+    .venv/bin/python bench/load.py                    # small, then large
+    .venv/bin/python bench/load.py --scales large --large-time-scale 60
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import requests
+
+PROJECT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(PROJECT))
+
+from sandbox.admin import ClinikoSandboxAdmin  # noqa: E402
+from sandbox.demo import submit_import  # noqa: E402
+from sandbox.harness import running_server  # noqa: E402
+
+ACCOUNT = "bench"
+CLINIKO_LIMIT = 200
+CLINIKO_LATENCY_MS = 150.0
+CLINIKO_JITTER_MS = 50.0
+
+
+def run_child(args: list[str], env: dict[str, str]) -> tuple[dict, int]:
+    """Run this script in child mode; returns its JSON result and its peak RSS in bytes."""
+    process = subprocess.Popen(
+        [sys.executable, __file__, *args], env={**os.environ, **env}, stdout=subprocess.PIPE, cwd=PROJECT
+    )
+    output = process.stdout.read()
+    _, status, usage = os.wait4(process.pid, 0)
+    if status != 0:
+        raise SystemExit(f"child {args[0]} failed with status {status}")
+    return json.loads(output.decode().strip().splitlines()[-1]), usage.ru_maxrss * 1024
+
+
+def child_import(window: float, concurrency: int, outbox: str) -> dict:
+    """Evaluate the import-request sensor and run the job it asks for; everything it reports, as JSON."""
+    import dagster as dg
+
+    from cliniko_assets.definitions import defs
+    from cliniko_assets.sensors import import_requests
+    from splose_resources.cliniko import ClinikoResource
+    from splose_resources.notifier import NotifierResource
+    from splose_resources.splose import SploseResource
+
+    splose = SploseResource(window_seconds=window)
+    with dg.instance_for_test() as instance:
+        started = time.monotonic()
+        sensor_result = import_requests(dg.build_sensor_context(instance=instance, resources={"splose": splose}))
+        for request in sensor_result.dynamic_partitions_requests:
+            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+        (run_request,) = sensor_result.run_requests
+        run_config = dict(run_request.run_config)
+        run_config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
+        run_config["ops"] = {"cliniko_extract": {"config": {"full_refresh": True}}}
+        result = defs.resolve_job_def("import_job").execute_in_process(
+            instance=instance,
+            partition_key=run_request.partition_key,
+            run_config=run_config,
+            tags=run_request.tags,
+            raise_on_error=False,
+            resources={
+                "cliniko": ClinikoResource(window_seconds=window, concurrency=concurrency),
+                "splose": splose,
+                "notifier": NotifierResource(outbox=outbox),
+            },
+        )
+        elapsed = time.monotonic() - started
+    written: dict[str, int] = {}
+    failures = []
+    for event in result.all_events:
+        if event.event_type_value == "STEP_FAILURE":
+            failures.append(f"{event.step_key}: {event.event_specific_data.error.message.strip()[:300]}")
+        if event.event_type_value != "ASSET_MATERIALIZATION":
+            continue
+        materialization = event.event_specific_data.materialization
+        if materialization.asset_key.path[0] != "splose":
+            continue
+        meta = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+        for prefix in ("", "attendees_"):
+            if f"{prefix}created" in meta:
+                name = prefix.rstrip("_") or materialization.asset_key.path[-1]
+                written[name] = sum(int(meta[f"{prefix}{action}"]) for action in ("created", "updated", "unchanged"))
+    return {"seconds": elapsed, "written": written, "success": result.success, "failures": failures}
+
+
+def bench_scale(scale: str, time_scale: float, concurrency: int, splose_latency_ms: float) -> dict:
+    window = 60 / time_scale
+    cliniko_latency = CLINIKO_LATENCY_MS / time_scale
+    token = secrets.token_urlsafe(24)
+    workspace = f"bench-{scale}"
+    with tempfile.TemporaryDirectory(prefix=f"bench-load-{scale}-") as workdir:
+        cliniko_args = [
+            "--account", f"{ACCOUNT}:1:{scale}:au1", "--latency-ms", f"{cliniko_latency:.3f}",
+            "--jitter-ms", f"{CLINIKO_JITTER_MS / time_scale:.3f}", "--rate-limit", str(CLINIKO_LIMIT),
+            "--rate-window", f"{window:g}", "--data-dir", str(Path(workdir) / "cliniko"),
+        ]  # fmt: skip
+        splose_args = [
+            "--platform-token", token, "--db", str(Path(workdir) / "splose.db"), "--import-rate-limit", "600",
+            "--v1-rate-limit", "60", "--rate-window", f"{window:g}",
+            "--latency-ms", f"{splose_latency_ms / time_scale:.3f}",
+        ]  # fmt: skip
+        print(f"[{scale}] starting the sandboxes (generating the clinic if not cached)...", flush=True)
+        with (
+            running_server("sandbox.cliniko", cliniko_args, log_dir=workdir) as cliniko,
+            running_server("sandbox.splose", splose_args, log_dir=workdir) as splose,
+        ):
+            admin = ClinikoSandboxAdmin(cliniko.url)
+            print(f"[{scale}] setting up workspace '{workspace}' and submitting the import...", flush=True)
+            import_id = submit_import(admin, ACCOUNT, splose.url, workspace)
+            env = {
+                "CLINIKO_API_URL": f"{cliniko.url}/{{shard}}/v1",
+                "SPLOSE_API_URL": f"{splose.url}/v1",
+                "SPLOSE_PLATFORM_TOKEN": token,
+                "STAGING_URI": str(Path(workdir) / "staging"),
+                "RATE_LIMIT_STATE_DIR": str(Path(workdir) / "rate"),
+                "DAGSTER_HOME": str(Path(workdir) / "home"),
+            }
+            Path(env["DAGSTER_HOME"]).mkdir()
+            admin.reset_stats()
+            print(f"[{scale}] running import {import_id} (time scale {time_scale:g})...", flush=True)
+            child, rss = run_child(["import", f"{window:g}", str(concurrency), str(Path(workdir) / "outbox")], env)
+            key_stats = admin.stats()["keys"][f"{ACCOUNT}/admin"]
+            splose_stats = requests.get(f"{splose.url}/_sandbox/stats", timeout=60).json()["keys"]
+    if not child["success"]:
+        print(f"[{scale}] the import run FAILED:", *child["failures"], sep="\n  ", flush=True)
+    cliniko_requests = key_stats["total"]
+    floor = cliniko_requests / CLINIKO_LIMIT * window
+    written = sum(child["written"].values())
+    return {
+        "scale": scale,
+        "time_scale": time_scale,
+        "success": child["success"],
+        "written": written,
+        "written_by_row": child["written"],
+        "records_per_s": written / child["seconds"],
+        "seconds": child["seconds"],
+        "real_seconds": child["seconds"] * time_scale,
+        "cliniko_requests": cliniko_requests,
+        "floor_seconds": floor,
+        "ratio": child["seconds"] / floor if floor else float("inf"),
+        "cliniko_429": key_stats.get("rate_limited", 0),
+        "splose_429": sum(entry["throttled"] for entry in splose_stats.values()),
+        "peak_rss_mb": rss / 2**20,
+    }
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "import":
+        print(json.dumps(child_import(float(sys.argv[2]), int(sys.argv[3]), sys.argv[4])))
+        return
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scales", default="small,large")
+    parser.add_argument("--large-time-scale", type=float, default=30.0)
+    parser.add_argument("--concurrency", type=int, default=6, help="ClinikoResource.concurrency (its default: 6)")
+    parser.add_argument("--splose-latency-ms", type=float, default=0.0, help="real-time Splose latency (scaled)")
+    parser.add_argument("--json", action="store_true", help="also print each row as JSON")
+    args = parser.parse_args()
+    rows = []
+    for scale in args.scales.split(","):
+        rows.append(bench_scale(scale, args.large_time_scale if scale == "large" else 1.0, args.concurrency,
+                                args.splose_latency_ms))  # fmt: skip
+        if args.json:
+            print(json.dumps(rows[-1]), flush=True)
+    print()
+    header = (f"{'scale':<7}{'factor':>7}{'written':>9}{'rec/s':>9}{'e2e s':>9}{'e2e real s':>12}"
+              f"{'Cliniko req':>13}{'floor s':>9}{'ratio':>8}{'429 C/S':>10}{'RSS MB':>8}  run")  # fmt: skip
+    print(header)
+    print("-" * len(header))
+    for r in rows:
+        print(
+            f"{r['scale']:<7}{r['time_scale']:>7g}{r['written']:>9}{r['records_per_s']:>9.1f}{r['seconds']:>9.1f}"
+            f"{r['real_seconds']:>12.0f}{r['cliniko_requests']:>13}{r['floor_seconds']:>9.1f}{r['ratio']:>7.2f}x"
+            f"{r['cliniko_429']:>5}/{r['splose_429']:<4}{r['peak_rss_mb']:>8.0f}  {'ok' if r['success'] else 'FAILED'}"
+        )
+    print("\n(floor = Cliniko requests / 200 per minute, in the run's time units; ratio = e2e / floor, both measured")
+    print(" above in this run. Time-scaled rows divide every budget window and latency by the factor: their rec/s,")
+    print(" e2e s and floor s are in scaled time; e2e real s = e2e s x factor.)")
+
+
+if __name__ == "__main__":
+    main()
