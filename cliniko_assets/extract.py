@@ -12,7 +12,8 @@ from cliniko_assets.catalog import BY_NAME, CATALOG
 from cliniko_assets.extraction import Extraction, ResourceOutcome
 from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import tenants, validate_tenant
-from splose_resources.cliniko import ClinikoResource, Secret
+from splose_resources.cliniko import ClinikoResource
+from splose_resources.http import Secret
 from splose_resources.splose import SploseResource
 from splose_resources.staging import StagingStore
 

@@ -23,9 +23,17 @@ from urllib.parse import urljoin
 import dagster as dg
 import requests
 from pydantic import Field, PrivateAttr
-from requests.adapters import HTTPAdapter
 
-from splose_resources.http import RetriesExhausted, RetryPolicy, TransientError, classify_response, send
+from splose_resources.http import (
+    RetriesExhausted,
+    RetryPolicy,
+    Secret,
+    TransientError,
+    classify_response,
+    json_body,
+    send,
+    session,
+)
 from splose_resources.ratelimit import SlidingWindowLimiter
 
 DEFAULT_SHARD = "au1"
@@ -37,23 +45,6 @@ def shard_from_key(api_key: str) -> str:
     """The shard a key belongs to: the text after its last '-', when it looks like one; else au1."""
     _, sep, suffix = api_key.strip().rpartition("-")
     return suffix if sep and SHARD_PATTERN.match(suffix) else DEFAULT_SHARD
-
-
-class Secret:
-    """A value that refuses to show itself in reprs, logs and tracebacks."""
-
-    __slots__ = ("_value",)
-
-    def __init__(self, value: str) -> None:
-        self._value = value
-
-    def reveal(self) -> str:
-        return self._value
-
-    def __repr__(self) -> str:
-        return "Secret(<redacted>)"
-
-    __str__ = __repr__
 
 
 class ClinikoError(Exception):
@@ -113,7 +104,7 @@ class ClinikoClient:
         self._limiter = limiter
         self._retry = retry
         self._timeout = timeout
-        self._session = _session(pool_size)
+        self._session = session(pool_size)
         self._session.headers.update(
             {
                 "Authorization": "Basic " + base64.b64encode(f"{api_key.reveal()}:".encode()).decode(),
@@ -122,7 +113,7 @@ class ClinikoClient:
             }
         )
         # Redirect targets (signed file URLs) get no credentials at all.
-        self._anonymous = _session(pool_size)
+        self._anonymous = session(pool_size)
         self._anonymous.headers.update({"User-Agent": user_agent})
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
@@ -143,7 +134,7 @@ class ClinikoClient:
 
         def attempt() -> Page:
             response = self._api_get(url, resource=resource)
-            body = _json_body(response)
+            body = json_body(response)
             if not isinstance(body, dict) or not isinstance(body.get(list_key), list):
                 raise TransientError("malformed collection body")
             links = body.get("links") or {}
@@ -161,7 +152,7 @@ class ClinikoClient:
         url = path_or_url if "://" in path_or_url else self.url(path_or_url)
 
         def attempt() -> dict:
-            return _json_body(self._api_get(url, resource=resource))
+            return json_body(self._api_get(url, resource=resource))
 
         return self._run(attempt, resource)
 
@@ -294,22 +285,6 @@ class ClinikoResource(dg.ConfigurableResource):
             yield client
         finally:
             client.close()
-
-
-def _session(pool_size: int) -> requests.Session:
-    session = requests.Session()
-    session.trust_env = False  # no proxies or netrc credentials from the environment
-    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
-    session.mount("http://", adapter)
-    session.mount("https://", adapter)
-    return session
-
-
-def _json_body(response: requests.Response):
-    try:
-        return json.loads(response.content)
-    except ValueError:
-        raise TransientError("truncated or invalid JSON") from None
 
 
 def _stream_to_file(response: requests.Response, destination: Path) -> Download:

@@ -7,6 +7,7 @@ returned to the caller, which turns it into an error that says what to do.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections.abc import Callable
@@ -15,6 +16,7 @@ from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 import requests
+from requests.adapters import HTTPAdapter
 
 T = TypeVar("T")
 
@@ -105,3 +107,36 @@ def send(session: requests.Session, method: str, url: str, **kwargs) -> requests
         raise TransientError("timeout") from None
     except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
         raise TransientError("connection dropped") from None
+
+
+class Secret:
+    """A value that refuses to show itself in reprs, logs and tracebacks."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret(<redacted>)"
+
+    __str__ = __repr__
+
+
+def session(pool_size: int) -> requests.Session:
+    session = requests.Session()
+    session.trust_env = False  # no proxies or netrc credentials from the environment
+    adapter = HTTPAdapter(pool_connections=2, pool_maxsize=pool_size, max_retries=0)
+    session.mount("http://", adapter)
+    session.mount("https://", adapter)
+    return session
+
+
+def json_body(response: requests.Response):
+    try:
+        return json.loads(response.content)
+    except ValueError:
+        raise TransientError("truncated or invalid JSON") from None

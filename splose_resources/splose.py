@@ -36,8 +36,16 @@ import requests
 from pydantic import Field
 from requests_toolbelt import MultipartEncoder
 
-from splose_resources.cliniko import Secret, _json_body, _session
-from splose_resources.http import RetriesExhausted, RetryPolicy, TransientError, classify_response, send
+from splose_resources.http import (
+    RetriesExhausted,
+    RetryPolicy,
+    Secret,
+    TransientError,
+    classify_response,
+    json_body,
+    send,
+    session,
+)
 from splose_resources.ratelimit import SlidingWindowLimiter
 
 T = TypeVar("T")
@@ -150,7 +158,7 @@ class _Transport:
         self._origin = urlsplit(self.base_url)[:2]
         self._retry = retry
         self._timeout = timeout
-        self._session = _session(pool_size=4)
+        self._session = session(pool_size=4)
         self._session.headers.update(
             {"Authorization": f"Bearer {token.reveal()}", "Accept": "application/json", "User-Agent": user_agent}
         )
@@ -191,7 +199,7 @@ class _Transport:
         classify_response(response)
         if response.status_code >= 300:
             raise self._error(response, call)
-        body = _json_body(response)
+        body = json_body(response)
         if not isinstance(body, dict):
             raise TransientError("malformed JSON body")
         return body

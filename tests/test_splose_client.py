@@ -17,8 +17,7 @@ from requests_toolbelt import MultipartEncoder
 
 from sandbox.harness import running_server
 from splose_resources import splose as splose_module
-from splose_resources.cliniko import Secret
-from splose_resources.http import TransientError
+from splose_resources.http import Secret, TransientError
 from splose_resources.splose import (
     SploseAuthError,
     SploseConflict,

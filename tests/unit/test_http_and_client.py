@@ -1,8 +1,8 @@
 import pytest
 import requests
 
-from splose_resources.cliniko import Secret, shard_from_key
-from splose_resources.http import RetriesExhausted, RetryPolicy, TransientError, rate_limit_wait
+from splose_resources.cliniko import shard_from_key
+from splose_resources.http import RetriesExhausted, RetryPolicy, Secret, TransientError, rate_limit_wait
 
 
 @pytest.mark.parametrize(
