@@ -19,13 +19,17 @@ key and what the splose/* materializations report. Printed per scale:
   nothing else; the excess over 1 is time spent elsewhere (Splose's limits and latency, transforms,
   staging, Dagster). A ratio under 1 is possible: the floor ignores that a sliding window lets the
   first 200 requests go at once;
-- ``429 C/S``: 429s the sandboxes returned (Cliniko for the key / Splose over all keys);
+- ``429 C/S``: 429s the sandboxes returned (Cliniko for the key / Splose over all keys, within the
+  last 100 windows the Splose sandbox keeps);
 - ``RSS MB``: peak RSS of the child that ran the import (``os.wait4``).
 
 ``small`` runs in real time. ``large`` is time-scaled: both sandboxes' budget windows (Cliniko
 200 / 60 s, Splose import API 600 / 60 s and v1 60 / 60 s) and both latencies are divided by
 ``--large-time-scale`` (default 30), and the pipeline's resources are given the same shortened
 windows, so the ratio means what it would in real time while the run takes minutes instead of hours.
+CPU time is not scaled: work the pipeline does itself (transforms, staging, Dagster) weighs ``factor``
+times more against the floor than it would in real time, so a scaled ratio is an upper bound. Both
+rows are wall-clock on a shared host; compare ratios from one run, not across runs or machines.
 ``large`` takes about a minute to generate the first time (cached afterwards).
 
     .venv/bin/python bench/load.py                    # small, then large
