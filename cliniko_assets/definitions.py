@@ -7,6 +7,7 @@ from cliniko_assets.jobs import extract_job, import_job
 from cliniko_assets.load import load_assets, splose_mapping
 from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.report import import_report
+from cliniko_assets.schedules import nightly_resync
 from cliniko_assets.sensors import import_requests
 from splose_resources.cliniko import ClinikoResource
 from splose_resources.notifier import NotifierResource
@@ -17,6 +18,7 @@ defs = dg.Definitions(
     assets=[cliniko_extract, splose_mapping, *load_assets, import_report],
     jobs=[import_job, extract_job],
     sensors=[import_requests],
+    schedules=[nightly_resync],
     resources={
         "cliniko": ClinikoResource(),
         "staging": StagingStore(),

@@ -488,7 +488,10 @@ class SploseResource(dg.ConfigurableResource):
     )
     user_agent: str = "Splose Cliniko importer (integrations@splose.com)"
     import_requests_per_window: int = 600
-    v1_requests_per_window: int = 60
+    # v1 calls made with the platform token count against the token's own budget (as the import API's
+    # do); 60/min is the published limit of a workspace key. Lower this if Splose limits the platform
+    # token on v1 like a workspace key.
+    v1_requests_per_window: int = 600
     window_seconds: float = 60.0
     rate_limit_state_dir: str | None = None
     connect_timeout_seconds: float = 10.0

@@ -186,3 +186,28 @@ def test_an_incomplete_mapping_fails_before_any_write_listing_every_item(tiny_im
     ) == Counter({"cliniko": 14})
     assert len(tiny_import.dump("clients")) == 0
     assert len(tiny_import.dump("services")) == len(tiny_import.workspace["services"])
+
+
+def test_the_nightly_resync_repeats_each_clinics_last_import_and_writes_nothing_new(tiny_import, instance):
+    from datetime import datetime
+
+    from cliniko_assets.schedules import nightly_resync
+
+    request = tiny_import.submit()
+    tiny_import.run(instance, request)
+    context = dg.build_schedule_context(instance=instance, scheduled_execution_time=datetime(2026, 11, 24, 2))
+
+    (run_request,) = list(nightly_resync(context))
+
+    assert run_request.partition_key == tiny_import.clinic.tenant
+    assert run_request.run_config["resources"] == run_config_for(request)["resources"]
+    resync = defs.resolve_job_def("import_job").execute_in_process(
+        instance=instance,
+        partition_key=run_request.partition_key,
+        run_config=run_request.run_config,
+        resources={"staging": tiny_import.clinic.staging, "notifier": NotifierResource(outbox=str(tiny_import.outbox))},
+    )
+    rows = _rows(resync)
+    assert all((row["created"], row["updated"]) == (0, 0) for row in rows.values())
+    extracted = materializations(resync)
+    assert {extracted[name]["mode"] for name in ("patients", "individual_appointments")} == {"incremental"}
