@@ -145,6 +145,8 @@ class Extraction:
         """Download the bytes of every attachment whose staged copy is missing or stale."""
         stats = FileStats()
         manifest = self.staging.read_files_manifest(self.tenant, spec.name).set_index("id", drop=False)
+        if self.full_refresh:
+            manifest = manifest.iloc[0:0]  # a rebuild fetches the bytes again too
         wanted: list[tuple[str, str | None, Path]] = []
         current: set[str] = set()
         for records in self.staging.iter_records(self.tenant, spec.name):

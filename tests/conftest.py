@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import itertools
+import os
+import tempfile
 from collections import Counter
 from pathlib import Path
 
@@ -21,6 +23,18 @@ from splose_resources.splose import SploseResource
 from splose_resources.staging import StagingStore
 
 _accounts = itertools.count(1)
+
+# Every Splose sandbox started in this session records its v1 responses here; the last test of the
+# session checks them all against the published spec.
+V1_RECORDINGS = Path(tempfile.mkdtemp(prefix="splose-v1-"))
+os.environ["SPLOSE_SANDBOX_RECORD_V1_DIR"] = str(V1_RECORDINGS)
+SESSION_CONTRACT_TEST = "test_every_v1_response_of_the_session_matches_the_published_spec"
+
+
+def pytest_collection_modifyitems(items):
+    """The session-wide contract test runs last, after every other test has talked to Splose."""
+    items.sort(key=lambda item: item.name == SESSION_CONTRACT_TEST)
+
 
 # Without an import request the extraction reads the key from CLINIKO_API_KEY__<TENANT> (local development).
 LOCAL_KEY_RESOURCES = {"splose": SploseResource(), "import_request": ImportRequestResource()}

@@ -41,9 +41,20 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate-window", type=float, default=60.0, help="rate-limit window in seconds")
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every response")
     parser.add_argument("--file-size-cap-mb", type=float, default=100.0, help="per-file upload cap")
-    parser.add_argument("--record-v1", help="append one NDJSON line per v1 response to this file")
+    parser.add_argument(
+        "--record-v1",
+        help="append one NDJSON line per v1 response to this file (default: a file of its own in "
+        "$SPLOSE_SANDBOX_RECORD_V1_DIR when that is set, so a test session can check every response it got)",
+    )
     parser.add_argument("--delete-window-hours", type=float, default=48.0, help="DELETE /imports/{id} allowed until")
     return parser.parse_args(argv)
+
+
+def _record_path(explicit: str | None) -> Path | None:
+    if explicit:
+        return Path(explicit)
+    directory = os.environ.get("SPLOSE_SANDBOX_RECORD_V1_DIR")
+    return Path(directory) / f"v1-{os.getpid()}.ndjson" if directory else None
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -58,7 +69,7 @@ def main(argv: list[str] | None = None) -> None:
         rate_window=args.rate_window,
         latency_ms=args.latency_ms,
         file_size_cap_mb=args.file_size_cap_mb,
-        record_v1=Path(args.record_v1) if args.record_v1 else None,
+        record_v1=_record_path(args.record_v1),
         delete_window_hours=args.delete_window_hours,
     )
     app = build_app(settings, load_seeds(args.seed_workspace))
