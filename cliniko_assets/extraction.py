@@ -261,7 +261,7 @@ class _Crawl:
             try:
                 for future in _as_completed(futures):
                     page = future.result()
-                    number = futures[future]
+                    number = futures.pop(future)  # drop the page once staged: memory stays bounded
                     self.take(stream, page.records)
                     done.add(number)
                     if number == total_pages:
