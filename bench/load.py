@@ -21,7 +21,14 @@ key and what the splose/* materializations report. Printed per scale:
   first 200 requests go at once;
 - ``429 C/S``: 429s the sandboxes returned (Cliniko for the key / Splose over all keys, within the
   last 100 windows the Splose sandbox keeps);
-- ``RSS MB``: peak RSS of the child that ran the import (``os.wait4``).
+- ``RSS MB``: peak RSS of the child that ran the import (``os.wait4``);
+- ``run``: ``FAILED`` when the import run failed or was interrupted: its row's written, rec/s and ratio
+  then describe an unfinished import and mean nothing.
+
+While an import runs, a progress line every ``--progress`` seconds gives the Cliniko requests so far and
+their rate next to the rate the budget allows (200 per window): a measured partial figure for a scale too
+big to finish, and a way to see whether the budget or something else (e.g. the sandbox's own speed)
+bounds the run.
 
 ``small`` runs in real time. ``large`` is time-scaled: both sandboxes' budget windows (Cliniko
 200 / 60 s, Splose import API 600 / 60 s and v1 60 / 60 s) and both latencies are divided by
@@ -45,6 +52,7 @@ import secrets
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -126,7 +134,23 @@ def child_import(window: float, concurrency: int, outbox: str) -> dict:
     return {"seconds": elapsed, "written": written, "success": result.success, "failures": failures}
 
 
-def bench_scale(scale: str, time_scale: float, concurrency: int, splose_latency_ms: float) -> dict:
+def report_progress(admin: ClinikoSandboxAdmin, scale: str, window: float, every: float, stop: threading.Event) -> None:
+    """While the import runs: the Cliniko requests so far and their rate against the budget's (measured, partial)."""
+    started = time.monotonic()
+    while not stop.wait(every):
+        try:
+            total = admin.stats()["keys"].get(f"{ACCOUNT}/admin", {}).get("total", 0)
+        except requests.RequestException:
+            continue
+        elapsed = time.monotonic() - started
+        print(
+            f"[{scale}] {elapsed:.0f}s: {total} Cliniko requests, {total / elapsed:.1f}/s "
+            f"(the budget allows {CLINIKO_LIMIT / window:.1f}/s)",
+            flush=True,
+        )
+
+
+def bench_scale(scale: str, time_scale: float, concurrency: int, splose_latency_ms: float, progress: float) -> dict:
     window = 60 / time_scale
     cliniko_latency = CLINIKO_LATENCY_MS / time_scale
     token = secrets.token_urlsafe(24)
@@ -161,7 +185,16 @@ def bench_scale(scale: str, time_scale: float, concurrency: int, splose_latency_
             Path(env["DAGSTER_HOME"]).mkdir()
             admin.reset_stats()
             print(f"[{scale}] running import {import_id} (time scale {time_scale:g})...", flush=True)
-            child, rss = run_child(["import", f"{window:g}", str(concurrency), str(Path(workdir) / "outbox")], env)
+            stop = threading.Event()
+            watcher = threading.Thread(target=report_progress, args=(admin, scale, window, progress, stop), daemon=True)
+            if progress > 0:
+                watcher.start()
+            try:
+                child, rss = run_child(["import", f"{window:g}", str(concurrency), str(Path(workdir) / "outbox")], env)
+            finally:
+                stop.set()
+                if watcher.is_alive():
+                    watcher.join()
             key_stats = admin.stats()["keys"][f"{ACCOUNT}/admin"]
             splose_stats = requests.get(f"{splose.url}/_sandbox/stats", timeout=60).json()["keys"]
     if not child["success"]:
@@ -197,11 +230,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=6, help="ClinikoResource.concurrency (its default: 6)")
     parser.add_argument("--splose-latency-ms", type=float, default=0.0, help="real-time Splose latency (scaled)")
     parser.add_argument("--json", action="store_true", help="also print each row as JSON")
+    parser.add_argument("--progress", type=float, default=60.0, help="seconds between progress lines (0: none)")
     args = parser.parse_args()
     rows = []
     for scale in args.scales.split(","):
         rows.append(bench_scale(scale, args.large_time_scale if scale == "large" else 1.0, args.concurrency,
-                                args.splose_latency_ms))  # fmt: skip
+                                args.splose_latency_ms, args.progress))  # fmt: skip
         if args.json:
             print(json.dumps(rows[-1]), flush=True)
     print()
