@@ -34,7 +34,7 @@ from splose_resources.http import (
     send,
     session,
 )
-from splose_resources.ratelimit import SlidingWindowLimiter
+from splose_resources.ratelimit import FixedWindowLimiter
 
 DEFAULT_SHARD = "au1"
 SHARD_PATTERN = re.compile(r"^[a-z]{2}\d{1,2}$")
@@ -93,7 +93,7 @@ class ClinikoClient:
         api_key: Secret,
         base_url: str,
         user_agent: str,
-        limiter: SlidingWindowLimiter,
+        limiter: FixedWindowLimiter,
         retry: RetryPolicy,
         timeout: tuple[float, float],
         pool_size: int,
@@ -187,6 +187,9 @@ class ClinikoClient:
         with self._counts_lock:
             self._counts[resource] += 1
         response = send(self._session, "GET", url, timeout=self._timeout, stream=expect_redirect)
+        if response.status_code == 429 and response.headers.get("X-RateLimit-Reset", "").isdigit():
+            # The server's own window: align to it, so the next window's budget is spent in the right place.
+            self._limiter.observe_reset(float(response.headers["X-RateLimit-Reset"]))
         classify_response(response)
         status = response.status_code
         if status in (401, 403):
@@ -264,7 +267,7 @@ class ClinikoResource(dg.ConfigurableResource):
     @contextmanager
     def client(self, tenant: str, api_key: Secret | None = None) -> Iterator[ClinikoClient]:
         key = api_key or self.api_key_for(tenant)
-        limiter = SlidingWindowLimiter(
+        limiter = FixedWindowLimiter(
             scope="cliniko",
             secret=key.reveal(),
             limit=self.requests_per_window,

@@ -1,35 +1,43 @@
 """One request budget per API key, shared by every thread and process on the host that uses the key.
 
-The budget is kept as a sliding log of send times in a small file per key (named by a hash of the
-key, never the key), guarded by ``flock``. Every extraction of a tenant runs in one process and the
-run queue allows one run per tenant, so in a deployment the key's traffic also comes from one host;
-the file lock makes the guarantee hold even when a second process on that host (a manual re-run, a
-key shared by two tenants) uses the same key at the same time.
+APIs like Cliniko's count requests in fixed windows ("200 per minute", a 429 carrying the epoch second
+the window resets). The limiter counts the same way: window ``k`` covers ``[phase + k*W, phase + (k+1)*W)``
+and holds at most ``limit`` sends, so a client can spend a whole window's budget the moment it opens
+instead of trickling it out, and never puts more than ``limit`` into one of the server's windows.
 
-A sliding log is stricter than the fixed windows APIs count in: if no span of ``window`` seconds
-holds more than ``limit`` sends, no fixed window can either. ``margin`` widens the span a little so
-that differences in network delay between two requests cannot push 201 arrivals into one window.
+- The phase starts at 0 (windows aligned to the epoch, as the server's are when it says nothing else)
+  and is learned from the first ``X-RateLimit-Reset`` the server sends (:meth:`observe_reset`).
+- Sends stay ``margin`` seconds inside each window on both sides, so clock skew and network delay
+  cannot carry a request into the neighbouring window.
+- The state (phase, current window, sends in it) lives in a small file per key, named by a hash of the
+  key (never the key), under ``flock``: every thread and process on the host shares one budget. Every
+  extraction of a tenant runs in one process and the run queue allows one run per tenant, so in a
+  deployment a key's traffic also comes from one host.
 """
 
 from __future__ import annotations
 
 import fcntl
 import hashlib
+import math
 import os
+import struct
 import tempfile
 import threading
 import time
-from array import array
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
-_STAMP = array("d").itemsize
+_STATE = struct.Struct("<ddd")  # phase, window index, sends in that window
 
 
 def default_state_dir() -> Path:
-    return Path(os.environ.get("RATE_LIMIT_STATE_DIR") or Path(tempfile.gettempdir()) / f"rate-limits-{os.getuid()}")
+    configured = os.environ.get("RATE_LIMIT_STATE_DIR")
+    return Path(configured) if configured else Path(tempfile.gettempdir()) / f"rate-limits-{os.getuid()}"
 
 
-class SlidingWindowLimiter:
+class FixedWindowLimiter:
     """Blocks in :meth:`acquire` until one more request fits in the key's budget."""
 
     def __init__(
@@ -40,17 +48,17 @@ class SlidingWindowLimiter:
         limit: int,
         window_seconds: float,
         state_dir: Path | None = None,
-        margin_fraction: float = 0.005,
-        margin_seconds: float = 0.05,
+        margin_seconds: float | None = None,
     ) -> None:
         if limit < 1 or window_seconds <= 0:
             raise ValueError("a rate limit needs limit >= 1 and window_seconds > 0")
         self.limit = limit
-        self.span = window_seconds * (1 + margin_fraction) + margin_seconds
+        self.window = window_seconds
+        self.margin = min(0.25, window_seconds * 0.01) if margin_seconds is None else margin_seconds
         digest = hashlib.sha256(f"{scope}\0{secret}".encode()).hexdigest()[:24]
         directory = state_dir or default_state_dir()
         directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.path = directory / f"{scope}-{digest}.log"
+        self.path = directory / f"{scope}-{digest}.window"
         self._lock = threading.Lock()
 
     def acquire(self) -> float:
@@ -63,19 +71,40 @@ class SlidingWindowLimiter:
             time.sleep(wait)
             waited += wait
 
+    def observe_reset(self, reset_epoch: float) -> None:
+        """The server said its window ends at ``reset_epoch``: align to it and treat this window as spent."""
+        with self._state() as state:
+            state[0] = reset_epoch % self.window
+            now = time.time()
+            state[1] = math.floor((now - state[0]) / self.window)
+            state[2] = self.limit
+
     def _try_take(self) -> float:
+        with self._state() as state:
+            phase, window, sends = state
+            now = time.time()
+            current = math.floor((now - phase) / self.window)
+            start = phase + current * self.window
+            if current != window:
+                window, sends = current, 0
+            if sends >= self.limit or now > start + self.window - self.margin:
+                return start + self.window + self.margin - now
+            if now < start + self.margin:
+                return start + self.margin - now
+            state[:] = [phase, window, sends + 1]
+            return 0.0
+
+    @contextmanager
+    def _state(self) -> Iterator[list[float]]:
+        """The key's state, locked against every other thread and process; written back if changed."""
         with self._lock, open(self.path, "a+b") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             handle.seek(0)
-            raw = handle.read()
-            stamps = array("d")
-            stamps.frombytes(raw[: len(raw) - len(raw) % _STAMP])
-            now = time.time()
-            recent = [t for t in stamps if t > now - self.span][-self.limit :]
-            if len(recent) >= self.limit:
-                return recent[0] + self.span - now
-            recent.append(now)
-            handle.seek(0)
-            handle.truncate()
-            handle.write(array("d", recent).tobytes())
-            return 0.0
+            raw = handle.read(_STATE.size)
+            values = list(_STATE.unpack(raw)) if len(raw) == _STATE.size else [0.0, -1.0, 0.0]
+            original = list(values)
+            yield values
+            if values != original:
+                handle.seek(0)
+                handle.truncate()
+                handle.write(_STATE.pack(*values))

@@ -1,15 +1,16 @@
+import math
 import multiprocessing
 import time
 from pathlib import Path
 
-from splose_resources.ratelimit import SlidingWindowLimiter
+from splose_resources.ratelimit import FixedWindowLimiter
 
 LIMIT = 15
 WINDOW = 0.6
 
 
 def _take(state_dir: str, count: int, queue) -> None:
-    limiter = SlidingWindowLimiter(
+    limiter = FixedWindowLimiter(
         scope="test", secret="shared-key", limit=LIMIT, window_seconds=WINDOW, state_dir=Path(state_dir)
     )
     stamps = []
@@ -20,10 +21,9 @@ def _take(state_dir: str, count: int, queue) -> None:
 
 
 def test_budget_holds_across_processes_sharing_a_key(tmp_path):
-    queue = multiprocessing.get_context("fork").Queue()
-    workers = [
-        multiprocessing.get_context("fork").Process(target=_take, args=(str(tmp_path), 20, queue)) for _ in range(3)
-    ]
+    context = multiprocessing.get_context("fork")
+    queue = context.Queue()
+    workers = [context.Process(target=_take, args=(str(tmp_path), 20, queue)) for _ in range(3)]
     for worker in workers:
         worker.start()
     stamps = sorted(t for _ in workers for t in queue.get(timeout=60))
@@ -31,18 +31,30 @@ def test_budget_holds_across_processes_sharing_a_key(tmp_path):
         worker.join(timeout=10)
 
     assert len(stamps) == 60
-    # However the window is placed, it never holds more sends than the budget.
-    busiest = max(sum(1 for t in stamps if start <= t < start + WINDOW) for start in stamps)
-    assert busiest == LIMIT
+    per_window: dict[int, int] = {}
+    for stamp in stamps:
+        per_window[math.floor(stamp / WINDOW)] = per_window.get(math.floor(stamp / WINDOW), 0) + 1
+    # The server's windows (aligned to the epoch) never get more than the budget, and the full ones get all of it.
+    counts = [per_window[k] for k in sorted(per_window)]
+    assert max(counts) == LIMIT
+    assert counts[1:-1] == [LIMIT] * (len(counts) - 2)
 
 
 def test_keys_have_separate_budgets_and_files_do_not_name_the_key(tmp_path):
-    first = SlidingWindowLimiter(scope="cliniko", secret="key-one", limit=2, window_seconds=60, state_dir=tmp_path)
-    second = SlidingWindowLimiter(scope="cliniko", secret="key-two", limit=2, window_seconds=60, state_dir=tmp_path)
+    first = FixedWindowLimiter(scope="cliniko", secret="key-one", limit=2, window_seconds=60, state_dir=tmp_path)
+    second = FixedWindowLimiter(scope="cliniko", secret="key-two", limit=2, window_seconds=60, state_dir=tmp_path)
     for limiter in (first, second):
-        assert limiter.acquire() == 0
-        assert limiter.acquire() == 0
+        limiter.acquire()
+        limiter.acquire()
     assert first.path != second.path
     assert all("key-" not in p.name for p in tmp_path.iterdir())
-    # A third request on a spent key would wait for the window to slide.
-    assert first._try_take() > 59
+    # A third request on a spent key waits for the next window.
+    assert 0 < first._try_take() <= 60.3
+
+
+def test_a_reset_from_the_server_aligns_the_windows_and_spends_the_current_one(tmp_path):
+    limiter = FixedWindowLimiter(scope="cliniko", secret="key", limit=5, window_seconds=60, state_dir=tmp_path)
+    reset = math.floor(time.time()) + 17
+    limiter.observe_reset(reset)
+    wait = limiter._try_take()
+    assert abs(time.time() + wait - (reset + limiter.margin)) < 0.5
