@@ -42,7 +42,8 @@ def import_requests(context: dg.SensorEvaluationContext, splose: SploseResource)
                 new_tenants.append(tenant)
             run_requests.append(
                 dg.RunRequest(
-                    run_key=f"import-{request['id']}",
+                    # The creation time keeps run keys unique even where import ids restart (a fresh sandbox).
+                    run_key=f"import-{request['id']}-{request.get('createdAt', '')}",
                     partition_key=tenant,
                     run_config=run_config_for(request),
                     tags={"splose/import_id": str(request["id"])},

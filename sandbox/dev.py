@@ -1,20 +1,22 @@
-"""``make dev``: the Dagster UI (webserver + daemon) on the embedded default, with the sandbox running.
+"""``make dev``: the Dagster UI (webserver + daemon) on the embedded default, with both sandboxes running.
 
-The demo clinic's tenant partition is registered, so a data engineer can open the UI, pick the
-tenant and materialize. Ctrl-C stops the UI and the sandbox.
+The demo clinic's Splose workspace is set up and its import request submitted, so within 30 seconds the
+import-request sensor registers the tenant and launches its import: a data engineer watches it in the
+UI, and can re-materialize any asset of the tenant from there. Ctrl-C stops the UI and the sandboxes.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import secrets
 import signal
 import subprocess
 import sys
 
-import dagster as dg
-
-from sandbox.local import DEMO_TENANT, PROJECT, cliniko_sandbox, dagster_home, wire_tenant
+from sandbox.admin import ClinikoSandboxAdmin
+from sandbox.demo import submit_import, workspace_for
+from sandbox.local import PROJECT, cliniko_sandbox, dagster_home, splose_sandbox, wire_splose
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,11 +26,14 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     dagster_home()
-    with cliniko_sandbox(scale=args.scale) as server:
-        wire_tenant(server, DEMO_TENANT)
-        with dg.DagsterInstance.get() as instance:
-            instance.add_dynamic_partitions("tenants", [DEMO_TENANT])
-        print(f"Cliniko sandbox: {server.url}  (tenant '{DEMO_TENANT}' registered)")
+    token = secrets.token_urlsafe(24)
+    with cliniko_sandbox(scale=args.scale) as cliniko, splose_sandbox(token) as splose:
+        wire_splose(splose, token)
+        os.environ["CLINIKO_API_URL"] = f"{cliniko.url}/{{shard}}/v1"
+        workspace = workspace_for(args.scale, 1)
+        import_id = submit_import(ClinikoSandboxAdmin(cliniko.url), "demo", splose.url, workspace)
+        print(f"Cliniko sandbox: {cliniko.url}   Splose sandbox: {splose.url}")
+        print(f"Import request {import_id} submitted for workspace '{workspace}'; the sensor launches it.")
         print(f"Dagster UI: http://127.0.0.1:{args.port}  (Ctrl-C to stop)", flush=True)
         command = [
             os.path.join(os.path.dirname(sys.executable), "dagster"),

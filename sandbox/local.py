@@ -14,12 +14,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import requests
-
 from sandbox.harness import ServerProcess, running_server
 
 PROJECT = Path(__file__).resolve().parent.parent
-DEMO_TENANT = "demo-clinic"
 
 
 def dagster_home() -> Path:
@@ -62,10 +59,3 @@ def wire_splose(server: ServerProcess, token: str) -> None:
     """Point the pipeline at the Splose sandbox with the platform token (as production gets it: env)."""
     os.environ["SPLOSE_API_URL"] = f"{server.url}/v1"
     os.environ["SPLOSE_PLATFORM_TOKEN"] = token
-
-
-def wire_tenant(server: ServerProcess, tenant: str, account: str = "demo") -> None:
-    """Point the pipeline at the sandbox and give it the account's administrator key for ``tenant``."""
-    keys = requests.get(f"{server.url}/_sandbox/accounts/{account}", timeout=10).json()["keys"]
-    os.environ["CLINIKO_API_URL"] = f"{server.url}/{{shard}}/v1"
-    os.environ[tenant_key_variable(tenant)] = keys["admin"]
