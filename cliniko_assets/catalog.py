@@ -36,7 +36,7 @@ class ClinikoResourceSpec:
     incremental: bool
     has_files: bool = False
     description: str = ""
-    states: tuple[str, ...] = field(default=())
+    states: tuple[str, ...] = field(default=())  # every state ``state`` can return
 
 
 def _flagged(*rules: tuple[str, Callable[[dict, str], bool]], default: str) -> Callable[[dict, str], str]:
@@ -129,7 +129,7 @@ CATALOG: tuple[ClinikoResourceSpec, ...] = (
         list_key="contacts",
         streams=(Stream("main", "/contacts", (ALL_ROWS,)),),
         state=_flagged(DELETED, ARCHIVED, default="active"),
-        states=("active", "archived"),
+        states=("active", "archived", "deleted"),
         incremental=True,
         description="Contacts of every type; doctors are patients' referring doctors.",
     ),

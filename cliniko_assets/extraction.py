@@ -163,12 +163,12 @@ class Extraction:
                 known = manifest["record_updated_at"].get(rid, "missing") if rid in manifest.index else "missing"
                 if known != updated or not path.exists():
                     wanted.append((rid, updated, path))
-        rows = manifest[manifest["id"].isin(current)].to_dict("records")
+        stale = {rid for rid, _, _ in wanted}
+        rows = manifest[manifest["id"].isin(current - stale)].to_dict("records")
         futures: dict[Future, tuple[str, str | None]] = {}
         for rid, updated, path in wanted:
             url = self.client.url(f"/patient_attachments/{rid}/content")
             futures[pages.submit(self._download, url, path, spec.name)] = (rid, updated)
-        rows = [row for row in rows if row["id"] not in {rid for rid, _, _ in wanted}]
         for future in list(futures):
             rid, updated = futures[future]
             try:

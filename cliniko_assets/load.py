@@ -405,7 +405,6 @@ def load_records(
 
 def _load_asset(
     name: str,
-    entity: str,
     deps: list[dg.AssetKey],
     description: str,
     build: Callable[[LoadRun, SploseWorkspace, RowReport], dict | None],
@@ -653,14 +652,12 @@ MAPPED = [splose_key(name) for name in MAPPING_ASSETS]
 load_assets = [
     _load_asset(
         "provider_numbers",
-        "providerNumbers",
         [cliniko_key("practitioner_reference_numbers"), splose_key("practitioners"), splose_key("locations")],
         "Practitioner reference numbers as provider numbers on the mapped practitioners, per location.",
         _provider_numbers,
     ),
-    _load_asset("contacts", "contacts", [cliniko_key("contacts"), *MAPPED], "Contacts.", _contacts),
+    _load_asset("contacts", [cliniko_key("contacts"), *MAPPED], "Contacts.", _contacts),
     _load_asset(
-        "clients",
         "clients",
         [cliniko_key("patients"), splose_key("contacts")],
         "Patients (incl. archived) as clients; referring doctors linked to contacts.",
@@ -668,27 +665,23 @@ load_assets = [
     ),
     _load_asset(
         "appointments",
-        "appointments",
         [cliniko_key("individual_appointments"), splose_key("clients"), *MAPPED],
         "Individual appointments with status, cancellation reason and note.",
         _appointments,
     ),
     _load_asset(
         "group_appointments",
-        "appointments",
         [cliniko_key("group_appointments"), cliniko_key("attendees"), splose_key("clients"), *MAPPED],
         "Group appointments: one appointment, maxPatients, one entry per attendee with its status.",
         _group_appointments,
     ),
     _load_asset(
         "availability",
-        "availability",
         [cliniko_key("daily_availabilities"), cliniko_key("businesses"), *MAPPED],
         "Weekly availability per practitioner and location.",
         _availability,
     ),
     _load_asset(
-        "files",
         "files",
         [cliniko_key("patient_attachments"), splose_key("clients")],
         "Patient attachments as files: bytes streamed, checksum verified by Splose.",
@@ -703,14 +696,12 @@ load_assets = [
     ),
     _load_asset(
         "progress_note_templates",
-        "progressNoteTemplates",
         [cliniko_key("treatment_note_templates"), *MAPPED],
         "Treatment note templates with their sections and questions.",
         _progress_note_templates,
     ),
     _load_asset(
         "progress_notes",
-        "progressNotes",
         [
             cliniko_key("treatment_notes"),
             splose_key("clients"),

@@ -7,6 +7,7 @@ from collections import Counter
 import dagster as dg
 import pytest
 
+from cliniko_assets.catalog import BY_NAME
 from sandbox.admin import ClinikoSandboxAdmin
 from sandbox.harness import running_server
 from splose_resources.cliniko import ClinikoResource
@@ -32,6 +33,7 @@ def test_full_extraction_stages_exactly_the_sandbox_ground_truth(clinic, instanc
     for resource in RESOURCES:
         assert clinic.staged_states(resource) == truth[resource], resource
         assert metadata[resource]["by_state"] == truth[resource], resource
+        assert set(truth[resource]) <= set(BY_NAME[resource].states), resource
         assert metadata[resource]["records"] == sum(truth[resource].values())
         assert metadata[resource]["mode"] == "full"
     # Not only the counts: every live record is staged exactly as Cliniko serves it.
