@@ -211,3 +211,27 @@ def test_the_nightly_resync_repeats_each_clinics_last_import_and_writes_nothing_
     assert all((row["created"], row["updated"]) == (0, 0) for row in rows.values())
     extracted = materializations(resync)
     assert {extracted[name]["mode"] for name in ("patients", "individual_appointments")} == {"incremental"}
+
+
+def test_no_key_token_patient_name_or_birth_date_in_anything_an_import_recorded(tiny_import, instance, capfd):
+    from dagster._serdes import serialize_value
+
+    request = tiny_import.submit()
+    assert tiny_import.run(instance, request).success
+    recorded = []
+    for run in instance.get_runs():
+        recorded.append(serialize_value(run))
+        recorded.extend(serialize_value(entry) for entry in instance.all_logs(run.run_id))
+    out, err = capfd.readouterr()
+    emails = [path.read_text() for path in tiny_import.outbox.iterdir()]
+    everything = "\n".join([*recorded, out, err, *emails])
+
+    assert TOKEN not in everything, "the platform token was logged or recorded"
+    assert tiny_import.clinic.keys["admin"] not in everything, "the Cliniko key was logged or recorded"
+    patients = list(tiny_import.clinic.admin.export(tiny_import.clinic.account, "patients"))
+    names = {p[f] for p in patients for f in ("first_name", "last_name") if len(p.get(f) or "") >= 4}
+    births = {p["date_of_birth"] for p in patients if p.get("date_of_birth") and p["date_of_birth"] < "2010"}
+    assert len(names) > 20 and len(births) > 10
+    leaked = (sum(name in everything for name in names), sum(birth in everything for birth in births))
+    assert leaked == (0, 0), "patient data reached logs, metadata or the email (counts only shown)"
+    assert len(everything) > 10_000
