@@ -6,6 +6,7 @@ from cliniko_assets.jobs import import_job
 from cliniko_assets.mapping import mapping_from_request
 from cliniko_assets.partitions import InvalidTenant, tenants, validate_tenant
 from splose_resources.splose import SploseResource
+from splose_resources.staging import StagingStore
 
 
 def run_config_for(request: dict) -> dict:
@@ -54,3 +55,30 @@ def import_requests(context: dg.SensorEvaluationContext, splose: SploseResource)
         run_requests=run_requests,
         dynamic_partitions_requests=[tenants.build_add_request(new_tenants)] if new_tenants else [],
     )
+
+
+@dg.sensor(minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
+def purge_deleted_imports(
+    context: dg.SensorEvaluationContext, splose: SploseResource, staging: StagingStore
+) -> dg.SkipReason:
+    """An import the clinic deleted (Splose's 48-hour undo) takes its staged health data with it.
+
+    Only when it is the workspace's latest import: a clinic that deleted an import and imported again
+    keeps the staging of its new import.
+    """
+    latest: dict[str, dict] = {}
+    with splose.imports() as imports:
+        for request in imports.list_imports():
+            workspace = str(request.get("workspaceId", ""))
+            if workspace not in latest or int(request["id"]) > int(latest[workspace]["id"]):
+                latest[workspace] = request
+    purged = []
+    for workspace, request in latest.items():
+        try:
+            tenant = validate_tenant(workspace)
+        except InvalidTenant:
+            continue
+        if request.get("status") == "deleted" and staging.has_tenant(tenant):
+            staging.purge(tenant)
+            purged.append(tenant)
+    return dg.SkipReason(f"purged the staged data of {len(purged)} tenant(s)" if purged else "nothing to purge")

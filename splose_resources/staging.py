@@ -139,6 +139,9 @@ class StagingStore(dg.ConfigurableResource):
         path = self.resource_dir(tenant, resource) / FILES_MANIFEST
         _write_atomic(pa.Table.from_pandas(manifest.reset_index(drop=True), preserve_index=False), path)
 
+    def has_tenant(self, tenant: str) -> bool:
+        return (self.root() / tenant).exists()
+
     def purge(self, tenant: str) -> None:
         shutil.rmtree(self.root() / tenant, ignore_errors=True)
 

@@ -235,3 +235,22 @@ def test_no_key_token_patient_name_or_birth_date_in_anything_an_import_recorded(
     leaked = (sum(name in everything for name in names), sum(birth in everything for birth in births))
     assert leaked == (0, 0), "patient data reached logs, metadata or the email (counts only shown)"
     assert len(everything) > 10_000
+
+
+def test_deleting_an_import_in_splose_purges_its_staged_data(tiny_import, instance):
+    from cliniko_assets.sensors import purge_deleted_imports
+
+    request = tiny_import.submit()
+    assert tiny_import.run(instance, request).success
+    assert tiny_import.clinic.staging.has_tenant(tiny_import.clinic.tenant)
+    with SploseResource().imports() as imports:
+        imports.delete_import(request["id"])
+    context = dg.build_sensor_context(
+        instance=instance, resources={"splose": SploseResource(), "staging": tiny_import.clinic.staging}
+    )
+
+    result = purge_deleted_imports(context)
+
+    assert "1 tenant" in str(result.skip_message)
+    assert not tiny_import.clinic.staging.has_tenant(tiny_import.clinic.tenant)
+    assert len(tiny_import.dump("clients")) == 0  # Splose's undo removed what the import created
