@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox.cliniko.generator import SCALES, anchor_for, build_database, cache_name
+from sandbox.cliniko.queries import PageCache
 
 SHARD = re.compile(r"^[a-z]{2}\d{1,2}$")
 ROLES = ("admin", "receptionist", "practitioner")
@@ -41,6 +42,8 @@ class Account:
     users: dict[str, int] = field(default_factory=dict)  # role -> user id of that key's user
     write_lock: threading.Lock = field(default_factory=threading.Lock)
     _local: threading.local = field(default_factory=threading.local)
+    # Ordered id lists of big list queries; every write must call ``page_cache.changed()`` once committed.
+    page_cache: PageCache = field(default_factory=PageCache)
 
     def key(self, role: str) -> str:
         return make_key(self.name, self.seed, role)
@@ -65,6 +68,8 @@ class Account:
     def connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.db_path, timeout=30, check_same_thread=False, isolation_level=None)
         conn.execute("PRAGMA busy_timeout=30000")
+        # Reads through a shared memory map rather than read() calls and a private copy per connection.
+        conn.execute("PRAGMA mmap_size=8589934592")
         return conn
 
 

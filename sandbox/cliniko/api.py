@@ -134,7 +134,7 @@ class AccountApi:
         return self.page(ListQuery(RESOURCES[s[2]], "main", [(f"{column} = ?", [parent_id])]))
 
     def page(self, query: ListQuery) -> Answer:
-        return Answer(200, list_page(self.db, query, self.params, self.base, self.url))
+        return Answer(200, list_page(self.db, query, self.params, self.base, self.url, self.account.page_cache))
 
     def find(self, resource: str, rid: int) -> tuple[str, str | None] | None:
         tables = ("individual_appointments", "group_appointments") if resource == "bookings" else (resource,)

@@ -100,7 +100,10 @@ class Mutator:
         return json.loads(row[0])
 
     def save(self, resource: str, body: dict) -> None:
-        self.db.execute(REPLACE_SQL[resource], row_for(resource, body))
+        try:
+            self.db.execute(REPLACE_SQL[resource], row_for(resource, body))
+        finally:
+            self.account.page_cache.changed()  # outside a transaction the write is committed by now
 
     # -- single operations -----------------------------------------------------------------------
     def apply(self, op: str, resource: str, rid: int | None, fields: dict) -> None:
@@ -124,7 +127,10 @@ class Mutator:
             body["archived_at"] = None
             kind = "updated"
         elif op == "delete" and resource in HARD_DELETE:
-            self.db.execute(f"DELETE FROM {resource} WHERE id = ?", (rid,))
+            try:
+                self.db.execute(f"DELETE FROM {resource} WHERE id = ?", (rid,))
+            finally:
+                self.account.page_cache.changed()
             self.record(resource, "deleted", rid)
             return
         elif op == "delete":
@@ -242,8 +248,10 @@ def mutate(account: Account, request: dict) -> dict:
             mutator.random(request, request.get("resources"))
         except BaseException:
             mutator.db.execute("ROLLBACK")
+            account.page_cache.changed()
             raise
         mutator.db.execute("COMMIT")
+        account.page_cache.changed()
     return {"changed": mutator.changed}
 
 

@@ -22,6 +22,9 @@ import datetime as dt
 import json
 import re
 import sqlite3
+import threading
+from array import array
+from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
@@ -390,26 +393,118 @@ def old_appointment(body: str, base: str) -> str:
     return json.dumps(record, ensure_ascii=False)
 
 
-def list_page(db: sqlite3.Connection, query: ListQuery, params: list[tuple[str, str]], base: str, url: str) -> str:
+class PageCache:
+    """Per account: the full ordered id list of big queries, so a deep page is a slice, not an OFFSET scan.
+
+    An entry is keyed by the query's signature (tables, WHERE text and arguments, ORDER BY) and the
+    account's data version; every write bumps the version (``changed``), so entries of older versions are
+    never read again and age out. Only ids are kept (8 bytes a row), never rendered bodies. A signature is
+    cached from its second request on (or at once for a page past the first), so one-off queries such as a
+    parent's children keep the plain COUNT + LIMIT path.
+    """
+
+    def __init__(self, max_ids: int = 6_000_000, max_entries: int = 64) -> None:
+        self.version = 0
+        self.max_ids = max_ids
+        self.max_entries = max_entries
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple, array] = OrderedDict()
+        self._building: dict[tuple, threading.Lock] = {}
+        self._seen: OrderedDict[tuple, None] = OrderedDict()
+        self._size = 0
+
+    def changed(self) -> None:
+        """Call after every committed (or rolled back) write: older entries stop being served."""
+        with self._lock:
+            self.version += 1
+            self._entries.clear()
+            self._building.clear()
+            self._seen.clear()
+            self._size = 0
+
+    def lookup(self, signature: tuple, build: bool) -> tuple[int, array | None]:
+        """(version, ids) for ``signature``; ids None when not cached and ``build`` is false."""
+        with self._lock:
+            version = self.version
+            key = (version, signature)
+            ids = self._entries.get(key)
+            if ids is not None:
+                self._entries.move_to_end(key)
+                return version, ids
+            if not build and key not in self._seen:
+                self._seen[key] = None
+                if len(self._seen) > 4 * self.max_entries:
+                    self._seen.popitem(last=False)
+                return version, None
+            building = self._building.setdefault(key, threading.Lock())
+        return version, building
+
+    def store(self, version: int, signature: tuple, ids: array) -> None:
+        with self._lock:
+            key = (version, signature)
+            self._building.pop(key, None)
+            if version != self.version or len(ids) > self.max_ids:
+                return  # written meanwhile: the list may predate the write
+            if key not in self._entries:
+                self._entries[key] = ids
+                self._size += len(ids)
+            while self._entries and (self._size > self.max_ids or len(self._entries) > self.max_entries):
+                _, dropped = self._entries.popitem(last=False)
+                self._size -= len(dropped)
+
+    def get(self, version: int, signature: tuple) -> array | None:
+        with self._lock:
+            return self._entries.get((version, signature))
+
+
+def _ordered_ids(
+    db: sqlite3.Connection, cache: PageCache | None, signature: tuple, sql: str, args: list, deep: bool
+) -> array | None:
+    """The whole ordered id list of a query, from the cache or built once (concurrent askers wait)."""
+    if cache is None:
+        return None
+    version, found = cache.lookup(signature, build=deep)
+    if found is None or isinstance(found, array):
+        return found
+    with found:  # this signature's build lock: the first thread builds, the others then read its result
+        ids = cache.get(version, signature)
+        if ids is not None:
+            return ids
+        ids = array("q", [row[0] for row in db.execute(sql, args)])
+        cache.store(version, signature, ids)
+        return ids
+
+
+def list_page(
+    db: sqlite3.Connection,
+    query: ListQuery,
+    params: list[tuple[str, str]],
+    base: str,
+    url: str,
+    cache: PageCache | None = None,
+) -> str:
     """The JSON text of one page; ``url`` is the absolute request URL without its query string."""
     filters = parse_filters(params)
     page, per_page = page_params(params)
     where, args = query.where(filters)
     terms = order_terms(query.resource, params)
     tables = query.resource.tables
-    total = sum(db.execute(f"SELECT COUNT(*) FROM {t} WHERE {where}", args).fetchone()[0] for t in tables)
     # Page over ids first: that query runs on covering indexes, so deep pages skip rows without reading
     # their bodies; then only the page's own rows are fetched whole, by primary key. Several tables
     # (bookings) are merged as sorted streams rather than sorted after a union.
     keys = ", ".join(f"{expr} AS k{i}" for i, (expr, _) in enumerate(terms))
     arms = " UNION ALL ".join(f"SELECT id, {keys} FROM {t} WHERE {where}" for t in tables)
     order = ", ".join(f"k{i} {direction}" for i, (_, direction) in enumerate(terms))
-    ids = [
-        row[0]
-        for row in db.execute(
-            f"{arms} ORDER BY {order} LIMIT ? OFFSET ?", [*args * len(tables), per_page, (page - 1) * per_page]
-        )
-    ]
+    all_args = [*args * len(tables)]
+    signature = (f"{arms} ORDER BY {order}", tuple(map(repr, all_args)))
+    offset = (page - 1) * per_page
+    ordered = _ordered_ids(db, cache, signature, signature[0], all_args, deep=page > 1)
+    if ordered is not None:
+        total = len(ordered)
+        ids = ordered[offset : offset + per_page].tolist()
+    else:
+        total = sum(db.execute(f"SELECT COUNT(*) FROM {t} WHERE {where}", args).fetchone()[0] for t in tables)
+        ids = [row[0] for row in db.execute(f"{signature[0]} LIMIT ? OFFSET ?", [*all_args, per_page, offset])]
     found: dict[int, tuple[str, str | None]] = {}
     marks = ", ".join("?" * len(ids))
     for table in tables:
