@@ -5,6 +5,7 @@ import dagster as dg
 from cliniko_assets.jobs import import_job
 from cliniko_assets.mapping import mapping_from_request
 from cliniko_assets.partitions import InvalidTenant, tenants, validate_tenant
+from splose_resources.notifier import NotifierResource
 from splose_resources.splose import SploseResource
 from splose_resources.staging import StagingStore
 
@@ -82,3 +83,26 @@ def purge_deleted_imports(
             staging.purge(tenant)
             purged.append(tenant)
     return dg.SkipReason(f"purged the staged data of {len(purged)} tenant(s)" if purged else "nothing to purge")
+
+
+@dg.run_failure_sensor(monitored_jobs=[import_job], default_status=dg.DefaultSensorStatus.RUNNING)
+def import_failed(context: dg.RunFailureSensorContext, splose: SploseResource, notifier: NotifierResource) -> None:
+    """A failed import run marks its import request failed with what went wrong, and tells the clinic.
+
+    The step failures are the pipeline's own messages (tenant, resource, mapping items and remedies;
+    never a key or patient data).
+    """
+    config = ((context.dagster_run.run_config.get("resources") or {}).get("import_request") or {}).get("config") or {}
+    import_id = config.get("import_id") or context.dagster_run.tags.get("splose/import_id")
+    if not import_id:
+        return  # an extraction or local run with no import request behind it
+    reasons = [event.event_specific_data.error.message.strip() for event in context.get_step_failure_events()]
+    message = "\n".join(reasons) or context.failure_event.message or "the import run failed"
+    with splose.imports() as imports:
+        imports.update_import(int(import_id), status="failed", message=message[:4000])
+    notifier.import_finished(
+        tenant=context.dagster_run.tags.get("dagster/partition", ""),
+        import_id=int(import_id),
+        succeeded=False,
+        summary=message[:4000],
+    )

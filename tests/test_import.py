@@ -187,6 +187,25 @@ def test_an_incomplete_mapping_fails_before_any_write_listing_every_item(tiny_im
     assert len(tiny_import.dump("clients")) == 0
     assert len(tiny_import.dump("services")) == len(tiny_import.workspace["services"])
 
+    # The failure sensor marks the request failed with the reason and tells the clinic.
+    from cliniko_assets.sensors import import_failed
+
+    run = instance.get_run_by_id(result.run_id)
+    run_failure = next(e for e in result.all_events if e.event_type == dg.DagsterEventType.RUN_FAILURE)
+    import_failed(
+        dg.build_run_status_sensor_context(
+            sensor_name="import_failed",
+            dagster_event=run_failure,
+            dagster_instance=instance,
+            dagster_run=run,
+            resources={"splose": SploseResource(), "notifier": NotifierResource(outbox=str(tiny_import.outbox))},
+        ).for_run_failure()
+    )
+    status = tiny_import.status(request["id"])
+    assert status["status"] == "failed" and f"Cliniko id {business}" in status["message"]
+    (email,) = tiny_import.outbox.iterdir()
+    assert "needs attention" in email.read_text()
+
 
 def test_the_nightly_resync_repeats_each_clinics_last_import_and_writes_nothing_new(tiny_import, instance):
     from datetime import datetime
