@@ -117,8 +117,9 @@ def child_sequential(base_url: str, key: str, download_dir: str) -> dict:
                 batch = body[spec.list_key]
                 records += len(batch)
                 if spec.has_files and stream.name == "main":
+                    # The same files the pipeline stages: every processed attachment, archived ones too.
                     for record in batch:
-                        if record.get("archived_at"):
+                        if record.get("processing_completed") is False:
                             continue
                         redirect = get(f"{base_url}/patient_attachments/{record['id']}/content")
                         content = anonymous.get(redirect.headers["Location"], stream=True, timeout=60)
