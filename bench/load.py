@@ -17,8 +17,9 @@ key and what the splose/* materializations report. Printed per scale:
   in the same (scaled) time units as ``e2e s`` (requests / 200 * window);
 - ``ratio``: e2e / floor. 1.00x would be the pipeline spending every second at Cliniko's budget and
   nothing else; the excess over 1 is time spent elsewhere (Splose's limits and latency, transforms,
-  staging, Dagster). A ratio under 1 is possible: the floor ignores that a sliding window lets the
-  first 200 requests go at once;
+  staging, Dagster). A ratio under 1 is possible: the floor ignores that a window's budget
+  is spent the moment the window opens (a run that starts late in a window gets two windows' worth of
+  requests in a few seconds);
 - ``429 C/S``: 429s the sandboxes returned (Cliniko for the key / Splose over all keys, within the
   last 100 windows the Splose sandbox keeps);
 - ``RSS MB``: peak RSS of the child that ran the import (``os.wait4``);
