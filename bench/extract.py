@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,24 +31,13 @@ import requests
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
+from bench.child import run_child  # noqa: E402
 from cliniko_assets.catalog import CATALOG  # noqa: E402
 from sandbox.admin import ClinikoSandboxAdmin  # noqa: E402
 from sandbox.harness import running_server  # noqa: E402
 
 USER_AGENT = "Splose Cliniko importer benchmark (integrations@splose.com)"
 TENANT = "bench-clinic"
-
-
-def run_child(args: list[str], env: dict[str, str]) -> tuple[dict, int]:
-    """Run this script in child mode; returns its JSON result and its peak RSS in bytes."""
-    process = subprocess.Popen(
-        [sys.executable, __file__, *args], env={**os.environ, **env}, stdout=subprocess.PIPE, cwd=PROJECT
-    )
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    if status != 0:
-        raise SystemExit(f"child {args[0]} failed with status {status}")
-    return json.loads(output.decode().strip().splitlines()[-1]), usage.ru_maxrss * 1024
 
 
 def child_pipeline(window: float, concurrency: int) -> dict:
@@ -168,13 +155,15 @@ def bench_scale(scale: str, time_scale: float, concurrency: int) -> dict:
             }
             print(f"[{scale}] pipeline extraction...", flush=True)
             admin.reset_stats()
-            pipeline, pipeline_rss = run_child(["pipeline", f"{window:g}", str(concurrency)], env)
+            pipeline, pipeline_rss = run_child(__file__, ["pipeline", f"{window:g}", str(concurrency)], env)
             but_last, full_windows, pipeline_429 = budget_fraction(admin.stats(), "bench/admin", 200)
             print(f"[{scale}] sequential loop...", flush=True)
             downloads = Path(workdir) / "sequential"
             downloads.mkdir()
             admin.reset_stats()
-            sequential, sequential_rss = run_child(["sequential", f"{server.url}/v1", key, str(downloads)], env)
+            sequential, sequential_rss = run_child(
+                __file__, ["sequential", f"{server.url}/v1", key, str(downloads)], env
+            )
     return {
         "scale": scale,
         "time_scale": time_scale,

@@ -48,9 +48,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import secrets
-import subprocess
 import sys
 import tempfile
 import threading
@@ -62,6 +60,7 @@ import requests
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
+from bench.child import run_child  # noqa: E402
 from sandbox.admin import ClinikoSandboxAdmin  # noqa: E402
 from sandbox.demo import submit_import  # noqa: E402
 from sandbox.harness import running_server  # noqa: E402
@@ -70,18 +69,6 @@ ACCOUNT = "bench"
 CLINIKO_LIMIT = 200
 CLINIKO_LATENCY_MS = 150.0
 CLINIKO_JITTER_MS = 50.0
-
-
-def run_child(args: list[str], env: dict[str, str]) -> tuple[dict, int]:
-    """Run this script in child mode; returns its JSON result and its peak RSS in bytes."""
-    process = subprocess.Popen(
-        [sys.executable, __file__, *args], env={**os.environ, **env}, stdout=subprocess.PIPE, cwd=PROJECT
-    )
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
-    if status != 0:
-        raise SystemExit(f"child {args[0]} failed with status {status}")
-    return json.loads(output.decode().strip().splitlines()[-1]), usage.ru_maxrss * 1024
 
 
 def child_import(window: float, concurrency: int, outbox: str) -> dict:
@@ -191,7 +178,9 @@ def bench_scale(scale: str, time_scale: float, concurrency: int, splose_latency_
             if progress > 0:
                 watcher.start()
             try:
-                child, rss = run_child(["import", f"{window:g}", str(concurrency), str(Path(workdir) / "outbox")], env)
+                child, rss = run_child(
+                    __file__, ["import", f"{window:g}", str(concurrency), str(Path(workdir) / "outbox")], env
+                )
             finally:
                 stop.set()
                 if watcher.is_alive():
