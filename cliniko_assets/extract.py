@@ -10,6 +10,7 @@ from pydantic import Field
 
 from cliniko_assets.catalog import BY_NAME, CATALOG
 from cliniko_assets.extraction import Extraction, ResourceOutcome
+from cliniko_assets.lifecycle import bound_import
 from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import tenants, validate_tenant
 from splose_resources.cliniko import ClinikoResource
@@ -55,7 +56,8 @@ def cliniko_extract(
     import_request: ImportRequestResource,
 ):
     tenant = validate_tenant(context.partition_key)
-    api_key = _api_key(tenant, cliniko, splose, import_request)
+    record = bound_import(context, splose, import_request)  # before any Cliniko request
+    api_key = _api_key(tenant, cliniko, splose, record)
     specs = [BY_NAME[key.path[-1]] for key in sorted(context.selected_asset_keys, key=lambda k: k.to_string())]
     cursors = {spec.name: _previous_cursor(context, tenant, spec.name) for spec in specs}
     failures: list[ResourceOutcome] = []
@@ -90,17 +92,16 @@ def cliniko_extract(
         )
 
 
-def _api_key(
-    tenant: str, cliniko: ClinikoResource, splose: SploseResource, import_request: ImportRequestResource
-) -> Secret:
+def _api_key(tenant: str, cliniko: ClinikoResource, splose: SploseResource, record: dict | None) -> Secret:
     """The clinic's key from its import request (read at run time, kept in memory only).
 
+    Read acting for the tenant's workspace, so Splose too refuses the key of another workspace's import.
     Without an import request (local development only) it falls back to ``CLINIKO_API_KEY__<TENANT>``.
     """
-    if not import_request.import_id:
+    if record is None:
         return cliniko.api_key_for(tenant)
-    with splose.imports() as imports:
-        return imports.credentials(int(import_request.import_id))
+    with splose.workspace(tenant) as workspace:
+        return workspace.imports.credentials(int(record["id"]))
 
 
 def _metadata(outcome: ResourceOutcome) -> dict:
@@ -127,7 +128,7 @@ def _metadata(outcome: ResourceOutcome) -> dict:
                 "bytes_downloaded": outcome.files.bytes_downloaded,
                 "files_waiting_for_processing": outcome.files.waiting_for_processing,
                 "files_failed": outcome.files.failed,
-                "failed_file_ids": dg.MetadataValue.json(outcome.failed_files[:200]),
+                "failed_files": dg.MetadataValue.json(outcome.failed_files[:200]),
             }
         )
     return metadata

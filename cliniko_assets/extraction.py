@@ -29,7 +29,14 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import pandas as pd
 
 from cliniko_assets.catalog import ClinikoResourceSpec, Stream, record_id
-from splose_resources.cliniko import ClinikoClient, ClinikoError, ClinikoNotFound
+from splose_resources.cliniko import (
+    ClinikoAuthError,
+    ClinikoClient,
+    ClinikoError,
+    ClinikoFileUnavailable,
+    ClinikoNotFound,
+    Download,
+)
 from splose_resources.staging import CommitStats, StagingBatch, StagingStore
 
 PER_PAGE = 100
@@ -147,7 +154,7 @@ class Extraction:
         manifest = self.staging.read_files_manifest(self.tenant, spec.name).set_index("id", drop=False)
         if self.full_refresh:
             manifest = manifest.iloc[0:0]  # a rebuild fetches the bytes again too
-        wanted: list[tuple[str, str | None, Path]] = []
+        wanted: list[tuple[str, str | None, Path, int | None]] = []
         current: set[str] = set()
         for records in self.staging.iter_records(self.tenant, spec.name):
             for record in records:
@@ -162,25 +169,25 @@ class Extraction:
                 updated = record.get("updated_at") or None
                 known = manifest["record_updated_at"].get(rid, "missing") if rid in manifest.index else "missing"
                 if known != updated or not path.exists():
-                    wanted.append((rid, updated, path))
-        stale = {rid for rid, _, _ in wanted}
+                    wanted.append((rid, updated, path, record.get("size")))
+        stale = {rid for rid, _, _, _ in wanted}
         rows = manifest[manifest["id"].isin(current - stale)].to_dict("records")
-        futures: dict[Future, tuple[str, str | None]] = {}
-        for rid, updated, path in wanted:
+        futures: dict[Future, tuple[str, str | None, int | None]] = {}
+        for rid, updated, path, size in wanted:
             url = self.client.url(f"/patient_attachments/{rid}/content")
-            futures[pages.submit(self._download, url, path, spec.name)] = (rid, updated)
+            futures[pages.submit(self._download, url, path, spec.name)] = (rid, updated, size)
+        failures: dict[str, str] = {}
         for future in list(futures):
-            rid, updated = futures[future]
+            rid, updated, size = futures[future]
             try:
-                download = future.result()
-            except ClinikoNotFound:
-                stats.failed += 1
-                outcome.failed_files.append(rid)
-                continue
-            except ClinikoError as exc:
+                download = _checked(future.result(), size, self.staging.file_path(self.tenant, spec.name, rid))
+            except ClinikoAuthError as exc:  # the key itself: nothing else can be downloaded either
                 outcome.error = exc
-                stats.failed += 1
-                outcome.failed_files.append(rid)
+                failures[rid] = "the key was refused"
+                continue
+            except ClinikoError as exc:  # this file alone: skipped and counted with its reason, the rest go on
+                failures[rid] = _file_failure(exc)
+                log.warning("attachment %s of tenant %s skipped: %s", rid, self.tenant, failures[rid])
                 continue
             stats.downloaded += 1
             stats.bytes_downloaded += download.size
@@ -194,7 +201,10 @@ class Extraction:
                 }
             )
         stats.staged = len(rows)
+        stats.failed = len(failures)
+        outcome.failed_files = [f"{rid}: {reason}" for rid, reason in sorted(failures.items())]
         self.staging.write_files_manifest(self.tenant, spec.name, pd.DataFrame(rows, columns=list(manifest.columns)))
+        self.staging.write_file_failures(self.tenant, spec.name, failures)
         return stats
 
     def _download(self, url: str, path: Path, resource: str):
@@ -305,6 +315,34 @@ class _Crawl:
         self.flush()
         state["done"] = sorted(done)
         self.batch.save_checkpoint(self.checkpoint)
+
+
+FILE_NOT_FOUND = "attachment not found in Cliniko (API 404)"
+FILE_SIZE_DIFFERS = "file unreadable: its bytes differ from the size Cliniko records"
+FILE_KEPT_FAILING = "file could not be downloaded (Cliniko kept failing)"
+
+
+def _file_failure(error: ClinikoError) -> str:
+    """The short, stable reason an attachment is skipped (its counts are grouped by it)."""
+    if isinstance(error, ClinikoFileUnavailable):
+        return error.reason
+    if isinstance(error, ClinikoNotFound):
+        return FILE_NOT_FOUND
+    if isinstance(error, _SizeDiffers):
+        return FILE_SIZE_DIFFERS
+    return FILE_KEPT_FAILING
+
+
+class _SizeDiffers(ClinikoError):
+    pass
+
+
+def _checked(download: Download, size: int | None, path: Path) -> Download:
+    """Bytes whose length is not the size Cliniko records are not the file (an error page served as 200)."""
+    if isinstance(size, int) and download.size != size:
+        path.unlink(missing_ok=True)
+        raise _SizeDiffers(f"{download.size} bytes instead of {size}")
+    return download
 
 
 def _as_completed(futures: dict[Future, int]) -> Iterator[Future]:

@@ -8,7 +8,6 @@ check that blocks the rest of the run when it does not hold, because then someth
 
 import dataclasses
 import json
-import os
 import re
 from collections import Counter, defaultdict
 from collections.abc import Callable, Iterable, Iterator
@@ -19,6 +18,7 @@ import dagster as dg
 
 from cliniko_assets.catalog import linked_id, record_id
 from cliniko_assets.extract import cliniko_key
+from cliniko_assets.lifecycle import bound_import
 from cliniko_assets.mapping import ImportRequestResource, ResolvedMapping, Usage, resolve_mapping
 from cliniko_assets.partitions import tenants, validate_tenant
 from cliniko_assets.transforms import (
@@ -36,7 +36,7 @@ from cliniko_assets.transforms import (
     to_splose_service,
 )
 from splose_resources.splose import SploseRequestError, SploseResource, SploseWorkspace, UpsertResult
-from splose_resources.staging import StagingStore
+from splose_resources.staging import StagingStore, write_private
 
 GROUP = "splose"
 RECONCILED = "reconciled"
@@ -77,6 +77,7 @@ class RowReport:
     rejected: int = 0
     rejected_reasons: Counter = field(default_factory=Counter)
     rejected_ids: list[str] = field(default_factory=list)
+    skipped_ids: dict[str, list[str]] = field(default_factory=dict)
 
     @property
     def loaded(self) -> int:
@@ -86,8 +87,11 @@ class RowReport:
     def unaccounted(self) -> int:
         return self.cliniko - self.loaded - sum(self.skipped.values()) - self.rejected
 
-    def skip(self, reason: str, count: int = 1) -> None:
+    def skip(self, reason: str, count: int = 1, record_id: str | None = None) -> None:
         self.skipped[reason] += count
+        ids = self.skipped_ids.setdefault(reason, [])
+        if record_id and len(ids) < 100:
+            ids.append(record_id)
 
     def absorb(self, result: UpsertResult) -> None:
         counts = Counter(record.action for record in result.records)
@@ -147,8 +151,7 @@ class LoadRun:
                 "in the run config (the import-request sensor does this for submitted imports)."
             )
         self.import_id = int(request.import_id)
-        self.directory = staging.root() / self.tenant / "splose"
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.directory = staging.splose_dir(self.tenant)
 
     def included(self, data_type: str) -> bool:
         return not self.request.include or data_type in self.request.include
@@ -174,7 +177,7 @@ class LoadRun:
     def save_mapping(self, resolved: ResolvedMapping) -> None:
         data = dataclasses.asdict(resolved)
         data.pop("problems")
-        _write_private(self.mapping_path, json.dumps(data))
+        write_private(self.mapping_path, json.dumps(data))
 
     def import_context(self, workspace: SploseWorkspace, *entities: str) -> ImportContext:
         resolved = self.mapping()
@@ -193,7 +196,7 @@ class LoadRun:
 
     def finish(self, name: str, report: RowReport, extra: dict | None = None) -> dg.MaterializeResult:
         """Persist the row, and return the materialization with its reconciliation check."""
-        _write_private(self.report_path(name), json.dumps(report.to_json()))
+        write_private(self.report_path(name), json.dumps(report.to_json()))
         self.context.log.info(
             f"splose/{name} for tenant '{self.tenant}': cliniko {report.cliniko}, loaded {report.loaded} "
             f"(created {report.created}, updated {report.updated}, unchanged {report.unchanged}), "
@@ -232,13 +235,6 @@ def reconciliation_check(name: str, report: RowReport) -> dg.AssetCheckResult:
         f"{sum(report.skipped.values())} + rejected {report.rejected}",
         metadata={"unaccounted": report.unaccounted},
     )
-
-
-def _write_private(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(text)
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)
 
 
 def _reconciled(name: str) -> dg.AssetCheckSpec:
@@ -291,6 +287,7 @@ def splose_mapping(
     splose: SploseResource,
     import_request: ImportRequestResource,
 ):
+    bound_import(context, splose, import_request)
     run = LoadRun(context, staging, import_request)
     usage = Usage()
     for resource in USAGE_SOURCES:
@@ -326,7 +323,7 @@ def splose_mapping(
             if tid in to_create:
                 outcome = to_splose_service(appointment_type)
                 if isinstance(outcome, Skip):
-                    services.skip(outcome.reason)
+                    services.skip(outcome.reason, record_id=tid)
                 else:
                     created.append(outcome)
             elif tid in resolved.services:
@@ -395,7 +392,7 @@ def load_records(
     for outcome in outcomes:
         report.cliniko += 1
         if isinstance(outcome, Skip):
-            report.skip(outcome.reason)
+            report.skip(outcome.reason, record_id=outcome.cliniko_id)
             continue
         pending.append(outcome)
         if len(pending) >= 500:
@@ -430,6 +427,7 @@ def _load_asset(
         splose: SploseResource,
         import_request: ImportRequestResource,
     ):
+        bound_import(context, splose, import_request)
         run = LoadRun(context, staging, import_request)
         report = RowReport(ROWS[name])
         extra = None
@@ -525,7 +523,7 @@ def _group_appointments(run: LoadRun, workspace: SploseWorkspace, report: RowRep
         members = sorted(attendees.pop(gid, []), key=lambda a: _numeric_id(record_id(a)))
         appointment, skipped = to_splose_group_appointment(group, members, ctx)
         for skip in skipped:
-            attendee_report.skip(skip.reason)
+            attendee_report.skip(skip.reason, record_id=skip.cliniko_id)
         if not isinstance(appointment, Skip):
             entries[gid] = [entry["externalId"] for entry in appointment["appointmentPatients"]]
         outcomes.append(appointment)
@@ -537,7 +535,7 @@ def _group_appointments(run: LoadRun, workspace: SploseWorkspace, report: RowRep
     load_records(run, workspace, report, "appointments", outcomes, actions)
     # What the integrity check will expect to find on each group appointment in Splose.
     expected = {gid: len(ids) for gid, ids in entries.items() if gid in actions}
-    _write_private(run.directory / f"group-entries-{run.import_id}.json", json.dumps(expected))
+    write_private(run.directory / f"group-entries-{run.import_id}.json", json.dumps(expected))
     for gid, ids in entries.items():
         action = actions.get(gid)
         if action is None:
@@ -545,7 +543,7 @@ def _group_appointments(run: LoadRun, workspace: SploseWorkspace, report: RowRep
                 attendee_report.reject(aid, "its group appointment was rejected by Splose")
         else:
             setattr(attendee_report, action, getattr(attendee_report, action) + len(ids))
-    _write_private(run.report_path("attendees"), json.dumps(attendee_report.to_json()))
+    write_private(run.report_path("attendees"), json.dumps(attendee_report.to_json()))
     return {f"attendees_{key}": value for key, value in report_metadata(attendee_report).items()}
 
 
@@ -557,7 +555,7 @@ def _availability(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -
         report.cliniko += 1
         outcome = to_splose_availability(record, ctx)
         if isinstance(outcome, Skip):
-            report.skip(outcome.reason)
+            report.skip(outcome.reason, record_id=outcome.cliniko_id)
             continue
         if not outcome:
             report.skip("no availability ranges")
@@ -586,23 +584,27 @@ def _availability(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -
 def _files(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -> dict:
     ctx = run.import_context(workspace, "clients")
     manifest = run.staging.read_files_manifest(run.tenant, "patient_attachments").set_index("id")
+    failures = run.staging.read_file_failures(run.tenant, "patient_attachments")
     checksum_mismatches = 0
     for attachment in run.records("patient_attachments"):
         report.cliniko += 1
         aid = record_id(attachment) or ""
+        if attachment.get("_state") == "deleted":
+            report.skip("deleted in Cliniko", record_id=aid)
+            continue
         if attachment.get("processing_completed") is False:
-            report.skip("not yet processed by Cliniko")
+            report.skip("not yet processed by Cliniko", record_id=aid)
             continue
         if aid not in manifest.index:
-            report.skip("bytes could not be downloaded from Cliniko")
+            report.skip(failures.get(aid, "bytes could not be downloaded from Cliniko"), record_id=aid)
             continue
         staged = manifest.loc[aid]
         form = to_splose_file(attachment, str(staged["sha256"]), int(staged["size"]))
         if isinstance(form, Skip):
-            report.skip(form.reason)
+            report.skip(form.reason, record_id=aid)
             continue
         if form["clientExternalId"] not in ctx.imported["clients"]:
-            report.skip("client not imported")
+            report.skip("client not imported", record_id=aid)
             continue
         try:
             answer = workspace.imports.upload_file(

@@ -1,13 +1,26 @@
-"""Import requests submitted in Splose become tenant partitions and runs of the import job."""
+"""Import requests submitted in Splose become tenant partitions and runs; failed runs settle their import.
+
+The sensors never mark an import ``running``: the run does, when it starts (:mod:`cliniko_assets.lifecycle`).
+A sensor tick that dies therefore leaves nothing behind but a request still ``submitted``, which the next
+tick launches (the run key keeps it to one run).
+"""
 
 import dagster as dg
 
 from cliniko_assets.jobs import import_job
+from cliniko_assets.lifecycle import IMPORT_ID_TAG, PARTITION_TAG, import_id_of, settle_failed_run
 from cliniko_assets.mapping import mapping_from_request
 from cliniko_assets.partitions import InvalidTenant, tenants, validate_tenant
 from splose_resources.notifier import NotifierResource
-from splose_resources.splose import SploseResource
+from splose_resources.splose import SploseImportClient, SploseResource
 from splose_resources.staging import StagingStore
+
+IN_PROGRESS = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
 
 
 def run_config_for(request: dict) -> dict:
@@ -26,32 +39,71 @@ def run_config_for(request: dict) -> dict:
     }
 
 
+def run_request_for(request: dict, tenant: str) -> dg.RunRequest:
+    return dg.RunRequest(
+        # The creation time keeps run keys unique even where import ids restart (a fresh sandbox).
+        run_key=f"import-{request['id']}-{request.get('createdAt', '')}",
+        partition_key=tenant,
+        run_config=run_config_for(request),
+        tags={IMPORT_ID_TAG: str(request["id"])},
+    )
+
+
+def imports_in_progress(instance: dg.DagsterInstance, tenant: str) -> set[str]:
+    """Import ids of the tenant's runs that are queued or running in Dagster."""
+    runs = instance.get_runs(filters=dg.RunsFilter(tags={PARTITION_TAG: tenant}, statuses=IN_PROGRESS))
+    return {import_id for run in runs if (import_id := import_id_of(run))}
+
+
+def _refuse(imports: SploseImportClient, request: dict, problem: InvalidTenant) -> None:
+    """A request whose workspace id is not a slug can never run: failed (through running, as the contract says)."""
+    if request["status"] == "submitted":
+        imports.update_import(request["id"], status="running")
+    imports.update_import(request["id"], status="failed", message=str(problem))
+
+
+def _wait(imports: SploseImportClient, request: dict, holder: str, context: dg.SensorEvaluationContext) -> None:
+    message = (
+        f"Waiting: import {holder} of workspace '{request['workspaceId']}' is in progress; one import runs per "
+        "workspace at a time, and this one starts when it has finished."
+    )
+    context.log.info(f"Import {request['id']}: {message}")
+    if request.get("message") != message:
+        imports.update_import(request["id"], message=message)
+
+
 @dg.sensor(job=import_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
 def import_requests(context: dg.SensorEvaluationContext, splose: SploseResource) -> dg.SensorResult:
-    """Registers each submitted request's workspace as a tenant and launches its import once (run key)."""
+    """Registers each submitted request's workspace as a tenant and launches its import once (run key).
+
+    One import per workspace at a time: a request whose workspace has another import running (in Splose
+    or in Dagster) waits, with a message saying so, and is launched by a later tick.
+    """
     new_tenants: list[str] = []
     run_requests: list[dg.RunRequest] = []
+    active: dict[str, str] = {}
     with splose.imports() as imports:
-        for request in imports.list_imports(status="submitted"):
-            workspace = str(request.get("workspaceId", ""))
+        for request in imports.list_imports(status="running"):
             try:
-                tenant = validate_tenant(workspace)
+                active.setdefault(validate_tenant(str(request.get("workspaceId", ""))), str(request["id"]))
             except InvalidTenant as exc:
-                imports.update_import(request["id"], status="failed", message=str(exc))
+                _refuse(imports, request, exc)
+        for request in sorted(imports.list_imports(status="submitted"), key=lambda r: int(r["id"])):
+            try:
+                tenant = validate_tenant(str(request.get("workspaceId", "")))
+            except InvalidTenant as exc:
+                _refuse(imports, request, exc)
                 context.log.warning(f"Import {request['id']} refused: {exc}")
                 continue
+            own = str(request["id"])
+            holders = ({active[tenant]} if tenant in active else set()) | imports_in_progress(context.instance, tenant)
+            if holders - {own}:
+                _wait(imports, request, min(holders - {own}, key=int), context)
+                continue
+            active[tenant] = own
             if not context.instance.has_dynamic_partition(tenants.name, tenant) and tenant not in new_tenants:
                 new_tenants.append(tenant)
-            run_requests.append(
-                dg.RunRequest(
-                    # The creation time keeps run keys unique even where import ids restart (a fresh sandbox).
-                    run_key=f"import-{request['id']}-{request.get('createdAt', '')}",
-                    partition_key=tenant,
-                    run_config=run_config_for(request),
-                    tags={"splose/import_id": str(request["id"])},
-                )
-            )
-            imports.update_import(request["id"], status="running")
+            run_requests.append(run_request_for(request, tenant))
     return dg.SensorResult(
         run_requests=run_requests,
         dynamic_partitions_requests=[tenants.build_add_request(new_tenants)] if new_tenants else [],
@@ -85,24 +137,11 @@ def purge_deleted_imports(
     return dg.SkipReason(f"purged the staged data of {len(purged)} tenant(s)" if purged else "nothing to purge")
 
 
-@dg.run_failure_sensor(monitored_jobs=[import_job], default_status=dg.DefaultSensorStatus.RUNNING)
+@dg.run_failure_sensor(default_status=dg.DefaultSensorStatus.RUNNING)
 def import_failed(context: dg.RunFailureSensorContext, splose: SploseResource, notifier: NotifierResource) -> None:
-    """A failed import run marks its import request failed with what went wrong, and tells the clinic.
+    """A failed run with an import request settles it: ``failed`` with the steps' own messages, the clinic told.
 
-    The step failures are the pipeline's own messages (tenant, resource, mapping items and remedies;
-    never a key or patient data).
+    Unless the import is not the run's tenant's, was deleted, completed (never downgraded), will be retried,
+    or a later run of it speaks for it (:func:`cliniko_assets.lifecycle.settle_failed_run`).
     """
-    config = ((context.dagster_run.run_config.get("resources") or {}).get("import_request") or {}).get("config") or {}
-    import_id = config.get("import_id") or context.dagster_run.tags.get("splose/import_id")
-    if not import_id:
-        return  # an extraction or local run with no import request behind it
-    reasons = [event.event_specific_data.error.message.strip() for event in context.get_step_failure_events()]
-    message = "\n".join(reasons) or context.failure_event.message or "the import run failed"
-    with splose.imports() as imports:
-        imports.update_import(int(import_id), status="failed", message=message[:4000])
-    notifier.import_finished(
-        tenant=context.dagster_run.tags.get("dagster/partition", ""),
-        import_id=int(import_id),
-        succeeded=False,
-        summary=message[:4000],
-    )
+    context.log.info(settle_failed_run(context, splose, notifier))

@@ -35,6 +35,7 @@ from splose_resources.http import (
     session,
 )
 from splose_resources.ratelimit import FixedWindowLimiter
+from splose_resources.staging import open_private
 
 DEFAULT_SHARD = "au1"
 SHARD_PATTERN = re.compile(r"^[a-z]{2}\d{1,2}$")
@@ -65,6 +66,18 @@ class ClinikoRequestError(ClinikoError):
 
 class ClinikoUnavailable(ClinikoError):
     pass
+
+
+class ClinikoFileUnavailable(ClinikoError):
+    """One attachment's bytes cannot be had; ``reason`` is short and stable (it is counted by)."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+FILE_MISSING = "file missing on Cliniko's file host (404)"
+FILE_REFUSED = "Cliniko's file host refused the file (403)"
 
 
 @dataclass
@@ -163,20 +176,31 @@ class ClinikoClient:
         when complete, with their sha256 computed on the way.
         """
 
+        refusals = 0
+
         def attempt() -> Download:
+            nonlocal refusals
             response = self._api_get(content_url, resource=resource, expect_redirect=True)
             if response.is_redirect:
                 location = urljoin(content_url, response.headers["Location"])
                 response.close()
                 response = send(self._anonymous, "GET", location, stream=True, timeout=self._timeout)
                 classify_response(response)
-                if response.status_code in (401, 403):
+                status = response.status_code
+                if status in (401, 403):
                     response.close()
-                    raise TransientError("signed URL refused")
+                    refusals += 1
+                    if refusals == 1:  # an expired signature: the next attempt asks Cliniko for a fresh URL
+                        raise TransientError("signed URL refused")
+                    raise self._file_unavailable(FILE_REFUSED, destination.name)
+                if status in (404, 410):
+                    response.close()
+                    raise self._file_unavailable(FILE_MISSING, destination.name)
             if response.status_code != 200:
                 response.close()
                 raise ClinikoRequestError(
-                    f"Cliniko answered {response.status_code} for an attachment of tenant '{self.tenant}'."
+                    f"Cliniko answered {response.status_code} for attachment {destination.name} of tenant "
+                    f"'{self.tenant}'."
                 )
             return _stream_to_file(response, destination)
 
@@ -209,9 +233,16 @@ class ClinikoClient:
             )
         return response
 
+    def _file_unavailable(self, reason: str, attachment_id: str) -> ClinikoFileUnavailable:
+        return ClinikoFileUnavailable(
+            reason,
+            f"Attachment {attachment_id} of tenant '{self.tenant}': {reason}. It is skipped and counted; "
+            "the clinic can upload it again in Cliniko, and the next sync brings it across.",
+        )
+
     def _run(self, attempt, resource: str):
         try:
-            return self._retry.run(attempt)
+            return self._retry.run(attempt, what=f"the Cliniko {resource} request of tenant '{self.tenant}'")
         except RetriesExhausted as exc:
             raise ClinikoUnavailable(
                 f"Cliniko kept failing while reading {resource} for tenant '{self.tenant}' ({exc}). "
@@ -291,27 +322,22 @@ class ClinikoResource(dg.ConfigurableResource):
 
 
 def _stream_to_file(response: requests.Response, destination: Path) -> Download:
-    destination.parent.mkdir(parents=True, exist_ok=True)
-    partial = destination.with_name(destination.name + ".partial")
+    """Stream into a private temporary file, renamed into place only when every byte arrived."""
     digest = hashlib.sha256()
     size = 0
     expected = _as_int(response.headers.get("Content-Length"))
     try:
-        with open(partial, "wb") as out:
+        with open_private(destination) as out:
             for chunk in response.iter_content(chunk_size=1 << 16):
                 digest.update(chunk)
                 size += len(chunk)
                 out.write(chunk)
+            if expected is not None and size != expected:
+                raise TransientError("download truncated")
     except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
-        partial.unlink(missing_ok=True)
         raise TransientError("download interrupted") from None
     finally:
         response.close()
-    if expected is not None and size != expected:
-        partial.unlink(missing_ok=True)
-        raise TransientError("download truncated")
-    os.chmod(partial, 0o600)
-    partial.replace(destination)
     return Download(sha256=digest.hexdigest(), size=size, content_type=response.headers.get("Content-Type"))
 
 

@@ -1,26 +1,37 @@
-"""The one retry policy shared by the Cliniko and Splose clients.
+"""The one retry policy shared by the Cliniko and Splose clients, built on ``tenacity``.
 
 Transient failures (429, 5xx, timeouts, dropped connections, truncated bodies) are retried with
-bounded, jittered backoff; a 429 waits until the server says the window resets. Everything else is
+bounded, jittered backoff; a 429 waits until the server says the window resets (``X-RateLimit-Reset``,
+then ``Retry-After``, then backoff). Every retry is logged with what was asked, the attempt, the failure
+and the wait: never a URL, a header or a body, so no key, token or patient data. Everything else is
 returned to the caller, which turns it into an error that says what to do.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
+import dagster as dg
 import requests
+import tenacity
 from requests.adapters import HTTPAdapter
 
 T = TypeVar("T")
 
 RETRYABLE_STATUS = frozenset({500, 502, 503, 504})
+RATE_LIMITED = "429"
+
+
+def retry_log() -> logging.Logger:
+    """Inside a run this logger writes to the run's event log; elsewhere it is a plain Python logger."""
+    return dg.get_dagster_logger("retry")
 
 
 class TransientError(Exception):
@@ -41,6 +52,8 @@ class RetriesExhausted(Exception):
 
 @dataclass(frozen=True)
 class RetryPolicy:
+    """Bounds: ``max_attempts`` failures other than 429, ``max_rate_limited`` 429s, no wait over ``max_wait``."""
+
     max_attempts: int = 8
     max_rate_limited: int = 30
     backoff_base: float = 0.5
@@ -50,30 +63,72 @@ class RetryPolicy:
     def backoff(self, attempt: int) -> float:
         return random.uniform(0.5, 1.0) * min(self.backoff_cap, self.backoff_base * 2**attempt)
 
-    def run(self, attempt_fn: Callable[[], T], *, sleep: Callable[[float], None] = time.sleep) -> T:
-        """Call ``attempt_fn`` until it returns, retrying :class:`TransientError` within the bounds."""
-        failures = rate_limited = 0
-        while True:
-            try:
-                return attempt_fn()
-            except TransientError as exc:
-                if exc.reason == "429":
-                    rate_limited += 1
-                    if rate_limited > self.max_rate_limited:
-                        raise RetriesExhausted(exc.reason, failures + rate_limited) from None
-                    delay = exc.wait if exc.wait is not None else self.backoff(rate_limited)
-                else:
-                    failures += 1
-                    if failures >= self.max_attempts:
-                        raise RetriesExhausted(exc.reason, failures + rate_limited) from None
-                    delay = self.backoff(failures)
-                sleep(min(self.max_wait, max(0.0, delay)))
+    def run(self, attempt_fn: Callable[[], T], *, what: str, sleep: Callable[[float], None] = time.sleep) -> T:
+        """Call ``attempt_fn`` until it returns, retrying :class:`TransientError` within the bounds.
+
+        ``what`` names the request for the retry log (kind, resource or entity, tenant): never a URL or a value.
+        """
+        tally = _Tally(self, what)
+        retrying = tenacity.Retrying(
+            retry=tenacity.retry_if_exception_type(TransientError),
+            after=tally.count,
+            stop=tally.exhausted,
+            wait=tally.wait,
+            before_sleep=tally.log,
+            sleep=sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(attempt_fn)
+        except TransientError as exc:
+            raise RetriesExhausted(exc.reason, tally.failures + tally.rate_limited) from None
+
+
+@dataclass
+class _Tally:
+    """The state of one call's retries: failures and 429s are counted against separate bounds."""
+
+    policy: RetryPolicy
+    what: str
+    failures: int = 0
+    rate_limited: int = 0
+    last: TransientError = field(default_factory=lambda: TransientError("none"))
+
+    def count(self, state: tenacity.RetryCallState) -> None:
+        assert state.outcome is not None
+        error = state.outcome.exception()
+        assert isinstance(error, TransientError)
+        self.last = error
+        if error.reason == RATE_LIMITED:
+            self.rate_limited += 1
+        else:
+            self.failures += 1
+
+    def exhausted(self, state: tenacity.RetryCallState) -> bool:
+        if self.last.reason == RATE_LIMITED:
+            return self.rate_limited > self.policy.max_rate_limited
+        return self.failures >= self.policy.max_attempts
+
+    def wait(self, state: tenacity.RetryCallState) -> float:
+        if self.last.reason == RATE_LIMITED:
+            delay = self.last.wait if self.last.wait is not None else self.policy.backoff(self.rate_limited)
+        else:
+            delay = self.policy.backoff(self.failures)
+        return min(self.policy.max_wait, max(0.0, delay))
+
+    def log(self, state: tenacity.RetryCallState) -> None:
+        reason = self.last.reason
+        failure = f"HTTP {reason}" + (" rate limited" if reason == RATE_LIMITED else "") if reason.isdigit() else reason
+        retry_log().warning(
+            f"Retrying {self.what}: attempt {state.attempt_number} failed ({failure}); "
+            f"waiting {state.upcoming_sleep:.1f} s before attempt {state.attempt_number + 1}"
+        )
 
 
 def classify_response(response: requests.Response) -> None:
     """Raise :class:`TransientError` for responses worth another try."""
     if response.status_code == 429:
-        raise TransientError("429", rate_limit_wait(response))
+        raise TransientError(RATE_LIMITED, rate_limit_wait(response))
     if response.status_code in RETRYABLE_STATUS:
         raise TransientError(str(response.status_code))
 

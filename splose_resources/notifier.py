@@ -1,18 +1,26 @@
-"""Tells the clinic its import finished: a completion email with counts only, never record data.
+"""Tells the clinic how its import ended: one email per outcome, with counts only, never record data.
 
 Messages are written to an outbox folder (one RFC 5322 file each) that the mail relay of the
-deployment sends; ``make demo`` and the tests read them there.
+deployment sends; ``make demo`` and the tests read them there. A message's file name is derived from
+the import and the outcome (``import-<id>-<outcome>.eml``) and written atomically, so the same outcome
+is never told twice, whichever process tries again. The relay must keep sent messages (in the outbox or
+its ``sent/`` folder): they are the record of what the clinic was told. Folder 0700, files 0600.
 """
 
 from __future__ import annotations
 
 import os
-import time
+import re
 from email.message import EmailMessage
 from pathlib import Path
 
 import dagster as dg
 from pydantic import Field
+
+from cliniko_assets.partitions import validate_tenant
+from splose_resources.staging import private_dir, write_private
+
+OUTCOME_PATTERN = re.compile(r"[a-z0-9-]{1,80}")
 
 
 class NotifierResource(dg.ConfigurableResource):
@@ -20,20 +28,23 @@ class NotifierResource(dg.ConfigurableResource):
     sender: str = "imports@splose.com"
 
     def outbox_dir(self) -> Path:
-        folder = Path(self.outbox or Path(os.environ.get("DAGSTER_HOME", ".")) / "outbox")
-        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return folder
+        return private_dir(Path(self.outbox or Path(os.environ.get("DAGSTER_HOME", ".")) / "outbox"))
 
-    def import_finished(self, *, tenant: str, import_id: int, succeeded: bool, summary: str) -> Path:
+    def message_path(self, import_id: int, outcome: str) -> Path:
+        if not OUTCOME_PATTERN.fullmatch(outcome):
+            raise ValueError(f"outcome {outcome!r} is not a file-name-safe key")
+        return self.outbox_dir() / f"import-{int(import_id)}-{outcome}.eml"
+
+    def send_once(self, *, tenant: str, import_id: int, outcome: str, subject: str, body: str) -> bool:
+        """Write the message unless this outcome of this import was told already; True when written now."""
+        path = self.message_path(import_id, outcome)
+        if path.exists() or (path.parent / "sent" / path.name).exists():
+            return False
         message = EmailMessage()
         message["From"] = self.sender
-        message["To"] = f"owner@{tenant}.workspace.splose.com"
-        status = "is complete" if succeeded else "needs attention"
-        message["Subject"] = f"Your Cliniko import {status}"
-        message.set_content(
-            f"Your import {import_id} from Cliniko {status}.\n\n{summary}\n\n"
-            "You can undo this import from Splose within 48 hours of completion."
-        )
-        path = self.outbox_dir() / f"import-{import_id}-{int(time.time() * 1000)}.eml"
-        path.write_bytes(bytes(message))
-        return path
+        message["To"] = f"owner@{validate_tenant(tenant)}.workspace.splose.com"
+        message["Subject"] = subject
+        message["X-Splose-Import"] = f"{int(import_id)} {outcome}"
+        message.set_content(body)
+        write_private(path, bytes(message))
+        return True

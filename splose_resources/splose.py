@@ -206,11 +206,12 @@ class _Transport:
 
     def run(self, call: _Call, attempt: Callable[[], T]) -> T:
         try:
-            return self._retry.run(attempt)
+            return self._retry.run(attempt, what=call.description)
         except RetriesExhausted as exc:
             raise SploseUnavailable(
                 f"Splose's {self.layer} kept failing while {call.description} ({exc}). Writes are idempotent "
-                "(keyed by external id): re-run the step and it carries on without duplicates."
+                "(keyed by external id): once Splose answers again, re-run the tenant's import and it carries on "
+                "without duplicates."
             ) from None
 
     def _check_host(self, url: str, call: _Call) -> None:

@@ -9,8 +9,10 @@ Layout under ``<root>/<tenant>/cliniko/<resource>/``:
   ``data.parquet`` (the newest version of each id wins; a deletion wins over any version).
 - ``files/<id>`` and ``files.parquet``: attachment bytes and their sha256.
 
-The root holds health data: directories are created private (0700), files 0600, and nothing here
-ever logs a value.
+The root holds health data: every directory is created private (0700, parents included), every file
+is written 0600 from its first byte (:func:`write_private`, :func:`open_private`), and nothing here ever
+logs a value. Every path under the root is built from a tenant key validated as a workspace slug
+(:meth:`StagingStore.tenant_dir`), so no input can reach another tenant's folder or outside the root.
 """
 
 from __future__ import annotations
@@ -24,12 +26,15 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 import dagster as dg
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 from pydantic import Field
+
+from cliniko_assets.partitions import validate_tenant
 
 STAGED_SCHEMA = pa.schema(
     [
@@ -42,6 +47,7 @@ STAGED_SCHEMA = pa.schema(
 )
 DATA_FILE = "data.parquet"
 FILES_MANIFEST = "files.parquet"
+FILE_FAILURES = "files-failed.json"
 
 
 class StagingBusy(RuntimeError):
@@ -78,16 +84,26 @@ class StagingStore(dg.ConfigurableResource):
                     f"STAGING_URI scheme '{scheme}' is not supported yet; use a local path or file:// URL."
                 )
             value = rest
-        return _private_dir(Path(value))
+        return private_dir(Path(value))
+
+    def tenant_dir(self, tenant: str) -> Path:
+        """The one way to a tenant's folder: the key must be a valid workspace slug (no '/', '..' or newline)."""
+        return private_dir(self.root() / validate_tenant(tenant))
 
     def resource_dir(self, tenant: str, resource: str) -> Path:
-        return _private_dir(self.root() / tenant / "cliniko" / resource)
+        if not resource.isidentifier():
+            raise ValueError(f"unknown staged resource {resource!r}")
+        return private_dir(self.tenant_dir(tenant) / "cliniko" / resource)
+
+    def splose_dir(self, tenant: str) -> Path:
+        """Side files of a tenant's loads: the resolved mapping and the reconciliation rows."""
+        return private_dir(self.tenant_dir(tenant) / "splose")
 
     @contextmanager
     def tenant_lock(self, tenant: str) -> Iterator[None]:
         """Only one extraction writes a tenant's staging at a time, whatever started it."""
-        path = _private_dir(self.root() / tenant) / ".lock"
-        with open(path, "a") as handle:
+        path = self.tenant_dir(tenant) / ".lock"
+        with os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+b") as handle:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
@@ -125,7 +141,9 @@ class StagingStore(dg.ConfigurableResource):
             ]
 
     def file_path(self, tenant: str, resource: str, record_id: str) -> Path:
-        return self.resource_dir(tenant, resource) / "files" / record_id
+        if not record_id.isdigit():
+            raise ValueError(f"attachment id {record_id!r} is not a Cliniko id")
+        return private_dir(self.resource_dir(tenant, resource) / "files") / record_id
 
     def read_files_manifest(self, tenant: str, resource: str) -> pd.DataFrame:
         path = self.resource_dir(tenant, resource) / FILES_MANIFEST
@@ -139,11 +157,19 @@ class StagingStore(dg.ConfigurableResource):
         path = self.resource_dir(tenant, resource) / FILES_MANIFEST
         _write_atomic(pa.Table.from_pandas(manifest.reset_index(drop=True), preserve_index=False), path)
 
+    def read_file_failures(self, tenant: str, resource: str) -> dict[str, str]:
+        """Attachment id -> why its bytes could not be staged, from the latest extraction."""
+        path = self.resource_dir(tenant, resource) / FILE_FAILURES
+        return json.loads(path.read_text()) if path.exists() else {}
+
+    def write_file_failures(self, tenant: str, resource: str, failures: dict[str, str]) -> None:
+        write_private(self.resource_dir(tenant, resource) / FILE_FAILURES, json.dumps(failures, sort_keys=True))
+
     def has_tenant(self, tenant: str) -> bool:
-        return (self.root() / tenant).exists()
+        return (self.root() / validate_tenant(tenant)).exists()
 
     def purge(self, tenant: str) -> None:
-        shutil.rmtree(self.root() / tenant, ignore_errors=True)
+        shutil.rmtree(self.root() / validate_tenant(tenant), ignore_errors=True)
 
 
 class StagingBatch:
@@ -165,11 +191,7 @@ class StagingBatch:
 
     def save_checkpoint(self, checkpoint: dict) -> None:
         with self._lock:
-            _private_dir(self.incoming)
-            tmp = self.incoming / "checkpoint.json.tmp"
-            tmp.write_text(json.dumps(checkpoint))
-            os.chmod(tmp, 0o600)
-            tmp.replace(self.incoming / "checkpoint.json")
+            write_private(private_dir(self.incoming) / "checkpoint.json", json.dumps(checkpoint))
 
     def discard(self) -> None:
         shutil.rmtree(self.incoming, ignore_errors=True)
@@ -180,7 +202,7 @@ class StagingBatch:
             return
         table = pa.Table.from_pylist(rows, schema=STAGED_SCHEMA)
         with self._lock:
-            _private_dir(self.incoming)
+            private_dir(self.incoming)
             number = len(list(self.incoming.glob("part-*.parquet")))
             _write_atomic(table, self.incoming / f"part-{number:06d}.parquet")
 
@@ -199,14 +221,11 @@ class StagingBatch:
             else:
                 sources.insert(0, target)
         index = _winners(sources)
-        tmp = self.directory / (DATA_FILE + ".tmp")
-        with pq.ParquetWriter(tmp, STAGED_SCHEMA, compression="zstd") as writer:
+        with open_private(target) as out, pq.ParquetWriter(out, STAGED_SCHEMA, compression="zstd") as writer:
             for number, source in enumerate(sources):
                 rows = index.loc[index["src"] == number, "row"].to_numpy()
                 if len(rows):
                     writer.write_table(pq.read_table(source, schema=STAGED_SCHEMA).take(rows))
-        os.chmod(tmp, 0o600)
-        tmp.replace(target)
         self.discard()
         removed = len(previous_ids - set(index["id"])) if replace else 0
         updated = index["updated_at"].dropna()
@@ -237,12 +256,44 @@ def _winners(sources: list[Path]) -> pd.DataFrame:
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    pq.write_table(table, tmp, compression="zstd")
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)
+    with open_private(path) as out:
+        pq.write_table(table, out, compression="zstd")
 
 
-def _private_dir(path: Path) -> Path:
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+@contextmanager
+def open_private(path: Path) -> Iterator[BinaryIO]:
+    """Write ``path`` atomically and privately: a 0600 temporary file, renamed into place once complete.
+
+    The file is never readable by others, not even while it is written; if writing fails, ``path`` keeps
+    its previous content and the temporary file is removed.
+    """
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    handle = os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
+    try:
+        with handle:
+            yield handle
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def write_private(path: Path, data: str | bytes) -> None:
+    """The one private atomic write of a small file (checkpoints, reports, the mapping, emails)."""
+    with open_private(path) as out:
+        out.write(data.encode() if isinstance(data, str) else data)
+
+
+def private_dir(path: Path) -> Path:
+    """``path`` and every parent it has to create are made 0700 (``mkdir(mode=...)`` only sets the last)."""
+    missing = []
+    current = path
+    while not current.exists():
+        missing.append(current)
+        current = current.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir(mode=0o700)
+        except FileExistsError:
+            continue  # made by a concurrent writer
+        os.chmod(directory, 0o700)  # whatever the umask
     return path

@@ -50,11 +50,11 @@ def test_retry_policy_retries_transient_failures_then_gives_up():
             raise outcome
         return outcome
 
-    assert RetryPolicy().run(attempt, sleep=slept.append) == "ok"
+    assert RetryPolicy().run(attempt, what="a test request", sleep=slept.append) == "ok"
     assert slept[1] == 3.0
 
     def always_fails():
         raise TransientError("503")
 
     with pytest.raises(RetriesExhausted, match="3 attempts"):
-        RetryPolicy(max_attempts=3).run(always_fails, sleep=slept.append)
+        RetryPolicy(max_attempts=3).run(always_fails, what="a test request", sleep=slept.append)

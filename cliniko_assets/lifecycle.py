@@ -1,0 +1,244 @@
+"""The import request a run works for: bound to the run's tenant, its status truthful, the clinic told once.
+
+Rules (the state machine of the Splose import API: ``submitted -> running -> complete | failed``,
+``failed -> running`` for a retry, ``complete -> running`` for a re-sync, ``deleted`` final):
+
+- An import id is used only by a run of the import's own workspace: every step checks it with
+  :func:`bound_import` before it touches Cliniko, staging or Splose, and refuses anything else.
+- ``running`` is set by the run itself, when a step of a run that ends with ``splose/import_report``
+  starts; never by a sensor before the run exists.
+- A deleted import is never re-synced or re-staged: the step refuses it before any Cliniko request.
+- ``failed`` carries the pipeline's own message (:func:`failure_message`), never Dagster's wrapper text.
+- An import that completed once is never downgraded: a later failure (a re-sync, a dead run cleaned up
+  after completion) leaves it ``complete`` and says what happened in its message.
+- The clinic hears about each outcome once (:func:`tell_clinic`): the email's file name is derived from
+  the import and its outcome, so a retry, a re-evaluated sensor or a re-sync never sends it twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+
+import dagster as dg
+from dagster._core.storage.tags import WILL_RETRY_TAG
+
+from cliniko_assets.mapping import ImportRequestResource
+from cliniko_assets.partitions import validate_tenant
+from splose_resources.notifier import NotifierResource
+from splose_resources.splose import SploseImportClient, SploseNotFound, SploseResource
+
+IMPORT_ID_TAG = "splose/import_id"
+PARTITION_TAG = "dagster/partition"
+REPORT_KEY = dg.AssetKey(["splose", "import_report"])
+ATTENTION = "needsAttention"
+ROWS = "rows"
+
+LEFT_BEHIND = (
+    "Not migrated, by design: cases, online forms, body charts, letters, invoices and payments "
+    "(Cliniko keeps them; export them from Cliniko if you need them)."
+)
+
+
+def parse_import_id(value: str, tenant: str) -> int:
+    if not str(value).isdigit():
+        raise dg.Failure(
+            f"Import id {value!r} of tenant '{tenant}' is not a Splose import id (digits only): set "
+            "resources.import_request.config.import_id to the id of one of the workspace's import requests."
+        )
+    return int(value)
+
+
+def bound_import(
+    context: dg.AssetExecutionContext, splose: SploseResource, import_request: ImportRequestResource
+) -> dict | None:
+    """The run's import request (never its key), checked to belong to the run's tenant and not deleted.
+
+    Marks it ``running`` when this run will end with the import report (so its status will be settled by
+    the report or by the failure sensor). ``None`` when the run has no import request (local development).
+    """
+    tenant = validate_tenant(context.partition_key)
+    if not import_request.import_id:
+        return None
+    import_id = parse_import_id(import_request.import_id, tenant)
+    with splose.imports() as imports:
+        record = _import_of(imports, import_id, tenant)
+        refuse_foreign(record, tenant)
+        if record["status"] == "deleted":
+            raise dg.Failure(
+                f"Import {import_id} of tenant '{tenant}' was deleted in Splose (the clinic's undo): it is never "
+                "re-synced or staged again, and nothing was fetched from Cliniko. To import again, the clinic "
+                "submits a new import request."
+            )
+        previous = record["status"]
+        if REPORT_KEY in context.job_def.asset_layer.executable_asset_keys and previous != "running":
+            record = imports.update_import(import_id, status="running")
+            context.log.info(f"Import {import_id} of tenant '{tenant}' is now running (was {previous}).")
+    return record
+
+
+def _import_of(imports: SploseImportClient, import_id: int, tenant: str) -> dict:
+    try:
+        return imports.get_import(import_id)
+    except SploseNotFound:
+        raise dg.Failure(
+            f"Splose has no import {import_id} (run for tenant '{tenant}'): check "
+            "resources.import_request.config.import_id; nothing was fetched from Cliniko."
+        ) from None
+
+
+def refuse_foreign(record: dict, tenant: str) -> None:
+    """An import of another workspace is refused, naming both, before anything of it is fetched."""
+    workspace = str(record.get("workspaceId", ""))
+    if workspace != tenant:
+        raise dg.Failure(
+            f"Import {record['id']} belongs to Splose workspace '{workspace}', not to tenant '{tenant}' (this "
+            f"run's partition). Refused before any Cliniko request: nothing of workspace '{workspace}' was read "
+            f"or staged. Run it for partition '{workspace}', or give tenant '{tenant}' an import id of its own "
+            "workspace."
+        )
+
+
+def import_id_of(run: dg.DagsterRun) -> str | None:
+    resources = (run.run_config or {}).get("resources") or {}
+    config = (resources.get("import_request") or {}).get("config") or {}
+    return str(config.get("import_id") or run.tags.get(IMPORT_ID_TAG) or "") or None
+
+
+# -- failures -------------------------------------------------------------------------------------
+
+
+def own_message(event: dg.DagsterEvent) -> str:
+    """A step failure's own text: the ``dg.Failure`` description, else the innermost exception's message.
+
+    Dagster wraps user exceptions ("Error occurred while executing op ..."); the cause under the wrapper is
+    the pipeline's message (tenant, resource, fix), without its class name.
+    """
+    data = event.step_failure_data
+    if data.user_failure_data is not None and data.user_failure_data.description:
+        return data.user_failure_data.description.strip()
+    error = data.error
+    if error is None:
+        return f"step {event.step_key} failed"
+    while error.cause is not None:
+        error = error.cause
+    return re.sub(rf"^[\w.]*{re.escape(error.cls_name or '')}: ", "", error.message.strip()).strip()
+
+
+def failure_message(context: dg.RunFailureSensorContext, tenant: str) -> str:
+    reasons = [own_message(event) for event in context.get_step_failure_events()]
+    if reasons:
+        return "\n".join(dict.fromkeys(reasons))
+    return (
+        f"The import run of tenant '{tenant}' stopped before it finished: its process ended unexpectedly (run "
+        f"{context.dagster_run.run_id[:8]}). Nothing is lost: the extraction resumes and the loads are "
+        "idempotent. Re-run the import (Dagster UI: the run > Re-execute) to finish it."
+    )
+
+
+def superseded(instance: dg.DagsterInstance, run: dg.DagsterRun, import_id: str) -> bool:
+    """A later run of the same import (running, done or failed) speaks for it, not this one."""
+    tenant = run.tags.get(PARTITION_TAG)
+    if not tenant:
+        return False
+    later = instance.get_runs(filters=dg.RunsFilter(tags={PARTITION_TAG: tenant}), limit=50)
+    for other in later:
+        if other.run_id == run.run_id:
+            return False  # runs come newest first: the rest are older
+        if import_id_of(other) == import_id:
+            return True
+    return False
+
+
+def settle_failed_run(context: dg.RunFailureSensorContext, splose: SploseResource, notifier: NotifierResource) -> str:
+    """What the failure sensor does for one failed run; returns what it did, for the tick's log."""
+    run = context.dagster_run
+    import_id = import_id_of(run)
+    tenant = run.tags.get(PARTITION_TAG, "")
+    if not import_id or not import_id.isdigit():
+        return "no import request behind the run"
+    if run.tags.get(WILL_RETRY_TAG) == "true":
+        return f"import {import_id}: the run is retried automatically; the retry settles the status"
+    if superseded(context.instance, run, import_id):
+        return f"import {import_id}: a later run of the import settles its status"
+    with splose.imports() as imports:
+        record = imports.get_import(int(import_id))
+        if str(record.get("workspaceId")) != tenant:
+            return f"import {import_id} is not of tenant '{tenant}': left untouched"
+        if record["status"] == "deleted":
+            return f"import {import_id} was deleted: left as it is"
+        if record["status"] == "complete":
+            tell_clinic(notifier, record)  # the run may have died between the status and the email
+            return f"import {import_id} is complete: not downgraded"
+        message = failure_message(context, tenant)
+        if record.get("completedAt"):
+            note = f"Complete; the latest sync (run {run.run_id[:8]}) failed, what was imported before is unchanged: "
+            record = imports.update_import(int(import_id), status="complete", message=(note + message)[:4000])
+        elif record["status"] != "failed":  # a re-evaluated tick finds it failed already
+            if record["status"] == "submitted":
+                imports.update_import(int(import_id), status="running")  # failed is reached from running only
+            record = imports.update_import(int(import_id), status="failed", message=message[:4000])
+    tell_clinic(notifier, record, failed_run=run.run_id, reason=message)
+    return f"import {import_id} marked {record['status']} with the run's own message"
+
+
+# -- telling the clinic -----------------------------------------------------------------------------
+
+
+def outcome_key(record: dict, failed_run: str | None) -> str:
+    """One email per outcome: a failed run once; a completion once per set of items needing attention.
+
+    A re-sync that completes with nothing new to report finds its email already sent and sends none; one
+    that finds new problems (a different list) sends one.
+    """
+    if failed_run:
+        return f"failed-{failed_run}"
+    attention = (record.get("counts") or {}).get(ATTENTION) or []
+    if not attention:
+        return "complete"
+    return "complete-" + hashlib.sha256("\n".join(attention).encode()).hexdigest()[:16]
+
+
+def tell_clinic(
+    notifier: NotifierResource, record: dict, *, failed_run: str | None = None, reason: str | None = None
+) -> bool:
+    """Email the clinic this outcome of its import, unless it was told already; True when sent now."""
+    tenant = str(record["workspaceId"])
+    counts = record.get("counts") or {}
+    attention = counts.get(ATTENTION) or []
+    if failed_run and record.get("completedAt"):
+        subject = "Your Cliniko sync needs attention"
+        opening = (
+            "The latest sync of your Cliniko data did not finish. What was imported before is unchanged in "
+            f"Splose; our team has been told.\n\nWhat went wrong:\n{reason}"
+        )
+    elif failed_run:
+        subject = "Your Cliniko import needs attention"
+        opening = f"Your import {record['id']} from Cliniko did not finish.\n\nWhat went wrong:\n{reason}"
+    elif attention:
+        subject = f"Your Cliniko import is complete: {len(attention)} item(s) need your attention"
+        opening = f"Your import {record['id']} from Cliniko is complete, with warnings.\n\n{record.get('message')}"
+    else:
+        subject = "Your Cliniko import is complete"
+        opening = f"Your import {record['id']} from Cliniko is complete.\n\n{record.get('message')}"
+    table = counts_table(counts.get(ROWS) or {})
+    undo = ""
+    if record.get("deleteDeadline") and not failed_run:
+        undo = f"\n\nYou can undo this import from Splose until {record['deleteDeadline']}."
+    body = f"{opening}\n\n{table}\n\n{LEFT_BEHIND}{undo}"
+    return notifier.send_once(
+        tenant=tenant, import_id=int(record["id"]), outcome=outcome_key(record, failed_run), subject=subject, body=body
+    )
+
+
+def counts_table(rows: dict[str, dict]) -> str:
+    """The reconciliation a person reads, one line per row of the mission's table."""
+    lines = [
+        "| row | Cliniko | loaded | skipped (by reason) | rejected |",
+        "|---|---:|---:|---|---:|",
+    ]
+    for row in rows.values():
+        reasons = row.get("skippedByReason") or {}
+        skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(reasons.items())) or "0"
+        lines.append(f"| {row['row']} | {row['cliniko']} | {row['loaded']} | {skipped} | {row['rejected']} |")
+    return "\n".join(lines)
