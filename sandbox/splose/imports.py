@@ -29,13 +29,21 @@ from sandbox.splose.app import (
     json_body,
     page_links,
 )
+from sandbox.splose.lifecycle import (
+    STATUSES,
+    cascade,
+    check_delete,
+    check_one_active,
+    check_patch,
+    count_kinds,
+    delete_deadline,
+)
 from sandbox.splose.multipart import Form, MultipartError, read_form
 from sandbox.splose.schemas import ENTITY_SCHEMAS, RecordError, parse_datetime, validate_record
-from sandbox.splose.store import ImportRequest, Store, StoredObject, iso, parse_iso, utc_now
+from sandbox.splose.store import ImportRequest, Store, StoredObject, iso, utc_now
 
 MAX_BATCH = 500
-STATUSES = ("submitted", "running", "complete", "failed", "deleted")
-PATCHABLE_STATUSES = ("running", "complete", "failed", "deleted")
+PATCH_STATUSES = ("running", "complete", "failed", "submitted", "deleted")
 SOURCES = ("cliniko",)
 SHARD_PATTERN = re.compile(r"^[a-z]{2}\d{1,2}$")
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+$")
@@ -63,7 +71,7 @@ def key_problem(key: Any) -> str | None:
 
 
 def import_json(request: ImportRequest, delete_window: timedelta) -> dict[str, Any]:
-    deadline = iso(parse_iso(request.completed_at) + delete_window) if request.completed_at else None
+    deadline = delete_deadline(request, delete_window)
     return {
         "id": request.id,
         "workspaceId": request.workspace_id,
@@ -77,7 +85,7 @@ def import_json(request: ImportRequest, delete_window: timedelta) -> dict[str, A
         "createdAt": request.created_at,
         "updatedAt": request.updated_at,
         "completedAt": request.completed_at,
-        "deleteDeadline": deadline,
+        "deleteDeadline": iso(deadline) if deadline else None,
     }
 
 
@@ -112,10 +120,16 @@ class Imports:
             errors[name] = "unknown field"
         if errors:
             raise ApiError(422, "The import request is invalid", errors)
-        created = self.store.add_import(
-            caller.workspace_id, source, body["clinikoApiKey"], shard_of(body["clinikoApiKey"]), include, mapping
-        )
+        key = body["clinikoApiKey"]
+        created = await run_in_threadpool(self._add, caller.workspace_id, source, key, include, mapping)
         return JSONResponse(import_json(created, self.delete_window), status_code=201)
+
+    def _add(
+        self, workspace_id: str, source: str, key: str, include: list[str], mapping: dict[str, Any]
+    ) -> ImportRequest:
+        with self.store.transaction():
+            check_one_active(self.store, workspace_id)
+            return self.store.add_import(workspace_id, source, key, shard_of(key), include, mapping)
 
     def _mapping_problems(self, workspace_id: str, mapping: Any) -> dict[str, str]:
         if not isinstance(mapping, dict):
@@ -192,64 +206,63 @@ class Imports:
     async def patch(self, request: Request) -> Response:
         caller = self.sandbox.import_caller(request)
         check_query(request, set())
-        current = self._load(request, caller)
-        body = await json_body(request)
-        errors: dict[str, str] = {}
-        changes: dict[str, Any] = {}
-        for name in sorted(set(body) - {"status", "counts", "message"}):
-            errors[name] = "unknown field"
-        if "status" in body:
-            if body["status"] not in PATCHABLE_STATUSES:
-                errors["status"] = f"must be one of {list(PATCHABLE_STATUSES)}"
-            else:
-                changes["status"] = body["status"]
-                if body["status"] == "complete" and current.status != "complete":
-                    changes["completed_at"] = iso(utc_now())
-        if "counts" in body:
-            if body["counts"] is not None and not isinstance(body["counts"], dict):
-                errors["counts"] = "must be an object"
-            changes["counts"] = body["counts"]
-        if "message" in body:
-            if body["message"] is not None and not isinstance(body["message"], str):
-                errors["message"] = "must be a string"
-            changes["message"] = body["message"]
-        if errors:
-            raise ApiError(422, "The import update is invalid", errors)
-        if current.status == "deleted" and changes.get("status", "deleted") != "deleted":
-            raise ApiError(409, f"Import {current.id} was deleted; it cannot change status")
-        self.store.update_import(current.id, **changes)
-        updated = self.store.get_import(current.id)
-        assert updated is not None
+        self._load(request, caller)
+        changes = self._patch_changes(await json_body(request))
+        updated = await run_in_threadpool(self._apply_patch, request, caller, changes)
         return JSONResponse(import_json(updated, self.delete_window))
 
-    async def delete(self, request: Request) -> Response:
+    @staticmethod
+    def _patch_changes(body: dict[str, Any]) -> dict[str, Any]:
+        errors = {name: "unknown field" for name in sorted(set(body) - {"status", "counts", "message"})}
+        if "status" in body and body["status"] not in PATCH_STATUSES:
+            errors["status"] = f"must be one of {list(PATCH_STATUSES[:3])}"
+        if body.get("counts") is not None and not isinstance(body["counts"], dict):
+            errors["counts"] = "must be an object"
+        if body.get("message") is not None and not isinstance(body["message"], str):
+            errors["message"] = "must be a string"
+        if errors:
+            raise ApiError(422, "The import update is invalid", errors)
+        return body
+
+    def _apply_patch(self, request: Request, caller: Caller, changes: dict[str, Any]) -> ImportRequest:
+        """Check the move against the status machine and apply it, in one transaction."""
+        with self.store.transaction():
+            current = self._load(request, caller)
+            status = changes.get("status", current.status)
+            check_patch(current, status)
+            columns = {name: changes[name] for name in ("status", "counts", "message") if name in changes}
+            if status == "running" and current.status != "running":
+                check_one_active(self.store, current.workspace_id, other_than=current.id)
+            if status == "complete" and current.completed_at is None:
+                columns["completed_at"] = iso(utc_now())
+            self.store.update_import(current.id, **columns)
+            updated = self.store.get_import(current.id)
+        assert updated is not None
+        return updated
+
+    def delete(self, request: Request) -> Response:
         caller = self.sandbox.import_caller(request)
         check_query(request, set())
-        current = self._load(request, caller)
-        if current.completed_at and current.status != "deleted":
-            deadline = parse_iso(current.completed_at) + self.delete_window
-            if utc_now() > deadline:
-                raise ApiError(
-                    409,
-                    f"Import {current.id} can no longer be deleted: the deadline was {iso(deadline)}"
-                    f" ({self.delete_window.total_seconds() / 3600:g} hours after it completed"
-                    f" at {current.completed_at})",
-                )
-        removed = await run_in_threadpool(self._delete_created, current)
-        updated = self.store.get_import(current.id)
-        assert updated is not None
-        return JSONResponse({**import_json(updated, self.delete_window), "deletedRecords": removed})
-
-    def _delete_created(self, current: ImportRequest) -> dict[str, int]:
         with self.store.transaction():
-            removed = self.store.delete_created_by(current.id)
+            current = self._load(request, caller)
+            check_delete(current, utc_now(), self.delete_window)
+            everything = self.store.workspace_objects(current.workspace_id)
+            doomed = cascade(everything, {obj.id for obj in everything if obj.import_id == current.id})
+            removed = [obj for obj in everything if obj.id in doomed]
+            self.store.delete_objects(doomed)
             self.store.update_import(current.id, status="deleted")
-        counts: dict[str, int] = {}
+            updated = self.store.get_import(current.id)
         for obj in removed:
-            counts[obj.kind] = counts.get(obj.kind, 0) + 1
             if obj.kind == "files":
                 self._file_path(obj.workspace_id, obj.id).unlink(missing_ok=True)
-        return counts
+        assert updated is not None
+        return JSONResponse(
+            {
+                **import_json(updated, self.delete_window),
+                "deletedRecords": count_kinds(removed),
+                "cascadedRecords": count_kinds(obj for obj in removed if obj.import_id != current.id),
+            }
+        )
 
     # -- records ----------------------------------------------------------------------------------
 
@@ -257,9 +270,14 @@ class Imports:
         caller = self.sandbox.import_caller(request)
         check_query(request, set())
         current = self._load(request, caller)
-        if current.status == "deleted":
-            raise ApiError(409, f"Import {current.id} was deleted; it takes no more records")
+        self._check_not_deleted(current.id)
         return current
+
+    def _check_not_deleted(self, import_id: int) -> None:
+        """Checked again inside each write's transaction, so a concurrent DELETE leaves no record behind."""
+        current = self.store.get_import(import_id)
+        if current is None or current.status == "deleted":
+            raise ApiError(409, f"Import {import_id} was deleted; it takes no more records", {"status": "deleted"})
 
     def _entity(self, request: Request, allowed: tuple[str, ...]) -> str:
         entity = request.path_params["entity"]
@@ -285,6 +303,7 @@ class Imports:
         results: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
         with self.store.transaction():
+            self._check_not_deleted(current.id)
             for raw in records:
                 external_id = raw.get("externalId") if isinstance(raw, dict) else None
                 try:
@@ -427,13 +446,8 @@ class Imports:
         if errors:
             message = "Checksum mismatch" if "sha256" in errors else "The file upload is invalid"
             raise ApiError(422, message, errors)
-        try:
-            patient_id = self._external(current, "clients", fields, "clientExternalId")
-        except RecordError as error:
-            raise ApiError(422, str(error), {"clientExternalId": str(error)}) from error
         data = {
             "clientExternalId": fields["clientExternalId"],
-            "patientId": patient_id,
             "filename": fields.get("filename") or upload.filename,
             "contentType": fields.get("contentType") or upload.content_type or "application/octet-stream",
             "description": fields.get("description") or None,
@@ -442,6 +456,11 @@ class Imports:
             "sha256": upload.sha256,
         }
         with self.store.transaction():
+            self._check_not_deleted(current.id)
+            try:
+                data["patientId"] = self._external(current, "clients", fields, "clientExternalId")
+            except RecordError as error:
+                raise ApiError(422, str(error), {"clientExternalId": str(error)}) from error
             object_id, action = self._upsert(current, "files", fields["externalId"], data)
             if action != "unchanged":
                 target = self._file_path(current.workspace_id, object_id)

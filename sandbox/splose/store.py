@@ -62,6 +62,7 @@ CREATE TABLE IF NOT EXISTS imports (
     completed_at TEXT
 );
 """
+DELETE_CHUNK = 500
 
 
 def utc_now() -> datetime:
@@ -305,11 +306,15 @@ class Store:
             has_before = bool(self.query_one(f"SELECT 1 {base} AND id <= ? LIMIT 1", (*params, start)))
         return Page(rows, has_before, has_after)
 
-    def delete_created_by(self, import_id: int) -> list[StoredObject]:
-        with self._lock:
-            rows = self.query("SELECT * FROM objects WHERE import_id = ?", (import_id,))
-            self.execute("DELETE FROM objects WHERE import_id = ?", (import_id,))
+    def workspace_objects(self, workspace_id: str) -> list[StoredObject]:
+        rows = self.query("SELECT * FROM objects WHERE workspace_id = ? ORDER BY id", (workspace_id,))
         return [StoredObject.from_row(row) for row in rows]
+
+    def delete_objects(self, object_ids: Iterable[int]) -> None:
+        ids = sorted(object_ids)
+        for start in range(0, len(ids), DELETE_CHUNK):
+            chunk = ids[start : start + DELETE_CHUNK]
+            self.execute(f"DELETE FROM objects WHERE id IN ({', '.join('?' for _ in chunk)})", chunk)
 
     # -- import requests --------------------------------------------------------------------------
 

@@ -85,6 +85,19 @@ class Workspace:
         assert response.status_code == 201, response.text
         return response.json()
 
+    def patch(self, import_id: int, **body: Any) -> requests.Response:
+        return self.platform.patch(f"{self.splose.url}/v1/imports/{import_id}", json=body, timeout=10)
+
+    def delete(self, import_id: int) -> requests.Response:
+        return self.platform.delete(f"{self.splose.url}/v1/imports/{import_id}", timeout=30)
+
+    def finish(self, import_id: int, status: str = "complete") -> dict[str, Any]:
+        """Run the import to ``status`` as the pipeline does (running, then complete or failed)."""
+        for step in ("running", status):
+            response = self.patch(import_id, status=step)
+            assert response.status_code == 200, response.text
+        return response.json()
+
     def put(self, import_id: int, entity: str, records: list[dict[str, Any]]) -> requests.Response:
         return self.platform.put(
             f"{self.splose.url}/v1/imports/{import_id}/records/{entity}", json={"records": records}, timeout=30

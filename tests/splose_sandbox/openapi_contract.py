@@ -1,6 +1,7 @@
 """Validate recorded v1 responses against the published Splose OpenAPI spec.
 
-The spec (``../shared/reference/splose-openapi-v1.yml``, an exact copy, ``openapi: 3.0.0``) has two
+The spec's facts live in the repository (``sandbox/splose/reference/splose-openapi-v1-facts.yml``, the
+published ``openapi: 3.0.0`` document without its prose; see ``sandbox.splose.spec_facts``). It has two
 spellings that a 3.0.3-style validator misreads, so the response schemas are read with 3.0.0's
 meaning of ``nullable`` ("allows sending a null value for the defined schema") before validating:
 
@@ -15,15 +16,14 @@ meaning of ``nullable`` ("allows sending a null value for the defined schema") b
 
 from __future__ import annotations
 
-import functools
 import json
 from pathlib import Path
 from typing import Any
 
-import yaml
 from openapi_schema_validator import OAS30Validator, oas30_format_checker
 
-SPEC_PATH = Path(__file__).resolve().parents[2].parent / "shared/reference/splose-openapi-v1.yml"
+from sandbox.splose.spec_facts import load_facts
+
 SCHEMA_KEYWORDS = {"type", "enum", "anyOf", "oneOf", "allOf", "not", "properties", "items", "$ref", "format"}
 
 
@@ -42,13 +42,8 @@ def nullable_as_in_oas_3_0_0(schema: Any) -> Any:
     return copied
 
 
-@functools.cache
-def load_spec() -> dict[str, Any]:
-    return yaml.safe_load(SPEC_PATH.read_text())
-
-
 def response_schema(method: str, path_template: str, status: int = 200) -> dict[str, Any]:
-    operation = load_spec()["paths"][path_template][method.lower()]
+    operation = load_facts()["paths"][path_template][method.lower()]
     schema = operation["responses"][str(status)]["content"]["application/json"]["schema"]
     return nullable_as_in_oas_3_0_0(schema)
 

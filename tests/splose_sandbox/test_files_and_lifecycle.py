@@ -95,6 +95,7 @@ def test_delete_removes_what_the_import_created_until_the_window_closes(start_sp
     with start_splose("--delete-window-hours", str(1.5 / 3600)) as splose:
         workspace = splose.seed()
         kept = with_client(workspace)
+        workspace.finish(kept["id"])
         imp = workspace.start_import()
         workspace.upsert(imp["id"], "clients", [{"externalId": "2", "firstname": "Al", "lastname": "Ive"}])
         workspace.upsert(imp["id"], "clients", [{"externalId": "1", "firstname": "Jo", "lastname": "Changed"}])
@@ -105,13 +106,13 @@ def test_delete_removes_what_the_import_created_until_the_window_closes(start_sp
         assert deleted.status_code == 200
         assert deleted.json()["status"] == "deleted"
         assert deleted.json()["deletedRecords"] == {"clients": 1, "files": 1}
+        assert deleted.json()["cascadedRecords"] == {}
         assert [row["externalId"] for row in workspace.dump("clients")] == ["1"]
         assert workspace.dump("files") == []
         assert list((splose.db.parent / "splose-files" / workspace.id).iterdir()) == []
         assert workspace.put(imp["id"], "clients", []).status_code == 409
 
         kept_url = f"{splose.url}/v1/imports/{kept['id']}"
-        workspace.platform.patch(kept_url, json={"status": "complete"}, timeout=5)
         time.sleep(1.6)
         late = workspace.platform.delete(kept_url, timeout=5)
         assert late.status_code == 409

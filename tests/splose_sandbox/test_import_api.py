@@ -110,6 +110,7 @@ def test_upsert_reports_created_updated_unchanged(workspace):
         ("unchanged", first["results"][0]["id"]),
         ("updated", first["results"][1]["id"]),
     ]
+    workspace.finish(imp["id"])
     later = workspace.start_import()
     rerun = workspace.upsert(later["id"], "clients", [client("1"), client("2", email="jo@example.com")])
     assert [row["action"] for row in rerun["results"]] == ["unchanged", "unchanged"]
@@ -335,6 +336,7 @@ def test_crosswalk_pages_through_every_external_id(splose, workspace):
     assert "nextPage" not in second["links"]
     walked = first["data"] + second["data"]
     assert walked == [{"externalId": row["externalId"], "id": row["id"]} for row in created]
+    workspace.finish(imp["id"])
     later = workspace.start_import()
     seen_by_later = workspace.platform.get(f"{splose.url}/v1/imports/{later['id']}/records/clients", timeout=10)
     assert seen_by_later.json()["data"] == first["data"]
