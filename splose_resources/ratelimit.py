@@ -1,18 +1,23 @@
 """One request budget per API key, shared by every thread and process on the host that uses the key.
 
-APIs like Cliniko's count requests in fixed windows ("200 per minute", a 429 carrying the epoch second
-the window resets). The limiter counts the same way: window ``k`` covers ``[phase + k*W, phase + (k+1)*W)``
-and holds at most ``limit`` sends, so a client can spend a whole window's budget the moment it opens
-instead of trickling it out, and never puts more than ``limit`` into one of the server's windows.
+Two ways of counting, each as its server counts:
 
-- The phase starts at 0 (windows aligned to the epoch, as the server's are when it says nothing else)
-  and is learned from the first ``X-RateLimit-Reset`` the server sends (:meth:`observe_reset`).
-- Sends stay ``margin`` seconds inside each window on both sides, so clock skew and network delay
-  cannot carry a request into the neighbouring window.
-- The state (phase, current window, sends in it) lives in a small file per key, named by a hash of the
-  key (never the key), under ``flock``: every thread and process on the host shares one budget. Every
-  extraction of a tenant runs in one process and the run queue allows one run per tenant, so in a
-  deployment a key's traffic also comes from one host.
+- :class:`FixedWindowLimiter` (Cliniko: "200 per minute", a 429 carrying the epoch second the window
+  resets). Window ``k`` covers ``[phase + k*W, phase + (k+1)*W)`` and holds at most ``limit`` sends, so a
+  client can spend a whole window's budget the moment it opens instead of trickling it out, and never
+  puts more than ``limit`` into one of the server's windows. The phase starts at 0 (windows aligned to
+  the epoch, as the server's are when it says nothing else) and is learned from the first
+  ``X-RateLimit-Reset`` the server sends (:meth:`FixedWindowLimiter.observe_reset`). Sends stay
+  ``margin`` seconds inside each window on both sides, so clock skew and network delay cannot carry a
+  request into the neighbouring window.
+- :class:`SlidingWindowLimiter` (Splose: a sliding window). No span of ``W`` seconds, anywhere, holds more
+  than ``limit`` sends: a send waits until the ``limit``-th most recent one is ``W + margin`` old, the
+  margin covering the network delay between a send and its arrival.
+
+The state (a small file per key, named by a hash of the key, never the key, and private to the user)
+lives under ``flock``: every thread and process on the host shares one budget. Every extraction of a
+tenant runs in one process and the run queue allows one run per tenant, so in a deployment a key's
+traffic also comes from one host.
 """
 
 from __future__ import annotations
@@ -25,9 +30,13 @@ import struct
 import tempfile
 import threading
 import time
+from array import array
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Protocol
+
+from splose_resources.staging import private_dir
 
 _STATE = struct.Struct("<ddd")  # phase, window index, sends in that window
 
@@ -37,8 +46,14 @@ def default_state_dir() -> Path:
     return Path(configured) if configured else Path(tempfile.gettempdir()) / f"rate-limits-{os.getuid()}"
 
 
-class FixedWindowLimiter:
-    """Blocks in :meth:`acquire` until one more request fits in the key's budget."""
+class RateLimiter(Protocol):
+    def acquire(self) -> float: ...
+
+
+class _SharedBudget:
+    """What both limiters share: the key's state file, locked across threads and processes."""
+
+    suffix = "budget"
 
     def __init__(
         self,
@@ -56,9 +71,8 @@ class FixedWindowLimiter:
         self.window = window_seconds
         self.margin = min(0.25, window_seconds * 0.01) if margin_seconds is None else margin_seconds
         digest = hashlib.sha256(f"{scope}\0{secret}".encode()).hexdigest()[:24]
-        directory = state_dir or default_state_dir()
-        directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.path = directory / f"{scope}-{digest}.window"
+        directory = private_dir(state_dir or default_state_dir())
+        self.path = directory / f"{scope}-{digest}.{self.suffix}"
         self._lock = threading.Lock()
 
     def acquire(self) -> float:
@@ -70,6 +84,46 @@ class FixedWindowLimiter:
                 return waited
             time.sleep(wait)
             waited += wait
+
+    def _try_take(self) -> float:
+        raise NotImplementedError
+
+    @contextmanager
+    def _raw_state(self) -> Iterator[bytearray]:
+        """The key's state bytes, locked against every other thread and process; written back if changed."""
+        descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        with self._lock, os.fdopen(descriptor, "r+b") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            state = bytearray(handle.read())
+            original = bytes(state)
+            yield state
+            if bytes(state) != original:
+                handle.seek(0)
+                handle.truncate()
+                handle.write(state)
+
+
+class SlidingWindowLimiter(_SharedBudget):
+    """At most ``limit`` sends in any span of ``window_seconds`` (plus the margin), wherever the span starts."""
+
+    suffix = "sliding"
+
+    def _try_take(self) -> float:
+        with self._raw_state() as state:
+            sends = array("d", bytes(state))
+            now = time.time()
+            recent = sorted(t for t in sends if t > now - self.window - self.margin)
+            if len(recent) >= self.limit:
+                return recent[-self.limit] + self.window + self.margin - now
+            recent.append(now)
+            state[:] = array("d", recent[-self.limit :]).tobytes()
+            return 0.0
+
+
+class FixedWindowLimiter(_SharedBudget):
+    """Blocks in :meth:`acquire` until one more request fits in the key's budget of the current window."""
+
+    suffix = "window"
 
     def observe_reset(self, reset_epoch: float) -> None:
         """The server said its window ends at ``reset_epoch``: align to it and treat this window as spent."""
@@ -96,15 +150,10 @@ class FixedWindowLimiter:
 
     @contextmanager
     def _state(self) -> Iterator[list[float]]:
-        """The key's state, locked against every other thread and process; written back if changed."""
-        with self._lock, open(self.path, "a+b") as handle:
-            fcntl.flock(handle, fcntl.LOCK_EX)
-            handle.seek(0)
-            raw = handle.read(_STATE.size)
-            values = list(_STATE.unpack(raw)) if len(raw) == _STATE.size else [0.0, -1.0, 0.0]
+        """Phase, window index and sends in it; written back if changed."""
+        with self._raw_state() as raw:
+            values = list(_STATE.unpack(raw[: _STATE.size])) if len(raw) >= _STATE.size else [0.0, -1.0, 0.0]
             original = list(values)
             yield values
             if values != original:
-                handle.seek(0)
-                handle.truncate()
-                handle.write(_STATE.pack(*values))
+                raw[:] = _STATE.pack(*values)

@@ -12,7 +12,8 @@ Both speak with the one platform token (``SPLOSE_PLATFORM_TOKEN``), acting for a
 ``X-Splose-Workspace`` header. The token is read from the environment at run time, held in a
 :class:`Secret`, sent to the configured host only (redirects are never followed), and never appears in
 a repr, a log line or an error. Every call goes through the shared retry policy and waits for a slot in
-the token's budget, kept across processes by :class:`FixedWindowLimiter`: the import API's budget
+the token's budget, kept across processes by :class:`SlidingWindowLimiter` (Splose counts in a sliding
+window, so no 60 s span anywhere gets more than the limit): the import API's budget
 (600/min by default) for every call, plus the v1 budget (60/min per key) for v1 calls, since Splose
 counts the platform token's v1 calls against its own budget too.
 """
@@ -46,7 +47,7 @@ from splose_resources.http import (
     send,
     session,
 )
-from splose_resources.ratelimit import FixedWindowLimiter
+from splose_resources.ratelimit import RateLimiter, SlidingWindowLimiter
 
 T = TypeVar("T")
 
@@ -135,7 +136,7 @@ class _Call:
     """One logical API call: the words used for it in errors, and the budgets it spends."""
 
     description: str
-    limiters: tuple[FixedWindowLimiter, ...]
+    limiters: tuple[RateLimiter, ...]
 
 
 class _Transport:
@@ -262,7 +263,7 @@ class _Transport:
 class SploseV1Client:
     """The public v1 API of one workspace, read side: every page of a list, one record, availabilities."""
 
-    def __init__(self, transport: _Transport, limiters: tuple[FixedWindowLimiter, ...]) -> None:
+    def __init__(self, transport: _Transport, limiters: tuple[RateLimiter, ...]) -> None:
         self._http = transport
         self._limiters = limiters
         self.workspace_id = transport.workspace_id
@@ -327,7 +328,7 @@ class SploseV1Client:
 class SploseImportClient:
     """The import API: import requests, credentials, bulk upserts, crosswalk, files and undo."""
 
-    def __init__(self, transport: _Transport, limiter: FixedWindowLimiter) -> None:
+    def __init__(self, transport: _Transport, limiter: RateLimiter) -> None:
         self._http = transport
         self._limiters = (limiter,)
         self.workspace_id = transport.workspace_id
@@ -545,11 +546,11 @@ class SploseResource(dg.ConfigurableResource):
             timeout=(self.connect_timeout_seconds, self.read_timeout_seconds),
         )
 
-    def _import_limiter(self, token: Secret) -> FixedWindowLimiter:
+    def _import_limiter(self, token: Secret) -> SlidingWindowLimiter:
         return self._limiter("splose-import", token.reveal(), self.import_requests_per_window)
 
-    def _limiter(self, scope: str, secret: str, limit: int) -> FixedWindowLimiter:
-        return FixedWindowLimiter(
+    def _limiter(self, scope: str, secret: str, limit: int) -> SlidingWindowLimiter:
+        return SlidingWindowLimiter(
             scope=scope,
             secret=secret,
             limit=limit,

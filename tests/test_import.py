@@ -56,13 +56,7 @@ class Import:
         response.raise_for_status()
         return response.json()
 
-    def start(self, import_id: int) -> None:
-        """Mark the request running, as the import-request sensor does when it launches a run."""
-        with SploseResource().imports() as imports:
-            imports.update_import(import_id, status="running")
-
     def run(self, instance, request: dict, raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
-        self.start(request["id"])
         return defs.resolve_job_def("import_job").execute_in_process(
             instance=instance,
             partition_key=self.clinic.tenant,

@@ -143,7 +143,6 @@ def test_killing_a_load_midway_and_running_again_ends_exact_without_duplicates(c
     with _splose(tmp_path, "splose", ["--latency-ms", "150"]) as splose:
         tiny = Import(clinic, splose.url, tmp_path, monkeypatch)
         request = tiny.submit()
-        tiny.start(request["id"])
         with dg.DagsterInstance.from_config(str(home)) as instance:
             instance.add_dynamic_partitions(tenants.name, [clinic.tenant])
 
@@ -243,7 +242,6 @@ def test_a_small_clinic_imports_end_to_end(tmp_path, monkeypatch):
         clinic = Clinic(ClinikoSandboxAdmin(cliniko.url), "small", "small-clinic", staging, monkeypatch)
         small = Import(clinic, splose.url, tmp_path, monkeypatch)
         request = small.submit()
-        small.start(request["id"])
         with dg.instance_for_test() as instance:
             instance.add_dynamic_partitions(tenants.name, [clinic.tenant])
             result = defs.resolve_job_def("import_job").execute_in_process(
