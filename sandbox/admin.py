@@ -52,5 +52,6 @@ class ClinikoSandboxAdmin:
         return self._post("config", body)
 
     def clear_faults(self) -> dict:
-        zero = {"error_rate": 0, "drop_rate": 0, "slow_rate": 0, "truncate_rate": 0, "storm_429": None}
+        zero = {"error_rate": 0, "drop_rate": 0, "slow_rate": 0, "truncate_rate": 0}
+        zero |= {"storm_429": None, "file_host": None}
         return self.configure(faults=zero)

@@ -5,10 +5,8 @@ from __future__ import annotations
 import hashlib
 import itertools
 import json
-import math
 import os
 import time
-from collections import Counter
 from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
@@ -156,10 +154,10 @@ def test_v1_calls_keep_to_the_v1_budget(sandbox_url, described, tmp_path, monkey
     with splose.workspace(WORKSPACE) as ws:
         titles = [ws.v1.get("locations", described["locations"]["Main Street"])["title"] for _ in range(6)]
     assert titles == ["Main Street"] * 6
-    per_window = Counter(math.floor(stamp / window) for stamp in sent)
     assert len(sent) == 6
-    assert max(per_window.values()) == 2  # two per window, never more: the six calls span three windows
-    assert len(per_window) == 3
+    # A sliding window: any two sends with one between them are a whole window apart (less the limiter's
+    # 5 ms margin, which covers the moment between taking a slot and sending), wherever the window starts.
+    assert min(later - earlier for earlier, later in zip(sent, sent[2:], strict=False)) > window - 0.005
 
 
 def test_v1_get_of_a_missing_record_is_not_found(splose):

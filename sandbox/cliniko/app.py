@@ -52,6 +52,9 @@ class Faults:
     slow_rate: float = 0.0
     slow_seconds: float = 40.0
     truncate_rate: float = 0.0
+    # Attachment id -> what the file host answers for it: "missing" (404 NoSuchKey), "forbidden" (403
+    # AccessDenied) or "garbage" (200 with an error page instead of the bytes), as a broken bucket does.
+    file_host: dict | None = None
 
 
 @dataclass
@@ -286,8 +289,14 @@ class Sandbox:
         row = await run_in_threadpool(
             lambda: account.db().execute("SELECT body FROM patient_attachments WHERE id = ?", (rid,)).fetchone()
         )
-        if row is None:
-            return refuse("NoSuchKey", "The specified key does not exist.")
+        broken = (self.config.faults.file_host or {}).get(str(rid))
+        if row is None or broken == "missing":
+            body = S3_ERROR.format(code="NoSuchKey", message="The specified key does not exist.", request_id=request_id)
+            return Response(body, status_code=404 if broken else 403, media_type="application/xml")
+        if broken == "forbidden":
+            return refuse("AccessDenied", "Access Denied")
+        if broken == "garbage":
+            return Response("<html><body>502 Bad Gateway</body></html>", media_type="text/html")
         body = json.loads(row[0])
         headers = {
             "Content-Length": str(body["size"]),
@@ -395,7 +404,7 @@ class Sandbox:
                     if unknown:
                         raise ValueError(f"unknown faults {sorted(unknown)}")
                     for name, value in faults.items():
-                        setattr(c.faults, name, value if name == "storm_429" else float(value))
+                        setattr(c.faults, name, value if name in ("storm_429", "file_host") else float(value))
                     self.storm_counts.clear()
                 if "fault_seed" in update:
                     c.fault_seed = int(update["fault_seed"])

@@ -1,3 +1,5 @@
+import logging
+
 import pytest
 import requests
 
@@ -58,3 +60,42 @@ def test_retry_policy_retries_transient_failures_then_gives_up():
 
     with pytest.raises(RetriesExhausted, match="3 attempts"):
         RetryPolicy(max_attempts=3).run(always_fails, what="a test request", sleep=slept.append)
+
+
+def _scripted(*outcomes):
+    remaining = iter(outcomes)
+
+    def attempt():
+        outcome = next(remaining)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    return attempt
+
+
+def test_every_retry_is_logged_with_what_the_attempt_the_failure_and_the_wait(caplog):
+    caplog.set_level(logging.INFO)
+    slept: list[float] = []
+    attempt = _scripted(TransientError("503"), TransientError("429", wait=3.0), TransientError("timeout"), "ok")
+
+    what = "the Cliniko patients request of tenant 'clinic-1'"
+    assert RetryPolicy().run(attempt, what=what, sleep=slept.append) == "ok"
+
+    lines = [r.getMessage() for r in caplog.records if r.name.endswith(".retry")]
+    assert len(lines) == len(slept) == 3
+    assert lines[0].startswith(f"Retrying {what}: attempt 1 failed (HTTP 503); waiting ")
+    assert lines[1] == f"Retrying {what}: attempt 2 failed (HTTP 429 rate limited); waiting 3.0 s before attempt 3"
+    assert lines[2].startswith(f"Retrying {what}: attempt 3 failed (timeout); waiting ")
+
+
+def test_429s_have_their_own_bound_and_waits_are_capped(caplog):
+    slept: list[float] = []
+    policy = RetryPolicy(max_attempts=2, max_rate_limited=4, max_wait=10)
+    # Four 429s (one asking for an hour) and one 502 fit; they do not use up each other's bound.
+    attempt = _scripted(*(TransientError("429", wait=w) for w in (1, 3600, None, 2)), TransientError("502"), "ok")
+    assert policy.run(attempt, what="a request", sleep=slept.append) == "ok"
+    assert slept[:2] == [1, 10] and slept[3] == 2
+
+    with pytest.raises(RetriesExhausted, match="5 attempts; last failure: 429"):
+        policy.run(_scripted(*[TransientError("429", wait=0)] * 6), what="a request", sleep=slept.append)

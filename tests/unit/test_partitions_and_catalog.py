@@ -63,3 +63,9 @@ def test_ids_come_from_the_record_or_its_self_link():
 )
 def test_each_record_is_counted_in_one_state(resource, record, source, state):
     assert BY_NAME[resource].state(record, source) == state
+
+
+@pytest.mark.parametrize("key", ["abc\n", "abc\r\n", "\nabc", "abc\x00", "abc/def", "../abc"])
+def test_a_slug_must_match_whole(key):
+    with pytest.raises(InvalidTenant):
+        validate_tenant(key)

@@ -58,3 +58,41 @@ def test_a_reset_from_the_server_aligns_the_windows_and_spends_the_current_one(t
     limiter.observe_reset(reset)
     wait = limiter._try_take()
     assert abs(time.time() + wait - (reset + limiter.margin)) < 0.5
+
+
+class FakeClock:
+    """time.time and time.sleep for the limiter: sleeping moves the clock, nothing waits."""
+
+    def __init__(self, start: float) -> None:
+        self.now = start
+
+    def time(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.now += seconds
+
+
+def test_a_sliding_window_never_lets_more_than_the_limit_into_any_span(tmp_path, monkeypatch):
+    from splose_resources import ratelimit
+
+    clock = FakeClock(1_000_000.37)  # mid-way through an epoch-aligned window
+    monkeypatch.setattr(ratelimit, "time", clock)
+    # Three clients of one token on one host (one state file), taking turns.
+    limiters = [
+        ratelimit.SlidingWindowLimiter(scope="splose", secret="token", limit=10, window_seconds=60, state_dir=tmp_path)
+        for _ in range(3)
+    ]
+    sends = []
+    for n in range(45):
+        limiters[n % 3].acquire()
+        sends.append(clock.now)
+        clock.now += 0.5  # the request itself
+
+    # Any 60 s span, wherever it starts (here: at every send), holds at most 10 sends.
+    assert max(sum(start <= t < start + 60 for t in sends) for start in sends) == 10
+    # A fixed window would let 20 through between two sends 60 s apart across a boundary; this one waits
+    # just long enough: each send is one window (plus the margin) after the one ten before it.
+    gaps = {round(later - earlier, 2) for earlier, later in zip(sends, sends[10:], strict=False)}
+    assert gaps == {round(60 + limiters[0].margin, 2)}
+    assert all(path.stat().st_mode & 0o777 == 0o600 for path in tmp_path.iterdir())

@@ -56,3 +56,39 @@ def test_staging_is_private_and_one_writer_per_tenant(store):
     assert oct(directory.stat().st_mode & 0o777) == "0o700"
     with store.tenant_lock("clinic-a"), pytest.raises(StagingBusy, match="clinic-a"), store.tenant_lock("clinic-a"):
         pass
+
+
+@pytest.mark.parametrize("tenant", ["abc\n", "../clinic-b", "clinic-a/../clinic-b", "", ".", "CLINIC"])
+def test_no_path_is_built_from_a_key_that_is_not_a_tenant_slug(store, tenant):
+    from cliniko_assets.partitions import InvalidTenant
+
+    for reach in (store.tenant_dir, store.has_tenant, store.purge, lambda t: store.batch(t, "patients")):
+        with pytest.raises(InvalidTenant):
+            reach(tenant)
+    assert not any(store.root().iterdir())
+
+
+def test_every_staged_folder_is_0700_and_every_file_0600_parents_included(tmp_path):
+    import os
+    import stat
+
+    store = StagingStore(uri=str(tmp_path / "deep" / "er" / "staging"))
+    old = os.umask(0o022)  # the usual umask: what mkdir(parents=True) and open() would leave readable
+    try:
+        batch = store.batch("clinic-a", "patient_attachments")
+        batch.write_part([_row("1", "2024-01-01T00:00:00Z")])
+        batch.save_checkpoint({"since": None, "streams": {}})
+        batch.commit(replace=True)
+        store.file_path("clinic-a", "patient_attachments", "1").write_bytes(b"")  # the folder it makes
+        store.write_file_failures("clinic-a", "patient_attachments", {"2": "file missing"})
+        with store.tenant_lock("clinic-a"):
+            pass
+    finally:
+        os.umask(old)
+    modes = {
+        str(path.relative_to(tmp_path)): stat.S_IMODE(path.stat().st_mode)
+        for path in [tmp_path / "deep", *(tmp_path / "deep").rglob("*")]
+        if path.name != "1"  # written by the test itself, not by staging
+    }
+    assert {name for name, mode in modes.items() if mode != (0o700 if (tmp_path / name).is_dir() else 0o600)} == set()
+    assert len(modes) >= 10
