@@ -62,14 +62,12 @@ def _refuse(imports: SploseImportClient, request: dict, problem: InvalidTenant) 
     imports.update_import(request["id"], status="failed", message=str(problem))
 
 
-def _wait(imports: SploseImportClient, request: dict, holder: str, context: dg.SensorEvaluationContext) -> None:
-    message = (
-        f"Waiting: import {holder} of workspace '{request['workspaceId']}' is in progress; one import runs per "
-        "workspace at a time, and this one starts when it has finished."
+def _wait(request: dict, holders: set[str], context: dg.SensorEvaluationContext) -> None:
+    # Logged on the tick (Splose keeps a submitted import's message for the run that starts it).
+    context.log.info(
+        f"Import {request['id']} waits: import {min(holders, key=int)} of workspace '{request['workspaceId']}' is in "
+        "progress; one import runs per workspace at a time, and this one starts when it has finished."
     )
-    context.log.info(f"Import {request['id']}: {message}")
-    if request.get("message") != message:
-        imports.update_import(request["id"], message=message)
 
 
 @dg.sensor(job=import_job, minimum_interval_seconds=30, default_status=dg.DefaultSensorStatus.RUNNING)
@@ -98,7 +96,7 @@ def import_requests(context: dg.SensorEvaluationContext, splose: SploseResource)
             own = str(request["id"])
             holders = ({active[tenant]} if tenant in active else set()) | imports_in_progress(context.instance, tenant)
             if holders - {own}:
-                _wait(imports, request, min(holders - {own}, key=int), context)
+                _wait(request, holders - {own}, context)
                 continue
             active[tenant] = own
             if not context.instance.has_dynamic_partition(tenants.name, tenant) and tenant not in new_tenants:

@@ -1,0 +1,307 @@
+"""Trust: one clinic's data never reaches another, an import's status tells the truth, the clinic is told once.
+
+Real Cliniko and Splose sandboxes on loopback and a real Dagster instance; the failure sensor is evaluated
+as the daemon evaluates it. Assertions compare counts, ids, statuses and the pipeline's own messages.
+"""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import itertools
+import stat
+from datetime import datetime
+
+import dagster as dg
+import pytest
+
+from cliniko_assets.definitions import defs
+from cliniko_assets.lifecycle import IMPORT_ID_TAG, PARTITION_TAG
+from cliniko_assets.partitions import tenants
+from cliniko_assets.schedules import nightly_resync
+from cliniko_assets.sensors import import_failed, import_requests, purge_deleted_imports, run_config_for
+from sandbox.harness import running_server
+from splose_resources.cliniko import FILE_MISSING, FILE_REFUSED
+from splose_resources.notifier import NotifierResource
+from splose_resources.splose import SploseNotFound, SploseResource
+from tests.conftest import RESOURCES, Clinic, materializations
+from tests.test_import import TOKEN, Import, splose_sandbox, tiny_import  # noqa: F401 (fixtures)
+
+_other_accounts = itertools.count(1)
+
+
+def other_clinic(clinic: Clinic, monkeypatch) -> Clinic:
+    """A second tenant with its own Cliniko account, staged under the same root as the first."""
+    number = next(_other_accounts)
+    account = f"other{number}"
+    clinic.admin.create_account(account, seed=900 + number, scale="tiny")
+    return Clinic(clinic.admin, account, f"other-{number}", clinic.staging, monkeypatch)
+
+
+def cliniko_requests(clinic: Clinic) -> int:
+    return clinic.admin.stats()["keys"].get(f"{clinic.account}/admin", {}).get("total", 0)
+
+
+def settle(instance: dg.DagsterInstance, run_id: str, outbox) -> None:
+    """Evaluate the run-failure sensor for one failed run, as the daemon does."""
+    run = instance.get_run_by_id(run_id)
+    assert run is not None and run.status == dg.DagsterRunStatus.FAILURE
+    (failure,) = [
+        entry.dagster_event
+        for entry in instance.all_logs(run_id)
+        if entry.dagster_event and entry.dagster_event.event_type == dg.DagsterEventType.RUN_FAILURE
+    ]
+    context = dg.build_run_status_sensor_context(
+        sensor_name="import_failed",
+        dagster_event=failure,
+        dagster_instance=instance,
+        dagster_run=run,
+        resources={"splose": SploseResource(), "notifier": NotifierResource(outbox=str(outbox))},
+    )
+    import_failed(context.for_run_failure())
+
+
+def read_email(path) -> str:
+    message = email.message_from_bytes(path.read_bytes(), policy=email.policy.default)
+    return f"{message['Subject']}\n{message.get_content()}"
+
+
+def emails(tiny: Import) -> list[str]:
+    return sorted(path.name for path in tiny.outbox.glob("*.eml")) if tiny.outbox.exists() else []
+
+
+def step_failure(result: dg.ExecuteInProcessResult) -> str:
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][:1]
+    data = failure.event_specific_data
+    return data.user_failure_data.description if data.user_failure_data else data.error.message
+
+
+def test_a_run_given_another_tenants_import_id_is_refused_before_any_cliniko_request(
+    clinic, instance, splose_sandbox, tmp_path, monkeypatch
+):
+    tenant_a = Import(clinic, splose_sandbox.url, tmp_path, monkeypatch)
+    tenant_b = Import(other_clinic(clinic, monkeypatch), splose_sandbox.url, tmp_path, monkeypatch)
+    instance.add_dynamic_partitions(tenants.name, [tenant_b.clinic.tenant])
+    request_b = tenant_b.submit()
+    before = (cliniko_requests(tenant_a.clinic), cliniko_requests(tenant_b.clinic))
+
+    result = tenant_a.run(instance, request_b, raise_on_error=False)
+
+    assert not result.success
+    message = step_failure(result)
+    a, b = tenant_a.clinic.tenant, tenant_b.clinic.tenant
+    assert f"belongs to Splose workspace '{b}', not to tenant '{a}'" in message
+    assert "before any Cliniko request" in message
+    assert tenant_b.clinic.keys["admin"] not in message
+    assert (cliniko_requests(tenant_a.clinic), cliniko_requests(tenant_b.clinic)) == before
+    staged = [(t, r) for t in (a, b) for r in RESOURCES if clinic.staging.has_data(t, r)]
+    assert staged == []
+    # Splose refuses it too: acting for workspace A, B's import does not exist.
+    with SploseResource().workspace(a) as workspace, pytest.raises(SploseNotFound):
+        workspace.imports.credentials(request_b["id"])
+    # The failure sensor leaves B's import alone and tells no one.
+    settle(instance, result.run_id, tenant_a.outbox)
+    assert tenant_b.status(request_b["id"])["status"] == "submitted"
+    assert emails(tenant_a) == []
+
+    # B's own run imports B, under B only.
+    assert tenant_b.run(instance, request_b).success
+    assert tenant_b.status(request_b["id"])["status"] == "complete"
+    assert [r for r in RESOURCES if clinic.staging.has_data(a, r)] == []
+    assert len(tenant_b.dump("clients")) > 0 and tenant_a.dump("clients") == []
+
+
+def test_a_failed_step_marks_the_import_failed_with_the_pipelines_own_message_once(tiny_import, instance):
+    request = tiny_import.submit()
+    tenant = tiny_import.clinic.tenant
+    with tiny_import.clinic.staging.tenant_lock(tenant):  # another extraction holds the tenant's staging
+        result = tiny_import.run(instance, request, raise_on_error=False)
+    assert not result.success
+    assert tiny_import.status(request["id"])["status"] == "running"  # set by the run once it started
+
+    settle(instance, result.run_id, tiny_import.outbox)
+    settle(instance, result.run_id, tiny_import.outbox)  # a tick evaluated again after a crash
+
+    status = tiny_import.status(request["id"])
+    expected = f"Another extraction of tenant '{tenant}' is writing its staged data; wait for it to finish."
+    assert (status["status"], status["message"]) == ("failed", expected)
+    (sent,) = tiny_import.outbox.glob("*.eml")
+    text = read_email(sent)
+    assert "needs attention" in text and expected in text and "Error occurred" not in text
+    assert sent.name == f"import-{request['id']}-failed-{result.run_id}.eml"
+
+
+def test_a_completed_import_is_never_downgraded_and_each_outcome_is_told_once(tiny_import, instance, tmp_path):
+    request = tiny_import.submit()
+    broken = tmp_path / "not-a-folder"
+    broken.write_text("")
+    # The first run completes the import, then cannot write the email (as if it died right there).
+    first = defs.resolve_job_def("import_job").execute_in_process(
+        instance=instance,
+        partition_key=tiny_import.clinic.tenant,
+        run_config=run_config_for(request),
+        resources={"staging": tiny_import.clinic.staging, "notifier": NotifierResource(outbox=str(broken))},
+        raise_on_error=False,
+    )
+    assert not first.success
+    assert tiny_import.status(request["id"])["status"] == "complete"
+
+    settle(instance, first.run_id, tiny_import.outbox)
+
+    assert tiny_import.status(request["id"])["status"] == "complete"
+    assert emails(tiny_import) == [f"import-{request['id']}-complete.eml"]
+    assert "is complete" in read_email(tiny_import.outbox / emails(tiny_import)[0])
+
+    # Run again (support, or a re-sync): still complete, and the clinic is not told the same thing twice.
+    assert tiny_import.run(instance, request).success
+    settle(instance, first.run_id, tiny_import.outbox)  # the older failure, cleaned up late
+    record = tiny_import.status(request["id"])
+    assert record["status"] == "complete" and record["message"].startswith("Complete")
+    assert emails(tiny_import) == [f"import-{request['id']}-complete.eml"]
+
+
+def test_a_deleted_import_is_never_resynced_or_staged_again(tiny_import, instance):
+    request = tiny_import.submit()
+    assert tiny_import.run(instance, request).success
+    tenant = tiny_import.clinic.tenant
+    with SploseResource().imports() as imports:
+        imports.delete_import(request["id"])
+    purge_context = dg.build_sensor_context(
+        instance=instance, resources={"splose": SploseResource(), "staging": tiny_import.clinic.staging}
+    )
+    purge_deleted_imports(purge_context)
+    assert not tiny_import.clinic.staging.has_tenant(tenant)
+
+    schedule_context = dg.build_schedule_context(
+        instance=instance, scheduled_execution_time=datetime(2026, 11, 25, 2), resources={"splose": SploseResource()}
+    )
+    assert list(nightly_resync(schedule_context)) == []
+
+    # Even a run forced with the old run config stops before Cliniko and stages nothing.
+    before = cliniko_requests(tiny_import.clinic)
+    forced = tiny_import.run(instance, request, raise_on_error=False)
+    assert not forced.success
+    assert f"Import {request['id']} of tenant '{tenant}' was deleted" in step_failure(forced)
+    assert cliniko_requests(tiny_import.clinic) == before
+    assert not tiny_import.clinic.staging.has_tenant(tenant)
+    settle(instance, forced.run_id, tiny_import.outbox)
+    assert tiny_import.status(request["id"])["status"] == "deleted"
+    assert emails(tiny_import) == [f"import-{request['id']}-complete.eml"]
+
+
+def test_one_import_per_workspace_the_second_waits_for_the_first(tiny_import, instance, capfd):
+    first = tiny_import.submit()
+    assert tiny_import.run(instance, first).success
+    tenant = tiny_import.clinic.tenant
+    # A re-sync of the first import is launched in Dagster (Splose still says complete until it starts)...
+    queued = instance.create_run_for_job(
+        defs.resolve_job_def("import_job"),
+        run_config=run_config_for(first),
+        tags={PARTITION_TAG: tenant, IMPORT_ID_TAG: str(first["id"])},
+        status=dg.DagsterRunStatus.NOT_STARTED,
+    )
+    second = tiny_import.submit()  # ...when the clinic submits a new import
+    context = dg.build_sensor_context(instance=instance, resources={"splose": SploseResource()})
+
+    capfd.readouterr()
+    result = import_requests(context)
+
+    assert [r.tags[IMPORT_ID_TAG] for r in result.run_requests] == []
+    assert tiny_import.status(second["id"])["status"] == "submitted"
+    tick_log = capfd.readouterr().err  # what the daemon keeps as the tick's log
+    assert f"Import {second['id']} waits: import {first['id']} of workspace '{tenant}' is in progress" in tick_log
+
+    instance.report_run_canceled(queued)
+    result = import_requests(dg.build_sensor_context(instance=instance, resources={"splose": SploseResource()}))
+    assert [r.tags[IMPORT_ID_TAG] for r in result.run_requests] == [str(second["id"])]
+
+
+@pytest.fixture
+def capped_splose(tmp_path):
+    """A Splose sandbox that turns away files over 5 MB (the tiny clinic has one)."""
+    workdir = tmp_path / "capped"
+    workdir.mkdir()
+    args = ["--platform-token", TOKEN, "--db", str(workdir / "splose.db"), "--file-size-cap-mb", "5"]
+    with running_server("sandbox.splose", args, log_dir=workdir) as server:
+        yield server
+
+
+def test_unreadable_and_rejected_files_make_it_complete_with_warnings_naming_them(
+    clinic, instance, capped_splose, tmp_path, monkeypatch
+):
+    tiny = Import(clinic, capped_splose.url, tmp_path, monkeypatch)
+    attachments = list(clinic.admin.export(clinic.account, "patient_attachments"))
+    deleted = {str(p["id"]) for p in clinic.admin.export(clinic.account, "patients") if p.get("deleted_at")}
+    usable = [
+        a
+        for a in attachments
+        if a["size"] < 5_000_000
+        and a["processing_completed"] is not False
+        and a["patient"]["links"]["self"].rsplit("/", 1)[-1] not in deleted
+    ]
+    missing, refused, garbage = (str(a["id"]) for a in usable[:3])
+    big = next(str(a["id"]) for a in attachments if a["size"] > 5 * 1024 * 1024)
+    broken = {missing: "missing", refused: "forbidden", garbage: "garbage"}
+    clinic.admin.configure(faults={"file_host": broken})
+    request = tiny.submit()
+    try:
+        result = tiny.run(instance, request)
+    finally:
+        clinic.admin.clear_faults()
+
+    assert result.success
+    found = materializations(result)
+    assert found["patient_attachments"]["files_failed"] == 3
+    assert sorted(found["patient_attachments"]["failed_files"]) == sorted(
+        [
+            f"{missing}: {FILE_MISSING}",
+            f"{refused}: {FILE_REFUSED}",
+            f"{garbage}: file unreadable: its bytes differ from the size Cliniko records",
+        ]
+    )
+    files = found["files"]
+    assert files["rejected"] == 1 and files["rejected_ids"] == [big]
+    record = tiny.status(request["id"])
+    assert record["status"] == "complete"
+    message = record["message"]
+    assert message.startswith("Complete with warnings: 4 item(s) need attention.")
+    assert "Patient attachments -> Files: 1 rejected by Splose" in message
+    assert f"Patient attachments -> Files: 1 skipped, {FILE_MISSING}" in message
+    assert f"Patient attachments -> Files: 1 skipped, {FILE_REFUSED}" in message
+    assert "All records accounted for" not in message
+    assert f"splose/import_report, partition '{clinic.tenant}'" in message
+    attention = found["import_report"]["needs_attention"]["Patient attachments -> Files"]
+    assert attention[FILE_MISSING] == {"count": 1, "cliniko_ids": [missing]}
+    assert attention["rejected"] == {"count": 1, "cliniko_ids": [big]}
+    (sent,) = tiny.outbox.glob("*.eml")
+    text = read_email(sent)
+    assert "4 item(s) need your attention" in text and FILE_REFUSED in text
+
+    # Everything staged and told is private.
+    private = [tiny.outbox, *tiny.outbox.rglob("*"), *(p for p in tmp_path.rglob("*") if "staging" in p.parts)]
+    loose = [p for p in private if stat.S_IMODE(p.stat().st_mode) != (0o700 if p.is_dir() else 0o600)]
+    assert loose == [] and len(private) > 50
+
+
+def test_every_retry_is_logged_naming_the_request_never_a_secret(clinic, instance):
+    from splose_resources.cliniko import ClinikoResource
+
+    faults = {"error_rate": 0.1, "drop_rate": 0.03, "truncate_rate": 0.03, "storm_429": {"every": 20, "length": 2}}
+    clinic.admin.configure(faults=faults, fault_seed=5)
+    clinic.admin.reset_stats()
+    try:
+        result = clinic.extract(instance, cliniko=ClinikoResource(max_attempts=12))
+        stats = clinic.admin.stats()["keys"][f"{clinic.account}/admin"]
+    finally:
+        clinic.admin.clear_faults()
+    assert result.success
+    lines = [
+        entry.user_message
+        for entry in instance.all_logs(result.run_id)
+        if entry.user_message.startswith("Retrying the Cliniko ")
+    ]
+    answered_badly = sum(stats["injected"].values()) + stats["rate_limited"]
+    assert answered_badly >= 10
+    assert len(lines) == answered_badly
+    assert all(f"of tenant '{clinic.tenant}': attempt " in line and "; waiting " in line for line in lines)
+    assert not [line for line in lines if any(key in line for key in clinic.keys.values()) or "http" in line]
