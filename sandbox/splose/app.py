@@ -15,7 +15,7 @@ import json
 import math
 import threading
 import time
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,11 +29,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from sandbox.splose.jsonvalues import JsonBodyError, parse_json, plain_problem, strict_int
 from sandbox.splose.store import Page, Store
 
 DEV_PLATFORM_TOKEN = "splose-sandbox-dev-platform-token"
 V1_PAGE_SIZE = 50
 IMPORT_PAGE_SIZE = 500
+MAX_JSON_BYTES = 32 * 1024 * 1024
 STATS_WINDOWS_KEPT = 100
 
 
@@ -94,42 +96,65 @@ class _WindowCount:
 
 
 @dataclass
+class _KeyBudget:
+    """One key's sliding log (monotonic times of the calls admitted in the last window) and its stats."""
+
+    admitted: deque[float] = field(default_factory=deque)
+    peak: int = 0
+    windows: list[_WindowCount] = field(default_factory=list)
+
+
+@dataclass
 class RateLimiter:
-    """Fixed windows of ``window`` seconds per key label; counts kept for ``/_sandbox/stats``."""
+    """A sliding window per key label: at most ``limit`` calls admitted in any span of ``window`` seconds.
+
+    A fixed window would let twice the limit through around each boundary (a full window's worth just
+    before it and again just after); the sliding log admits a call only while fewer than ``limit``
+    calls were admitted in the ``window`` seconds before it. Refused calls are not counted. Per fixed
+    window counts (wall clock) and the peak in any sliding span are kept for ``/_sandbox/stats``.
+    """
 
     window: float
-    _windows: dict[str, list[_WindowCount]] = field(default_factory=lambda: defaultdict(list))
+    _keys: dict[str, _KeyBudget] = field(default_factory=lambda: defaultdict(_KeyBudget))
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def admit(self, label: str, limit: int) -> float | None:
-        """Count one call; return None if admitted, else the seconds until the window resets."""
-        now = time.time()
-        start = math.floor(now / self.window) * self.window
+        """Count one call; return None if admitted, else the seconds until one more call fits."""
+        now = time.monotonic()
         with self._lock:
-            windows = self._windows[label]
-            if not windows or windows[-1].start != start:
-                windows.append(_WindowCount(start))
-                del windows[:-STATS_WINDOWS_KEPT]
-            current = windows[-1]
-            if current.requests >= limit:
-                current.throttled += 1
-                return start + self.window - now
-            current.requests += 1
+            budget = self._keys[label]
+            while budget.admitted and budget.admitted[0] <= now - self.window:
+                budget.admitted.popleft()
+            stats = self._stats_window(budget)
+            if len(budget.admitted) >= limit:
+                stats.throttled += 1
+                return budget.admitted[0] + self.window - now
+            budget.admitted.append(now)
+            budget.peak = max(budget.peak, len(budget.admitted))
+            stats.requests += 1
             return None
+
+    def _stats_window(self, budget: _KeyBudget) -> _WindowCount:
+        start = math.floor(time.time() / self.window) * self.window
+        if not budget.windows or budget.windows[-1].start != start:
+            budget.windows.append(_WindowCount(start))
+            del budget.windows[:-STATS_WINDOWS_KEPT]
+        return budget.windows[-1]
 
     def stats(self) -> dict[str, Any]:
         with self._lock:
             return {
                 label: {
-                    "requests": sum(w.requests for w in windows),
-                    "throttled": sum(w.throttled for w in windows),
+                    "requests": sum(w.requests for w in budget.windows),
+                    "throttled": sum(w.throttled for w in budget.windows),
                     "windowSeconds": self.window,
+                    "peakInAnyWindow": budget.peak,
                     "windows": [
                         {"start": iso_seconds(w.start), "requests": w.requests, "throttled": w.throttled}
-                        for w in windows
+                        for w in budget.windows
                     ],
                 }
-                for label, windows in self._windows.items()
+                for label, budget in self._keys.items()
             }
 
 
@@ -237,9 +262,9 @@ def int_param(request: Request, name: str) -> int | None:
     if value is None:
         return None
     try:
-        return int(value)
+        return strict_int(value)
     except ValueError as error:
-        raise ApiError(400, f"{name} must be an integer, got {value!r}", {name: "must be an integer"}) from error
+        raise ApiError(400, f"{name}: {error}", {name: "must be a 64-bit integer"}) from error
 
 
 def page_links(request: Request, page: Page) -> dict[str, str]:
@@ -257,14 +282,34 @@ def page_links(request: Request, page: Page) -> dict[str, str]:
     return links
 
 
-async def json_body(request: Request) -> dict[str, Any]:
+async def json_body(request: Request, *, plain: bool = True) -> dict[str, Any]:
+    """The body as a JSON object; a body that is not one is a 400 (413 over :data:`MAX_JSON_BYTES`).
+
+    With ``plain`` every value in it must be storable (see ``jsonvalues``); a bulk upsert checks each
+    record on its own instead, so one bad record does not refuse the batch.
+    """
     try:
-        body = await request.json()
-    except ValueError as error:
-        raise ApiError(400, "The request body is not valid JSON") from error
+        body = parse_json(await _read_capped(request, MAX_JSON_BYTES))
+    except JsonBodyError as error:
+        raise ApiError(400, f"The request body is refused: {error}") from error
     if not isinstance(body, dict):
         raise ApiError(400, "The request body must be a JSON object")
+    problem = plain_problem(body) if plain else None
+    if problem:
+        raise ApiError(400, f"The request body is refused: {problem}", {problem.split(":", 1)[0]: problem})
     return body
+
+
+async def _read_capped(request: Request, cap: int) -> bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > cap:
+        raise ApiError(413, f"The request body is {declared} bytes; at most {cap} bytes are accepted")
+    chunks = bytearray()
+    async for chunk in request.stream():
+        chunks += chunk
+        if len(chunks) > cap:
+            raise ApiError(413, f"The request body is over {cap} bytes; at most {cap} bytes are accepted")
+    return bytes(chunks)
 
 
 def build_app(settings: Settings, seeds: list[dict[str, Any]] | None = None) -> Starlette:

@@ -29,6 +29,7 @@ from sandbox.splose.app import (
     json_body,
     page_links,
 )
+from sandbox.splose.jsonvalues import echo, shown, strict_int
 from sandbox.splose.lifecycle import (
     STATUSES,
     cascade,
@@ -38,9 +39,10 @@ from sandbox.splose.lifecycle import (
     count_kinds,
     delete_deadline,
 )
-from sandbox.splose.multipart import Form, MultipartError, read_form
-from sandbox.splose.schemas import ENTITY_SCHEMAS, RecordError, parse_datetime, validate_record
+from sandbox.splose.multipart import Form, MultipartError, UploadedFile, read_form
+from sandbox.splose.schemas import ENTITY_SCHEMAS, FILE_FIELDS, validate_record
 from sandbox.splose.store import ImportRequest, Store, StoredObject, iso, utc_now
+from sandbox.splose.validation import LONG_TEXT, RecordError, normalize, parse_datetime
 
 MAX_BATCH = 500
 PATCH_STATUSES = ("running", "complete", "failed", "submitted", "deleted")
@@ -185,9 +187,9 @@ class Imports:
 
     def _load(self, request: Request, caller: Caller) -> ImportRequest:
         try:
-            import_id = int(request.path_params["id"])
+            import_id = strict_int(request.path_params["id"])
         except ValueError as error:
-            raise ApiError(404, f"Import {request.path_params['id']!r} not found") from error
+            raise ApiError(404, f"Import {shown(request.path_params['id'])} not found") from error
         found = self.store.get_import(import_id)
         if found is None or (caller.workspace_id is not None and found.workspace_id != caller.workspace_id):
             raise ApiError(404, f"Import {import_id} not found")
@@ -220,6 +222,8 @@ class Imports:
             errors["counts"] = "must be an object"
         if body.get("message") is not None and not isinstance(body["message"], str):
             errors["message"] = "must be a string"
+        elif len(body.get("message") or "") > LONG_TEXT:
+            errors["message"] = f"{len(body['message'])} characters is over the maximum of {LONG_TEXT}"
         if errors:
             raise ApiError(422, "The import update is invalid", errors)
         return body
@@ -288,7 +292,7 @@ class Imports:
     async def put_records(self, request: Request) -> Response:
         current = self._writable(request)
         entity = self._entity(request, tuple(ENTITY_SCHEMAS))
-        body = await json_body(request)
+        body = await json_body(request, plain=False)  # each record is checked on its own
         records = body.get("records")
         if not isinstance(records, list):
             raise ApiError(400, 'The body must be {"records": [...]}', {"records": "must be a list"})
@@ -300,22 +304,28 @@ class Imports:
     def _upsert_batch(
         self, current: ImportRequest, entity: str, records: list[Any]
     ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+        """Each record is written or refused on its own: a refused record never rolls back the others."""
         results: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
+        first_seen: dict[str, int] = {}
         with self.store.transaction():
             self._check_not_deleted(current.id)
-            for raw in records:
+            for index, raw in enumerate(records):
                 external_id = raw.get("externalId") if isinstance(raw, dict) else None
                 try:
-                    data = validate_record(entity, raw)
-                    self._resolve(current, entity, data)
+                    _check_first_in_batch(first_seen, external_id, index)
+                    results.append(self._upsert_record(current, entity, raw))
                 except RecordError as error:
-                    errors.append({"externalId": external_id, "message": str(error)})
-                    continue
-                external_id = data.pop("externalId")
-                object_id, action = self._upsert(current, entity, external_id, data)
-                results.append({"externalId": external_id, "id": object_id, "action": action})
+                    errors.append({"externalId": echo(external_id), "message": str(error)})
         return results, errors
+
+    def _upsert_record(self, current: ImportRequest, entity: str, raw: Any) -> dict[str, Any]:
+        data = validate_record(entity, raw)
+        self._resolve(current, entity, data)
+        external_id = data.pop("externalId")
+        with self.store.savepoint():
+            object_id, action = self._upsert(current, entity, external_id, data)
+        return {"externalId": external_id, "id": object_id, "action": action}
 
     def _upsert(self, current: ImportRequest, kind: str, external_id: str, data: dict[str, Any]) -> tuple[int, str]:
         existing = self.store.find_external(current.workspace_id, kind, current.source, external_id)
@@ -425,33 +435,10 @@ class Imports:
                 f"File is {upload.size} bytes; the per-file size cap is {self.sandbox.settings.file_size_cap} bytes"
                 f" ({self.sandbox.settings.file_size_cap_mb:g} MB)",
             )
-        fields = form.fields
-        unknown = sorted(
-            set(fields)
-            - {"externalId", "clientExternalId", "filename", "contentType", "description", "createdAt", "sha256"}
-        )
-        errors = {name: "unknown field" for name in unknown}
-        for name in ("externalId", "clientExternalId"):
-            if not fields.get(name):
-                errors[name] = "required"
-        sent_sha = fields.get("sha256")
-        if sent_sha and sent_sha.lower() != upload.sha256:
-            errors["sha256"] = f"the received bytes hash to {upload.sha256}, not {sent_sha}"
-        created_at = fields.get("createdAt") or None
-        if created_at:
-            try:
-                created_at = iso(parse_datetime(created_at))
-            except ValueError:
-                errors["createdAt"] = f"{created_at!r} is not a UTC datetime"
-        if errors:
-            message = "Checksum mismatch" if "sha256" in errors else "The file upload is invalid"
-            raise ApiError(422, message, errors)
+        fields = _file_fields(form, upload)
         data = {
-            "clientExternalId": fields["clientExternalId"],
-            "filename": fields.get("filename") or upload.filename,
-            "contentType": fields.get("contentType") or upload.content_type or "application/octet-stream",
-            "description": fields.get("description") or None,
-            "createdAt": created_at,
+            **{name: fields[name] for name in ("clientExternalId", "filename", "contentType", "description")},
+            "createdAt": iso(parse_datetime(fields["createdAt"])) if fields["createdAt"] else None,
             "size": upload.size,
             "sha256": upload.sha256,
         }
@@ -467,6 +454,34 @@ class Imports:
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(upload.path, target)
         return JSONResponse({"id": object_id, "action": action, "size": upload.size, "sha256": upload.sha256})
+
+
+def _file_fields(form: Form, upload: UploadedFile) -> dict[str, Any]:
+    """The upload's form fields, checked like a record (an empty field is an absent one)."""
+    given: dict[str, Any] = {name: value for name, value in form.fields.items() if value != ""}
+    given.setdefault("filename", upload.filename)
+    given.setdefault("contentType", upload.content_type or "application/octet-stream")
+    try:
+        fields = normalize(FILE_FIELDS, given)
+    except RecordError as error:
+        raise ApiError(422, f"The file upload is invalid: {error}", {str(error).split(":")[0]: str(error)}) from error
+    if fields["sha256"] and fields["sha256"].lower() != upload.sha256:
+        raise ApiError(
+            422, "Checksum mismatch", {"sha256": f"the received bytes hash to {upload.sha256}, not {fields['sha256']}"}
+        )
+    return fields
+
+
+def _check_first_in_batch(first_seen: dict[str, int], external_id: Any, index: int) -> None:
+    """The same ``externalId`` twice in one batch: the second (and any later) occurrence is refused."""
+    if not isinstance(external_id, str):
+        return
+    if external_id in first_seen:
+        raise RecordError(
+            f"externalId: {shown(external_id)} appears more than once in this batch (first at records"
+            f"[{first_seen[external_id]}], this is records[{index}]); send each record once per request"
+        )
+    first_seen[external_id] = index
 
 
 def _normalize_datetimes(data: dict[str, Any]) -> None:

@@ -104,9 +104,9 @@ async def read_form(request: Request, spool_dir: Path, file_cap: int) -> Form:
     """Parse the request body; file parts land in ``spool_dir`` (the caller moves or discards them)."""
     content_type, params = _header_params(request.headers.get("content-type", ""))
     boundary = params.get("boundary")
-    if content_type != "multipart/form-data" or not boundary:
-        raise MultipartError("expected a multipart/form-data body with a boundary")
-    delimiter = b"\r\n--" + boundary.encode("latin-1")
+    if content_type != "multipart/form-data" or not boundary or not boundary.isascii():
+        raise MultipartError("expected a multipart/form-data body with an ASCII boundary")
+    delimiter = b"\r\n--" + boundary.encode("ascii")
     form = Form({}, {})
     buffer = bytearray(b"\r\n")  # so the first boundary looks like every other one
     state = "preamble"
@@ -166,7 +166,10 @@ async def read_form(request: Request, spool_dir: Path, file_cap: int) -> Form:
 def _store_part(form: Form, part: _Part) -> None:
     part.finish()
     if part.upload is None:
-        form.fields[part.name or ""] = part.value.decode("utf-8")
+        try:
+            form.fields[part.name or ""] = part.value.decode("utf-8")
+        except UnicodeDecodeError as error:
+            raise MultipartError(f"form field {part.name!r} is not UTF-8 (invalid byte at {error.start})") from error
 
 
 def _parse_headers(raw: bytes) -> dict[str, str]:

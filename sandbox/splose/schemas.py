@@ -81,12 +81,11 @@ files (multipart, ``POST /v1/imports/{id}/files``, not a records entity)
 from __future__ import annotations
 
 import re
-from datetime import date, datetime
 from html.parser import HTMLParser
 from typing import Any
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-Schema = dict[str, Any]
+from sandbox.splose.jsonvalues import shown
+from sandbox.splose.validation import RecordError, Schema, normalize, parse_datetime
 
 STR = {"type": "string"}
 OPT_STR = {"type": ["string", "null"]}
@@ -330,6 +329,20 @@ PROGRESS_NOTES = record(
     },
 )
 
+FILE_FIELDS = {
+    "type": "object",
+    "required": ["externalId", "clientExternalId"],
+    "properties": {
+        "externalId": {"type": "string", "minLength": 1},
+        "clientExternalId": {"type": "string", "minLength": 1},
+        "filename": OPT_STR,
+        "contentType": OPT_STR,
+        "description": OPT_STR,
+        "createdAt": DATETIME,
+        "sha256": {"type": ["string", "null"], "pattern": r"^[0-9A-Fa-f]{64}$"},
+    },
+}
+
 ENTITY_SCHEMAS: dict[str, Schema] = {
     "services": SERVICES,
     "contacts": CONTACTS,
@@ -340,100 +353,6 @@ ENTITY_SCHEMAS: dict[str, Schema] = {
     "progressNoteTemplates": PROGRESS_NOTE_TEMPLATES,
     "progressNotes": PROGRESS_NOTES,
 }
-
-JSON_TYPES: dict[str, tuple[type, ...]] = {
-    "string": (str,),
-    "integer": (int,),
-    "number": (int, float),
-    "boolean": (bool,),
-    "array": (list,),
-    "object": (dict,),
-    "null": (type(None),),
-}
-
-
-class RecordError(ValueError):
-    """A record breaks its schema; the message names the field and the offending value."""
-
-
-def normalize(schema: Schema, value: Any, path: str = "") -> Any:
-    """Validate ``value`` against ``schema`` and return it with every absent field set to its default.
-
-    Unknown keys are an error rather than silently dropped, so a transform's typo shows up at once.
-    """
-    types = schema["type"] if isinstance(schema["type"], list) else [schema["type"]]
-    where = path or "record"
-    if not any(_is_type(value, name) for name in types):
-        raise RecordError(f"{where}: expected {' or '.join(types)}, got {value!r}")
-    if value is None:
-        return None
-    if "enum" in schema and value not in schema["enum"]:
-        raise RecordError(f"{where}: {value!r} is not one of {schema['enum']}")
-    if isinstance(value, str):
-        _check_string(schema, value, where)
-    if isinstance(value, int) and not isinstance(value, bool):
-        if "minimum" in schema and value < schema["minimum"]:
-            raise RecordError(f"{where}: {value!r} is less than {schema['minimum']}")
-        if "maximum" in schema and value > schema["maximum"]:
-            raise RecordError(f"{where}: {value!r} is greater than {schema['maximum']}")
-    if isinstance(value, list) and "items" in schema:
-        return [normalize(schema["items"], item, f"{path}[{index}]") for index, item in enumerate(value)]
-    if isinstance(value, dict) and "properties" in schema:
-        return _normalize_object(schema, value, path)
-    return value
-
-
-def _normalize_object(schema: Schema, value: dict[str, Any], path: str) -> dict[str, Any]:
-    properties: dict[str, Schema] = schema["properties"]
-    unknown = sorted(set(value) - set(properties))
-    if unknown:
-        raise RecordError(f"{path + '.' if path else ''}{unknown[0]}: unknown field")
-    result: dict[str, Any] = {}
-    for name, field in properties.items():
-        field_path = f"{path}.{name}" if path else name
-        if name not in value:
-            if name in schema.get("required", []):
-                raise RecordError(f"{field_path}: required")
-            result[name] = field.get("default")
-            continue
-        result[name] = normalize(field, value[name], field_path)
-    return result
-
-
-def _is_type(value: Any, name: str) -> bool:
-    if name in ("integer", "number") and isinstance(value, bool):
-        return False
-    return isinstance(value, JSON_TYPES[name])
-
-
-def _check_string(schema: Schema, value: str, where: str) -> None:
-    if len(value) < schema.get("minLength", 0):
-        raise RecordError(f"{where}: must not be empty")
-    if "pattern" in schema and not re.match(schema["pattern"], value):
-        raise RecordError(f"{where}: {value!r} does not match {schema['pattern']}")
-    fmt = schema.get("format")
-    try:
-        if fmt == "date":
-            if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
-                raise ValueError(value)
-            date.fromisoformat(value)
-        elif fmt == "date-time":
-            parse_datetime(value)
-        elif fmt == "timezone":
-            ZoneInfo(value)
-    except (ValueError, ZoneInfoNotFoundError) as error:
-        raise RecordError(f"{where}: {value!r} is not a valid {fmt}") from error
-
-
-DATETIME_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d{1,6})?(Z|[+-]00:00))?$")
-
-
-def parse_datetime(text: str) -> datetime:
-    """A UTC datetime in one of the forms v1 accepts (``2023-07-01``, ``...T00:00:00Z``, ``...T00:00:00.000Z``)."""
-    if not DATETIME_PATTERN.match(text):
-        raise ValueError(f"{text!r} is not a UTC datetime")
-    moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return moment if moment.tzinfo else moment.replace(tzinfo=ZoneInfo("UTC"))
 
 
 class _TagCheck(HTMLParser):
@@ -466,7 +385,7 @@ def check_safe_html(text: str, where: str) -> None:
 def validate_record(entity: str, raw: Any) -> dict[str, Any]:
     """The normalized record, or :class:`RecordError` with a message naming the field and value."""
     if not isinstance(raw, dict):
-        raise RecordError(f"record: expected object, got {raw!r}")
+        raise RecordError(f"record: expected object, got {shown(raw)}")
     data = normalize(ENTITY_SCHEMAS[entity], raw)
     if entity == "appointments":
         if parse_datetime(data["end"]) <= parse_datetime(data["start"]):

@@ -96,6 +96,47 @@ def load_facts() -> dict[str, Any]:
     return yaml.load(FACTS_PATH.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
 
 
+def operation(path: str, method: str) -> dict[str, Any]:
+    return load_facts()["paths"][path][method.lower()]
+
+
+def request_schema(path: str, method: str) -> dict[str, Any]:
+    """The JSON request body schema of one operation, in the sandbox's validation subset (``validation.py``)."""
+    return to_validation_schema(operation(path, method)["requestBody"]["content"]["application/json"]["schema"])
+
+
+def response_properties(path: str, method: str = "get") -> list[str]:
+    """The property names of one operation's 200 response object, in the spec's order."""
+    schema = operation(path, method)["responses"]["200"]["content"]["application/json"]["schema"]
+    return list(schema["properties"])
+
+
+def to_validation_schema(node: dict[str, Any]) -> dict[str, Any]:
+    """An OpenAPI 3.0.0 schema as the spec spells it, in the sandbox's validation subset.
+
+    3.0.0's ``nullable: true`` adds null to the type (and to an enum); the spec's "string or null" is
+    ``anyOf: [{type: string}, {type: string}, {nullable: true}]``; ``exclusiveMinimum: true`` on an
+    integer raises the minimum by one.
+    """
+    branches = node.get("anyOf", [node])
+    types = list(dict.fromkeys(branch["type"] for branch in branches if "type" in branch))
+    nullable = any(branch.get("nullable") for branch in branches)
+    schema: dict[str, Any] = {"type": [*types, "null"] if nullable else types}
+    if "enum" in node:
+        schema["enum"] = [*node["enum"], None] if nullable else list(node["enum"])
+    for key in ("format", "default", "pattern", "minLength", "maxLength", "maximum"):
+        if key in node:
+            schema[key] = node[key]
+    if "minimum" in node:
+        schema["minimum"] = node["minimum"] + (1 if node.get("exclusiveMinimum") and types == ["integer"] else 0)
+    if "properties" in node:
+        schema["properties"] = {name: to_validation_schema(value) for name, value in node["properties"].items()}
+        schema["required"] = list(node.get("required", []))
+    if "items" in node:
+        schema["items"] = to_validation_schema(node["items"])
+    return schema
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m sandbox.splose.spec_facts", description=__doc__)
     parser.add_argument("source", type=Path, help="the published spec (OpenAPI 3.0 YAML), as downloaded")

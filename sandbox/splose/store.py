@@ -13,11 +13,14 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from sandbox.splose.validation import RecordError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS workspaces (
@@ -183,6 +186,18 @@ class Store:
 
     def transaction(self) -> _Transaction:
         return _Transaction(self)
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Inside a transaction: undo only this block if the database refuses it (a ``RecordError``)."""
+        self.execute("SAVEPOINT record")
+        try:
+            yield
+        except sqlite3.Error as error:
+            self.execute("ROLLBACK TO record")
+            self.execute("RELEASE record")
+            raise RecordError(f"record: could not be stored ({error})") from error
+        self.execute("RELEASE record")
 
     def execute(self, sql: str, params: Iterable[Any] = ()) -> int:
         """Run a write; returns the new row id of an INSERT."""

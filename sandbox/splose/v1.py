@@ -7,11 +7,13 @@ response validates against the spec's response schema.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 from typing import Any
 
+from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -26,8 +28,11 @@ from sandbox.splose.app import (
     json_body,
     page_links,
 )
-from sandbox.splose.schemas import CLIENTS, CONTACTS, RecordError, normalize, parse_datetime
-from sandbox.splose.store import Store, StoredObject, iso
+from sandbox.splose.jsonvalues import strict_int
+from sandbox.splose.schemas import CONTACTS
+from sandbox.splose.spec_facts import request_schema, response_properties
+from sandbox.splose.store import Store, StoredObject, iso, utc_now
+from sandbox.splose.validation import RecordError, Schema, normalize, parse_datetime
 
 PAGING_PARAMS = {"id_gt", "id_lt", "update_gt", "update_lt", "include_archived"}
 MAX_AVAILABILITY_DAYS = 100
@@ -111,11 +116,11 @@ def service_json(store: Store, obj: StoredObject) -> dict[str, Any]:
     }
 
 
-PATIENT_FIELDS = [
-    name
-    for name in CLIENTS["properties"]
-    if name not in ("externalId", "referringContactExternalId", "createdAt", "archived", "communicationPreference")
-]
+# Rendered by the sandbox itself; every other field of a v1 patient is the stored value (or null).
+PATIENT_COMPUTED = frozenset(
+    {"id", "archived", "patientTags", "customFields", "healthFund", "createdAt", "updatedAt", "deletedAt"}
+)
+PATIENT_FIELDS = [name for name in response_properties("/patients/{id}") if name not in PATIENT_COMPUTED]
 
 
 def patient_json(store: Store, obj: StoredObject) -> dict[str, Any]:
@@ -124,9 +129,6 @@ def patient_json(store: Store, obj: StoredObject) -> dict[str, Any]:
     body.update(
         {
             "id": obj.id,
-            "invoiceRecipientId": None,
-            "ndisNumber": None,
-            "ndisInfo": None,
             "archived": obj.archived,
             "patientTags": [],
             "customFields": [],
@@ -135,8 +137,8 @@ def patient_json(store: Store, obj: StoredObject) -> dict[str, Any]:
             "deletedAt": _deleted_at(obj),
         }
     )
-    if d.get("communicationPreference"):
-        body["communicationPreference"] = d["communicationPreference"]
+    if body["communicationPreference"] is None:
+        del body["communicationPreference"]  # not nullable in the spec: left out when unset
     return body
 
 
@@ -301,8 +303,8 @@ RESOURCES = [
         {
             "start_gt": Filter("AND json_extract(data, '$.start') > ?", _datetime_param),
             "start_lt": Filter("AND json_extract(data, '$.start') < ?", _datetime_param),
-            "patientId": Filter(_in_list("appointmentPatients", "patientId"), int),
-            "practitionerId": Filter(_json_eq("practitionerId"), int),
+            "patientId": Filter(_in_list("appointmentPatients", "patientId"), strict_int),
+            "practitionerId": Filter(_json_eq("practitionerId"), strict_int),
             "status": Filter(_in_list("appointmentPatients", "status")),
             "status_update_gt": Filter(_in_list("appointmentPatients", "statusUpdatedAt", ">"), _datetime_param),
             "status_update_lt": Filter(_in_list("appointmentPatients", "statusUpdatedAt", "<"), _datetime_param),
@@ -357,9 +359,9 @@ def _convert(name: str, value: str, convert: Callable[[str], Any]) -> Any:
 
 def _path_id(request: Request, name: str = "id") -> int:
     try:
-        return int(request.path_params[name])
+        return strict_int(request.path_params[name])
     except ValueError as error:
-        raise ApiError(400, f"{name} must be an integer") from error
+        raise ApiError(400, f"{name}: {error}", {name: "must be a 64-bit integer"}) from error
 
 
 def _get_handler(sandbox: Sandbox, resource: Resource):
@@ -374,28 +376,80 @@ def _get_handler(sandbox: Sandbox, resource: Resource):
     return handler
 
 
-def _create_handler(sandbox: Sandbox, resource: Resource, schema: dict[str, Any], extra: set[str]):
-    """``POST /patients`` / ``POST /contacts``: a single create, no external id (v1 has none)."""
-    properties = {k: v for k, v in schema["properties"].items() if k not in {"externalId", *extra}}
-    body_schema = {
-        "type": "object",
-        "required": [name for name in schema["required"] if name != "externalId"],
-        "properties": properties,
-    }
+@dataclass(frozen=True)
+class Create:
+    """One v1 create: its request schema comes from the spec; ``semantics`` adds what the spec says in prose.
+
+    The spec's machine-readable schema says only "string" for these; its prose (and its Datetime
+    section) says what the string must hold, and Splose stores it as that.
+    """
+
+    resource: Resource
+    semantics: dict[str, Schema]
+    references: dict[str, str]
+
+    @property
+    def body_schema(self) -> Schema:
+        schema = request_schema(self.resource.path, "post")
+        for path, extra in self.semantics.items():
+            node = schema
+            for name in path.split("."):
+                node = node["properties"][name]
+            node.update(extra)
+        return schema
+
+
+DATE_TIME = {"format": "date-time"}
+CREATES = [
+    Create(
+        next(r for r in RESOURCES if r.path == "/patients"),
+        {
+            "birthdate": {"format": "date"},  # "Patient birthdate in YYYY-MM-DD format"
+            "timezone": {"format": "timezone"},  # an IANA name, e.g. "Australia/Adelaide"
+            "createdAt": DATE_TIME,
+            "updatedAt": DATE_TIME,
+            "ndisInfo.startDate": DATE_TIME,
+            "ndisInfo.endDate": DATE_TIME,
+        },
+        {"invoiceRecipientId": "contacts"},  # "The invoice recipient (contact) id of this patient"
+    ),
+    Create(next(r for r in RESOURCES if r.path == "/contacts"), {}, {}),
+]
+
+
+def _create_handler(sandbox: Sandbox, create: Create):
+    """``POST /patients`` / ``POST /contacts``: one create, no external id (v1 has none).
+
+    The body is checked in full and the answer rendered before the row is committed, so a refused
+    body writes nothing and a retry cannot duplicate.
+    """
+    schema = create.body_schema
 
     async def handler(request: Request) -> Response:
         caller = sandbox.v1_caller(request)
         check_query(request, set())
+        body = await json_body(request)
         try:
-            data = normalize(body_schema, await json_body(request))
+            data = normalize(schema, body)
         except RecordError as error:
-            raise ApiError(400, str(error)) from error
-        object_id = sandbox.store.insert_object(caller.workspace_id or "", resource.kind, data)
-        obj = sandbox.store.get_object(caller.workspace_id or "", resource.kind, object_id)
-        assert obj is not None
-        return JSONResponse(resource.render(sandbox.store, obj))
+            raise ApiError(400, str(error), {str(error).split(":")[0]: str(error)}) from error
+        return await run_in_threadpool(_insert, sandbox.store, caller.workspace_id or "", create, data)
 
     return handler
+
+
+def _insert(store: Store, workspace_id: str, create: Create, data: dict[str, Any]) -> Response:
+    for name, kind in create.references.items():
+        if data.get(name) is not None and store.get_object(workspace_id, kind, data[name]) is None:
+            raise ApiError(400, f"{name}: {data[name]} is not one of the workspace's {kind}", {name: "not found"})
+    if data.get("createdAt"):
+        data["createdAt"] = iso(parse_datetime(data["createdAt"]))
+    data.pop("updatedAt", None)  # the server keeps its own update time
+    with store.transaction():
+        object_id = store.insert_object(workspace_id, create.resource.kind, data, created_at=iso(utc_now()))
+        obj = store.get_object(workspace_id, create.resource.kind, object_id)
+        assert obj is not None
+        return JSONResponse(create.resource.render(store, obj))
 
 
 def _availability_handler(sandbox: Sandbox):
@@ -411,7 +465,7 @@ def _availability_handler(sandbox: Sandbox):
             raise ApiError(400, "endDate is before startDate")
         if (end - start).days > MAX_AVAILABILITY_DAYS:
             raise ApiError(400, f"startDate and endDate must be at most {MAX_AVAILABILITY_DAYS} days apart")
-        location_id = int_param(request, "locationId")
+        location_id = _number_param(request, "locationId")
         rows = sandbox.store.objects(workspace_id, "availability", _json_eq("practitionerId"), (practitioner_id,))
         data = [
             row
@@ -425,6 +479,17 @@ def _availability_handler(sandbox: Sandbox):
     return handler
 
 
+def _number_param(request: Request, name: str) -> float | None:
+    """A ``type: number`` query parameter (the spec types ``locationId`` so): any finite number."""
+    value = request.query_params.get(name)
+    if value is None:
+        return None
+    number = _convert(name, value, float)
+    if not math.isfinite(number):
+        raise ApiError(400, f"{name}: {value!r} is not a finite number", {name: "must be a finite number"})
+    return number
+
+
 def _date_param(request: Request, name: str) -> date:
     value = request.query_params.get(name)
     if value is None:
@@ -433,26 +498,22 @@ def _date_param(request: Request, name: str) -> date:
 
 
 def expand_availability(weekly: dict[str, Any], start: date, end: date) -> list[dict[str, Any]]:
-    """Dated rows for one stored weekly row, from ``start`` to ``end`` inclusive."""
+    """Dated rows for one stored weekly row, from ``start`` to ``end`` inclusive (day ordinals: no overflow)."""
     step = 14 if weekly["repeatInterval"] == "Fortnightly" else 7
     anchor = date.fromisoformat(weekly["startDate"]) if weekly.get("startDate") else start
-    first = anchor + timedelta(days=(weekly["weekday"] - anchor.isoweekday()) % 7)
-    if first < start:
-        first += timedelta(days=-((start - first).days // -step) * step)
-    rows = []
-    day = first
-    while day <= end:
-        rows.append(
-            {
-                "date": day.isoformat(),
-                "locationId": weekly["locationId"],
-                "startTime": weekly["startTime"],
-                "endTime": weekly["endTime"],
-                "repeatInterval": weekly["repeatInterval"],
-            }
-        )
-        day += timedelta(days=step)
-    return rows
+    first = anchor.toordinal() + (weekly["weekday"] - anchor.isoweekday()) % 7
+    if first < start.toordinal():
+        first += -((start.toordinal() - first) // -step) * step
+    return [
+        {
+            "date": date.fromordinal(day).isoformat(),
+            "locationId": weekly["locationId"],
+            "startTime": weekly["startTime"],
+            "endTime": weekly["endTime"],
+            "repeatInterval": weekly["repeatInterval"],
+        }
+        for day in range(first, end.toordinal() + 1, step)
+    ]
 
 
 def routes(sandbox: Sandbox) -> list[Route]:
@@ -472,12 +533,9 @@ def routes(sandbox: Sandbox) -> list[Route]:
                 methods=["GET"],
             )
         )
-    by_path = {resource.path: resource for resource in RESOURCES}
-    for path, schema, extra in (
-        ("/patients", CLIENTS, {"referringContactExternalId"}),
-        ("/contacts", CONTACTS, {"notes"}),
-    ):
-        handler = _create_handler(sandbox, by_path[path], schema, extra)
+    for create in CREATES:
+        path = create.resource.path
+        handler = _create_handler(sandbox, create)
         table.append(Route(f"/v1{path}", endpoint(sandbox, handler, v1_template=path), methods=["POST"]))
     table.append(
         Route(

@@ -67,28 +67,57 @@ def test_file_over_the_size_cap_is_413(start_splose):
         assert [row["externalId"] for row in workspace.dump("files")] == ["small"]
 
 
-def test_rate_limits_answer_429_per_key(start_splose):
-    with start_splose("--v1-rate-limit", "3", "--import-rate-limit", "4", "--rate-window", "2") as splose:
+def hammer(session: requests.Session, url: str, seconds: float) -> list[tuple[float, float, requests.Response]]:
+    """Call ``url`` back to back for ``seconds``: (sent, answered, response) per call."""
+    calls = []
+    stop = time.monotonic() + seconds
+    while time.monotonic() < stop:
+        sent = time.monotonic()
+        response = session.get(url, timeout=5)
+        calls.append((sent, time.monotonic(), response))
+    return calls
+
+
+def most_admitted_in_one_window(calls: list[tuple[float, float, requests.Response]], window: float) -> int:
+    """The most admitted calls that certainly reached the server within one window span of each other.
+
+    The server admitted a call between its send and its answer, so calls answered before ``window``
+    after another was sent were admitted less than ``window`` apart.
+    """
+    admitted = [(sent, answered) for sent, answered, response in calls if response.status_code == 200]
+    return max(sum(1 for s, a in admitted if s >= first and a < first + window) for first, _ in admitted)
+
+
+def test_rate_limits_are_sliding_windows_per_key(start_splose):
+    with start_splose("--v1-rate-limit", "3", "--import-rate-limit", "4", "--rate-window", "1") as splose:
         workspace = splose.seed()
         other = splose.seed()
-        time.sleep(2 - time.time() % 2 + 0.05)  # start at the beginning of a window
-        statuses = [workspace.v1.get(f"{splose.url}/v1/locations", timeout=5).status_code for _ in range(5)]
-        assert statuses == [200, 200, 200, 429, 429]
-        throttled = workspace.v1.get(f"{splose.url}/v1/locations", timeout=5)
-        assert "Retry-After" not in throttled.headers
-        assert other.v1.get(f"{splose.url}/v1/locations", timeout=5).status_code == 200
+        v1_calls = hammer(workspace.v1, f"{splose.url}/v1/locations", 2.6)
+        assert other.v1.get(f"{splose.url}/v1/locations", timeout=5).status_code == 200  # its own budget
+        platform_calls = hammer(splose.as_platform(), f"{splose.url}/v1/imports", 2.6)
 
-        platform = splose.as_platform()
-        imports = [platform.get(f"{splose.url}/v1/imports", timeout=5) for _ in range(6)]
-        assert [r.status_code for r in imports] == [200, 200, 200, 200, 429, 429]
-        assert 1 <= int(imports[-1].headers["Retry-After"]) <= 2
-
-        time.sleep(2.1)
-        assert workspace.v1.get(f"{splose.url}/v1/locations", timeout=5).status_code == 200
+        for calls, limit in ((v1_calls, 3), (platform_calls, 4)):
+            assert {response.status_code for _, _, response in calls} == {200, 429}
+            assert most_admitted_in_one_window(calls, 1.0) <= limit
+            assert sum(response.status_code == 200 for _, _, response in calls) >= 2 * limit
+        assert all("Retry-After" not in r.headers for _, _, r in v1_calls if r.status_code == 429)
+        waits = {int(r.headers["Retry-After"]) for _, _, r in platform_calls if r.status_code == 429}
+        assert waits == {1}
         stats = requests.get(f"{splose.url}/_sandbox/stats", timeout=5).json()["keys"]
-        assert stats[f"workspace:{workspace.id}"]["throttled"] >= 3
-        assert stats["platform"]["throttled"] == 2
+        assert stats[f"workspace:{workspace.id}"]["peakInAnyWindow"] == 3
+        assert stats["platform"]["peakInAnyWindow"] == 4
+        assert stats["platform"]["throttled"] == sum(r.status_code == 429 for _, _, r in platform_calls)
         assert workspace.described["key"] not in str(stats)
+
+
+def test_a_fixed_window_would_be_caught_by_the_rate_limit_check():
+    """The check above fails for a limiter that lets a full window through on each side of a boundary."""
+    ok, throttled = requests.Response(), requests.Response()
+    ok.status_code, throttled.status_code = 200, 429
+    boundary_burst = [(0.90 + n * 0.01, 0.905 + n * 0.01, ok) for n in range(3)]
+    boundary_burst += [(0.95, 0.955, throttled)]
+    boundary_burst += [(1.00 + n * 0.01, 1.005 + n * 0.01, ok) for n in range(3)]
+    assert most_admitted_in_one_window(boundary_burst, 1.0) == 6
 
 
 def test_delete_removes_what_the_import_created_until_the_window_closes(start_splose):

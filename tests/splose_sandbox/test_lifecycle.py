@@ -123,6 +123,9 @@ def test_delete_cascades_to_records_of_other_imports_that_refer_to_what_it_delet
         ],
     )
     workspace.finish(first["id"])
+    gp = workspace.dump("contacts")[0]["id"]
+    walk_in = {"firstname": "Walk", "lastname": "In", "invoiceRecipientId": gp}  # made through v1, billed to gp
+    assert workspace.v1.post(f"{workspace.splose.url}/v1/patients", json=walk_in, timeout=5).status_code == 200
 
     resync = workspace.start_import()
     workspace.upsert(resync["id"], "clients", [{"externalId": "3", "firstname": "Cy", "lastname": "New"}])
@@ -162,11 +165,11 @@ def test_delete_cascades_to_records_of_other_imports_that_refer_to_what_it_delet
     deleted = workspace.delete(first["id"])
 
     assert deleted.status_code == 200, deleted.text
-    # a1 is client 1's appointment, a2 repeats a1, n1 is a2's note, f1 is client 1's file.
-    assert deleted.json()["cascadedRecords"] == {"appointments": 2, "progressNotes": 1, "files": 1}
+    # a1 is client 1's appointment, a2 repeats a1, n1 is a2's note, f1 is client 1's file; the walk-in is billed to gp.
+    assert deleted.json()["cascadedRecords"] == {"clients": 1, "appointments": 2, "progressNotes": 1, "files": 1}
     assert deleted.json()["deletedRecords"] == {
         "contacts": 1,
-        "clients": 2,
+        "clients": 3,
         "appointments": 2,
         "progressNotes": 1,
         "files": 1,

@@ -6,6 +6,7 @@ import time
 
 import requests
 
+from sandbox.splose.spec_facts import load_facts
 from tests.splose_sandbox.conftest import PLATFORM_TOKEN
 
 
@@ -175,7 +176,97 @@ def test_post_patient_and_contact_create_single_rows(splose, workspace):
     missing = workspace.v1.post(f"{splose.url}/v1/patients", json={"firstname": "Only"}, timeout=5)
     assert missing.status_code == 400
     contact = workspace.v1.post(
-        f"{splose.url}/v1/contacts", json={"name": "Plan Manager", "type": "Standard"}, timeout=5
+        f"{splose.url}/v1/contacts",
+        json={"name": "Plan Manager", "type": "Standard", "email": "plans@example.com"},
+        timeout=5,
     )
     assert contact.status_code == 200
-    assert contact.json()["name"] == "Plan Manager"
+    assert (contact.json()["name"], contact.json()["country"]) == ("Plan Manager", "Australia")  # the spec's default
+
+
+def test_post_patient_accepts_every_field_the_spec_request_allows(splose, workspace):
+    url = f"{splose.url}/v1"
+    recipient = workspace.v1.post(
+        f"{url}/contacts", json={"type": "Standard", "name": "Plan Co", "email": "plan@example.com"}, timeout=5
+    ).json()["id"]
+    ndis_info = {
+        "diagnosis": "Foot Injury",
+        "nomineeEmail": "nominee@example.com",
+        "fundManagement": "Plan-managed",
+        "nomineeLastName": "Clark",
+        "nomineeFirstName": "Chris",
+        "nomineeMobileCode": "+61",
+        "nomineeMobileNumber": "433555111",
+        "startDate": "2024-02-09T00:00:00.000Z",
+        "endDate": "2024-02-18",
+    }
+    body = {
+        **dict.fromkeys(("middleName", "preferredName", "sex", "genderIdentity", "pronouns", "alert"), "x"),
+        **dict.fromkeys(("extraInfo", "extraBillingInfo", "addressL1", "addressL2", "addressL3", "city"), "y"),
+        **dict.fromkeys(("state", "postalCode", "country", "medicareNum", "irn", "veteransFileNumber"), "z"),
+        **dict.fromkeys(("emergencyContactNumber", "emergencyContactName", "emergencyContactRelationship"), "e"),
+        "firstname": "Harry",
+        "lastname": "Potter",
+        "title": None,
+        "email": "harry@example.com",
+        "invoiceRecipientId": recipient,
+        "birthdate": "1996-07-30",
+        "timezone": "Australia/Adelaide",
+        "phoneNumbers": [{"type": None, "code": None, "phoneNumber": "401234567"}],
+        "privacyPolicy": "",
+        "ndisNumber": "430123456",
+        "ndisInfo": ndis_info,
+        "communicationPreference": "SMS",
+        "archived": False,
+        "createdAt": "2023-07-30T09:00:00Z",
+        "updatedAt": "2023-07-30",
+    }
+    spec = load_facts()["paths"]["/patients"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert set(body) == set(spec["properties"])  # every field the published request schema has
+
+    created = workspace.v1.post(f"{url}/patients", json=body, timeout=5)
+
+    assert created.status_code == 200, created.text
+    shown = workspace.v1.get(f"{url}/patients/{created.json()['id']}", timeout=5).json()
+    assert shown == created.json()
+    assert (shown["invoiceRecipientId"], shown["ndisNumber"], shown["ndisInfo"]) == (recipient, "430123456", ndis_info)
+    assert (shown["communicationPreference"], shown["birthdate"], shown["createdAt"]) == (
+        "SMS",
+        "1996-07-30",
+        "2023-07-30T09:00:00.000Z",
+    )
+    assert shown["updatedAt"] != "2023-07-30"  # the server keeps its own update time
+
+
+def test_post_patient_refuses_what_the_spec_or_splose_forbids(splose, workspace):
+    url = f"{splose.url}/v1/patients"
+    base = {"firstname": "Jo", "lastname": "Doe"}
+    refusals = {
+        "unknown field": {**base, "referringContactExternalId": "gp"},
+        "invoiceRecipientId": {**base, "invoiceRecipientId": 987654321},
+        "communicationPreference": {**base, "communicationPreference": None},
+        "birthdate": {**base, "birthdate": "30/07/1996"},
+        "timezone": {**base, "timezone": "Mars/Olympus"},
+        "ndisInfo.startDate": {**base, "ndisInfo": {"startDate": "soon"}},
+        "ndisInfo.unknown": {**base, "ndisInfo": {"planNumber": "1"}},
+    }
+    for name, body in refusals.items():
+        answer = workspace.v1.post(url, json=body, timeout=5)
+        assert answer.status_code == 400, name
+        assert name.split(".")[-1] in answer.json()["message"] or name == "unknown field", name
+    assert workspace.v1.get(url, timeout=5).json()["data"] == []
+
+
+def test_post_contact_requires_the_spec_required_fields(splose, workspace):
+    url = f"{splose.url}/v1/contacts"
+    full = {"type": "Doctor", "name": "Dr Greta Hall", "email": "greta@example.com", "doctorType": "GP"}
+    for missing in ("type", "name", "email"):
+        answer = workspace.v1.post(url, json={k: v for k, v in full.items() if k != missing}, timeout=5)
+        assert answer.status_code == 400, missing
+        assert answer.json()["message"] == f"{missing}: required"
+    for field, value in (("email", "not-an-email"), ("doctorType", "Surgeon"), ("notes", "x"), ("name", None)):
+        assert workspace.v1.post(url, json={**full, field: value}, timeout=5).status_code == 400, field
+    assert workspace.v1.get(url, timeout=5).json()["data"] == []
+    created = workspace.v1.post(url, json=full, timeout=5)
+    assert created.status_code == 200
+    assert (created.json()["doctorType"], created.json()["phoneNumbers"]) == ("GP", [])

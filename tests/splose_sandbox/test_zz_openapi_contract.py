@@ -137,8 +137,21 @@ def walk_every_v1_endpoint(splose) -> None:
         for row in rows:
             assert workspace.v1.get(f"{url}/{resource}/{row['id']}", timeout=5).status_code == 200
     workspace.v1.get(f"{url}/availabilities/{ann}", params={"startDate": "2024-07-01", "endDate": "2024-08-01"})
+    recipient = workspace.v1.post(
+        f"{url}/contacts", json={"type": "Standard", "name": "Plan Manager", "email": "plans@example.com"}, timeout=5
+    ).json()["id"]
     workspace.v1.post(f"{url}/patients", json={"firstname": "New", "lastname": "Patient"}, timeout=5)
-    workspace.v1.post(f"{url}/contacts", json={"name": "Plan Manager"}, timeout=5)
+    workspace.v1.post(
+        f"{url}/patients",
+        json={
+            "firstname": "Ndis",
+            "lastname": "Participant",
+            "invoiceRecipientId": recipient,
+            "ndisNumber": "430123456",
+            "ndisInfo": {"diagnosis": "Foot Injury", "startDate": "2024-02-09T00:00:00.000Z"},
+        },
+        timeout=5,
+    )
 
 
 def test_every_recorded_v1_response_matches_the_published_spec(splose, record_dir):
