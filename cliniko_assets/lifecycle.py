@@ -31,6 +31,7 @@ from splose_resources.splose import SploseImportClient, SploseNotFound, SploseRe
 IMPORT_ID_TAG = "splose/import_id"
 PARTITION_TAG = "dagster/partition"
 REPORT_KEY = dg.AssetKey(["splose", "import_report"])
+REPORT_STEP = "splose__import_report"
 ATTENTION = "needsAttention"
 ROWS = "rows"
 
@@ -136,6 +137,16 @@ def failure_message(context: dg.RunFailureSensorContext, tenant: str) -> str:
     )
 
 
+def owns_status(instance: dg.DagsterInstance, run: dg.DagsterRun) -> bool:
+    """A run settles its import only if it would have reported it (it executes the import report), as
+    :func:`bound_import` marks ``running`` only for such runs: an extraction alone never moves the status."""
+    steps = run.step_keys_to_execute
+    if steps is None and run.execution_plan_snapshot_id:
+        snapshot = instance.get_execution_plan_snapshot(run.execution_plan_snapshot_id)
+        steps = [step.key for step in snapshot.steps]
+    return REPORT_STEP in (steps or [])
+
+
 def superseded(instance: dg.DagsterInstance, run: dg.DagsterRun, import_id: str) -> bool:
     """A later run of the same import (running, done or failed) speaks for it, not this one."""
     tenant = run.tags.get(PARTITION_TAG)
@@ -157,6 +168,8 @@ def settle_failed_run(context: dg.RunFailureSensorContext, splose: SploseResourc
     tenant = run.tags.get(PARTITION_TAG, "")
     if not import_id or not import_id.isdigit():
         return "no import request behind the run"
+    if not owns_status(context.instance, run):
+        return f"import {import_id}: the run does not report the import (no splose/import_report); status left as is"
     if run.tags.get(WILL_RETRY_TAG) == "true":
         return f"import {import_id}: the run is retried automatically; the retry settles the status"
     if superseded(context.instance, run, import_id):

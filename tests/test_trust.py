@@ -305,3 +305,22 @@ def test_every_retry_is_logged_naming_the_request_never_a_secret(clinic, instanc
     assert len(lines) == answered_badly
     assert all(f"of tenant '{clinic.tenant}': attempt " in line and "; waiting " in line for line in lines)
     assert not [line for line in lines if any(key in line for key in clinic.keys.values()) or "http" in line]
+
+
+def test_a_failed_run_that_does_not_report_the_import_leaves_its_status_alone(tiny_import, instance):
+    request = tiny_import.submit()
+    with tiny_import.clinic.staging.tenant_lock(tiny_import.clinic.tenant):
+        extraction = defs.resolve_job_def("cliniko_extract_job").execute_in_process(
+            instance=instance,
+            partition_key=tiny_import.clinic.tenant,
+            run_config=run_config_for(request),
+            resources={"staging": tiny_import.clinic.staging},
+            raise_on_error=False,
+        )
+    assert not extraction.success
+    assert tiny_import.status(request["id"])["status"] == "submitted"  # an extraction alone never moves it
+
+    settle(instance, extraction.run_id, tiny_import.outbox)
+
+    assert tiny_import.status(request["id"])["status"] == "submitted"
+    assert emails(tiny_import) == []
