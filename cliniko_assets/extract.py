@@ -57,11 +57,11 @@ def cliniko_extract(
 ):
     tenant = validate_tenant(context.partition_key)
     record = bound_import(context, splose, import_request)  # before any Cliniko request
-    api_key = _api_key(tenant, cliniko, splose, record)
+    api_key = _api_key(context, cliniko, splose, record)
     specs = [BY_NAME[key.path[-1]] for key in sorted(context.selected_asset_keys, key=lambda k: k.to_string())]
     cursors = {spec.name: _previous_cursor(context, tenant, spec.name) for spec in specs}
     failures: list[ResourceOutcome] = []
-    with staging.tenant_lock(tenant), cliniko.client(tenant, api_key) as client:
+    with staging.tenant_lock(tenant), cliniko.client(tenant, api_key, log=context.log) as client:
         extraction = Extraction(
             client,
             staging,
@@ -92,15 +92,18 @@ def cliniko_extract(
         )
 
 
-def _api_key(tenant: str, cliniko: ClinikoResource, splose: SploseResource, record: dict | None) -> Secret:
+def _api_key(
+    context: dg.AssetExecutionContext, cliniko: ClinikoResource, splose: SploseResource, record: dict | None
+) -> Secret:
     """The clinic's key from its import request (read at run time, kept in memory only).
 
     Read acting for the tenant's workspace, so Splose too refuses the key of another workspace's import.
     Without an import request (local development only) it falls back to ``CLINIKO_API_KEY__<TENANT>``.
     """
+    tenant = context.partition_key
     if record is None:
         return cliniko.api_key_for(tenant)
-    with splose.workspace(tenant) as workspace:
+    with splose.workspace(tenant, log=context.log) as workspace:
         return workspace.imports.credentials(int(record["id"]))
 
 

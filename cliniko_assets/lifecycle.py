@@ -62,7 +62,7 @@ def bound_import(
     if not import_request.import_id:
         return None
     import_id = parse_import_id(import_request.import_id, tenant)
-    with splose.imports() as imports:
+    with splose.imports(log=context.log) as imports:
         record = _import_of(imports, import_id, tenant)
         refuse_foreign(record, tenant)
         if record["status"] == "deleted":
@@ -174,7 +174,7 @@ def settle_failed_run(context: dg.RunFailureSensorContext, splose: SploseResourc
         return f"import {import_id}: the run is retried automatically; the retry settles the status"
     if superseded(context.instance, run, import_id):
         return f"import {import_id}: a later run of the import settles its status"
-    with splose.imports() as imports:
+    with splose.imports(log=context.log) as imports:
         record = imports.get_import(int(import_id))
         if str(record.get("workspaceId")) != tenant:
             return f"import {import_id} is not of tenant '{tenant}': left untouched"

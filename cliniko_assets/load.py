@@ -297,7 +297,7 @@ def splose_mapping(
     users = list(run.records("users"))
     practitioners = list(run.records("practitioners"))
     appointment_types = list(run.records("appointment_types"))
-    with splose.workspace(run.tenant) as workspace:
+    with splose.workspace(run.tenant, log=context.log) as workspace:
         resolved = resolve_mapping(
             import_request.mapping,
             businesses=businesses,
@@ -431,7 +431,7 @@ def _load_asset(
         run = LoadRun(context, staging, import_request)
         report = RowReport(ROWS[name])
         extra = None
-        with splose.workspace(run.tenant) as workspace:
+        with splose.workspace(run.tenant, log=context.log) as workspace:
             if run.included(name):
                 extra = build(run, workspace, report)
             else:

@@ -175,7 +175,7 @@ def import_report(
     unaccounted = {r.row: r.unaccounted for r in reports if r.unaccounted}
     counts: dict = {COUNT_ROWS: {name: row_counts(report) for name, report in rows.items()}}
     table = dg.MetadataValue.md(counts_table(counts[COUNT_ROWS]))
-    with splose.workspace(run.tenant) as workspace:
+    with splose.workspace(run.tenant, log=context.log) as workspace:
         integrity = referential_integrity(run, workspace)
         broken = {key: value for key, value in integrity.items() if key != "appointments_read_back" and value}
         if missing or unaccounted or broken:

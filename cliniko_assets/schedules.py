@@ -44,7 +44,7 @@ def resync_refusal(imports: SploseImportClient, import_id: str | None, tenant: s
 )
 def nightly_resync(context: dg.ScheduleEvaluationContext, splose: SploseResource):
     day = context.scheduled_execution_time.strftime("%Y-%m-%d")
-    with splose.imports() as imports:
+    with splose.imports(log=context.log) as imports:
         for tenant in tenants.get_partition_keys(dynamic_partitions_store=context.instance):
             runs = context.instance.get_runs(
                 filters=dg.RunsFilter(

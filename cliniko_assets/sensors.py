@@ -80,7 +80,7 @@ def import_requests(context: dg.SensorEvaluationContext, splose: SploseResource)
     new_tenants: list[str] = []
     run_requests: list[dg.RunRequest] = []
     active: dict[str, str] = {}
-    with splose.imports() as imports:
+    with splose.imports(log=context.log) as imports:
         for request in imports.list_imports(status="running"):
             try:
                 active.setdefault(validate_tenant(str(request.get("workspaceId", ""))), str(request["id"]))
@@ -118,7 +118,7 @@ def purge_deleted_imports(
     keeps the staging of its new import.
     """
     latest: dict[str, dict] = {}
-    with splose.imports() as imports:
+    with splose.imports(log=context.log) as imports:
         for request in imports.list_imports():
             workspace = str(request.get("workspaceId", ""))
             if workspace not in latest or int(request["id"]) > int(latest[workspace]["id"]):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import logging
 import os
 import re
 import threading
@@ -296,7 +297,10 @@ class ClinikoResource(dg.ConfigurableResource):
         return Secret(value)
 
     @contextmanager
-    def client(self, tenant: str, api_key: Secret | None = None) -> Iterator[ClinikoClient]:
+    def client(
+        self, tenant: str, api_key: Secret | None = None, log: logging.Logger | None = None
+    ) -> Iterator[ClinikoClient]:
+        """A client for ``tenant``; ``log`` (the run's ``context.log``) receives its retry lines."""
         key = api_key or self.api_key_for(tenant)
         limiter = FixedWindowLimiter(
             scope="cliniko",
@@ -311,7 +315,7 @@ class ClinikoResource(dg.ConfigurableResource):
             base_url=self.base_url_for(shard_from_key(key.reveal())),
             user_agent=self.user_agent,
             limiter=limiter,
-            retry=RetryPolicy(max_attempts=self.max_attempts),
+            retry=RetryPolicy(max_attempts=self.max_attempts, log=log),
             timeout=(self.connect_timeout_seconds, self.read_timeout_seconds),
             pool_size=self.concurrency + 2,
         )

@@ -52,13 +52,18 @@ class RetriesExhausted(Exception):
 
 @dataclass(frozen=True)
 class RetryPolicy:
-    """Bounds: ``max_attempts`` failures other than 429, ``max_rate_limited`` 429s, no wait over ``max_wait``."""
+    """Bounds: ``max_attempts`` failures other than 429, ``max_rate_limited`` 429s, no wait over ``max_wait``.
+
+    ``log`` receives the retry lines: a run's ``context.log``, so lines from worker threads reach the run's
+    log whenever they are written; by default :func:`retry_log`.
+    """
 
     max_attempts: int = 8
     max_rate_limited: int = 30
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
     max_wait: float = 180.0
+    log: logging.Logger | None = field(default=None, compare=False)
 
     def backoff(self, attempt: int) -> float:
         return random.uniform(0.5, 1.0) * min(self.backoff_cap, self.backoff_base * 2**attempt)
@@ -119,7 +124,7 @@ class _Tally:
     def log(self, state: tenacity.RetryCallState) -> None:
         reason = self.last.reason
         failure = f"HTTP {reason}" + (" rate limited" if reason == RATE_LIMITED else "") if reason.isdigit() else reason
-        retry_log().warning(
+        (self.policy.log or retry_log()).warning(
             f"Retrying {self.what}: attempt {state.attempt_number} failed ({failure}); "
             f"waiting {state.upcoming_sleep:.1f} s before attempt {state.attempt_number + 1}"
         )

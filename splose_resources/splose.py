@@ -21,6 +21,7 @@ counts the platform token's v1 calls against its own budget too.
 from __future__ import annotations
 
 import json
+import logging
 import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
@@ -513,36 +514,39 @@ class SploseResource(dg.ConfigurableResource):
         return Secret(value)
 
     @contextmanager
-    def imports(self) -> Iterator[SploseImportClient]:
-        """The import API at platform level (no workspace header): the queue across workspaces."""
+    def imports(self, log: logging.Logger | None = None) -> Iterator[SploseImportClient]:
+        """The import API at platform level (no workspace header): the queue across workspaces.
+
+        ``log`` (a run's or a sensor's ``context.log``) receives the retry lines.
+        """
         token = self.platform_token()
-        client = SploseImportClient(self._transport("import API", token, None), self._import_limiter(token))
+        client = SploseImportClient(self._transport("import API", token, None, log), self._import_limiter(token))
         try:
             yield client
         finally:
             client.close()
 
     @contextmanager
-    def workspace(self, workspace_id: str) -> Iterator[SploseWorkspace]:
-        """Both layers acting for ``workspace_id``."""
+    def workspace(self, workspace_id: str, log: logging.Logger | None = None) -> Iterator[SploseWorkspace]:
+        """Both layers acting for ``workspace_id``; ``log`` receives the retry lines."""
         token = self.platform_token()
         import_limiter = self._import_limiter(token)
         v1_limiter = self._limiter("splose-v1", f"{token.reveal()}\0{workspace_id}", self.v1_requests_per_window)
         with ExitStack() as stack:
-            v1 = SploseV1Client(self._transport("v1 API", token, workspace_id), (v1_limiter, import_limiter))
+            v1 = SploseV1Client(self._transport("v1 API", token, workspace_id, log), (v1_limiter, import_limiter))
             stack.callback(v1.close)
-            imports = SploseImportClient(self._transport("import API", token, workspace_id), import_limiter)
+            imports = SploseImportClient(self._transport("import API", token, workspace_id, log), import_limiter)
             stack.callback(imports.close)
             yield SploseWorkspace(workspace_id, v1, imports)
 
-    def _transport(self, layer: str, token: Secret, workspace_id: str | None) -> _Transport:
+    def _transport(self, layer: str, token: Secret, workspace_id: str | None, log: logging.Logger | None) -> _Transport:
         return _Transport(
             layer=layer,
             token=token,
             base_url=self.base_url(),
             workspace_id=workspace_id,
             user_agent=self.user_agent,
-            retry=RetryPolicy(max_attempts=self.max_attempts),
+            retry=RetryPolicy(max_attempts=self.max_attempts, log=log),
             timeout=(self.connect_timeout_seconds, self.read_timeout_seconds),
         )
 

@@ -286,7 +286,9 @@ def test_unreadable_and_rejected_files_make_it_complete_with_warnings_naming_the
 def test_every_retry_is_logged_naming_the_request_never_a_secret(clinic, instance):
     from splose_resources.cliniko import ClinikoResource
 
-    faults = {"error_rate": 0.1, "drop_rate": 0.03, "truncate_rate": 0.03, "storm_429": {"every": 20, "length": 2}}
+    # Faults that always spoil the answer (the sandbox counts a truncation drawn for a redirect, which it
+    # cannot truncate, so truncations are left to the extraction's own fault tests).
+    faults = {"error_rate": 0.1, "drop_rate": 0.04, "storm_429": {"every": 20, "length": 2}}
     clinic.admin.configure(faults=faults, fault_seed=5)
     clinic.admin.reset_stats()
     try:
