@@ -180,12 +180,14 @@ def settle_failed_run(context: dg.RunFailureSensorContext, splose: SploseResourc
             return f"import {import_id} is not of tenant '{tenant}': left untouched"
         if record["status"] == "deleted":
             return f"import {import_id} was deleted: left as it is"
+        message = failure_message(context, tenant)
+        note = f"Complete; the latest sync (run {run.run_id[:8]}) failed, what was imported before is unchanged: "
         if record["status"] == "complete":
+            if str(record.get("message") or "").startswith(note):  # this tick died before its email
+                tell_clinic(notifier, record, failed_run=run.run_id, reason=message)
             tell_clinic(notifier, record)  # the run may have died between the status and the email
             return f"import {import_id} is complete: not downgraded"
-        message = failure_message(context, tenant)
-        if record.get("completedAt"):
-            note = f"Complete; the latest sync (run {run.run_id[:8]}) failed, what was imported before is unchanged: "
+        if record.get("completedAt"):  # a failed re-sync: the import stays complete, the message says so
             record = imports.update_import(int(import_id), status="complete", message=(note + message)[:4000])
         elif record["status"] != "failed":  # a re-evaluated tick finds it failed already
             if record["status"] == "submitted":

@@ -326,3 +326,25 @@ def test_a_failed_run_that_does_not_report_the_import_leaves_its_status_alone(ti
 
     assert tiny_import.status(request["id"])["status"] == "submitted"
     assert emails(tiny_import) == []
+
+
+def test_a_failed_resync_keeps_the_import_complete_and_says_so_once(tiny_import, instance):
+    request = tiny_import.submit()
+    assert tiny_import.run(instance, request).success
+    with tiny_import.clinic.staging.tenant_lock(tiny_import.clinic.tenant):
+        resync = tiny_import.run(instance, request, raise_on_error=False)
+    assert not resync.success
+    assert tiny_import.status(request["id"])["status"] == "running"  # complete -> running: a re-sync started
+
+    settle(instance, resync.run_id, tiny_import.outbox)
+    settle(instance, resync.run_id, tiny_import.outbox)
+
+    record = tiny_import.status(request["id"])
+    assert record["status"] == "complete"
+    assert record["message"].startswith(f"Complete; the latest sync (run {resync.run_id[:8]}) failed")
+    assert emails(tiny_import) == [
+        f"import-{request['id']}-complete.eml",
+        f"import-{request['id']}-failed-{resync.run_id}.eml",
+    ]
+    told = read_email(tiny_import.outbox / f"import-{request['id']}-failed-{resync.run_id}.eml")
+    assert told.startswith("Your Cliniko sync needs attention") and "is writing its staged data" in told
