@@ -38,7 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed-workspace", action="append", default=[], help="JSON/YAML seed file (repeatable)")
     parser.add_argument("--v1-rate-limit", type=int, default=60, help="v1 calls per window per workspace key")
     parser.add_argument("--import-rate-limit", type=int, default=600, help="calls per window for the platform token")
-    parser.add_argument("--rate-window", type=float, default=60.0, help="rate-limit window in seconds")
+    parser.add_argument(
+        "--rate-window", type=float, default=60.0, help="rate-limit window in seconds (a sliding window per key)"
+    )
     parser.add_argument("--latency-ms", type=float, default=0.0, help="added to every response")
     parser.add_argument("--file-size-cap-mb", type=float, default=100.0, help="per-file upload cap")
     parser.add_argument(

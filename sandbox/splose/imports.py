@@ -31,6 +31,7 @@ from sandbox.splose.app import (
 )
 from sandbox.splose.jsonvalues import echo, shown, strict_int
 from sandbox.splose.lifecycle import (
+    PATCH_TARGETS,
     STATUSES,
     cascade,
     check_delete,
@@ -45,7 +46,6 @@ from sandbox.splose.store import ImportRequest, Store, StoredObject, iso, utc_no
 from sandbox.splose.validation import LONG_TEXT, RecordError, normalize, parse_datetime
 
 MAX_BATCH = 500
-PATCH_STATUSES = ("running", "complete", "failed", "submitted", "deleted")
 SOURCES = ("cliniko",)
 SHARD_PATTERN = re.compile(r"^[a-z]{2}\d{1,2}$")
 KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+$")
@@ -216,8 +216,8 @@ class Imports:
     @staticmethod
     def _patch_changes(body: dict[str, Any]) -> dict[str, Any]:
         errors = {name: "unknown field" for name in sorted(set(body) - {"status", "counts", "message"})}
-        if "status" in body and body["status"] not in PATCH_STATUSES:
-            errors["status"] = f"must be one of {list(PATCH_STATUSES[:3])}"
+        if "status" in body and body["status"] not in STATUSES:  # a known status off the machine is a 409
+            errors["status"] = f"must be one of {list(PATCH_TARGETS)}"
         if body.get("counts") is not None and not isinstance(body["counts"], dict):
             errors["counts"] = "must be an object"
         if body.get("message") is not None and not isinstance(body["message"], str):

@@ -37,6 +37,7 @@ from sandbox.splose.store import ImportRequest, Store, StoredObject, iso, parse_
 
 STATUSES = ("submitted", "running", "complete", "failed", "deleted")
 ACTIVE = ("submitted", "running")
+PATCH_TARGETS = ("running", "complete", "failed")
 PATCH_MOVES: dict[str, tuple[str, ...]] = {
     "submitted": ("running",),
     "running": ("running", "complete", "failed"),

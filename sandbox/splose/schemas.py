@@ -4,9 +4,12 @@ Every record is a JSON object with ``externalId`` (the Cliniko id, as a non-empt
 fields below. Field names reuse the public v1 API's camelCase names. "str?" means a string or null; a
 field marked (required) must be present, every other field may be left out (it is then stored as null,
 or as the default given). Datetimes are UTC ISO 8601 (``2023-07-01T09:00:00Z``, milliseconds optional),
-dates ``YYYY-MM-DD``, times ``HH:MM`` (24 h). A record that breaks its schema, or whose reference
-cannot be resolved, is reported in the batch's ``errors`` with a message naming the field; the rest of
-the batch is still written.
+dates ``YYYY-MM-DD``, times ``HH:MM`` (24 h). Every string is valid Unicode (no lone surrogate) of at
+most 255 characters, or 65,535 for free text (note, notes, alert, extraInfo, extraBillingInfo,
+description, answer, defaultAnswer, cancellationNote); every integer fits 64 bits. A record that breaks
+its schema, or whose reference cannot be resolved, or whose ``externalId`` already came earlier in the
+same batch, is reported in the batch's ``errors`` with a message naming the field; the rest of the
+batch is still written.
 
 References: ``...ExternalId`` fields name another record imported into the same workspace from the
 same source (by its ``externalId``); ``locationId``, ``practitionerId`` and ``serviceId`` are Splose

@@ -74,6 +74,17 @@ def facts_of(spec: dict[str, Any], *, sha256: str, copied_on: str) -> dict[str, 
     return facts
 
 
+class _SpecLoader(yaml.SafeLoader):
+    """Reads the published YAML as OpenAPI tools do (YAML 1.2, JSON types): an unquoted ``2023-07-30``
+    example is the string it spells, not a Python date no JSON schema can hold."""
+
+
+_SpecLoader.yaml_implicit_resolvers = {
+    first: [(tag, pattern) for tag, pattern in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
 class _Dumper(yaml.SafeDumper):
     def ignore_aliases(self, data: Any) -> bool:
         return True
@@ -81,7 +92,7 @@ class _Dumper(yaml.SafeDumper):
 
 def write_facts(source: Path, target: Path = FACTS_PATH, copied_on: str | None = None) -> dict[str, Any]:
     raw = source.read_bytes()
-    spec = yaml.safe_load(raw)
+    spec = yaml.load(raw, Loader=_SpecLoader)
     day = copied_on or datetime.now(UTC).date().isoformat()
     facts = facts_of(spec, sha256=hashlib.sha256(raw).hexdigest(), copied_on=day)
     target.parent.mkdir(parents=True, exist_ok=True)
