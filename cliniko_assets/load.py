@@ -590,6 +590,9 @@ def _files(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -> dict:
     for attachment in run.records("patient_attachments"):
         report.cliniko += 1
         aid = record_id(attachment) or ""
+        if _live(attachment):
+            report.skip("deleted in Cliniko")
+            continue
         if attachment.get("processing_completed") is False:
             report.skip("not yet processed by Cliniko")
             continue
