@@ -40,6 +40,7 @@ from splose_resources.staging import CommitStats, StagingBatch, StagingStore
 
 PER_PAGE = 100
 ID_LISTING_EVERY = 10
+CHECKPOINT_FORMAT = "id-windows"  # a checkpoint of another layout is not resumed
 TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 log = logging.getLogger(__name__)
@@ -152,11 +153,12 @@ class Extraction:
         # What Cliniko removes without a trace must stay staged, to be marked deleted once found missing.
         replace = since is None and not (spec.hard_deletes and has_data)
         checkpoint = batch.load_checkpoint()
-        if checkpoint and checkpoint.get("since") == since and checkpoint.get("replace") == replace:
+        resumable = {"format": CHECKPOINT_FORMAT, "since": since, "replace": replace}
+        if checkpoint and all(checkpoint.get(k) == v for k, v in resumable.items()):
             outcome.mode = "resumed"
         else:
             batch.discard()
-            checkpoint = {"since": since, "replace": replace, "started_at": None, "streams": {}}
+            checkpoint = {**resumable, "started_at": None, "streams": {}}
             outcome.mode = "full" if since is None else "incremental"
         # A listing of every id this run (not one resumed from another process) tells what Cliniko removed.
         listed: set[str] | None = set() if spec.hard_deletes and since is None and outcome.mode == "full" else None

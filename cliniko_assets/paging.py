@@ -201,8 +201,8 @@ class KeysetWalk:
     def _anomaly(self, what: str) -> PagingAnomaly:
         return PagingAnomaly(
             f"Cliniko listed {self.label} {what} (it did not honour sort=id or an id filter), so a complete "
-            "listing cannot be guaranteed and none was staged. Re-run the extraction; if this recurs, ask "
-            "Cliniko support about sorting that route by id."
+            "listing cannot be guaranteed; the resource's staged data was left as it was. Re-run the "
+            "extraction; if this recurs, ask Cliniko support about sorting that route by id."
         )
 
 
