@@ -355,8 +355,8 @@ class _Crawl:
                 state["shortfall"] = walk.shortfall()
                 if stream.fallback_for:
                     state["detected"] = (
-                        f"used: the filtered list returned no rows with {stream.fallback_for} set, "
-                        f"this route {state['listed']}"
+                        f"used: the filtered list returned no rows with {stream.fallback_for} set; "
+                        f"{state['listed']} read from this route"
                         if state["listed"]
                         else "checked: nothing to find"
                     )
