@@ -3,7 +3,14 @@
 Resources that Cliniko can hard-delete without a deletion feed, and that stay small (a clinic's
 businesses, staff, reference numbers, appointment types, availabilities, templates), are listed in
 full on every sync so a disappearance is seen. The large ones are incremental: only records updated
-since the cursor, plus the resource's deletion feed.
+since the cursor, plus the resource's deletion feed. Contacts and patient attachments are incremental
+but have no deletion feed (``hard_deletes``): their full id list is compared with staging when the
+count Cliniko reports disagrees, and periodically.
+
+Archived and cancelled rows come from the main list with ``q[]=archived_at:*`` / ``cancelled_at:*``.
+Older accounts answer those filters with the default list (archived and cancelled rows left out) and
+serve the rows only on the older routes (``/patients/archived`` ...): a ``fallback_for`` stream is read
+when the main list returned no row with that field set, so an account of either kind is read whole.
 """
 
 from __future__ import annotations
@@ -19,12 +26,17 @@ def is_set(value) -> bool:
 
 @dataclass(frozen=True)
 class Stream:
-    """One route of a resource. ``deletions`` routes list deleted rows (filtered by ``deleted_at``)."""
+    """One route of a resource. ``deletions`` routes list deleted rows (filtered by ``deleted_at``).
+
+    ``fallback_for`` names the field (``archived_at``, ``cancelled_at``) whose rows this older route
+    serves when the main list's filter on that field is not honoured.
+    """
 
     name: str
     path: str
     filters: tuple[str, ...] = ()
     deletions: bool = False
+    fallback_for: str | None = None
 
 
 @dataclass(frozen=True)
@@ -35,6 +47,7 @@ class ClinikoResourceSpec:
     state: Callable[[dict, str], str]
     incremental: bool
     has_files: bool = False
+    hard_deletes: bool = False  # Cliniko removes records without a trace (no deletion feed)
     description: str = ""
     states: tuple[str, ...] = field(default=())  # every state ``state`` can return
 
@@ -57,11 +70,26 @@ def _field(name: str) -> Callable[[dict, str], bool]:
     return lambda record, _source: is_set(record.get(name))
 
 
-ARCHIVED = ("archived", _field("archived_at"))
+def _listed_or_field(route: str, name: str) -> Callable[[dict, str], bool]:
+    """Set on the record, or the record came from the older route that lists only such rows."""
+    return lambda record, source: source == route or is_set(record.get(name))
+
+
+ARCHIVED = ("archived", _listed_or_field("archived", "archived_at"))
 DELETED = ("deleted", _deleted)
-CANCELLED = ("cancelled", _field("cancelled_at"))
+CANCELLED = ("cancelled", _listed_or_field("cancelled", "cancelled_at"))
 
 ALL_ROWS = "archived_at:*"
+ALL_CANCELLED = "cancelled_at:*"
+
+
+def _archived_route(path: str) -> Stream:
+    return Stream("archived", f"{path}/archived", fallback_for="archived_at")
+
+
+def _cancelled_route(path: str) -> Stream:
+    return Stream("cancelled", f"{path}/cancelled", fallback_for="cancelled_at")
+
 
 CATALOG: tuple[ClinikoResourceSpec, ...] = (
     ClinikoResourceSpec(
@@ -106,7 +134,7 @@ CATALOG: tuple[ClinikoResourceSpec, ...] = (
     ClinikoResourceSpec(
         name="appointment_types",
         list_key="appointment_types",
-        streams=(Stream("main", "/appointment_types", (ALL_ROWS,)),),
+        streams=(Stream("main", "/appointment_types", (ALL_ROWS,)), _archived_route("/appointment_types")),
         state=_flagged(ARCHIVED, default="active"),
         states=("active", "archived"),
         incremental=False,
@@ -117,6 +145,7 @@ CATALOG: tuple[ClinikoResourceSpec, ...] = (
         list_key="patients",
         streams=(
             Stream("main", "/patients", (ALL_ROWS,)),
+            _archived_route("/patients"),
             Stream("deleted", "/patients/deleted", deletions=True),
         ),
         state=_flagged(DELETED, ("merged", _field("merged_at")), ARCHIVED, default="active"),
@@ -131,13 +160,15 @@ CATALOG: tuple[ClinikoResourceSpec, ...] = (
         state=_flagged(DELETED, ARCHIVED, default="active"),
         states=("active", "archived", "deleted"),
         incremental=True,
+        hard_deletes=True,
         description="Contacts of every type; doctors are patients' referring doctors.",
     ),
     ClinikoResourceSpec(
         name="individual_appointments",
         list_key="individual_appointments",
         streams=(
-            Stream("main", "/individual_appointments", (ALL_ROWS, "cancelled_at:*")),
+            Stream("main", "/individual_appointments", (ALL_ROWS, ALL_CANCELLED)),
+            _cancelled_route("/individual_appointments"),
             Stream("deleted", "/individual_appointments/deleted", deletions=True),
         ),
         state=_flagged(
@@ -168,7 +199,8 @@ CATALOG: tuple[ClinikoResourceSpec, ...] = (
         name="attendees",
         list_key="attendees",
         streams=(
-            Stream("main", "/attendees", (ALL_ROWS, "cancelled_at:*")),
+            Stream("main", "/attendees", (ALL_ROWS, ALL_CANCELLED)),
+            _cancelled_route("/attendees"),
             Stream("deleted", "/attendees/deleted", deletions=True),
         ),
         state=_flagged(
@@ -191,10 +223,11 @@ CATALOG: tuple[ClinikoResourceSpec, ...] = (
         name="patient_attachments",
         list_key="patient_attachments",
         streams=(Stream("main", "/patient_attachments", (ALL_ROWS,)),),
-        state=_flagged(ARCHIVED, default="active"),
-        states=("active", "archived"),
+        state=_flagged(DELETED, ARCHIVED, default="active"),
+        states=("active", "archived", "deleted"),
         incremental=True,
         has_files=True,
+        hard_deletes=True,
         description="Patient files; the bytes are staged with their sha256.",
     ),
     ClinikoResourceSpec(

@@ -9,7 +9,7 @@ import dagster as dg
 from pydantic import Field
 
 from cliniko_assets.catalog import BY_NAME, CATALOG
-from cliniko_assets.extraction import Extraction, ResourceOutcome
+from cliniko_assets.extraction import ID_LISTING_EVERY, Extraction, PreviousSync, ResourceOutcome
 from cliniko_assets.lifecycle import bound_import
 from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import tenants, validate_tenant
@@ -25,6 +25,12 @@ class ExtractConfig(dg.Config):
     )
     overlap_seconds: int = Field(
         default=120, description="How far before the cursor an incremental sync starts asking, to absorb clock skew."
+    )
+    id_listing_every: int = Field(
+        default=ID_LISTING_EVERY,
+        ge=1,
+        description="Compare the full id list of contacts and patient attachments (no deletion feed) with staging "
+        "at least every this many syncs, besides whenever Cliniko's count disagrees with staging.",
     )
 
 
@@ -59,7 +65,7 @@ def cliniko_extract(
     record = bound_import(context, splose, import_request)  # before any Cliniko request
     api_key = _api_key(context, cliniko, splose, record)
     specs = [BY_NAME[key.path[-1]] for key in sorted(context.selected_asset_keys, key=lambda k: k.to_string())]
-    cursors = {spec.name: _previous_cursor(context, tenant, spec.name) for spec in specs}
+    previous = {spec.name: _previous_sync(context, tenant, spec.name) for spec in specs}
     failures: list[ResourceOutcome] = []
     with staging.tenant_lock(tenant), cliniko.client(tenant, api_key, log=context.log) as client:
         extraction = Extraction(
@@ -67,10 +73,12 @@ def cliniko_extract(
             staging,
             tenant,
             workers=cliniko.concurrency,
+            per_page=cliniko.page_size,
             overlap_seconds=config.overlap_seconds,
             full_refresh=config.full_refresh,
+            id_listing_every=config.id_listing_every,
         )
-        for outcome in extraction.run(specs, cursors):
+        for outcome in extraction.run(specs, previous):
             if outcome.error is not None or outcome.stats is None:
                 failures.append(outcome)
                 context.log.error(f"cliniko/{outcome.spec.name} for tenant '{tenant}' failed: {outcome.error}")
@@ -79,6 +87,7 @@ def cliniko_extract(
                 f"cliniko/{outcome.spec.name}: {outcome.stats.records} staged, {outcome.fetched} fetched "
                 f"with {outcome.requests} requests ({outcome.mode})"
             )
+            _log_findings(context, tenant, outcome)
             yield dg.MaterializeResult(asset_key=cliniko_key(outcome.spec.name), metadata=_metadata(outcome))
         context.log.info(f"Cliniko requests for tenant '{tenant}': {client.requests_made()}")
     if failures:
@@ -123,6 +132,15 @@ def _metadata(outcome: ResourceOutcome) -> dict:
     }
     for state, count in stats.by_state.items():
         metadata[f"state_{state}"] = count
+    metadata["shortfall"] = sum(outcome.shortfalls.values())
+    if outcome.shortfalls:
+        metadata["shortfall_by_route"] = dg.MetadataValue.json(outcome.shortfalls)
+    if outcome.old_routes:
+        metadata["old_routes"] = dg.MetadataValue.json(outcome.old_routes)
+    if outcome.id_listing is not None:
+        metadata["id_listing"] = outcome.id_listing
+        metadata["syncs_since_id_listing"] = outcome.syncs_since_id_listing
+        metadata["vanished_in_cliniko"] = outcome.vanished
     if outcome.files is not None:
         metadata.update(
             {
@@ -137,8 +155,25 @@ def _metadata(outcome: ResourceOutcome) -> dict:
     return metadata
 
 
-def _previous_cursor(context: dg.AssetExecutionContext, tenant: str, resource: str) -> str | None:
-    """The cursor the tenant's last materialization of this resource recorded, if any."""
+def _log_findings(context: dg.AssetExecutionContext, tenant: str, outcome: ResourceOutcome) -> None:
+    """What a data engineer should see: counts and routes only, never a record."""
+    name = outcome.spec.name
+    for route, missing in outcome.shortfalls.items():
+        context.log.warning(
+            f"cliniko/{name} of tenant '{tenant}': Cliniko counts {missing} more record(s) in {route} than it "
+            "listed (a wrong count, or records it does not list). Counted as 'shortfall'; re-run to check again."
+        )
+    for route, detected in outcome.old_routes.items():
+        if detected.startswith("used"):
+            context.log.warning(f"cliniko/{name} of tenant '{tenant}': older route {route} {detected}.")
+    if outcome.vanished:
+        context.log.info(
+            f"cliniko/{name} of tenant '{tenant}': {outcome.vanished} record(s) removed in Cliniko, staged as deleted."
+        )
+
+
+def _previous_sync(context: dg.AssetExecutionContext, tenant: str, resource: str) -> PreviousSync:
+    """What the tenant's last materialization of this resource recorded for the next sync."""
     result = context.instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=cliniko_key(resource), asset_partitions=[tenant]), limit=1
     )
@@ -146,7 +181,10 @@ def _previous_cursor(context: dg.AssetExecutionContext, tenant: str, resource: s
         materialization = record.asset_materialization
         if materialization is None:
             continue
-        value = materialization.metadata.get("cursor")
-        text = getattr(value, "value", value)
-        return str(text) if text else None
-    return None
+        values = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+        cursor = values.get("cursor")
+        return PreviousSync(
+            cursor=str(cursor) if cursor else None,
+            syncs_since_id_listing=int(values.get("syncs_since_id_listing") or 0),
+        )
+    return PreviousSync()

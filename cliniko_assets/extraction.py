@@ -1,13 +1,19 @@
-"""Extracting a tenant's Cliniko resources into staging: the one paging loop.
+"""Extracting a tenant's Cliniko resources into staging.
 
 Every page of every selected resource goes through one pool of worker threads that share the key's
-request budget, so the budget is used whatever the mix of resources. Page 1 of a route gives
-``total_entries``; the remaining pages are requested in parallel by number (the documented ``page``
-parameter on the first page's own ``links.self``, which keeps ``q[]`` and ``per_page``), and any
-``links.next`` past the last expected page is followed, so records added mid-crawl are not missed.
+request budget, so the budget is used whatever the mix of resources. Each route is listed by
+:class:`~cliniko_assets.paging.KeysetWalk` (keyset paging by id, in parallel id windows), which no
+deletion or addition during the crawl can make skip a live record; afterwards the records listed are
+compared with the count Cliniko reports, and a shortfall is reported, never hidden.
 
-Progress is checkpointed with the parts it produced: a run that dies resumes with only the pages it
-had not staged. The cursor handed to the next sync is the newest ``updated_at`` staged, but never
+Archived and cancelled rows that an older account leaves out of its filtered lists are read from the
+older routes when the main list held none of them (see :mod:`cliniko_assets.catalog`); resources
+without a deletion feed (``hard_deletes``) have their full id list compared with staging when Cliniko's
+count differs from the live records staged, and every ``id_listing_every`` syncs: a staged record that
+Cliniko no longer lists is staged as deleted.
+
+Progress is checkpointed with the parts it produced: a run that dies resumes with only the id windows
+it had not staged. The cursor handed to the next sync is the newest ``updated_at`` staged, but never
 later than the moment this crawl started (by the server's clock), so a record changed during the
 crawl is asked for again next time.
 """
@@ -16,19 +22,19 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import pandas as pd
 
-from cliniko_assets.catalog import ClinikoResourceSpec, Stream, record_id
+from cliniko_assets.catalog import ClinikoResourceSpec, Stream, is_set, record_id
+from cliniko_assets.paging import KeysetWalk, Params, offset_query
 from splose_resources.cliniko import (
     ClinikoAuthError,
     ClinikoClient,
@@ -36,11 +42,13 @@ from splose_resources.cliniko import (
     ClinikoFileUnavailable,
     ClinikoNotFound,
     Download,
+    Page,
 )
 from splose_resources.staging import CommitStats, StagingBatch, StagingStore
 
 PER_PAGE = 100
-CHECKPOINT_EVERY_PAGES = 5
+ID_LISTING_EVERY = 10
+CHECKPOINT_FORMAT = "id-windows"  # a checkpoint of another layout is not resumed
 TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"
 
 log = logging.getLogger(__name__)
@@ -53,6 +61,14 @@ class FileStats:
     bytes_downloaded: int = 0
     waiting_for_processing: int = 0
     failed: int = 0
+
+
+@dataclass(frozen=True)
+class PreviousSync:
+    """What the resource's last materialization recorded for the next sync."""
+
+    cursor: str | None = None
+    syncs_since_id_listing: int = 0
 
 
 @dataclass
@@ -68,6 +84,11 @@ class ResourceOutcome:
     files: FileStats | None = None
     error: BaseException | None = None
     failed_files: list[str] = field(default_factory=list)
+    shortfalls: dict[str, int] = field(default_factory=dict)  # route -> records Cliniko counts but did not list
+    old_routes: dict[str, str] = field(default_factory=dict)  # older route -> what was detected
+    id_listing: str | None = None  # why the full id list was compared with staging (or why not)
+    syncs_since_id_listing: int | None = None
+    vanished: int = 0  # staged records Cliniko no longer lists, now staged as deleted
 
 
 class Extraction:
@@ -80,24 +101,31 @@ class Extraction:
         tenant: str,
         *,
         workers: int,
+        per_page: int = PER_PAGE,
         overlap_seconds: int = 120,
         full_refresh: bool = False,
+        id_listing_every: int = ID_LISTING_EVERY,
     ) -> None:
         self.client = client
         self.staging = staging
         self.tenant = tenant
         self.workers = workers
+        self.per_page = per_page
         self.overlap = timedelta(seconds=overlap_seconds)
         self.full_refresh = full_refresh
+        self.id_listing_every = id_listing_every
         self._stop = threading.Event()
 
-    def run(self, specs: list[ClinikoResourceSpec], cursors: dict[str, str | None]) -> Iterator[ResourceOutcome]:
+    def run(self, specs: list[ClinikoResourceSpec], previous: dict[str, PreviousSync]) -> Iterator[ResourceOutcome]:
         """Extract ``specs`` concurrently, yielding each resource's outcome as soon as it is committed."""
         with (
             ThreadPoolExecutor(self.workers, thread_name_prefix="cliniko") as pages,
             ThreadPoolExecutor(max(1, len(specs)), thread_name_prefix="resource") as coordinators,
         ):
-            futures = {coordinators.submit(self._extract, spec, cursors.get(spec.name), pages): spec for spec in specs}
+            futures = {
+                coordinators.submit(self._extract, spec, previous.get(spec.name, PreviousSync()), pages): spec
+                for spec in specs
+            }
             try:
                 pending = set(futures)
                 while pending:
@@ -107,12 +135,12 @@ class Extraction:
             finally:
                 self._stop.set()
 
-    def _extract(self, spec: ClinikoResourceSpec, cursor: str | None, pages: ThreadPoolExecutor) -> ResourceOutcome:
+    def _extract(self, spec: ClinikoResourceSpec, previous: PreviousSync, pages: ThreadPoolExecutor) -> ResourceOutcome:
         outcome = ResourceOutcome(spec=spec)
         started = time.monotonic()
         requests_before = self.client.requests_made(spec.name)
         try:
-            self._extract_into(outcome, spec, cursor, pages)
+            self._extract_into(outcome, spec, previous, pages)
         except ClinikoError as exc:
             outcome.error = exc
         except Exception as exc:  # reported with the resource's name; the other resources go on
@@ -123,21 +151,26 @@ class Extraction:
         return outcome
 
     def _extract_into(
-        self, outcome: ResourceOutcome, spec: ClinikoResourceSpec, cursor: str | None, pages: ThreadPoolExecutor
+        self, outcome: ResourceOutcome, spec: ClinikoResourceSpec, previous: PreviousSync, pages: ThreadPoolExecutor
     ) -> None:
         batch = self.staging.batch(self.tenant, spec.name)
+        has_data = self.staging.has_data(self.tenant, spec.name)
         since = None
-        if spec.incremental and cursor and not self.full_refresh and self.staging.has_data(self.tenant, spec.name):
-            since = _format(_parse(cursor) - self.overlap)
-        replace = since is None
+        if spec.incremental and previous.cursor and not self.full_refresh and has_data:
+            since = _format(_parse(previous.cursor) - self.overlap)
+        # What Cliniko removes without a trace must stay staged, to be marked deleted once found missing.
+        replace = since is None and not (spec.hard_deletes and has_data)
         checkpoint = batch.load_checkpoint()
-        if checkpoint and checkpoint.get("since") == since and checkpoint.get("replace") == replace:
+        resumable = {"format": CHECKPOINT_FORMAT, "since": since, "replace": replace}
+        if checkpoint and all(checkpoint.get(k) == v for k, v in resumable.items()):
             outcome.mode = "resumed"
         else:
             batch.discard()
-            checkpoint = {"since": since, "replace": replace, "started_at": None, "streams": {}}
-            outcome.mode = "full" if replace else "incremental"
-        crawl = _Crawl(self, spec, batch, checkpoint, outcome, pages)
+            checkpoint = {**resumable, "started_at": None, "streams": {}}
+            outcome.mode = "full" if since is None else "incremental"
+        # A listing of every id this run (not one resumed from another process) tells what Cliniko removed.
+        listed: set[str] | None = set() if spec.hard_deletes and since is None and outcome.mode == "full" else None
+        crawl = _Crawl(self, spec, batch, checkpoint, outcome, pages, listed)
         for stream in spec.streams:
             crawl.stream(stream, since)
         crawl.flush()
@@ -145,8 +178,82 @@ class Extraction:
         newest = outcome.stats.max_updated_at
         started_at = checkpoint.get("started_at")
         outcome.cursor = min(filter(None, (newest, started_at)), default=None) if spec.incremental else newest
+        if spec.hard_deletes:
+            self._find_vanished(spec, outcome, previous, listed, pages)
         if spec.has_files:
             outcome.files = self._stage_files(spec, pages, outcome)
+
+    def _find_vanished(
+        self,
+        spec: ClinikoResourceSpec,
+        outcome: ResourceOutcome,
+        previous: PreviousSync,
+        listed: set[str] | None,
+        pages: ThreadPoolExecutor,
+    ) -> None:
+        """Stage as deleted what Cliniko removed since the last sync: it has no deletion feed to say so."""
+        index = self.staging.read_index(self.tenant, spec.name)
+        live = set(index.loc[index["state"] != "deleted", "id"])
+        reason = "listed in full" if listed is not None else self._listing_reason(spec, previous, len(live))
+        if reason is None:
+            outcome.id_listing = "not needed: Cliniko's count matches the records staged"
+            outcome.syncs_since_id_listing = previous.syncs_since_id_listing + 1
+            return
+        if listed is None:
+            listed = self._list_ids(spec, pages)
+        outcome.id_listing = reason
+        outcome.syncs_since_id_listing = 0
+        vanished = live - listed
+        outcome.vanished = len(vanished)
+        if vanished:
+            batch = self.staging.batch(self.tenant, spec.name)
+            batch.write_part(list(self._tombstones(spec, vanished)))
+            outcome.stats = batch.commit(replace=False)
+
+    def _listing_reason(self, spec: ClinikoResourceSpec, previous: PreviousSync, live: int) -> str | None:
+        """Why the full id list must be read this sync; None when Cliniko's count agrees with staging."""
+        if previous.syncs_since_id_listing + 1 >= self.id_listing_every:
+            return f"periodic: every {self.id_listing_every} syncs"
+        main = spec.streams[0]
+        total = self.fetch(spec, main.path, offset_query(_filters(main), 1, 1)).total_entries
+        if total is None:
+            return "Cliniko's count is unreadable"
+        if total != live:
+            return f"Cliniko counts {total}, staging holds {live} live"
+        return None
+
+    def _list_ids(self, spec: ClinikoResourceSpec, pages: ThreadPoolExecutor) -> set[str]:
+        listed: set[str] = set()
+
+        def take(records: list) -> None:
+            listed.update(filter(None, (record_id(r) for r in records if isinstance(r, dict))))
+
+        for stream in spec.streams:
+            if stream.deletions:
+                continue
+            state = {"windows": None, "expected": None, "listed": 0}
+            KeysetWalk(
+                partial(self.fetch, spec, stream.path),
+                _filters(stream),
+                per_page=self.per_page,
+                most=self.workers,
+                pool=pages,
+                take=take,
+                save=lambda: None,
+                state=state,
+                label=f"{stream.path} of tenant '{self.tenant}'",
+            ).run()
+        return listed
+
+    def _tombstones(self, spec: ClinikoResourceSpec, vanished: set[str]) -> Iterator[dict]:
+        """The staged rows of ``vanished`` again, as deletions (the record kept as Cliniko last sent it)."""
+        for records in self.staging.iter_records(self.tenant, spec.name):
+            for record in records:
+                rid = record_id(record)
+                if rid in vanished:
+                    record.pop("_state")
+                    record.pop("_source")
+                    yield _row(rid, record, "deleted", "vanished")
 
     def _stage_files(self, spec: ClinikoResourceSpec, pages: ThreadPoolExecutor, outcome: ResourceOutcome) -> FileStats:
         """Download the bytes of every attachment whose staged copy is missing or stale."""
@@ -212,14 +319,19 @@ class Extraction:
             raise ClinikoError("extraction stopped")
         return self.client.download(url, path, resource=resource)
 
-    def fetch(self, url: str, spec: ClinikoResourceSpec):
+    def _download(self, url: str, path: Path, resource: str):
         if self._stop.is_set():
             raise ClinikoError("extraction stopped")
-        return self.client.get_page(url, resource=spec.name, list_key=spec.list_key)
+        return self.client.download(url, path, resource=resource)
+
+    def fetch(self, spec: ClinikoResourceSpec, path: str, params: Params) -> Page:
+        if self._stop.is_set():
+            raise ClinikoError("extraction stopped")
+        return self.client.get_page(path, params, resource=spec.name, list_key=spec.list_key)
 
 
 class _Crawl:
-    """The pages of one resource's routes, buffered into parts with a checkpoint."""
+    """The routes of one resource, buffered into parts with a checkpoint."""
 
     def __init__(
         self,
@@ -229,6 +341,7 @@ class _Crawl:
         checkpoint: dict,
         outcome: ResourceOutcome,
         pages: ThreadPoolExecutor,
+        listed: set[str] | None,
     ) -> None:
         self.extraction = extraction
         self.spec = spec
@@ -236,84 +349,87 @@ class _Crawl:
         self.checkpoint = checkpoint
         self.outcome = outcome
         self.pages = pages
+        self.listed = listed
+        self.watched = {s.fallback_for for s in spec.streams if s.fallback_for}
         self.buffer: list[dict] = []
 
     def stream(self, stream: Stream, since: str | None) -> None:
-        state = self.checkpoint["streams"].setdefault(stream.name, {"done": [], "total_pages": None, "complete": False})
-        if state["complete"]:
-            return
-        client = self.extraction.client
-        params: list[tuple[str, str]] = [("q[]", f) for f in stream.filters]
+        state = self.checkpoint["streams"].setdefault(
+            stream.name, {"windows": None, "expected": None, "listed": 0, "flagged": {}, "complete": False}
+        )
+        if not state["complete"]:
+            if stream.fallback_for and self._filter_honoured(stream.fallback_for):
+                state["detected"] = "not needed: the filtered list returned such rows"
+            else:
+                walk = self._walk(stream, since, state)
+                walk.run()
+                state["shortfall"] = walk.shortfall()
+                if stream.fallback_for:
+                    state["detected"] = (
+                        f"used: the filtered list returned no rows with {stream.fallback_for} set; "
+                        f"{state['listed']} read from this route"
+                        if state["listed"]
+                        else "checked: nothing to find"
+                    )
+            state["complete"] = True
+            self.save()
+        self._report(stream, state)
+
+    def _walk(self, stream: Stream, since: str | None, state: dict) -> KeysetWalk:
+        params = _filters(stream)
         if since:
             params.append(("q[]", f"{'deleted_at' if stream.deletions else 'updated_at'}:>={since}"))
-        params.append(("per_page", str(PER_PAGE)))
-        first_url = state.get("first_url") or f"{client.url(stream.path)}?{urlencode(params)}"
-        done = set(state["done"])
-        last_next: str | None = None
-        if 1 not in done:
-            page = self.extraction.fetch(_with_page(first_url, 1), self.spec)
-            if self.checkpoint.get("started_at") is None:
-                self.checkpoint["started_at"] = page.server_time or datetime.now(UTC).strftime(TIMESTAMP)
-            state["first_url"] = page.self_url
-            total = page.total_entries
-            state["total_pages"] = max(1, math.ceil(total / PER_PAGE)) if total is not None else None
-            self.take(stream, page.records)
-            done.add(1)
-            last_next = page.next_url if state["total_pages"] in (None, 1) else None
-            self.save(state, done)
-        total_pages = state["total_pages"]
-        if total_pages is not None:
-            numbers = [n for n in range(2, total_pages + 1) if n not in done]
-            futures = {
-                self.pages.submit(self.extraction.fetch, _with_page(state["first_url"], n), self.spec): n
-                for n in numbers
-            }
-            try:
-                for future in _as_completed(futures):
-                    page = future.result()
-                    number = futures.pop(future)  # drop the page once staged: memory stays bounded
-                    self.take(stream, page.records)
-                    done.add(number)
-                    if number == total_pages:
-                        last_next = page.next_url
-                    if len(done) % CHECKPOINT_EVERY_PAGES == 0:
-                        self.save(state, done)
-            finally:
-                for future in futures:
-                    future.cancel()
-        # Records added while the crawl ran push the collection past the last page it expected.
-        while last_next:
-            page = self.extraction.fetch(last_next, self.spec)
-            self.take(stream, page.records)
-            last_next = page.next_url
-        state["complete"] = True
-        self.save(state, done)
+        return KeysetWalk(
+            self._fetch_for(stream),
+            params,
+            per_page=self.extraction.per_page,
+            most=self.extraction.workers,
+            pool=self.pages,
+            take=partial(self.take, stream, state),
+            save=self.save,
+            state=state,
+            label=f"{stream.path} of tenant '{self.extraction.tenant}'",
+        )
 
-    def take(self, stream: Stream, records: list[dict]) -> None:
+    def _fetch_for(self, stream: Stream):
+        def fetch(params: Params) -> Page:
+            page = self.extraction.fetch(self.spec, stream.path, params)
+            if self.checkpoint["started_at"] is None:
+                self.checkpoint["started_at"] = page.server_time or datetime.now(UTC).strftime(TIMESTAMP)
+            return page
+
+        return fetch
+
+    def _filter_honoured(self, name: str) -> bool:
+        """The main list returned rows with ``name`` set, so its filter on it works on this account."""
+        return self.checkpoint["streams"].get("main", {}).get("flagged", {}).get(name, 0) > 0
+
+    def _report(self, stream: Stream, state: dict) -> None:
+        if state.get("shortfall"):
+            self.outcome.shortfalls[stream.path] = state["shortfall"]
+        if stream.fallback_for:
+            self.outcome.old_routes[stream.path] = state["detected"]
+
+    def take(self, stream: Stream, state: dict, records: list) -> None:
         for record in records:
             self.outcome.fetched += 1
             rid = record_id(record) if isinstance(record, dict) else None
             if rid is None:
                 self.outcome.unreadable += 1
                 continue
-            updated = record.get("updated_at") or None
-            self.buffer.append(
-                {
-                    "id": rid,
-                    "updated_at": str(updated) if updated else None,
-                    "state": self.spec.state(record, stream.name),
-                    "source": stream.name,
-                    "record": json.dumps(record, ensure_ascii=False, separators=(",", ":")),
-                }
-            )
+            for name in self.watched:
+                if is_set(record.get(name)):
+                    state["flagged"][name] = state["flagged"].get(name, 0) + 1
+            if self.listed is not None and not stream.deletions:
+                self.listed.add(rid)
+            self.buffer.append(_row(rid, record, self.spec.state(record, stream.name), stream.name))
 
     def flush(self) -> None:
         self.batch.write_part(self.buffer)
         self.buffer = []
 
-    def save(self, state: dict, done: set[int]) -> None:
+    def save(self) -> None:
         self.flush()
-        state["done"] = sorted(done)
         self.batch.save_checkpoint(self.checkpoint)
 
 
@@ -345,18 +461,19 @@ def _checked(download: Download, size: int | None, path: Path) -> Download:
     return download
 
 
-def _as_completed(futures: dict[Future, int]) -> Iterator[Future]:
-    pending = set(futures)
-    while pending:
-        done, pending = wait(pending, return_when=FIRST_COMPLETED)
-        yield from done
+def _filters(stream: Stream) -> Params:
+    return [("q[]", f) for f in stream.filters]
 
 
-def _with_page(url: str, number: int) -> str:
-    parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "page"]
-    query.append(("page", str(number)))
-    return urlunsplit(parts._replace(query=urlencode(query)))
+def _row(rid: str, record: dict, state: str, source: str) -> dict:
+    updated = record.get("updated_at") or None
+    return {
+        "id": rid,
+        "updated_at": str(updated) if updated else None,
+        "state": state,
+        "source": source,
+        "record": json.dumps(record, ensure_ascii=False, separators=(",", ":")),
+    }
 
 
 def _parse(timestamp: str) -> datetime:

@@ -27,8 +27,12 @@ class ClinikoSandboxAdmin:
     def keys(self, account: str) -> dict[str, str]:
         return self._get(f"accounts/{account}").json()["keys"]
 
-    def create_account(self, name: str, seed: int, scale: str, shard: str = "au1") -> dict:
-        return self._post("accounts", {"name": name, "seed": seed, "scale": scale, "shard": shard})
+    def create_account(self, name: str, seed: int, scale: str, shard: str = "au1", **options) -> dict:
+        """``options``: ``legacy_filters`` (bool), ``envelopes`` (realistic, every_quirk, none)."""
+        return self._post("accounts", {"name": name, "seed": seed, "scale": scale, "shard": shard, **options})
+
+    def describe(self, account: str) -> dict:
+        return self._get(f"accounts/{account}").json()
 
     def truth(self, account: str) -> dict[str, dict[str, int]]:
         return self._get(f"accounts/{account}/truth").json()
@@ -42,6 +46,14 @@ class ClinikoSandboxAdmin:
     def mutate(self, account: str, **body) -> dict:
         return self._post(f"accounts/{account}/mutate", body)
 
+    def churn(self, account: str, **rule) -> dict:
+        """Delete records while lists are read (see ``sandbox.cliniko.accounts.Churn``); no rule clears it."""
+        return self._post(f"accounts/{account}/churn", rule)
+
+    def churned(self, account: str) -> list[str]:
+        rule = self._get(f"accounts/{account}/churn").json()["churn"]
+        return rule["deleted"] if rule else []
+
     def stats(self) -> dict:
         return self._get("stats").json()
 
@@ -52,6 +64,6 @@ class ClinikoSandboxAdmin:
         return self._post("config", body)
 
     def clear_faults(self) -> dict:
-        zero = {"error_rate": 0, "drop_rate": 0, "slow_rate": 0, "truncate_rate": 0}
+        zero = {"error_rate": 0, "drop_rate": 0, "slow_rate": 0, "truncate_rate": 0, "wrong_total_rate": 0}
         zero |= {"storm_429": None, "file_host": None}
         return self.configure(faults=zero)

@@ -19,7 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from pathlib import Path
-from urllib.parse import urljoin
+from urllib.parse import urlencode, urljoin
 
 import dagster as dg
 import requests
@@ -83,10 +83,12 @@ FILE_REFUSED = "Cliniko's file host refused the file (403)"
 
 @dataclass
 class Page:
-    records: list[dict]
+    """One page of a collection. ``total_entries`` is Cliniko's count, a hint only: None when missing or
+    unusable; it may still be wrong. ``has_next`` is whether the envelope links a next page."""
+
+    records: list
     total_entries: int | None
-    self_url: str
-    next_url: str | None
+    has_next: bool
     server_time: str | None
 
 
@@ -140,23 +142,25 @@ class ClinikoClient:
         with self._counts_lock:
             return self._counts[resource] if resource else sum(self._counts.values())
 
-    def url(self, path: str) -> str:
-        return f"{self.base_url}/{path.lstrip('/')}"
+    def url(self, path: str, params: list[tuple[str, str]] | None = None) -> str:
+        url = f"{self.base_url}/{path.lstrip('/')}"
+        return f"{url}?{urlencode(params)}" if params else url
 
-    def get_page(self, url: str, *, resource: str, list_key: str) -> Page:
-        """GET one page of a collection; ``url`` is absolute (a ``links`` URL or :meth:`url`)."""
+    def get_page(self, path: str, params: list[tuple[str, str]], *, resource: str, list_key: str) -> Page:
+        """GET one page of a collection: ``path`` with exactly the query given (the request is never
+        rebuilt from the envelope's links, which may not carry the query)."""
+        url = self.url(path, params)
 
         def attempt() -> Page:
             response = self._api_get(url, resource=resource)
             body = json_body(response)
             if not isinstance(body, dict) or not isinstance(body.get(list_key), list):
                 raise TransientError("malformed collection body")
-            links = body.get("links") or {}
+            links = body.get("links") if isinstance(body.get("links"), dict) else {}
             return Page(
                 records=body[list_key],
-                total_entries=_as_int(body.get("total_entries", body.get("total_entires"))),
-                self_url=links.get("self") or url,
-                next_url=links.get("next") or None,
+                total_entries=total_entries(body),
+                has_next=bool(links.get("next")),
                 server_time=_http_date(response.headers.get("Date")),
             )
 
@@ -281,6 +285,7 @@ class ClinikoResource(dg.ConfigurableResource):
     read_timeout_seconds: float = 40.0
     max_attempts: int = 8
     concurrency: int = 6
+    page_size: int = Field(default=100, ge=1, le=100, description="Records per list request (Cliniko allows 1-100).")
 
     _keys: dict[str, Secret] = PrivateAttr(default_factory=dict)
 
@@ -343,6 +348,17 @@ def _stream_to_file(response: requests.Response, destination: Path) -> Download:
     finally:
         response.close()
     return Download(sha256=digest.hexdigest(), size=size, content_type=response.headers.get("Content-Type"))
+
+
+def total_entries(body: dict) -> int | None:
+    """The count of a list envelope as Cliniko sends it: an integer, sometimes a string of one, sometimes
+    under the misspelt key ``total_entires`` (both in Cliniko's own documented examples). None when
+    missing, negative or not a whole number."""
+    value = next((body[k] for k in ("total_entries", "total_entires") if body.get(k) is not None), None)
+    if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+        return None
+    count = _as_int(value)
+    return count if count is not None and count >= 0 else None
 
 
 def _as_int(value) -> int | None:

@@ -77,7 +77,12 @@ def test_resync_fetches_only_what_changed_and_ends_with_the_sandbox_data(clinic,
         # What an incremental sync may ask for: changed rows, plus rows inside the overlap before the cursor.
         cursor = first[resource]["cursor"]
         overlap = {rid for rid, r in before[resource].items() if (r.get("updated_at") or "") >= _minus(cursor, 120)}
-        touched = set().union(*changed.get(resource, {}).values()) if resource in changed else set()
+        kinds = changed.get(resource, {})
+        touched = set().union(*kinds.values()) if kinds else set()
+        if BY_NAME[resource].hard_deletes:  # removed without a trace: nothing to fetch, found by their absence
+            touched -= set(kinds.get("deleted", []))
+            overlap -= set(kinds.get("deleted", []))
+            assert meta["vanished_in_cliniko"] == len(kinds.get("deleted", [])), resource
         assert meta["fetched"] == len(touched | overlap), resource
     requests = _path_requests(clinic.admin.stats(), clinic.account)
     full_requests = sum(meta["requests"] for meta in first.values())

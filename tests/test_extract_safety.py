@@ -117,4 +117,4 @@ def _started(checkpoint) -> bool:
         state = json.loads(checkpoint.read_text())["streams"]["main"]
     except (OSError, ValueError, KeyError):
         return False
-    return bool(state["done"]) and not state["complete"]
+    return state["windows"] is not None and not state["complete"]

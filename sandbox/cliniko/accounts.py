@@ -1,4 +1,9 @@
-"""Sandbox accounts: a generated clinic database, its shard and the API keys of its users."""
+"""Sandbox accounts: a generated clinic database, its shard, the API keys of its users, and its options.
+
+Options: ``legacy_filters`` (an older account: the archived/cancelled filters that an older route stands
+in for are ignored, see ``queries.py``), ``envelopes`` (how its list envelopes deviate from the documented
+shape, see ``envelopes.py``), and a ``churn`` rule set at run time (records deleted while lists are read).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +16,29 @@ import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sandbox.cliniko.envelopes import MODES
 from sandbox.cliniko.generator import SCALES, anchor_for, build_database, cache_name
 from sandbox.cliniko.queries import PageCache
 
 SHARD = re.compile(r"^[a-z]{2}\d{1,2}$")
 ROLES = ("admin", "receptionist", "practitioner")
 NAME = re.compile(r"^[A-Za-z0-9_.]{1,64}$")
+# Records removed without a trace (contacts, patient attachments): gone from every route, kept here only
+# for the ground truth and the export.
+REMOVED_DDL = "CREATE TABLE IF NOT EXISTS _removed (resource TEXT, id INTEGER, body TEXT, PRIMARY KEY (resource, id))"
+
+
+@dataclass
+class Churn:
+    """Deletes records of one resource while its list is read: every ``every``-th list request on
+    ``/v1/<resource>`` first deletes the ``deletes`` oldest live records (by id), until ``limit`` are gone."""
+
+    resource: str
+    every: int
+    deletes: int
+    limit: int
+    requests: int = 0
+    deleted: list[str] = field(default_factory=list)
 
 
 def make_key(name: str, seed: int, role: str) -> str:
@@ -40,6 +62,9 @@ class Account:
     shard: str
     db_path: Path
     users: dict[str, int] = field(default_factory=dict)  # role -> user id of that key's user
+    legacy_filters: bool = False
+    envelopes: str = "realistic"
+    churn: Churn | None = None
     write_lock: threading.Lock = field(default_factory=threading.Lock)
     _local: threading.local = field(default_factory=threading.local)
     # Ordered id lists of big list queries; every write must call ``page_cache.changed()`` once committed.
@@ -55,7 +80,15 @@ class Account:
         return keys
 
     def describe(self) -> dict:
-        return {"name": self.name, "shard": self.shard, "seed": self.seed, "scale": self.scale, "keys": self.keys()}
+        return {
+            "name": self.name,
+            "shard": self.shard,
+            "seed": self.seed,
+            "scale": self.scale,
+            "keys": self.keys(),
+            "legacy_filters": self.legacy_filters,
+            "envelopes": self.envelopes,
+        }
 
     def db(self) -> sqlite3.Connection:
         """This thread's connection (server handlers run in a thread pool)."""
@@ -83,7 +116,9 @@ def parse_account_spec(spec: str, default_shard: str) -> tuple[str, int, str, st
     return name, int(seed), scale, shard
 
 
-def validate(name: str, scale: str, shard: str) -> None:
+def validate(name: str, scale: str, shard: str, envelopes: str = "realistic") -> None:
+    if envelopes not in MODES:
+        raise ValueError(f"envelopes {envelopes!r} must be one of {', '.join(MODES)}")
     if not NAME.match(name):
         raise ValueError(f"account name {name!r} must match {NAME.pattern}")
     if scale not in SCALES:
@@ -92,7 +127,17 @@ def validate(name: str, scale: str, shard: str) -> None:
         raise ValueError(f"shard {shard!r} must match {SHARD.pattern}")
 
 
-def open_account(name: str, seed: int, scale: str, shard: str, data_dir: Path, cache_dir: Path) -> Account:
+def open_account(
+    name: str,
+    seed: int,
+    scale: str,
+    shard: str,
+    data_dir: Path,
+    cache_dir: Path,
+    *,
+    legacy_filters: bool = False,
+    envelopes: str = "realistic",
+) -> Account:
     """Copy the pristine clinic for (seed, scale) from the cache into the data dir, generating it once."""
     anchor = anchor_for()
     cached = cache_dir / cache_name(seed, scale, anchor)
@@ -107,9 +152,10 @@ def open_account(name: str, seed: int, scale: str, shard: str, data_dir: Path, c
     for stale in (Path(f"{db_path}-wal"), Path(f"{db_path}-shm")):
         stale.unlink(missing_ok=True)  # a previous run's journal would corrupt the fresh copy
     shutil.copyfile(cached, db_path)
-    account = Account(name, seed, scale, shard, db_path)
+    account = Account(name, seed, scale, shard, db_path, legacy_filters=legacy_filters, envelopes=envelopes)
     conn = account.connect()
     conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute(REMOVED_DDL)
     account.users = _key_users(conn)
     conn.close()
     return account

@@ -11,8 +11,10 @@ import sqlite3
 from dataclasses import dataclass, field
 
 from sandbox.cliniko.accounts import Account
-from sandbox.cliniko.mutate import MutationError, Mutator
+from sandbox.cliniko.envelopes import envelope_for
+from sandbox.cliniko.mutate import MutationError, Mutator, churn
 from sandbox.cliniko.queries import (
+    LEGACY_IGNORED,
     RESOURCES,
     BadRequest,
     ListQuery,
@@ -63,6 +65,22 @@ def route_template(segments: list[str]) -> str:
     return "/v1/" + "/".join(":id" if s.isdigit() else s for s in segments)
 
 
+def list_routes() -> list[str]:
+    """Every collection route this API serves, as route templates."""
+    views = {"archived": ARCHIVED_ROUTES, "deleted": DELETED_ROUTES, "cancelled": CANCELLED_ROUTES}
+    routes = [f"/v1/{name}" for name in RESOURCES]
+    routes += [f"/v1/{name}/{view}" for view, names in views.items() for name in sorted(names)]
+    routes += [
+        "/v1/practitioners/inactive",
+        "/v1/businesses/:id/practitioners",
+        "/v1/businesses/:id/practitioners/inactive",
+    ]
+    for parent in APPOINTMENT_PARENTS:
+        routes += [f"/v1/{parent}/:id/appointments{tail}" for tail in ("", "/deleted", "/cancelled")]
+    routes += [f"/v1/{parent}/:id/{child}" for parent, child in NESTED]
+    return routes
+
+
 def forbidden_for(role: str, segments: list[str]) -> bool:
     if role != "receptionist" or not segments:
         return False
@@ -72,12 +90,15 @@ def forbidden_for(role: str, segments: list[str]) -> bool:
 
 
 class AccountApi:
-    def __init__(self, account: Account, role: str, base: str, url: str, params: list[tuple[str, str]]) -> None:
+    def __init__(
+        self, account: Account, role: str, base: str, url: str, params: list[tuple[str, str]], route: str
+    ) -> None:
         self.account = account
         self.role = role
         self.base = base
         self.url = url
         self.params = params
+        self.route = route
         self.db: sqlite3.Connection = account.db()
 
     def get(self, segments: list[str]) -> Answer:
@@ -110,7 +131,8 @@ class AccountApi:
             return Answer(404, NOT_FOUND)
         parent_id = int(s[1])
         if n == 2:
-            return self.one(s[0], parent_id, archived_ok=wants_archived(self.params))
+            legacy = self.account.legacy_filters and LEGACY_IGNORED.get(s[0]) == "archived_at"
+            return self.one(s[0], parent_id, archived_ok=not legacy and wants_archived(self.params))
         if n == 3 and s[2] == "content" and s[0] == "patient_attachments":
             return self.content(parent_id)
         if s[0] == "businesses" and s[2] == "practitioners" and n in (3, 4):
@@ -134,7 +156,11 @@ class AccountApi:
         return self.page(ListQuery(RESOURCES[s[2]], "main", [(f"{column} = ?", [parent_id])]))
 
     def page(self, query: ListQuery) -> Answer:
-        return Answer(200, list_page(self.db, query, self.params, self.base, self.url, self.account.page_cache))
+        account = self.account
+        query.legacy = account.legacy_filters
+        churn(account, self.route)
+        envelope = envelope_for(account.seed, account.envelopes, self.route)
+        return Answer(200, list_page(self.db, query, self.params, self.base, self.url, account.page_cache, envelope))
 
     def find(self, resource: str, rid: int) -> tuple[str, str | None] | None:
         tables = ("individual_appointments", "group_appointments") if resource == "bookings" else (resource,)

@@ -29,13 +29,15 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 from starlette.routing import Route
 
 from sandbox.cliniko.accounts import SHARD, Account, open_account, validate
-from sandbox.cliniko.api import AccountApi, forbidden_for, route_template
+from sandbox.cliniko.api import AccountApi, forbidden_for, list_routes, route_template
 from sandbox.cliniko.content import attachment_chunks, attachment_sha256, sign_token, verify_token
-from sandbox.cliniko.mutate import MutationError, mutate, truth
+from sandbox.cliniko.envelopes import quirks_by_route
+from sandbox.cliniko.mutate import MutationError, mutate, set_churn, truth
 from sandbox.cliniko.queries import render
 from sandbox.cliniko.schema import RESOURCES
 
 API_PATH = re.compile(r"^(?:/(?P<shard>[a-z]{2}\d{1,2}))?/v1(?:/(?P<rest>.*))?$")
+WRONG_TOTAL = re.compile(r'(?P<key>"total_ent(?:ries|ires)"): "?(?P<n>\d+)"?')
 USER_AGENT = re.compile(r"^.+ \([^()\s]+@[^()\s]+\)$")
 DENIED = "HTTP Basic: Access denied."
 S3_ERROR = (
@@ -52,6 +54,7 @@ class Faults:
     slow_rate: float = 0.0
     slow_seconds: float = 40.0
     truncate_rate: float = 0.0
+    wrong_total_rate: float = 0.0  # a list's count replaced by an 18-digit number, as practitioners.md shows
     # Attachment id -> what the file host answers for it: "missing" (404 NoSuchKey), "forbidden" (403
     # AccessDenied) or "garbage" (200 with an error page instead of the bytes), as a broken bucket does.
     file_host: dict | None = None
@@ -75,7 +78,7 @@ def _new_key_stats() -> dict[str, Any]:
     return {
         "total": 0,
         "rate_limited": 0,
-        "injected": {"429": 0, "5xx": 0, "drop": 0, "slow": 0, "truncated": 0},
+        "injected": {"429": 0, "5xx": 0, "drop": 0, "slow": 0, "truncated": 0, "wrong_total": 0},
         "windows": defaultdict(int),
         "minutes": defaultdict(int),
         "paths": defaultdict(int),
@@ -94,9 +97,13 @@ class Sandbox:
         self.reset_stats()
         self.fault_rng = random.Random(config.fault_seed)
 
-    def add_account(self, name: str, seed: int, scale: str, shard: str) -> Account:
-        validate(name, scale, shard)
-        account = open_account(name, seed, scale, shard, self.data_dir, self.cache_dir)
+    def add_account(
+        self, name: str, seed: int, scale: str, shard: str, legacy_filters: bool = False, envelopes: str = "realistic"
+    ) -> Account:
+        validate(name, scale, shard, envelopes)
+        account = open_account(
+            name, seed, scale, shard, self.data_dir, self.cache_dir, legacy_filters=legacy_filters, envelopes=envelopes
+        )
         with self.lock:
             self.accounts[name] = account
             for role in account.users:
@@ -151,7 +158,7 @@ class Sandbox:
         per request so the sequence depends only on the fault seed and the request order."""
         faults = self.config.faults
         with self.lock:
-            draws = [self.fault_rng.random() for _ in range(5)]
+            draws = [self.fault_rng.random() for _ in range(6)]
             position = self.storm_counts[label]  # requests before this one since the faults were set
             self.storm_counts[label] += 1
             storm = faults.storm_429
@@ -171,6 +178,8 @@ class Sandbox:
                 kind = "slow"
             elif draws[3] < faults.truncate_rate:
                 kind = "truncated"
+            elif draws[5] < faults.wrong_total_rate:
+                kind = "wrong_total"
             if kind:
                 self.stats[label]["injected"][kind] += 1
         return kind, extra
@@ -224,7 +233,7 @@ class Sandbox:
         base = f"{request.url.scheme}://{request.url.netloc}{prefix}"
         url = f"{base}/{'/'.join(segments)}"
         params = list(request.query_params.multi_items())
-        handler = AccountApi(account, role, base, url, params)
+        handler = AccountApi(account, role, base, url, params, route_template(segments))
         if request.method == "GET":
             answer = await run_in_threadpool(handler.get, segments)
         else:
@@ -239,6 +248,8 @@ class Sandbox:
         body = answer.body
         if fault == "truncated" and answer.status == 200:
             body = body[: len(body) // 2]
+        if fault == "wrong_total" and answer.status == 200:
+            body = WRONG_TOTAL.sub(lambda m: f'{m["key"]}: "{514810972972521916 + int(m["n"])}"', body, count=1)
         return Response(body, status_code=answer.status, media_type=answer.media_type if body else None)
 
     @staticmethod
@@ -315,7 +326,10 @@ class Sandbox:
 
     async def get_account(self, request: Request) -> Response:
         account = self.account_or_404(request)
-        return account if isinstance(account, Response) else JSONResponse(account.describe())
+        if isinstance(account, Response):
+            return account
+        quirks = quirks_by_route(account.seed, account.envelopes, list_routes())
+        return JSONResponse({**account.describe(), "envelope_quirks": quirks})
 
     async def create_account(self, request: Request) -> Response:
         spec = await request.json()
@@ -324,7 +338,13 @@ class Sandbox:
             return JSONResponse({"message": f"account {name!r} exists"}, status_code=409)
         try:
             account = await run_in_threadpool(
-                self.add_account, name, int(spec.get("seed", 1)), spec.get("scale", "tiny"), spec.get("shard", "au1")
+                self.add_account,
+                name,
+                int(spec.get("seed", 1)),
+                spec.get("scale", "tiny"),
+                spec.get("shard", "au1"),
+                bool(spec.get("legacy_filters", False)),
+                spec.get("envelopes", "realistic"),
             )
         except ValueError as exc:
             return JSONResponse({"message": str(exc)}, status_code=400)
@@ -353,6 +373,18 @@ class Sandbox:
         try:
             return JSONResponse(await run_in_threadpool(mutate, account, await request.json()))
         except (MutationError, ValueError, TypeError) as exc:
+            return JSONResponse({"message": str(exc)}, status_code=400)
+
+    async def churn(self, request: Request) -> Response:
+        account = self.account_or_404(request)
+        if isinstance(account, Response):
+            return account
+        if request.method == "GET":
+            rule = account.churn
+            return JSONResponse({"churn": asdict(rule) if rule else None})
+        try:
+            return JSONResponse(set_churn(account, await request.json()))
+        except (MutationError, ValueError, TypeError, KeyError) as exc:
             return JSONResponse({"message": str(exc)}, status_code=400)
 
     async def get_stats(self, request: Request) -> Response:
@@ -415,29 +447,33 @@ class Sandbox:
 
 
 def export_lines(account: Account, resource: str, base: str):
-    """One NDJSON line per record, archived/deleted/cancelled included, read in batches by id."""
+    """One NDJSON line per record, archived/deleted/cancelled included (and, after them, what a hard delete
+    removed from every route, with its ``deleted_at``), read in batches by id."""
     conn = account.connect()
     try:
-        last = -(2**63)
-        while True:
-            rows = conn.execute(
-                f"SELECT id, body FROM {resource} WHERE id > ? ORDER BY id LIMIT 500", (last,)
-            ).fetchall()
-            if not rows:
-                return
-            lines = []
-            for rid, body in rows:
-                text = render(body, base)
-                if resource == "patient_attachments":
-                    record = json.loads(text)
-                    record["_sha256"] = attachment_sha256(account.seed, rid, record["content_type"], record["size"])
-                    record["_bytes"] = record["size"]
-                    text = json.dumps(record, ensure_ascii=False)
-                lines.append(text + "\n")
-            yield "".join(lines).encode()
-            last = rows[-1][0]
+        for source, condition in ((resource, ""), ("_removed", "resource = ? AND ")):
+            args = (resource,) if condition else ()
+            last = -(2**63)
+            while True:
+                rows = conn.execute(
+                    f"SELECT id, body FROM {source} WHERE {condition}id > ? ORDER BY id LIMIT 500", (*args, last)
+                ).fetchall()
+                if not rows:
+                    break
+                yield "".join(_export_line(account, resource, rid, body, base) for rid, body in rows).encode()
+                last = rows[-1][0]
     finally:
         conn.close()
+
+
+def _export_line(account: Account, resource: str, rid: int, body: str, base: str) -> str:
+    text = render(body, base)
+    if resource == "patient_attachments":
+        record = json.loads(text)
+        record["_sha256"] = attachment_sha256(account.seed, rid, record["content_type"], record["size"])
+        record["_bytes"] = record["size"]
+        text = json.dumps(record, ensure_ascii=False)
+    return text + "\n"
 
 
 def build_app(sandbox: Sandbox) -> Any:
@@ -448,6 +484,7 @@ def build_app(sandbox: Sandbox) -> Any:
         Route("/_sandbox/accounts/{name}/truth", sandbox.truth, methods=["GET"]),
         Route("/_sandbox/accounts/{name}/export/{resource}", sandbox.export, methods=["GET"]),
         Route("/_sandbox/accounts/{name}/mutate", sandbox.mutate, methods=["POST"]),
+        Route("/_sandbox/accounts/{name}/churn", sandbox.churn, methods=["GET", "POST"]),
         Route("/_sandbox/stats", sandbox.get_stats, methods=["GET"]),
         Route("/_sandbox/stats/reset", sandbox.post_stats_reset, methods=["POST"]),
         Route("/_sandbox/config", sandbox.get_config, methods=["GET"]),

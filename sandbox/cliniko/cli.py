@@ -10,6 +10,7 @@ from pathlib import Path
 
 from sandbox.cliniko.accounts import parse_account_spec
 from sandbox.cliniko.app import Config, Sandbox, build_app
+from sandbox.cliniko.envelopes import MODES
 from sandbox.serving import serve
 
 log = logging.getLogger("cliniko-sandbox")
@@ -29,6 +30,19 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--account", action="append", metavar="NAME:SEED:SCALE[:SHARD]", help="repeatable; default demo:1:small:au1"
     )
     p.add_argument("--shard", default="au1", help="the shard served at /v1")
+    p.add_argument(
+        "--legacy-filters",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="repeatable: this account ignores the archived_at/cancelled_at filters that older routes stand in for",
+    )
+    p.add_argument(
+        "--envelopes",
+        choices=MODES,
+        default="realistic",
+        help="list envelope quirks of every account: per-route mix (default), on every route, or none",
+    )
     p.add_argument("--latency-ms", type=float, default=150.0)
     p.add_argument("--jitter-ms", type=float, default=50.0)
     p.add_argument("--rate-limit", type=int, default=200, help="requests per window per API key")
@@ -69,6 +83,6 @@ def run(args: argparse.Namespace, config: Config, data_dir: Path) -> None:
     for spec in args.account or [f"demo:1:small:{args.shard}"]:
         name, seed, scale, shard = parse_account_spec(spec, args.shard)
         started = time.monotonic()
-        sandbox.add_account(name, seed, scale, shard)
+        sandbox.add_account(name, seed, scale, shard, name in args.legacy_filters, args.envelopes)
         log.info("account %s (seed %s, %s, %s) ready in %.1fs", name, seed, scale, shard, time.monotonic() - started)
     serve(build_app(sandbox), port=args.port, ready_file=args.ready_file)

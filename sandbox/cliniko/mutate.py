@@ -1,9 +1,11 @@
-"""Changing a running account's data, as a clinic would between two syncs.
+"""Changing a running account's data, as a clinic would between two syncs (or while a sync runs).
 
 Every change stamps ``updated_at`` with the server clock, so an incremental sync from the previous
 cursor sees exactly the changed rows. Deletion follows each resource's Cliniko behaviour: reference
-numbers and daily availabilities vanish (a real ``DELETE``); patients, appointments, attendees, treatment
-notes and templates get ``deleted_at`` and move to the ``/deleted`` lists; the rest are archived instead.
+numbers, daily availabilities, contacts and patient attachments vanish (a real ``DELETE``: no stub on any
+route; contacts and attachments are remembered in ``_removed`` for the ground truth, counted as
+``deleted``); patients, appointments, attendees, treatment notes and templates get ``deleted_at`` and
+move to the ``/deleted`` lists; the rest are archived instead.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 import random
 import sqlite3
 
-from sandbox.cliniko.accounts import Account
+from sandbox.cliniko.accounts import Account, Churn
 from sandbox.cliniko.schema import REPLACE_SQL, RESOURCES, STATE_NAMES, row_for
 
 INCREMENTAL = (
@@ -33,7 +35,9 @@ CONFIGURATION = (
     "daily_availabilities",
     "treatment_note_templates",
 )
-HARD_DELETE = {"practitioner_reference_numbers", "daily_availabilities"}
+HARD_DELETE = {"practitioner_reference_numbers", "daily_availabilities", "contacts", "patient_attachments"}
+# Hard deletions an importer is expected to notice (no deletion feed): the ground truth counts them.
+REMEMBERED = {"contacts", "patient_attachments"}
 SOFT_DELETE = {
     "patients",
     "individual_appointments",
@@ -127,11 +131,7 @@ class Mutator:
             body["archived_at"] = None
             kind = "updated"
         elif op == "delete" and resource in HARD_DELETE:
-            try:
-                self.db.execute(f"DELETE FROM {resource} WHERE id = ?", (rid,))
-            finally:
-                self.account.page_cache.changed()
-            self.record(resource, "deleted", rid)
+            self.remove(resource, rid, body)
             return
         elif op == "delete":
             body["deleted_at"] = self.now
@@ -152,6 +152,19 @@ class Mutator:
         body["updated_at"] = self.now
         self.save(resource, body)
         self.record(resource, kind, rid)
+
+    def remove(self, resource: str, rid: int, body: dict) -> None:
+        try:
+            if resource in REMEMBERED:
+                body.update(deleted_at=self.now, updated_at=self.now)
+                self.db.execute(
+                    "INSERT OR REPLACE INTO _removed (resource, id, body) VALUES (?, ?, ?)",
+                    (resource, rid, json.dumps(body, ensure_ascii=False)),
+                )
+            self.db.execute(f"DELETE FROM {resource} WHERE id = ?", (rid,))
+        finally:
+            self.account.page_cache.changed()
+        self.record(resource, "deleted", rid)
 
     def edited_value(self, resource: str, body: dict) -> object:
         if resource == "daily_availabilities":
@@ -256,10 +269,47 @@ def mutate(account: Account, request: dict) -> dict:
 
 
 def truth(account: Account) -> dict[str, dict[str, int]]:
-    """Records per state for every resource; states with no records are listed with 0."""
+    """Records per state for every resource; states with no records are listed with 0. Contacts and
+    attachments removed by a hard delete count as ``deleted``."""
     db = account.db()
     counts = {}
+    removed = dict(db.execute("SELECT resource, COUNT(*) FROM _removed GROUP BY resource").fetchall())
     for resource, states in STATE_NAMES.items():
         found = dict(db.execute(f"SELECT state, COUNT(*) FROM {resource} GROUP BY state").fetchall())
         counts[resource] = {state: found.get(state, 0) for state in states}
+        if resource in REMEMBERED:
+            counts[resource]["deleted"] = removed.get(resource, 0)
     return counts
+
+
+def set_churn(account: Account, rule: dict) -> dict:
+    """Set (or with no ``resource``, clear) the account's churn rule; returns what it has deleted so far."""
+    resource = rule.get("resource")
+    if resource is None:
+        account.churn = None
+        return {"churn": None}
+    if resource not in RESOURCES or resource in CONFIGURATION or resource == "users":
+        raise MutationError(f"cannot churn {resource!r}; use one of {', '.join(INCREMENTAL)}")
+    account.churn = Churn(resource, max(1, int(rule.get("every", 1))), int(rule["deletes"]), int(rule["limit"]))
+    return {"churn": rule}
+
+
+def churn(account: Account, route: str) -> None:
+    """Apply the account's churn rule to a list request on ``route`` before it is answered."""
+    rule = account.churn
+    if rule is None or route != f"/v1/{rule.resource}":
+        return
+    with account.write_lock:
+        rule.requests += 1
+        count = min(rule.deletes, rule.limit - len(rule.deleted))
+        if rule.requests % rule.every or count <= 0:
+            return
+        db = account.db()
+        rows = db.execute(
+            f"SELECT id FROM {rule.resource} WHERE deleted_at IS NULL AND archived_at IS NULL ORDER BY id LIMIT ?",
+            (count,),
+        ).fetchall()
+        mutator = Mutator(account, random.Random(rule.requests))
+        for (rid,) in rows:
+            mutator.apply("delete", rule.resource, rid, {})
+            rule.deleted.append(str(rid))

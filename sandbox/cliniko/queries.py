@@ -12,6 +12,13 @@ Choices where Cliniko's docs are silent (see cliniko-api.md section 7):
 * A plain ``q=`` is honoured, but only its last occurrence (Cliniko issue #274).
 * The old ``/appointments`` routes serve individual appointments in their old shape (``appointment_start``
   and friends), hiding cancelled ones like ``/individual_appointments`` does.
+* An account with ``legacy_filters`` mimics an older account: where an older route serves archived or
+  cancelled rows (``/patients/archived``, ``/appointment_types/archived``, ``/individual_appointments/
+  cancelled``, ``/attendees/cancelled``), filters on that field are ignored, so ``q[]=archived_at:*`` /
+  ``cancelled_at:*`` answer the default list, which leaves those rows out (cancelled attendees too).
+* Envelopes vary per account and route as Cliniko's own examples do (see ``envelopes.py``).
+* Queries sorted by ``id`` with ``q[]=id:>``/``id:<`` bounds (keyset paging) are answered from the cached
+  ordered id list of the same query without its bounds, so walking a big list by id stays cheap.
 * Individual appointments carry no attendee records here: ``/individual_appointments/:id/attendees`` is
   an empty list; group appointment attendees are the ``attendees`` resource.
 """
@@ -24,11 +31,13 @@ import re
 import sqlite3
 import threading
 from array import array
+from bisect import bisect_left, bisect_right
 from collections import OrderedDict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
+from sandbox.cliniko.envelopes import PLAIN, Envelope
 from sandbox.cliniko.schema import BASE
 
 DEFAULT_PER_PAGE = 50
@@ -339,6 +348,16 @@ def page_params(params: list[tuple[str, str]]) -> tuple[int, int]:
     return page, per_page
 
 
+# Older accounts: the filters on a field that an older route serves are ignored (see the module docstring).
+LEGACY_IGNORED = {
+    "patients": "archived_at",
+    "appointment_types": "archived_at",
+    "individual_appointments": "cancelled_at",
+    "appointments": "cancelled_at",
+    "attendees": "cancelled_at",
+}
+
+
 @dataclass
 class ListQuery:
     """One collection request: which rows (view + fixed conditions) and how the client asked for them."""
@@ -346,9 +365,11 @@ class ListQuery:
     resource: Resource
     view: str = "main"  # main | archived | deleted | cancelled | inactive
     conditions: list[tuple[str, list]] = field(default_factory=list)
+    legacy: bool = False  # the account predates the archived_at / cancelled_at filters
 
     def where(self, filters: Iterable[Filter]) -> tuple[str, list]:
-        filters = list(filters)
+        ignored = LEGACY_IGNORED.get(self.resource.name) if self.legacy else None
+        filters = [f for f in filters if f.field != ignored]
         named = {f.field for f in filters}
         clauses, args = [], []
         for cond, cond_args in self.conditions:
@@ -365,7 +386,7 @@ class ListQuery:
                 clauses.append("archived_at IS NULL")
             if self.view == "cancelled":
                 clauses.append("cancelled_at IS NOT NULL")
-            elif self.resource.hides_cancelled and "cancelled_at" not in named:
+            elif (self.resource.hides_cancelled or ignored == "cancelled_at") and "cancelled_at" not in named:
                 clauses.append("cancelled_at IS NULL")
             if self.resource.name == "practitioners":
                 clauses.append("state = ?")
@@ -482,32 +503,15 @@ def list_page(
     base: str,
     url: str,
     cache: PageCache | None = None,
+    envelope: Envelope = PLAIN,
 ) -> str:
     """The JSON text of one page; ``url`` is the absolute request URL without its query string."""
     filters = parse_filters(params)
     page, per_page = page_params(params)
-    where, args = query.where(filters)
-    terms = order_terms(query.resource, params)
-    tables = query.resource.tables
-    # Page over ids first: that query runs on covering indexes, so deep pages skip rows without reading
-    # their bodies; then only the page's own rows are fetched whole, by primary key. Several tables
-    # (bookings) are merged as sorted streams rather than sorted after a union.
-    keys = ", ".join(f"{expr} AS k{i}" for i, (expr, _) in enumerate(terms))
-    arms = " UNION ALL ".join(f"SELECT id, {keys} FROM {t} WHERE {where}" for t in tables)
-    order = ", ".join(f"k{i} {direction}" for i, (_, direction) in enumerate(terms))
-    all_args = [*args * len(tables)]
-    signature = (f"{arms} ORDER BY {order}", tuple(map(repr, all_args)))
-    offset = (page - 1) * per_page
-    ordered = _ordered_ids(db, cache, signature, signature[0], all_args, deep=page > 1)
-    if ordered is not None:
-        total = len(ordered)
-        ids = ordered[offset : offset + per_page].tolist()
-    else:
-        total = sum(db.execute(f"SELECT COUNT(*) FROM {t} WHERE {where}", args).fetchone()[0] for t in tables)
-        ids = [row[0] for row in db.execute(f"{signature[0]} LIMIT ? OFFSET ?", [*all_args, per_page, offset])]
+    total, ids = _page_ids(db, query, filters, order_terms(query.resource, params), page, per_page, cache)
     found: dict[int, tuple[str, str | None]] = {}
     marks = ", ".join("?" * len(ids))
-    for table in tables:
+    for table in query.resource.tables:
         for rid, body, deleted_at in db.execute(f"SELECT id, body, deleted_at FROM {table} WHERE id IN ({marks})", ids):
             found[rid] = (body, deleted_at)
     if query.resource.name == "patients" and query.view == "deleted":
@@ -515,13 +519,69 @@ def list_page(
     else:
         shown = old_appointment if query.resource.name == "appointments" else render
         items = [shown(found[rid][0], base) for rid in ids]
-    links = {"self": _with_page(url, params, None)}
-    if page * per_page < total:
+    links = _links(url, params, page, page * per_page < total, envelope)
+    key = query.resource.name
+    return (
+        f'{{"{key}": [{",".join(items)}], "{envelope.total_key}": {envelope.total(total)}, '
+        f'"links": {json.dumps(links)}}}'
+    )
+
+
+_BOUNDS = (">", ">=", "<", "<=")
+
+
+def _page_ids(
+    db: sqlite3.Connection,
+    query: ListQuery,
+    filters: list[Filter],
+    terms: list[tuple[str, str]],
+    page: int,
+    per_page: int,
+    cache: PageCache | None,
+) -> tuple[int, list[int]]:
+    """(total, ids of the page). Page over ids first: that query runs on covering indexes, so deep pages skip
+    rows without reading their bodies; only the page's own rows are then read whole, by primary key. Several
+    tables (bookings) are merged as sorted streams rather than sorted after a union."""
+    keyset = cache is not None and terms == [("id", "ASC")]
+    bounds = [f for f in filters if keyset and f.field == "id" and f.op in _BOUNDS]
+    where, args = query.where([f for f in filters if f not in bounds])
+    tables = query.resource.tables
+    keys = ", ".join(f"{expr} AS k{i}" for i, (expr, _) in enumerate(terms))
+    arms = " UNION ALL ".join(f"SELECT id, {keys} FROM {t} WHERE {where}" for t in tables)
+    order = ", ".join(f"k{i} {direction}" for i, (_, direction) in enumerate(terms))
+    all_args = [*args * len(tables)]
+    signature = (f"{arms} ORDER BY {order}", tuple(map(repr, all_args)))
+    offset = (page - 1) * per_page
+    ordered = _ordered_ids(db, cache, signature, signature[0], all_args, deep=page > 1 or bool(bounds))
+    if ordered is not None:
+        low, high = _bounded(ordered, bounds)
+        return high - low, ordered[low + offset : min(low + offset + per_page, high)].tolist()
+    total = sum(db.execute(f"SELECT COUNT(*) FROM {t} WHERE {where}", args).fetchone()[0] for t in tables)
+    ids = [row[0] for row in db.execute(f"{signature[0]} LIMIT ? OFFSET ?", [*all_args, per_page, offset])]
+    return total, ids
+
+
+def _bounded(ordered: array, bounds: list[Filter]) -> tuple[int, int]:
+    """The slice of an ascending id list that ``id`` bound filters keep."""
+    low, high = 0, len(ordered)
+    for f in bounds:
+        value = _scalar("id", f.value)
+        if f.op in (">", ">="):
+            low = max(low, (bisect_right if f.op == ">" else bisect_left)(ordered, value))
+        else:
+            high = min(high, (bisect_left if f.op == "<" else bisect_right)(ordered, value))
+    return low, max(low, high)
+
+
+def _links(url: str, params: list[tuple[str, str]], page: int, more: bool, envelope: Envelope) -> dict[str, str]:
+    links = {
+        "self": f"{url}?{urlencode([('page', str(page))])}" if envelope.bare_self else _with_page(url, params, None)
+    }
+    if more:
         links["next"] = _with_page(url, params, page + 1)
     if page > 1:
         links["previous"] = _with_page(url, params, page - 1)
-    key = query.resource.name
-    return f'{{"{key}": [{",".join(items)}], "total_entries": {total}, "links": {json.dumps(links)}}}'
+    return links
 
 
 def _with_page(url: str, params: list[tuple[str, str]], page: int | None) -> str:

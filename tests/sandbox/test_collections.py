@@ -2,24 +2,75 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from urllib.parse import parse_qsl, urlsplit
 
 import pytest
 
+from sandbox.cliniko.api import list_routes
+from sandbox.cliniko.envelopes import MAIN_ROUTES, RATES, quirks_by_route
+from tests.sandbox.conftest import new_account
 
-def test_envelope_links_are_absolute_and_keep_the_query(api):
-    query = [("q[]", "updated_at:>2000-01-01T00:00:00Z"), ("sort", "updated_at"), ("per_page", "7")]
-    body = api.get("/v1/patients", query).json()
-    assert set(body) == {"patients", "total_entries", "links"}
-    assert isinstance(body["total_entries"], int) and body["total_entries"] > 7
-    assert len(body["patients"]) == 7
-    assert "previous" not in body["links"]
-    for name in ("self", "next"):
-        link = urlsplit(body["links"][name])
-        assert f"{link.scheme}://{link.netloc}" == api.url
-        assert link.path == "/v1/patients"
-        assert set(query) <= set(parse_qsl(link.query))
-    assert ("page", "2") in parse_qsl(urlsplit(body["links"]["next"]).query)
+CHECKED_ROUTES = [
+    f"/v1/{name}"
+    for name in (
+        "businesses",
+        "users",
+        "practitioners",
+        "patients",
+        "contacts",
+        "individual_appointments",
+        "attendees",
+        "patient_attachments",
+        "treatment_notes",
+    )
+]
+
+
+def test_envelopes_show_the_account_quirks_and_next_always_keeps_the_query(api):
+    quirks = api.quirks()
+    query = [("q[]", "updated_at:>2000-01-01T00:00:00Z"), ("sort", "updated_at"), ("per_page", "2")]
+    for route in CHECKED_ROUTES:
+        body = api.get(route, query).json()
+        count_key = "total_entires" if route in quirks["total_entires"] else "total_entries"
+        assert set(body) == {route.rsplit("/", 1)[1], count_key, "links"}, route
+        assert isinstance(body[count_key], str if route in quirks["total_as_string"] else int), route
+        assert int(body[count_key]) > 2, route
+        assert "previous" not in body["links"]
+        self_link, next_link = (urlsplit(body["links"][name]) for name in ("self", "next"))
+        for link in (self_link, next_link):
+            assert (f"{link.scheme}://{link.netloc}", link.path) == (api.url, route)
+        if route in quirks["bare_self"]:
+            assert parse_qsl(self_link.query) == [("page", "1")], route
+        else:
+            assert set(query) <= set(parse_qsl(self_link.query)), route
+        assert set(query) | {("page", "2")} <= set(parse_qsl(next_link.query)), route
+
+
+def test_every_account_shows_each_quirk_somewhere_deterministically(api):
+    routes = list_routes()
+    shown = Counter()
+    seeds = range(1, 41)
+    for seed in seeds:
+        quirks = quirks_by_route(seed, "realistic", routes)
+        assert quirks == quirks_by_route(seed, "realistic", routes)
+        assert all(set(quirks[quirk]) & set(MAIN_ROUTES) for quirk in RATES), seed
+        shown.update({quirk: len(quirks[quirk]) for quirk in RATES})
+    for quirk, rate in RATES.items():
+        assert 0.8 <= shown[quirk] / (rate * len(routes) * len(seeds)) <= 1.3, quirk
+    assert quirks_by_route(1, "realistic", routes) != quirks_by_route(2, "realistic", routes)
+    assert all(len(r) == len(routes) for r in quirks_by_route(1, "every_quirk", routes).values())
+    assert not any(quirks_by_route(1, "none", routes).values())
+    assert api.quirks() == quirks_by_route(api.admin_get("accounts/main")["seed"], "realistic", routes)
+
+
+def test_every_quirk_mode_on_every_route(api):
+    hostile = new_account(api, envelopes="every_quirk")
+    for route in ("/v1/patients", "/v1/patients/archived", "/v1/individual_appointments/cancelled"):
+        body = hostile.get(route, [("q[]", "created_at:>2000-01-01T00:00:00Z"), ("per_page", "1")]).json()
+        assert "total_entries" not in body and isinstance(body["total_entires"], str)
+        assert parse_qsl(urlsplit(body["links"]["self"]).query) == [("page", "1")]
+        assert ("q[]", "created_at:>2000-01-01T00:00:00Z") in parse_qsl(urlsplit(body["links"]["next"]).query)
 
 
 def test_last_page_has_previous_but_no_next(api):
@@ -37,7 +88,8 @@ def test_paging_visits_every_record_once(api):
 
 
 def test_empty_list_shape(api):
-    body = api.get("/v1/patients", {"q[]": "first_name:=Nobody-by-this-name"}).json()
+    plain = new_account(api, envelopes="none")
+    body = plain.get("/v1/patients", {"q[]": "first_name:=Nobody-by-this-name"}).json()
     assert body == {"patients": [], "total_entries": 0, "links": {"self": body["links"]["self"]}}
 
 

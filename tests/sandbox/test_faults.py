@@ -8,7 +8,14 @@ import time
 import pytest
 import requests
 
-NO_FAULTS = {"error_rate": 0, "storm_429": None, "drop_rate": 0, "slow_rate": 0, "truncate_rate": 0}
+NO_FAULTS = {
+    "error_rate": 0,
+    "storm_429": None,
+    "drop_rate": 0,
+    "slow_rate": 0,
+    "truncate_rate": 0,
+    "wrong_total_rate": 0,
+}
 
 
 @pytest.fixture(scope="module")
@@ -95,3 +102,11 @@ def test_same_seed_same_faults(faulty, faults):
     first = run()
     assert first == run()
     assert 200 in first and any(s >= 500 for s in first)
+
+
+def test_wrong_total_rate_replaces_a_list_count_with_an_id_sized_string(faulty, faults):
+    faults(wrong_total_rate=1.0)
+    body = faulty.get("/v1/patients", {"per_page": "1"}).json()
+    count = body.get("total_entries", body.get("total_entires"))
+    assert isinstance(count, str) and len(count) == 18 and len(body["patients"]) == 1
+    assert injected(faulty)["wrong_total"] >= 1

@@ -169,14 +169,17 @@ def test_explicit_ops(fresh_account):
     )["changed"]
     assert changed["patients"]["updated"] == [patient]
     assert changed["practitioner_reference_numbers"]["deleted"] == [number]
-    assert changed["contacts"]["archived"] == [contact]
+    assert changed["contacts"]["deleted"] == [contact]
     assert api.get(f"/v1/patients/{patient}").json()["first_name"] == "Renamed"
     assert appointment in {a["id"] for a in api.items("/v1/individual_appointments/cancelled")}
     assert number not in {n["id"] for n in api.export("practitioner_reference_numbers")}
     assert api.get(f"/v1/practitioner_reference_numbers/{number}").status_code == 404
     after = api.truth()
     assert after["practitioner_reference_numbers"]["active"] == before["practitioner_reference_numbers"]["active"] - 1
-    assert after["contacts"]["archived"] == before["contacts"]["archived"] + 1
+    assert after["contacts"]["deleted"] == before["contacts"]["deleted"] + 1
+    assert after["contacts"]["active"] + after["contacts"]["archived"] == (
+        before["contacts"]["active"] + before["contacts"]["archived"] - 1
+    )
     assert after["individual_appointments"]["cancelled"] == before["individual_appointments"]["cancelled"] + 1
 
 

@@ -1,0 +1,211 @@
+"""Listing one Cliniko route completely: keyset paging by id, walked in parallel id windows.
+
+Cliniko pages by offset (``page``, ``per_page``). A record deleted on a page already read moves every
+later record back by one, so an offset crawl can skip a live record and never know. Here every request
+is the route's own query plus ``sort=id`` and ``q[]=id:>`` / ``q[]=id:<`` bounds (``id`` is filterable
+on every resource): a page holds every record of its id interval as it was when served, and the
+intervals of one listing cover every id, whatever is deleted or added meanwhile. Requests are built from
+that query, never from the envelope's ``links`` (whose ``self`` may carry no query at all); a page's
+``links.next`` only says whether more may follow.
+
+To fetch in parallel, page 1's ``total_entries`` (a hint: it may be a string, misspelt or wrong) places
+at most ``most`` - 1 pages at evenly spaced offsets, whatever it claims; those pages are kept as they
+are, and the id windows between them are walked page by page, side by side. A page out of id order (the
+server ignored ``sort=id`` or an id bound) stops the route with :class:`PagingAnomaly` rather than guess.
+
+``state`` is plain JSON kept in the extraction's checkpoint: ``windows`` (``[after, before]`` still to
+walk; None until page 1 is staged), ``expected`` (page 1's count) and ``listed`` (records taken).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+
+from cliniko_assets.catalog import record_id
+from splose_resources.cliniko import ClinikoError, Page
+
+Params = list[tuple[str, str]]
+Window = list  # [after, before]: ids strictly between them are still to list; None means unbounded
+CHECKPOINT_EVERY_PAGES = 5
+PAGES_PER_WINDOW = 4
+
+
+class PagingAnomaly(ClinikoError):
+    """Cliniko answered a page that contradicts its query: a complete listing cannot be guaranteed."""
+
+
+def keyset_query(params: Params, per_page: int, after: int | None = None, before: int | None = None) -> Params:
+    query = [*params, ("sort", "id"), ("per_page", str(per_page))]
+    if after is not None:
+        query.append(("q[]", f"id:>{after}"))
+    if before is not None:
+        query.append(("q[]", f"id:<{before}"))
+    return query
+
+
+def offset_query(params: Params, per_page: int, page: int) -> Params:
+    return [*params, ("sort", "id"), ("per_page", str(per_page)), ("page", str(page))]
+
+
+def sample_pages(total: int | None, first_page_size: int, per_page: int, most: int) -> list[int]:
+    """Page numbers whose records split what follows page 1 into at most ``most`` even windows.
+
+    Each window costs about one request more than its records need (its last page is partial), so a
+    window is given at least ``PAGES_PER_WINDOW`` pages: short lists are walked in one window.
+    """
+    if total is None or total <= first_page_size:
+        return []
+    pages = -(-total // per_page)
+    windows = min(most, (pages - 1) // PAGES_PER_WINDOW)
+    if windows < 2:
+        return []
+    return [1 + i * (pages - 1) // windows for i in range(1, windows)]
+
+
+def windows_between(last_of_first_page: int, samples: list[list[int]]) -> tuple[list[Window], list[int]]:
+    """The id windows left between page 1 and the sampled pages, and which samples bound them.
+
+    A sample that starts at or before the end of what precedes it (records moved between the two
+    requests) bounds nothing: its ids fall inside a window and are walked there.
+    """
+    windows: list[Window] = []
+    kept: list[int] = []
+    lower = last_of_first_page
+    for number, ids in sorted(enumerate(samples), key=lambda item: item[1][0] if item[1] else 0):
+        if not ids or ids[0] <= lower:
+            continue
+        if ids[0] - lower > 1:
+            windows.append([lower, ids[0]])
+        kept.append(number)
+        lower = ids[-1]
+    windows.append([lower, None])
+    return windows, kept
+
+
+class KeysetWalk:
+    """Lists one route into ``take``; ``save`` is called at points where ``state`` matches what was taken."""
+
+    def __init__(
+        self,
+        fetch: Callable[[Params], Page],
+        params: Params,
+        *,
+        per_page: int,
+        most: int,
+        pool: ThreadPoolExecutor,
+        take: Callable[[list], None],
+        save: Callable[[], None],
+        state: dict,
+        label: str,
+    ) -> None:
+        self.fetch = fetch
+        self.params = params
+        self.per_page = per_page
+        self.most = most
+        self.pool = pool
+        self.take = take
+        self.save = save
+        self.state = state
+        self.label = label
+
+    def run(self) -> None:
+        if self.state.get("windows") is None:
+            self._start()
+        self._walk()
+
+    def shortfall(self) -> int:
+        """Records Cliniko counts in the route beyond those listed. The count is asked for again first:
+        records deleted during the listing lower it, and are no shortfall."""
+        expected = self.state.get("expected")
+        if expected is None or self.state["listed"] >= expected:
+            return 0
+        now = self.fetch(offset_query(self.params, 1, 1)).total_entries
+        return max(0, (expected if now is None else now) - self.state["listed"])
+
+    def _start(self) -> None:
+        first = self.fetch(keyset_query(self.params, self.per_page))
+        ids = self._ids(first, None, None)
+        self.state["expected"] = first.total_entries
+        self._take(first)
+        windows: list[Window] = []
+        if self._more(first, ids):
+            windows = self._split(ids[-1], first)
+        self.state["windows"] = windows
+        self.save()
+
+    def _split(self, last: int, first: Page) -> list[Window]:
+        numbers = sample_pages(first.total_entries, len(first.records), self.per_page, self.most)
+        futures = [self.pool.submit(self.fetch, offset_query(self.params, self.per_page, n)) for n in numbers]
+        try:
+            pages = [future.result() for future in futures]
+        finally:
+            for future in futures:
+                future.cancel()
+        samples = [self._ids(page, None, None) for page in pages]
+        windows, kept = windows_between(last, samples)
+        for number in kept:
+            self._take(pages[number])
+        return windows
+
+    def _walk(self) -> None:
+        windows: list[Window] = self.state["windows"]
+        running: dict[Future, Window] = {}
+
+        def submit(window: Window) -> None:
+            running[self.pool.submit(self.fetch, keyset_query(self.params, self.per_page, *window))] = window
+
+        for window in windows:
+            submit(window)
+        pages = 0
+        try:
+            while running:
+                done, _ = wait(running, return_when=FIRST_COMPLETED)
+                for future in done:
+                    window = running.pop(future)
+                    page = future.result()
+                    ids = self._ids(page, *window)
+                    self._take(page)
+                    if self._more(page, ids):
+                        window[0] = ids[-1]
+                        submit(window)
+                    else:
+                        windows[:] = [w for w in windows if w is not window]
+                    pages += 1
+                    if pages % CHECKPOINT_EVERY_PAGES == 0:
+                        self.save()
+        finally:
+            for future in running:
+                future.cancel()
+        self.save()
+
+    def _take(self, page: Page) -> None:
+        self.state["listed"] += len(page.records)
+        self.take(page.records)
+
+    def _more(self, page: Page, ids: list[int]) -> bool:
+        return bool(ids) and (page.has_next or len(page.records) >= self.per_page)
+
+    def _ids(self, page: Page, after: int | None, before: int | None) -> list[int]:
+        """The page's ids, which must rise strictly inside (after, before)."""
+        ids = [int(rid) for rid in map(_numeric_id, page.records) if rid is not None]
+        previous = after
+        for rid in ids:
+            if (previous is not None and rid <= previous) or (before is not None and rid >= before):
+                raise self._anomaly("out of id order")
+            previous = rid
+        if page.records and not ids and (page.has_next or len(page.records) >= self.per_page):
+            raise self._anomaly("without readable ids")
+        return ids
+
+    def _anomaly(self, what: str) -> PagingAnomaly:
+        return PagingAnomaly(
+            f"Cliniko listed {self.label} {what} (it did not honour sort=id or an id filter), so a complete "
+            "listing cannot be guaranteed; the resource's staged data was left as it was. Re-run the "
+            "extraction; if this recurs, ask Cliniko support about sorting that route by id."
+        )
+
+
+def _numeric_id(record) -> str | None:
+    rid = record_id(record) if isinstance(record, dict) else None
+    return rid if rid is not None and rid.isdigit() else None

@@ -1,0 +1,69 @@
+"""Accounts messier than the docs: older accounts whose filters leave rows out, hard deletions, churn."""
+
+from __future__ import annotations
+
+import requests
+
+from tests.sandbox.conftest import new_account
+
+
+def test_an_older_account_ignores_the_filters_its_older_routes_stand_in_for(api):
+    older = new_account(api, legacy_filters=True)
+    truth = older.truth()
+    patients = truth["patients"]
+    assert older.admin_get(f"accounts/{older.account}")["legacy_filters"] is True
+    assert older.total("/v1/patients", [("q[]", "archived_at:*")]) == patients["active"]
+    assert older.total("/v1/patients/archived") == patients["archived"] + patients["merged"] > 0
+    types = truth["appointment_types"]
+    assert older.total("/v1/appointment_types", [("q[]", "archived_at:*")]) == types["active"]
+    assert older.total("/v1/appointment_types/archived") == types["archived"] > 0
+    appointments = truth["individual_appointments"]
+    shown = appointments["booked"] + appointments["arrived"] + appointments["did_not_arrive"]
+    all_rows = [("q[]", "archived_at:*"), ("q[]", "cancelled_at:*")]
+    assert older.total("/v1/individual_appointments", all_rows) == shown + appointments["archived"]
+    assert older.total("/v1/individual_appointments/cancelled") == appointments["cancelled"] > 0
+    attendees = truth["attendees"]
+    assert older.total("/v1/attendees", all_rows) == attendees["booked"] + attendees["arrived"] + attendees["archived"]
+    assert older.total("/v1/attendees/cancelled") == attendees["cancelled"] > 0
+    archived = older.items("/v1/patients/archived")[0]
+    assert older.get(f"/v1/patients/{archived['id']}", {"q[]": "archived_at:*"}).status_code == 404
+    # The same clinic on a newer account honours the filters.
+    assert api.total("/v1/patients", [("q[]", "archived_at:*")]) > api.total("/v1/patients")
+
+
+def test_contacts_and_attachments_are_hard_deleted_without_a_trace(fresh_account):
+    api = fresh_account
+    contact = api.items("/v1/contacts")[0]
+    attachment = api.items("/v1/patient_attachments")[0]
+    location = api.get(attachment["content"]["links"]["self"], allow_redirects=False).headers["Location"]
+    before = api.truth()
+    ops = [
+        {"op": "delete", "resource": "contacts", "id": contact["id"]},
+        {"op": "delete", "resource": "patient_attachments", "id": attachment["id"]},
+    ]
+    changed = api.admin_post(f"accounts/{api.account}/mutate", {"ops": ops})["changed"]
+    assert changed["contacts"]["deleted"] == [contact["id"]]
+    for resource, record in (("contacts", contact), ("patient_attachments", attachment)):
+        listed = api.items(f"/v1/{resource}", [("q[]", "archived_at:*")])
+        assert record["id"] not in {r["id"] for r in listed}
+        assert api.get(f"/v1/{resource}/{record['id']}", {"q[]": "archived_at:*"}).status_code == 404
+        assert api.get(f"/v1/{resource}/deleted").status_code == 404  # no deletion feed, no stub
+        assert api.truth()[resource]["deleted"] == before[resource]["deleted"] + 1
+        exported = {r["id"]: r for r in api.export(resource)}
+        assert exported[record["id"]]["deleted_at"]
+    assert api.get(attachment["content"]["links"]["self"], allow_redirects=False).status_code == 404
+    assert "NoSuchKey" in requests.get(location, timeout=30).text
+
+
+def test_churn_deletes_the_oldest_records_while_a_list_is_read(fresh_account):
+    api = fresh_account
+    oldest = sorted(int(p["id"]) for p in api.items("/v1/patients"))[:4]
+    api.admin_post(f"accounts/{api.account}/churn", {"resource": "patients", "every": 2, "deletes": 2, "limit": 4})
+    totals = [api.total("/v1/patients") for _ in range(6)]
+    assert totals[0] - totals[-1] == 4 and totals == sorted(totals, reverse=True)
+    churned = api.admin_get(f"accounts/{api.account}/churn")["churn"]["deleted"]
+    assert sorted(int(i) for i in churned) == oldest
+    stubs = {s["links"]["self"].rsplit("/", 1)[1] for s in api.items("/v1/patients/deleted")}
+    assert set(churned) <= stubs
+    api.admin_post(f"accounts/{api.account}/churn", {})
+    assert api.admin_get(f"accounts/{api.account}/churn")["churn"] is None

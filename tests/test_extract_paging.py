@@ -1,0 +1,165 @@
+"""Extraction against Cliniko as messy as it is: deletions during the crawl, odd envelopes, wrong counts,
+older accounts whose filters leave rows out, and contacts and attachments removed without a trace."""
+
+from __future__ import annotations
+
+import requests
+
+from cliniko_assets.catalog import BY_NAME
+from splose_resources.cliniko import ClinikoResource
+from tests.conftest import RESOURCES, Clinic, materializations
+
+APPOINTMENTS = "individual_appointments"
+FULL_REFRESH = {"ops": {"cliniko_extract": {"config": {"full_refresh": True}}}}
+LIVE = {"booked", "arrived", "did_not_arrive", "cancelled", "archived"}
+
+
+def _other_account(clinic: Clinic, instance, monkeypatch, name: str, **options) -> Clinic:
+    """A second account of the same generated clinic (same seed), with its own tenant."""
+    seed = clinic.admin.describe(clinic.account)["seed"]
+    clinic.admin.create_account(f"{clinic.account}{name}", seed=seed, scale="tiny", **options)
+    other = Clinic(clinic.admin, f"{clinic.account}{name}", f"{clinic.tenant}-{name}", clinic.staging, monkeypatch)
+    instance.add_dynamic_partitions("tenants", [other.tenant])
+    return other
+
+
+def _offset_crawl(clinic: Clinic, cliniko_url: str, path: str, per_page: int) -> set[str]:
+    """What a client that pages by number (following links.next) sees of a route."""
+    session = requests.Session()
+    session.auth = (clinic.keys["admin"], "")
+    session.headers["User-Agent"] = "Paging test (tests@example.com)"
+    url: str | None = f"{cliniko_url}/v1{path}"
+    params: dict | None = {"q[]": ["archived_at:*", "cancelled_at:*"], "per_page": per_page}
+    seen: set[str] = set()
+    while url:
+        body = session.get(url, params=params, timeout=30).json()
+        seen |= {record["id"] for record in body[APPOINTMENTS]}
+        url, params = body["links"].get("next"), None
+    return seen
+
+
+def test_records_deleted_while_the_crawl_runs_never_hide_a_live_record(clinic, instance, cliniko_sandbox, monkeypatch):
+    churn = {"resource": APPOINTMENTS, "every": 2, "deletes": 3, "limit": 45}
+    # The same churn against a client that pages by offset: it loses live records without a sign.
+    naive = _other_account(clinic, instance, monkeypatch, "naive")
+    naive.admin.churn(naive.account, **churn)
+    seen = _offset_crawl(naive, cliniko_sandbox.url, f"/{APPOINTMENTS}", per_page=10)
+    live = {rid for rid, r in naive.export(APPOINTMENTS).items() if not r.get("deleted_at")}
+    assert live - seen, "the churn did not move any record past an offset crawl"
+
+    clinic.admin.churn(clinic.account, **churn)
+    result = clinic.extract(instance, cliniko=ClinikoResource(page_size=10), selection=[APPOINTMENTS])
+
+    staged = clinic.staged_records(APPOINTMENTS)
+    exported = clinic.export(APPOINTMENTS)
+    live = {rid for rid, r in exported.items() if not r.get("deleted_at")}
+    assert live <= {rid for rid, (state, _) in staged.items() if state in LIVE}
+    churned = set(clinic.admin.churned(clinic.account))
+    assert len(churned) >= 30  # most of them while the list was read
+    assert {rid for rid, (state, _) in staged.items() if state == "deleted"} >= churned
+    assert clinic.staged_states(APPOINTMENTS) == clinic.truth()[APPOINTMENTS]
+    meta = materializations(result)[APPOINTMENTS]
+    assert meta["shortfall"] == 0
+    # Parallel id windows, not one page at a time: 30 pages of 10 cost only a few requests more.
+    assert meta["requests"] <= 30 + 12
+
+
+def test_quirky_envelopes_on_every_route_change_nothing(clinic, instance, monkeypatch):
+    hostile = _other_account(clinic, instance, monkeypatch, "hostile", envelopes="every_quirk")
+    body = requests.get(
+        f"{hostile.admin.url}/v1/patients",
+        params={"q[]": "archived_at:*", "per_page": 2},
+        auth=(hostile.keys["admin"], ""),
+        headers={"User-Agent": "Paging test (tests@example.com)"},
+        timeout=30,
+    ).json()
+    assert body["links"]["self"].endswith("/v1/patients?page=1") and isinstance(body["total_entires"], str)
+
+    metadata = materializations(hostile.extract(instance, cliniko=ClinikoResource(page_size=7)))
+
+    truth = hostile.truth()
+    for resource in RESOURCES:
+        assert hostile.staged_states(resource) == truth[resource], resource
+        assert metadata[resource]["shortfall"] == 0, resource
+
+
+def test_wrong_counts_never_size_the_crawl_and_are_reported(clinic, instance):
+    cliniko = ClinikoResource()  # both runs within one budget window
+    clean = materializations(clinic.extract(instance, cliniko=cliniko))
+    clinic.admin.configure(faults={"wrong_total_rate": 1.0}, fault_seed=3)
+    try:
+        result = clinic.extract(instance, cliniko=cliniko, run_config=FULL_REFRESH)
+    finally:
+        clinic.admin.clear_faults()
+    wrong = materializations(result)
+    truth = clinic.truth()
+    for resource in RESOURCES:
+        assert clinic.staged_states(resource) == truth[resource], resource
+        assert wrong[resource]["shortfall"] > 10**17, resource  # Cliniko's count, reported as it came
+        routes = len(BY_NAME[resource].streams)
+        # At most a few sample pages and one recount per route more than with true counts.
+        assert wrong[resource]["requests"] <= clean[resource]["requests"] + 7 * routes, resource
+    logged = "\n".join(entry.user_message for entry in instance.all_logs(result.run_id))
+    assert "Cliniko counts" in logged and "more record(s) in /individual_appointments than it listed" in logged
+
+
+def test_an_older_account_stages_the_same_records_as_a_newer_one(clinic, instance, monkeypatch):
+    older = _other_account(clinic, instance, monkeypatch, "older", legacy_filters=True)
+    older_meta = materializations(older.extract(instance))
+    newer_meta = materializations(clinic.extract(instance))
+
+    truth = clinic.truth()
+    for resource in RESOURCES:
+        assert older.staged_states(resource) == clinic.staged_states(resource) == truth[resource], resource
+        assert set(older.staged_records(resource)) == set(clinic.staged_records(resource)), resource
+    for resource, route in (
+        ("patients", "/patients/archived"),
+        ("appointment_types", "/appointment_types/archived"),
+        (APPOINTMENTS, "/individual_appointments/cancelled"),
+        ("attendees", "/attendees/cancelled"),
+    ):
+        assert older_meta[resource]["old_routes"][route].startswith("used"), resource
+        assert newer_meta[resource]["old_routes"][route].startswith("not needed"), resource
+
+    # A re-sync of the older account finds what was archived and cancelled since, on the older routes.
+    patient = next(rid for rid, (state, _) in older.staged_records("patients").items() if state == "active")
+    booked = [rid for rid, (state, _) in older.staged_records(APPOINTMENTS).items() if state == "booked"]
+    ops = [
+        {"op": "archive", "resource": "patients", "id": patient},
+        {"op": "cancel", "resource": APPOINTMENTS, "id": booked[0]},
+    ]
+    older.admin.mutate(older.account, ops=ops)
+    resync = materializations(older.extract(instance))
+    assert resync["patients"]["mode"] == "incremental"
+    assert resync["patients"]["old_routes"]["/patients/archived"].startswith("used")
+    assert older.staged_records("patients")[patient][0] == "archived"
+    assert older.staged_records(APPOINTMENTS)[booked[0]][0] == "cancelled"
+    truth = older.truth()
+    assert {r: older.staged_states(r) for r in RESOURCES} == {r: truth[r] for r in RESOURCES}
+
+
+def test_a_removal_hidden_by_matching_counts_is_found_by_the_periodic_id_listing(clinic, instance):
+    every_second_sync = {"ops": {"cliniko_extract": {"config": {"id_listing_every": 2}}}}
+
+    def sync() -> dict:
+        result = clinic.extract(instance, run_config=every_second_sync, selection=["contacts"])
+        return materializations(result)["contacts"]
+
+    first = sync()
+    assert (first["id_listing"], first["syncs_since_id_listing"]) == ("listed in full", 0)
+    removed = next(rid for rid, (state, _) in clinic.staged_records("contacts").items() if state == "active")
+    # One contact removed, one added that an incremental sync cannot see: Cliniko's count still matches.
+    ops = [
+        {"op": "delete", "resource": "contacts", "id": removed},
+        {"op": "create", "resource": "contacts", "fields": {"updated_at": "2015-01-01T00:00:00Z"}},
+    ]
+    clinic.admin.mutate(clinic.account, ops=ops)
+
+    second = sync()
+    assert second["id_listing"].startswith("not needed") and second["syncs_since_id_listing"] == 1
+    assert clinic.staged_records("contacts")[removed][0] == "active"
+
+    third = sync()
+    assert third["id_listing"].startswith("periodic") and third["syncs_since_id_listing"] == 0
+    assert third["vanished_in_cliniko"] == 1 and third["state_deleted"] == 1
+    assert clinic.staged_records("contacts")[removed][0] == "deleted"
