@@ -62,6 +62,9 @@ DELETED = ("deleted", _deleted)
 CANCELLED = ("cancelled", _field("cancelled_at"))
 
 ALL_ROWS = "archived_at:*"
+# Records other records point at that no list route returned: fetched by id ("unlisted"), or a stub for an
+# id Cliniko answered 404 for ("missing"). Staged by ``cliniko_assets.references`` after the crawl.
+BY_ID = ("unlisted", "missing")
 
 CATALOG: tuple[ClinikoResourceSpec, ...] = (
     ClinikoResourceSpec(
@@ -69,7 +72,7 @@ CATALOG: tuple[ClinikoResourceSpec, ...] = (
         list_key="businesses",
         streams=(Stream("main", "/businesses", (ALL_ROWS,)),),
         state=_flagged(ARCHIVED, default="active"),
-        states=("active", "archived"),
+        states=("active", "archived", *BY_ID),
         incremental=False,
         description="Clinic locations (incl. archived), with their time zones.",
     ),
@@ -90,7 +93,7 @@ CATALOG: tuple[ClinikoResourceSpec, ...] = (
             ("inactive", lambda r, s: s == "inactive" or r.get("active") is False),
             default="active",
         ),
-        states=("active", "inactive"),
+        states=("active", "inactive", *BY_ID),
         incremental=False,
         description="Active and inactive practitioners.",
     ),
@@ -108,7 +111,7 @@ CATALOG: tuple[ClinikoResourceSpec, ...] = (
         list_key="appointment_types",
         streams=(Stream("main", "/appointment_types", (ALL_ROWS,)),),
         state=_flagged(ARCHIVED, default="active"),
-        states=("active", "archived"),
+        states=("active", "archived", *BY_ID),
         incremental=False,
         description="Appointment types (incl. archived); max_attendees > 1 marks group types.",
     ),
@@ -120,7 +123,7 @@ CATALOG: tuple[ClinikoResourceSpec, ...] = (
             Stream("deleted", "/patients/deleted", deletions=True),
         ),
         state=_flagged(DELETED, ("merged", _field("merged_at")), ARCHIVED, default="active"),
-        states=("active", "archived", "merged", "deleted"),
+        states=("active", "archived", "merged", "deleted", *BY_ID),
         incremental=True,
         description="Patients (incl. archived and merged); deleted ones kept as deletion stubs.",
     ),
@@ -205,7 +208,7 @@ CATALOG: tuple[ClinikoResourceSpec, ...] = (
             Stream("deleted", "/treatment_note_templates/deleted"),
         ),
         state=_flagged(DELETED, default="active"),
-        states=("active", "deleted"),
+        states=("active", "deleted", *BY_ID),
         incremental=False,
         description="Treatment note templates with their sections and questions.",
     ),

@@ -8,6 +8,7 @@ materialization, metadata and cursor.
 import dagster as dg
 from pydantic import Field
 
+from cliniko_assets import references
 from cliniko_assets.catalog import BY_NAME, CATALOG
 from cliniko_assets.extraction import Extraction, ResourceOutcome
 from cliniko_assets.mapping import ImportRequestResource
@@ -16,6 +17,9 @@ from splose_resources.cliniko import ClinikoResource
 from splose_resources.http import Secret
 from splose_resources.splose import SploseResource
 from splose_resources.staging import StagingStore
+
+# Resources other records point at: their by-id pass (and the account's settings) runs after the extraction.
+REFERENCED = {*references.REFERENCES, "businesses"}
 
 
 class ExtractConfig(dg.Config):
@@ -68,6 +72,7 @@ def cliniko_extract(
             overlap_seconds=config.overlap_seconds,
             full_refresh=config.full_refresh,
         )
+        held: dict[str, ResourceOutcome] = {}
         for outcome in extraction.run(specs, cursors):
             if outcome.error is not None or outcome.stats is None:
                 failures.append(outcome)
@@ -77,7 +82,15 @@ def cliniko_extract(
                 f"cliniko/{outcome.spec.name}: {outcome.stats.records} staged, {outcome.fetched} fetched "
                 f"with {outcome.requests} requests ({outcome.mode})"
             )
+            if outcome.spec.name in REFERENCED:
+                held[outcome.spec.name] = outcome  # completed once every resource pointing at it is staged
+                continue
             yield dg.MaterializeResult(asset_key=cliniko_key(outcome.spec.name), metadata=_metadata(outcome))
+        for name, found, extra in references.complete(client, staging, tenant, sorted(held)):
+            outcome = held[name]
+            if found is not None and found.stats is not None:
+                outcome.stats.records, outcome.stats.by_state = found.stats.records, found.stats.by_state
+            yield dg.MaterializeResult(asset_key=cliniko_key(name), metadata={**_metadata(outcome), **extra})
         context.log.info(f"Cliniko requests for tenant '{tenant}': {client.requests_made()}")
     if failures:
         raise dg.Failure(

@@ -33,7 +33,8 @@ from sandbox.cliniko.api import AccountApi, forbidden_for, route_template
 from sandbox.cliniko.content import attachment_chunks, attachment_sha256, sign_token, verify_token
 from sandbox.cliniko.mutate import MutationError, mutate, truth
 from sandbox.cliniko.queries import render
-from sandbox.cliniko.schema import RESOURCES
+from sandbox.cliniko.schema import RESOURCES, UNLISTED
+from sandbox.cliniko.settings import patch_settings
 
 API_PATH = re.compile(r"^(?:/(?P<shard>[a-z]{2}\d{1,2}))?/v1(?:/(?P<rest>.*))?$")
 USER_AGENT = re.compile(r"^.+ \([^()\s]+@[^()\s]+\)$")
@@ -346,6 +347,20 @@ class Sandbox:
         except (MutationError, ValueError, TypeError) as exc:
             return JSONResponse({"message": str(exc)}, status_code=400)
 
+    async def patch_settings(self, request: Request) -> Response:
+        account = self.account_or_404(request)
+        if isinstance(account, Response):
+            return account
+        patch = await request.json()
+        if not isinstance(patch, dict):
+            return JSONResponse({"message": "expected an object"}, status_code=400)
+
+        def write() -> dict:
+            with account.write_lock:
+                return patch_settings(account.db(), patch)
+
+        return JSONResponse(await run_in_threadpool(write))
+
     async def get_stats(self, request: Request) -> Response:
         with self.lock:
             body = {
@@ -412,17 +427,20 @@ def export_lines(account: Account, resource: str, base: str):
         last = -(2**63)
         while True:
             rows = conn.execute(
-                f"SELECT id, body FROM {resource} WHERE id > ? ORDER BY id LIMIT 500", (last,)
+                f"SELECT id, body, state FROM {resource} WHERE id > ? ORDER BY id LIMIT 500", (last,)
             ).fetchall()
             if not rows:
                 return
             lines = []
-            for rid, body in rows:
+            for rid, body, state in rows:
                 text = render(body, base)
-                if resource == "patient_attachments":
+                if resource == "patient_attachments" or state == UNLISTED:
                     record = json.loads(text)
-                    record["_sha256"] = attachment_sha256(account.seed, rid, record["content_type"], record["size"])
-                    record["_bytes"] = record["size"]
+                    if state == UNLISTED:
+                        record["_unlisted"] = True  # no list route returns it; GET by id does
+                    if resource == "patient_attachments":
+                        record["_sha256"] = attachment_sha256(account.seed, rid, record["content_type"], record["size"])
+                        record["_bytes"] = record["size"]
                     text = json.dumps(record, ensure_ascii=False)
                 lines.append(text + "\n")
             yield "".join(lines).encode()
@@ -439,6 +457,7 @@ def build_app(sandbox: Sandbox) -> Any:
         Route("/_sandbox/accounts/{name}/truth", sandbox.truth, methods=["GET"]),
         Route("/_sandbox/accounts/{name}/export/{resource}", sandbox.export, methods=["GET"]),
         Route("/_sandbox/accounts/{name}/mutate", sandbox.mutate, methods=["POST"]),
+        Route("/_sandbox/accounts/{name}/settings", sandbox.patch_settings, methods=["POST"]),
         Route("/_sandbox/stats", sandbox.get_stats, methods=["GET"]),
         Route("/_sandbox/stats/reset", sandbox.post_stats_reset, methods=["POST"]),
         Route("/_sandbox/config", sandbox.get_config, methods=["GET"]),
