@@ -182,6 +182,7 @@ class Generator:
         self.mint = IdMint(random.Random(seed * 7919 + 1), self.start + dt.timedelta(days=730))
         self.notes_made = 0
         self.cancellations = 0
+        self.ids_written = 0
 
     # -- helpers -----------------------------------------------------------------------------------
     def moment(self, lo: dt.datetime | None = None, hi: dt.datetime | None = None) -> dt.datetime:
@@ -221,9 +222,10 @@ class Generator:
         return f"04{digits} (mum)" if roll < 0.99 else "ask at reception"
 
     def json_id(self, rid: int) -> int | str:
-        """Ids are strings since Cliniko stringified them; records from before that, as the docs' examples
-        show them, carry short JSON integers."""
-        return rid if rid < 10**12 and self.rng.random() < 0.4 else str(rid)
+        """Ids are strings since Cliniko stringified them (64-bit ids do not fit every JSON reader); records
+        of resources whose examples show JSON integers keep some integers, short legacy ids and long ones."""
+        self.ids_written += 1
+        return rid if self.ids_written % 4 == 1 else str(rid)
 
     def token(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
@@ -240,12 +242,12 @@ class Generator:
         steps = (
             ("businesses", self.businesses),
             ("users", self.users),
+            ("treatment_note_templates", self.templates),
             ("appointment_types", self.appointment_types),
             ("practitioners", self.practitioners),
             ("practitioner_reference_numbers", self.reference_numbers),
             ("daily_availabilities", self.daily_availabilities),
             ("contacts", self.contacts),
-            ("treatment_note_templates", self.templates),
             ("patients", self.patients),
             ("patient_attachments", self.attachments),
             ("group_appointments", self.group_appointments),
@@ -393,6 +395,8 @@ class Generator:
                 self.unlisted_practitioner = pid
             self.practitioner_names[str(pid)] = f"{first} {last}"
             body = self.practitioner(pid, uid, first, last, active, created, updated)
+            if i % 3 == 1:
+                body["display_name"] = None
             if deleted:
                 body["deleted_at"] = ts(updated)
             yield body
@@ -407,7 +411,7 @@ class Generator:
             "title": title,
             "first_name": first,
             "last_name": last,
-            "display_name": None if self.chance(0.3) else f"{first} {last}",
+            "display_name": f"{first} {last}",
             "label": " ".join(p for p in (title, first, last) if p),
             "designation": self.rng.choice(DESIGNATIONS),
             "description": None if self.chance(0.4) else "Special interest in sports injuries.",
@@ -493,7 +497,9 @@ class Generator:
             "appointment_reminder_template_ids": [],
             "billable_item": link(f"/billable_items/{self.rng.randint(1, 40)}") if billed else None,
             "product": link(f"/products/{self.rng.randint(1, 40)}") if billed and self.chance(0.3) else None,
-            "treatment_note_template": None,
+            "treatment_note_template": (
+                link(f"/treatment_note_templates/{self.rng.choice(self.template_ids)[0]}") if self.chance(0.5) else None
+            ),
             "practitioners": link(f"/appointment_types/{tid}/practitioners"),
             "appointment_type_billable_items": link(f"/appointment_types/{tid}/billable_items"),
             "appointment_type_products": link(f"/appointment_types/{tid}/products"),
