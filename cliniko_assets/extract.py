@@ -86,8 +86,9 @@ def cliniko_extract(
                 held[outcome.spec.name] = outcome  # completed once every resource pointing at it is staged
                 continue
             yield dg.MaterializeResult(asset_key=cliniko_key(outcome.spec.name), metadata=_metadata(outcome))
-        for name, found, extra in references.complete(client, staging, tenant, sorted(held)):
+        for name, found, extra, requests in references.complete(client, staging, tenant, sorted(held)):
             outcome = held[name]
+            outcome.requests += requests
             if found is not None and found.stats is not None:
                 outcome.stats.records, outcome.stats.by_state = found.stats.records, found.stats.by_state
             yield dg.MaterializeResult(asset_key=cliniko_key(name), metadata={**_metadata(outcome), **extra})

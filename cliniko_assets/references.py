@@ -209,12 +209,11 @@ def read_account_settings(staging: StagingStore, tenant: str) -> dict:
 
 def complete(
     client: ClinikoClient, staging: StagingStore, tenant: str, resources: list[str]
-) -> Iterator[tuple[str, ReferenceOutcome | None, dict]]:
-    """For each staged resource others point at: (name, what the by-id pass did, extra metadata)."""
+) -> Iterator[tuple[str, ReferenceOutcome | None, dict, int]]:
+    """For each staged resource others point at: (name, what the by-id pass did, extra metadata, requests)."""
     for resource in resources:
+        before = client.requests_made()
         extra = stage_account_settings(client, staging, tenant) if resource == "businesses" else {}
-        if resource not in REFERENCES:
-            yield resource, None, extra
-            continue
-        outcome = stage_references(client, staging, tenant, resource)
-        yield resource, outcome, {**extra, **outcome.metadata()}
+        outcome = stage_references(client, staging, tenant, resource) if resource in REFERENCES else None
+        metadata = {**extra, **(outcome.metadata() if outcome else {})}
+        yield resource, outcome, metadata, client.requests_made() - before

@@ -238,8 +238,10 @@ def custom_field_answer(item: Record) -> str | None:
     options = item.get("options")
     if isinstance(item.get("value"), bool):
         return "yes" if item["value"] else "no"
-    if not isinstance(options, list):
+    if options is None:
         return text(item, "value")
+    if not isinstance(options, list):
+        raise Malformed("custom_fields")
     if not all(isinstance(option, Mapping) for option in options):
         raise Malformed("custom_fields")
     picked = [text(option, "name") or "" for option in options if option.get("selected")]

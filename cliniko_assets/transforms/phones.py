@@ -8,8 +8,8 @@ number gets its country's code and a number that already starts with that code i
 Rules of :func:`split_phone`:
 
 - no digit at all (``"ask at reception"``) -> ``None``: not a phone number (the caller keeps the text elsewhere);
-- anything but digits, spaces and ``+-().`` (``"0412 345 678 (mum)"``) -> kept whole, no code: splitting
-  would lose the words;
+- anything but digits, spaces and ``+-().`` (``"0412 345 678 (mum)"``, an extension ``"x12"``) -> kept
+  whole, no code: splitting would lose the words;
 - a leading ``+`` or ``00`` -> the code it names, when the number is possible;
 - otherwise the first default region under which the number is valid gives the code;
 - else the text as given, no code (never a guessed code).
@@ -83,8 +83,7 @@ def split_phone(number: str, regions: Iterable[str | None]) -> tuple[str | None,
             phonenumbers.is_possible_number(parsed) if international else phonenumbers.is_valid_number(parsed)
         )
         if usable:
-            national = phonenumbers.national_significant_number(parsed)
-            return f"+{parsed.country_code}", f"{national} ext. {parsed.extension}" if parsed.extension else national
+            return f"+{parsed.country_code}", phonenumbers.national_significant_number(parsed)
     return None, text
 
 
