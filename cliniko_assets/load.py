@@ -343,12 +343,26 @@ def splose_mapping(
             )
         types = with_stubs(staged["appointment_types"], usage.appointment_types)
         services, created = _services(run, workspace, types, resolved, usage)
+        unlisted_types = set(resolved.not_listed.get("appointment type", {}))
     run.save_mapping(resolved)
-    extra = {"proposed_mapping": proposals, "not_listed_by_cliniko": dg.MetadataValue.json(resolved.not_listed)}
+    extra = {
+        "proposed_mapping": proposals,
+        "not_listed_by_cliniko": dg.MetadataValue.json(resolved.not_listed),
+        "unresolved_references": dg.MetadataValue.json(resolved.unresolved),
+    }
     yield run.finish("locations", _locations_row(staged["businesses"], resolved, usage), _zones(resolved, extra))
     yield run.finish("users", _users_row(staged["users"], staged["practitioners"], resolved), extra)
     yield run.finish("practitioners", _practitioners_row(staged["practitioners"], resolved, usage), extra)
-    yield run.finish("services", services, {**extra, "services_created": created})
+    yield run.finish(
+        "services",
+        services,
+        {
+            **extra,
+            "services_created": created,
+            "types_not_listed_created": len(unlisted_types & set(resolved.services_to_create)),
+            "types_not_listed_to_unknown_service": len(resolved.services_to_unknown),
+        },
+    )
 
 
 def _zones(resolved: ResolvedMapping, extra: dict) -> dict:

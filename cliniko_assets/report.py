@@ -7,6 +7,7 @@ import dagster as dg
 from cliniko_assets.load import ROWS, LoadRun, RowReport, load_assets, splose_key
 from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import tenants
+from cliniko_assets.report_notes import attention_total, report_lines
 from splose_resources.notifier import NotifierResource
 from splose_resources.splose import SploseResource, SploseWorkspace
 from splose_resources.staging import StagingStore
@@ -29,7 +30,8 @@ def reconciliation_table(reports: list[RowReport]) -> str:
             f"| {report.row} | {report.cliniko} | {report.loaded} | {skipped} | {report.rejected} | "
             f"{report.unaccounted} |"
         )
-    return "\n".join(lines)
+    notes = report_lines(reports)
+    return "\n".join([*lines, *([""] if notes else []), *(f"- {line}" for line in notes)])
 
 
 def read_reports(run: LoadRun) -> list[RowReport]:
@@ -109,6 +111,10 @@ def import_report(
         if succeeded
         else (f"{unaccounted} record(s) unaccounted for; rows not loaded: {', '.join(missing) or 'none'}.")
     )
+    if attention := attention_total(reports):
+        message += f" {attention} record(s) need your attention: " + "; ".join(
+            line for line in report_lines(reports) if "NEEDS ATTENTION" in line
+        )
     with splose.workspace(run.tenant) as workspace:
         integrity = referential_integrity(run, workspace)
         intact = all(value == 0 for key, value in integrity.items() if key != "appointments_read_back")
