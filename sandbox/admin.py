@@ -51,7 +51,8 @@ class ClinikoSandboxAdmin:
         response.raise_for_status()
         return response.json()
 
-    def patch_settings(self, account: str, **patch) -> dict:
+    def patch_settings(self, account: str, patch: dict) -> dict:
+        """Merge ``patch`` into the account's settings one level deep, e.g. ``{"account": {"time_zone": None}}``."""
         return self._post(f"accounts/{account}/settings", patch)
 
     def _shard(self, account: str) -> str:
