@@ -91,6 +91,8 @@ def cliniko_extract(
             outcome.requests += requests
             if found is not None and found.stats is not None:
                 outcome.stats.records, outcome.stats.by_state = found.stats.records, found.stats.by_state
+                # A full listing replaced the records found by id last time; they are back, not removed.
+                outcome.stats.removed = max(0, outcome.stats.removed - len(found.found) - len(found.missing))
             yield dg.MaterializeResult(asset_key=cliniko_key(name), metadata={**_metadata(outcome), **extra})
         context.log.info(f"Cliniko requests for tenant '{tenant}': {client.requests_made()}")
     if failures:
