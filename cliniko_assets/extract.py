@@ -5,6 +5,8 @@ process and shares one request budget, while each resource is still its own asse
 materialization, metadata and cursor.
 """
 
+from collections.abc import Iterator
+
 import dagster as dg
 from pydantic import Field
 
@@ -86,14 +88,7 @@ def cliniko_extract(
                 held[outcome.spec.name] = outcome  # completed once every resource pointing at it is staged
                 continue
             yield dg.MaterializeResult(asset_key=cliniko_key(outcome.spec.name), metadata=_metadata(outcome))
-        for name, found, extra, requests in references.complete(client, staging, tenant, sorted(held)):
-            outcome = held[name]
-            outcome.requests += requests
-            if found is not None and found.stats is not None:
-                outcome.stats.records, outcome.stats.by_state = found.stats.records, found.stats.by_state
-                # A full listing replaced the records found by id last time; they are back, not removed.
-                outcome.stats.removed = max(0, outcome.stats.removed - len(found.found) - len(found.missing))
-            yield dg.MaterializeResult(asset_key=cliniko_key(name), metadata={**_metadata(outcome), **extra})
+        yield from _completed(context, references.complete(client, staging, tenant, sorted(held)), held, failures)
         context.log.info(f"Cliniko requests for tenant '{tenant}': {client.requests_made()}")
     if failures:
         raise dg.Failure(
@@ -104,6 +99,30 @@ def cliniko_extract(
             ),
             metadata={"failed_resources": [o.spec.name for o in failures]},
         )
+
+
+def _completed(
+    context: dg.AssetExecutionContext,
+    completions: Iterator[references.Completion],
+    held: dict[str, ResourceOutcome],
+    failures: list[ResourceOutcome],
+) -> Iterator[dg.MaterializeResult]:
+    """The held resources' materializations, once their records found by id are staged with them."""
+    for done in completions:
+        outcome = held[done.resource]
+        outcome.requests += done.requests
+        if done.error is not None or outcome.stats is None:
+            outcome.error = done.error
+            failures.append(outcome)
+            context.log.error(f"cliniko/{done.resource} for tenant '{context.partition_key}' failed: {done.error}")
+            continue
+        found = done.references
+        if found is not None and found.stats is not None:
+            outcome.stats.records, outcome.stats.by_state = found.stats.records, found.stats.by_state
+            # A full listing replaced the records found by id last time; they are back, not removed.
+            outcome.stats.removed = max(0, outcome.stats.removed - len(found.found) - len(found.missing))
+        metadata = {**_metadata(outcome), **done.metadata}
+        yield dg.MaterializeResult(asset_key=cliniko_key(done.resource), metadata=metadata)
 
 
 def _api_key(

@@ -28,7 +28,13 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from cliniko_assets.mapping import MISSING, UNLISTED
-from splose_resources.cliniko import ClinikoAuthError, ClinikoClient, ClinikoNotFound, ClinikoRequestError
+from splose_resources.cliniko import (
+    ClinikoAuthError,
+    ClinikoClient,
+    ClinikoError,
+    ClinikoNotFound,
+    ClinikoRequestError,
+)
 from splose_resources.staging import DATA_FILE, CommitStats, StagingStore
 
 # Resource -> (resource whose records link to it, link name).
@@ -207,13 +213,28 @@ def read_account_settings(staging: StagingStore, tenant: str) -> dict:
     return json.loads(path.read_text()) if path.exists() else {}
 
 
-def complete(
-    client: ClinikoClient, staging: StagingStore, tenant: str, resources: list[str]
-) -> Iterator[tuple[str, ReferenceOutcome | None, dict, int]]:
-    """For each staged resource others point at: (name, what the by-id pass did, extra metadata, requests)."""
+@dataclass
+class Completion:
+    """What the pass after the crawl did for one resource."""
+
+    resource: str
+    references: ReferenceOutcome | None = None
+    metadata: dict = field(default_factory=dict)
+    requests: int = 0
+    error: ClinikoError | None = None
+
+
+def complete(client: ClinikoClient, staging: StagingStore, tenant: str, resources: list[str]) -> Iterator[Completion]:
+    """For each staged resource others point at: its records found by id (and, for businesses, the account's
+    settings). Cliniko failing for good fails that resource only; the others are still completed."""
     for resource in resources:
         before = client.requests_made()
-        extra = stage_account_settings(client, staging, tenant) if resource == "businesses" else {}
-        outcome = stage_references(client, staging, tenant, resource) if resource in REFERENCES else None
-        metadata = {**extra, **(outcome.metadata() if outcome else {})}
-        yield resource, outcome, metadata, client.requests_made() - before
+        done = Completion(resource)
+        try:
+            settings = stage_account_settings(client, staging, tenant) if resource == "businesses" else {}
+            done.references = stage_references(client, staging, tenant, resource) if resource in REFERENCES else None
+            done.metadata = {**settings, **(done.references.metadata() if done.references else {})}
+        except ClinikoError as exc:
+            done.error = exc
+        done.requests = client.requests_made() - before
+        yield done
