@@ -331,9 +331,7 @@ def splose_mapping(
             splose_services=list(workspace.v1.services(include_archived=True)),
             account_time_zone=account.get("time_zone"),
             account_country=account.get("country"),
-            missing={
-                r: references.missing_ids(staging, run.tenant, r) for r in ("patients", "treatment_note_templates")
-            },
+            missing={r: references.missing_ids(staging, run.tenant, r) for r in MISSING_TRACKED},
         )
         proposals = dg.MetadataValue.json(resolved.proposals)
         if resolved.problems:
