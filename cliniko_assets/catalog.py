@@ -81,6 +81,9 @@ CANCELLED = ("cancelled", _listed_or_field("cancelled", "cancelled_at"))
 
 ALL_ROWS = "archived_at:*"
 ALL_CANCELLED = "cancelled_at:*"
+# Records other records point at that no list route returned: fetched by id ("unlisted"), or a stub for an
+# id Cliniko answered 404 for ("missing"). Staged by ``cliniko_assets.references`` after the crawl.
+BY_ID = ("unlisted", "missing")
 
 
 def _archived_route(path: str) -> Stream:
@@ -88,7 +91,8 @@ def _archived_route(path: str) -> Stream:
 
 
 def _cancelled_route(path: str) -> Stream:
-    return Stream("cancelled", f"{path}/cancelled", fallback_for="cancelled_at")
+    # Archived rows hide from every list unless asked for, the older cancelled route's too.
+    return Stream("cancelled", f"{path}/cancelled", (ALL_ROWS,), fallback_for="cancelled_at")
 
 
 CATALOG: tuple[ClinikoResourceSpec, ...] = (
@@ -97,7 +101,7 @@ CATALOG: tuple[ClinikoResourceSpec, ...] = (
         list_key="businesses",
         streams=(Stream("main", "/businesses", (ALL_ROWS,)),),
         state=_flagged(ARCHIVED, default="active"),
-        states=("active", "archived"),
+        states=("active", "archived", *BY_ID),
         incremental=False,
         description="Clinic locations (incl. archived), with their time zones.",
     ),
@@ -118,7 +122,7 @@ CATALOG: tuple[ClinikoResourceSpec, ...] = (
             ("inactive", lambda r, s: s == "inactive" or r.get("active") is False),
             default="active",
         ),
-        states=("active", "inactive"),
+        states=("active", "inactive", *BY_ID),
         incremental=False,
         description="Active and inactive practitioners.",
     ),
@@ -136,7 +140,7 @@ CATALOG: tuple[ClinikoResourceSpec, ...] = (
         list_key="appointment_types",
         streams=(Stream("main", "/appointment_types", (ALL_ROWS,)), _archived_route("/appointment_types")),
         state=_flagged(ARCHIVED, default="active"),
-        states=("active", "archived"),
+        states=("active", "archived", *BY_ID),
         incremental=False,
         description="Appointment types (incl. archived); max_attendees > 1 marks group types.",
     ),
@@ -149,7 +153,7 @@ CATALOG: tuple[ClinikoResourceSpec, ...] = (
             Stream("deleted", "/patients/deleted", deletions=True),
         ),
         state=_flagged(DELETED, ("merged", _field("merged_at")), ARCHIVED, default="active"),
-        states=("active", "archived", "merged", "deleted"),
+        states=("active", "archived", "merged", "deleted", *BY_ID),
         incremental=True,
         description="Patients (incl. archived and merged); deleted ones kept as deletion stubs.",
     ),
@@ -238,7 +242,7 @@ CATALOG: tuple[ClinikoResourceSpec, ...] = (
             Stream("deleted", "/treatment_note_templates/deleted"),
         ),
         state=_flagged(DELETED, default="active"),
-        states=("active", "deleted"),
+        states=("active", "deleted", *BY_ID),
         incremental=False,
         description="Treatment note templates with their sections and questions.",
     ),

@@ -5,9 +5,12 @@ process and shares one request budget, while each resource is still its own asse
 materialization, metadata and cursor.
 """
 
+from collections.abc import Iterator
+
 import dagster as dg
 from pydantic import Field
 
+from cliniko_assets import references
 from cliniko_assets.catalog import BY_NAME, CATALOG
 from cliniko_assets.extraction import ID_LISTING_EVERY, Extraction, PreviousSync, ResourceOutcome
 from cliniko_assets.lifecycle import bound_import
@@ -17,6 +20,9 @@ from splose_resources.cliniko import ClinikoResource
 from splose_resources.http import Secret
 from splose_resources.splose import SploseResource
 from splose_resources.staging import StagingStore
+
+# Resources other records point at: their by-id pass (and the account's settings) runs after the extraction.
+REFERENCED = {*references.REFERENCES, "businesses"}
 
 
 class ExtractConfig(dg.Config):
@@ -78,6 +84,7 @@ def cliniko_extract(
             full_refresh=config.full_refresh,
             id_listing_every=config.id_listing_every,
         )
+        held: dict[str, ResourceOutcome] = {}
         for outcome in extraction.run(specs, previous):
             if outcome.error is not None or outcome.stats is None:
                 failures.append(outcome)
@@ -88,7 +95,11 @@ def cliniko_extract(
                 f"with {outcome.requests} requests ({outcome.mode})"
             )
             _log_findings(context, tenant, outcome)
+            if outcome.spec.name in REFERENCED:
+                held[outcome.spec.name] = outcome  # completed once every resource pointing at it is staged
+                continue
             yield dg.MaterializeResult(asset_key=cliniko_key(outcome.spec.name), metadata=_metadata(outcome))
+        yield from _completed(context, references.complete(client, staging, tenant, sorted(held)), held, failures)
         context.log.info(f"Cliniko requests for tenant '{tenant}': {client.requests_made()}")
     if failures:
         raise dg.Failure(
@@ -99,6 +110,30 @@ def cliniko_extract(
             ),
             metadata={"failed_resources": [o.spec.name for o in failures]},
         )
+
+
+def _completed(
+    context: dg.AssetExecutionContext,
+    completions: Iterator[references.Completion],
+    held: dict[str, ResourceOutcome],
+    failures: list[ResourceOutcome],
+) -> Iterator[dg.MaterializeResult]:
+    """The held resources' materializations, once their records found by id are staged with them."""
+    for done in completions:
+        outcome = held[done.resource]
+        outcome.requests += done.requests
+        if done.error is not None or outcome.stats is None:
+            outcome.error = done.error
+            failures.append(outcome)
+            context.log.error(f"cliniko/{done.resource} for tenant '{context.partition_key}' failed: {done.error}")
+            continue
+        found = done.references
+        if found is not None and found.stats is not None:
+            outcome.stats.records, outcome.stats.by_state = found.stats.records, found.stats.by_state
+            # A full listing replaced the records found by id last time; they are back, not removed.
+            outcome.stats.removed = max(0, outcome.stats.removed - len(found.found) - len(found.missing))
+        metadata = {**_metadata(outcome), **done.metadata}
+        yield dg.MaterializeResult(asset_key=cliniko_key(done.resource), metadata=metadata)
 
 
 def _api_key(

@@ -16,14 +16,26 @@ from pathlib import Path
 
 import dagster as dg
 
+from cliniko_assets import references
+from cliniko_assets.attention import problem_skips
 from cliniko_assets.catalog import linked_id, record_id
 from cliniko_assets.extract import cliniko_key
 from cliniko_assets.lifecycle import bound_import
-from cliniko_assets.mapping import ImportRequestResource, ResolvedMapping, Usage, resolve_mapping
+from cliniko_assets.mapping import (
+    UNKNOWN,
+    ImportRequestResource,
+    ResolvedMapping,
+    Usage,
+    resolve_mapping,
+    service_for_type,
+    unknown_type_service,
+    with_stubs,
+)
 from cliniko_assets.partitions import tenants, validate_tenant
 from cliniko_assets.transforms import (
     ImportContext,
     Skip,
+    pop_warnings,
     to_splose_appointment,
     to_splose_availability,
     to_splose_client,
@@ -33,13 +45,14 @@ from cliniko_assets.transforms import (
     to_splose_progress_note,
     to_splose_progress_note_template,
     to_splose_provider_number,
-    to_splose_service,
 )
 from splose_resources.splose import SploseRequestError, SploseResource, SploseWorkspace, UpsertResult
 from splose_resources.staging import StagingStore, write_private
 
 GROUP = "splose"
 RECONCILED = "reconciled"
+NOT_LINKED = "notes_without_appointment"  # progress notes loaded without an appointment (no booking link, or
+# their appointment was not imported): they still attach to their client and practitioner
 
 # The rows of the mission's table, in the order the report prints them.
 ROWS = {
@@ -78,6 +91,10 @@ class RowReport:
     rejected_reasons: Counter = field(default_factory=Counter)
     rejected_ids: list[str] = field(default_factory=list)
     skipped_ids: dict[str, list[str]] = field(default_factory=dict)
+    # Cliniko field name -> records loaded without that field (an unusable value, or a dangling reference).
+    warnings: Counter = field(default_factory=Counter)
+    # Other counts worth a line in the reconciliation, e.g. {"notes_without_appointment": 12}.
+    facts: dict[str, int] = field(default_factory=dict)
 
     @property
     def loaded(self) -> int:
@@ -92,6 +109,9 @@ class RowReport:
         ids = self.skipped_ids.setdefault(reason, [])
         if record_id and len(ids) < 100:
             ids.append(record_id)
+
+    def count_skip(self, skip: Skip) -> None:
+        self.skip(skip.reason, record_id=skip.cliniko_id or None)
 
     def absorb(self, result: UpsertResult) -> None:
         counts = Counter(record.action for record in result.records)
@@ -121,8 +141,8 @@ class RowReport:
     def from_json(cls, data: dict) -> "RowReport":
         names = {f.name for f in dataclasses.fields(cls)}
         report = cls(**{k: v for k, v in data.items() if k in names})
-        report.skipped = Counter(report.skipped)
-        report.rejected_reasons = Counter(report.rejected_reasons)
+        for name in ("skipped", "rejected_reasons", "warnings"):
+            setattr(report, name, Counter(getattr(report, name)))
         return report
 
 
@@ -180,16 +200,8 @@ class LoadRun:
         write_private(self.mapping_path, json.dumps(data))
 
     def import_context(self, workspace: SploseWorkspace, *entities: str) -> ImportContext:
-        resolved = self.mapping()
         imported = {entity: frozenset(workspace.imports.crosswalk(self.import_id, entity)) for entity in entities}
-        return ImportContext(
-            locations=resolved.locations,
-            practitioners=resolved.practitioners,
-            users=resolved.users,
-            services=resolved.services,
-            business_time_zones=resolved.business_time_zones,
-            imported=imported,
-        )
+        return self.mapping().context(imported)
 
     def report_path(self, name: str) -> Path:
         return self.directory / f"report-{self.import_id}-{name}.json"
@@ -222,6 +234,9 @@ def report_metadata(report: RowReport) -> dict:
         "rejected_by_message": dg.MetadataValue.json(dict(report.rejected_reasons)),
         "rejected_ids": dg.MetadataValue.json(report.rejected_ids[:100]),
         "unaccounted": report.unaccounted,
+        "warnings_by_field": dg.MetadataValue.json(dict(report.warnings)),
+        "needs_attention": dg.MetadataValue.json(problem_skips(report)),
+        **report.facts,
     }
 
 
@@ -253,6 +268,7 @@ def _spec(name: str, deps: list[dg.AssetKey], description: str) -> dg.AssetSpec:
 # -- the mapping ----------------------------------------------------------------------------------
 
 MAPPING_ASSETS = ("locations", "users", "practitioners", "services")
+MISSING_TRACKED = ("patients", "treatment_note_templates")  # records point at ids of these Cliniko may lack
 USAGE_SOURCES = (
     "individual_appointments",
     "group_appointments",
@@ -293,21 +309,22 @@ def splose_mapping(
     for resource in USAGE_SOURCES:
         for record in run.records(resource):
             usage.add(record)
-    businesses = list(run.records("businesses"))
-    users = list(run.records("users"))
-    practitioners = list(run.records("practitioners"))
-    appointment_types = list(run.records("appointment_types"))
+    staged = {name: list(run.records(name)) for name in ("businesses", "users", "practitioners", "appointment_types")}
+    account = references.read_account_settings(staging, run.tenant)
     with splose.workspace(run.tenant, log=context.log) as workspace:
         resolved = resolve_mapping(
             import_request.mapping,
-            businesses=businesses,
-            users=users,
-            practitioners=practitioners,
-            appointment_types=appointment_types,
+            businesses=staged["businesses"],
+            users=staged["users"],
+            practitioners=staged["practitioners"],
+            appointment_types=staged["appointment_types"],
             usage=usage,
             splose_locations=list(workspace.v1.locations(include_archived=True)),
             splose_practitioners=list(workspace.v1.practitioners(include_archived=True)),
             splose_services=list(workspace.v1.services(include_archived=True)),
+            account_time_zone=account.get("time_zone"),
+            account_country=account.get("country"),
+            missing={r: references.missing_ids(staging, run.tenant, r) for r in MISSING_TRACKED},
         )
         proposals = dg.MetadataValue.json(resolved.proposals)
         if resolved.problems:
@@ -315,56 +332,121 @@ def splose_mapping(
                 description=resolved.failure_message(run.tenant),
                 metadata={"problems": len(resolved.problems), "proposed_mapping": proposals},
             )
-        services = RowReport(ROWS["services"], cliniko=len(appointment_types))
-        to_create = set(resolved.services_to_create)
-        created = []
-        for appointment_type in appointment_types:
-            tid = record_id(appointment_type)
-            if tid in to_create:
-                outcome = to_splose_service(appointment_type)
-                if isinstance(outcome, Skip):
-                    services.skip(outcome.reason, record_id=tid)
-                else:
-                    created.append(outcome)
-            elif tid in resolved.services:
-                services.unchanged += 1
-            else:
-                services.skip("not mapped (no appointments use it)")
-        if created:
-            services.absorb(workspace.imports.upsert(run.import_id, "services", created))
-            crosswalk = workspace.imports.crosswalk(run.import_id, "services")
-            resolved.services.update({tid: crosswalk[tid] for tid in to_create if tid in crosswalk})
+        types = with_stubs(staged["appointment_types"], usage.appointment_types)
+        services, created = _services(run, workspace, types, resolved, usage)
+        unlisted_types = set(resolved.not_listed.get("appointment type", {}))
     run.save_mapping(resolved)
+    extra = {
+        "proposed_mapping": proposals,
+        "not_listed_by_cliniko": dg.MetadataValue.json(resolved.not_listed),
+        "unresolved_references": dg.MetadataValue.json(resolved.unresolved),
+    }
+    yield run.finish("locations", _locations_row(staged["businesses"], resolved, usage), _zones(resolved, extra))
+    yield run.finish("users", _users_row(staged["users"], staged["practitioners"], resolved), extra)
+    yield run.finish("practitioners", _practitioners_row(staged["practitioners"], resolved, usage), extra)
+    yield run.finish(
+        "services",
+        services,
+        {
+            **extra,
+            "services_created": created,
+            "types_not_listed_created": len(unlisted_types & set(resolved.services_to_create)),
+            "types_not_listed_to_unknown_service": len(resolved.services_to_unknown),
+        },
+    )
 
-    locations = RowReport(ROWS["locations"], cliniko=len(businesses))
-    for business in businesses:
+
+def _zones(resolved: ResolvedMapping, extra: dict) -> dict:
+    return {
+        **extra,
+        "time_zones_from": dg.MetadataValue.json(resolved.time_zones_by_source()),
+        "default_phone_region": resolved.default_region or "",
+    }
+
+
+def _locations_row(businesses: list[dict], resolved: ResolvedMapping, usage: Usage) -> RowReport:
+    rows = with_stubs(businesses, usage.businesses)
+    report = RowReport(ROWS["locations"], cliniko=len(rows))
+    unresolved = set(resolved.unresolved.get("business", ()))
+    for business in rows:
         bid = record_id(business)
         if bid in resolved.locations:
             if resolved.locations[bid] is None:
-                locations.skip("ignored by the clinic")
+                report.skip("ignored by the clinic")
             else:
-                locations.unchanged += 1
+                report.unchanged += 1
         else:
-            locations.skip("not mapped (no data)")
-    people = RowReport(ROWS["practitioners"], cliniko=len(practitioners))
-    for practitioner in practitioners:
-        if record_id(practitioner) in resolved.practitioners:
-            people.unchanged += 1
+            report.skip("not listed by Cliniko, not mapped" if bid in unresolved else "not mapped (no data)")
+    return report
+
+
+def _practitioners_row(practitioners: list[dict], resolved: ResolvedMapping, usage: Usage) -> RowReport:
+    rows = with_stubs(practitioners, usage.practitioners)
+    report = RowReport(ROWS["practitioners"], cliniko=len(rows))
+    unresolved = set(resolved.unresolved.get("practitioner", ()))
+    for practitioner in rows:
+        pid = record_id(practitioner)
+        if pid in resolved.practitioners:
+            report.unchanged += 1
         else:
-            people.skip("not mapped (no data)")
-    staff = RowReport(ROWS["users"], cliniko=len(users))
+            report.skip("not listed by Cliniko, not mapped" if pid in unresolved else "not mapped (no data)")
+    return report
+
+
+def _users_row(users: list[dict], practitioners: list[dict], resolved: ResolvedMapping) -> RowReport:
+    report = RowReport(ROWS["users"], cliniko=len(users))
     practitioner_users = {linked_id(p, "user"): record_id(p) for p in practitioners}
     for user in users:
         uid = record_id(user)
         if uid in resolved.users or resolved.practitioners.get(practitioner_users.get(uid) or "") is not None:
-            staff.unchanged += 1
+            report.unchanged += 1
         else:
-            staff.skip("not mapped (not a practitioner with data)")
-    proposal = {"proposed_mapping": proposals}
-    yield run.finish("locations", locations, proposal)
-    yield run.finish("users", staff, proposal)
-    yield run.finish("practitioners", people, proposal)
-    yield run.finish("services", services, {**proposal, "services_created": len(created)})
+            report.skip("not mapped (not a practitioner with data)")
+    return report
+
+
+def _services(
+    run: LoadRun, workspace: SploseWorkspace, types: list[dict], resolved: ResolvedMapping, usage: Usage
+) -> tuple[RowReport, int]:
+    """The appointment types row: create the services the mapping asks for (and the shared "unknown" one)."""
+    report = RowReport(ROWS["services"], cliniko=len(types))
+    to_create, to_unknown = set(resolved.services_to_create), sorted(resolved.services_to_unknown)
+    records = []
+    for appointment_type in types:
+        tid = record_id(appointment_type)
+        if tid in to_create:
+            outcome = service_for_type(appointment_type, usage)
+            if isinstance(outcome, Skip):
+                report.count_skip(outcome)
+            else:
+                records.append(outcome)
+        elif tid in resolved.services:
+            report.unchanged += 1
+        elif tid in resolved.services_ignored:
+            report.skip("ignored by the clinic")
+        elif tid not in to_unknown:
+            report.skip("not mapped (no appointments use it)")
+    if to_unknown:
+        records.append(unknown_type_service(usage, to_unknown))
+    if not records:
+        return report, 0
+    result = workspace.imports.upsert(run.import_id, "services", records)
+    # The shared "unknown" service is no Cliniko record: the types routed to it are counted below instead.
+    ours = dataclasses.replace(
+        result,
+        records=[r for r in result.records if r.external_id != UNKNOWN],
+        errors=[e for e in result.errors if e.external_id != UNKNOWN],
+    )
+    report.absorb(ours)
+    crosswalk = workspace.imports.crosswalk(run.import_id, "services")
+    resolved.services.update({tid: crosswalk[tid] for tid in to_create if tid in crosswalk})
+    for tid in to_unknown:
+        if UNKNOWN in crosswalk:
+            resolved.services[tid] = crosswalk[UNKNOWN]
+            report.unchanged += 1
+        else:
+            report.reject(tid, "the service for unknown or deleted appointment types was rejected by Splose")
+    return report, len(records)
 
 
 # -- record loads ----------------------------------------------------------------------------------
@@ -392,8 +474,9 @@ def load_records(
     for outcome in outcomes:
         report.cliniko += 1
         if isinstance(outcome, Skip):
-            report.skip(outcome.reason, record_id=outcome.cliniko_id)
+            report.count_skip(outcome)
             continue
+        report.warnings.update(pop_warnings(outcome))
         pending.append(outcome)
         if len(pending) >= 500:
             flush()
@@ -472,7 +555,8 @@ def _provider_numbers(run: LoadRun, workspace: SploseWorkspace, report: RowRepor
 
 
 def _contacts(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -> None:
-    outcomes = (_live(r) or to_splose_contact(r) for r in run.records("contacts"))
+    ctx = run.import_context(workspace)
+    outcomes = (_live(r) or to_splose_contact(r, ctx) for r in run.records("contacts"))
     load_records(run, workspace, report, "contacts", outcomes)
 
 
@@ -523,7 +607,7 @@ def _group_appointments(run: LoadRun, workspace: SploseWorkspace, report: RowRep
         members = sorted(attendees.pop(gid, []), key=lambda a: _numeric_id(record_id(a)))
         appointment, skipped = to_splose_group_appointment(group, members, ctx)
         for skip in skipped:
-            attendee_report.skip(skip.reason, record_id=skip.cliniko_id)
+            attendee_report.count_skip(skip)
         if not isinstance(appointment, Skip):
             entries[gid] = [entry["externalId"] for entry in appointment["appointmentPatients"]]
         outcomes.append(appointment)
@@ -555,7 +639,7 @@ def _availability(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -
         report.cliniko += 1
         outcome = to_splose_availability(record, ctx)
         if isinstance(outcome, Skip):
-            report.skip(outcome.reason, record_id=outcome.cliniko_id)
+            report.count_skip(outcome)
             continue
         if not outcome:
             report.skip("no availability ranges")
@@ -638,7 +722,16 @@ def _progress_note_templates(run: LoadRun, workspace: SploseWorkspace, report: R
 def _progress_notes(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -> None:
     ctx = run.import_context(workspace, "clients", "appointments", "progressNoteTemplates")
     outcomes = (to_splose_progress_note(r, ctx) for r in run.records("treatment_notes"))
-    load_records(run, workspace, report, "progressNotes", outcomes)
+    actions: dict[str, str] = {}
+    unlinked: set[str] = set()
+
+    def noted(outcome: dict | Skip) -> dict | Skip:
+        if not isinstance(outcome, Skip) and outcome.get("appointmentExternalId") is None:
+            unlinked.add(outcome["externalId"])
+        return outcome
+
+    load_records(run, workspace, report, "progressNotes", (noted(o) for o in outcomes), actions)
+    report.facts[NOT_LINKED] = len(unlinked & set(actions))
 
 
 def _numeric_id(value: str | None) -> int:

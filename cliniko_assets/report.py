@@ -1,97 +1,23 @@
 """``splose/import_report``: the reconciliation of every row, the import marked complete, the clinic told.
 
-"Complete" means what it says: records Splose rejected and records skipped for a data problem make the
-import complete *with warnings*, named row by row (counts, reasons, where to see the records) in the
-import's status message, in the email and in this asset's metadata. Skips that are the clinic's choice
-or that Cliniko itself explains (deleted records) are not warnings: :data:`SKIP_REASONS` says which is
-which, in one place. A reason missing from the table is a warning, so nothing new is ever hidden.
+"Complete" means what it says: what the clinic must hear about (rejections, data-problem skips, fields
+left out; :mod:`cliniko_assets.attention` decides) makes the import complete *with warnings*, named row
+by row in the import's status message, the email and this asset's metadata.
 """
 
 import json
 
 import dagster as dg
 
-from cliniko_assets.extraction import FILE_KEPT_FAILING, FILE_NOT_FOUND, FILE_SIZE_DIFFERS
+from cliniko_assets.attention import attention_records, completion_message, needs_attention, row_notes
 from cliniko_assets.lifecycle import ATTENTION, bound_import, counts_table, tell_clinic
 from cliniko_assets.lifecycle import ROWS as COUNT_ROWS
 from cliniko_assets.load import ROWS, LoadRun, RowReport, load_assets, splose_key
 from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import tenants
-from splose_resources.cliniko import FILE_MISSING, FILE_REFUSED
 from splose_resources.notifier import NotifierResource
 from splose_resources.splose import SploseResource, SploseWorkspace
 from splose_resources.staging import StagingStore
-
-EXPECTED = "expected"  # the clinic's choice, or explained by Cliniko: reported, not a warning
-PROBLEM = "problem"  # a record the clinic may miss: a warning, named in the status and the email
-
-# Why a record was skipped -> whether the clinic must be told. Add a row's new reasons here.
-SKIP_REASONS: dict[str, str] = {
-    "deleted in Cliniko": EXPECTED,
-    "ignored by the clinic": EXPECTED,
-    "location ignored": EXPECTED,
-    "not requested by the clinic": EXPECTED,
-    "not mapped (no data)": EXPECTED,
-    "not mapped (not a practitioner with data)": EXPECTED,
-    "not mapped (no appointments use it)": EXPECTED,
-    "no availability ranges": EXPECTED,  # an empty day: nothing to bring
-    "booking is not a group appointment": EXPECTED,  # imported with its individual appointment
-    "duplicate attendee": EXPECTED,  # the same attendee listed twice: imported once
-    # Follow another row's skip, which is reported (and warned about, if it is a problem) on its own row.
-    "client not imported": EXPECTED,
-    "group appointment skipped": EXPECTED,
-    # Data problems.
-    "not yet processed by Cliniko": PROBLEM,
-    "bytes could not be downloaded from Cliniko": PROBLEM,
-    "no booking link": PROBLEM,
-    FILE_NOT_FOUND: PROBLEM,
-    FILE_MISSING: PROBLEM,
-    FILE_REFUSED: PROBLEM,
-    FILE_SIZE_DIFFERS: PROBLEM,
-    FILE_KEPT_FAILING: PROBLEM,
-}
-
-
-def is_problem(reason: str) -> bool:
-    return SKIP_REASONS.get(reason, PROBLEM) == PROBLEM
-
-
-def needs_attention(report: RowReport) -> list[str]:
-    """What of one row the clinic must hear about: rejections and data-problem skips, with counts."""
-    lines = []
-    if report.rejected:
-        shapes = "; ".join(f"{n}x {shape}" for shape, n in report.rejected_reasons.most_common(3))
-        lines.append(f"{report.row}: {report.rejected} rejected by Splose ({shapes})")
-    for reason, count in sorted(report.skipped.items()):
-        if is_problem(reason):
-            lines.append(f"{report.row}: {count} skipped, {reason}")
-    return lines
-
-
-def attention_records(reports: list[RowReport]) -> dict[str, dict]:
-    """The Cliniko ids behind each warning, for the report's metadata (ids only, never a value)."""
-    found: dict[str, dict] = {}
-    for report in reports:
-        entry: dict = {}
-        if report.rejected:
-            entry["rejected"] = {"count": report.rejected, "cliniko_ids": report.rejected_ids[:100]}
-        for reason, count in report.skipped.items():
-            if is_problem(reason):
-                entry[reason] = {"count": count, "cliniko_ids": report.skipped_ids.get(reason, [])[:100]}
-        if entry:
-            found[report.row] = entry
-    return found
-
-
-def completion_message(tenant: str, attention: list[str]) -> str:
-    if not attention:
-        return "Complete: every record is accounted for and none needs your attention."
-    return (
-        f"Complete with warnings: {len(attention)} item(s) need attention.\n"
-        + "\n".join(f"- {line}" for line in attention)
-        + f"\nThe records (Cliniko ids) are listed in the Dagster asset splose/import_report, partition '{tenant}' "
-        "(metadata 'needs_attention'). Fix them in Cliniko and the next sync brings them across."
-    )
 
 
 def row_counts(report: RowReport) -> dict:
@@ -188,7 +114,8 @@ def import_report(
             )
         attention = [line for report in reports for line in needs_attention(report)]
         counts[ATTENTION] = attention
-        message = completion_message(run.tenant, attention)
+        notes = [line for report in reports for line in row_notes(report)]
+        message = completion_message(run.tenant, attention) + "".join(f"\n{line}" for line in notes)
         record = workspace.imports.update_import(run.import_id, status="complete", counts=counts, message=message)
     context.log.info(f"Import {run.import_id} of tenant '{run.tenant}' is complete; {len(attention)} warning(s).")
     tell_clinic(notifier, record)

@@ -43,6 +43,25 @@ class ClinikoSandboxAdmin:
             if line:
                 yield json.loads(line)
 
+    def settings(self, account: str) -> dict:
+        """The account's settings as its administrator's key reads them (``GET /settings``)."""
+        keys = self.keys(account)
+        response = self.session.get(
+            f"{self.url}/{self._shard(account)}/v1/settings",
+            auth=(keys["admin"], ""),
+            headers={"Accept": "application/json", "User-Agent": "Sandbox admin (admin@sandbox.example)"},
+            timeout=60,
+        )
+        response.raise_for_status()
+        return response.json()
+
+    def patch_settings(self, account: str, patch: dict) -> dict:
+        """Merge ``patch`` into the account's settings one level deep, e.g. ``{"account": {"time_zone": None}}``."""
+        return self._post(f"accounts/{account}/settings", patch)
+
+    def _shard(self, account: str) -> str:
+        return self._get(f"accounts/{account}").json()["shard"]
+
     def mutate(self, account: str, **body) -> dict:
         return self._post(f"accounts/{account}/mutate", body)
 

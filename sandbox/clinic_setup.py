@@ -1,13 +1,20 @@
 """A clinic's Splose workspace as it would be set up before importing, and its import mapping.
 
-From a Cliniko sandbox account: every open business becomes a location (plus a closed one, archived),
-every practitioner a Splose practitioner with the same email (inactive ones inactive), and half of the
+From a Cliniko sandbox account: every open business becomes a location (plus a closed one, archived), in
+the business's time zone (its identifier, else its Rails label, else the account's zone); every
+practitioner a Splose practitioner with the same email (inactive ones inactive); and half of the
 appointment types existing services; the other half are mapped to "create". Archived businesses are
 mapped to "ignore", so their appointments are skipped and counted.
+
+Records Cliniko deleted but other records still point at are not part of the workspace: the clinic maps a
+deleted business's id to its first location (as it would after reading the run's proposal); a deleted
+practitioner and a deleted appointment type stay unmapped, so the import keeps those appointments without
+the practitioner and gives the type a "Deleted appointment type <id>" service.
 """
 
 from __future__ import annotations
 
+from cliniko_assets.timezones import iana_zone
 from sandbox.admin import ClinikoSandboxAdmin
 
 
@@ -17,7 +24,20 @@ def _id(link: dict | None) -> str | None:
 
 
 def _by_id(admin: ClinikoSandboxAdmin, account: str, resource: str) -> dict[str, dict]:
-    return {str(r["id"]): r for r in admin.export(account, resource)}
+    """The account's records of ``resource`` that Cliniko still has (deleted ones are only links now)."""
+    return {str(r["id"]): r for r in admin.export(account, resource) if not r.get("deleted_at")}
+
+
+def _deleted(admin: ClinikoSandboxAdmin, account: str, resource: str) -> list[str]:
+    return [str(r["id"]) for r in admin.export(account, resource) if r.get("deleted_at")]
+
+
+def zone_of(business: dict, account_zone: str | None) -> str:
+    return (
+        iana_zone(business.get("time_zone_identifier"))
+        or iana_zone(business.get("time_zone"))
+        or (iana_zone(account_zone) or "Australia/Sydney")
+    )
 
 
 def workspace_seed(admin: ClinikoSandboxAdmin, account: str, workspace_id: str) -> dict:
@@ -25,8 +45,9 @@ def workspace_seed(admin: ClinikoSandboxAdmin, account: str, workspace_id: str) 
     users = _by_id(admin, account, "users")
     practitioners = _by_id(admin, account, "practitioners")
     types = _by_id(admin, account, "appointment_types")
+    account_zone = admin.settings(account)["account"].get("time_zone")
     locations = [
-        {"title": b["business_name"], "timezone": b.get("time_zone_identifier") or "Australia/Sydney"}
+        {"title": b["business_name"], "timezone": zone_of(b, account_zone)}
         for b in businesses.values()
         if not b.get("archived_at")
     ]
@@ -62,6 +83,9 @@ def import_mapping(admin: ClinikoSandboxAdmin, account: str, workspace: dict) ->
     for bid, business in _by_id(admin, account, "businesses").items():
         location = workspace["locations"].get(business["business_name"])
         mapping["locations"][bid] = location if location and not business.get("archived_at") else "ignore"
+    first_location = min((v for v in mapping["locations"].values() if v != "ignore"), default="ignore")
+    for bid in _deleted(admin, account, "businesses"):
+        mapping["locations"][bid] = first_location
     for pid, practitioner in _by_id(admin, account, "practitioners").items():
         email = users.get(_id(practitioner.get("user")) or "", {}).get("email") or f"practitioner-{pid}@clinic.example"
         mapping["practitioners"][pid] = workspace["practitioners"][email]

@@ -15,6 +15,7 @@ import argparse
 import secrets
 import sys
 import time
+from collections import Counter
 
 import dagster as dg
 import requests
@@ -112,14 +113,7 @@ def run_import(cliniko_url: str) -> dg.ExecuteInProcessResult:
 def reconciliation(result: dg.ExecuteInProcessResult) -> tuple[str, int]:
     from cliniko_assets.load import ROWS
 
-    rows: dict[str, dict] = {}
-    for event in result.all_events:
-        if event.event_type_value != "ASSET_MATERIALIZATION":
-            continue
-        materialization = event.event_specific_data.materialization
-        name = materialization.asset_key.path[-1]
-        if materialization.asset_key.path[0] == "splose" and name in ROWS:
-            rows[name] = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+    rows, extracted = materialized(result)
     header = f"{'row':<55}{'Cliniko':>9}{'loaded':>9}{'rejected':>10}  skipped by reason"
     lines = [header, "-" * len(header)]
     unaccounted = 0
@@ -135,7 +129,67 @@ def reconciliation(result: dg.ExecuteInProcessResult) -> tuple[str, int]:
         skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(meta["skipped_by_reason"].items())) or "-"
         lines.append(f"{label:<55}{meta['cliniko']:>9}{meta['loaded']:>9}{meta['rejected']:>10}  {skipped}")
         unaccounted += abs(meta["unaccounted"])
+    handled = [*row_notes(rows), *reference_notes(rows, extracted)]
+    if handled:
+        lines += ["", "How the odd records were handled:", *(f"  {line}" for line in handled)]
     return "\n".join(lines), unaccounted
+
+
+def materialized(result: dg.ExecuteInProcessResult) -> tuple[dict[str, dict], dict[str, dict]]:
+    """Metadata of the run's splose/* and cliniko/* materializations, by asset name."""
+    found: dict[str, dict[str, dict]] = {"splose": {}, "cliniko": {}}
+    for event in result.all_events:
+        if event.event_type_value != "ASSET_MATERIALIZATION":
+            continue
+        materialization = event.event_specific_data.materialization
+        group, name = materialization.asset_key.path[0], materialization.asset_key.path[-1]
+        if group in found:
+            found[group][name] = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+    return found["splose"], found["cliniko"]
+
+
+def row_notes(rows: dict[str, dict]) -> list[str]:
+    from cliniko_assets.attention import needs_attention, row_notes
+    from cliniko_assets.load import ROWS, RowReport
+
+    lines = []
+    for name, meta in rows.items():
+        if name in ROWS:
+            report = RowReport(
+                ROWS[name],
+                skipped=Counter(meta.get("skipped_by_reason") or {}),
+                rejected=meta.get("rejected", 0),
+                rejected_reasons=Counter(meta.get("rejected_by_message") or {}),
+                warnings=Counter(meta.get("warnings_by_field") or {}),
+                facts={k: meta[k] for k in ("notes_without_appointment",) if k in meta},
+            )
+            lines += [f"NEEDS ATTENTION: {line}" for line in needs_attention(report)] + row_notes(report)
+    return lines
+
+
+def reference_notes(rows: dict[str, dict], extracted: dict[str, dict]) -> list[str]:
+    """Records the list routes did not return, and where time zones came from."""
+    locations, services = rows.get("locations", {}), rows.get("services", {})
+    unresolved = locations.get("unresolved_references") or {}
+    lines = []
+    for kind, states in (locations.get("not_listed_by_cliniko") or {}).items():
+        found, left = Counter(states.values()), len(unresolved.get(kind, []))
+        lines.append(
+            f"{kind.capitalize()} ids not listed by Cliniko: {len(states)} ({found['unlisted']} found by id, "
+            f"{found['missing']} not in Cliniko); {len(states) - left} mapped, {left} left unmapped"
+        )
+    if created := services.get("types_not_listed_created"):
+        lines.append(f"Appointment types Cliniko no longer lists: {created} given a service of their own")
+    for resource in ("patients", "treatment_note_templates"):
+        if missing := extracted.get(resource, {}).get("not_in_cliniko"):
+            lines.append(f"{resource.replace('_', ' ').capitalize()} referenced but not in Cliniko: {missing}")
+    settings = extracted.get("businesses", {}).get("account_settings_from")
+    if zones := locations.get("time_zones_from") or {}:
+        where = ", ".join(f"{n} from {source}" for source, n in sorted(zones.items()))
+        lines.append(f"Business time zones: {where} (the account's from GET /{settings})")
+    if region := locations.get("default_phone_region"):
+        lines.append(f"Phone numbers read with {region} as the clinic's country")
+    return lines
 
 
 if __name__ == "__main__":

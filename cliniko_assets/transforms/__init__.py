@@ -3,7 +3,9 @@
 One module per row of the migration table; each function takes a record exactly as Cliniko's API
 returns it (plus the ``_state`` and ``_source`` keys staging adds) and returns the Splose record, with
 ``externalId`` = the Cliniko id as a string, or a :class:`Skip` with a short stable reason. No I/O, no
-Dagster, and no record makes a function raise. Businesses, users and practitioners are mapped rather
+Dagster, and no record makes a function raise. A record loaded without a field it could not use carries
+the field names under the reserved key ``_warnings`` (:data:`WARNINGS`), which the load removes with
+:func:`pop_warnings` and counts. Businesses, users and practitioners are mapped rather
 than transformed (``ImportContext``), so they have no module here.
 """
 
@@ -17,11 +19,14 @@ from cliniko_assets.transforms.group_appointments import to_splose_group_appoint
 from cliniko_assets.transforms.progress_note_templates import to_splose_progress_note_template
 from cliniko_assets.transforms.progress_notes import to_splose_progress_note
 from cliniko_assets.transforms.provider_numbers import to_splose_provider_number
+from cliniko_assets.transforms.salvage import WARNINGS, pop_warnings
 from cliniko_assets.transforms.services import to_splose_service
 
 __all__ = [
+    "WARNINGS",
     "ImportContext",
     "Skip",
+    "pop_warnings",
     "to_splose_appointment",
     "to_splose_availability",
     "to_splose_client",

@@ -5,21 +5,29 @@ Mapping, Splose field <- Cliniko field: rule
     externalId            <- id
     start, end            <- starts_at, ends_at (the old route's appointment_start, appointment_end):
                              UTC "...Z"; an end not after the start -> Skip("ends_at not after starts_at")
-    serviceId             <- appointment_type link, through ctx.services ("appointment type not mapped")
-    locationId            <- business link, through ctx.locations ("location ignored" / "location not mapped")
-    practitionerId        <- practitioner link, through ctx.practitioners ("practitioner not mapped")
+    serviceId             <- appointment_type link, through ctx.services ("appointment type not mapped",
+                             "appointment type ignored by the clinic"); a type Cliniko no longer has is
+                             mapped like any other (see ``mapping``: by default a created "Deleted appointment
+                             type <id>" service)
+    locationId            <- business link, through ctx.locations ("location ignored" / "location not mapped";
+                             a business the list routes did not return and nobody mapped ->
+                             "business <id> not listed by Cliniko, not mapped", needing the clinic's attention)
+    practitionerId        <- practitioner link, through ctx.practitioners ("practitioner not mapped"); a
+                             practitioner the list routes did not return and nobody mapped -> null, with a
+                             warning on "practitioner" and its Cliniko id in the note
     maxPatients           <- 1
-    note                  <- notes
+    note                  <- notes, then one line per field that could not be used (see ``salvage``)
     archived              <- archived_at / _state
     repeatOfExternalId    <- repeated_from link (the series' first appointment), only if it is in
                              ctx.imported["appointments"] (always when appointments are not tracked)
     appointmentPatients   <- one entry:
         externalId            <- id (the appointment's own)
-        clientExternalId      <- patient link; not in ctx.imported["clients"] (when tracked) ->
-                                 Skip("client not imported")
+        clientExternalId      <- patient link; a patient Cliniko does not have -> Skip("patient <id> not in
+                                 Cliniko"); not in ctx.imported["clients"] (when tracked) -> Skip("client not
+                                 imported")
         status                <- cancelled_at -> "Cancelled", did_not_arrive -> "Did not arrive",
                                  patient_arrived -> "Arrived", else (booked) null; _state as fallback
-        note                  <- notes
+        note                  <- the appointment's note
         cancellationReason    <- cancellation_reason_description, else the label of cancellation_reason
                                  (10 Feeling Better, 20 Condition Worse, 30 Sick, 31 COVID-19 related, 40 Away,
                                  50 Other, 60 Work; a newer code N -> "Other (code N)"); cancelled only
@@ -28,8 +36,9 @@ Mapping, Splose field <- Cliniko field: rule
                                  arrived or did not arrive, null when booked
 
 A deleted appointment -> Skip("deleted in Cliniko"). An archived appointment that was cancelled stays
-cancelled: the status comes from the fields, not only from _state. Checks run in this order: deleted,
-location, client, practitioner, appointment type, then the times.
+cancelled: the status comes from the fields, not only from _state; an unusable cancelled_at still means
+cancelled. Checks run in this order: deleted, location, client, practitioner, appointment type, then the
+times (required by Splose: an unusable start or end skips the appointment, naming the field).
 """
 
 from __future__ import annotations
@@ -38,9 +47,7 @@ from typing import Any
 
 from cliniko_assets.catalog import is_set
 from cliniko_assets.transforms.common import (
-    CLIENT_NOT_IMPORTED,
     DELETED,
-    SERVICE_NOT_MAPPED,
     ImportContext,
     Malformed,
     Record,
@@ -49,15 +56,14 @@ from cliniko_assets.transforms.common import (
     is_archived,
     is_deleted,
     link,
-    location_for,
-    practitioner_for,
     require_id,
-    require_link,
     require_timestamp,
     text,
     timestamp,
     total,
 )
+from cliniko_assets.transforms.dependencies import client_for, location_for, practitioner_for, service_for
+from cliniko_assets.transforms.salvage import Salvage
 
 CANCELLATION_REASONS = {
     10: "Feeling Better",
@@ -77,14 +83,15 @@ def to_splose_appointment(individual_appointment: Record, ctx: ImportContext) ->
     if is_deleted(appointment):
         raise Skipped(DELETED)
     location = location_for(link(appointment, "business"), ctx)
-    client = require_link(appointment, "patient")
-    if not ctx.is_imported("clients", client):
-        raise Skipped(CLIENT_NOT_IMPORTED)
-    practitioner = practitioner_for(appointment, ctx)
+    client = client_for(appointment, ctx)
+    salvage = Salvage(appointment)
+    practitioner = practitioner_for(appointment, ctx, salvage)
     service = service_for(appointment, ctx)
     start, end = times(appointment)
-    entry = {"externalId": external_id, "clientExternalId": client, **status_fields(appointment)}
-    return {
+    status = status_fields(salvage)
+    note = salvage.appended_to(salvage.read(text, "notes"))
+    entry = {"externalId": external_id, "clientExternalId": client, **status, "note": note}
+    record = {
         "externalId": external_id,
         "start": start,
         "end": end,
@@ -92,24 +99,18 @@ def to_splose_appointment(individual_appointment: Record, ctx: ImportContext) ->
         "locationId": location,
         "practitionerId": practitioner,
         "maxPatients": 1,
-        "note": text(appointment, "notes"),
+        "note": note,
         "archived": is_archived(appointment),
         "repeatOfExternalId": series_head(appointment, external_id, ctx),
         "appointmentPatients": [entry],
     }
+    return salvage.finish(record)
 
 
 def series_head(appointment: Record, external_id: str, ctx: ImportContext) -> str | None:
     """The first appointment of the series this one repeats, when Splose can resolve it."""
     head = link(appointment, "repeated_from")
     return head if head and head != external_id and ctx.is_imported("appointments", head) else None
-
-
-def service_for(appointment: Record, ctx: ImportContext) -> int:
-    service = ctx.services.get(require_link(appointment, "appointment_type"))
-    if service is None:
-        raise Skipped(SERVICE_NOT_MAPPED)
-    return service
 
 
 def times(appointment: Record) -> tuple[str, str]:
@@ -123,49 +124,47 @@ def times(appointment: Record) -> tuple[str, str]:
     return start, end
 
 
-def status_fields(appointment: Record) -> dict[str, Any]:
-    """Status, note and cancellation of the appointment's one client (an ``appointmentPatients`` entry)."""
-    state = appointment.get("_state")
-    cancelled_at = timestamp(appointment, "cancelled_at") or timestamp(appointment, "cancellation_time")
-    note = text(appointment, "notes")
-    if cancelled_at or state == "cancelled":
-        return cancelled(appointment, note, cancelled_at or timestamp(appointment, "updated_at"))
-    if appointment.get("did_not_arrive") is True or state == "did_not_arrive":
-        return settled("Did not arrive", note, timestamp(appointment, "updated_at"))
-    if appointment.get("patient_arrived") is True or state == "arrived":
-        return settled("Arrived", note, timestamp(appointment, "updated_at"))
-    return settled(None, note, None)
+def status_fields(salvage: Salvage) -> dict[str, Any]:
+    """Status and cancellation of a booking's one client (an ``appointmentPatients`` entry, without its note).
+
+    Reads ``patient_arrived`` (individual appointments) or ``arrived`` (attendees); an unusable
+    ``cancelled_at`` still marks the booking cancelled, without the time.
+    """
+    booking = salvage.record
+    state = booking.get("_state")
+    cancelled_at = salvage.read(timestamp, "cancelled_at") or salvage.read(timestamp, "cancellation_time")
+    updated = salvage.read(timestamp, "updated_at")
+    if cancelled_at or state == "cancelled" or is_set(booking.get("cancelled_at")):
+        return cancelled(salvage, cancelled_at or updated)
+    if booking.get("did_not_arrive") is True or state == "did_not_arrive":
+        return settled("Did not arrive", updated)
+    if booking.get("patient_arrived") is True or booking.get("arrived") is True or state == "arrived":
+        return settled("Arrived", updated)
+    return settled(None, None)
 
 
-def settled(status: str | None, note: str | None, at: str | None) -> dict[str, Any]:
-    return {
-        "status": status,
-        "note": note,
-        "cancellationReason": None,
-        "cancellationNote": None,
-        "statusUpdatedAt": at,
-    }
+def settled(status: str | None, at: str | None) -> dict[str, Any]:
+    return {"status": status, "cancellationReason": None, "cancellationNote": None, "statusUpdatedAt": at}
 
 
-def cancelled(booking: Record, note: str | None, at: str | None) -> dict[str, Any]:
+def cancelled(salvage: Salvage, at: str | None) -> dict[str, Any]:
     return {
         "status": "Cancelled",
-        "note": note,
-        "cancellationReason": cancellation_reason(booking),
-        "cancellationNote": text(booking, "cancellation_note"),
+        "cancellationReason": cancellation_reason(salvage.record),
+        "cancellationNote": salvage.read(text, "cancellation_note"),
         "statusUpdatedAt": at,
     }
 
 
 def cancellation_reason(booking: Record) -> str | None:
     """Cliniko's own label when it sent one, else the label of the code (a newer code is kept as its number)."""
-    description = text(booking, "cancellation_reason_description")
-    if description:
-        return description
     try:
-        code = integer(booking, "cancellation_reason")
+        description = text(booking, "cancellation_reason_description")
+        code = None if description else integer(booking, "cancellation_reason")
     except Malformed:
         return None
+    if description:
+        return description
     if code is None:
         return None
     return CANCELLATION_REASONS.get(code, f"Other (code {code})")

@@ -8,11 +8,16 @@ Mapping, Splose field <- Cliniko field: rule
     weekday          <- day_of_week: ISO 1 (Monday) .. 7 (Sunday); digit strings accepted
     startTime        <- availabilities[i].starts_at: "9:00", "09:00" or "09:00:00" -> "09:00"
     endTime          <- availabilities[i].ends_at: as startTime; must be after it
-    timezone         <- ctx.business_time_zones[business]: the IANA zone the wall-clock times are in
+    timezone         <- ctx.business_time_zones[business]: the IANA zone the wall-clock times are in (the
+                        business's time_zone_identifier, else its time_zone label, else the account's
+                        zone from /settings; see ``mapping``)
     repeatInterval   <- "Weekly" (Cliniko's daily availability is a weekly schedule)
 
 A day with no ranges -> Skip("no availability ranges"); a business with no known zone ->
-Skip("business time zone not known"); any unusable range skips the whole day, naming the field.
+Skip("time zone of business <id> not known"), flagged as needing the clinic's attention (the import is
+then not complete without a warning); a practitioner the list routes did not return and nobody mapped ->
+Skip("practitioner <id> not listed by Cliniko, not mapped"), also needing attention. Any unusable range
+skips the whole day, naming the field.
 """
 
 from __future__ import annotations
@@ -28,14 +33,16 @@ from cliniko_assets.transforms.common import (
     Skipped,
     integer,
     link,
-    location_for,
-    practitioner_for,
     require_id,
     total,
 )
+from cliniko_assets.transforms.dependencies import location_for, practitioner_for
 
 NO_RANGES = "no availability ranges"
-NO_TIME_ZONE = "business time zone not known"
+
+
+def no_time_zone(business_id: str) -> str:
+    return f"time zone of business {business_id} not known"
 
 
 @total
@@ -46,7 +53,7 @@ def to_splose_availability(daily_availability: Record, ctx: ImportContext) -> li
     practitioner = practitioner_for(daily_availability, ctx)
     zone = ctx.business_time_zones.get(business or "")
     if not zone:
-        raise Skipped(NO_TIME_ZONE)
+        raise Skipped(no_time_zone(business or ""))
     weekday = integer(daily_availability, "day_of_week")
     if weekday is None or not 1 <= weekday <= 7:
         raise Malformed("day_of_week")

@@ -20,18 +20,17 @@ from typing import Any, ParamSpec, TypeVar
 from cliniko_assets.catalog import is_set, linked_id, record_id
 
 DELETED = "deleted in Cliniko"
-LOCATION_IGNORED = "location ignored"
-LOCATION_NOT_MAPPED = "location not mapped"
-CLIENT_NOT_IMPORTED = "client not imported"
-PRACTITIONER_NOT_MAPPED = "practitioner not mapped"
-SERVICE_NOT_MAPPED = "appointment type not mapped"
+NOT_IN_CLINIKO = "not in Cliniko (only referenced by other records)"
 
 Record = Mapping[str, Any]
 
 
 @dataclass(frozen=True)
 class Skip:
-    """A Cliniko record deliberately not sent to Splose, with a short stable reason (field names and ids only)."""
+    """A Cliniko record deliberately not sent to Splose, with a short stable reason (field names and ids only).
+
+    Whether the clinic must hear about it is decided from the reason by ``cliniko_assets.attention``.
+    """
 
     cliniko_id: str
     reason: str
@@ -47,6 +46,13 @@ class ImportContext:
     services: Mapping[str, int]
     business_time_zones: Mapping[str, str]
     imported: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # kind ("business", "practitioner") -> ids the list routes did not return and the mapping does not cover
+    unresolved: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    # resource ("patients", "treatment_note_templates") -> ids other records point at that Cliniko does not have
+    missing: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    services_ignored: frozenset[str] = frozenset()
+    # ISO 3166-1 alpha-2 region of the clinic (its businesses' country), the default for phone numbers
+    default_region: str | None = None
 
     def is_imported(self, entity: str, external_id: str) -> bool:
         """Whether a dependency made it into Splose; an entity the context does not track counts as present."""
@@ -139,6 +145,11 @@ def is_deleted(record: Record) -> bool:
     return record.get("_state") == "deleted" or record.get("_source") == "deleted" or is_set(record.get("deleted_at"))
 
 
+def is_missing(record: Record) -> bool:
+    """A stub staged for a record other records point at and Cliniko answers 404 for."""
+    return record.get("_state") == "missing"
+
+
 def is_archived(record: Record) -> bool:
     return record.get("_state") in ("archived", "merged") or is_set(record.get("archived_at"))
 
@@ -190,6 +201,19 @@ def require_timestamp(record: Record, name: str) -> str:
     return found
 
 
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$")
+
+
+def email(record: Record, name: str) -> str | None:
+    """An optional email address; one that cannot be an address (no ``@``, spaces, no domain) is malformed."""
+    value = text(record, name)
+    if value is None:
+        return None
+    if not EMAIL.match(value.strip()):
+        raise Malformed(name)
+    return value.strip()
+
+
 def calendar_date(record: Record, name: str) -> str | None:
     """An optional ``YYYY-MM-DD`` date."""
     value = record.get(name)
@@ -204,75 +228,4 @@ def calendar_date(record: Record, name: str) -> str | None:
     return value
 
 
-def location_for(business_id: str | None, ctx: ImportContext) -> int:
-    """The Splose location of a Cliniko business; skips records of ignored or unmapped businesses."""
-    if business_id is None:
-        raise Malformed("business link", "missing")
-    if business_id not in ctx.locations:
-        raise Skipped(LOCATION_NOT_MAPPED)
-    location = ctx.locations[business_id]
-    if location is None:
-        raise Skipped(LOCATION_IGNORED)
-    return location
-
-
-def practitioner_for(record: Record, ctx: ImportContext) -> int:
-    practitioner = ctx.practitioners.get(require_link(record, "practitioner"))
-    if practitioner is None:
-        raise Skipped(PRACTITIONER_NOT_MAPPED)
-    return practitioner
-
-
 PHONE_TYPES = {kind.lower(): kind for kind in ("Mobile", "Home", "Work", "Fax", "Other")}
-# Calling codes of the countries Cliniko serves (E.164 codes are prefix-free, so the first match is the
-# code); a number in another country keeps its whole "+..." text unless a separator marks the code.
-CALLING_CODES = (
-    "1", "7", "27", "30", "31", "32", "33", "34", "36", "39", "41", "43", "44", "45", "46", "47", "48", "49",
-    "52", "55", "60", "61", "62", "63", "64", "65", "66", "81", "82", "86", "91", "351", "352", "353", "354",
-    "356", "357", "358", "852", "971", "972",
-)  # fmt: skip
-
-
-def phone_numbers(record: Record, name: str) -> list[dict[str, Any]]:
-    """Cliniko ``[{phone_type, number}]`` -> Splose ``[{type, code, phoneNumber}]``.
-
-    ``phone_type`` Mobile/Home/Work/Fax/Other (any case) keeps its name, any other type becomes
-    ``Other`` and a missing one null. A leading ``+<calling code>`` goes to ``code`` ("+61") and the
-    rest, without the separator, to ``phoneNumber``. Entries without a number are dropped.
-    """
-    items = record.get(name)
-    if items is None or items == "":
-        return []
-    if not isinstance(items, list):
-        raise Malformed(name)
-    result = []
-    for item in items:
-        if not isinstance(item, Mapping):
-            raise Malformed(name)
-        number = text(item, "number")
-        if number is None or not number.strip():
-            continue
-        kind = text(item, "phone_type")
-        code, rest = split_calling_code(number.strip())
-        result.append(
-            {
-                "type": None if kind is None else PHONE_TYPES.get(kind.strip().lower(), "Other"),
-                "code": code,
-                "phoneNumber": rest,
-            }
-        )
-    return result
-
-
-def split_calling_code(number: str) -> tuple[str | None, str]:
-    if not number.startswith("+"):
-        return None, number
-    digits = number[1:]
-    for code in CALLING_CODES:
-        rest = digits[len(code) :].lstrip(" -.")
-        if digits.startswith(code) and re.search(r"\d", rest):
-            return f"+{code}", rest
-    separated = re.match(r"^\+(\d{1,3})[\s\-.]+(.*\d.*)$", number)
-    if separated:
-        return f"+{separated.group(1)}", separated.group(2)
-    return None, number

@@ -11,16 +11,19 @@ Mapping, Splose field <- Cliniko field: rule
     occupation, companyName     <- occupation, company_name
     providerNumber              <- provider_number
     doctorType                  <- doctor_type: general_practitioner -> "GP", specialist -> "Specialist", else null
-    email                       <- email
+    email                       <- email, when it can be an address
     addressL1..3                <- address_1..3
     suburb                      <- city
     state, postalCode           <- state, post_code
     country                     <- country, else country_code
-    phoneNumbers                <- phone_numbers (see ``common.phone_numbers``; normalized_number not kept)
+    phoneNumbers                <- phone_numbers (see ``salvage.phone_numbers``; default regions: the clinic's
+                                   country from ctx, then the contact's own; normalized_number not kept)
     archived                    <- archived_at / _state
-    notes                       <- notes
+    notes                       <- notes, then one "Cliniko <field> (unusable, not imported): <value>" line per
+                                   field that could not be used
 
-Every text field maps "" to null. A deleted contact -> Skip("deleted in Cliniko").
+Every text field maps "" to null. A deleted contact -> Skip("deleted in Cliniko"). An unusable field
+(malformed email, phone number, address) is left out and counted as a warning; the contact is imported.
 """
 
 from __future__ import annotations
@@ -29,52 +32,60 @@ from typing import Any
 
 from cliniko_assets.transforms.common import (
     DELETED,
+    ImportContext,
     Record,
     Skipped,
+    email,
     integer,
     is_archived,
     is_deleted,
-    phone_numbers,
     require_id,
     text,
     total,
 )
+from cliniko_assets.transforms.phones import region_for
+from cliniko_assets.transforms.salvage import Salvage, phone_numbers
 
 CONTACT_TYPES = {0: "Standard", 1: "Doctor", 2: "3rd Party Payer"}
 DOCTOR_TYPES = {"general_practitioner": "GP", "specialist": "Specialist"}
 
 
 @total
-def to_splose_contact(contact: Record) -> dict[str, Any]:
+def to_splose_contact(contact: Record, ctx: ImportContext | None = None) -> dict[str, Any]:
     external_id = require_id(contact)
     if is_deleted(contact):
         raise Skipped(DELETED)
-    first, last = text(contact, "first_name"), text(contact, "last_name")
-    company = text(contact, "company_name")
+    salvage = Salvage(contact)
+    read = salvage.read
+    first, last = read(text, "first_name"), read(text, "last_name")
+    company = read(text, "company_name")
     person = " ".join(part for part in (first, last) if part)
-    doctor_type = text(contact, "doctor_type")
-    type_code = integer(contact, "type_code")
-    return {
+    doctor_type = read(text, "doctor_type")
+    type_code = read(integer, "type_code")
+    country = read(text, "country") or read(text, "country_code")
+    regions = (ctx.default_region if ctx else None, region_for(country))
+    record = {
         "externalId": external_id,
-        "type": text(contact, "type") or (None if type_code is None else CONTACT_TYPES.get(type_code)),
+        "type": read(text, "type") or (None if type_code is None else CONTACT_TYPES.get(type_code)),
         "name": person or company,
-        "title": text(contact, "title"),
+        "title": read(text, "title"),
         "firstName": first,
         "lastName": last,
-        "preferredName": text(contact, "preferred_name"),
-        "occupation": text(contact, "occupation"),
+        "preferredName": read(text, "preferred_name"),
+        "occupation": read(text, "occupation"),
         "companyName": company,
-        "providerNumber": text(contact, "provider_number"),
+        "providerNumber": read(text, "provider_number"),
         "doctorType": DOCTOR_TYPES.get(doctor_type or ""),
-        "email": text(contact, "email"),
-        "addressL1": text(contact, "address_1"),
-        "addressL2": text(contact, "address_2"),
-        "addressL3": text(contact, "address_3"),
-        "suburb": text(contact, "city"),
-        "state": text(contact, "state"),
-        "postalCode": text(contact, "post_code"),
-        "country": text(contact, "country") or text(contact, "country_code"),
-        "phoneNumbers": phone_numbers(contact, "phone_numbers"),
+        "email": read(email, "email"),
+        "addressL1": read(text, "address_1"),
+        "addressL2": read(text, "address_2"),
+        "addressL3": read(text, "address_3"),
+        "suburb": read(text, "city"),
+        "state": read(text, "state"),
+        "postalCode": read(text, "post_code"),
+        "country": country,
+        "phoneNumbers": phone_numbers(salvage, "phone_numbers", regions),
         "archived": is_archived(contact),
-        "notes": text(contact, "notes"),
     }
+    record["notes"] = salvage.appended_to(read(text, "notes"))
+    return salvage.finish(record)

@@ -6,25 +6,26 @@ Mapping, Splose field <- Cliniko field: rule
     start, end            <- starts_at, ends_at: UTC "...Z"; end must be after start
     serviceId             <- appointment_type link, through ctx.services
     locationId            <- business link, through ctx.locations (ignored or absent: the whole group is skipped)
-    practitionerId        <- practitioner link, through ctx.practitioners
+    practitionerId        <- practitioner link, through ctx.practitioners (one the list routes did not return and
+                             nobody mapped -> null with a warning, as for individual appointments)
     maxPatients           <- max_attendees, raised to the number of entries and to at least 2
-    note                  <- notes
+    note                  <- notes, then a line per field that could not be used
     archived              <- archived_at / _state
     repeatOfExternalId    <- repeated_from link, as for individual appointments
     appointmentPatients   <- attendees, one entry per live attendee:
         externalId            <- attendee id
         clientExternalId      <- attendee's patient link
-        status                <- cancelled_at -> "Cancelled"; arrived -> "Arrived"; else null
+        status                <- cancelled_at -> "Cancelled"; arrived true -> "Arrived"; false or null -> null
         note                  <- attendee notes
         cancellationReason    <- cancellation_reason_description, else the label of cancellation_reason
         cancellationNote      <- cancellation_note
         statusUpdatedAt       <- cancelled_at for cancelled, updated_at for arrived, else null
 
 Attendees come back as skips (the second element) when deleted ("deleted in Cliniko"), when their
-client is not in Splose ("client not imported"), when they belong to another booking ("attendee of
-another appointment"), when repeated ("duplicate attendee") or malformed. A skipped group appointment
-(deleted, location ignored or not mapped, practitioner or appointment type not mapped, malformed)
-skips all its attendees with "group appointment skipped". Archived attendees are kept with their
+client is not in Splose ("client not imported", or "patient <id> not in Cliniko"), when they belong to
+another booking ("attendee of another appointment"), when repeated ("duplicate attendee") or malformed.
+A skipped group appointment (deleted, location ignored or not mapped, appointment type not mapped,
+malformed) skips all its attendees with "group appointment skipped". Archived attendees are kept with their
 status (Splose entries have no archived flag); cancelled attendees are kept as "Cancelled" entries.
 """
 
@@ -33,9 +34,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from cliniko_assets.transforms.appointments import cancelled, series_head, service_for, settled, times
+from cliniko_assets.transforms.appointments import series_head, status_fields, times
 from cliniko_assets.transforms.common import (
-    CLIENT_NOT_IMPORTED,
     DELETED,
     ImportContext,
     Record,
@@ -46,14 +46,12 @@ from cliniko_assets.transforms.common import (
     is_archived,
     is_deleted,
     link,
-    location_for,
-    practitioner_for,
     require_id,
-    require_link,
     text,
-    timestamp,
     total,
 )
+from cliniko_assets.transforms.dependencies import client_for, location_for, practitioner_for, service_for
+from cliniko_assets.transforms.salvage import WARNINGS, Salvage
 
 GROUP_SKIPPED = "group appointment skipped"
 OTHER_BOOKING = "attendee of another appointment"
@@ -70,6 +68,7 @@ def to_splose_group_appointment(
     entries: list[dict[str, Any]] = []
     skipped: list[Skip] = []
     seen: set[str] = set()
+    warnings = set(group.get(WARNINGS, ()))
     for attendee in attendees:
         entry = _entry(attendee, group["externalId"], ctx)
         if isinstance(entry, Skip):
@@ -78,8 +77,12 @@ def to_splose_group_appointment(
             skipped.append(Skip(entry["externalId"], DUPLICATE))
         else:
             seen.add(entry["externalId"])
+            warnings.update(entry.pop(WARNINGS, ()))
             entries.append(entry)
-    return {**group, "maxPatients": max(max_attendees, len(entries), 2), "appointmentPatients": entries}, skipped
+    record = {**group, "maxPatients": max(max_attendees, len(entries), 2), "appointmentPatients": entries}
+    if warnings:
+        record[WARNINGS] = sorted(warnings)
+    return record, skipped
 
 
 @total
@@ -89,9 +92,11 @@ def _group(group_appointment: Record, ctx: ImportContext) -> tuple[dict[str, Any
     if is_deleted(group_appointment):
         raise Skipped(DELETED)
     location = location_for(link(group_appointment, "business"), ctx)
-    practitioner = practitioner_for(group_appointment, ctx)
+    salvage = Salvage(group_appointment)
+    practitioner = practitioner_for(group_appointment, ctx, salvage)
     service = service_for(group_appointment, ctx)
     start, end = times(group_appointment)
+    max_attendees = salvage.read(integer, "max_attendees") or 0
     group = {
         "externalId": external_id,
         "start": start,
@@ -99,11 +104,11 @@ def _group(group_appointment: Record, ctx: ImportContext) -> tuple[dict[str, Any
         "serviceId": service,
         "locationId": location,
         "practitionerId": practitioner,
-        "note": text(group_appointment, "notes"),
+        "note": salvage.appended_to(salvage.read(text, "notes")),
         "archived": is_archived(group_appointment),
         "repeatOfExternalId": series_head(group_appointment, external_id, ctx),
     }
-    return group, integer(group_appointment, "max_attendees") or 0
+    return salvage.finish(group), max_attendees
 
 
 @total
@@ -114,15 +119,8 @@ def _entry(attendee: Record, group_id: str, ctx: ImportContext) -> dict[str, Any
     booking = link(attendee, "booking")
     if booking is not None and booking != group_id:
         raise Skipped(OTHER_BOOKING)
-    client = require_link(attendee, "patient")
-    if not ctx.is_imported("clients", client):
-        raise Skipped(CLIENT_NOT_IMPORTED)
-    note = text(attendee, "notes")
-    cancelled_at = timestamp(attendee, "cancelled_at")
-    if cancelled_at or attendee.get("_state") == "cancelled":
-        status = cancelled(attendee, note, cancelled_at or timestamp(attendee, "updated_at"))
-    elif attendee.get("arrived") is True or attendee.get("_state") == "arrived":
-        status = settled("Arrived", note, timestamp(attendee, "updated_at"))
-    else:
-        status = settled(None, note, None)
-    return {"externalId": external_id, "clientExternalId": client, **status}
+    client = client_for(attendee, ctx)
+    salvage = Salvage(attendee)
+    status = status_fields(salvage)
+    note = salvage.appended_to(salvage.read(text, "notes"))
+    return salvage.finish({"externalId": external_id, "clientExternalId": client, **status, "note": note})

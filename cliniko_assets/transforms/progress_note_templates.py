@@ -15,7 +15,8 @@ Mapping, Splose field <- Cliniko field: rule
             defaultAnswer     <- answer (the template's default; paragraph HTML limited to the safe tags)
     printSettings     <- print_settings, kept as given (null unless an object)
 
-A deleted template -> Skip("deleted in Cliniko").
+A deleted template -> Skip("deleted in Cliniko"); a stub for a template notes point at and Cliniko
+answers 404 for -> Skip("not in Cliniko (only referenced by other records)").
 """
 
 from __future__ import annotations
@@ -26,10 +27,12 @@ from typing import Any
 
 from cliniko_assets.transforms.common import (
     DELETED,
+    NOT_IN_CLINIKO,
     Malformed,
     Record,
     Skipped,
     is_deleted,
+    is_missing,
     require_id,
     text,
     total,
@@ -45,6 +48,8 @@ def to_splose_progress_note_template(template: Record) -> dict[str, Any]:
     external_id = require_id(template)
     if is_deleted(template):
         raise Skipped(DELETED)
+    if is_missing(template):
+        raise Skipped(NOT_IN_CLINIKO)
     name = text(template, "name")
     if name is None or not name.strip():
         raise Malformed("name", "missing")

@@ -3,17 +3,21 @@
 Mapping, Splose field <- Cliniko field: rule
 
     externalId             <- id
-    clientExternalId       <- patient link (required); not in ctx.imported["clients"] (when tracked) ->
-                              Skip("client not imported")
+    clientExternalId       <- patient link (required); a patient Cliniko does not have -> Skip("patient <id> not
+                              in Cliniko"); not in ctx.imported["clients"] (when tracked) -> Skip("client not
+                              imported")
     practitionerId         <- practitioner link, through ctx.practitioners; no link -> null; a link the
-                              mapping lacks -> Skip("practitioner not mapped")
-    appointmentExternalId  <- booking link, only if in ctx.imported["appointments"] (always when not tracked)
+                              mapping lacks -> Skip("practitioner not mapped"); a practitioner the list routes
+                              did not return and nobody mapped -> null, with a warning on "practitioner"
+    appointmentExternalId  <- booking link, only if in ctx.imported["appointments"] (always when not tracked);
+                              a note without a booking link (Cliniko's own example has none) still attaches to
+                              its client and practitioner, and the load counts it as not linked to an appointment
     templateExternalId     <- treatment_note_template link, only if in ctx.imported["progressNoteTemplates"]
                               (always when not tracked)
-    title                  <- title
+    title                  <- title (unusable -> null, with a warning)
     status                 <- draft: true -> "draft", else "final" (``_state`` "draft" as fallback)
-    finalizedAt            <- finalized_at
-    createdAt              <- created_at
+    finalizedAt            <- finalized_at (unusable -> null, with a warning)
+    createdAt              <- created_at (unusable -> null, with a warning)
     sections               <- content.sections (content null -> []):
         name, description      <- section name ("" when none), description
         questions              <- name ("" when none), type (a newer type -> "text") and:
@@ -32,20 +36,18 @@ from __future__ import annotations
 from typing import Any
 
 from cliniko_assets.transforms.common import (
-    CLIENT_NOT_IMPORTED,
     DELETED,
-    PRACTITIONER_NOT_MAPPED,
     ImportContext,
     Record,
     Skipped,
     is_deleted,
     link,
     require_id,
-    require_link,
     text,
     timestamp,
     total,
 )
+from cliniko_assets.transforms.dependencies import client_for, practitioner_for, template_for
 from cliniko_assets.transforms.progress_note_templates import (
     CHOICE_TYPES,
     choices,
@@ -55,6 +57,7 @@ from cliniko_assets.transforms.progress_note_templates import (
     sections,
 )
 from cliniko_assets.transforms.safe_html import sanitise_html
+from cliniko_assets.transforms.salvage import Salvage
 
 
 @total
@@ -63,26 +66,21 @@ def to_splose_progress_note(treatment_note: Record, ctx: ImportContext) -> dict[
     external_id = require_id(note)
     if is_deleted(note):
         raise Skipped(DELETED)
-    client = require_link(note, "patient")
-    if not ctx.is_imported("clients", client):
-        raise Skipped(CLIENT_NOT_IMPORTED)
-    practitioner_link = link(note, "practitioner")
-    practitioner = None if practitioner_link is None else ctx.practitioners.get(practitioner_link)
-    if practitioner_link is not None and practitioner is None:
-        raise Skipped(PRACTITIONER_NOT_MAPPED)
+    client = client_for(note, ctx)
+    salvage = Salvage(note)
+    practitioner = None if link(note, "practitioner") is None else practitioner_for(note, ctx, salvage)
     booking = link(note, "booking")
-    template = link(note, "treatment_note_template")
     draft = note.get("draft") is True or (note.get("draft") is None and note.get("_state") == "draft")
-    return {
+    record = {
         "externalId": external_id,
         "clientExternalId": client,
         "practitionerId": practitioner,
         "appointmentExternalId": booking if booking and ctx.is_imported("appointments", booking) else None,
-        "templateExternalId": template if template and ctx.is_imported("progressNoteTemplates", template) else None,
-        "title": text(note, "title"),
+        "templateExternalId": template_for(note, ctx),
+        "title": salvage.read(text, "title"),
         "status": "draft" if draft else "final",
-        "finalizedAt": timestamp(note, "finalized_at"),
-        "createdAt": timestamp(note, "created_at"),
+        "finalizedAt": salvage.read(timestamp, "finalized_at"),
+        "createdAt": salvage.read(timestamp, "created_at"),
         "sections": [
             {
                 "name": text(section, "name") or "",
@@ -92,6 +90,7 @@ def to_splose_progress_note(treatment_note: Record, ctx: ImportContext) -> dict[
             for section in sections(note)
         ],
     }
+    return salvage.finish(record)
 
 
 def answered_question(question: Record) -> dict[str, Any]:

@@ -19,12 +19,11 @@ from cliniko_assets.transforms.common import (
     Malformed,
     Record,
     link,
-    location_for,
-    practitioner_for,
     require_id,
     text,
     total,
 )
+from cliniko_assets.transforms.dependencies import location_for, practitioner_for
 
 DEFAULT_TYPE = "Provider number"
 

@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox.cliniko.envelopes import MODES
-from sandbox.cliniko.generator import SCALES, anchor_for, build_database, cache_name
+from sandbox.cliniko.generator import SCALE_NAMES, anchor_for, build_database, cache_name
 from sandbox.cliniko.queries import PageCache
 
 SHARD = re.compile(r"^[a-z]{2}\d{1,2}$")
 ROLES = ("admin", "receptionist", "practitioner")
+KEY_ROLES = {"admin": "administrator", "receptionist": "receptionist", "practitioner": "practitioner"}
 NAME = re.compile(r"^[A-Za-z0-9_.]{1,64}$")
 # Records removed without a trace (contacts, patient attachments): gone from every route, kept here only
 # for the ground truth and the export.
@@ -121,8 +122,8 @@ def validate(name: str, scale: str, shard: str, envelopes: str = "realistic") ->
         raise ValueError(f"envelopes {envelopes!r} must be one of {', '.join(MODES)}")
     if not NAME.match(name):
         raise ValueError(f"account name {name!r} must match {NAME.pattern}")
-    if scale not in SCALES:
-        raise ValueError(f"scale {scale!r} must be one of {', '.join(SCALES)}")
+    if scale not in SCALE_NAMES:
+        raise ValueError(f"scale {scale!r} must be one of {', '.join(SCALE_NAMES)}")
     if not SHARD.match(shard):
         raise ValueError(f"shard {shard!r} must match {SHARD.pattern}")
 
@@ -162,15 +163,17 @@ def open_account(
 
 
 def _key_users(conn: sqlite3.Connection) -> dict[str, int]:
-    def first(role: str) -> int:
+    """The user behind each role's key; a role no active user has (the docs' example account) has no key."""
+    found = {}
+    for role, cliniko_role in (
+        ("admin", "administrator"),
+        ("receptionist", "receptionist"),
+        ("practitioner", "practitioner"),
+    ):
         row = conn.execute(
             "SELECT id FROM users WHERE json_extract(body, '$.role') = ? AND state = 'active' ORDER BY id LIMIT 1",
-            (role,),
+            (cliniko_role,),
         ).fetchone()
-        return row[0]
-
-    return {
-        "admin": first("administrator"),
-        "receptionist": first("receptionist"),
-        "practitioner": first("practitioner"),
-    }
+        if row:
+            found[role] = row[0]
+    return found

@@ -23,6 +23,7 @@ from sandbox.cliniko.queries import (
     render,
     wants_archived,
 )
+from sandbox.cliniko.settings import settings_body
 
 ARCHIVED_ROUTES = {"patients", "appointment_types"}
 DELETED_ROUTES = {
@@ -82,9 +83,11 @@ def list_routes() -> list[str]:
 
 
 def forbidden_for(role: str, segments: list[str]) -> bool:
+    if segments == ["settings"]:
+        return role != "admin"  # "only accessible to users with a role that can view settings"
     if role != "receptionist" or not segments:
         return False
-    if segments == ["settings"] or segments[0] in RECEPTIONIST_DENIED:
+    if segments[0] in RECEPTIONIST_DENIED:
         return True
     return len(segments) >= 3 and segments[2] in RECEPTIONIST_DENIED
 
@@ -187,25 +190,8 @@ class AccountApi:
         return Answer(302, headers={"x-attachment-id": str(rid)})
 
     def settings(self, public: bool) -> Answer:
-        account = {
-            "id": str(self.account.seed),
-            "name": f"{self.account.name} clinic",
-            "country": "Australia",
-            "time_zone": "Melbourne",
-            "currency_symbol": "$",
-            "subdomain": self.account.name.lower(),
-        }
-        if public:
-            return Answer(200, json.dumps({"account": account, "links": {"self": f"{self.base}/settings/public"}}))
-        account["email_from"] = f"{self.account.name.lower()}@clinic.example"
-        body = {
-            "account": account,
-            "patient_custom_fields_definition": None,
-            "online_bookings": {"enabled": True, "lead_time_hours": 2},
-            "reminders": {"sms_enabled": True, "email_enabled": True},
-            "links": {"self": f"{self.base}/settings"},
-        }
-        return Answer(200, json.dumps(body))
+        body = settings_body(self.db, self.base, public)
+        return Answer(200, body) if body is not None else Answer(404, NOT_FOUND)
 
     # -- writes (the admin mutate endpoint is what tests use; these mirror Cliniko's few write routes) --
     def write(self, method: str, s: list[str], payload: dict) -> Answer:

@@ -34,7 +34,8 @@ from sandbox.cliniko.content import attachment_chunks, attachment_sha256, sign_t
 from sandbox.cliniko.envelopes import quirks_by_route
 from sandbox.cliniko.mutate import MutationError, mutate, set_churn, truth
 from sandbox.cliniko.queries import render
-from sandbox.cliniko.schema import RESOURCES
+from sandbox.cliniko.schema import RESOURCES, UNLISTED
+from sandbox.cliniko.settings import patch_settings
 
 API_PATH = re.compile(r"^(?:/(?P<shard>[a-z]{2}\d{1,2}))?/v1(?:/(?P<rest>.*))?$")
 WRONG_TOTAL = re.compile(r'(?P<key>"total_ent(?:ries|ires)"): "?(?P<n>\d+)"?')
@@ -387,6 +388,20 @@ class Sandbox:
         except (MutationError, ValueError, TypeError, KeyError) as exc:
             return JSONResponse({"message": str(exc)}, status_code=400)
 
+    async def patch_settings(self, request: Request) -> Response:
+        account = self.account_or_404(request)
+        if isinstance(account, Response):
+            return account
+        patch = await request.json()
+        if not isinstance(patch, dict):
+            return JSONResponse({"message": "expected an object"}, status_code=400)
+
+        def write() -> dict:
+            with account.write_lock:
+                return patch_settings(account.db(), patch)
+
+        return JSONResponse(await run_in_threadpool(write))
+
     async def get_stats(self, request: Request) -> Response:
         with self.lock:
             body = {
@@ -451,27 +466,32 @@ def export_lines(account: Account, resource: str, base: str):
     removed from every route, with its ``deleted_at``), read in batches by id."""
     conn = account.connect()
     try:
-        for source, condition in ((resource, ""), ("_removed", "resource = ? AND ")):
+        for source, condition, state in ((resource, "", "state"), ("_removed", "resource = ? AND ", "NULL")):
             args = (resource,) if condition else ()
             last = -(2**63)
             while True:
                 rows = conn.execute(
-                    f"SELECT id, body FROM {source} WHERE {condition}id > ? ORDER BY id LIMIT 500", (*args, last)
+                    f"SELECT id, body, {state} FROM {source} WHERE {condition}id > ? ORDER BY id LIMIT 500",
+                    (*args, last),
                 ).fetchall()
                 if not rows:
                     break
-                yield "".join(_export_line(account, resource, rid, body, base) for rid, body in rows).encode()
+                yield "".join(_export_line(account, resource, row, base) for row in rows).encode()
                 last = rows[-1][0]
     finally:
         conn.close()
 
 
-def _export_line(account: Account, resource: str, rid: int, body: str, base: str) -> str:
+def _export_line(account: Account, resource: str, row: tuple, base: str) -> str:
+    rid, body, state = row
     text = render(body, base)
-    if resource == "patient_attachments":
+    if resource == "patient_attachments" or state == UNLISTED:
         record = json.loads(text)
-        record["_sha256"] = attachment_sha256(account.seed, rid, record["content_type"], record["size"])
-        record["_bytes"] = record["size"]
+        if state == UNLISTED:
+            record["_unlisted"] = True  # no list route returns it; GET by id does
+        if resource == "patient_attachments":
+            record["_sha256"] = attachment_sha256(account.seed, rid, record["content_type"], record["size"])
+            record["_bytes"] = record["size"]
         text = json.dumps(record, ensure_ascii=False)
     return text + "\n"
 
@@ -485,6 +505,7 @@ def build_app(sandbox: Sandbox) -> Any:
         Route("/_sandbox/accounts/{name}/export/{resource}", sandbox.export, methods=["GET"]),
         Route("/_sandbox/accounts/{name}/mutate", sandbox.mutate, methods=["POST"]),
         Route("/_sandbox/accounts/{name}/churn", sandbox.churn, methods=["GET", "POST"]),
+        Route("/_sandbox/accounts/{name}/settings", sandbox.patch_settings, methods=["POST"]),
         Route("/_sandbox/stats", sandbox.get_stats, methods=["GET"]),
         Route("/_sandbox/stats/reset", sandbox.post_stats_reset, methods=["POST"]),
         Route("/_sandbox/config", sandbox.get_config, methods=["GET"]),

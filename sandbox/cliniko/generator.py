@@ -15,13 +15,15 @@ import datetime as dt
 import os
 import random
 import sqlite3
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from sandbox.cliniko.schema import BASE, INSERT_SQL, create_indexes, create_tables, row_for
+from sandbox.cliniko.schema import BASE, INSERT_SQL, UNLISTED, create_indexes, create_tables, row_for
+from sandbox.cliniko.settings import generated_settings, store_settings
 
-GENERATOR_VERSION = 6
+GENERATOR_VERSION = 7
 BATCH = 5000
 FIVE_MB = 5 * 1024 * 1024
 
@@ -47,14 +49,19 @@ SCALES = {
     "large": Scale(6, 60, 20, 50_000, 2_000, 500_000, 8_000, 200_000, 20_000, 100, 10),
 }
 
+# (Rails time zone label, IANA zone, state, country code, country name, city)
 TIME_ZONES = (
-    ("Melbourne", "Australia/Melbourne", "VIC", "AU", "Melbourne"),
-    ("Perth", "Australia/Perth", "WA", "AU", "Perth"),
-    ("Auckland", "Pacific/Auckland", "Auckland", "NZ", "Auckland"),
-    ("London", "Europe/London", "Greater London", "GB", "London"),
-    ("Brisbane", "Australia/Brisbane", "QLD", "AU", "Brisbane"),
-    ("Sydney", "Australia/Sydney", "NSW", "AU", "Sydney"),
+    ("Melbourne", "Australia/Melbourne", "VIC", "AU", "Australia", "Melbourne"),
+    ("Perth", "Australia/Perth", "WA", "AU", "Australia", "Perth"),
+    ("Auckland", "Pacific/Auckland", "Auckland", "NZ", "New Zealand", "Auckland"),
+    ("London", "Europe/London", "Greater London", "GB", "United Kingdom", "London"),
+    ("Brisbane", "Australia/Brisbane", "QLD", "AU", "Australia", "Brisbane"),
+    ("Sydney", "Australia/Sydney", "NSW", "AU", "Australia", "Sydney"),
 )
+# Where a business's zone is written, by position (cycled): both fields, only the Rails label, or neither
+# (the account has no "advanced time zone support": the business is in the account's zone, GET /settings).
+ZONE_FIELDS = ("both", "label", "none")
+BRANCHES = ("North", "East", "South", "West", "Central", "Bayside")
 FIRST_NAMES = (
     "José",
     "Zoë",
@@ -175,6 +182,7 @@ class Generator:
         self.mint = IdMint(random.Random(seed * 7919 + 1), self.start + dt.timedelta(days=730))
         self.notes_made = 0
         self.cancellations = 0
+        self.ids_written = 0
 
     # -- helpers -----------------------------------------------------------------------------------
     def moment(self, lo: dt.datetime | None = None, hi: dt.datetime | None = None) -> dt.datetime:
@@ -198,6 +206,30 @@ class Generator:
     def phone(self) -> str:
         return f"04{self.rng.randrange(10**8):08d}"
 
+    def patient_phone(self) -> str:
+        """Phone numbers as clinics type them: national, spaced, with the calling code but no "+" (as in
+        Cliniko's own examples), international, and now and then free text."""
+        digits = f"{self.rng.randrange(10**8):08d}"
+        roll = self.rng.random()
+        if roll < 0.4:
+            return f"04{digits}"
+        if roll < 0.6:
+            return f"04{digits[:2]} {digits[2:5]} {digits[5:]}"
+        if roll < 0.82:
+            return f"614{digits}"
+        if roll < 0.95:
+            return f"+61 4{digits[:2]} {digits[2:5]} {digits[5:]}"
+        return f"04{digits} (mum)" if roll < 0.99 else "ask at reception"
+
+    def json_id(self, rid: int) -> int | str:
+        """Ids are strings since Cliniko stringified them (64-bit ids do not fit every JSON reader); records
+        of resources whose examples show JSON integers keep some integers, short legacy ids and long ones."""
+        self.ids_written += 1
+        return rid if self.ids_written % 4 == 1 else str(rid)
+
+    def token(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
     # -- generation --------------------------------------------------------------------------------
     def build(self, path: Path) -> None:
         tmp = path.with_suffix(f".tmp{os.getpid()}")
@@ -210,12 +242,12 @@ class Generator:
         steps = (
             ("businesses", self.businesses),
             ("users", self.users),
+            ("treatment_note_templates", self.templates),
+            ("appointment_types", self.appointment_types),
             ("practitioners", self.practitioners),
             ("practitioner_reference_numbers", self.reference_numbers),
-            ("appointment_types", self.appointment_types),
             ("daily_availabilities", self.daily_availabilities),
             ("contacts", self.contacts),
-            ("treatment_note_templates", self.templates),
             ("patients", self.patients),
             ("patient_attachments", self.attachments),
             ("group_appointments", self.group_appointments),
@@ -223,6 +255,8 @@ class Generator:
         for resource, produce in steps:
             self.insert(db, resource, produce())
         self.insert_appointments_and_notes(db)
+        db.execute(f"UPDATE practitioners SET state = '{UNLISTED}' WHERE id = ?", (self.unlisted_practitioner,))
+        store_settings(db, self.settings())
         create_indexes(db)
         db.commit()
         db.close()
@@ -238,54 +272,80 @@ class Generator:
         db.executemany(INSERT_SQL[resource], batch)
 
     def businesses(self) -> Iterator[dict]:
+        """Open businesses, one archived, and one deleted that appointments still point at (listed nowhere,
+        404 by id). Zones as ``ZONE_FIELDS`` says; in some accounts no business has one (only /settings)."""
         self.business_ids: list[int] = []
-        self.business_zones: dict[int, str] = {}
-        n = self.scale.businesses + 1  # plus one archived location
+        self.account_zone = TIME_ZONES[0]
+        self.settings_only = self.seed % 3 == 0
+        n = self.scale.businesses + 2  # plus one archived and one deleted location
+        names: set[str] = set()
         for i in range(n):
-            label, zone, state, country, city = TIME_ZONES[i % len(TIME_ZONES)]
+            fields = "none" if self.settings_only else ZONE_FIELDS[i % len(ZONE_FIELDS)]
+            zone = self.account_zone if fields == "none" else TIME_ZONES[i % len(TIME_ZONES)]
+            archived, deleted = i == n - 2, i == n - 1
             created, updated = self.stamps(self.moment(hi=self.start + dt.timedelta(days=400)))
             bid = self.mint(created)
-            archived = i == n - 1
-            if not archived:
+            if not (archived or deleted):
                 self.business_ids.append(bid)
-            self.business_zones[bid] = label
-            yield {
-                "id": str(bid),
-                "business_name": f"{city} Health Clinic",
-                "display_name": f"{city} Health",
-                "label": f"{city} Health",
-                "address_1": f"{self.rng.randint(1, 300)} Main Street",
-                "address_2": None if self.chance(0.5) else "Level 2",
-                "city": city,
-                "state": state,
-                "post_code": f"{self.rng.randint(1000, 9999)}",
-                "country": country,
-                "country_code": country,
-                "business_registration_name": "ABN" if country == "AU" else None,
-                "business_registration_value": f"{self.rng.randrange(10**11):011d}" if country == "AU" else None,
-                "contact_information": f"Phone {self.phone()}",
-                "email_reply_to": f"reception.{city.lower()}@clinic.example",
-                "website_address": "https://clinic.example",
-                "additional_information": None,
-                "additional_invoice_information": None,
-                "show_in_online_bookings": not archived,
-                "appointment_reminders_enabled": True,
-                "appointment_type_ids": [],
-                "time_zone": label,
-                "time_zone_identifier": zone,
-                "archived_at": ts(self.moment(lo=updated)) if archived else None,
-                "deleted_at": None,
-                "created_at": ts(created),
-                "updated_at": ts(updated),
-                "practitioners": link(f"/businesses/{bid}/practitioners"),
-                "appointments": link(f"/businesses/{bid}/appointments?page=1"),
-                **link(f"/businesses/{bid}"),
-            }
+            name = f"{zone[5]} Health Clinic"
+            if name in names:
+                name = f"{zone[5]} {BRANCHES[i % len(BRANCHES)]} Health Clinic"
+            if name in names:
+                name = f"{zone[5]} Health Clinic {i + 1}"
+            names.add(name)
+            body = self.business(bid, name, zone, fields, i)
+            body.update(
+                show_in_online_bookings=not (archived or deleted),
+                archived_at=ts(self.moment(lo=updated)) if archived else None,
+                deleted_at=ts(self.moment(lo=updated)) if deleted else None,
+                created_at=ts(created),
+                updated_at=ts(updated),
+            )
+            if deleted:
+                self.deleted_business = bid
+            yield body
+
+    def business(self, bid: int, name: str, zone: tuple, fields: str, i: int) -> dict:
+        label, identifier, state, code, country, city = zone
+        return {
+            "id": str(bid),
+            "business_name": name,
+            "display_name": None if i % 2 == 0 else name.removesuffix(" Clinic"),
+            "label": name.removesuffix(" Clinic"),
+            "address_1": f"{self.rng.randint(1, 300)} Main Street",
+            "address_2": None if self.chance(0.5) else "Level 2",
+            "city": city,
+            "state": state,
+            "post_code": f"{self.rng.randint(1000, 9999)}",
+            "country": country,
+            "country_code": code if i % 2 == 0 else None,
+            "business_registration_name": "ABN" if code == "AU" else None,
+            "business_registration_value": f"{self.rng.randrange(10**11):011d}" if code == "AU" else None,
+            "contact_information": f"Phone {self.phone()}",
+            "email_reply_to": f"reception.{city.lower()}{i}@clinic.example",
+            "website_address": "https://clinic.example",
+            "additional_information": None,
+            "additional_invoice_information": None,
+            "appointment_reminders_enabled": True,
+            "appointment_type_ids": [],
+            "time_zone": None if fields == "none" else label,
+            "time_zone_identifier": identifier if fields == "both" else None,
+            "practitioners": link(f"/businesses/{bid}/practitioners"),
+            "appointments": link(f"/businesses/{bid}/appointments?page=1"),
+            **link(f"/businesses/{bid}"),
+        }
+
+    def settings(self) -> dict:
+        label, _, _, _, country, _ = self.account_zone
+        return generated_settings(
+            account_id=10_000 + self.seed, name=f"Clinic {self.seed}", country=country, time_zone=label,
+            custom_fields=self.custom_fields_definition,
+        )  # fmt: skip
 
     def user(self, uid: int, created: dt.datetime, first: str, last: str, role: str, active: bool) -> dict:
         _, updated = self.stamps(created)
         return {
-            "id": str(uid),
+            "id": self.json_id(uid),
             "title": self.rng.choice(("Dr", "Ms", "Mr", None)),
             "first_name": first,
             "last_name": last,
@@ -307,48 +367,66 @@ class Generator:
             self.staff_users.setdefault(role if active else "inactive", uid)
             yield self.user(uid, created, *self.name(), role, active)
         self.practitioner_users: list[tuple[int, dt.datetime, str, str, bool]] = []
-        n = self.scale.practitioners
+        n = self.scale.practitioners + 1  # the last one's practitioner is deleted: its links answer 404
         for i in range(n):
             created = self.moment()
             uid = self.mint(created)
             first, last = self.name()
-            active = i < n - max(1, n // 5)
+            active = i < self.scale.practitioners - max(1, self.scale.practitioners // 5)
             self.practitioner_users.append((uid, created, first, last, active))
             yield self.user(uid, created, first, last, "practitioner", active)
 
     def practitioners(self) -> Iterator[dict]:
+        """Active and inactive practitioners; the last active one is listed by no route (GET by id works),
+        and one more is deleted (listed nowhere, 404 by id) while old appointments still point at it."""
         self.practitioner_ids: list[int] = []
         self.active_practitioner_ids: list[int] = []
         self.practitioner_names: dict[str, str] = {}
-        for uid, user_created, first, last, active in self.practitioner_users:
+        for i, (uid, user_created, first, last, active) in enumerate(self.practitioner_users):
             created, updated = self.stamps(user_created + dt.timedelta(minutes=5))
             pid = self.mint(created)
-            self.practitioner_ids.append(pid)
+            deleted = i == len(self.practitioner_users) - 1
+            if deleted:
+                self.missing_practitioner = pid
+            else:
+                self.practitioner_ids.append(pid)
             if active:
                 self.active_practitioner_ids.append(pid)
-            title = self.rng.choice(("Dr", None))
+                self.unlisted_practitioner = pid
             self.practitioner_names[str(pid)] = f"{first} {last}"
-            yield {
-                "id": str(pid),
-                "title": title,
-                "first_name": first,
-                "last_name": last,
-                "display_name": f"{first} {last}",
-                "label": " ".join(p for p in (title, first, last) if p),
-                "designation": self.rng.choice(DESIGNATIONS),
-                "description": None if self.chance(0.4) else "Special interest in sports injuries.",
-                "show_in_online_bookings": active,
-                "active": active,
-                "created_at": ts(created),
-                "updated_at": ts(updated),
-                "user": link(f"/users/{uid}"),
-                "default_appointment_type": None,
-                "practitioner_reference_numbers": link(f"/practitioners/{pid}/practitioner_reference_numbers"),
-                "appointment_types": link(f"/practitioners/{pid}/appointment_types"),
-                "appointments": link(f"/practitioners/{pid}/appointments"),
-                "invoices": link(f"/practitioners/{pid}/invoices"),
-                **link(f"/practitioners/{pid}"),
-            }
+            body = self.practitioner(pid, uid, first, last, active, created, updated)
+            if i % 3 == 1:
+                body["display_name"] = None
+            if deleted:
+                body["deleted_at"] = ts(updated)
+            yield body
+
+    def practitioner(
+        self, pid: int, uid: int, first: str, last: str, active: bool, created: dt.datetime, updated: dt.datetime
+    ) -> dict:
+        title = self.rng.choice(("Dr", None))
+        default_type = self.individual_types[pid % len(self.individual_types)][0]
+        return {
+            "id": str(pid),
+            "title": title,
+            "first_name": first,
+            "last_name": last,
+            "display_name": f"{first} {last}",
+            "label": " ".join(p for p in (title, first, last) if p),
+            "designation": self.rng.choice(DESIGNATIONS),
+            "description": None if self.chance(0.4) else "Special interest in sports injuries.",
+            "show_in_online_bookings": active,
+            "active": active,
+            "created_at": ts(created),
+            "updated_at": ts(updated),
+            "user": link(f"/users/{uid}"),
+            "default_appointment_type": link(f"/appointment_types/{default_type}"),
+            "practitioner_reference_numbers": link(f"/practitioners/{pid}/practitioner_reference_numbers"),
+            "appointment_types": link(f"/practitioners/{pid}/appointment_types"),
+            "appointments": link(f"/practitioners/{pid}/appointments"),
+            "invoices": link(f"/practitioners/{pid}/invoices"),
+            **link(f"/practitioners/{pid}"),
+        }
 
     def reference_numbers(self) -> Iterator[dict]:
         for pid in self.practitioner_ids:
@@ -356,7 +434,7 @@ class Generator:
                 created, updated = self.stamps()
                 rid = self.mint(created)
                 yield {
-                    "id": str(rid),
+                    "id": self.json_id(rid),
                     "name": "Provider #",
                     "reference_number": f"{self.rng.randrange(10**6):06d}{self.rng.choice('ABCDEFHJK')}",
                     "created_at": ts(created),
@@ -367,49 +445,66 @@ class Generator:
                 }
 
     def appointment_types(self) -> Iterator[dict]:
+        """Individual and group types, two archived, and one deleted that appointments still point at
+        (listed nowhere, 404 by id, as Cliniko does for deleted appointment types)."""
         self.individual_types: list[tuple[int, int]] = []
         self.group_types: list[tuple[int, int, int]] = []
-        n = self.scale.appointment_types
+        n = self.scale.appointment_types + 1
         for i in range(n):
             group = i % 3 == 2
-            archived = i == n - 1 or i == n - 2
+            archived, deleted = i in (n - 2, n - 3), i == n - 1
             created, updated = self.stamps(self.moment(hi=self.start + dt.timedelta(days=200)))
             tid = self.mint(created)
             duration = self.rng.choice((15, 30, 45, 60)) if not group else 60
             max_attendees = self.rng.choice((4, 6, 8, 10)) if group else 1
-            if not archived:
+            if deleted:
+                self.deleted_type = (tid, duration)
+            elif not archived:
                 (
                     self.group_types.append((tid, duration, max_attendees))
                     if group
                     else self.individual_types.append((tid, duration))
                 )
             name = "Group class" if group else self.rng.choice(("Initial consultation", "Follow up", "Review"))
-            yield {
-                "id": str(tid),
-                "name": f"{name} {i + 1}",
-                "category": "Group" if group else "Standard",
-                "description": None,
-                "color": self.rng.choice(("#3b82f6", "#10b981", "#f59e0b", "#f0f")),
-                "duration_in_minutes": duration,
-                "max_attendees": max_attendees,
-                "show_in_online_bookings": not archived,
-                "telehealth_enabled": self.chance(0.3),
-                "online_payments_enabled": False,
-                "online_payments_mode": None,
-                "online_bookings_lead_time_hours": self.rng.choice((0, 2, 24)),
-                "add_deposit_to_account_credit": False,
-                "deposit_price": None,
-                "appointment_confirmation_template_ids": [],
-                "appointment_reminder_template_ids": [],
-                "archived_at": ts(self.moment(lo=updated)) if archived else None,
-                "created_at": ts(created),
-                "updated_at": ts(updated),
-                "treatment_note_template": None,
-                "practitioners": link(f"/appointment_types/{tid}/practitioners"),
-                "appointment_type_billable_items": link(f"/appointment_types/{tid}/billable_items"),
-                "appointment_type_products": link(f"/appointment_types/{tid}/products"),
-                **link(f"/appointment_types/{tid}"),
-            }
+            body = self.appointment_type(tid, f"{name} {i + 1}", group, duration, max_attendees)
+            body.update(
+                show_in_online_bookings=not (archived or deleted),
+                archived_at=ts(self.moment(lo=updated)) if archived else None,
+                created_at=ts(created),
+                updated_at=ts(updated),
+            )
+            if deleted:
+                body["deleted_at"] = ts(self.moment(lo=updated))
+            yield body
+
+    def appointment_type(self, tid: int, name: str, group: bool, duration: int, max_attendees: int) -> dict:
+        billed = self.chance(0.6)
+        return {
+            "id": str(tid),
+            "name": name,
+            "category": "Group" if group else "Standard",
+            "description": None,
+            "color": self.rng.choice(("#3b82f6", "#10b981", "#f59e0b", "#f0f")),
+            "duration_in_minutes": duration,
+            "max_attendees": max_attendees,
+            "telehealth_enabled": self.chance(0.3),
+            "online_payments_enabled": False,
+            "online_payments_mode": None,
+            "online_bookings_lead_time_hours": self.rng.choice((0, 2, 24)),
+            "add_deposit_to_account_credit": False,
+            "deposit_price": None,
+            "appointment_confirmation_template_ids": [],
+            "appointment_reminder_template_ids": [],
+            "billable_item": link(f"/billable_items/{self.rng.randint(1, 40)}") if billed else None,
+            "product": link(f"/products/{self.rng.randint(1, 40)}") if billed and self.chance(0.3) else None,
+            "treatment_note_template": (
+                link(f"/treatment_note_templates/{self.rng.choice(self.template_ids)[0]}") if self.chance(0.5) else None
+            ),
+            "practitioners": link(f"/appointment_types/{tid}/practitioners"),
+            "appointment_type_billable_items": link(f"/appointment_types/{tid}/billable_items"),
+            "appointment_type_products": link(f"/appointment_types/{tid}/products"),
+            **link(f"/appointment_types/{tid}"),
+        }
 
     def daily_availabilities(self) -> Iterator[dict]:
         for pid in self.practitioner_ids:
@@ -426,7 +521,7 @@ class Generator:
                     if self.chance(0.7):
                         slots.append({"starts_at": "14:00", "ends_at": f"{self.rng.choice((17, 18, 19))}:30"})
                     yield {
-                        "id": str(aid),
+                        "id": self.json_id(aid),
                         "day_of_week": day,
                         "availabilities": slots,
                         "created_at": ts(created),
@@ -449,7 +544,7 @@ class Generator:
             first, last = self.name()
             number = self.phone()
             yield {
-                "id": str(cid),
+                "id": self.json_id(cid),
                 "title": "Dr" if kind == "Doctor" else None,
                 "first_name": first,
                 "last_name": last,
@@ -515,7 +610,7 @@ class Generator:
             if not deleted:
                 self.template_ids.append((tid, name, sections))
             yield {
-                "id": str(tid),
+                "id": self.json_id(tid),
                 "name": f"{name} v{i + 1}",
                 "content": {"sections": sections},
                 "print_settings": {
@@ -532,7 +627,44 @@ class Generator:
                 **link(f"/treatment_note_templates/{tid}"),
             }
 
+    def custom_fields_definition_for(self) -> dict:
+        """The account's patient custom fields (``settings.patient_custom_fields_definition``), shaped like the
+        documented example: a radiobuttons field with options and ``other``, a text field, checkboxes, a date."""
+        option = lambda name: {"name": name, "token": self.token()}  # noqa: E731
+        fields = [
+            {"name": "Provider", "type": "radiobuttons", "other": {"enabled": True}, "token": self.token(),
+             "options": [option("Great Insurance"), option("Super Insurance")]},
+            {"name": "Policy number", "type": "text", "token": self.token()},
+            {"name": "How did you hear about us", "type": "checkboxes", "other": {"enabled": True},
+             "token": self.token(), "options": [option("Friend"), option("Doctor"), option("Online")]},
+            {"name": "Last x-ray", "type": "date", "token": self.token()},
+        ]  # fmt: skip
+        return {"sections": [{"name": "Insurance coverage", "token": self.token(), "fields": fields}]}
+
+    def custom_fields(self) -> dict:
+        """One patient's answers to the account's custom fields, in Cliniko's patient ``custom_fields`` shape."""
+        section = self.custom_fields_definition["sections"][0]
+        answered = []
+        for field in section["fields"]:
+            item = {k: v for k, v in field.items() if k != "options"}
+            if field["type"] in ("radiobuttons", "checkboxes"):
+                other = self.chance(0.15)
+                picked = set() if other else set(self.rng.sample(range(len(field["options"])), 1))
+                item["options"] = [
+                    {**o, "selected": True} if n in picked else dict(o) for n, o in enumerate(field["options"])
+                ]
+                item["other"] = (
+                    {"enabled": True, "selected": True, "value": "Work cover"} if other else {"enabled": True}
+                )
+            elif field["type"] == "text" and self.chance(0.7):
+                item["value"] = f"POL-{self.rng.randrange(10**6):06d}"
+            elif field["type"] == "date" and self.chance(0.4):
+                item["value"] = (self.anchor - dt.timedelta(days=self.rng.randint(30, 2000))).date().isoformat()
+            answered.append(item)
+        return {"sections": [{**{k: v for k, v in section.items() if k != "fields"}, "fields": answered}]}
+
     def patients(self) -> Iterator[dict]:
+        self.custom_fields_definition = self.custom_fields_definition_for()
         # (id, label) of patients appointments may be booked for: not deleted, not merged away.
         self.patient_pool: list[tuple[int, str]] = []
         self.all_patient_ids: list[int] = []
@@ -562,7 +694,7 @@ class Generator:
                 else [
                     {
                         "phone_type": "Pager" if self.chance(0.01) else self.rng.choice(PHONE_TYPES),
-                        "number": self.phone(),
+                        "number": self.patient_phone(),
                     }
                     for _ in range(self.rng.randint(1, 3))
                 ]
@@ -570,14 +702,14 @@ class Generator:
             empty_stamp = "" if self.chance(0.05) else None  # old-doc style "" for an unset timestamp
             born = dt.date(1940, 1, 1) + dt.timedelta(days=self.rng.randrange(80 * 365))
             body = {
-                "id": str(pid),
+                "id": self.json_id(pid),
                 "title": None if sparse else self.rng.choice(("Mr", "Ms", "Mrs", "Mx", "Dr")),
                 "first_name": first,
                 "last_name": last,
                 "preferred_first_name": None if self.chance(0.8) else first[:3],
                 "label": f"{first} {last}",
                 "date_of_birth": None if sparse else born.isoformat(),
-                "email": None if sparse else f"patient{i}@mail.example",
+                "email": None if sparse else (f"patient{i} at mail" if i % 97 == 19 else f"patient{i}@mail.example"),
                 "invoice_email": None,
                 "address_1": None if sparse else f"{self.rng.randint(1, 999)} High Street",
                 "address_2": None,
@@ -609,12 +741,12 @@ class Generator:
                 "referral_source": None,
                 "invoice_default_to": None,
                 "invoice_extra_information": None,
-                "custom_fields": None,
+                "custom_fields": None if sparse or self.chance(0.6) else self.custom_fields(),
                 "archived_at": archived_at or empty_stamp,
                 "deleted_at": deleted_at or empty_stamp,
                 "merged_at": merged_at,
                 "merged_with_patient": link(f"/patients/{merged_with}") if merged_with else None,
-                "concession_type": None,
+                "concession_type": link(f"/concession_types/{self.rng.randint(1, 5)}") if self.chance(0.1) else None,
                 "referring_doctor": (
                     link(f"/contacts/{self.rng.choice(self.doctor_ids)}")
                     if self.doctor_ids and self.chance(0.2)
@@ -653,7 +785,7 @@ class Generator:
                 size = self.rng.randint(10_000, 200_000)
             archived = i % 13 == 3
             yield {
-                "id": str(aid),
+                "id": self.json_id(aid),
                 "filename": f"document-{i + 1}.{ext}",
                 "content_type": content_type,
                 "size": size,
@@ -737,8 +869,11 @@ class Generator:
         past = starts < self.anchor
         reason = self.rng.choice(list(CANCELLATION_REASONS))
         return {
-            "id": str(aid),
-            "arrived": (past and not cancelled and self.chance(0.8)),
+            "id": self.json_id(aid),
+            # Cliniko leaves "arrived" null until someone marks the attendee (its own example shows null).
+            "arrived": (True if self.chance(0.8) else None if self.chance(0.5) else False)
+            if past and not cancelled
+            else None,
             "notes": None,
             "booking_ip_address": None,
             "cancellation_note": "Called to cancel" if cancelled else None,
@@ -764,6 +899,12 @@ class Generator:
             "invoices": link(f"/attendees/{aid}/invoices"),
             **link(f"/attendees/{aid}"),
         }
+
+    def arrived(self, could_have: bool) -> bool | None:
+        """Cliniko leaves an attendee's ``arrived`` null until someone marks it (its own example shows null)."""
+        if not could_have:
+            return None
+        return True if self.chance(0.8) else None if self.chance(0.5) else False
 
     def flush(self, resource: str, rows: list[tuple], final: bool = False) -> None:
         if rows and (final or len(rows) >= BATCH):
@@ -801,7 +942,7 @@ class Generator:
         created, updated = self.stamps()
         aid = self.mint(created)
         patient_id, patient_name = self.rng.choice(self.patient_pool)
-        tid, duration = self.rng.choice(self.individual_types)
+        tid, duration = self.deleted_type if i % 67 == 5 else self.rng.choice(self.individual_types)
         future = self.chance(0.1)
         if future:
             starts = self.anchor + dt.timedelta(days=self.rng.randint(3, 120), hours=self.rng.randint(0, 8))
@@ -821,8 +962,9 @@ class Generator:
         deleted = i % 97 == 96
         archived = not deleted and i % 89 == 88
         repeats = repeat_from is None and not cancelled and self.chance(0.02)
-        pid = self.rng.choice(self.active_practitioner_ids)
-        bid = self.rng.choice(self.business_ids)
+        # A few old bookings of a practitioner and of a business Cliniko no longer has (their links 404).
+        pid = self.missing_practitioner if i % 59 == 7 else self.rng.choice(self.active_practitioner_ids)
+        bid = self.deleted_business if i % 53 == 3 else self.rng.choice(self.business_ids)
         invoice_status = self.rng.choice((10, 20, 20, 30, 40)) if arrived else None
         return {
             "id": str(aid),
@@ -892,8 +1034,8 @@ class Generator:
         self.notes_made += 1
         archived, deleted = self.notes_made % 30 == 7, self.notes_made % 30 == 21
         practitioner = appointment["practitioner"]
-        return {
-            "id": str(nid),
+        note = {
+            "id": self.json_id(nid),
             "title": name,
             "draft": draft,
             "finalized_at": None if draft else ts(updated),
@@ -911,6 +1053,10 @@ class Generator:
             "attendee": None,
             **link(f"/treatment_notes/{nid}"),
         }
+        if self.notes_made % 10 == 4:
+            # Written outside a booking (Cliniko's own example has no booking link): patient and practitioner only.
+            del note["booking"], note["attendee"]
+        return note
 
 
 def settled_row(resource: str, body: dict) -> tuple:
@@ -921,7 +1067,16 @@ def settled_row(resource: str, body: dict) -> tuple:
     return row_for(resource, body)
 
 
+EXAMPLES = "examples"  # not generated: Cliniko's documented example records (see ``sandbox.cliniko.examples``)
+SCALE_NAMES = (*SCALES, EXAMPLES)
+
+
 def build_database(path: Path, seed: int, scale: str, anchor: dt.datetime | None = None) -> None:
+    if scale == EXAMPLES:
+        from sandbox.cliniko.examples import build_examples_database
+
+        build_examples_database(path)
+        return
     Generator(seed, scale, anchor or anchor_for()).build(path)
 
 

@@ -74,9 +74,14 @@ _INDEXES = (
 )
 
 
+# The account's settings (``GET /settings`` and ``/settings/public``): one row, the full documented body.
+SETTINGS_DDL = "CREATE TABLE IF NOT EXISTS settings (id INTEGER PRIMARY KEY, body TEXT NOT NULL)"
+
+
 def create_tables(db: sqlite3.Connection) -> None:
     for table in RESOURCES:
         db.execute(_DDL.format(t=table))
+    db.execute(SETTINGS_DDL)
 
 
 def create_indexes(db: sqlite3.Connection) -> None:
@@ -142,12 +147,30 @@ def _archived_active(b: dict) -> str:
     return "archived" if is_set(b.get("archived_at")) else "active"
 
 
+def _missing_archived_active(b: dict) -> str:
+    """Businesses and appointment types have no deletion feed: a deleted one is listed nowhere and its by-id
+    GET answers 404, so an importer only ever meets it as a link it cannot follow ("missing")."""
+    return "missing" if is_set(b.get("deleted_at")) else _archived_active(b)
+
+
+def _practitioner(b: dict) -> str:
+    if is_set(b.get("deleted_at")):
+        return "missing"
+    return "active" if b.get("active") else "inactive"
+
+
+# Rows whose state the generator sets after the insert, and that no body field shows: practitioners the
+# key's lists do not return although GET /practitioners/:id answers ("unlisted"). A write recomputes the
+# state from the body, which lists the row again.
+UNLISTED = "unlisted"
+
+
 STATES: dict[str, Callable[[dict], str]] = {
-    "businesses": _archived_active,
+    "businesses": _missing_archived_active,
     "users": lambda b: "active" if b.get("user_active") else "inactive",
-    "practitioners": lambda b: "active" if b.get("active") else "inactive",
+    "practitioners": _practitioner,
     "practitioner_reference_numbers": lambda b: "active",
-    "appointment_types": _archived_active,
+    "appointment_types": _missing_archived_active,
     "patients": _state_patients,
     "contacts": _archived_active,
     "individual_appointments": _state_individual_appointments,
@@ -162,11 +185,11 @@ STATES: dict[str, Callable[[dict], str]] = {
 
 # Every state of every resource, in the order the rules are applied (first match wins).
 STATE_NAMES = {
-    "businesses": ("archived", "active"),
+    "businesses": ("missing", "archived", "active"),
     "users": ("inactive", "active"),
-    "practitioners": ("inactive", "active"),
+    "practitioners": ("missing", "unlisted", "inactive", "active"),
     "practitioner_reference_numbers": ("active",),
-    "appointment_types": ("archived", "active"),
+    "appointment_types": ("missing", "archived", "active"),
     "patients": ("deleted", "merged", "archived", "active"),
     "contacts": ("archived", "active"),
     "individual_appointments": ("deleted", "archived", "cancelled", "did_not_arrive", "arrived", "booked"),

@@ -128,10 +128,10 @@ def test_archived_filters_show_archived_patients(api):
 
 
 def test_id_equals_accepts_a_list(api):
-    ids = [p["id"] for p in api.get("/v1/patients", {"per_page": 5}).json()["patients"]]
+    ids = [str(p["id"]) for p in api.get("/v1/patients", {"per_page": 5}).json()["patients"]]
     chosen = ids[1:4]
     found = api.items("/v1/patients", [("q[]", f"id:={','.join(chosen)}")])
-    assert sorted(p["id"] for p in found) == sorted(chosen)
+    assert sorted(str(p["id"]) for p in found) == sorted(chosen)
 
 
 def test_string_contains_and_filters_are_anded(api):

@@ -81,7 +81,6 @@ def test_iso_weekdays(weekday: object) -> None:
         ({"business": link("businesses/2")}, {}, "location ignored"),
         ({"business": link("businesses/3")}, {}, "location not mapped"),
         ({"practitioner": link("practitioners/6")}, {}, "practitioner not mapped"),
-        ({}, {"business_time_zones": {}}, "business time zone not known"),
         ({"availabilities": []}, {}, "no availability ranges"),
         ({"availabilities": None}, {}, "no availability ranges"),
         ({"day_of_week": 0}, {}, "malformed day_of_week"),

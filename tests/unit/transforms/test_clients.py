@@ -94,7 +94,7 @@ def test_every_field() -> None:
         "state": "VIC",
         "postalCode": "3000",
         "country": "Australia",
-        "phoneNumbers": [{"type": "Mobile", "code": "+61", "phoneNumber": "412 345 678"}],
+        "phoneNumbers": [{"type": "Mobile", "code": "+61", "phoneNumber": "412345678"}],
         "privacyPolicy": "Accepted",
         "medicareNum": "2123456701",
         "irn": "1",
@@ -251,7 +251,8 @@ def test_missing_name_is_a_skip_naming_the_field(missing: str) -> None:
     assert to_splose_client(patient(**{missing: ""}), ctx()) == Skip("1001", f"missing {missing}")
 
 
-def test_malformed_birthdate_skip_names_the_field_never_the_value() -> None:
-    result = to_splose_client(patient(date_of_birth="07/03/1984"), ctx())
-    assert result == Skip("1001", "malformed date_of_birth")
-    assert "1984" not in result.reason
+def test_an_impossible_birthdate_drops_the_field_not_the_client() -> None:
+    result = client(date_of_birth="1984-02-30")
+    assert result["birthdate"] is None
+    assert result["_warnings"] == ["date_of_birth"]
+    assert result["extraInfo"].splitlines()[-1] == "Cliniko date_of_birth (unusable, not imported): 1984-02-30"

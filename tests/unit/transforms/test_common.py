@@ -9,9 +9,8 @@ from cliniko_assets.transforms.common import (
     Malformed,
     calendar_date,
     cliniko_id,
+    email,
     link,
-    phone_numbers,
-    split_calling_code,
     timestamp,
 )
 from tests.unit.transforms.conftest import ctx
@@ -80,48 +79,24 @@ def test_calendar_date() -> None:
 
 
 @pytest.mark.parametrize(
-    ("phone_type", "expected"),
+    ("value", "expected"),
     [
-        ("Mobile", "Mobile"),
-        ("Home", "Home"),
-        ("Work", "Work"),
-        ("Fax", "Fax"),
-        ("Other", "Other"),
-        ("mobile", "Mobile"),
-        ("Pager", "Other"),
+        ("zoe@mail.example", "zoe@mail.example"),
+        (" zoe@mail.example ", "zoe@mail.example"),
+        ("o'brien+tag@sub.mail.example", "o'brien+tag@sub.mail.example"),
         ("", None),
         (None, None),
     ],
 )
-def test_phone_types(phone_type: str | None, expected: str | None) -> None:
-    record = {"phones": [{"phone_type": phone_type, "number": "0412345678"}]}
-    assert phone_numbers(record, "phones") == [{"type": expected, "code": None, "phoneNumber": "0412345678"}]
+def test_email(value: str | None, expected: str | None) -> None:
+    assert email({"email": value}, "email") == expected
 
 
-def test_phone_numbers_without_a_number_are_dropped_and_a_missing_list_is_empty() -> None:
-    assert phone_numbers({"phones": [{"phone_type": "Home", "number": " "}, {"phone_type": "Home"}]}, "phones") == []
-    assert phone_numbers({}, "phones") == []
-    assert phone_numbers({"phones": None}, "phones") == []
-    with pytest.raises(Malformed):
-        phone_numbers({"phones": "0412345678"}, "phones")
-
-
-@pytest.mark.parametrize(
-    ("number", "expected"),
-    [
-        ("+61 412 345 678", ("+61", "412 345 678")),
-        ("+61412345678", ("+61", "412345678")),
-        ("+64-21-555-0100", ("+64", "21-555-0100")),
-        ("+44 20 7946 0958", ("+44", "20 7946 0958")),
-        ("+1 416 555 0100", ("+1", "416 555 0100")),
-        ("+353 1 555 0100", ("+353", "1 555 0100")),
-        ("+998 90 123 4567", ("+998", "90 123 4567")),
-        ("+99890123", (None, "+99890123")),
-        ("0412 345 678", (None, "0412 345 678")),
-    ],
-)
-def test_a_leading_calling_code_is_split_off(number: str, expected: tuple[str | None, str]) -> None:
-    assert split_calling_code(number) == expected
+@pytest.mark.parametrize("value", ["zoe at mail", "zoe@mail", "zoe@@mail.example", "zo e@mail.example", "@mail.com", 7])
+def test_an_email_that_cannot_be_an_address_is_malformed(value: object) -> None:
+    with pytest.raises(Malformed) as raised:
+        email({"email": value}, "email")
+    assert raised.value.reason == "malformed email"
 
 
 def test_transforms_take_their_record_by_keyword_too() -> None:

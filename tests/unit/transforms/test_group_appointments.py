@@ -170,7 +170,10 @@ def test_archived_group_and_archived_attendee_are_kept() -> None:
     assert (result["archived"], skipped, result["appointmentPatients"][0]["status"]) == (True, [], "Arrived")
 
 
-def test_malformed_attendee_is_a_skip_not_an_error() -> None:
+def test_an_unusable_field_of_an_attendee_is_dropped_and_junk_is_a_skip() -> None:
     appointment, skipped = to_splose_group_appointment(group(), [attendee("71", "1", cancelled_at=5), "junk"], ctx())
-    assert valid("appointments", appointment)["appointmentPatients"] == []
-    assert skipped == [Skip("71", "malformed cancelled_at"), Skip("", "malformed record")]
+    (entry,) = valid("appointments", appointment)["appointmentPatients"]
+    assert (entry["externalId"], entry["status"]) == ("71", "Cancelled")
+    assert entry["note"].endswith("Cliniko cancelled_at (unusable, not imported): 5")
+    assert appointment["_warnings"] == ["cancelled_at"]
+    assert skipped == [Skip("", "malformed record")]

@@ -141,7 +141,7 @@ def test_contact() -> None:
         "state": "VIC",
         "postalCode": "3000",
         "country": "AU",
-        "phoneNumbers": [{"type": "Work", "code": None, "phoneNumber": "03 9999 0000"}],
+        "phoneNumbers": [{"type": "Work", "code": "+61", "phoneNumber": "399990000"}],
         "archived": False,
         "notes": "Fax referrals",
     }

@@ -1,0 +1,240 @@
+"""What the list routes do not return: referenced records fetched by id, and the account's settings.
+
+Real Cliniko records point at businesses, practitioners, appointment types, patients and treatment note
+templates that no list route returns to the key: a deleted appointment type (its link answers 404), a
+practitioner the key's role cannot list, an archived record behind a link. After the extraction has staged
+every selected resource, :func:`stage_references` looks at the links of the staged records that point at
+each resource (deleted records aside), and fetches every id it has not staged, once, by id (with
+``q[]=archived_at:*``, which Cliniko documents for single-record GETs, so an archived record is found too;
+without it when Cliniko refuses the filter). What Cliniko has is staged with the other records of its
+resource in state ``unlisted``; an id it answers 404 (or 403) for is staged as a stub in state ``missing``,
+so the mapping, the transforms and the reconciliation all see it. Nothing here fails a run: a reference
+Cliniko does not have is data for the mapping, not an error.
+
+The account's settings (``GET /settings``, or ``/settings/public`` when the key's role cannot read
+``/settings``) give the account's time zone and country, the fallbacks for businesses without a zone and for
+phone numbers; only those two values are kept (``account.json`` beside the staged businesses).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
+
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from cliniko_assets.mapping import MISSING, UNLISTED
+from splose_resources.cliniko import (
+    ClinikoAuthError,
+    ClinikoClient,
+    ClinikoError,
+    ClinikoNotFound,
+    ClinikoRequestError,
+)
+from splose_resources.staging import DATA_FILE, CommitStats, StagingStore
+
+# Resource -> (resource whose records link to it, link name).
+REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
+    "businesses": (
+        ("individual_appointments", "business"),
+        ("group_appointments", "business"),
+        ("daily_availabilities", "business"),
+        ("practitioner_reference_numbers", "business"),
+    ),
+    "practitioners": (
+        ("individual_appointments", "practitioner"),
+        ("group_appointments", "practitioner"),
+        ("daily_availabilities", "practitioner"),
+        ("practitioner_reference_numbers", "practitioner"),
+        ("treatment_notes", "practitioner"),
+    ),
+    "appointment_types": (("individual_appointments", "appointment_type"), ("group_appointments", "appointment_type")),
+    "patients": (
+        ("individual_appointments", "patient"),
+        ("attendees", "patient"),
+        ("treatment_notes", "patient"),
+        ("patient_attachments", "patient"),
+    ),
+    "treatment_note_templates": (("treatment_notes", "treatment_note_template"),),
+}
+ACCOUNT_FILE = "account.json"
+SETTINGS_ROUTES = (("/settings", "settings"), ("/settings/public", "settings/public"))
+
+
+def link_pattern(name: str) -> str:
+    """An RE2 pattern for the id in ``"<name>": {"links": {"self": ".../<id>[?...]"}}`` of a record's JSON."""
+    return rf'"{name}"\s*:\s*\{{\s*"links"\s*:\s*\{{\s*"self"\s*:\s*"[^"]*?/(?P<id>\d+)(?:\?[^"]*)?"'
+
+
+def linked_ids(staging: StagingStore, tenant: str, resource: str, name: str) -> set[str]:
+    """Ids behind link ``name`` of the staged, not deleted records of ``resource``, read in batches."""
+    path = staging.resource_dir(tenant, resource) / DATA_FILE
+    if not path.exists():
+        return set()
+    found: set[str] = set()
+    pattern = link_pattern(name)
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=20_000, columns=["state", "record"]):
+        live = batch.filter(pc.not_equal(batch.column("state"), "deleted"))
+        ids = pc.struct_field(pc.extract_regex(live.column("record"), pattern), "id")
+        found.update(i for i in ids.to_pylist() if i)
+    return found
+
+
+def referenced_ids(staging: StagingStore, tenant: str, resource: str) -> set[str]:
+    return set().union(*(linked_ids(staging, tenant, source, name) for source, name in REFERENCES[resource]))
+
+
+@dataclass
+class ReferenceOutcome:
+    found: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+    forbidden: int = 0
+    requests: int = 0
+    stats: CommitStats | None = None
+
+    def metadata(self) -> dict:
+        return {
+            "found_by_id": len(self.found),
+            "not_in_cliniko": len(self.missing),
+            "by_id_forbidden": self.forbidden,
+            "by_id_requests": self.requests,
+            "not_in_cliniko_ids": sorted(self.missing, key=_numeric)[:100],
+        }
+
+
+def stage_references(client: ClinikoClient, staging: StagingStore, tenant: str, resource: str) -> ReferenceOutcome:
+    """Fetch and stage every record of ``resource`` that staged records point at and the lists did not return."""
+    outcome = ReferenceOutcome()
+    staged = set(staging.read_index(tenant, resource, ("id",))["id"])
+    wanted = sorted(referenced_ids(staging, tenant, resource) - staged, key=_numeric)
+    if not wanted:
+        return outcome
+    rows = [_row(rid, *fetch_by_id(client, resource, rid, outcome)) for rid in wanted]
+    for row in rows:
+        (outcome.found if row["state"] == UNLISTED else outcome.missing).append(row["id"])
+    batch = staging.batch(tenant, resource)
+    batch.write_part(rows)
+    outcome.stats = batch.commit(replace=False)
+    return outcome
+
+
+def fetch_by_id(client: ClinikoClient, resource: str, rid: str, outcome: ReferenceOutcome) -> tuple[dict | None, str]:
+    """The record (or None) and the url asked, archived records included when Cliniko accepts the filter."""
+    plain = client.url(f"/{resource}/{rid}")
+    for url in (f"{plain}?{urlencode([('q[]', 'archived_at:*')])}", plain):
+        outcome.requests += 1
+        try:
+            body = client.get_json(url, resource=resource)
+        except ClinikoNotFound:
+            return None, plain
+        except ClinikoAuthError:
+            outcome.forbidden += 1
+            return None, plain
+        except ClinikoRequestError:
+            continue  # the filter refused (400): ask again without it
+        return (body if isinstance(body, dict) else None), plain
+    return None, plain
+
+
+def _row(rid: str, record: dict | None, url: str) -> dict:
+    if record is None:
+        stub = {"id": rid, "links": {"self": url}}
+        return {"id": rid, "updated_at": None, "state": MISSING, "source": "by_id", "record": _compact(stub)}
+    updated = record.get("updated_at") or None
+    return {
+        "id": rid,
+        "updated_at": str(updated) if updated else None,
+        "state": UNLISTED,
+        "source": "by_id",
+        "record": _compact(record),
+    }
+
+
+def _compact(record: dict) -> str:
+    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+
+
+def _numeric(value: str) -> int:
+    return int(value) if value.isdigit() else -1
+
+
+def missing_ids(staging: StagingStore, tenant: str, resource: str) -> list[str]:
+    """Ids of ``resource`` staged as ``missing`` stubs: referenced, and Cliniko does not have them."""
+    index = staging.read_index(tenant, resource)
+    return sorted(index.loc[index["state"] == MISSING, "id"], key=_numeric)
+
+
+# -- the account's settings --------------------------------------------------------------------------------
+
+
+def stage_account_settings(client: ClinikoClient, staging: StagingStore, tenant: str) -> dict:
+    """Keep the account's time zone and country; a key that cannot read ``/settings`` falls back to the public
+    settings. Returns metadata: where the settings came from and how many routes refused the key."""
+    forbidden = 0
+    for path, source in SETTINGS_ROUTES:
+        try:
+            body = client.get_json(path, resource="settings")
+        except ClinikoAuthError:
+            forbidden += 1
+            continue
+        except (ClinikoNotFound, ClinikoRequestError):
+            continue
+        account = body.get("account") if isinstance(body, dict) else None
+        if isinstance(account, dict):
+            write_account_settings(staging, tenant, _account_fields(account, source))
+            return {"account_settings_from": source, "settings_forbidden": forbidden}
+    write_account_settings(staging, tenant, {"time_zone": None, "country": None, "source": None})
+    return {"account_settings_from": "unavailable", "settings_forbidden": forbidden}
+
+
+def _account_fields(account: dict, source: str) -> dict:
+    zone, country = account.get("time_zone"), account.get("country")
+    return {
+        "time_zone": zone if isinstance(zone, str) else None,
+        "country": country if isinstance(country, str) else None,
+        "source": source,
+    }
+
+
+def write_account_settings(staging: StagingStore, tenant: str, settings: dict) -> None:
+    path = staging.resource_dir(tenant, "businesses") / ACCOUNT_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(settings))
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
+
+
+def read_account_settings(staging: StagingStore, tenant: str) -> dict:
+    path = staging.resource_dir(tenant, "businesses") / ACCOUNT_FILE
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+@dataclass
+class Completion:
+    """What the pass after the crawl did for one resource."""
+
+    resource: str
+    references: ReferenceOutcome | None = None
+    metadata: dict = field(default_factory=dict)
+    requests: int = 0
+    error: ClinikoError | None = None
+
+
+def complete(client: ClinikoClient, staging: StagingStore, tenant: str, resources: list[str]) -> Iterator[Completion]:
+    """For each staged resource others point at: its records found by id (and, for businesses, the account's
+    settings). Cliniko failing for good fails that resource only; the others are still completed."""
+    for resource in resources:
+        before = client.requests_made()
+        done = Completion(resource)
+        try:
+            settings = stage_account_settings(client, staging, tenant) if resource == "businesses" else {}
+            done.references = stage_references(client, staging, tenant, resource) if resource in REFERENCES else None
+            done.metadata = {**settings, **(done.references.metadata() if done.references else {})}
+        except ClinikoError as exc:
+            done.error = exc
+        done.requests = client.requests_made() - before
+        yield done

@@ -1,0 +1,115 @@
+"""One bad field is not a lost record: what a transform does with a value it cannot use.
+
+A transform reads the fields a record can live without through a :class:`Salvage`. An unusable value
+(an impossible date, an address that is not text, a malformed email, phone number or custom field) is
+left out of the Splose record, its Cliniko field name is counted as a warning, and the value itself is
+kept verbatim in a line the transform appends to the record's free text (a client's ``extraInfo``, a
+contact's ``notes``, an appointment's ``note``) where Splose has room for it. The field names travel
+with the record under the reserved key :data:`WARNINGS`, which the load step removes and counts before
+the record is sent; metadata only ever holds the names, never the values.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, TypeVar
+
+from cliniko_assets.transforms.common import PHONE_TYPES, Malformed, Record, text
+from cliniko_assets.transforms.phones import split_phone
+
+WARNINGS = "_warnings"
+VERBATIM_LIMIT = 500
+
+T = TypeVar("T")
+
+
+def verbatim(value: object) -> str:
+    shown = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return shown if len(shown) <= VERBATIM_LIMIT else shown[:VERBATIM_LIMIT] + "..."
+
+
+class Salvage:
+    """The unusable fields of one Cliniko record, as it is transformed."""
+
+    def __init__(self, record: Record) -> None:
+        self.record = record
+        self.fields: list[str] = []
+        self.lines: list[str] = []
+
+    def read(self, reader: Callable[..., T], name: str, *args: Any) -> T | None:
+        """``reader(record, name, *args)``; a :class:`Malformed` value is dropped and kept verbatim."""
+        try:
+            return reader(self.record, name, *args)
+        except Malformed:
+            self.drop(name, self.record.get(name))
+            return None
+
+    def drop(self, name: str, value: object, why: str = "unusable") -> None:
+        self.fields.append(name)
+        self.lines.append(f"Cliniko {name} ({why}, not imported): {verbatim(value)}")
+
+    def note(self, name: str, line: str) -> None:
+        """A warning about ``name`` whose explanation is not a Cliniko value (e.g. a dangling reference)."""
+        self.fields.append(name)
+        self.lines.append(line)
+
+    def appended_to(self, existing: str | None) -> str | None:
+        """``existing`` free text with the dropped values after it, or null when there is nothing."""
+        return "\n".join([existing, *self.lines] if existing else self.lines) or None
+
+    def finish(self, record: dict[str, Any]) -> dict[str, Any]:
+        if self.fields:
+            record[WARNINGS] = sorted(set(self.fields))
+        return record
+
+
+def pop_warnings(record: dict[str, Any]) -> list[str]:
+    """The field names a transform could not use; removes them from ``record`` (Splose rejects unknown keys)."""
+    return list(record.pop(WARNINGS, None) or [])
+
+
+def phone_numbers(salvage: Salvage, name: str, regions: Iterable[str | None]) -> list[dict[str, Any]]:
+    """Cliniko ``[{phone_type, number}]`` -> Splose ``[{type, code, phoneNumber}]``.
+
+    ``phone_type`` Mobile/Home/Work/Fax/Other (any case) keeps its name, any other type becomes ``Other``
+    and a missing one null. ``code`` and ``phoneNumber`` come from :func:`phones.split_phone` with
+    ``regions`` as default regions. Entries without a number are left out; an entry that is not a phone
+    number at all (no digit, not an object) is dropped with a warning and kept verbatim.
+    """
+    items = salvage.record.get(name)
+    if items is None or items == "":
+        return []
+    if not isinstance(items, list):
+        salvage.drop(name, items)
+        return []
+    regions = list(regions)
+    result = []
+    for item in items:
+        entry = _phone_entry(item, regions)
+        if entry is None:
+            salvage.drop(name, item)
+        elif entry:
+            result.append(entry)
+    return result
+
+
+def _phone_entry(item: object, regions: list[str | None]) -> dict[str, Any] | None:
+    """The Splose entry, ``{}`` for an entry without a number, ``None`` for one that is unusable."""
+    if not isinstance(item, Mapping):
+        return None
+    try:
+        number, kind = text(item, "number"), text(item, "phone_type")
+    except Malformed:
+        return None
+    if number is None or not number.strip():
+        return {}
+    split = split_phone(number, regions)
+    if split is None:
+        return None
+    code, rest = split
+    return {
+        "type": None if kind is None else PHONE_TYPES.get(kind.strip().lower(), "Other"),
+        "code": code,
+        "phoneNumber": rest,
+    }

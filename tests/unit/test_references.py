@@ -1,0 +1,56 @@
+"""Which staged links point at records nobody staged: read straight from the staged JSON, deleted records aside."""
+
+from __future__ import annotations
+
+import json
+
+from cliniko_assets.references import linked_ids, read_account_settings, referenced_ids, write_account_settings
+from splose_resources.staging import StagingStore
+
+BASE = "https://api.au1.cliniko.com/v1"
+
+
+def stage(staging: StagingStore, tenant: str, resource: str, records: list[tuple[dict, str]], compact: bool) -> None:
+    batch = staging.batch(tenant, resource)
+    separators = (",", ":") if compact else (", ", ": ")
+    batch.write_part(
+        [
+            {
+                "id": str(record.get("id")),
+                "updated_at": None,
+                "state": state,
+                "source": "main",
+                "record": json.dumps(record, separators=separators),
+            }
+            for record, state in records
+        ]
+    )
+    batch.commit(replace=True)
+
+
+def test_links_are_read_whatever_the_spacing_query_or_host_and_deleted_records_are_ignored(tmp_path):
+    staging = StagingStore(uri=str(tmp_path))
+    appointments = [
+        ({"id": 1, "patient": {"links": {"self": f"{BASE}/patients/82"}}}, "booked"),
+        ({"id": 2, "patient": {"links": {"self": "http://api.cliniko.dev:3000/v1/patients/83?page=1"}}}, "booked"),
+        ({"id": 3, "patient": {"links": {"self": f"{BASE}/patients/84"}}}, "deleted"),
+        ({"id": 4, "patient": None, "patient_name": "patients/85"}, "booked"),
+        ({"id": 5, "patient_case": {"links": {"self": f"{BASE}/patient_cases/86"}}}, "booked"),
+    ]
+    stage(staging, "t", "individual_appointments", appointments, compact=True)
+    stage(
+        staging, "t", "attendees", [({"id": 9, "patient": {"links": {"self": f"{BASE}/patients/87"}}}, "booked")], False
+    )
+
+    assert linked_ids(staging, "t", "individual_appointments", "patient") == {"82", "83"}
+    assert referenced_ids(staging, "t", "patients") == {"82", "83", "87"}
+    assert linked_ids(staging, "t", "group_appointments", "patient") == set()  # nothing staged
+
+
+def test_the_account_settings_are_written_privately_and_read_back(tmp_path):
+    staging = StagingStore(uri=str(tmp_path))
+    assert read_account_settings(staging, "t") == {}
+    write_account_settings(staging, "t", {"time_zone": "Melbourne", "country": "Australia", "source": "settings"})
+    path = staging.resource_dir("t", "businesses") / "account.json"
+    assert oct(path.stat().st_mode & 0o777) == "0o600"
+    assert read_account_settings(staging, "t")["time_zone"] == "Melbourne"
