@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: demo dev test test-all bench lint clean
+.PHONY: demo dev dev-postgres test test-all bench lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -18,6 +18,9 @@ demo: $(STAMP)
 
 dev: $(STAMP)
 	$(BIN)/python -m sandbox.dev
+
+dev-postgres: $(STAMP)
+	$(BIN)/python -m sandbox.dev --postgres
 
 test: $(STAMP)
 	$(BIN)/pytest -m "not slow"
@@ -33,4 +36,4 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check .
 
 clean:
-	rm -rf $(VENV) .dagster_home .sandbox .pytest_cache
+	rm -rf $(VENV) .dagster_home .dagster_home_postgres .sandbox .pytest_cache

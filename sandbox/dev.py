@@ -1,8 +1,13 @@
-"""``make dev``: the Dagster UI (webserver + daemon) on the embedded default, with both sandboxes running.
+"""``make dev``: the Dagster UI (webserver + daemon) with both sandboxes running.
 
 The demo clinic's Splose workspace is set up and its import request submitted, so within 30 seconds the
 import-request sensor registers the tenant and launches its import: a data engineer watches it in the
 UI, and can re-materialize any asset of the tenant from there. Ctrl-C stops the UI and the sandboxes.
+
+``make dev`` runs on the embedded default (SQLite under ``.dagster_home``); ``make dev-postgres``
+(``--postgres``) runs the production instance config, ``dagster.yaml`` (Postgres storage, the queued run
+coordinator with one run per tenant and a global cap, run monitoring, run retries), against the
+machine's PostgreSQL, started if it is down, in a database of its own.
 """
 
 from __future__ import annotations
@@ -17,15 +22,26 @@ import sys
 from sandbox.admin import ClinikoSandboxAdmin
 from sandbox.demo import submit_import, workspace_for
 from sandbox.local import PROJECT, cliniko_sandbox, dagster_home, splose_sandbox, wire_splose
+from sandbox.postgres import create_database, ensure_running, instance_environment
+
+DEV_DATABASE = "cliniko_importer_dev"
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--scale", default="small", choices=["tiny", "small", "large"])
     parser.add_argument("--port", type=int, default=3000)
+    parser.add_argument(
+        "--postgres", action="store_true", help=f"the production instance config on local Postgres ({DEV_DATABASE})"
+    )
     args = parser.parse_args(argv)
 
-    dagster_home()
+    if args.postgres:
+        ensure_running()
+        create_database(DEV_DATABASE, exist_ok=True)
+        os.environ.update(instance_environment(DEV_DATABASE))
+    home = dagster_home(production=args.postgres)
+    print(f"Dagster instance: {home} ({'Postgres: ' + DEV_DATABASE if args.postgres else 'SQLite'})")
     token = secrets.token_urlsafe(24)
     with cliniko_sandbox(scale=args.scale) as cliniko, splose_sandbox(token) as splose:
         wire_splose(splose, token)

@@ -19,13 +19,15 @@ from sandbox.harness import ServerProcess, running_server
 PROJECT = Path(__file__).resolve().parent.parent
 
 
-def dagster_home() -> Path:
-    """The project-local instance folder, with the embedded default's dagster.yaml in it."""
-    home = Path(os.environ.get("DAGSTER_HOME") or PROJECT / ".dagster_home").resolve()
+def dagster_home(*, production: bool = False) -> Path:
+    """The project-local instance folder with its dagster.yaml: the embedded default (SQLite), or with
+    ``production`` the production instance config (Postgres, run queue, monitoring) in its own folder."""
+    default = PROJECT / (".dagster_home_postgres" if production else ".dagster_home")
+    home = Path(os.environ.get("DAGSTER_HOME") or default).resolve()
     home.mkdir(parents=True, exist_ok=True)
     config = home / "dagster.yaml"
-    if not config.exists():
-        shutil.copyfile(PROJECT / "dagster.local.yaml", config)
+    if home == default.resolve() or not config.exists():  # the project's own folders follow the project's file
+        shutil.copyfile(PROJECT / ("dagster.yaml" if production else "dagster.local.yaml"), config)
     os.environ["DAGSTER_HOME"] = str(home)
     return home
 

@@ -63,6 +63,11 @@ def test_every_load_has_a_blocking_reconciliation_check_and_the_extras():
 
 def test_jobs_sensor_and_schedule():
     assert {job.name for job in defs.jobs} == {"import_job", "cliniko_extract_job"}
-    assert [sensor.name for sensor in defs.sensors] == ["import_requests", "import_failed", "purge_deleted_imports"]
+    assert [sensor.name for sensor in defs.sensors] == [
+        "import_requests",
+        "import_failed",
+        "purge_deleted_imports",
+        "stale_queued_runs",
+    ]
     (schedule,) = defs.schedules
     assert (schedule.name, schedule.cron_schedule, schedule.job_name) == ("nightly_resync", "0 2 * * *", "import_job")

@@ -1,0 +1,58 @@
+"""The support CLI against a real Dagster webserver: tenants, status, clear errors."""
+
+from __future__ import annotations
+
+import dagster as dg
+import pytest
+
+from cliniko_assets import cli
+from tests.dagster_server import dagster_server, free_port
+
+
+@pytest.fixture(scope="module")
+def webserver(tmp_path_factory):
+    with dagster_server(tmp_path_factory.mktemp("dagster-home")) as server:
+        yield server
+
+
+def run_cli(capsys, url: str, *args: str) -> tuple[int, str, str]:
+    code = cli.main(["--url", url, *args])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def test_status_before_any_tenant_says_how_tenants_appear(webserver, capsys):
+    code, out, _ = run_cli(capsys, webserver.url, "status")
+    assert code == 0
+    assert "No tenants yet" in out
+
+
+def test_status_lists_every_tenant_and_refuses_an_unknown_one(webserver, capsys):
+    with dg.DagsterInstance.from_config(str(webserver.home)) as instance:
+        instance.add_dynamic_partitions("tenants", ["clinic-a", "clinic-b"])
+
+    code, out, _ = run_cli(capsys, webserver.url, "status")
+    assert code == 0
+    assert out.splitlines() == ["clinic-a: no import run yet", "clinic-b: no import run yet"]
+
+    code, out, err = run_cli(capsys, webserver.url, "status", "clinic-x")
+    assert code == 2
+    assert "Unknown tenant 'clinic-x'" in err and "Known tenants: clinic-a, clinic-b" in err
+
+    code, out, _ = run_cli(capsys, webserver.url, "cancel", "clinic-a")
+    assert code == 0
+    assert out.strip() == "clinic-a: cancelled 0 run(s)"
+
+
+def test_a_webserver_that_is_down_is_named_with_what_to_do(capsys):
+    url = f"http://127.0.0.1:{free_port()}"
+    code, out, err = run_cli(capsys, url, "status")
+    assert code == 2
+    assert out == ""
+    assert f"Cannot reach the Dagster webserver at {url}" in err and "make dev" in err
+
+
+def test_backfill_needs_tenants(webserver, capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--url", webserver.url, "backfill"])
+    assert "one of the arguments --all tenants is required" in capsys.readouterr().err
