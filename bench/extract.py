@@ -43,11 +43,10 @@ TENANT = "bench-clinic"
 def child_pipeline(window: float, concurrency: int) -> dict:
     import dagster as dg
 
+    from cliniko_assets.definitions import cliniko_resource, staging_resource
     from cliniko_assets.extract import cliniko_extract
     from cliniko_assets.mapping import ImportRequestResource
-    from splose_resources.cliniko import ClinikoResource
     from splose_resources.splose import SploseResource
-    from splose_resources.staging import StagingStore
 
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("tenants", [TENANT])
@@ -57,10 +56,10 @@ def child_pipeline(window: float, concurrency: int) -> dict:
             instance=instance,
             partition_key=TENANT,
             resources={
-                "cliniko": ClinikoResource(window_seconds=window, concurrency=concurrency),
-                "staging": StagingStore(),
-                "splose": SploseResource(),
-                "import_request": ImportRequestResource(),
+                "cliniko": cliniko_resource(window_seconds=window, concurrency=concurrency),
+                "staging": staging_resource(),
+                "splose": SploseResource(),  # a local development run: Splose is never asked
+                "import_request": ImportRequestResource(local_development=True),
             },
         )
         elapsed = time.monotonic() - started

@@ -75,13 +75,11 @@ def child_import(window: float, concurrency: int, outbox: str) -> dict:
     """Evaluate the import-request sensor and run the job it asks for; everything it reports, as JSON."""
     import dagster as dg
 
-    from cliniko_assets.definitions import defs
+    from cliniko_assets.definitions import cliniko_resource, defs, splose_resource
     from cliniko_assets.sensors import import_requests
-    from splose_resources.cliniko import ClinikoResource
     from splose_resources.notifier import NotifierResource
-    from splose_resources.splose import SploseResource
 
-    splose = SploseResource(window_seconds=window)
+    splose = splose_resource(window_seconds=window)
     with dg.instance_for_test() as instance:
         started = time.monotonic()
         sensor_result = import_requests(dg.build_sensor_context(instance=instance, resources={"splose": splose}))
@@ -98,7 +96,7 @@ def child_import(window: float, concurrency: int, outbox: str) -> dict:
             tags=run_request.tags,
             raise_on_error=False,
             resources={
-                "cliniko": ClinikoResource(window_seconds=window, concurrency=concurrency),
+                "cliniko": cliniko_resource(window_seconds=window, concurrency=concurrency),
                 "splose": splose,
                 "notifier": NotifierResource(outbox=outbox),
             },

@@ -5,6 +5,8 @@ process and shares one request budget, while each resource is still its own asse
 materialization, metadata and cursor.
 """
 
+import os
+import re
 from collections.abc import Iterator
 
 import dagster as dg
@@ -13,10 +15,13 @@ from pydantic import Field
 from cliniko_assets import references
 from cliniko_assets.catalog import BY_NAME, CATALOG
 from cliniko_assets.extraction import ID_LISTING_EVERY, Extraction, PreviousSync, ResourceOutcome
+from cliniko_assets.failures import step_failures
 from cliniko_assets.lifecycle import bound_import
 from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import tenants, validate_tenant
-from splose_resources.cliniko import ClinikoResource
+from cliniko_assets.progress import ExtractionProgress
+from cliniko_assets.resolution import RunImport
+from splose_resources.cliniko import ClinikoAuthError, ClinikoClient, ClinikoResource
 from splose_resources.http import Secret
 from splose_resources.splose import SploseResource
 from splose_resources.staging import StagingStore
@@ -67,13 +72,30 @@ def cliniko_extract(
     splose: SploseResource,
     import_request: ImportRequestResource,
 ):
+    tenant = context.partition_key
+    with step_failures(tenant, f"Cliniko extraction ({len(context.selected_asset_keys)} resources)") as where:
+        run_import = bound_import(context, splose, import_request)  # before any Cliniko request
+        where.import_id = run_import.import_id if run_import else None
+        yield from _extract(context, config, cliniko, staging, _api_key(context, splose, run_import))
+
+
+def _extract(
+    context: dg.AssetExecutionContext,
+    config: ExtractConfig,
+    cliniko: ClinikoResource,
+    staging: StagingStore,
+    api_key: Secret,
+) -> Iterator[dg.MaterializeResult]:
     tenant = validate_tenant(context.partition_key)
-    record = bound_import(context, splose, import_request)  # before any Cliniko request
-    api_key = _api_key(context, cliniko, splose, record)
     specs = [BY_NAME[key.path[-1]] for key in sorted(context.selected_asset_keys, key=lambda k: k.to_string())]
     previous = {spec.name: _previous_sync(context, tenant, spec.name) for spec in specs}
     failures: list[ResourceOutcome] = []
-    with staging.tenant_lock(tenant), cliniko.client(tenant, api_key, log=context.log) as client:
+    with (
+        staging.tenant_lock(tenant),
+        cliniko.client(tenant, api_key, log=context.log) as client,
+        _progress(context, cliniko, client) as progress,
+    ):
+        client.on_page, client.on_file = progress.page, progress.file
         extraction = Extraction(
             client,
             staging,
@@ -84,6 +106,7 @@ def cliniko_extract(
             full_refresh=config.full_refresh,
             id_listing_every=config.id_listing_every,
         )
+        extraction.on_tick = progress.tick
         held: dict[str, ResourceOutcome] = {}
         for outcome in extraction.run(specs, previous):
             if outcome.error is not None or outcome.stats is None:
@@ -108,8 +131,20 @@ def cliniko_extract(
                 + "; ".join(f"{o.spec.name}: {o.error}" for o in failures)
                 + " Resources not listed here were staged; re-running resumes the failed ones."
             ),
-            metadata={"failed_resources": [o.spec.name for o in failures]},
+            metadata={
+                "failed_resources": [o.spec.name for o in failures],
+                "what_to_do": "fix what each resource's error names, then re-run: the extraction resumes",
+            },
         )
+
+
+def _progress(context: dg.AssetExecutionContext, cliniko: ClinikoResource, client: ClinikoClient) -> ExtractionProgress:
+    return ExtractionProgress(
+        context.log,
+        context.partition_key,
+        client.requests_made,
+        requests_per_second=cliniko.requests_per_window / cliniko.window_seconds,
+    )
 
 
 def _completed(
@@ -136,19 +171,29 @@ def _completed(
         yield dg.MaterializeResult(asset_key=cliniko_key(done.resource), metadata=metadata)
 
 
-def _api_key(
-    context: dg.AssetExecutionContext, cliniko: ClinikoResource, splose: SploseResource, record: dict | None
-) -> Secret:
+def _api_key(context: dg.AssetExecutionContext, splose: SploseResource, run_import: RunImport | None) -> Secret:
     """The clinic's key from its import request (read at run time, kept in memory only).
 
     Read acting for the tenant's workspace, so Splose too refuses the key of another workspace's import.
-    Without an import request (local development only) it falls back to ``CLINIKO_API_KEY__<TENANT>``.
+    Without an import request (local development only) it is ``CLINIKO_API_KEY__<TENANT>``.
     """
     tenant = context.partition_key
-    if record is None:
-        return cliniko.api_key_for(tenant)
+    if run_import is None:
+        return local_development_key(tenant)
     with splose.workspace(tenant, log=context.log) as workspace:
-        return workspace.imports.credentials(int(record["id"]))
+        return workspace.imports.credentials(run_import.import_id)
+
+
+def local_development_key(tenant: str) -> Secret:
+    """A tenant's Cliniko key for local development runs without an import request."""
+    name = "CLINIKO_API_KEY__" + re.sub(r"[^A-Z0-9]", "_", tenant.upper())
+    value = os.environ.get(name, "").strip()
+    if not value:
+        raise ClinikoAuthError(
+            f"No Cliniko API key for tenant '{tenant}' in this local development run: set the environment "
+            f"variable {name}, or run without local_development so the key comes from the import request."
+        )
+    return Secret(value)
 
 
 def _metadata(outcome: ResourceOutcome) -> dict:

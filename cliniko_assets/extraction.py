@@ -24,7 +24,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -50,6 +50,7 @@ PER_PAGE = 100
 ID_LISTING_EVERY = 10
 CHECKPOINT_FORMAT = "id-windows"  # a checkpoint of another layout is not resumed
 TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"
+TICK_SECONDS = 2.0
 
 log = logging.getLogger(__name__)
 
@@ -115,6 +116,7 @@ class Extraction:
         self.full_refresh = full_refresh
         self.id_listing_every = id_listing_every
         self._stop = threading.Event()
+        self.on_tick: Callable[[], None] | None = None  # called from the caller's thread, every few seconds
 
     def run(self, specs: list[ClinikoResourceSpec], previous: dict[str, PreviousSync]) -> Iterator[ResourceOutcome]:
         """Extract ``specs`` concurrently, yielding each resource's outcome as soon as it is committed."""
@@ -129,7 +131,9 @@ class Extraction:
             try:
                 pending = set(futures)
                 while pending:
-                    done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                    done, pending = wait(pending, timeout=TICK_SECONDS, return_when=FIRST_COMPLETED)
+                    if self.on_tick is not None:
+                        self.on_tick()
                     for future in done:
                         yield future.result()
             finally:

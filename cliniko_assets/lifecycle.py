@@ -4,7 +4,8 @@ Rules (the state machine of the Splose import API: ``submitted -> running -> com
 ``failed -> running`` for a retry, ``complete -> running`` for a re-sync, ``deleted`` final):
 
 - An import id is used only by a run of the import's own workspace: every step checks it with
-  :func:`bound_import` before it touches Cliniko, staging or Splose, and refuses anything else.
+  :func:`bound_import` before it touches Cliniko, staging or Splose, and refuses anything else. A run
+  given no import id works for its tenant's latest (:mod:`cliniko_assets.resolution`).
 - ``running`` is set by the run itself, when a step of a run that ends with ``splose/import_report``
   starts; never by a sensor before the run exists.
 - A deleted import is never re-synced or re-staged: the step refuses it before any Cliniko request.
@@ -25,10 +26,18 @@ from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import validate_tenant
+from cliniko_assets.resolution import (
+    IMPORT_ID_TAG,
+    RunImport,
+    chosen_import_id,
+    latest_import,
+    no_import,
+    record_on_run,
+    run_import_for,
+)
 from splose_resources.notifier import NotifierResource
 from splose_resources.splose import SploseImportClient, SploseNotFound, SploseResource
 
-IMPORT_ID_TAG = "splose/import_id"
 PARTITION_TAG = "dagster/partition"
 REPORT_KEY = dg.AssetKey(["splose", "import_report"])
 REPORT_STEP = "splose__import_report"
@@ -41,41 +50,42 @@ LEFT_BEHIND = (
 )
 
 
-def parse_import_id(value: str, tenant: str) -> int:
-    if not str(value).isdigit():
-        raise dg.Failure(
-            f"Import id {value!r} of tenant '{tenant}' is not a Splose import id (digits only): set "
-            "resources.import_request.config.import_id to the id of one of the workspace's import requests."
-        )
-    return int(value)
-
-
 def bound_import(
     context: dg.AssetExecutionContext, splose: SploseResource, import_request: ImportRequestResource
-) -> dict | None:
-    """The run's import request (never its key), checked to belong to the run's tenant and not deleted.
+) -> RunImport | None:
+    """The run's import (never its key), checked to belong to the run's tenant and not deleted.
 
+    Found from the partition key alone when run config names none (:mod:`cliniko_assets.resolution`).
     Marks it ``running`` when this run will end with the import report (so its status will be settled by
-    the report or by the failure sensor). ``None`` when the run has no import request (local development).
+    the report or by the failure sensor). ``None`` only for local development runs without an import.
     """
     tenant = validate_tenant(context.partition_key)
-    if not import_request.import_id:
+    import_id, source = chosen_import_id(context, import_request, tenant)
+    if import_id is None and import_request.local_development:
         return None
-    import_id = parse_import_id(import_request.import_id, tenant)
     with splose.imports(log=context.log) as imports:
+        if import_id is None:
+            with splose.imports(log=context.log, workspace_id=tenant) as own:
+                latest = latest_import(own, tenant)
+            if latest is None:
+                raise no_import(tenant)
+            import_id = int(latest["id"])
         record = _import_of(imports, import_id, tenant)
         refuse_foreign(record, tenant)
         if record["status"] == "deleted":
             raise dg.Failure(
-                f"Import {import_id} of tenant '{tenant}' was deleted in Splose (the clinic's undo): it is never "
-                "re-synced or staged again, and nothing was fetched from Cliniko. To import again, the clinic "
-                "submits a new import request."
+                description=f"Import {import_id} of tenant '{tenant}' was deleted in Splose (the clinic's undo): it "
+                "is never re-synced or staged again, and nothing was fetched from Cliniko. To import again, the "
+                "clinic submits a new import request.",
+                metadata={"tenant": tenant, "import_id": import_id, "what_to_do": "the clinic submits a new import"},
             )
         previous = record["status"]
         if REPORT_KEY in context.job_def.asset_layer.executable_asset_keys and previous != "running":
             record = imports.update_import(import_id, status="running")
             context.log.info(f"Import {import_id} of tenant '{tenant}' is now running (was {previous}).")
-    return record
+    run_import = run_import_for(record, tenant, import_request, source)
+    record_on_run(context, run_import)
+    return run_import
 
 
 def _import_of(imports: SploseImportClient, import_id: int, tenant: str) -> dict:
@@ -83,8 +93,10 @@ def _import_of(imports: SploseImportClient, import_id: int, tenant: str) -> dict
         return imports.get_import(import_id)
     except SploseNotFound:
         raise dg.Failure(
-            f"Splose has no import {import_id} (run for tenant '{tenant}'): check "
-            "resources.import_request.config.import_id; nothing was fetched from Cliniko."
+            description=f"Splose has no import {import_id} (run for tenant '{tenant}'): check "
+            "resources.import_request.config.import_id, or leave it empty to use the tenant's latest import; "
+            "nothing was fetched from Cliniko.",
+            metadata={"tenant": tenant, "import_id": import_id, "what_to_do": "fix or clear the import id"},
         ) from None
 
 
@@ -93,10 +105,15 @@ def refuse_foreign(record: dict, tenant: str) -> None:
     workspace = str(record.get("workspaceId", ""))
     if workspace != tenant:
         raise dg.Failure(
-            f"Import {record['id']} belongs to Splose workspace '{workspace}', not to tenant '{tenant}' (this "
-            f"run's partition). Refused before any Cliniko request: nothing of workspace '{workspace}' was read "
-            f"or staged. Run it for partition '{workspace}', or give tenant '{tenant}' an import id of its own "
-            "workspace."
+            description=f"Import {record['id']} belongs to Splose workspace '{workspace}', not to tenant '{tenant}' "
+            f"(this run's partition). Refused before any Cliniko request: nothing of workspace '{workspace}' was "
+            f"read or staged. Run it for partition '{workspace}', or give tenant '{tenant}' an import id of its "
+            "own workspace (or none: the tenant's latest import).",
+            metadata={
+                "tenant": tenant,
+                "import_id": int(record["id"]),
+                "what_to_do": f"run the import for partition '{workspace}', or clear the import id",
+            },
         )
 
 

@@ -4,25 +4,28 @@ Each load asset reads staged Cliniko records a batch at a time, turns them into 
 pure transforms, upserts them (idempotent, keyed by the Cliniko id) and reports one row of the
 reconciliation: Cliniko count = loaded + skipped (by reason) + rejected. That equation is an asset
 check that blocks the rest of the run when it does not hold, because then something was lost.
+
+The same code runs as a dry run for ``splose/import_preview`` (:mod:`cliniko_assets.preview`): a
+:class:`LoadRun` whose sink writes nothing (:mod:`cliniko_assets.sinks`) and whose side files stay in
+memory; everything else (mapping resolution, transforms, skips, counts) is shared.
 """
 
 import dataclasses
 import json
-import re
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import dagster as dg
 
 from cliniko_assets import references
-from cliniko_assets.attention import problem_skips
 from cliniko_assets.catalog import linked_id, record_id
 from cliniko_assets.extract import cliniko_key
+from cliniko_assets.failures import step_failures
 from cliniko_assets.lifecycle import bound_import
 from cliniko_assets.mapping import (
     UNKNOWN,
+    ImportMapping,
     ImportRequestResource,
     ResolvedMapping,
     Usage,
@@ -32,6 +35,18 @@ from cliniko_assets.mapping import (
     with_stubs,
 )
 from cliniko_assets.partitions import tenants, validate_tenant
+from cliniko_assets.progress import LoadProgress
+from cliniko_assets.reconciliation import (
+    RECONCILED,
+    ROWS,
+    RowReport,
+    counts_metadata,
+    reconciliation_check,
+    report_metadata,
+    splose_key,
+)
+from cliniko_assets.resolution import RunImport
+from cliniko_assets.sinks import CREATED, Sink, SploseSink
 from cliniko_assets.transforms import (
     ImportContext,
     Skip,
@@ -46,139 +61,57 @@ from cliniko_assets.transforms import (
     to_splose_progress_note_template,
     to_splose_provider_number,
 )
-from splose_resources.splose import SploseRequestError, SploseResource, SploseWorkspace, UpsertResult
+from splose_resources.splose import SploseRequestError, SploseResource, SploseV1Client
 from splose_resources.staging import StagingStore, write_private
 
 GROUP = "splose"
-RECONCILED = "reconciled"
 NOT_LINKED = "notes_without_appointment"  # progress notes loaded without an appointment (no booking link, or
 # their appointment was not imported): they still attach to their client and practitioner
-
-# The rows of the mission's table, in the order the report prints them.
-ROWS = {
-    "locations": "Businesses -> Locations",
-    "users": "Users -> Users",
-    "practitioners": "Practitioners -> Practitioners",
-    "provider_numbers": "Practitioner reference numbers -> Provider numbers",
-    "services": "Appointment types -> Services",
-    "clients": "Patients -> Clients",
-    "contacts": "Contacts -> Contacts",
-    "appointments": "Individual appointments -> Appointments",
-    "group_appointments": "Group appointments -> Group appointments",
-    "attendees": "Attendees -> Group appointment clients",
-    "availability": "Daily availabilities -> Availability",
-    "files": "Patient attachments -> Files",
-    "progress_note_templates": "Treatment note templates -> Progress note templates",
-    "progress_notes": "Treatment notes -> Progress notes",
-}
-
-
-def splose_key(name: str) -> dg.AssetKey:
-    return dg.AssetKey(["splose", name])
-
-
-@dataclass
-class RowReport:
-    """One row of the reconciliation."""
-
-    row: str
-    cliniko: int = 0
-    created: int = 0
-    updated: int = 0
-    unchanged: int = 0
-    skipped: Counter = field(default_factory=Counter)
-    rejected: int = 0
-    rejected_reasons: Counter = field(default_factory=Counter)
-    rejected_ids: list[str] = field(default_factory=list)
-    skipped_ids: dict[str, list[str]] = field(default_factory=dict)
-    # Cliniko field name -> records loaded without that field (an unusable value, or a dangling reference).
-    warnings: Counter = field(default_factory=Counter)
-    # Other counts worth a line in the reconciliation, e.g. {"notes_without_appointment": 12}.
-    facts: dict[str, int] = field(default_factory=dict)
-
-    @property
-    def loaded(self) -> int:
-        return self.created + self.updated + self.unchanged
-
-    @property
-    def unaccounted(self) -> int:
-        return self.cliniko - self.loaded - sum(self.skipped.values()) - self.rejected
-
-    def skip(self, reason: str, count: int = 1, record_id: str | None = None) -> None:
-        self.skipped[reason] += count
-        ids = self.skipped_ids.setdefault(reason, [])
-        if record_id and len(ids) < 100:
-            ids.append(record_id)
-
-    def count_skip(self, skip: Skip) -> None:
-        self.skip(skip.reason, record_id=skip.cliniko_id or None)
-
-    def absorb(self, result: UpsertResult) -> None:
-        counts = Counter(record.action for record in result.records)
-        self.created += counts["created"]
-        self.updated += counts["updated"]
-        self.unchanged += counts["unchanged"]
-        for rejected in result.errors:
-            self.reject(rejected.external_id, rejected.message)
-
-    def reject(self, external_id: str | None, message: str) -> None:
-        self.rejected += 1
-        self.rejected_reasons[_message_shape(message)] += 1
-        if external_id and len(self.rejected_ids) < 500:
-            self.rejected_ids.append(external_id)
-
-    def to_json(self) -> dict:
-        data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
-        data.update(
-            skipped=dict(self.skipped),
-            rejected_reasons=dict(self.rejected_reasons),
-            loaded=self.loaded,
-            unaccounted=self.unaccounted,
-        )
-        return data
-
-    @classmethod
-    def from_json(cls, data: dict) -> "RowReport":
-        names = {f.name for f in dataclasses.fields(cls)}
-        report = cls(**{k: v for k, v in data.items() if k in names})
-        for name in ("skipped", "rejected_reasons", "warnings"):
-            setattr(report, name, Counter(getattr(report, name)))
-        return report
-
-
-def _message_shape(message: str) -> str:
-    """Splose's message without the values it may quote: only field names and the kind of problem remain."""
-    masked = re.sub(r"'[^']*'|\"[^\"]*\"", "<value>", message)
-    return re.sub(r"\d+", "#", masked)[:160]
+BATCH = 500
 
 
 class LoadRun:
-    """What a load asset needs for one tenant: its import, staged records, mapping and report."""
+    """What a load asset needs for one tenant: its import, staged records, mapping, report and sink."""
 
-    def __init__(
-        self,
-        context: dg.AssetExecutionContext,
-        staging: StagingStore,
-        request: ImportRequestResource,
-    ) -> None:
+    def __init__(self, context: dg.AssetExecutionContext, staging: StagingStore, run_import: RunImport | None) -> None:
         self.context = context
         self.tenant = validate_tenant(context.partition_key)
         self.staging = staging
-        self.request = request
-        if not request.import_id:
+        if run_import is None:
             raise dg.Failure(
-                f"No import request given for tenant '{self.tenant}': set resources.import_request.config.import_id "
-                "in the run config (the import-request sensor does this for submitted imports)."
+                description=f"Tenant '{self.tenant}' has no import request in this run (local development): the "
+                "loads need one. Submit an import request in Splose for the workspace, and run without "
+                "local_development.",
+                metadata={"tenant": self.tenant, "what_to_do": "run with an import request"},
             )
-        self.import_id = int(request.import_id)
+        self.request = run_import
+        self.import_id = run_import.import_id
         self.directory = staging.splose_dir(self.tenant)
+        self.sink: Sink | None = None
+        self.tracker: LoadProgress | None = None
+        self.side_reports: dict[str, RowReport] = {}  # rows a load reports besides its own (attendees)
 
     def included(self, data_type: str) -> bool:
-        return not self.request.include or data_type in self.request.include
+        return self.request.included(data_type)
 
     def records(self, resource: str) -> Iterator[dict]:
         for batch in self.staging.iter_records(self.tenant, resource):
             yield from batch
+
+    def count(self, resource: str) -> int:
+        return len(self.staging.read_index(self.tenant, resource))
+
+    def progress(self, name: str, total: int | None) -> LoadProgress:
+        return LoadProgress(self.context.log, f"splose/{name} of tenant '{self.tenant}'", total)
+
+    def advance(self, count: int = 1) -> None:
+        if self.tracker is not None:
+            self.tracker.advance(count)
+
+    def writes(self) -> Sink:
+        if self.sink is None:
+            raise RuntimeError("the load has no sink: set LoadRun.sink inside the Splose workspace")
+        return self.sink
 
     @property
     def mapping_path(self) -> Path:
@@ -187,8 +120,10 @@ class LoadRun:
     def mapping(self) -> ResolvedMapping:
         if not self.mapping_path.exists():
             raise dg.Failure(
-                f"The mapping of tenant '{self.tenant}' for import {self.import_id} has not been resolved yet: "
-                "materialize splose/locations, splose/users, splose/practitioners and splose/services first."
+                description=f"The mapping of tenant '{self.tenant}' for import {self.import_id} has not been "
+                "resolved yet: materialize splose/locations, splose/users, splose/practitioners and "
+                "splose/services first.",
+                metadata={"tenant": self.tenant, "import_id": self.import_id, "what_to_do": "run the mapping first"},
             )
         data = json.loads(self.mapping_path.read_text())
         data["problems"] = []
@@ -199,16 +134,23 @@ class LoadRun:
         data.pop("problems")
         write_private(self.mapping_path, json.dumps(data))
 
-    def import_context(self, workspace: SploseWorkspace, *entities: str) -> ImportContext:
-        imported = {entity: frozenset(workspace.imports.crosswalk(self.import_id, entity)) for entity in entities}
+    def import_context(self, *entities: str) -> ImportContext:
+        imported = {entity: frozenset(self.writes().crosswalk(entity)) for entity in entities}
         return self.mapping().context(imported)
 
     def report_path(self, name: str) -> Path:
         return self.directory / f"report-{self.import_id}-{name}.json"
 
+    def save_report(self, name: str, report: RowReport) -> None:
+        write_private(self.report_path(name), json.dumps(report.to_json()))
+
+    def write_side(self, name: str, data: object) -> None:
+        """A file the report reads later (e.g. what each group appointment should hold)."""
+        write_private(self.directory / f"{name}-{self.import_id}.json", json.dumps(data))
+
     def finish(self, name: str, report: RowReport, extra: dict | None = None) -> dg.MaterializeResult:
         """Persist the row, and return the materialization with its reconciliation check."""
-        write_private(self.report_path(name), json.dumps(report.to_json()))
+        self.save_report(name, report)
         self.context.log.info(
             f"splose/{name} for tenant '{self.tenant}': cliniko {report.cliniko}, loaded {report.loaded} "
             f"(created {report.created}, updated {report.updated}, unchanged {report.unchanged}), "
@@ -216,40 +158,9 @@ class LoadRun:
         )
         return dg.MaterializeResult(
             asset_key=splose_key(name),
-            metadata={**report_metadata(report), **(extra or {})},
+            metadata={**report_metadata(report, *self.side_reports.values()), **(extra or {})},
             check_results=[reconciliation_check(name, report)],
         )
-
-
-def report_metadata(report: RowReport) -> dict:
-    return {
-        "cliniko": report.cliniko,
-        "loaded": report.loaded,
-        "created": report.created,
-        "updated": report.updated,
-        "unchanged": report.unchanged,
-        "skipped": sum(report.skipped.values()),
-        "skipped_by_reason": dg.MetadataValue.json(dict(report.skipped)),
-        "rejected": report.rejected,
-        "rejected_by_message": dg.MetadataValue.json(dict(report.rejected_reasons)),
-        "rejected_ids": dg.MetadataValue.json(report.rejected_ids[:100]),
-        "unaccounted": report.unaccounted,
-        "warnings_by_field": dg.MetadataValue.json(dict(report.warnings)),
-        "needs_attention": dg.MetadataValue.json(problem_skips(report)),
-        **report.facts,
-    }
-
-
-def reconciliation_check(name: str, report: RowReport) -> dg.AssetCheckResult:
-    return dg.AssetCheckResult(
-        asset_key=splose_key(name),
-        check_name=RECONCILED,
-        passed=report.unaccounted == 0,
-        severity=dg.AssetCheckSeverity.ERROR,
-        description=f"{report.row}: Cliniko {report.cliniko} = loaded {report.loaded} + skipped "
-        f"{sum(report.skipped.values())} + rejected {report.rejected}",
-        metadata={"unaccounted": report.unaccounted},
-    )
 
 
 def _reconciled(name: str) -> dg.AssetCheckSpec:
@@ -268,6 +179,7 @@ def _spec(name: str, deps: list[dg.AssetKey], description: str) -> dg.AssetSpec:
 # -- the mapping ----------------------------------------------------------------------------------
 
 MAPPING_ASSETS = ("locations", "users", "practitioners", "services")
+MAPPED_RESOURCES = ("businesses", "users", "practitioners", "appointment_types")
 MISSING_TRACKED = ("patients", "treatment_note_templates")  # records point at ids of these Cliniko may lack
 USAGE_SOURCES = (
     "individual_appointments",
@@ -303,57 +215,96 @@ def splose_mapping(
     splose: SploseResource,
     import_request: ImportRequestResource,
 ):
-    bound_import(context, splose, import_request)
-    run = LoadRun(context, staging, import_request)
+    with step_failures(context.partition_key, "splose/locations, users, practitioners and services") as where:
+        run = LoadRun(context, staging, bound_import(context, splose, import_request))
+        where.import_id = run.import_id
+        staged = staged_for_mapping(run)
+        with splose.workspace(run.tenant, log=context.log) as workspace:
+            resolved = resolve(run, staged, run.request.mapping, workspace.v1)
+            if resolved.problems:
+                raise dg.Failure(
+                    description=resolved.failure_message(run.tenant),
+                    metadata={
+                        "problems": len(resolved.problems),
+                        "proposed_mapping": dg.MetadataValue.json(resolved.proposals),
+                        "what_to_do": "complete the mapping (run config or the import request), then re-run",
+                    },
+                )
+            run.sink = SploseSink(workspace.imports, run.import_id)
+            rows = mapping_rows(run, staged, resolved)
+        run.save_mapping(resolved)
+        for name, (report, extra) in rows.items():
+            yield run.finish(name, report, extra)
+
+
+@dataclasses.dataclass
+class StagedMapping:
+    """What the mapping is resolved against: the staged records it maps, and which of them have data."""
+
+    records: dict[str, list[dict]]
+    usage: Usage
+    account: dict
+    missing: dict[str, list[str]]
+
+
+def staged_for_mapping(run: LoadRun) -> StagedMapping:
     usage = Usage()
     for resource in USAGE_SOURCES:
         for record in run.records(resource):
             usage.add(record)
-    staged = {name: list(run.records(name)) for name in ("businesses", "users", "practitioners", "appointment_types")}
-    account = references.read_account_settings(staging, run.tenant)
-    with splose.workspace(run.tenant, log=context.log) as workspace:
-        resolved = resolve_mapping(
-            import_request.mapping,
-            businesses=staged["businesses"],
-            users=staged["users"],
-            practitioners=staged["practitioners"],
-            appointment_types=staged["appointment_types"],
-            usage=usage,
-            splose_locations=list(workspace.v1.locations(include_archived=True)),
-            splose_practitioners=list(workspace.v1.practitioners(include_archived=True)),
-            splose_services=list(workspace.v1.services(include_archived=True)),
-            account_time_zone=account.get("time_zone"),
-            account_country=account.get("country"),
-            missing={r: references.missing_ids(staging, run.tenant, r) for r in MISSING_TRACKED},
-        )
-        proposals = dg.MetadataValue.json(resolved.proposals)
-        if resolved.problems:
-            raise dg.Failure(
-                description=resolved.failure_message(run.tenant),
-                metadata={"problems": len(resolved.problems), "proposed_mapping": proposals},
-            )
-        types = with_stubs(staged["appointment_types"], usage.appointment_types)
-        services, created = _services(run, workspace, types, resolved, usage)
-        unlisted_types = set(resolved.not_listed.get("appointment type", {}))
-    run.save_mapping(resolved)
+    return StagedMapping(
+        records={name: list(run.records(name)) for name in MAPPED_RESOURCES},
+        usage=usage,
+        account=references.read_account_settings(run.staging, run.tenant),
+        missing={r: list(references.missing_ids(run.staging, run.tenant, r)) for r in MISSING_TRACKED},
+    )
+
+
+def resolve(run: LoadRun, staged: StagedMapping, mapping: ImportMapping, v1: SploseV1Client) -> ResolvedMapping:
+    """The mapping checked against the workspace (read through v1) and the data to import."""
+    return resolve_mapping(
+        mapping,
+        businesses=staged.records["businesses"],
+        users=staged.records["users"],
+        practitioners=staged.records["practitioners"],
+        appointment_types=staged.records["appointment_types"],
+        usage=staged.usage,
+        splose_locations=list(v1.locations(include_archived=True)),
+        splose_practitioners=list(v1.practitioners(include_archived=True)),
+        splose_services=list(v1.services(include_archived=True)),
+        account_time_zone=staged.account.get("time_zone"),
+        account_country=staged.account.get("country"),
+        missing=staged.missing,
+    )
+
+
+def mapping_rows(run: LoadRun, staged: StagedMapping, resolved: ResolvedMapping) -> dict[str, tuple[RowReport, dict]]:
+    """The four mapping rows, with their metadata; the services mapped to 'create' are sent to the sink."""
+    records, usage = staged.records, staged.usage
+    types = with_stubs(records["appointment_types"], usage.appointment_types)
+    services, created = _services(run, types, resolved, usage)
+    unlisted_types = set(resolved.not_listed.get("appointment type", {}))
     extra = {
-        "proposed_mapping": proposals,
+        "import_id": dg.MetadataValue.text(str(run.import_id)),
+        "mapping": dg.MetadataValue.json(run.request.mapping_ids()),
+        "proposed_mapping": dg.MetadataValue.json(resolved.proposals),
         "not_listed_by_cliniko": dg.MetadataValue.json(resolved.not_listed),
         "unresolved_references": dg.MetadataValue.json(resolved.unresolved),
     }
-    yield run.finish("locations", _locations_row(staged["businesses"], resolved, usage), _zones(resolved, extra))
-    yield run.finish("users", _users_row(staged["users"], staged["practitioners"], resolved), extra)
-    yield run.finish("practitioners", _practitioners_row(staged["practitioners"], resolved, usage), extra)
-    yield run.finish(
-        "services",
-        services,
-        {
-            **extra,
-            "services_created": created,
-            "types_not_listed_created": len(unlisted_types & set(resolved.services_to_create)),
-            "types_not_listed_to_unknown_service": len(resolved.services_to_unknown),
-        },
-    )
+    return {
+        "locations": (_locations_row(records["businesses"], resolved, usage), _zones(resolved, extra)),
+        "users": (_users_row(records["users"], records["practitioners"], resolved), extra),
+        "practitioners": (_practitioners_row(records["practitioners"], resolved, usage), extra),
+        "services": (
+            services,
+            {
+                **extra,
+                "services_created": created,
+                "types_not_listed_created": len(unlisted_types & set(resolved.services_to_create)),
+                "types_not_listed_to_unknown_service": len(resolved.services_to_unknown),
+            },
+        ),
+    }
 
 
 def _zones(resolved: ResolvedMapping, extra: dict) -> dict:
@@ -405,9 +356,7 @@ def _users_row(users: list[dict], practitioners: list[dict], resolved: ResolvedM
     return report
 
 
-def _services(
-    run: LoadRun, workspace: SploseWorkspace, types: list[dict], resolved: ResolvedMapping, usage: Usage
-) -> tuple[RowReport, int]:
+def _services(run: LoadRun, types: list[dict], resolved: ResolvedMapping, usage: Usage) -> tuple[RowReport, int]:
     """The appointment types row: create the services the mapping asks for (and the shared "unknown" one)."""
     report = RowReport(ROWS["services"], cliniko=len(types))
     to_create, to_unknown = set(resolved.services_to_create), sorted(resolved.services_to_unknown)
@@ -430,7 +379,7 @@ def _services(
         records.append(unknown_type_service(usage, to_unknown))
     if not records:
         return report, 0
-    result = workspace.imports.upsert(run.import_id, "services", records)
+    result = run.writes().upsert("services", records)
     # The shared "unknown" service is no Cliniko record: the types routed to it are counted below instead.
     ours = dataclasses.replace(
         result,
@@ -438,7 +387,7 @@ def _services(
         errors=[e for e in result.errors if e.external_id != UNKNOWN],
     )
     report.absorb(ours)
-    crosswalk = workspace.imports.crosswalk(run.import_id, "services")
+    crosswalk = run.writes().crosswalk("services")
     resolved.services.update({tid: crosswalk[tid] for tid in to_create if tid in crosswalk})
     for tid in to_unknown:
         if UNKNOWN in crosswalk:
@@ -454,7 +403,6 @@ def _services(
 
 def load_records(
     run: LoadRun,
-    workspace: SploseWorkspace,
     report: RowReport,
     entity: str,
     outcomes: Iterable[dict | Skip],
@@ -465,7 +413,7 @@ def load_records(
 
     def flush() -> None:
         if pending:
-            result = workspace.imports.upsert(run.import_id, entity, pending)
+            result = run.writes().upsert(entity, pending)
             report.absorb(result)
             if actions is not None:
                 actions.update({r.external_id: r.action for r in result.records})
@@ -473,33 +421,53 @@ def load_records(
 
     for outcome in outcomes:
         report.cliniko += 1
+        run.advance()
         if isinstance(outcome, Skip):
             report.count_skip(outcome)
             continue
         report.warnings.update(pop_warnings(outcome))
         pending.append(outcome)
-        if len(pending) >= 500:
+        if len(pending) >= BATCH:
             flush()
     flush()
 
 
-def _load_asset(
-    name: str,
-    deps: list[dg.AssetKey],
-    description: str,
-    build: Callable[[LoadRun, SploseWorkspace, RowReport], dict | None],
-    checks: tuple[tuple[str, str, str], ...] = (),
-) -> dg.AssetsDefinition:
-    """``checks``: (check name, metadata key that must be 0, description), evaluated on what ``build`` returns."""
+def load_row(run: LoadRun, name: str) -> tuple[RowReport, dict | None]:
+    """One row of the table through the run's sink: its report, and the build's extra metadata."""
+    report = RowReport(ROWS[name])
+    run.tracker = run.progress(name, run.count(SOURCES[name]))
+    if run.included(name):
+        return report, LOADS[name].build(run, report)
+    report.cliniko = run.count(SOURCES[name])
+    report.skip("not requested by the clinic", report.cliniko)
+    if name == "group_appointments":
+        attendees = RowReport(ROWS["attendees"], cliniko=run.count("attendees"))
+        attendees.skip("not requested by the clinic", attendees.cliniko)
+        run.save_report("attendees", attendees)
+        run.side_reports["attendees"] = attendees
+    return report, None
 
+
+@dataclasses.dataclass(frozen=True)
+class Load:
+    """One load asset: how its row is built, what it depends on, and its checks besides ``reconciled``:
+    (check name, metadata key that must be 0, description), evaluated on what ``build`` returns."""
+
+    build: Callable[[LoadRun, RowReport], dict | None]
+    deps: list[dg.AssetKey]
+    description: str
+    checks: tuple[tuple[str, str, str], ...] = ()
+
+
+def _load_asset(name: str, load: Load) -> dg.AssetsDefinition:
     @dg.multi_asset(
         name=f"splose_{name}",
-        specs=[_spec(name, deps, description)],
+        specs=[_spec(name, load.deps, load.description)],
         check_specs=[
             _reconciled(name),
             *(
                 dg.AssetCheckSpec(check, asset=splose_key(name), blocking=True, description=text)
-                for check, _, text in checks
+                for check, _, text in load.checks
             ),
         ],
         partitions_def=tenants,
@@ -510,29 +478,25 @@ def _load_asset(
         splose: SploseResource,
         import_request: ImportRequestResource,
     ):
-        bound_import(context, splose, import_request)
-        run = LoadRun(context, staging, import_request)
-        report = RowReport(ROWS[name])
-        extra = None
-        with splose.workspace(run.tenant, log=context.log) as workspace:
-            if run.included(name):
-                extra = build(run, workspace, report)
-            else:
-                report.cliniko = sum(1 for _ in run.records(SOURCES[name]))
-                report.skip("not requested by the clinic", report.cliniko)
-        result = run.finish(name, report, extra)
-        extra_results = [
-            dg.AssetCheckResult(
-                asset_key=splose_key(name),
-                check_name=check,
-                passed=not (extra or {}).get(key),
-                metadata={key: (extra or {}).get(key, 0)},
-            )
-            for check, key, _ in checks
-        ]
-        yield result._replace(check_results=[*result.check_results, *extra_results])
+        with step_failures(context.partition_key, f"splose/{name} ({ROWS[name]})") as where:
+            run = LoadRun(context, staging, bound_import(context, splose, import_request))
+            where.import_id = run.import_id
+            with splose.workspace(run.tenant, log=context.log) as workspace:
+                run.sink = SploseSink(workspace.imports, run.import_id)
+                report, extra = load_row(run, name)
+            result = run.finish(name, report, extra)
+            yield result._replace(check_results=[*result.check_results, *_extra_checks(name, load, extra or {})])
 
     return _asset
+
+
+def _extra_checks(name: str, load: Load, extra: dict) -> list[dg.AssetCheckResult]:
+    return [
+        dg.AssetCheckResult(
+            asset_key=splose_key(name), check_name=check, passed=not extra.get(key), metadata={key: extra.get(key, 0)}
+        )
+        for check, key, _ in load.checks
+    ]
 
 
 SOURCES = {
@@ -548,26 +512,26 @@ SOURCES = {
 }
 
 
-def _provider_numbers(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -> None:
-    ctx = run.import_context(workspace)
+def _provider_numbers(run: LoadRun, report: RowReport) -> None:
+    ctx = run.import_context()
     outcomes = (to_splose_provider_number(r, ctx) for r in run.records("practitioner_reference_numbers"))
-    load_records(run, workspace, report, "providerNumbers", outcomes)
+    load_records(run, report, "providerNumbers", outcomes)
 
 
-def _contacts(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -> None:
-    ctx = run.import_context(workspace)
+def _contacts(run: LoadRun, report: RowReport) -> None:
+    ctx = run.import_context()
     outcomes = (_live(r) or to_splose_contact(r, ctx) for r in run.records("contacts"))
-    load_records(run, workspace, report, "contacts", outcomes)
+    load_records(run, report, "contacts", outcomes)
 
 
-def _clients(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -> None:
-    ctx = run.import_context(workspace, "contacts")
-    load_records(run, workspace, report, "clients", (to_splose_client(r, ctx) for r in run.records("patients")))
+def _clients(run: LoadRun, report: RowReport) -> None:
+    ctx = run.import_context("contacts")
+    load_records(run, report, "clients", (to_splose_client(r, ctx) for r in run.records("patients")))
 
 
-def _appointments(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -> dict:
+def _appointments(run: LoadRun, report: RowReport) -> dict:
     """Two passes, so that every series' first appointment exists before the repeats that point at it."""
-    ctx = run.import_context(workspace, "clients")
+    ctx = run.import_context("clients")
 
     def outcomes(repeats: bool) -> Iterator[dict | Skip]:
         for record in run.records("individual_appointments"):
@@ -576,8 +540,8 @@ def _appointments(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -
             if is_repeat == repeats:
                 yield outcome
 
-    load_records(run, workspace, report, "appointments", outcomes(repeats=False))
-    imported = set(workspace.imports.crosswalk(run.import_id, "appointments"))
+    load_records(run, report, "appointments", outcomes(repeats=False))
+    imported = set(run.writes().crosswalk("appointments"))
     unlinked = 0
 
     def linked(outcome: dict | Skip) -> dict | Skip:
@@ -588,12 +552,12 @@ def _appointments(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -
             return {**outcome, "repeatOfExternalId": None}
         return outcome
 
-    load_records(run, workspace, report, "appointments", (linked(o) for o in outcomes(repeats=True)))
+    load_records(run, report, "appointments", (linked(o) for o in outcomes(repeats=True)))
     return {"repeats_without_their_first_appointment": unlinked}
 
 
-def _group_appointments(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -> dict:
-    ctx = run.import_context(workspace, "clients")
+def _group_appointments(run: LoadRun, report: RowReport) -> dict:
+    ctx = run.import_context("clients")
     attendees: dict[str, list[dict]] = defaultdict(list)
     for attendee in run.records("attendees"):
         booking = linked_id(attendee, "booking")
@@ -616,10 +580,10 @@ def _group_appointments(run: LoadRun, workspace: SploseWorkspace, report: RowRep
         reason = "booking is not a group appointment" if booking else "no booking link"
         attendee_report.skip(reason, len(rest))
     actions: dict[str, str] = {}
-    load_records(run, workspace, report, "appointments", outcomes, actions)
+    load_records(run, report, "appointments", outcomes, actions)
     # What the integrity check will expect to find on each group appointment in Splose.
     expected = {gid: len(ids) for gid, ids in entries.items() if gid in actions}
-    write_private(run.directory / f"group-entries-{run.import_id}.json", json.dumps(expected))
+    run.write_side("group-entries", expected)
     for gid, ids in entries.items():
         action = actions.get(gid)
         if action is None:
@@ -627,16 +591,18 @@ def _group_appointments(run: LoadRun, workspace: SploseWorkspace, report: RowRep
                 attendee_report.reject(aid, "its group appointment was rejected by Splose")
         else:
             setattr(attendee_report, action, getattr(attendee_report, action) + len(ids))
-    write_private(run.report_path("attendees"), json.dumps(attendee_report.to_json()))
-    return {f"attendees_{key}": value for key, value in report_metadata(attendee_report).items()}
+    run.save_report("attendees", attendee_report)
+    run.side_reports["attendees"] = attendee_report
+    return {f"attendees_{key}": value for key, value in counts_metadata(attendee_report).items()}
 
 
-def _availability(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -> None:
-    ctx = run.import_context(workspace)
+def _availability(run: LoadRun, report: RowReport) -> None:
+    ctx = run.import_context()
     rows: list[dict] = []
     owners: dict[str, str] = {}
     for record in run.records("daily_availabilities"):
         report.cliniko += 1
+        run.advance()
         outcome = to_splose_availability(record, ctx)
         if isinstance(outcome, Skip):
             report.count_skip(outcome)
@@ -647,7 +613,7 @@ def _availability(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -
         for row in outcome:
             owners[row["externalId"]] = record_id(record) or ""
         rows.extend(outcome)
-    result = workspace.imports.upsert(run.import_id, "availability", rows)
+    result = run.writes().upsert("availability", rows)
     failed = {owners.get(e.external_id or "", "") for e in result.errors}
     actions: dict[str, set[str]] = defaultdict(set)
     for upserted in result.records:
@@ -665,13 +631,14 @@ def _availability(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -
             report.unchanged += 1
 
 
-def _files(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -> dict:
-    ctx = run.import_context(workspace, "clients")
+def _files(run: LoadRun, report: RowReport) -> dict:
+    ctx = run.import_context("clients")
     manifest = run.staging.read_files_manifest(run.tenant, "patient_attachments").set_index("id")
     failures = run.staging.read_file_failures(run.tenant, "patient_attachments")
     checksum_mismatches = 0
     for attachment in run.records("patient_attachments"):
         report.cliniko += 1
+        run.advance()
         aid = record_id(attachment) or ""
         if attachment.get("_state") == "deleted":
             report.skip("deleted in Cliniko", record_id=aid)
@@ -691,8 +658,7 @@ def _files(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -> dict:
             report.skip("client not imported", record_id=aid)
             continue
         try:
-            answer = workspace.imports.upload_file(
-                run.import_id,
+            answer = run.writes().upload_file(
                 external_id=form["externalId"],
                 client_external_id=form["clientExternalId"],
                 path=run.staging.file_path(run.tenant, "patient_attachments", aid),
@@ -709,18 +675,18 @@ def _files(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -> dict:
             checksum_mismatches += 1
             report.reject(aid, "checksum mismatch after upload")
             continue
-        action = answer.get("action", "created")
+        action = answer.get("action", CREATED)
         setattr(report, action, getattr(report, action) + 1)
     return {"checksum_mismatches": checksum_mismatches, "checksums_verified": report.loaded}
 
 
-def _progress_note_templates(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -> None:
+def _progress_note_templates(run: LoadRun, report: RowReport) -> None:
     outcomes = (to_splose_progress_note_template(r) for r in run.records("treatment_note_templates"))
-    load_records(run, workspace, report, "progressNoteTemplates", outcomes)
+    load_records(run, report, "progressNoteTemplates", outcomes)
 
 
-def _progress_notes(run: LoadRun, workspace: SploseWorkspace, report: RowReport) -> None:
-    ctx = run.import_context(workspace, "clients", "appointments", "progressNoteTemplates")
+def _progress_notes(run: LoadRun, report: RowReport) -> None:
+    ctx = run.import_context("clients", "appointments", "progressNoteTemplates")
     outcomes = (to_splose_progress_note(r, ctx) for r in run.records("treatment_notes"))
     actions: dict[str, str] = {}
     unlinked: set[str] = set()
@@ -730,7 +696,7 @@ def _progress_notes(run: LoadRun, workspace: SploseWorkspace, report: RowReport)
             unlinked.add(outcome["externalId"])
         return outcome
 
-    load_records(run, workspace, report, "progressNotes", (noted(o) for o in outcomes), actions)
+    load_records(run, report, "progressNotes", (noted(o) for o in outcomes), actions)
     report.facts[NOT_LINKED] = len(unlinked & set(actions))
 
 
@@ -744,43 +710,39 @@ def _live(record: dict) -> Skip | None:
 
 MAPPED = [splose_key(name) for name in MAPPING_ASSETS]
 
-load_assets = [
-    _load_asset(
-        "provider_numbers",
+
+# The load assets in an order that respects their dependencies (the preview runs them in this order).
+LOADS: dict[str, Load] = {
+    "provider_numbers": Load(
+        _provider_numbers,
         [cliniko_key("practitioner_reference_numbers"), splose_key("practitioners"), splose_key("locations")],
         "Practitioner reference numbers as provider numbers on the mapped practitioners, per location.",
-        _provider_numbers,
     ),
-    _load_asset("contacts", [cliniko_key("contacts"), *MAPPED], "Contacts.", _contacts),
-    _load_asset(
-        "clients",
+    "contacts": Load(_contacts, [cliniko_key("contacts"), *MAPPED], "Contacts."),
+    "clients": Load(
+        _clients,
         [cliniko_key("patients"), splose_key("contacts")],
         "Patients (incl. archived) as clients; referring doctors linked to contacts.",
-        _clients,
     ),
-    _load_asset(
-        "appointments",
+    "appointments": Load(
+        _appointments,
         [cliniko_key("individual_appointments"), splose_key("clients"), *MAPPED],
         "Individual appointments with status, cancellation reason and note.",
-        _appointments,
     ),
-    _load_asset(
-        "group_appointments",
+    "group_appointments": Load(
+        _group_appointments,
         [cliniko_key("group_appointments"), cliniko_key("attendees"), splose_key("clients"), *MAPPED],
         "Group appointments: one appointment, maxPatients, one entry per attendee with its status.",
-        _group_appointments,
     ),
-    _load_asset(
-        "availability",
+    "availability": Load(
+        _availability,
         [cliniko_key("daily_availabilities"), cliniko_key("businesses"), *MAPPED],
         "Weekly availability per practitioner and location.",
-        _availability,
     ),
-    _load_asset(
-        "files",
+    "files": Load(
+        _files,
         [cliniko_key("patient_attachments"), splose_key("clients")],
         "Patient attachments as files: bytes streamed, checksum verified by Splose.",
-        _files,
         checks=(
             (
                 "checksums_match",
@@ -789,14 +751,13 @@ load_assets = [
             ),
         ),
     ),
-    _load_asset(
-        "progress_note_templates",
+    "progress_note_templates": Load(
+        _progress_note_templates,
         [cliniko_key("treatment_note_templates"), *MAPPED],
         "Treatment note templates with their sections and questions.",
-        _progress_note_templates,
     ),
-    _load_asset(
-        "progress_notes",
+    "progress_notes": Load(
+        _progress_notes,
         [
             cliniko_key("treatment_notes"),
             splose_key("clients"),
@@ -805,6 +766,7 @@ load_assets = [
             splose_key("progress_note_templates"),
         ],
         "Treatment notes as progress notes, draft or final, linked to client, practitioner and appointment.",
-        _progress_notes,
     ),
-]
+}
+
+load_assets = [_load_asset(name, load) for name, load in LOADS.items()]

@@ -68,16 +68,27 @@ class ImportMapping(dg.Config):
 
 
 class ImportRequestResource(dg.ConfigurableResource):
-    """The import request a run works for: its id (to read the Cliniko key and write records) and mapping.
+    """Overrides of the import a run works for; empty, the run works for its tenant's latest import.
 
-    Set per run through run config (``resources: {import_request: {config: ...}}``); the sensor fills it
-    from the Splose import request. Never carries a secret.
+    A run needs nothing but its tenant (partition key): it reads the tenant's latest import request from
+    Splose at run time, with the clinic's mapping and data types (:mod:`cliniko_assets.resolution`). Run
+    config given here (``resources: {import_request: {config: ...}}``, e.g. edited in the Launchpad)
+    overrides it field by field: an import id (which must be the tenant's own), a mapping, data types.
+    Never carries a secret.
     """
 
-    import_id: str = Field(default="", description="The Splose import request id.")
-    mapping: ImportMapping = Field(default_factory=ImportMapping)
-    include: list[str] = Field(
-        default_factory=list, description="Data types to bring (table rows); empty means everything."
+    import_id: str = Field(default="", description="A Splose import request id of the tenant; empty: its latest.")
+    mapping: ImportMapping | None = Field(
+        default=None, description="Replaces the import request's mapping; empty: the mapping the clinic submitted."
+    )
+    include: list[str] | None = Field(
+        default=None,
+        description="Data types to bring (table rows; an empty list means everything); empty: the import request's.",
+    )
+    local_development: bool = Field(
+        default=False,
+        description="Local development only: without an import id, extract with the key in "
+        "CLINIKO_API_KEY__<TENANT> and no import request (the loads need one).",
     )
 
 

@@ -10,11 +10,13 @@ import json
 import dagster as dg
 
 from cliniko_assets.attention import attention_records, completion_message, needs_attention, row_notes
-from cliniko_assets.lifecycle import ATTENTION, bound_import, counts_table, tell_clinic
+from cliniko_assets.failures import step_failures
+from cliniko_assets.lifecycle import ATTENTION, LEFT_BEHIND, bound_import, tell_clinic
 from cliniko_assets.lifecycle import ROWS as COUNT_ROWS
-from cliniko_assets.load import ROWS, LoadRun, RowReport, load_assets, splose_key
+from cliniko_assets.load import LoadRun, load_assets
 from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import tenants
+from cliniko_assets.reconciliation import ROWS, RowReport, reconciliation_markdown, reconciliation_table, splose_key
 from splose_resources.notifier import NotifierResource
 from splose_resources.splose import SploseResource, SploseWorkspace
 from splose_resources.staging import StagingStore
@@ -93,37 +95,27 @@ def import_report(
     import_request: ImportRequestResource,
     notifier: NotifierResource,
 ) -> dg.MaterializeResult:
-    bound_import(context, splose, import_request)
-    run = LoadRun(context, staging, import_request)
-    rows = read_reports(run)
-    reports = list(rows.values())
-    missing = [ROWS[name] for name in ROWS if name not in rows]
-    unaccounted = {r.row: r.unaccounted for r in reports if r.unaccounted}
-    counts: dict = {COUNT_ROWS: {name: row_counts(report) for name, report in rows.items()}}
-    table = dg.MetadataValue.md(counts_table(counts[COUNT_ROWS]))
-    with splose.workspace(run.tenant, log=context.log) as workspace:
-        integrity = referential_integrity(run, workspace)
-        broken = {key: value for key, value in integrity.items() if key != "appointments_read_back" and value}
-        if missing or unaccounted or broken:
-            raise dg.Failure(
-                description=f"Import {run.import_id} of tenant '{run.tenant}' is not fully accounted for: rows not "
-                f"loaded: {', '.join(missing) or 'none'}; records unaccounted for by row: {unaccounted or 'none'}; "
-                f"referential integrity problems in Splose: {broken or 'none'}. Re-run the import: loads are "
-                "idempotent; if it persists, the rows named here are where records are lost.",
-                metadata={"reconciliation": table, **integrity},
-            )
-        attention = [line for report in reports for line in needs_attention(report)]
-        counts[ATTENTION] = attention
-        notes = [line for report in reports for line in row_notes(report)]
-        message = completion_message(run.tenant, attention) + "".join(f"\n{line}" for line in notes)
-        record = workspace.imports.update_import(run.import_id, status="complete", counts=counts, message=message)
-    context.log.info(f"Import {run.import_id} of tenant '{run.tenant}' is complete; {len(attention)} warning(s).")
-    tell_clinic(notifier, record)
+    with step_failures(context.partition_key, "splose/import_report") as where:
+        run = LoadRun(context, staging, bound_import(context, splose, import_request))
+        where.import_id = run.import_id
+        rows = read_reports(run)
+        with splose.workspace(run.tenant, log=context.log) as workspace:
+            integrity = referential_integrity(run, workspace)
+            _refuse_unaccounted(run, rows, integrity)
+            reports = list(rows.values())
+            attention = [line for report in reports for line in needs_attention(report)]
+            notes = [line for report in reports for line in row_notes(report)]
+            message = completion_message(run.tenant, attention) + "".join(f"\n{line}" for line in notes)
+            counts = {COUNT_ROWS: {name: row_counts(report) for name, report in rows.items()}, ATTENTION: attention}
+            record = workspace.imports.update_import(run.import_id, status="complete", counts=counts, message=message)
+        context.log.info(f"Import {run.import_id} of tenant '{run.tenant}' is complete; {len(attention)} warning(s).")
+        tell_clinic(notifier, record)
     return dg.MaterializeResult(
         check_results=[dg.AssetCheckResult(check_name=INTEGRITY, passed=True, metadata=integrity)],
         metadata={
+            "reconciliation": reconciliation_table(reports),
+            "summary": dg.MetadataValue.md(report_summary(run, reports, message)),
             **integrity,
-            "reconciliation": table,
             "warnings": len(attention),
             "needs_attention": dg.MetadataValue.json(attention_records(reports)),
             "cliniko_records": sum(r.cliniko for r in reports),
@@ -131,4 +123,31 @@ def import_report(
             "skipped": sum(sum(r.skipped.values()) for r in reports),
             "rejected": sum(r.rejected for r in reports),
         },
+    )
+
+
+def _refuse_unaccounted(run: LoadRun, rows: dict[str, RowReport], integrity: dict[str, int]) -> None:
+    """Fail the run, naming the rows, if anything is lost or dangles in Splose."""
+    missing = [ROWS[name] for name in ROWS if name not in rows]
+    unaccounted = {r.row: r.unaccounted for r in rows.values() if r.unaccounted}
+    broken = {key: value for key, value in integrity.items() if key != "appointments_read_back" and value}
+    if missing or unaccounted or broken:
+        raise dg.Failure(
+            description=f"Import {run.import_id} of tenant '{run.tenant}' is not fully accounted for: rows not "
+            f"loaded: {', '.join(missing) or 'none'}; records unaccounted for by row: {unaccounted or 'none'}; "
+            f"referential integrity problems in Splose: {broken or 'none'}. Re-run the import: loads are "
+            "idempotent; if it persists, the rows named here are where records are lost.",
+            metadata={
+                "reconciliation": reconciliation_table(rows.values()),
+                **integrity,
+                "what_to_do": "re-run the import; if it persists, inspect the rows named",
+            },
+        )
+
+
+def report_summary(run: LoadRun, reports: list[RowReport], message: str) -> str:
+    """The report as a person reads it: the import's status message, then the whole table."""
+    return (
+        f"**Import {run.import_id} of tenant '{run.tenant}'**: {message}\n\n"
+        f"{reconciliation_markdown(reports)}\n\n{LEFT_BEHIND}"
     )

@@ -1,9 +1,11 @@
 """Nightly re-sync of every clinic still running both systems.
 
-Each tenant's latest successful import run is repeated with the same run config (its import id and
-mapping): the extraction is incremental and the loads are idempotent upserts, so a re-sync fetches and
-writes only what changed. Only imports Splose holds as ``complete`` are re-synced: never a deleted one
-(the clinic's undo), one of another workspace, or one with an import of its workspace in progress.
+Each tenant's latest successful import run is repeated for the same import (its id, recorded on the run
+whether run config gave it or the run found it), with the same run config overrides if it had any; the
+mapping is read from Splose at run time like any run's (:mod:`cliniko_assets.resolution`). The extraction
+is incremental and the loads are idempotent upserts, so a re-sync fetches and writes only what changed.
+Only imports Splose holds as ``complete`` are re-synced: never a deleted one (the clinic's undo), one of
+another workspace, or one with an import of its workspace in progress.
 
 What a re-sync tells the clinic: nothing when it completes with no new warnings (the clinic already has
 its completion email); one email when it finds records needing attention that were not reported before;
@@ -63,6 +65,17 @@ def nightly_resync(context: dg.ScheduleEvaluationContext, splose: SploseResource
             yield dg.RunRequest(
                 run_key=f"resync-{tenant}-{day}",
                 partition_key=tenant,
-                run_config={"resources": previous.run_config.get("resources", {})},
+                run_config=resync_config(previous, import_id),
                 tags={RESYNC_TAG: day, **({IMPORT_ID_TAG: import_id} if import_id else {})},
             )
+
+
+def resync_config(previous: dg.DagsterRun, import_id: str | None) -> dict:
+    """The previous run's resource config (overrides included), for the import it worked for."""
+    resources = dict((previous.run_config or {}).get("resources") or {})
+    request = dict((resources.get("import_request") or {}).get("config") or {})
+    if import_id:
+        request["import_id"] = import_id
+    if request:
+        resources["import_request"] = {"config": request}
+    return {"resources": resources}

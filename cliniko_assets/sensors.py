@@ -9,11 +9,9 @@ import dagster as dg
 
 from cliniko_assets.jobs import import_job
 from cliniko_assets.lifecycle import IMPORT_ID_TAG, PARTITION_TAG, import_id_of, settle_failed_run
-from cliniko_assets.mapping import mapping_from_request
 from cliniko_assets.partitions import InvalidTenant, tenants, validate_tenant
 from splose_resources.notifier import NotifierResource
 from splose_resources.splose import SploseImportClient, SploseResource
-from splose_resources.staging import StagingStore
 
 IN_PROGRESS = [
     dg.DagsterRunStatus.QUEUED,
@@ -24,19 +22,9 @@ IN_PROGRESS = [
 
 
 def run_config_for(request: dict) -> dict:
-    """The run config of one import request: its id, mapping and data types. Never its key."""
-    mapping = mapping_from_request(request.get("mapping") or {})
-    return {
-        "resources": {
-            "import_request": {
-                "config": {
-                    "import_id": str(request["id"]),
-                    "mapping": mapping.model_dump(),
-                    "include": list(request.get("include") or []),
-                }
-            }
-        }
-    }
+    """The run config of one import request: its id alone. The run reads the request's mapping and data
+    types from Splose when it starts, as a run launched with nothing typed does. Never its key."""
+    return {"resources": {"import_request": {"config": {"import_id": str(request["id"])}}}}
 
 
 def run_request_for(request: dict, tenant: str) -> dg.RunRequest:
@@ -106,33 +94,6 @@ def import_requests(context: dg.SensorEvaluationContext, splose: SploseResource)
         run_requests=run_requests,
         dynamic_partitions_requests=[tenants.build_add_request(new_tenants)] if new_tenants else [],
     )
-
-
-@dg.sensor(minimum_interval_seconds=300, default_status=dg.DefaultSensorStatus.RUNNING)
-def purge_deleted_imports(
-    context: dg.SensorEvaluationContext, splose: SploseResource, staging: StagingStore
-) -> dg.SkipReason:
-    """An import the clinic deleted (Splose's 48-hour undo) takes its staged health data with it.
-
-    Only when it is the workspace's latest import: a clinic that deleted an import and imported again
-    keeps the staging of its new import.
-    """
-    latest: dict[str, dict] = {}
-    with splose.imports(log=context.log) as imports:
-        for request in imports.list_imports():
-            workspace = str(request.get("workspaceId", ""))
-            if workspace not in latest or int(request["id"]) > int(latest[workspace]["id"]):
-                latest[workspace] = request
-    purged = []
-    for workspace, request in latest.items():
-        try:
-            tenant = validate_tenant(workspace)
-        except InvalidTenant:
-            continue
-        if request.get("status") == "deleted" and staging.has_tenant(tenant):
-            staging.purge(tenant)
-            purged.append(tenant)
-    return dg.SkipReason(f"purged the staged data of {len(purged)} tenant(s)" if purged else "nothing to purge")
 
 
 @dg.run_failure_sensor(default_status=dg.DefaultSensorStatus.RUNNING)

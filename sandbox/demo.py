@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     table, unaccounted = reconciliation(result)
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
-            print(f"\nStep {event.step_key} failed: {event.event_specific_data.error.message.strip()}")
+            failure = event.event_specific_data
+            reason = failure.user_failure_data.description if failure.user_failure_data else failure.error.message
+            print(f"\nStep {event.step_key} failed: {reason.strip()}")
     print("\n" + table)
     print(f"\nElapsed: {elapsed:.1f}s; run {'succeeded' if result.success else 'FAILED'} ({result.run_id})")
     if unaccounted:
@@ -84,21 +86,21 @@ def submit_import(cliniko: ClinikoSandboxAdmin, account: str, splose_url: str, w
 def run_import(cliniko_url: str) -> dg.ExecuteInProcessResult:
     import os
 
-    from cliniko_assets.definitions import defs
+    from cliniko_assets.definitions import defs, splose_resource
     from cliniko_assets.sensors import import_requests
-    from splose_resources.splose import SploseResource
 
     os.environ["CLINIKO_API_URL"] = f"{cliniko_url}/{{shard}}/v1"
     with dg.DagsterInstance.get() as instance:
         sensor_result = import_requests(
-            dg.build_sensor_context(instance=instance, resources={"splose": SploseResource()})
+            dg.build_sensor_context(instance=instance, resources={"splose": splose_resource()})
         )
         for request in sensor_result.dynamic_partitions_requests:
             instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
         (run_request,) = sensor_result.run_requests
         print(f"Running the import of tenant '{run_request.partition_key}'...", flush=True)
         run_config = dict(run_request.run_config)
-        run_config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
+        # INFO: the run's progress lines (records and pages done, rate, time left) and each step's counts.
+        run_config["loggers"] = {"console": {"config": {"log_level": "INFO"}}}
         # Every demo is a first import: the sandbox regenerates the clinic, so nothing staged before counts.
         run_config["ops"] = {"cliniko_extract": {"config": {"full_refresh": True}}}
         return defs.resolve_job_def("import_job").execute_in_process(

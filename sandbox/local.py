@@ -1,8 +1,9 @@
 """The embedded default: a project-local DAGSTER_HOME and a Cliniko sandbox wired to the pipeline.
 
-Used by ``make demo`` and ``make dev``. The pipeline is configured only through the environment it
-reads in production (``CLINIKO_API_URL``, ``CLINIKO_API_KEY__<TENANT>``, ``STAGING_URI``), so it never
-knows it is talking to a sandbox.
+Used by ``make demo`` and ``make dev``. The pipeline is configured only through the environment variables
+its code location reads in production (``CLINIKO_API_URL``, ``SPLOSE_API_URL``, ``SPLOSE_PLATFORM_TOKEN``,
+as ``dg.EnvVar``), so it never knows it is talking to a sandbox; staging and the outbox live in the
+instance's home.
 """
 
 from __future__ import annotations

@@ -10,11 +10,10 @@ import base64
 import hashlib
 import json
 import logging
-import os
 import re
 import threading
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
@@ -133,6 +132,9 @@ class ClinikoClient:
         self._anonymous.headers.update({"User-Agent": user_agent})
         self._counts: Counter[str] = Counter()
         self._counts_lock = threading.Lock()
+        # Told of every page and file fetched (the run's progress lines); called from worker threads.
+        self.on_page: Callable[[str, list[tuple[str, str]], Page], None] | None = None
+        self.on_file: Callable[[str, int], None] | None = None
 
     def close(self) -> None:
         self._session.close()
@@ -164,7 +166,10 @@ class ClinikoClient:
                 server_time=_http_date(response.headers.get("Date")),
             )
 
-        return self._run(attempt, resource)
+        page = self._run(attempt, resource)
+        if self.on_page is not None:
+            self.on_page(resource, params, page)
+        return page
 
     def get_json(self, path_or_url: str, *, resource: str) -> dict:
         url = path_or_url if "://" in path_or_url else self.url(path_or_url)
@@ -209,7 +214,10 @@ class ClinikoClient:
                 )
             return _stream_to_file(response, destination)
 
-        return self._run(attempt, resource)
+        download = self._run(attempt, resource)
+        if self.on_file is not None:
+            self.on_file(resource, download.size)
+        return download
 
     def _api_get(self, url: str, *, resource: str, expect_redirect: bool = False) -> requests.Response:
         self._limiter.acquire()
@@ -272,10 +280,10 @@ class ClinikoClient:
 class ClinikoResource(dg.ConfigurableResource):
     """Hands out a :class:`ClinikoClient` per tenant, sharing the key's budget across processes."""
 
-    api_url: str | None = Field(
-        default=None,
-        description="Overrides https://api.<shard>.cliniko.com/v1 (may contain '{shard}'); "
-        "defaults to the CLINIKO_API_URL environment variable.",
+    api_url: str = Field(
+        default=PRODUCTION_URL,
+        description=f"The Cliniko API, '{{shard}}' standing for the key's shard ({PRODUCTION_URL} in "
+        "production); the code location reads CLINIKO_API_URL.",
     )
     user_agent: str = "Splose Cliniko importer (integrations@splose.com)"
     requests_per_window: int = 200
@@ -290,23 +298,12 @@ class ClinikoResource(dg.ConfigurableResource):
     _keys: dict[str, Secret] = PrivateAttr(default_factory=dict)
 
     def base_url_for(self, shard: str) -> str:
-        template = self.api_url or os.environ.get("CLINIKO_API_URL") or PRODUCTION_URL
-        return template.replace("{shard}", shard)
-
-    def api_key_for(self, tenant: str) -> Secret:
-        """The tenant's key, read from ``CLINIKO_API_KEY__<TENANT>`` (local development)."""
-        name = "CLINIKO_API_KEY__" + re.sub(r"[^A-Z0-9]", "_", tenant.upper())
-        value = os.environ.get(name, "").strip()
-        if not value:
-            raise ClinikoAuthError(f"No Cliniko API key for tenant '{tenant}': set the environment variable {name}.")
-        return Secret(value)
+        return (self.api_url or PRODUCTION_URL).replace("{shard}", shard)
 
     @contextmanager
-    def client(
-        self, tenant: str, api_key: Secret | None = None, log: logging.Logger | None = None
-    ) -> Iterator[ClinikoClient]:
+    def client(self, tenant: str, api_key: Secret, log: logging.Logger | None = None) -> Iterator[ClinikoClient]:
         """A client for ``tenant``; ``log`` (the run's ``context.log``) receives its retry lines."""
-        key = api_key or self.api_key_for(tenant)
+        key = api_key
         limiter = FixedWindowLimiter(
             scope="cliniko",
             secret=key.reveal(),

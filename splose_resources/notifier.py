@@ -9,26 +9,35 @@ its ``sent/`` folder): they are the record of what the clinic was told. Folder 0
 
 from __future__ import annotations
 
-import os
 import re
 from email.message import EmailMessage
 from pathlib import Path
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from cliniko_assets.partitions import validate_tenant
-from splose_resources.staging import private_dir, write_private
+from splose_resources.staging import instance_home, private_dir, write_private
 
 OUTCOME_PATTERN = re.compile(r"[a-z0-9-]{1,80}")
 
 
 class NotifierResource(dg.ConfigurableResource):
-    outbox: str | None = Field(default=None, description="Outbox folder; defaults to $DAGSTER_HOME/outbox.")
+    outbox: str | None = Field(
+        default=None, description="Outbox folder; defaults to the 'outbox' folder of the instance's home."
+    )
     sender: str = "imports@splose.com"
+    _instance_home: Path | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._instance_home = instance_home(context)
 
     def outbox_dir(self) -> Path:
-        return private_dir(Path(self.outbox or Path(os.environ.get("DAGSTER_HOME", ".")) / "outbox"))
+        if self.outbox:
+            return private_dir(Path(self.outbox))
+        if self._instance_home is None:
+            raise RuntimeError("The notifier has no outbox: set its outbox, or use it inside a Dagster instance.")
+        return private_dir(self._instance_home / "outbox")
 
     def message_path(self, import_id: int, outcome: str) -> Path:
         if not OUTCOME_PATTERN.fullmatch(outcome):

@@ -8,10 +8,11 @@ Two layers, kept apart (``splose-api.md``):
 - :class:`SploseImportClient`, this project's import API: the import request queue, the Cliniko key of
   a request, idempotent bulk upserts keyed by external id, the crosswalk, streamed file uploads, undo.
 
-Both speak with the one platform token (``SPLOSE_PLATFORM_TOKEN``), acting for a workspace through the
-``X-Splose-Workspace`` header. The token is read from the environment at run time, held in a
-:class:`Secret`, sent to the configured host only (redirects are never followed), and never appears in
-a repr, a log line or an error. Every call goes through the shared retry policy and waits for a slot in
+Both speak with the one platform token, acting for a workspace through the ``X-Splose-Workspace``
+header. The code location gives it as ``dg.EnvVar("SPLOSE_PLATFORM_TOKEN")`` (read at run time; the UI
+shows the variable's name, never the token); the resource keeps it out of its repr, holds it in a
+:class:`Secret` while calling, sends it to the configured host only (redirects are never followed), and
+it never appears in a log line or an error. Every call goes through the shared retry policy and waits for a slot in
 the token's budget, kept across processes by :class:`SlidingWindowLimiter` (Splose counts in a sliding
 window, so no 60 s span anywhere gets more than the limit): the import API's budget
 (600/min by default) for every call, plus the v1 budget (60/min per key) for v1 calls, since Splose
@@ -22,7 +23,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -483,11 +483,18 @@ class SploseWorkspace:
 
 
 class SploseResource(dg.ConfigurableResource):
-    """Hands out Splose clients; the platform token comes from ``SPLOSE_PLATFORM_TOKEN`` at run time."""
+    """Hands out Splose clients. ``definitions.py`` sets the URL and the token from the environment
+    (``dg.EnvVar``, read at run time); the token is never a plain value in code or run config."""
 
-    api_url: str | None = Field(
-        default=None,
-        description=f"Overrides {PRODUCTION_URL}; defaults to the SPLOSE_API_URL environment variable.",
+    api_url: str = Field(
+        default=PRODUCTION_URL,
+        description=f"The Splose API ({PRODUCTION_URL} in production); the code location reads SPLOSE_API_URL.",
+    )
+    platform_token: str = Field(
+        default="",
+        repr=False,
+        description=f"The import-scoped platform token: only ever dg.EnvVar('{TOKEN_VARIABLE}'), so the UI shows "
+        "the variable's name and never the token.",
     )
     user_agent: str = "Splose Cliniko importer (integrations@splose.com)"
     import_requests_per_window: int = 600
@@ -502,10 +509,10 @@ class SploseResource(dg.ConfigurableResource):
     max_attempts: int = 8
 
     def base_url(self) -> str:
-        return self.api_url or os.environ.get("SPLOSE_API_URL") or PRODUCTION_URL
+        return self.api_url or PRODUCTION_URL
 
-    def platform_token(self) -> Secret:
-        value = os.environ.get(TOKEN_VARIABLE, "").strip()
+    def token(self) -> Secret:
+        value = self.platform_token.strip()
         if not value:
             raise SploseAuthError(
                 f"No Splose platform token: set the environment variable {TOKEN_VARIABLE} to the import-scoped "
@@ -514,13 +521,16 @@ class SploseResource(dg.ConfigurableResource):
         return Secret(value)
 
     @contextmanager
-    def imports(self, log: logging.Logger | None = None) -> Iterator[SploseImportClient]:
-        """The import API at platform level (no workspace header): the queue across workspaces.
-
-        ``log`` (a run's or a sensor's ``context.log``) receives the retry lines.
+    def imports(
+        self, log: logging.Logger | None = None, workspace_id: str | None = None
+    ) -> Iterator[SploseImportClient]:
+        """The import API at platform level (no workspace header: the queue across workspaces), or acting
+        for ``workspace_id`` (its imports only). ``log`` (a run's or a sensor's ``context.log``) receives the
+        retry lines.
         """
-        token = self.platform_token()
-        client = SploseImportClient(self._transport("import API", token, None, log), self._import_limiter(token))
+        token = self.token()
+        transport = self._transport("import API", token, workspace_id, log)
+        client = SploseImportClient(transport, self._import_limiter(token))
         try:
             yield client
         finally:
@@ -529,7 +539,7 @@ class SploseResource(dg.ConfigurableResource):
     @contextmanager
     def workspace(self, workspace_id: str, log: logging.Logger | None = None) -> Iterator[SploseWorkspace]:
         """Both layers acting for ``workspace_id``; ``log`` receives the retry lines."""
-        token = self.platform_token()
+        token = self.token()
         import_limiter = self._import_limiter(token)
         v1_limiter = self._limiter("splose-v1", f"{token.reveal()}\0{workspace_id}", self.v1_requests_per_window)
         with ExitStack() as stack:

@@ -32,7 +32,7 @@ import dagster as dg
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from cliniko_assets.partitions import validate_tenant
 
@@ -54,6 +54,17 @@ class StagingBusy(RuntimeError):
     pass
 
 
+class StagingUnavailable(RuntimeError):
+    """Staging has no usable root folder (a configuration problem)."""
+
+
+def instance_home(context: dg.InitResourceContext) -> Path | None:
+    """The Dagster instance's home folder ($DAGSTER_HOME for a persistent instance), where private data
+    lives by default; None outside an instance."""
+    instance = context.instance
+    return Path(instance.root_directory) if instance is not None else None
+
+
 @dataclass
 class CommitStats:
     records: int
@@ -67,20 +78,25 @@ class StagingStore(dg.ConfigurableResource):
 
     uri: str | None = Field(
         default=None,
-        description="Root folder (or file:// URL); defaults to $STAGING_URI, else $DAGSTER_HOME/staging.",
+        description="Root folder (or file:// URL); the code location reads STAGING_URI when it is set. Without "
+        "it: the 'staging' folder of the Dagster instance's home ($DAGSTER_HOME).",
     )
+    _instance_home: Path | None = PrivateAttr(default=None)
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        self._instance_home = instance_home(context)
 
     def root(self) -> Path:
-        value = self.uri or os.environ.get("STAGING_URI")
+        value = self.uri or (str(self._instance_home / "staging") if self._instance_home else None)
         if not value:
-            home = os.environ.get("DAGSTER_HOME")
-            if not home:
-                raise RuntimeError("Set STAGING_URI (or DAGSTER_HOME) so staged data has a private home.")
-            value = str(Path(home) / "staging")
+            raise StagingUnavailable(
+                "Staging has no root: set STAGING_URI (read by the code location), or use the store inside a "
+                "Dagster run, whose instance home holds 'staging'."
+            )
         if "://" in value:
             scheme, _, rest = value.partition("://")
             if scheme != "file":
-                raise RuntimeError(
+                raise StagingUnavailable(
                     f"STAGING_URI scheme '{scheme}' is not supported yet; use a local path or file:// URL."
                 )
             value = rest

@@ -12,6 +12,7 @@ import dagster as dg
 import pytest
 
 from cliniko_assets.catalog import CATALOG
+from cliniko_assets.definitions import cliniko_resource, splose_resource
 from cliniko_assets.extract import cliniko_extract
 from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import tenants
@@ -36,8 +37,13 @@ def pytest_collection_modifyitems(items):
     items.sort(key=lambda item: item.name == SESSION_CONTRACT_TEST)
 
 
-# Without an import request the extraction reads the key from CLINIKO_API_KEY__<TENANT> (local development).
-LOCAL_KEY_RESOURCES = {"splose": SploseResource(), "import_request": ImportRequestResource()}
+# Local development runs: the extraction reads the key from CLINIKO_API_KEY__<TENANT> and Splose is never asked.
+LOCAL_KEY_RESOURCES = {"splose": SploseResource(), "import_request": ImportRequestResource(local_development=True)}
+
+
+def splose_from_env(**settings) -> SploseResource:
+    """The code location's Splose resource with its environment variables read now, for use outside a run."""
+    return splose_resource(**settings).process_config_and_initialize()
 
 
 @pytest.fixture(scope="session")
@@ -85,7 +91,7 @@ class Clinic:
             selection=[f"cliniko/{name}" for name in selection] if selection else None,
             instance=instance,
             partition_key=self.tenant,
-            resources={"cliniko": cliniko or ClinikoResource(), "staging": self.staging, **LOCAL_KEY_RESOURCES},
+            resources={"cliniko": cliniko or cliniko_resource(), "staging": self.staging, **LOCAL_KEY_RESOURCES},
             run_config=run_config,
             raise_on_error=raise_on_error,
         )

@@ -22,8 +22,7 @@ import pytest
 
 from cliniko_assets.partitions import tenants
 from cliniko_assets.sensors import import_requests, run_config_for
-from splose_resources.splose import SploseResource
-from tests.conftest import PROJECT
+from tests.conftest import PROJECT, splose_from_env
 from tests.test_import import Import, splose_sandbox  # noqa: F401 (the module's Splose sandbox)
 from tests.test_import_resilience import _assert_every_row_reconciles, _assert_splose_holds_what_was_loaded, _rows
 from tests.test_trust import read_email, settle
@@ -35,9 +34,9 @@ CHILD = textwrap.dedent(
     """
     import json, os, signal, sys
     import dagster as dg
-    from cliniko_assets.definitions import defs
+    from cliniko_assets.definitions import defs, splose_resource
     from splose_resources.notifier import NotifierResource
-    from splose_resources.splose import SploseImportClient, SploseResource
+    from splose_resources.splose import SploseImportClient
     from splose_resources.staging import StagingBatch, StagingStore
 
     home, tenant, staging, outbox, run_config, point = sys.argv[1:7]
@@ -62,7 +61,7 @@ CHILD = textwrap.dedent(
     if point in ("between-complete-and-email", "failure-sensor-before-email"):
         NotifierResource.send_once = lambda self, **kwargs: die()
 
-    resources = {"splose": SploseResource(), "notifier": NotifierResource(outbox=outbox)}
+    resources = {"splose": splose_resource(), "notifier": NotifierResource(outbox=outbox)}
     with dg.DagsterInstance.from_config(home) as instance:
         if point == "import-requests-tick":
             from cliniko_assets.sensors import import_requests
@@ -156,7 +155,7 @@ def test_a_tick_killed_after_deciding_its_run_leaves_the_import_submitted_and_th
 
     assert chaos.status(request)["status"] == "submitted"  # never running without a run
     with chaos.instance() as instance:
-        context = dg.build_sensor_context(instance=instance, resources={"splose": SploseResource()})
+        context = dg.build_sensor_context(instance=instance, resources={"splose": splose_from_env()})
         (run_request,) = import_requests(context).run_requests
     assert run_request.run_config == run_config_for(request)
     chaos.run_again(request)

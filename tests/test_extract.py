@@ -8,9 +8,9 @@ import dagster as dg
 import pytest
 
 from cliniko_assets.catalog import BY_NAME
+from cliniko_assets.definitions import cliniko_resource
 from sandbox.admin import ClinikoSandboxAdmin
 from sandbox.harness import running_server
-from splose_resources.cliniko import ClinikoResource
 from splose_resources.staging import StagingStore
 from tests.conftest import RESOURCES, Clinic, materializations
 
@@ -125,7 +125,7 @@ def test_the_request_budget_is_never_exceeded(tmp_path, monkeypatch):
         with dg.instance_for_test() as instance:
             instance.add_dynamic_partitions("tenants", [clinic.tenant])
             result = clinic.extract(
-                instance, cliniko=ClinikoResource(requests_per_window=budget, window_seconds=window)
+                instance, cliniko=cliniko_resource(requests_per_window=budget, window_seconds=window)
             )
             stats = admin.stats()["keys"]["budget/admin"]
             truth = clinic.truth()
@@ -182,7 +182,7 @@ def test_faults_end_with_exact_counts(clinic, instance, scenario):
     }[scenario]
     clinic.admin.configure(faults=faults, fault_seed=11)
     try:
-        result = clinic.extract(instance, cliniko=ClinikoResource(read_timeout_seconds=1.5, max_attempts=12))
+        result = clinic.extract(instance, cliniko=cliniko_resource(read_timeout_seconds=1.5, max_attempts=12))
         injected = clinic.admin.stats()["keys"][f"{clinic.account}/admin"]["injected"]
     finally:
         clinic.admin.clear_faults()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import requests
 
 from cliniko_assets.catalog import BY_NAME
-from splose_resources.cliniko import ClinikoResource
+from cliniko_assets.definitions import cliniko_resource
 from tests.conftest import RESOURCES, Clinic, materializations
 
 APPOINTMENTS = "individual_appointments"
@@ -48,7 +48,7 @@ def test_records_deleted_while_the_crawl_runs_never_hide_a_live_record(clinic, i
     assert live - seen, "the churn did not move any record past an offset crawl"
 
     clinic.admin.churn(clinic.account, **churn)
-    result = clinic.extract(instance, cliniko=ClinikoResource(page_size=10), selection=[APPOINTMENTS])
+    result = clinic.extract(instance, cliniko=cliniko_resource(page_size=10), selection=[APPOINTMENTS])
 
     staged = clinic.staged_records(APPOINTMENTS)
     exported = clinic.export(APPOINTMENTS)
@@ -75,7 +75,7 @@ def test_quirky_envelopes_on_every_route_change_nothing(clinic, instance, monkey
     ).json()
     assert body["links"]["self"].endswith("/v1/patients?page=1") and isinstance(body["total_entires"], str)
 
-    metadata = materializations(hostile.extract(instance, cliniko=ClinikoResource(page_size=7)))
+    metadata = materializations(hostile.extract(instance, cliniko=cliniko_resource(page_size=7)))
 
     truth = hostile.truth()
     for resource in RESOURCES:
@@ -84,7 +84,7 @@ def test_quirky_envelopes_on_every_route_change_nothing(clinic, instance, monkey
 
 
 def test_wrong_counts_never_size_the_crawl_and_are_reported(clinic, instance):
-    cliniko = ClinikoResource()  # both runs within one budget window
+    cliniko = cliniko_resource()  # both runs within one budget window
     clean = materializations(clinic.extract(instance, cliniko=cliniko))
     clinic.admin.configure(faults={"wrong_total_rate": 1.0}, fault_seed=3)
     try:

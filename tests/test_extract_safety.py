@@ -57,15 +57,16 @@ KILLED_RUN = textwrap.dedent(
     import dagster as dg
     from cliniko_assets.extract import cliniko_extract
     from cliniko_assets.mapping import ImportRequestResource
-    from splose_resources.cliniko import ClinikoResource
+    from cliniko_assets.definitions import cliniko_resource
     from splose_resources.splose import SploseResource
     from splose_resources.staging import StagingStore
 
     home, tenant, staging = sys.argv[1:4]
     with dg.DagsterInstance.from_config(home) as instance:
         dg.materialize([cliniko_extract], instance=instance, partition_key=tenant,
-                       resources={"cliniko": ClinikoResource(), "staging": StagingStore(uri=staging),
-                                  "splose": SploseResource(), "import_request": ImportRequestResource()})
+                       resources={"cliniko": cliniko_resource(), "staging": StagingStore(uri=staging),
+                                  "splose": SploseResource(),
+                                  "import_request": ImportRequestResource(local_development=True)})
     """
 )
 

@@ -15,8 +15,7 @@ from cliniko_assets.sensors import import_requests, run_config_for
 from sandbox.clinic_setup import import_mapping, workspace_seed
 from sandbox.harness import running_server
 from splose_resources.notifier import NotifierResource
-from splose_resources.splose import SploseResource
-from tests.conftest import materializations
+from tests.conftest import materializations, splose_from_env
 
 TOKEN = "platform-" + secrets.token_urlsafe(16)
 
@@ -71,13 +70,20 @@ class Import:
         return response.json()["data"]
 
     def status(self, import_id: int) -> dict:
-        with SploseResource().imports() as imports:
+        with splose_from_env().imports() as imports:
             return imports.get_import(import_id)
 
 
 @pytest.fixture
 def tiny_import(clinic, splose_sandbox, tmp_path, monkeypatch) -> Import:
     return Import(clinic, splose_sandbox.url, tmp_path, monkeypatch)
+
+
+def purge_deleted_imports(instance, staging) -> dg.ExecuteInProcessResult:
+    """One run of the scheduled purge job, as the schedule launches it."""
+    return defs.resolve_job_def("purge_deleted_imports_job").execute_in_process(
+        instance=instance, resources={"staging": staging}
+    )
 
 
 def _rows(result) -> dict[str, dict]:
@@ -90,7 +96,7 @@ def _rows(result) -> dict[str, dict]:
 
 def test_the_sensor_turns_a_submitted_request_into_a_tenant_run(tiny_import, instance):
     request = tiny_import.submit()
-    result = import_requests(dg.build_sensor_context(instance=instance, resources={"splose": SploseResource()}))
+    result = import_requests(dg.build_sensor_context(instance=instance, resources={"splose": splose_from_env()}))
     (run_request,) = [r for r in result.run_requests if r.tags["splose/import_id"] == str(request["id"])]
     assert run_request.partition_key == tiny_import.clinic.tenant
     assert run_request.run_config == run_config_for(request)
@@ -199,7 +205,7 @@ def test_an_incomplete_mapping_fails_before_any_write_listing_every_item(tiny_im
             dagster_event=run_failure,
             dagster_instance=instance,
             dagster_run=run,
-            resources={"splose": SploseResource(), "notifier": NotifierResource(outbox=str(tiny_import.outbox))},
+            resources={"splose": splose_from_env(), "notifier": NotifierResource(outbox=str(tiny_import.outbox))},
         ).for_run_failure()
     )
     status = tiny_import.status(request["id"])
@@ -216,7 +222,7 @@ def test_the_nightly_resync_repeats_each_clinics_last_import_and_writes_nothing_
     request = tiny_import.submit()
     tiny_import.run(instance, request)
     context = dg.build_schedule_context(
-        instance=instance, scheduled_execution_time=datetime(2026, 11, 24, 2), resources={"splose": SploseResource()}
+        instance=instance, scheduled_execution_time=datetime(2026, 11, 24, 2), resources={"splose": splose_from_env()}
     )
 
     (run_request,) = list(nightly_resync(context))
@@ -260,19 +266,18 @@ def test_no_key_token_patient_name_or_birth_date_in_anything_an_import_recorded(
 
 
 def test_deleting_an_import_in_splose_purges_its_staged_data(tiny_import, instance):
-    from cliniko_assets.sensors import purge_deleted_imports
-
     request = tiny_import.submit()
     assert tiny_import.run(instance, request).success
     assert tiny_import.clinic.staging.has_tenant(tiny_import.clinic.tenant)
-    with SploseResource().imports() as imports:
+    with splose_from_env().imports() as imports:
         imports.delete_import(request["id"])
-    context = dg.build_sensor_context(
-        instance=instance, resources={"splose": SploseResource(), "staging": tiny_import.clinic.staging}
-    )
 
-    result = purge_deleted_imports(context)
+    result = purge_deleted_imports(instance, tiny_import.clinic.staging)
 
-    assert "1 tenant" in str(result.skip_message)
+    assert result.success
+    (output,) = [e.event_specific_data.metadata for e in result.all_events if e.event_type_value == "STEP_OUTPUT"]
+    assert output["tenants_purged"].value == [tiny_import.clinic.tenant]
+    logged = [e.message for e in instance.all_logs(result.run_id) if e.message]
+    assert f"Purged the staged data of tenant '{tiny_import.clinic.tenant}'" in "\n".join(logged)
     assert not tiny_import.clinic.staging.has_tenant(tiny_import.clinic.tenant)
     assert len(tiny_import.dump("clients")) == 0  # Splose's undo removed what the import created

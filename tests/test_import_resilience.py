@@ -18,15 +18,13 @@ from collections import Counter
 import dagster as dg
 import pytest
 
-from cliniko_assets.definitions import defs
+from cliniko_assets.definitions import cliniko_resource, defs, splose_resource
 from cliniko_assets.load import ROWS
 from cliniko_assets.partitions import tenants
 from cliniko_assets.sensors import run_config_for
 from sandbox.admin import ClinikoSandboxAdmin
 from sandbox.harness import running_server
-from splose_resources.cliniko import ClinikoResource
 from splose_resources.notifier import NotifierResource
-from splose_resources.splose import SploseResource
 from splose_resources.staging import StagingStore
 from tests.conftest import PROJECT, Clinic, materializations
 from tests.splose_sandbox.openapi_contract import read_records, violations
@@ -49,7 +47,7 @@ KILLED_IMPORT = textwrap.dedent(
     import json
     import sys
     import dagster as dg
-    from cliniko_assets.definitions import defs
+    from cliniko_assets.definitions import cliniko_resource, defs, splose_resource
     from splose_resources.notifier import NotifierResource
     from splose_resources.staging import StagingStore
 
@@ -251,8 +249,8 @@ def test_a_small_clinic_imports_end_to_end(tmp_path, monkeypatch):
                 resources={
                     "staging": staging,
                     "notifier": NotifierResource(outbox=str(small.outbox)),
-                    "cliniko": ClinikoResource(requests_per_window=2000),
-                    "splose": SploseResource(import_requests_per_window=6000, v1_requests_per_window=600),
+                    "cliniko": cliniko_resource(requests_per_window=2000),
+                    "splose": splose_resource(import_requests_per_window=6000, v1_requests_per_window=600),
                 },
             )
         rows = _rows(result)

@@ -87,6 +87,10 @@ def _queued_import_run(instance: dg.DagsterInstance, tenant: str) -> dg.DagsterR
 
 
 def test_a_run_queued_past_the_timeout_is_failed_with_a_message(instance, monkeypatch):
+    # The code location's settings, as the process that creates a run has them (nothing is contacted).
+    for name, value in (("CLINIKO_API_URL", "http://127.0.0.1:9/v1"), ("SPLOSE_API_URL", "http://127.0.0.1:9/v1")):
+        monkeypatch.setenv(name, value)
+    monkeypatch.setenv("SPLOSE_PLATFORM_TOKEN", "unused")
     stuck = _queued_import_run(instance, tenant="clinic-9")
 
     assert stale_queued_runs(dg.build_sensor_context(instance=instance)).skip_message == "no run queued too long"

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from datetime import date, timedelta
 from pathlib import Path
 
+import dagster as dg
 import pytest
 import requests
 from requests_toolbelt import MultipartEncoder
@@ -94,8 +95,15 @@ def described(sandbox_url) -> dict:
 
 @pytest.fixture
 def splose(sandbox_url, tmp_path, monkeypatch) -> SploseResource:
+    """Configured as the code location does: the token a dg.EnvVar, read when the resource is initialized."""
     monkeypatch.setenv("SPLOSE_PLATFORM_TOKEN", PLATFORM_TOKEN)
-    return SploseResource(api_url=f"{sandbox_url}/v1", rate_limit_state_dir=str(tmp_path / "limits"))
+    configured = SploseResource(
+        api_url=f"{sandbox_url}/v1",
+        platform_token=dg.EnvVar("SPLOSE_PLATFORM_TOKEN"),
+        rate_limit_state_dir=str(tmp_path / "limits"),
+    )
+    assert PLATFORM_TOKEN not in repr(configured)
+    return configured.process_config_and_initialize()
 
 
 @pytest.fixture
@@ -138,10 +146,13 @@ def test_v1_lists_follow_every_page_and_show_archived_rows(splose, described):
 
 
 def test_v1_calls_keep_to_the_v1_budget(sandbox_url, described, tmp_path, monkeypatch):
-    monkeypatch.setenv("SPLOSE_PLATFORM_TOKEN", PLATFORM_TOKEN)
     window = 0.5
     splose = SploseResource(
-        api_url=f"{sandbox_url}/v1", v1_requests_per_window=2, window_seconds=window, rate_limit_state_dir=str(tmp_path)
+        api_url=f"{sandbox_url}/v1",
+        platform_token=PLATFORM_TOKEN,
+        v1_requests_per_window=2,
+        window_seconds=window,
+        rate_limit_state_dir=str(tmp_path),
     )
     sent: list[float] = []
     original = requests.Session.request
@@ -372,9 +383,13 @@ def test_delete_removes_what_the_import_created(splose, sandbox_url, import_id):
     assert not [row for row in dump(sandbox_url, "contacts") if row["externalId"] == "gone-1"]
 
 
-def test_a_bad_or_missing_token_says_what_to_do_without_showing_it(splose, described, monkeypatch):
+def test_a_bad_or_missing_token_says_what_to_do_without_showing_it(sandbox_url, described, tmp_path):
+    def with_token(token: str) -> SploseResource:
+        return SploseResource(api_url=f"{sandbox_url}/v1", platform_token=token, rate_limit_state_dir=str(tmp_path))
+
     wrong = "not-the-platform-token-93c1d7"
-    monkeypatch.setenv("SPLOSE_PLATFORM_TOKEN", wrong)
+    splose = with_token(wrong)
+    assert wrong not in repr(splose) and wrong not in str(splose)
     with splose.imports() as platform, pytest.raises(SploseAuthError) as on_imports:
         list(platform.list_imports())
     with splose.workspace(WORKSPACE) as ws, pytest.raises(SploseAuthError) as on_v1:
@@ -384,14 +399,16 @@ def test_a_bad_or_missing_token_says_what_to_do_without_showing_it(splose, descr
         assert wrong not in str(error) and wrong not in repr(error)
     assert "import API" in str(on_imports.value) and "v1 API" in str(on_v1.value)
 
-    monkeypatch.setenv("SPLOSE_PLATFORM_TOKEN", described["key"])  # a workspace key, not the platform token
-    with splose.imports() as platform, pytest.raises(SploseAuthError, match=r"403.*import scope") as forbidden:
+    # A workspace key, not the platform token.
+    with (
+        with_token(described["key"]).imports() as platform,
+        pytest.raises(SploseAuthError, match=r"403.*import scope") as forbidden,
+    ):
         platform.get_import(1)
     assert described["key"] not in str(forbidden.value)
 
-    monkeypatch.delenv("SPLOSE_PLATFORM_TOKEN")
     with pytest.raises(SploseAuthError, match="set the environment variable SPLOSE_PLATFORM_TOKEN"):
-        splose.platform_token()
+        with_token("").token()
 
 
 @pytest.fixture(scope="module")
@@ -408,13 +425,11 @@ def tight_limits(tmp_path_factory) -> str:
     return str(tmp_path_factory.mktemp("tight-limits"))
 
 
-def test_429s_are_waited_out_and_a_budget_within_the_limit_never_meets_one(
-    tight_sandbox_url, tight_limits, monkeypatch
-):
-    monkeypatch.setenv("SPLOSE_PLATFORM_TOKEN", PLATFORM_TOKEN)
+def test_429s_are_waited_out_and_a_budget_within_the_limit_never_meets_one(tight_sandbox_url, tight_limits):
     limits = tight_limits
     careless = SploseResource(
         api_url=f"{tight_sandbox_url}/v1",
+        platform_token=PLATFORM_TOKEN,
         import_requests_per_window=1000,
         window_seconds=1,
         rate_limit_state_dir=limits,
@@ -431,7 +446,11 @@ def test_429s_are_waited_out_and_a_budget_within_the_limit_never_meets_one(
     time.sleep(1.05)
     throttled_before = platform_stats(tight_sandbox_url)["throttled"]
     within = SploseResource(
-        api_url=f"{tight_sandbox_url}/v1", import_requests_per_window=2, window_seconds=1, rate_limit_state_dir=limits
+        api_url=f"{tight_sandbox_url}/v1",
+        platform_token=PLATFORM_TOKEN,
+        import_requests_per_window=2,
+        window_seconds=1,
+        rate_limit_state_dir=limits,
     )
     with within.workspace(WORKSPACE) as ws:
         statuses = [ws.imports.get_import(created["id"])["status"] for _ in range(8)]
@@ -442,10 +461,10 @@ def test_429s_are_waited_out_and_a_budget_within_the_limit_never_meets_one(
     assert stats["throttled"] == throttled_before
 
 
-def test_delete_after_the_window_is_a_conflict_with_splose_message(tight_sandbox_url, tight_limits, monkeypatch):
-    monkeypatch.setenv("SPLOSE_PLATFORM_TOKEN", PLATFORM_TOKEN)
+def test_delete_after_the_window_is_a_conflict_with_splose_message(tight_sandbox_url, tight_limits):
     splose = SploseResource(
         api_url=f"{tight_sandbox_url}/v1",
+        platform_token=PLATFORM_TOKEN,
         import_requests_per_window=5,
         window_seconds=1,
         rate_limit_state_dir=tight_limits,

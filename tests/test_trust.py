@@ -19,13 +19,19 @@ from cliniko_assets.definitions import defs
 from cliniko_assets.lifecycle import IMPORT_ID_TAG, PARTITION_TAG
 from cliniko_assets.partitions import tenants
 from cliniko_assets.schedules import nightly_resync
-from cliniko_assets.sensors import import_failed, import_requests, purge_deleted_imports, run_config_for
+from cliniko_assets.sensors import import_failed, import_requests, run_config_for
 from sandbox.harness import running_server
 from splose_resources.cliniko import FILE_MISSING, FILE_REFUSED
 from splose_resources.notifier import NotifierResource
-from splose_resources.splose import SploseNotFound, SploseResource
-from tests.conftest import RESOURCES, Clinic, materializations
-from tests.test_import import TOKEN, Import, splose_sandbox, tiny_import  # noqa: F401 (fixtures)
+from splose_resources.splose import SploseNotFound
+from tests.conftest import RESOURCES, Clinic, materializations, splose_from_env
+from tests.test_import import (  # noqa: F401 (fixtures)
+    TOKEN,
+    Import,
+    purge_deleted_imports,
+    splose_sandbox,
+    tiny_import,
+)
 
 _other_accounts = itertools.count(1)
 
@@ -56,7 +62,7 @@ def settle(instance: dg.DagsterInstance, run_id: str, outbox) -> None:
         dagster_event=failure,
         dagster_instance=instance,
         dagster_run=run,
-        resources={"splose": SploseResource(), "notifier": NotifierResource(outbox=str(outbox))},
+        resources={"splose": splose_from_env(), "notifier": NotifierResource(outbox=str(outbox))},
     )
     import_failed(context.for_run_failure())
 
@@ -97,7 +103,7 @@ def test_a_run_given_another_tenants_import_id_is_refused_before_any_cliniko_req
     staged = [(t, r) for t in (a, b) for r in RESOURCES if clinic.staging.has_data(t, r)]
     assert staged == []
     # Splose refuses it too: acting for workspace A, B's import does not exist.
-    with SploseResource().workspace(a) as workspace, pytest.raises(SploseNotFound):
+    with splose_from_env().workspace(a) as workspace, pytest.raises(SploseNotFound):
         workspace.imports.credentials(request_b["id"])
     # The failure sensor leaves B's import alone and tells no one.
     settle(instance, result.run_id, tenant_a.outbox)
@@ -164,16 +170,13 @@ def test_a_deleted_import_is_never_resynced_or_staged_again(tiny_import, instanc
     request = tiny_import.submit()
     assert tiny_import.run(instance, request).success
     tenant = tiny_import.clinic.tenant
-    with SploseResource().imports() as imports:
+    with splose_from_env().imports() as imports:
         imports.delete_import(request["id"])
-    purge_context = dg.build_sensor_context(
-        instance=instance, resources={"splose": SploseResource(), "staging": tiny_import.clinic.staging}
-    )
-    purge_deleted_imports(purge_context)
+    assert purge_deleted_imports(instance, tiny_import.clinic.staging).success
     assert not tiny_import.clinic.staging.has_tenant(tenant)
 
     schedule_context = dg.build_schedule_context(
-        instance=instance, scheduled_execution_time=datetime(2026, 11, 25, 2), resources={"splose": SploseResource()}
+        instance=instance, scheduled_execution_time=datetime(2026, 11, 25, 2), resources={"splose": splose_from_env()}
     )
     assert list(nightly_resync(schedule_context)) == []
 
@@ -201,7 +204,7 @@ def test_one_import_per_workspace_the_second_waits_for_the_first(tiny_import, in
         status=dg.DagsterRunStatus.NOT_STARTED,
     )
     second = tiny_import.submit()  # ...when the clinic submits a new import
-    context = dg.build_sensor_context(instance=instance, resources={"splose": SploseResource()})
+    context = dg.build_sensor_context(instance=instance, resources={"splose": splose_from_env()})
 
     capfd.readouterr()
     result = import_requests(context)
@@ -212,7 +215,7 @@ def test_one_import_per_workspace_the_second_waits_for_the_first(tiny_import, in
     assert f"Import {second['id']} waits: import {first['id']} of workspace '{tenant}' is in progress" in tick_log
 
     instance.report_run_canceled(queued)
-    result = import_requests(dg.build_sensor_context(instance=instance, resources={"splose": SploseResource()}))
+    result = import_requests(dg.build_sensor_context(instance=instance, resources={"splose": splose_from_env()}))
     assert [r.tags[IMPORT_ID_TAG] for r in result.run_requests] == [str(second["id"])]
 
 
@@ -284,7 +287,7 @@ def test_unreadable_and_rejected_files_make_it_complete_with_warnings_naming_the
 
 
 def test_every_retry_is_logged_naming_the_request_never_a_secret(clinic, instance):
-    from splose_resources.cliniko import ClinikoResource
+    from cliniko_assets.definitions import cliniko_resource
 
     # Faults that always spoil the answer (the sandbox counts a truncation drawn for a redirect, which it
     # cannot truncate, so truncations are left to the extraction's own fault tests).
@@ -292,7 +295,7 @@ def test_every_retry_is_logged_naming_the_request_never_a_secret(clinic, instanc
     clinic.admin.configure(faults=faults, fault_seed=5)
     clinic.admin.reset_stats()
     try:
-        result = clinic.extract(instance, cliniko=ClinikoResource(max_attempts=12))
+        result = clinic.extract(instance, cliniko=cliniko_resource(max_attempts=12))
         stats = clinic.admin.stats()["keys"][f"{clinic.account}/admin"]
     finally:
         clinic.admin.clear_faults()

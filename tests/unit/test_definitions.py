@@ -11,8 +11,8 @@ CLINIKO = [
 ]  # fmt: skip
 SPLOSE = [
     "appointments", "availability", "clients", "contacts", "files", "group_appointments", "import_report",
-    "locations", "practitioners", "progress_note_templates", "progress_notes", "provider_numbers", "services",
-    "users",
+    "import_preview", "locations", "practitioners", "progress_note_templates", "progress_notes", "provider_numbers",
+    "services", "users",
 ]  # fmt: skip
 
 
@@ -44,7 +44,7 @@ def test_loads_follow_the_dependency_order_of_the_design():
     assert {"splose/practitioners", "splose/locations"} <= _deps(graph, "splose/availability")
     assert {"splose/practitioners", "splose/locations"} <= _deps(graph, "splose/provider_numbers")
     mapping = ("locations", "users", "practitioners", "services")
-    loads = {f"splose/{n}" for n in SPLOSE if n != "import_report" and n not in mapping}
+    loads = {f"splose/{n}" for n in SPLOSE if n not in ("import_report", "import_preview", *mapping)}
     assert loads <= _deps(graph, "splose/import_report")
 
 
@@ -55,19 +55,43 @@ def test_every_load_has_a_blocking_reconciliation_check_and_the_extras():
         for spec in getattr(assets, "check_specs", [])
     }
     for name in SPLOSE:
-        if name != "import_report":
+        if name not in ("import_report", "import_preview"):
             assert (f"splose/{name}", "reconciled", True) in checks, name
     assert ("splose/files", "checksums_match", True) in checks
     assert any(key == "splose/import_report" and check == "referential_integrity" for key, check, _ in checks)
 
 
-def test_jobs_sensor_and_schedule():
-    assert {job.name for job in defs.jobs} == {"import_job", "cliniko_extract_job"}
-    assert [sensor.name for sensor in defs.sensors] == [
-        "import_requests",
-        "import_failed",
-        "purge_deleted_imports",
-        "stale_queued_runs",
-    ]
-    (schedule,) = defs.schedules
-    assert (schedule.name, schedule.cron_schedule, schedule.job_name) == ("nightly_resync", "0 2 * * *", "import_job")
+def test_jobs_sensors_and_schedules():
+    assert {job.name for job in defs.jobs} == {
+        "import_job",
+        "cliniko_extract_job",
+        "preview_job",
+        "undo_import_job",
+        "purge_deleted_imports_job",
+    }
+    assert [sensor.name for sensor in defs.sensors] == ["import_requests", "import_failed", "stale_queued_runs"]
+    schedules = {(s.name, s.cron_schedule, s.job_name) for s in defs.schedules}
+    assert schedules == {
+        ("nightly_resync", "0 2 * * *", "import_job"),
+        ("purge_deleted_imports_schedule", "17 * * * *", "purge_deleted_imports_job"),
+    }
+
+
+def test_the_preview_is_no_part_of_the_import_and_writes_nothing_it_does_not_extract():
+    import_keys = defs.resolve_job_def("import_job").asset_layer.executable_asset_keys
+    preview_keys = defs.resolve_job_def("preview_job").asset_layer.executable_asset_keys
+    preview = dg.AssetKey(["splose", "import_preview"])
+    assert preview not in import_keys
+    assert {key.to_user_string() for key in preview_keys} == {f"cliniko/{n}" for n in CLINIKO} | {
+        "splose/import_preview"
+    }
+
+
+def test_urls_and_the_token_are_environment_variables_and_the_token_never_prints():
+    splose, cliniko = defs.resources["splose"], defs.resources["cliniko"]
+    assert (
+        isinstance(splose.platform_token, dg.EnvVar) and splose.platform_token.env_var_name == "SPLOSE_PLATFORM_TOKEN"
+    )
+    assert isinstance(splose.api_url, dg.EnvVar) and splose.api_url.env_var_name == "SPLOSE_API_URL"
+    assert isinstance(cliniko.api_url, dg.EnvVar) and cliniko.api_url.env_var_name == "CLINIKO_API_URL"
+    assert "platform_token" not in repr(splose)
