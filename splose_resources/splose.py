@@ -493,6 +493,7 @@ class SploseResource(dg.ConfigurableResource):
     platform_token: str = Field(
         default="",
         repr=False,
+        json_schema_extra={"dagster__is_secret": True},  # the UI masks it wherever it would show a value
         description=f"The import-scoped platform token: only ever dg.EnvVar('{TOKEN_VARIABLE}'), so the UI shows "
         "the variable's name and never the token.",
     )

@@ -95,3 +95,6 @@ def test_urls_and_the_token_are_environment_variables_and_the_token_never_prints
     assert isinstance(splose.api_url, dg.EnvVar) and splose.api_url.env_var_name == "SPLOSE_API_URL"
     assert isinstance(cliniko.api_url, dg.EnvVar) and cliniko.api_url.env_var_name == "CLINIKO_API_URL"
     assert "platform_token" not in repr(splose)
+    # A secret field: the UI masks its value wherever it would show one (an EnvVar shows by name only).
+    fields = type(splose).to_config_schema().as_field().config_type.fields
+    assert fields["platform_token"].is_secret and not fields["api_url"].is_secret
