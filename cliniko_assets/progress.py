@@ -92,7 +92,7 @@ class ExtractionProgress:
     The extraction calls :meth:`tick` from the step's own thread at least every few seconds, also while
     every worker waits for Cliniko's budget; a line is logged every ``every`` seconds. "Of how many" is the
     sum of the counts Cliniko gives on the first page of each listing (a hint: it grows as later listings
-    start), and the time left assumes the key's request budget.
+    start); the time left is the pages and file downloads still to request, at the key's request budget.
     """
 
     def __init__(
@@ -102,12 +102,14 @@ class ExtractionProgress:
         requests_made: Callable[[], int],
         requests_per_second: float,
         *,
+        file_resources: frozenset[str] = frozenset(),
         every: float = EVERY_SECONDS,
     ) -> None:
         self.log = log
         self.tenant = tenant
         self.requests_made = requests_made
         self.budget = requests_per_second
+        self.file_resources = file_resources  # each of their records is a download, one request more
         self.every = every
         self.counts = _Counts()
         self.lock = threading.Lock()
@@ -149,7 +151,9 @@ class ExtractionProgress:
             counts = self.counts
             expected = sum(counts.expected.values())
             pages_expected = sum(-(-n // counts.per_page[key]) for key, n in counts.expected.items())
+            files_expected = sum(n for key, n in counts.expected.items() if key[0] in self.file_resources)
             records, pages, files, size = counts.records, counts.pages, counts.files, counts.file_bytes
+        remaining = max(0, pages_expected - pages) + max(0, files_expected - files)
         elapsed = max(now - self.started, 1e-9)
         requests = self.requests_made()
         rate = min(requests / elapsed, self.budget) if self.budget > 0 else requests / elapsed
@@ -162,7 +166,7 @@ class ExtractionProgress:
         else:
             done = f"{records:,} records, {pages:,} pages"
         files_part = f", {files:,} files ({size / 1e6:,.1f} MB)" if files else ""
-        left = "" if final else f", about {eta(max(0, pages_expected - pages), rate)} left at the request budget"
+        left = "" if final else f", about {eta(remaining, rate)} left at the request budget"
         return (
             f"{head}: {done}{files_part}; {requests:,} requests in {duration(elapsed)} "
             f"({60 * requests / elapsed:,.0f}/min), {records / elapsed:,.0f} records/s{left}"

@@ -16,6 +16,7 @@ from cliniko_assets.lifecycle import ROWS as COUNT_ROWS
 from cliniko_assets.load import LoadRun, load_assets
 from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import tenants
+from cliniko_assets.progress import LoadProgress
 from cliniko_assets.reconciliation import ROWS, RowReport, reconciliation_markdown, reconciliation_table, splose_key
 from splose_resources.notifier import NotifierResource
 from splose_resources.splose import SploseResource, SploseWorkspace
@@ -54,10 +55,12 @@ def referential_integrity(run: LoadRun, workspace: SploseWorkspace) -> dict[str,
     found = dict.fromkeys(
         ("appointments_read_back", "missing_clients", "missing_practitioners", "incomplete_groups"), 0
     )
+    progress = LoadProgress(run.context.log, f"Read-back of tenant '{run.tenant}' from Splose", len(crosswalk))
     for appointment in workspace.v1.appointments(include_archived=True):
         external_id = external.get(appointment["id"])
         if external_id is None:
             continue  # the clinic's own appointments, not this import's
+        progress.advance()
         found["appointments_read_back"] += 1
         entries = appointment.get("appointmentPatients") or []
         found["missing_clients"] += sum(entry.get("patientId") not in patients for entry in entries)

@@ -51,20 +51,29 @@ def page(records: int, total: int | None) -> Page:
 def test_an_extraction_counts_records_and_pages_of_what_each_listing_holds():
     log = Lines()
     requests = [0]
-    progress = ExtractionProgress(log, "clinic-a", lambda: requests[0], requests_per_second=200 / 60, every=0)
+    progress = ExtractionProgress(
+        log,
+        "clinic-a",
+        lambda: requests[0],
+        requests_per_second=200 / 60,
+        file_resources=frozenset({"patient_attachments"}),
+        every=0,
+    )
     listing = [("q[]", "archived_at:*"), ("sort", "id"), ("per_page", "100")]
     progress.page("patients", listing, page(100, 250))  # page 1: Cliniko counts 250
     progress.page("patients", [*listing, ("q[]", "id:>100")], page(100, 250))  # a window: its count is no total
     progress.page("patients", [("q[]", "archived_at:*"), ("sort", "id"), ("per_page", "1"), ("page", "1")], page(1, 9))
     progress.page("contacts", [("sort", "id"), ("per_page", "100")], page(40, 40))
+    progress.page("patient_attachments", [("sort", "id"), ("per_page", "100")], page(10, 10))
     progress.file("patient_attachments", 2_500_000)
-    requests[0] = 4
+    requests[0] = 5
     progress.tick()
     (line,) = log.lines
     assert line.startswith(
-        "Extraction of tenant 'clinic-a': 240 of ~290 records (82%), 3 of ~4 pages, 1 files (2.5 MB)"
+        "Extraction of tenant 'clinic-a': 250 of ~300 records (83%), 4 of ~5 pages, 1 files (2.5 MB); 5 requests"
     )
-    assert "4 requests" in line and "left at the request budget" in line
+    # Left: one page of patients and nine downloads, at 200 requests per 60 s.
+    assert line.endswith("about 3s left at the request budget")
     with progress:
         pass
-    assert log.lines[-1].startswith("Extraction of tenant 'clinic-a' done: 240 of ~290 records")
+    assert log.lines[-1].startswith("Extraction of tenant 'clinic-a' done: 250 of ~300 records")
