@@ -143,7 +143,7 @@ def _progress(context: dg.AssetExecutionContext, cliniko: ClinikoResource, clien
         context.log,
         context.partition_key,
         client.requests_made,
-        requests_per_second=cliniko.requests_per_window / cliniko.window_seconds,
+        budget=(cliniko.requests_per_window, cliniko.window_seconds),
         file_resources=frozenset(spec.name for spec in CATALOG if spec.has_files),
     )
 

@@ -92,7 +92,8 @@ class ExtractionProgress:
     The extraction calls :meth:`tick` from the step's own thread at least every few seconds, also while
     every worker waits for Cliniko's budget; a line is logged every ``every`` seconds. "Of how many" is the
     sum of the counts Cliniko gives on the first page of each listing (a hint: it grows as later listings
-    start); the time left is the pages and file downloads still to request, at the key's request budget.
+    start); the time left is for the pages and file downloads still to request, at the key's request budget
+    (spent as each window opens).
     """
 
     def __init__(
@@ -100,7 +101,7 @@ class ExtractionProgress:
         log: Log,
         tenant: str,
         requests_made: Callable[[], int],
-        requests_per_second: float,
+        budget: tuple[int, float],
         *,
         file_resources: frozenset[str] = frozenset(),
         every: float = EVERY_SECONDS,
@@ -108,7 +109,7 @@ class ExtractionProgress:
         self.log = log
         self.tenant = tenant
         self.requests_made = requests_made
-        self.budget = requests_per_second
+        self.per_window, self.window = budget  # Cliniko's: requests per fixed window, the window in seconds
         self.file_resources = file_resources  # each of their records is a download, one request more
         self.every = every
         self.counts = _Counts()
@@ -156,7 +157,6 @@ class ExtractionProgress:
         remaining = max(0, pages_expected - pages) + max(0, files_expected - files)
         elapsed = max(now - self.started, 1e-9)
         requests = self.requests_made()
-        rate = min(requests / elapsed, self.budget) if self.budget > 0 else requests / elapsed
         head = f"Extraction of tenant '{self.tenant}'" + (" done" if final else "")
         if expected:
             share = min(100, math.floor(100 * records / expected))
@@ -166,11 +166,20 @@ class ExtractionProgress:
         else:
             done = f"{records:,} records, {pages:,} pages"
         files_part = f", {files:,} files ({size / 1e6:,.1f} MB)" if files else ""
-        left = "" if final else f", about {eta(remaining, rate)} left at the request budget"
+        left = "" if final else f", about {self.time_left(requests, remaining, elapsed)} left at the request budget"
         return (
             f"{head}: {done}{files_part}; {requests:,} requests in {duration(elapsed)} "
             f"({60 * requests / elapsed:,.0f}/min), {records / elapsed:,.0f} records/s{left}"
         )
+
+    def time_left(self, requests: int, remaining: int, elapsed: float) -> str:
+        """When the last request can be sent: a window's budget is spent as soon as it opens, so the time left
+        is to the opening of the window that holds the last one (or, within this window, at the rate so far)."""
+        if remaining <= 0:
+            return "-"
+        windows = math.ceil((requests + remaining) / self.per_window) if self.per_window > 0 else 1
+        waiting = (windows - 1) * self.window - elapsed
+        return duration(waiting) if waiting > 0 else eta(remaining, requests / elapsed)
 
 
 def _id_bound(param: tuple[str, str]) -> bool:

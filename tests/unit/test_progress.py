@@ -55,7 +55,7 @@ def test_an_extraction_counts_records_and_pages_of_what_each_listing_holds():
         log,
         "clinic-a",
         lambda: requests[0],
-        requests_per_second=200 / 60,
+        budget=(200, 60.0),
         file_resources=frozenset({"patient_attachments"}),
         every=0,
     )
@@ -72,8 +72,12 @@ def test_an_extraction_counts_records_and_pages_of_what_each_listing_holds():
     assert line.startswith(
         "Extraction of tenant 'clinic-a': 250 of ~300 records (83%), 4 of ~5 pages, 1 files (2.5 MB); 5 requests"
     )
-    # Left: one page of patients and nine downloads, at 200 requests per 60 s.
-    assert line.endswith("about 3s left at the request budget")
+    assert "left at the request budget" in line
+    # Left: one page and nine downloads, which this window's budget still holds: at the rate so far.
+    assert progress.time_left(5, 10, 2.0) == "4s"
+    # With 195 of a window's 200 spent, the last of them waits for the next window, a minute after the first.
+    assert progress.time_left(195, 10, 15.0) == "45s"
+    assert progress.time_left(450, 100, 70.0) == "50s"  # 550 requests: the third window opens at 120 s
     with progress:
         pass
     assert log.lines[-1].startswith("Extraction of tenant 'clinic-a' done: 250 of ~300 records")
