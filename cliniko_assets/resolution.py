@@ -76,9 +76,9 @@ def chosen_import_id(
     """The import id run config or the run's own tag names, and which; ``None`` when the latest is wanted."""
     if import_request.import_id:
         return parse_import_id(import_request.import_id, tenant), FROM_CONFIG
-    tagged = run_tags(context).get(IMPORT_ID_TAG)
-    if tagged:
-        return parse_import_id(tagged, tenant), FROM_TAG
+    tags = run_tags(context)
+    if tags.get(IMPORT_ID_TAG):  # as the run's first step found it
+        return parse_import_id(tags[IMPORT_ID_TAG], tenant), tags.get(IMPORT_FROM_TAG, FROM_TAG)
     return None, FROM_LATEST
 
 

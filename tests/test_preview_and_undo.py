@@ -66,6 +66,7 @@ def test_the_preview_writes_nothing_and_counts_what_the_import_then_loads_and_sk
     assert metadata["would_load"] == sum(row["would_load"] for row in would.values()) > 0
     assert metadata["cliniko_requests_estimate"] > 0 and metadata["estimated_minutes"] > 0
     assert "Estimated duration" in metadata["summary"] and "Nothing was written to Splose" in metadata["summary"]
+    assert "(latest import of the workspace; mapping from the import request)" in metadata["summary"]
 
     imported = run_job(instance, "import_job", tiny_import.clinic.tenant)
 
