@@ -18,6 +18,7 @@ builds them, from validated parts. Both backends keep the same promises:
 from __future__ import annotations
 
 import fcntl
+import io
 import json
 import os
 import shutil
@@ -166,7 +167,7 @@ class S3Storage:
 
     @contextmanager
     def reader(self, key: str) -> Iterator[BinaryIO]:
-        with self.fs.open(self._path(key), "rb", block_size=BLOCK) as handle:
+        with _Sized(self.fs.open(self._path(key), "rb", block_size=BLOCK)) as handle:
             yield handle
 
     @contextmanager
@@ -222,6 +223,13 @@ class S3Storage:
             yield
         finally:
             lease.release()
+
+
+class _Sized(io.BufferedReader):
+    """An S3 object read in ranges, whose ``len()`` is its size (what a streamed multipart upload asks)."""
+
+    def __len__(self) -> int:
+        return self.raw.size
 
 
 class _Lease:
