@@ -36,7 +36,7 @@ import pyarrow.parquet as pq
 from pydantic import Field, PrivateAttr
 
 from cliniko_assets.partitions import validate_tenant
-from splose_resources.storage import LockHeld, Storage, storage_for
+from splose_resources.storage import LockHeld, StagingUnavailable, Storage, storage_for
 from splose_resources.storage import open_private as open_private  # the local private writes, re-exported
 from splose_resources.storage import private_dir as private_dir
 from splose_resources.storage import write_private as write_private
@@ -58,10 +58,6 @@ NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 class StagingBusy(RuntimeError):
     pass
-
-
-class StagingUnavailable(RuntimeError):
-    """Staging has no usable root (a configuration problem)."""
 
 
 def instance_home(context: dg.InitResourceContext) -> Path | None:

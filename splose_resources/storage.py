@@ -9,7 +9,8 @@ builds them, from validated parts. Both backends keep the same promises:
   aborted, and one killed mid-way leaves only an unfinished multipart upload, which no reader lists or
   reads and which the tenant's purge aborts.
 - Private: local folders are 0700 and files 0600 from their first byte; S3 objects are written with no
-  ACL, so only the bucket's owner (the credentials in the environment) can read them.
+  ACL: private to the bucket's owner (the credentials in the environment) unless a bucket policy grants
+  more.
 - Streamed: writers and readers move bounded blocks (:data:`BLOCK`), never a whole file.
 - One writer per lock key: ``flock`` locally; on S3 a lock object created only if absent (a conditional
   PUT), refreshed while it is held and taken over once it has gone stale (its holder died).
@@ -38,9 +39,27 @@ class LockHeld(RuntimeError):
     """Another writer holds the lock."""
 
 
-class Storage(Protocol):
-    def describe(self) -> str: ...
+class StagingUnavailable(RuntimeError):
+    """Staging has no usable root (a configuration problem)."""
 
+
+@contextmanager
+def _s3_failures(*also: type[Exception]) -> Iterator[None]:
+    """A store that refuses the credentials or cannot be reached is a configuration problem, said as one
+    (the bucket's name and the error's kind only: never a credential)."""
+    from botocore.exceptions import BotoCoreError
+
+    try:
+        yield
+    except (PermissionError, BotoCoreError, *also) as error:
+        raise StagingUnavailable(
+            f"Staging on S3 cannot be used ({type(error).__name__}): check that STAGING_URI names an existing bucket "
+            "and that the code location's AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_DEFAULT_REGION and "
+            "AWS_ENDPOINT_URL reach it."
+        ) from None
+
+
+class Storage(Protocol):
     def exists(self, key: str) -> bool: ...
 
     def reader(self, key: str) -> AbstractContextManager[BinaryIO]: ...
@@ -77,9 +96,6 @@ class LocalStorage:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-
-    def describe(self) -> str:
-        return f"folder {self.root}"
 
     def path(self, key: str) -> Path:
         return self.root / key
@@ -141,9 +157,6 @@ class S3Storage:
         self._client: Any = None
         self._pid = 0
 
-    def describe(self) -> str:
-        return f"s3://{self.base}"
-
     @property
     def fs(self) -> Any:
         """One client per process: an s3fs client does not survive a fork. No listing cache: another
@@ -162,12 +175,15 @@ class S3Storage:
     def _path(self, key: str) -> str:
         return f"{self.base}/{key}"
 
+    @_s3_failures()
     def exists(self, key: str) -> bool:
         return self.fs.exists(self._path(key))
 
     @contextmanager
     def reader(self, key: str) -> Iterator[BinaryIO]:
-        with _Sized(self.fs.open(self._path(key), "rb", block_size=BLOCK)) as handle:
+        with _s3_failures():
+            opened = self.fs.open(self._path(key), "rb", block_size=BLOCK)
+        with _Sized(opened) as handle:
             yield handle
 
     @contextmanager
@@ -175,22 +191,27 @@ class S3Storage:
         handle = self.fs.open(self._path(key), "wb", block_size=BLOCK, autocommit=False)
         try:
             yield handle
-            handle.close()
+            with _s3_failures(FileNotFoundError):
+                handle.close()
         except BaseException:
             handle.discard()
             handle.closed = True  # nothing left to flush, even when collected
             raise
-        handle.commit()
+        with _s3_failures(FileNotFoundError):
+            handle.commit()
 
+    @_s3_failures()
     def read_bytes(self, key: str) -> bytes | None:
         try:
             return self.fs.cat_file(self._path(key))
         except FileNotFoundError:
             return None
 
+    @_s3_failures(FileNotFoundError)
     def write_bytes(self, key: str, data: bytes) -> None:
         self.fs.pipe_file(self._path(key), data)
 
+    @_s3_failures()
     def names(self, prefix: str) -> list[str]:
         try:
             listed = self.fs.ls(self._path(prefix), detail=False)
@@ -199,12 +220,14 @@ class S3Storage:
         names = (path.rstrip("/").rsplit("/", 1)[-1] for path in listed)
         return sorted(name for name in names if not name.startswith("."))
 
+    @_s3_failures()
     def delete(self, key: str) -> None:
         try:
             self.fs.rm_file(self._path(key))
         except FileNotFoundError:
             return
 
+    @_s3_failures(FileNotFoundError)
     def delete_tree(self, prefix: str) -> None:
         """Every object under ``prefix``, and every upload begun there and never completed."""
         bucket, _, key = self._path(prefix).partition("/")
@@ -218,7 +241,8 @@ class S3Storage:
     @contextmanager
     def lock(self, key: str) -> Iterator[None]:
         lease = _Lease(self, key)
-        lease.acquire()
+        with _s3_failures(FileNotFoundError):
+            lease.acquire()
         try:
             yield
         finally:

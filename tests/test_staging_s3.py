@@ -17,7 +17,7 @@ import textwrap
 import pytest
 
 from cliniko_assets.partitions import InvalidTenant
-from splose_resources.staging import StagingBusy, StagingStore
+from splose_resources.staging import StagingBusy, StagingStore, StagingUnavailable
 from tests.conftest import PROJECT
 from tests.s3_server import s3_server, s3_staging  # noqa: F401 (fixtures)
 
@@ -162,3 +162,13 @@ def test_a_write_killed_mid_way_leaves_the_committed_copy_and_nothing_half_writt
 
     store.purge("clinic-a")
     assert (s3_server.keys(bucket), s3_server.unfinished_uploads(bucket)) == ([], [])
+
+
+def test_a_bucket_that_is_not_there_is_a_configuration_problem_said_without_a_credential(s3_staging):
+    missing = StagingStore(uri="s3://no-such-bucket-here/staging")
+
+    with pytest.raises(StagingUnavailable, match="STAGING_URI names an existing bucket") as raised:
+        missing.write_json("clinic-a", "splose/mapping-1.json", {})
+    with pytest.raises(StagingUnavailable), missing.tenant_lock("clinic-a"):
+        pass
+    assert os.environ["AWS_SECRET_ACCESS_KEY"] not in str(raised.value)
