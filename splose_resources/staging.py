@@ -104,7 +104,7 @@ class StagingStore(dg.ConfigurableResource):
                 raise StagingUnavailable(f"STAGING_URI: {exc}") from None
         return self._storage
 
-    def resource_key(self, tenant: str, resource: str) -> str:
+    def _resource_key(self, tenant: str, resource: str) -> str:
         """The one way to a resource's data: the tenant must be a valid workspace slug (no '/', '..' or
         newline) and the resource a Cliniko resource name."""
         if not resource.isidentifier():
@@ -124,16 +124,16 @@ class StagingStore(dg.ConfigurableResource):
             yield
 
     def has_data(self, tenant: str, resource: str) -> bool:
-        return self.storage().exists(f"{self.resource_key(tenant, resource)}/{DATA_FILE}")
+        return self.storage().exists(f"{self._resource_key(tenant, resource)}/{DATA_FILE}")
 
     def batch(self, tenant: str, resource: str) -> StagingBatch:
-        return StagingBatch(self.storage(), self.resource_key(tenant, resource))
+        return StagingBatch(self.storage(), self._resource_key(tenant, resource))
 
     def iter_batches(
         self, tenant: str, resource: str, columns: list[str], batch_size: int = 500
     ) -> Iterator[pa.RecordBatch]:
         """The committed data of a resource, a batch at a time, without loading the whole resource."""
-        key = f"{self.resource_key(tenant, resource)}/{DATA_FILE}"
+        key = f"{self._resource_key(tenant, resource)}/{DATA_FILE}"
         storage = self.storage()
         if not storage.exists(key):
             return
@@ -158,7 +158,7 @@ class StagingStore(dg.ConfigurableResource):
     def _file_key(self, tenant: str, resource: str, record_id: str) -> str:
         if not record_id.isdigit():
             raise ValueError(f"attachment id {record_id!r} is not a Cliniko id")
-        return f"{self.resource_key(tenant, resource)}/files/{record_id}"
+        return f"{self._resource_key(tenant, resource)}/files/{record_id}"
 
     def file_writer(self, tenant: str, resource: str, record_id: str) -> AbstractContextManager[BinaryIO]:
         """Stream an attachment's bytes into staging; they appear only once complete."""
@@ -172,10 +172,10 @@ class StagingStore(dg.ConfigurableResource):
 
     def staged_files(self, tenant: str, resource: str) -> set[str]:
         """Ids whose bytes are staged (one listing, not a request per file)."""
-        return set(self.storage().names(f"{self.resource_key(tenant, resource)}/files"))
+        return set(self.storage().names(f"{self._resource_key(tenant, resource)}/files"))
 
     def read_files_manifest(self, tenant: str, resource: str) -> pd.DataFrame:
-        data = self.storage().read_bytes(f"{self.resource_key(tenant, resource)}/{FILES_MANIFEST}")
+        data = self.storage().read_bytes(f"{self._resource_key(tenant, resource)}/{FILES_MANIFEST}")
         if data is None:
             return pd.DataFrame(
                 {c: pd.Series(dtype="object") for c in ("id", "sha256", "size", "content_type", "record_updated_at")}
@@ -184,7 +184,7 @@ class StagingStore(dg.ConfigurableResource):
 
     def write_files_manifest(self, tenant: str, resource: str, manifest: pd.DataFrame) -> None:
         table = pa.Table.from_pandas(manifest.reset_index(drop=True), preserve_index=False)
-        _write_table(self.storage(), f"{self.resource_key(tenant, resource)}/{FILES_MANIFEST}", table)
+        _write_table(self.storage(), f"{self._resource_key(tenant, resource)}/{FILES_MANIFEST}", table)
 
     def read_file_failures(self, tenant: str, resource: str) -> dict[str, str]:
         """Attachment id -> why its bytes could not be staged, from the latest extraction."""
