@@ -13,7 +13,8 @@ builds them, from validated parts. Both backends keep the same promises:
   more.
 - Streamed: writers and readers move bounded blocks (:data:`BLOCK`), never a whole file.
 - One writer per lock key: ``flock`` locally; on S3 a lock object created only if absent (a conditional
-  PUT), refreshed while it is held and taken over once it has gone stale (its holder died).
+  PUT), rewritten while it is held and taken over once it has stayed unchanged for a lease (its holder
+  died); a writer that finds it held waits at most that long to tell which.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from typing import Any, BinaryIO, Protocol
 
 Opener = Callable[[], AbstractContextManager[BinaryIO]]
 BLOCK = 8 << 20  # bytes an S3 reader or writer buffers (parts of a multipart upload are at least 5 MiB)
-LEASE_SECONDS = 120.0  # an S3 lock not refreshed for this long belongs to a holder that died
+LEASE_SECONDS = 60.0  # an S3 lock left unchanged for this long belongs to a holder that died
 
 
 class LockHeld(RuntimeError):
@@ -257,8 +258,11 @@ class _Sized(io.BufferedReader):
 
 
 class _Lease:
-    """An S3 lock object: created only if absent, rewritten every third of its lease while held, and
-    taken over (only if unchanged since it was found stale) once its holder stopped refreshing it."""
+    """An S3 lock object: created only if absent and rewritten every third of its lease while held.
+
+    A writer that finds it held watches it on its own clock (no clock is compared across machines): a
+    holder seen rewriting it is alive (:class:`LockHeld`); one that left it unchanged for a whole lease
+    died (killed, its machine gone), and the lock is taken over, only if still unchanged."""
 
     def __init__(self, storage: S3Storage, key: str) -> None:
         self.storage = storage
@@ -271,25 +275,37 @@ class _Lease:
         body = json.dumps({"at": time.time()}).encode()
         self.storage.fs.call_s3("put_object", Bucket=self.bucket, Key=self.object_key, Body=body, **condition)
 
-    def acquire(self) -> None:
+    def _etag(self) -> str | None:
         try:
-            self._put(IfNoneMatch="*")
-        except FileExistsError:
-            self._take_over_if_stale()
+            return self.storage.fs.info(self.storage._path(self.key))["ETag"]
+        except FileNotFoundError:
+            return None
+
+    def acquire(self) -> None:
+        seen = None
+        started = time.monotonic()
+        while True:
+            if seen is None:
+                try:
+                    self._put(IfNoneMatch="*")
+                    break
+                except FileExistsError:
+                    seen, started = self._etag(), time.monotonic()
+                    continue
+            if time.monotonic() - started >= LEASE_SECONDS:
+                self._take_over(seen)
+                break
+            time.sleep(LEASE_SECONDS / 20)
+            current = self._etag()
+            if current is not None and current != seen:
+                raise LockHeld(self.key)
+            seen = current
         self._thread.start()
 
-    def _take_over_if_stale(self) -> None:
-        path = self.storage._path(self.key)
-        try:
-            etag = self.storage.fs.info(path)["ETag"]
-            held = json.loads(self.storage.fs.cat_file(path))
-        except (FileNotFoundError, ValueError, KeyError):
-            raise LockHeld(self.key) from None
-        if time.time() - float(held.get("at", 0)) <= LEASE_SECONDS:
-            raise LockHeld(self.key)
+    def _take_over(self, etag: str) -> None:
         try:
             self._put(IfMatch=etag)
-        except OSError:  # another writer took it over first
+        except OSError:  # rewritten or taken over meanwhile
             raise LockHeld(self.key) from None
 
     def _refresh(self) -> None:

@@ -11,9 +11,11 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,8 +24,11 @@ import pytest
 
 from cliniko_assets.partitions import tenants
 from cliniko_assets.sensors import run_config_for
-from tests.conftest import PROJECT, materializations, splose_from_env
+from sandbox.admin import ClinikoSandboxAdmin
+from sandbox.harness import running_server
+from tests.conftest import PROJECT, RESOURCES, Clinic, materializations, splose_from_env
 from tests.s3_server import s3_server, s3_staging  # noqa: F401 (fixtures)
+from tests.test_extract_safety import KILLED_RUN
 from tests.test_import import Import, purge_deleted_imports, splose_sandbox, tiny_import  # noqa: F401 (fixtures)
 from tests.test_import_resilience import _assert_every_row_reconciles, _assert_splose_holds_what_was_loaded, _rows
 from tests.test_postgres_instance import postgres_database  # noqa: F401 (fixture)
@@ -179,3 +184,51 @@ def test_two_clinics_import_at_once_from_separate_machines_sharing_only_postgres
         assert changed == dict.fromkeys(changed, (0, 0))
         assert materializations(resync)["patients"]["mode"] == "incremental"
         assert _staged_here(third.root) == []
+
+
+def _mid_crawl(store) -> bool:
+    """The run has staged a checkpoint of appointments in the bucket, and not finished them."""
+    checkpoint = store.batch("resumed", "individual_appointments").load_checkpoint() or {}
+    state = checkpoint.get("streams", {}).get("main")
+    return bool(state) and state["windows"] is not None and not state["complete"]
+
+
+def test_an_extraction_killed_mid_crawl_resumes_from_its_checkpoint_in_the_bucket(s3_staging, tmp_path, monkeypatch):
+    store, _ = s3_staging
+    args = ["--account", "slow:4:tiny:au1", "--latency-ms", "700", "--jitter-ms", "0", "--data-dir", str(tmp_path)]
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with running_server("sandbox.cliniko", args, log_dir=tmp_path) as server:
+        admin = ClinikoSandboxAdmin(server.url)
+        monkeypatch.setenv("CLINIKO_API_URL", f"{server.url}/v1")
+        monkeypatch.setenv("RATE_LIMIT_STATE_DIR", str(tmp_path / "rate"))
+        baseline = Clinic(admin, "slow", "baseline", store, monkeypatch)
+        clinic = Clinic(admin, "slow", "resumed", store, monkeypatch)
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            instance.add_dynamic_partitions("tenants", ["baseline", "resumed"])
+            full = materializations(baseline.extract(instance))
+
+        child = subprocess.Popen(
+            [sys.executable, "-c", KILLED_RUN, str(home), "resumed", store.uri],
+            cwd=tmp_path,
+            env={**os.environ, "PYTHONPATH": str(PROJECT)},
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not _mid_crawl(store):
+            time.sleep(0.1)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        assert _mid_crawl(store), "the killed run never staged a page"
+
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            resumed = materializations(clinic.extract(instance))
+        truth = {r: {s: n for s, n in c.items() if n} for r, c in admin.truth("slow").items()}
+        staged = {resource: clinic.staged_states(resource) for resource in RESOURCES}
+
+    assert staged == truth
+    assert resumed["individual_appointments"]["mode"] == "resumed"
+    assert resumed["individual_appointments"]["requests"] < full["individual_appointments"]["requests"]
+    assert _staged_here(tmp_path) == []

@@ -13,10 +13,12 @@ import signal
 import subprocess
 import sys
 import textwrap
+import time
 
 import pytest
 
 from cliniko_assets.partitions import InvalidTenant
+from splose_resources import storage
 from splose_resources.staging import StagingBusy, StagingStore, StagingUnavailable
 from tests.conftest import PROJECT
 from tests.s3_server import s3_server, s3_staging  # noqa: F401 (fixtures)
@@ -60,7 +62,10 @@ def test_staging_on_s3_commits_resumes_reads_and_purges_like_a_folder(s3_staging
     assert not store.has_tenant("clinic-a") and not store.has_data("clinic-a", "patients")
 
 
-def test_one_writer_per_tenant_on_s3_across_processes_and_a_dead_holders_lock_is_taken_over(s3_staging, s3_server):
+def test_one_writer_per_tenant_on_s3_across_processes_and_a_dead_holders_lock_is_taken_over(
+    s3_staging, s3_server, monkeypatch
+):
+    monkeypatch.setattr(storage, "LEASE_SECONDS", 1.5)  # a holder rewrites its lock every 0.5 s
     store, bucket = s3_staging
     other_run = StagingStore(uri=store.uri)  # another process's view of the same bucket
     with store.tenant_lock("clinic-a"):
@@ -71,10 +76,11 @@ def test_one_writer_per_tenant_on_s3_across_processes_and_a_dead_holders_lock_is
     with other_run.tenant_lock("clinic-a"):
         assert "staging/clinic-a/.lock" in s3_server.keys(bucket)
 
-    # A holder killed without releasing: its lock is refreshed no more and goes stale.
+    # A holder killed without releasing: its lock is rewritten no more, and is taken over after a lease.
     s3_server.client().pipe_file(f"{bucket}/staging/clinic-a/.lock", json.dumps({"at": 0}).encode())
+    started = time.monotonic()
     with store.tenant_lock("clinic-a"):
-        pass
+        assert time.monotonic() - started >= 1.5
     assert s3_server.keys(bucket) == []
 
 
