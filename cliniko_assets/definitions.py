@@ -54,6 +54,24 @@ def staging_resource() -> StagingStore:
     return StagingStore(uri=dg.EnvVar("STAGING_URI")) if "STAGING_URI" in os.environ else StagingStore()
 
 
+def notifier_resource() -> NotifierResource:
+    """Email through the mail server when ``SMTP_HOST`` is set at load time (``SMTP_PORT``, ``SMTP_USERNAME``
+    and ``SMTP_PASSWORD`` read at run time); else the outbox in the instance's home."""
+    if "SMTP_HOST" not in os.environ:
+        return NotifierResource(**shared_state())
+    optional = {
+        field: variable
+        for field, variable in (("smtp_username", "SMTP_USERNAME"), ("smtp_password", "SMTP_PASSWORD"))
+        if variable in os.environ
+    }
+    return NotifierResource(
+        smtp_host=dg.EnvVar("SMTP_HOST"),
+        smtp_port=dg.EnvVar.int("SMTP_PORT") if "SMTP_PORT" in os.environ else 25,
+        **{field: dg.EnvVar(variable) for field, variable in optional.items()},
+        **shared_state(),
+    )
+
+
 defs = dg.Definitions(
     assets=[cliniko_extract, splose_mapping, *load_assets, import_report, import_preview],
     jobs=[import_job, extract_job, preview_job, undo_import_job, purge_deleted_imports_job],
@@ -64,6 +82,6 @@ defs = dg.Definitions(
         "staging": staging_resource(),
         "splose": splose_resource(),
         "import_request": ImportRequestResource(),
-        "notifier": NotifierResource(),
+        "notifier": notifier_resource(),
     },
 )
