@@ -26,6 +26,7 @@ tenants cost CPU that one does not: the ratio is an upper bound for a cluster, w
 from __future__ import annotations
 
 import argparse
+import os
 import secrets
 import sys
 import tempfile
@@ -51,6 +52,7 @@ def measure(count: int, scale: str, timeout: float) -> dict:
         root = Path(workdir)
         home = root / "dagster_home"
         env = production_home(home, database)
+        os.environ.update(env)  # this process reads the instance too
         try:
             scales = {f"clinic-{n}": scale for n in range(count)}
             with fleet(scales, root, token) as pool:

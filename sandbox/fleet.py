@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -135,13 +135,21 @@ def daemon(home: Path, env: dict[str, str]) -> Iterator[subprocess.Popen]:
     try:
         yield process
     finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGINT)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=30)
+        _stop_group(process)
+
+
+def _stop_group(process: subprocess.Popen, grace: float = 30) -> None:
+    """SIGINT to the daemon's process group (the daemon, its code server, the runs it launched), then SIGKILL
+    to whatever of the group is still there after ``grace`` seconds."""
+    deadline = time.monotonic() + grace
+    with suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGINT)
+        while time.monotonic() < deadline:
+            process.poll()  # reap the daemon itself
+            os.killpg(process.pid, 0)  # raises once every process of the group is gone
+            time.sleep(0.5)
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
 
 
 def wait_for_imports(instance: dg.DagsterInstance, pool: Fleet, timeout: float) -> dict[str, dg.DagsterRun]:

@@ -107,8 +107,8 @@ class SharedStore:
             except psycopg2.OperationalError:
                 self._connection = None
                 raise SharedStateError(
-                    "The shared state database (SHARED_STATE_POSTGRES_URL) stopped answering; the run retries "
-                    "the request or fails. Check that every node can reach it."
+                    "The shared state database (SHARED_STATE_POSTGRES_URL) stopped answering, so the request "
+                    "waiting for it was not sent. Check that every node can reach the database, then re-run."
                 ) from None
 
     def ensure_schema(self, name: str, ddl: str) -> None:

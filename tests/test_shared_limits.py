@@ -25,6 +25,7 @@ from sandbox.admin import ClinikoSandboxAdmin
 from sandbox.harness import running_server
 from splose_resources.shared_limits import PostgresFixedWindowLimiter, PostgresSlidingWindowLimiter, budget_name
 from tests.conftest import PROJECT
+from tests.dagster_server import free_port
 
 pytestmark = pytest.mark.postgres
 
@@ -251,3 +252,18 @@ def test_processes_without_shared_files_hold_one_cliniko_key_budget(shared_state
     assert key_stats["rate_limited"] == 0
     assert max(key_stats["windows"].values()) <= limit
     assert sum(len(s) for s in sent) >= 3 * limit
+
+
+def test_the_shared_state_url_is_never_shown():
+    """The URL may carry a password: not in a resource's repr, nor in the error when the server is unreachable."""
+    from splose_resources.cliniko import ClinikoResource
+    from splose_resources.shared_limits import SharedStateError
+    from splose_resources.splose import SploseResource
+
+    url = f"postgresql://importer:s3cret-pw@127.0.0.1:{free_port()}/nowhere"  # nothing listens there
+    assert "s3cret" not in repr(ClinikoResource(shared_state_postgres_url=url))
+    assert "s3cret" not in repr(SploseResource(shared_state_postgres_url=url))
+    with pytest.raises(SharedStateError) as failure:
+        PostgresSlidingWindowLimiter(url=url, scope="splose", secret="t", tenant="a", limit=1, window_seconds=1)
+    assert "s3cret" not in str(failure.value) and "SHARED_STATE_POSTGRES_URL" in str(failure.value)
+    assert failure.value.__cause__ is None and failure.value.__suppress_context__
