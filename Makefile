@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: demo dev dev-postgres test test-all bench lint clean
+.PHONY: demo dev dev-postgres test test-all bench bench-tenants lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -30,6 +30,9 @@ test-all: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/extract.py
+
+bench-tenants: $(STAMP)
+	$(BIN)/python bench/tenants.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
