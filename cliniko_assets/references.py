@@ -35,7 +35,7 @@ from splose_resources.cliniko import (
     ClinikoNotFound,
     ClinikoRequestError,
 )
-from splose_resources.staging import DATA_FILE, CommitStats, StagingStore
+from splose_resources.staging import DATA_FILE, CommitStats, StagingStore, record_json
 
 # Resource -> (resource whose records link to it, link name).
 REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -143,19 +143,15 @@ def fetch_by_id(client: ClinikoClient, resource: str, rid: str, outcome: Referen
 def _row(rid: str, record: dict | None, url: str) -> dict:
     if record is None:
         stub = {"id": rid, "links": {"self": url}}
-        return {"id": rid, "updated_at": None, "state": MISSING, "source": "by_id", "record": _compact(stub)}
+        return {"id": rid, "updated_at": None, "state": MISSING, "source": "by_id", "record": record_json(stub)}
     updated = record.get("updated_at") or None
     return {
         "id": rid,
         "updated_at": str(updated) if updated else None,
         "state": UNLISTED,
         "source": "by_id",
-        "record": _compact(record),
+        "record": record_json(record),
     }
-
-
-def _compact(record: dict) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 
 def _numeric(value: str) -> int:

@@ -3,7 +3,8 @@
 Layout under ``<root>/<tenant>/cliniko/<resource>/``:
 
 - ``data.parquet``: the committed copy, one row per Cliniko id (columns ``id``, ``updated_at``,
-  ``state``, ``source``, ``record``; ``record`` is the record exactly as Cliniko sent it, as JSON).
+  ``state``, ``source``, ``record``; ``record`` is the record exactly as Cliniko sent it, as compact
+  UTF-8 JSON written by :func:`record_json` and read back by :meth:`StagingStore.iter_records`).
 - ``incoming/``: parts and a checkpoint written while an extraction runs. A run that dies leaves
   them behind and the next run resumes from them; :meth:`StagingBatch.commit` folds them into
   ``data.parquet`` (the newest version of each id wins; a deletion wins over any version).
@@ -29,6 +30,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import dagster as dg
+import orjson
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -151,10 +153,7 @@ class StagingStore(dg.ConfigurableResource):
         parquet = pq.ParquetFile(path)
         for batch in parquet.iter_batches(batch_size=batch_size, columns=["state", "source", "record"]):
             states, sources, records = (batch.column(i).to_pylist() for i in range(3))
-            yield [
-                {**json.loads(r), "_state": s, "_source": src}
-                for s, src, r in zip(states, sources, records, strict=True)
-            ]
+            yield [_staged_record(r, s, src) for s, src, r in zip(states, sources, records, strict=True)]
 
     def file_path(self, tenant: str, resource: str, record_id: str) -> Path:
         if not record_id.isdigit():
@@ -213,10 +212,15 @@ class StagingBatch:
         shutil.rmtree(self.incoming, ignore_errors=True)
 
     def write_part(self, rows: list[dict]) -> None:
-        """Append rows (``id``, ``updated_at``, ``state``, ``source``, ``record``) as one part file."""
+        """Append rows (``id``, ``updated_at``, ``state``, ``source``, ``record``) as one part file.
+
+        ``record`` is the text of :func:`record_json` (bytes, stored as the UTF-8 string they are).
+        """
         if not rows:
             return
-        table = pa.Table.from_pylist(rows, schema=STAGED_SCHEMA)
+        table = pa.Table.from_arrays(
+            [pa.array([row[f.name] for row in rows], type=f.type) for f in STAGED_SCHEMA], schema=STAGED_SCHEMA
+        )
         with self._lock:
             private_dir(self.incoming)
             number = len(list(self.incoming.glob("part-*.parquet")))
@@ -252,6 +256,19 @@ class StagingBatch:
             max_updated_at=str(updated.max()) if len(updated) else None,
             removed=removed,
         )
+
+
+def record_json(record: dict) -> bytes:
+    """The one encoding of a staged record: compact UTF-8 JSON (orjson; keys and values as decoded)."""
+    return orjson.dumps(record)
+
+
+def _staged_record(text: str, state: str, source: str) -> dict:
+    """A staged record as a dict, with its staging ``_state`` and ``_source`` added to it (no copy)."""
+    record = orjson.loads(text)
+    record["_state"] = state
+    record["_source"] = source
+    return record
 
 
 def _winners(sources: list[Path]) -> pd.DataFrame:
