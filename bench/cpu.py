@@ -178,7 +178,8 @@ def measure(contender: str, url: str, key: str, workdir: Path, env: dict[str, st
     return {**result, "process_cpu": cpu_seconds(usage), "rss_mb": usage.ru_maxrss / 1024}
 
 
-def run(scale: str, repeat: int, baseline: str | None) -> dict[str, dict]:
+def run(scale: str, repeat: int, baseline: str | None, contenders: tuple[str, ...] = CONTENDERS) -> dict[str, dict]:
+    """Each contender's median over ``repeat`` extractions of the ``scale`` clinic from one unthrottled sandbox."""
     from sandbox.admin import ClinikoSandboxAdmin
     from sandbox.harness import running_server
 
@@ -192,7 +193,7 @@ def run(scale: str, repeat: int, baseline: str | None) -> dict[str, dict]:
         with running_server("sandbox.cliniko", args, log_dir=workdir) as server:
             key = ClinikoSandboxAdmin(server.url).keys("bench")["admin"]
             url = f"{server.url}/v1"
-            contenders = (*CONTENDERS, "baseline") if baseline else CONTENDERS
+            contenders = (*contenders, "baseline") if baseline else contenders
             runs: dict[str, list[dict]] = {c: [] for c in contenders}
             for attempt in range(repeat):
                 for contender in contenders:
@@ -200,8 +201,8 @@ def run(scale: str, repeat: int, baseline: str | None) -> dict[str, dict]:
                         CODE_DIR: str(Path(baseline).resolve()) if contender == "baseline" and baseline else "",
                         "CLINIKO_API_URL": url,
                         "CLINIKO_API_KEY__BENCH_CLINIC": key,
-                        "STAGING_URI": str(workdir / f"staging-{attempt}"),
-                        "RATE_LIMIT_STATE_DIR": str(workdir / f"rate-{attempt}"),
+                        "STAGING_URI": str(workdir / f"staging-{contender}-{attempt}"),
+                        "RATE_LIMIT_STATE_DIR": str(workdir / f"rate-{contender}-{attempt}"),
                         "RUNTIME__DLTHUB_TELEMETRY": "false",
                     }
                     print(f"[{scale}] {contender} ({attempt + 1}/{repeat})...", flush=True)

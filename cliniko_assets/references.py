@@ -77,7 +77,7 @@ def linked_ids(staging: StagingStore, tenant: str, resource: str, name: str) -> 
         return set()
     found: set[str] = set()
     pattern = link_pattern(name)
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=20_000, columns=["state", "record"]):
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=5_000, columns=["state", "record"]):
         live = batch.filter(pc.not_equal(batch.column("state"), "deleted"))
         ids = pc.struct_field(pc.extract_regex(live.column("record"), pattern), "id")
         found.update(i for i in ids.to_pylist() if i)

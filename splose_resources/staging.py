@@ -48,6 +48,10 @@ STAGED_SCHEMA = pa.schema(
     ]
 )
 DATA_FILE = "data.parquet"
+# Arrow's default allocator (jemalloc) keeps what it freed for later reuse: after the largest resource is
+# committed or scanned, the process would hold that much for the rest of the run. The system allocator
+# hands it back, so peak memory follows the batch being worked on, not the clinic's size.
+pa.set_memory_pool(pa.system_memory_pool())
 FILES_MANIFEST = "files.parquet"
 FILE_FAILURES = "files-failed.json"
 
