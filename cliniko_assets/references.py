@@ -25,7 +25,6 @@ from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from cliniko_assets.mapping import MISSING, UNLISTED
 from splose_resources.cliniko import (
@@ -35,7 +34,7 @@ from splose_resources.cliniko import (
     ClinikoNotFound,
     ClinikoRequestError,
 )
-from splose_resources.staging import DATA_FILE, CommitStats, StagingStore, record_json
+from splose_resources.staging import DATA_FILE, CommitStats, StagingStore, record_json, scan
 
 # Resource -> (resource whose records link to it, link name).
 REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -77,7 +76,7 @@ def linked_ids(staging: StagingStore, tenant: str, resource: str, name: str) -> 
         return set()
     found: set[str] = set()
     pattern = link_pattern(name)
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=5_000, columns=["state", "record"]):
+    for batch in scan(path, ["state", "record"], 5_000):
         live = batch.filter(pc.not_equal(batch.column("state"), "deleted"))
         ids = pc.struct_field(pc.extract_regex(live.column("record"), pattern), "id")
         found.update(i for i in ids.to_pylist() if i)

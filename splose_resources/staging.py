@@ -30,9 +30,11 @@ from pathlib import Path
 from typing import BinaryIO
 
 import dagster as dg
+import numpy as np
 import orjson
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import Field, PrivateAttr
 
@@ -154,8 +156,7 @@ class StagingStore(dg.ConfigurableResource):
         path = self.resource_dir(tenant, resource) / DATA_FILE
         if not path.exists():
             return
-        parquet = pq.ParquetFile(path)
-        for batch in parquet.iter_batches(batch_size=batch_size, columns=["state", "source", "record"]):
+        for batch in scan(path, ["state", "source", "record"], batch_size):
             states, sources, records = (batch.column(i).to_pylist() for i in range(3))
             yield [_staged_record(r, s, src) for s, src, r in zip(states, sources, records, strict=True)]
 
@@ -262,6 +263,13 @@ class StagingBatch:
         )
 
 
+def scan(source: Path | BinaryIO, columns: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
+    """A staged file's ``columns``, ``batch_size`` rows at a time. Read sequentially, without Arrow's read-ahead
+    (which buffers whole column chunks of many row groups): memory follows the batch, not the file."""
+    parquet = pq.ParquetFile(source, pre_buffer=False)
+    yield from parquet.iter_batches(batch_size=batch_size, columns=columns, use_threads=False)
+
+
 def record_json(record: dict) -> bytes:
     """The one encoding of a staged record: compact UTF-8 JSON (orjson; keys and values as decoded)."""
     return orjson.dumps(record)
@@ -276,20 +284,33 @@ def _staged_record(text: str, state: str, source: str) -> dict:
 
 
 def _winners(sources: list[Path]) -> pd.DataFrame:
-    """For each id, the row that stands: a deletion first, then the newest ``updated_at``, then the latest part."""
-    frames = []
+    """For each id, the row that stands: a deletion first, then the newest ``updated_at``, then the latest part.
+
+    Worked out in Arrow on the key columns alone (the rows are only ever sorted as positions), and only the
+    winners become a DataFrame, in part and row order.
+    """
+    tables = []
     for number, source in enumerate(sources):
-        frame = pq.read_table(source, columns=["id", "updated_at", "state"]).to_pandas()
-        frame["src"] = number
-        frame["row"] = range(len(frame))
-        frames.append(frame)
-    if not frames:
+        table = pq.ParquetFile(source).read(columns=["id", "updated_at", "state"], use_threads=False)
+        rows = np.arange(table.num_rows, dtype=np.int64)
+        tables.append(table.append_column("src", pa.array(np.full(len(rows), number))).append_column("row", [rows]))
+    if not tables:
         return pd.DataFrame({"id": [], "updated_at": [], "state": [], "src": [], "row": []})
-    index = pd.concat(frames, ignore_index=True)
-    index["deleted"] = index["state"] == "deleted"
-    index["order"] = index["updated_at"].fillna("")
-    index = index.sort_values(["id", "deleted", "order", "src", "row"], kind="stable")
-    return index.drop_duplicates("id", keep="last").sort_values(["src", "row"])
+    index = pa.concat_tables(tables).combine_chunks()
+    del tables
+    keys = pa.table(
+        {
+            "id": index["id"],
+            "deleted": pc.equal(index["state"], "deleted"),
+            "order": pc.fill_null(index["updated_at"], ""),
+            "position": pa.array(np.arange(index.num_rows, dtype=np.int64)),
+        }
+    )
+    order = pc.sort_indices(keys, sort_keys=[(name, "ascending") for name in keys.column_names])
+    ids = index["id"].take(order)
+    last = pa.concat_arrays([pc.not_equal(ids[:-1], ids[1:]).combine_chunks(), pa.array([True])])
+    positions = np.sort(order.filter(last).to_numpy())  # positions follow (part, row) order
+    return index.take(positions).to_pandas()
 
 
 def _write_atomic(table: pa.Table, path: Path) -> None:
