@@ -204,6 +204,7 @@ def run(scale: str, repeat: int, baseline: str | None, contenders: tuple[str, ..
                         "STAGING_URI": str(workdir / f"staging-{contender}-{attempt}"),
                         "RATE_LIMIT_STATE_DIR": str(workdir / f"rate-{contender}-{attempt}"),
                         "RUNTIME__DLTHUB_TELEMETRY": "false",
+                        "RUNTIME__LOG_LEVEL": "ERROR",  # not dlt's notes on columns that received no data
                     }
                     print(f"[{scale}] {contender} ({attempt + 1}/{repeat})...", flush=True)
                     runs[contender].append(measure(contender, url, key, workdir, env))

@@ -176,7 +176,7 @@ def bench_scale(scale: str, time_scale: float, concurrency: int, splose_latency_
             "--rate-window", f"{window:g}", "--data-dir", str(Path(workdir) / "cliniko"),
         ]  # fmt: skip
         splose_args = [
-            "--platform-token", token, "--db", str(Path(workdir) / "splose.db"), "--import-rate-limit", "600",
+            f"--platform-token={token}", "--db", str(Path(workdir) / "splose.db"), "--import-rate-limit", "600",
             "--v1-rate-limit", "60", "--rate-window", f"{window:g}",
             "--latency-ms", f"{splose_latency_ms / time_scale:.3f}",
         ]  # fmt: skip
