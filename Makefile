@@ -40,3 +40,9 @@ lint: $(STAMP)
 
 clean:
 	rm -rf $(VENV) .dagster_home .dagster_home_postgres .sandbox .pytest_cache
+
+# dlt is the benchmark's contender, not a dependency of the project: installed into the venv here only.
+.PHONY: bench-cpu
+bench-cpu: $(STAMP)
+	$(BIN)/pip install --quiet dlt
+	$(BIN)/python bench/cpu.py

@@ -26,6 +26,18 @@ key and what the splose/* materializations report. Printed per scale:
 - ``run``: ``FAILED`` when the import run failed or was interrupted: its row's written, rec/s and ratio
   then describe an unfinished import and mean nothing.
 
+Then, per scale, CPU and memory (a second table):
+
+- ``extract CPU s/1k``: CPU seconds of the import's ``cliniko_extract`` step per 1,000 records it fetched;
+  ``load CPU s/1k written``: CPU seconds of every other step (mapping, loads, report) per 1,000 Splose
+  records written. Both are read off the child's CPU time, sampled every 0.1 s, at each step's start and end;
+- ``process CPU s``: the child's whole CPU time (start-up and imports included), ``RSS MB`` its peak RSS,
+  and the ratio of the last scale's peak RSS to the first's;
+- ``<contender> s/1k`` and ``x``: the same clinic extracted after the import by ``bench/cpu.py``'s
+  contenders (dlt's ``rest_api`` source run into local Parquet files, its extract step alone, a plain
+  ``requests`` loop) from an unthrottled sandbox, CPU per 1,000 records with imports excluded, and its ratio
+  to the import's extract CPU. ``--cpu-contenders ''`` skips them; dlt must be installed (``make bench-cpu``).
+
 While an import runs, a progress line every ``--progress`` seconds gives the Cliniko requests so far and
 their rate next to the rate the budget allows (200 per window): a measured partial figure for a scale too
 big to finish, and a way to see whether the budget or something else (e.g. the sandbox's own speed)
@@ -48,6 +60,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import secrets
 import sys
 import tempfile
@@ -60,7 +73,8 @@ import requests
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from bench.child import run_child  # noqa: E402
+from bench import cpu  # noqa: E402
+from bench.child import CpuClock, cpu_seconds, run_child_usage  # noqa: E402
 from sandbox.admin import ClinikoSandboxAdmin  # noqa: E402
 from sandbox.demo import submit_import  # noqa: E402
 from sandbox.harness import running_server  # noqa: E402
@@ -89,6 +103,7 @@ def child_import(window: float, concurrency: int, outbox: str) -> dict:
         run_config = dict(run_request.run_config)
         run_config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
         run_config["ops"] = {"cliniko_extract": {"config": {"full_refresh": True}}}
+        clock = CpuClock().start()
         result = defs.resolve_job_def("import_job").execute_in_process(
             instance=instance,
             partition_key=run_request.partition_key,
@@ -101,8 +116,11 @@ def child_import(window: float, concurrency: int, outbox: str) -> dict:
                 "notifier": NotifierResource(outbox=outbox),
             },
         )
+        clock.stop()
+        step_cpu = clock.steps(instance.all_logs(result.run_id))
         elapsed = time.monotonic() - started
     written: dict[str, int] = {}
+    extracted = 0
     failures = []
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
@@ -110,6 +128,8 @@ def child_import(window: float, concurrency: int, outbox: str) -> dict:
         if event.event_type_value != "ASSET_MATERIALIZATION":
             continue
         materialization = event.event_specific_data.materialization
+        if materialization.asset_key.path[0] == "cliniko":
+            extracted += int(materialization.metadata["fetched"].value)
         if materialization.asset_key.path[0] != "splose":
             continue
         meta = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
@@ -117,7 +137,15 @@ def child_import(window: float, concurrency: int, outbox: str) -> dict:
             if f"{prefix}created" in meta:
                 name = prefix.rstrip("_") or materialization.asset_key.path[-1]
                 written[name] = sum(int(meta[f"{prefix}{action}"]) for action in ("created", "updated", "unchanged"))
-    return {"seconds": elapsed, "written": written, "success": result.success, "failures": failures}
+    return {
+        "seconds": elapsed,
+        "written": written,
+        "success": result.success,
+        "failures": failures,
+        "extracted": extracted,
+        "extract_cpu": step_cpu.get("cliniko_extract", 0.0),
+        "load_cpu": sum(cpu for step, cpu in step_cpu.items() if step != "cliniko_extract"),
+    }
 
 
 def report_progress(admin: ClinikoSandboxAdmin, scale: str, window: float, every: float, stop: threading.Event) -> None:
@@ -148,7 +176,7 @@ def bench_scale(scale: str, time_scale: float, concurrency: int, splose_latency_
             "--rate-window", f"{window:g}", "--data-dir", str(Path(workdir) / "cliniko"),
         ]  # fmt: skip
         splose_args = [
-            "--platform-token", token, "--db", str(Path(workdir) / "splose.db"), "--import-rate-limit", "600",
+            f"--platform-token={token}", "--db", str(Path(workdir) / "splose.db"), "--import-rate-limit", "600",
             "--v1-rate-limit", "60", "--rate-window", f"{window:g}",
             "--latency-ms", f"{splose_latency_ms / time_scale:.3f}",
         ]  # fmt: skip
@@ -176,7 +204,7 @@ def bench_scale(scale: str, time_scale: float, concurrency: int, splose_latency_
             if progress > 0:
                 watcher.start()
             try:
-                child, rss = run_child(
+                child, usage = run_child_usage(
                     __file__, ["import", f"{window:g}", str(concurrency), str(Path(workdir) / "outbox")], env
                 )
             finally:
@@ -204,12 +232,18 @@ def bench_scale(scale: str, time_scale: float, concurrency: int, splose_latency_
         "ratio": child["seconds"] / floor if floor else float("inf"),
         "cliniko_429": key_stats.get("rate_limited", 0),
         "splose_429": sum(entry["throttled"] for entry in splose_stats.values()),
-        "peak_rss_mb": rss / 2**20,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "process_cpu": cpu_seconds(usage),
+        "extracted": child["extracted"],
+        "extract_cpu_per_1k": child["extract_cpu"] / child["extracted"] * 1000 if child["extracted"] else 0.0,
+        "load_cpu_per_1k": child["load_cpu"] / written * 1000 if written else 0.0,
     }
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "import":
+        if os.environ.get(cpu.CODE_DIR):
+            sys.path.insert(0, os.environ[cpu.CODE_DIR])  # another checkout's code (before/after figures)
         print(json.dumps(child_import(float(sys.argv[2]), int(sys.argv[3]), sys.argv[4])))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -219,6 +253,11 @@ def main() -> None:
     parser.add_argument("--splose-latency-ms", type=float, default=0.0, help="real-time Splose latency (scaled)")
     parser.add_argument("--json", action="store_true", help="also print each row as JSON")
     parser.add_argument("--progress", type=float, default=60.0, help="seconds between progress lines (0: none)")
+    parser.add_argument(
+        "--cpu-contenders",
+        default="dlt-run,dlt,requests",
+        help="extractions of bench/cpu.py run against each scale's clinic for the CPU table ('' for none)",
+    )
     args = parser.parse_args()
     rows = []
     for scale in args.scales.split(","):
@@ -240,6 +279,31 @@ def main() -> None:
     print("\n(floor = Cliniko requests / 200 per minute, in the run's time units; ratio = e2e / floor, both measured")
     print(" above in this run. Time-scaled rows divide every budget window and latency by the factor: their rec/s,")
     print(" e2e s and floor s are in scaled time; e2e real s = e2e s x factor.)")
+    contenders = tuple(c for c in args.cpu_contenders.split(",") if c)
+    print_cpu(rows, {r["scale"]: cpu.run(r["scale"], 1, None, contenders) for r in rows} if contenders else {})
+
+
+def print_cpu(rows: list[dict], others: dict[str, dict[str, dict]]) -> None:
+    """CPU per 1,000 records of the import's extraction against the other extractions, loads' CPU, peak RSS."""
+    names = list(next(iter(others.values()), {}))
+    header = (f"{'scale':<7}{'extract CPU s/1k':>17}{'load CPU s/1k written':>23}{'process CPU s':>15}{'RSS MB':>8}"
+              + "".join(f"{name + ' s/1k':>16}{'x':>7}" for name in names))  # fmt: skip
+    print(f"\n{header}\n{'-' * len(header)}")
+    for r in rows:
+        line = (f"{r['scale']:<7}{r['extract_cpu_per_1k']:>17.3f}{r['load_cpu_per_1k']:>23.3f}"
+                f"{r['process_cpu']:>15.1f}{r['peak_rss_mb']:>8.0f}")  # fmt: skip
+        for name in names:
+            other = cpu.per_thousand(others[r["scale"]][name], "work_cpu")
+            line += f"{other:>16.3f}{other / r['extract_cpu_per_1k']:>6.2f}x"
+        print(line)
+    if len(rows) > 1:
+        first, last = rows[0], rows[-1]
+        print(f"\npeak RSS {last['scale']} / {first['scale']}: {last['peak_rss_mb'] / first['peak_rss_mb']:.2f}x")
+    print("\n(extract CPU: the import's cliniko_extract step / records fetched; load CPU: every other step of the")
+    print(" import / Splose records written; both from the process's CPU time sampled at each step's start and end.")
+    print(" <name> s/1k: that extraction's CPU, imports excluded, per 1,000 records of the same clinic, extracted from")
+    print(" an unthrottled sandbox after the import (bench/cpu.py); x = it / the import's extract CPU s/1k. Measured")
+    print(" above in this run. RSS MB: peak RSS of the process that ran the whole import.)")
 
 
 if __name__ == "__main__":
