@@ -20,6 +20,7 @@ import dagster as dg
 
 from cliniko_assets import references
 from cliniko_assets.catalog import linked_id, record_id
+from cliniko_assets.changes import UNCHANGED, RunCrosswalk
 from cliniko_assets.extract import cliniko_key
 from cliniko_assets.failures import step_failures
 from cliniko_assets.lifecycle import bound_import
@@ -61,7 +62,7 @@ from cliniko_assets.transforms import (
     to_splose_progress_note_template,
     to_splose_provider_number,
 )
-from splose_resources.splose import SploseRequestError, SploseResource, SploseV1Client
+from splose_resources.splose import SploseImportClient, SploseRequestError, SploseResource, SploseV1Client
 from splose_resources.staging import StagingStore, write_private
 
 GROUP = "splose"
@@ -107,6 +108,11 @@ class LoadRun:
     def advance(self, count: int = 1) -> None:
         if self.tracker is not None:
             self.tracker.advance(count)
+
+    def splose_sink(self, imports: SploseImportClient, writer: str) -> SploseSink:
+        """The sink of step ``writer``: sends what Splose does not hold yet, crosswalks read once per run."""
+        known = RunCrosswalk(imports, self.import_id, self.directory, self.context.run_id, writer)
+        return SploseSink(imports, self.import_id, known)
 
     def writes(self) -> Sink:
         if self.sink is None:
@@ -230,8 +236,9 @@ def splose_mapping(
                         "what_to_do": "complete the mapping (run config or the import request), then re-run",
                     },
                 )
-            run.sink = SploseSink(workspace.imports, run.import_id)
+            run.sink = sink = run.splose_sink(workspace.imports, "mapping")
             rows = mapping_rows(run, staged, resolved)
+            sink.save()
         run.save_mapping(resolved)
         for name, (report, extra) in rows.items():
             yield run.finish(name, report, extra)
@@ -426,6 +433,11 @@ def load_records(
             report.count_skip(outcome)
             continue
         report.warnings.update(pop_warnings(outcome))
+        if run.writes().unchanged(entity, outcome):  # Splose holds it as it is: not sent (batches stay full)
+            report.unchanged += 1
+            if actions is not None:
+                actions[outcome["externalId"]] = UNCHANGED
+            continue
         pending.append(outcome)
         if len(pending) >= BATCH:
             flush()
@@ -482,8 +494,9 @@ def _load_asset(name: str, load: Load) -> dg.AssetsDefinition:
             run = LoadRun(context, staging, bound_import(context, splose, import_request))
             where.import_id = run.import_id
             with splose.workspace(run.tenant, log=context.log) as workspace:
-                run.sink = SploseSink(workspace.imports, run.import_id)
+                run.sink = sink = run.splose_sink(workspace.imports, name)
                 report, extra = load_row(run, name)
+                sink.save()
             result = run.finish(name, report, extra)
             yield result._replace(check_results=[*result.check_results, *_extra_checks(name, load, extra or {})])
 

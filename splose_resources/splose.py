@@ -105,6 +105,13 @@ class UpsertedRecord(NamedTuple):
     action: str  # created | updated | unchanged
 
 
+class CrosswalkEntry(NamedTuple):
+    """What Splose holds for one external id: its Splose id, and the content hash last written with it."""
+
+    id: int
+    content_hash: str | None
+
+
 class RejectedRecord(NamedTuple):
     external_id: str | None
     message: str
@@ -413,11 +420,21 @@ class SploseImportClient:
 
     def crosswalk(self, import_id: int, entity: str) -> dict[str, int]:
         """External id -> Splose id of every ``entity`` record this source imported into the workspace."""
+        return {external_id: entry.id for external_id, entry in self.crosswalk_entries(import_id, entity).items()}
+
+    def crosswalk_entries(self, import_id: int, entity: str) -> dict[str, CrosswalkEntry]:
+        """External id -> Splose id and content hash of every ``entity`` record this source imported."""
         if entity not in CROSSWALK_ENTITIES:
             raise ValueError(f"unknown import entity {entity!r}; expected one of {list(CROSSWALK_ENTITIES)}")
         call = self._call(f"reading the {entity} crosswalk", import_id)
         pages = self._http.pages(call, f"imports/{int(import_id)}/records/{entity}", {})
-        return {row["externalId"]: int(row["id"]) for row in pages}
+        return {row["externalId"]: CrosswalkEntry(int(row["id"]), row.get("contentHash")) for row in pages}
+
+    def counts(self, import_id: int) -> dict[str, int]:
+        """How many records of this source the workspace holds, per entity (one call)."""
+        call = self._call("counting the records", import_id)
+        body = self._http.json(call, "GET", self._import_url(import_id, "counts"))
+        return {str(entity): int(count) for entity, count in (body.get("data") or {}).items()}
 
     # -- files ------------------------------------------------------------------------------------
 
@@ -433,8 +450,10 @@ class SploseImportClient:
         description: str | None = None,
         created_at: str | None = None,
         sha256: str | None = None,
+        content_hash: str | None = None,
     ) -> dict:
-        """Stream one file from disk (never held in memory); Splose checks ``sha256`` when given.
+        """Stream one file from disk (never held in memory); Splose checks ``sha256`` when given and keeps
+        ``content_hash`` with the file's crosswalk entry.
 
         Answers ``{id, action, size, sha256}``; re-sending the same file is ``unchanged``.
         """
@@ -448,6 +467,7 @@ class SploseImportClient:
             "description": description,
             "createdAt": created_at,
             "sha256": sha256,
+            "contentHash": content_hash,
         }
         parts = {key: value for key, value in fields.items() if value is not None}
         call = self._call(f"uploading file {external_id} of client {client_external_id}", import_id)

@@ -52,6 +52,8 @@ KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+$")
 MIN_KEY_LENGTH = 20
 DEFAULT_SHARD = "au1"
 CROSSWALK_ENTITIES = (*ENTITY_SCHEMAS, "files")
+CROSSWALK_PAGE_SIZE = 10_000  # rows are three short fields: a large clinic's crosswalk in a few pages
+MAX_CONTENT_HASH = 128
 
 
 def shard_of(key: str) -> str:
@@ -320,23 +322,35 @@ class Imports:
         return results, errors
 
     def _upsert_record(self, current: ImportRequest, entity: str, raw: Any) -> dict[str, Any]:
+        content_hash = _content_hash(raw.pop("contentHash", None) if isinstance(raw, dict) else None)
         data = validate_record(entity, raw)
         self._resolve(current, entity, data)
         external_id = data.pop("externalId")
         with self.store.savepoint():
-            object_id, action = self._upsert(current, entity, external_id, data)
+            object_id, action = self._upsert(current, entity, external_id, data, content_hash)
         return {"externalId": external_id, "id": object_id, "action": action}
 
-    def _upsert(self, current: ImportRequest, kind: str, external_id: str, data: dict[str, Any]) -> tuple[int, str]:
+    def _upsert(
+        self, current: ImportRequest, kind: str, external_id: str, data: dict[str, Any], content_hash: str | None
+    ) -> tuple[int, str]:
+        """The action is decided by the fields alone; the content hash given is kept either way."""
         existing = self.store.find_external(current.workspace_id, kind, current.source, external_id)
         if existing is None:
             object_id = self.store.insert_object(
-                current.workspace_id, kind, data, source=current.source, external_id=external_id, import_id=current.id
+                current.workspace_id,
+                kind,
+                data,
+                source=current.source,
+                external_id=external_id,
+                import_id=current.id,
+                content_hash=content_hash,
             )
             return object_id, "created"
         if existing.data == data:
+            if existing.content_hash != content_hash:
+                self.store.set_content_hash(existing.id, content_hash)
             return existing.id, "unchanged"
-        self.store.update_object(existing, data, current.id)
+        self.store.update_object(existing, data, current.id, content_hash)
         return existing.id, "updated"
 
     def _resolve(self, current: ImportRequest, entity: str, data: dict[str, Any]) -> None:
@@ -397,14 +411,22 @@ class Imports:
         page = self.store.page(
             current.workspace_id,
             entity,
-            page_size=IMPORT_PAGE_SIZE,
+            page_size=CROSSWALK_PAGE_SIZE,
             id_gt=int_param(request, "id_gt"),
             id_lt=int_param(request, "id_lt"),
             where="AND source = ? AND external_id IS NOT NULL",
             params=[current.source],
         )
-        data = [{"externalId": obj.external_id, "id": obj.id} for obj in page.rows]
+        data = [{"externalId": obj.external_id, "id": obj.id, "contentHash": obj.content_hash} for obj in page.rows]
         return JSONResponse({"data": data, "links": page_links(request, page)})
+
+    def counts(self, request: Request) -> Response:
+        """How many records of the import's source the workspace holds, per entity: one cheap call."""
+        caller = self.sandbox.import_caller(request)
+        check_query(request, set())
+        current = self._load(request, caller)
+        found = self.store.count_external(current.workspace_id, current.source)
+        return JSONResponse({"data": {entity: found.get(entity, 0) for entity in CROSSWALK_ENTITIES}})
 
     # -- files ------------------------------------------------------------------------------------
 
@@ -448,7 +470,7 @@ class Imports:
                 data["patientId"] = self._external(current, "clients", fields, "clientExternalId")
             except RecordError as error:
                 raise ApiError(422, str(error), {"clientExternalId": str(error)}) from error
-            object_id, action = self._upsert(current, "files", fields["externalId"], data)
+            object_id, action = self._upsert(current, "files", fields["externalId"], data, fields["contentHash"])
             if action != "unchanged":
                 target = self._file_path(current.workspace_id, object_id)
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -459,6 +481,7 @@ class Imports:
 def _file_fields(form: Form, upload: UploadedFile) -> dict[str, Any]:
     """The upload's form fields, checked like a record (an empty field is an absent one)."""
     given: dict[str, Any] = {name: value for name, value in form.fields.items() if value != ""}
+    content_hash = given.pop("contentHash", None)
     given.setdefault("filename", upload.filename)
     given.setdefault("contentType", upload.content_type or "application/octet-stream")
     try:
@@ -469,7 +492,20 @@ def _file_fields(form: Form, upload: UploadedFile) -> dict[str, Any]:
         raise ApiError(
             422, "Checksum mismatch", {"sha256": f"the received bytes hash to {upload.sha256}, not {fields['sha256']}"}
         )
+    try:
+        fields["contentHash"] = _content_hash(content_hash)
+    except RecordError as error:
+        raise ApiError(422, f"The file upload is invalid: {error}", {"contentHash": str(error)}) from error
     return fields
+
+
+def _content_hash(value: Any) -> str | None:
+    """The client's fingerprint of a record as it sent it: opaque to Splose, kept with the crosswalk entry."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_CONTENT_HASH:
+        raise RecordError(f"contentHash: {shown(value)} is not a string of 1 to {MAX_CONTENT_HASH} characters")
+    return value
 
 
 def _check_first_in_batch(first_seen: dict[str, int], external_id: Any, index: int) -> None:
@@ -508,5 +544,6 @@ def routes(sandbox: Sandbox) -> list[Route]:
         route("/imports/{id}/credentials", api.credentials, "GET"),
         route("/imports/{id}/records/{entity}", api.put_records, "PUT"),
         route("/imports/{id}/records/{entity}", api.crosswalk, "GET"),
+        route("/imports/{id}/counts", api.counts, "GET"),
         route("/imports/{id}/files", api.upload, "POST"),
     ]
