@@ -20,7 +20,7 @@ import json
 from collections.abc import Iterable
 from pathlib import Path
 
-from splose_resources.splose import CrosswalkEntry, SploseImportClient, UpsertedRecord
+from splose_resources.splose import CrosswalkEntry, FileUpload, SploseImportClient, UpsertedRecord
 from splose_resources.staging import write_private
 
 UNCHANGED = "unchanged"
@@ -37,6 +37,11 @@ def content_hash(fields: dict) -> str:
         default=str,
     )
     return f"{HASH_VERSION}-{hashlib.sha256(canonical.encode()).hexdigest()}"
+
+
+def file_fingerprint(upload: FileUpload) -> str:
+    """The fingerprint of a file: its fields as a single upload sends them, the bytes' sha256 included."""
+    return content_hash({k: v for k, v in upload.manifest_entry("").items() if k not in ("part", "contentHash")})
 
 
 def appointment_refs(record: dict) -> dict:

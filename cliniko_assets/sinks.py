@@ -11,16 +11,18 @@ would reject is counted as loaded by a dry run.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import defaultdict
 from collections.abc import Iterable
 from itertools import islice
-from pathlib import Path
 from typing import Protocol
 
-from cliniko_assets.changes import UNCHANGED, RunCrosswalk, appointment_refs, content_hash
+from cliniko_assets.changes import UNCHANGED, RunCrosswalk, appointment_refs, content_hash, file_fingerprint
 from splose_resources.splose import (
     MAX_BATCH,
+    FileBatchResult,
+    FileUpload,
     RejectedRecord,
     SploseImportClient,
     UpsertedRecord,
@@ -35,7 +37,9 @@ class Sink(Protocol):
 
     def crosswalk(self, entity: str) -> dict[str, int]: ...
 
-    def upload_file(self, *, external_id: str, path: Path, sha256: str | None, **fields: str | None) -> dict: ...
+    def upload_files(self, files: list[FileUpload]) -> FileBatchResult: ...
+
+    def held_file(self, upload: FileUpload) -> dict | None: ...
 
     def unchanged(self, entity: str, record: dict) -> bool: ...
 
@@ -79,18 +83,17 @@ class SploseSink:
     def crosswalk(self, entity: str) -> dict[str, int]:
         return self.known.ids(entity)
 
-    def upload_file(self, *, external_id: str, path: Path, sha256: str | None, **fields: str | None) -> dict:
-        fingerprint = content_hash({"externalId": external_id, "sha256": sha256, **fields})
-        entry = self.known.unchanged("files", external_id, fingerprint)
-        if entry is not None:  # Splose holds these bytes and fields already: nothing is read or sent
-            return {"id": entry.id, "action": UNCHANGED, "sha256": sha256}
-        answer = self.imports.upload_file(
-            self.import_id, external_id=external_id, path=path, sha256=sha256, content_hash=fingerprint, **fields
-        )
-        self.known.record(
-            "files", [UpsertedRecord(external_id, int(answer["id"]), answer["action"])], {external_id: fingerprint}, {}
-        )
-        return answer
+    def held_file(self, upload: FileUpload) -> dict | None:
+        """Splose's answer for a file it holds as it is (same bytes and fields): nothing is read or sent."""
+        entry = self.known.unchanged("files", upload.external_id, file_fingerprint(upload))
+        return None if entry is None else {"id": entry.id, "action": UNCHANGED, "sha256": upload.sha256}
+
+    def upload_files(self, files: list[FileUpload]) -> FileBatchResult:
+        stamped = [dataclasses.replace(upload, content_hash=file_fingerprint(upload)) for upload in files]
+        result = self.imports.upload_files(self.import_id, stamped)
+        answers = [UpsertedRecord(ext, int(answer["id"]), answer["action"]) for ext, answer in result.answers.items()]
+        self.known.record("files", answers, {u.external_id: u.content_hash or "" for u in stamped}, {})
+        return result
 
     def save(self) -> None:
         self.known.save()
@@ -140,7 +143,13 @@ class DryRunSink:
     def save(self) -> None:
         return None
 
-    def upload_file(self, *, external_id: str, path: Path, sha256: str | None, **fields: str | None) -> dict:
+    def held_file(self, upload: FileUpload) -> dict | None:
+        return None
+
+    def upload_files(self, files: list[FileUpload]) -> FileBatchResult:
         self.calls["files"] += 1
-        splose_id = self.loaded["files"].setdefault(external_id, next(self._ids))
-        return {"id": splose_id, "action": CREATED, "sha256": sha256}
+        answers = {}
+        for upload in files:
+            splose_id = self.loaded["files"].setdefault(upload.external_id, next(self._ids))
+            answers[upload.external_id] = {"id": splose_id, "action": CREATED, "sha256": upload.sha256}
+        return FileBatchResult(answers, {})

@@ -3,14 +3,17 @@ sandboxes themselves (per route), for a first import, an unchanged re-sync and a
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 
 import pytest
 import requests
 
+from cliniko_assets.file_loads import FILES_PER_BATCH
 from tests.test_import import Import, _rows, splose_sandbox, tiny_import  # noqa: F401 (fixtures)
 
 UNCHANGED_SPLOSE_LIMIT = 30
+FILE_BATCHES = "POST /v1/imports/{id}/files/batch"
 BATCH = 500
 # Cliniko deletes these without a trace: each sync asks their count (one request more) to find removals.
 COUNT_CHECKED = ("/v1/contacts", "/v1/patient_attachments")
@@ -18,9 +21,7 @@ COUNT_CHECKED = ("/v1/contacts", "/v1/patient_attachments")
 
 def over_one_per_route(cliniko: Counter) -> dict[str, int]:
     """Routes asked more than once (a fetch by id is one route per id; a count check is its own request)."""
-    return {
-        path: n for path, n in cliniko.items() if n > 1 + (path in COUNT_CHECKED) and not path.endswith("/:id")
-    }
+    return {path: n for path, n in cliniko.items() if n > 1 + (path in COUNT_CHECKED) and not path.endswith("/:id")}
 
 
 def splose_routes(url: str) -> Counter:
@@ -57,15 +58,17 @@ def costs(tiny_import) -> Costs:
 def test_an_unchanged_resync_sends_nothing_and_costs_a_few_requests(tiny_import, costs, instance):
     request = tiny_import.submit()
     first_rows, first, _ = costs.run(instance, request)
-    assert first["POST /v1/imports/{id}/files"] == first_rows["files"]["loaded"] > 0
+    assert first_rows["files"]["created"] == first_rows["files"]["loaded"] > 0
+    assert first[FILE_BATCHES] == math.ceil(first_rows["files"]["loaded"] / FILES_PER_BATCH)
     stored_before = {f["externalId"]: f["updatedAt"] for f in tiny_import.dump("files")}
 
     rows, splose, cliniko = costs.run(instance, request)
 
     assert sum(splose.values()) <= UNCHANGED_SPLOSE_LIMIT, dict(splose)
     assert splose["PUT /v1/imports/{id}/records/{entity}"] == 0, dict(splose)
-    assert splose["POST /v1/imports/{id}/files"] == 0, "file bytes were uploaded again"
+    assert splose[FILE_BATCHES] == splose["POST /v1/imports/{id}/files"] == 0, "file bytes were uploaded again"
     assert over_one_per_route(cliniko) == {}, dict(cliniko)
+    assert [path for path in cliniko if path.endswith("/content")] == [], "attachment bytes were downloaded again"
     print(f"unchanged re-sync: Splose {sum(splose.values())} {dict(splose)}; Cliniko {sum(cliniko.values())}")
     for name, row in rows.items():
         assert (row["created"], row["updated"]) == (0, 0), name
@@ -86,7 +89,7 @@ def test_a_resync_with_a_few_changes_sends_only_those(tiny_import, costs, instan
 
     rows, splose, cliniko = costs.run(instance, request)
 
-    changed_files = splose["POST /v1/imports/{id}/files"]
+    changed_files = rows["files"]["created"] + rows["files"]["updated"]
     allowed = 2 * (changed_records / BATCH + changed_files + UNCHANGED_SPLOSE_LIMIT)
     assert sum(splose.values()) <= allowed, dict(splose)
     assert changed_files == 0
