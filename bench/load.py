@@ -26,6 +26,12 @@ key and what the splose/* materializations report. Printed per scale:
 - ``run``: ``FAILED`` when the import run failed or was interrupted: its row's written, rec/s and ratio
   then describe an unfinished import and mean nothing.
 
+Then, on the same instance and staging, the clinic is re-synced twice (incremental extraction, as the
+nightly re-sync does): unchanged, and after 1% of its live records were edited in Cliniko. A second table
+gives the Splose requests (every API call, counted per route by the Splose sandbox) of the first import
+and of each re-sync, the Cliniko requests of each re-sync, and the bound a re-sync with those changes
+should stay within: 2 x (changed records / 500 + files uploaded + 30).
+
 While an import runs, a progress line every ``--progress`` seconds gives the Cliniko requests so far and
 their rate next to the rate the budget allows (200 per window): a measured partial figure for a scale too
 big to finish, and a way to see whether the budget or something else (e.g. the sandbox's own speed)
@@ -177,6 +183,7 @@ def bench_scale(scale: str, time_scale: float, concurrency: int, splose_latency_
                 "DAGSTER_HOME": str(Path(workdir) / "home"),
             }
             Path(env["DAGSTER_HOME"]).mkdir()
+            (Path(env["DAGSTER_HOME"]) / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
             admin.reset_stats()
             print(f"[{scale}] running import {import_id} (time scale {time_scale:g})...", flush=True)
             stop = threading.Event()

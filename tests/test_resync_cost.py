@@ -77,6 +77,7 @@ def test_an_unchanged_resync_sends_nothing_and_costs_a_few_requests(tiny_import,
     assert {f["externalId"]: f["updatedAt"] for f in tiny_import.dump("files")} == stored_before
 
 
+@pytest.mark.slow
 def test_a_resync_with_a_few_changes_sends_only_those(tiny_import, costs, instance):
     request = tiny_import.submit()
     first_rows, _, _ = costs.run(instance, request)
