@@ -111,7 +111,7 @@ class LoadRun:
 
     def splose_sink(self, imports: SploseImportClient, writer: str) -> SploseSink:
         """The sink of step ``writer``: sends what Splose does not hold yet, crosswalks read once per run."""
-        known = RunCrosswalk(imports, self.import_id, self.directory, self.context.run_id, writer)
+        known = RunCrosswalk(imports, self.import_id, self.directory, self.context.run.run_id, writer)
         return SploseSink(imports, self.import_id, known)
 
     def writes(self) -> Sink:
@@ -673,6 +673,7 @@ def _live(record: dict) -> Skip | None:
 
 
 MAPPED = [splose_key(name) for name in MAPPING_ASSETS]
+
 
 # The load assets in an order that respects their dependencies (the preview runs them in this order).
 LOADS: dict[str, Load] = {

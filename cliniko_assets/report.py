@@ -51,7 +51,7 @@ def referential_integrity(run: LoadRun, workspace: SploseWorkspace) -> dict[str,
     them: every appointment it wrote has its clients and a practitioner of the mapping, and every group
     appointment all its attendees; and Splose's count of every entity the run read equals its crosswalk.
     """
-    known = RunCrosswalk(workspace.imports, run.import_id, run.directory, run.context.run_id, "import_report")
+    known = RunCrosswalk(workspace.imports, run.import_id, run.directory, run.context.run.run_id, "import_report")
     counts = workspace.imports.counts(run.import_id)
     written = known.written_refs("appointments")
     clients = set(known.ids("clients")) if written else set()
