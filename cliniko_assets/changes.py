@@ -9,8 +9,9 @@ sent (and counted) again on every sync until it is accepted.
 
 :class:`RunCrosswalk` reads an entity's crosswalk from Splose the first time a step of the run needs it
 and keeps it in the tenant's load directory; each step then records what Splose answered to its own
-writes in a file of its own when it is done (steps that run at the same time never write the same file), so the next
-step sees the crosswalk as it is now without reading it again. Files of another run are never trusted.
+writes in a file of its own when it is done (steps that run at the same time never write the same
+file), so the next step sees the crosswalk as it is now without reading it again. Files of another run
+are never trusted.
 """
 
 from __future__ import annotations
@@ -33,8 +34,7 @@ def content_hash(fields: dict) -> str:
         {k: v for k, v in fields.items() if k != "contentHash"},
         sort_keys=True,
         separators=(",", ":"),
-        ensure_ascii=False,
-        default=str,
+        default=str,  # ASCII escapes: a lone surrogate in Cliniko's text hashes like any other character
     )
     return f"{HASH_VERSION}-{hashlib.sha256(canonical.encode()).hexdigest()}"
 
