@@ -15,7 +15,7 @@ from aiosmtpd.controller import Controller
 from sandbox import postgres
 from splose_resources.notifier import NotifierError, NotifierResource
 from tests.conftest import PROJECT
-from tests.dagster_server import free_port
+from sandbox.dagster_server import free_port
 from tests.test_shared_limits import shared_state_url  # noqa: F401 (fixture)
 
 
