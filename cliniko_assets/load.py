@@ -11,10 +11,10 @@ memory; everything else (mapping resolution, transforms, skips, counts) is share
 """
 
 import dataclasses
-import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
+from functools import partial
+from typing import Any
 
 import dagster as dg
 
@@ -62,7 +62,7 @@ from cliniko_assets.transforms import (
     to_splose_provider_number,
 )
 from splose_resources.splose import SploseRequestError, SploseResource, SploseV1Client
-from splose_resources.staging import StagingStore, write_private
+from splose_resources.staging import StagingStore
 
 GROUP = "splose"
 NOT_LINKED = "notes_without_appointment"  # progress notes loaded without an appointment (no booking link, or
@@ -86,7 +86,6 @@ class LoadRun:
             )
         self.request = run_import
         self.import_id = run_import.import_id
-        self.directory = staging.splose_dir(self.tenant)
         self.sink: Sink | None = None
         self.tracker: LoadProgress | None = None
         self.side_reports: dict[str, RowReport] = {}  # rows a load reports besides its own (attendees)
@@ -113,40 +112,42 @@ class LoadRun:
             raise RuntimeError("the load has no sink: set LoadRun.sink inside the Splose workspace")
         return self.sink
 
-    @property
-    def mapping_path(self) -> Path:
-        return self.directory / f"mapping-{self.import_id}.json"
-
     def mapping(self) -> ResolvedMapping:
-        if not self.mapping_path.exists():
+        data = self.read_side("mapping")
+        if data is None:
             raise dg.Failure(
                 description=f"The mapping of tenant '{self.tenant}' for import {self.import_id} has not been "
                 "resolved yet: materialize splose/locations, splose/users, splose/practitioners and "
                 "splose/services first.",
                 metadata={"tenant": self.tenant, "import_id": self.import_id, "what_to_do": "run the mapping first"},
             )
-        data = json.loads(self.mapping_path.read_text())
         data["problems"] = []
         return ResolvedMapping(**data)
 
     def save_mapping(self, resolved: ResolvedMapping) -> None:
         data = dataclasses.asdict(resolved)
         data.pop("problems")
-        write_private(self.mapping_path, json.dumps(data))
+        self.write_side("mapping", data)
 
     def import_context(self, *entities: str) -> ImportContext:
         imported = {entity: frozenset(self.writes().crosswalk(entity)) for entity in entities}
         return self.mapping().context(imported)
 
-    def report_path(self, name: str) -> Path:
-        return self.directory / f"report-{self.import_id}-{name}.json"
-
     def save_report(self, name: str, report: RowReport) -> None:
-        write_private(self.report_path(name), json.dumps(report.to_json()))
+        self.write_side(f"report-{name}", report.to_json())
+
+    def read_report(self, name: str) -> RowReport | None:
+        data = self.read_side(f"report-{name}")
+        return None if data is None else RowReport.from_json(data)
 
     def write_side(self, name: str, data: object) -> None:
-        """A file the report reads later (e.g. what each group appointment should hold)."""
-        write_private(self.directory / f"{name}-{self.import_id}.json", json.dumps(data))
+        """A file of this import kept in staging for later steps (the mapping, each row's report, what each
+        group appointment should hold), wherever those steps run."""
+        self.staging.write_json(self.tenant, f"splose/{name}-{self.import_id}.json", data)
+
+    def read_side(self, name: str) -> Any:
+        """What :meth:`write_side` kept under ``name`` for this import; None when nothing was."""
+        return self.staging.read_json(self.tenant, f"splose/{name}-{self.import_id}.json")
 
     def finish(self, name: str, report: RowReport, extra: dict | None = None) -> dg.MaterializeResult:
         """Persist the row, and return the materialization with its reconciliation check."""
@@ -661,7 +662,7 @@ def _files(run: LoadRun, report: RowReport) -> dict:
             answer = run.writes().upload_file(
                 external_id=form["externalId"],
                 client_external_id=form["clientExternalId"],
-                path=run.staging.file_path(run.tenant, "patient_attachments", aid),
+                content=partial(run.staging.file_reader, run.tenant, "patient_attachments", aid),
                 filename=form.get("filename"),
                 content_type=form.get("contentType"),
                 description=form.get("description"),

@@ -5,8 +5,6 @@ left out; :mod:`cliniko_assets.attention` decides) makes the import complete *wi
 by row in the import's status message, the email and this asset's metadata.
 """
 
-import json
-
 import dagster as dg
 
 from cliniko_assets.attention import attention_records, completion_message, needs_attention, row_notes
@@ -36,11 +34,8 @@ def row_counts(report: RowReport) -> dict:
 
 def read_reports(run: LoadRun) -> dict[str, RowReport]:
     """The rows the loads of this import reported, by name, in the order the table prints them."""
-    return {
-        name: RowReport.from_json(json.loads(run.report_path(name).read_text()))
-        for name in ROWS
-        if run.report_path(name).exists()
-    }
+    reports = {name: run.read_report(name) for name in ROWS}
+    return {name: report for name, report in reports.items() if report is not None}
 
 
 def referential_integrity(run: LoadRun, workspace: SploseWorkspace) -> dict[str, int]:
@@ -50,8 +45,7 @@ def referential_integrity(run: LoadRun, workspace: SploseWorkspace) -> dict[str,
     practitioners = {p["id"] for p in workspace.v1.practitioners(include_archived=True)}
     crosswalk = workspace.imports.crosswalk(run.import_id, "appointments")
     external = {splose_id: external_id for external_id, splose_id in crosswalk.items()}
-    groups_path = run.directory / f"group-entries-{run.import_id}.json"
-    group_entries: dict[str, int] = json.loads(groups_path.read_text()) if groups_path.exists() else {}
+    group_entries: dict[str, int] = run.read_side("group-entries") or {}
     found = dict.fromkeys(
         ("appointments_read_back", "missing_clients", "missing_practitioners", "incomplete_groups"), 0
     )
