@@ -28,7 +28,8 @@ from pydantic import Field, PrivateAttr
 
 from cliniko_assets.partitions import validate_tenant
 from splose_resources.shared_limits import SharedStore, shared_state_field
-from splose_resources.staging import instance_home, private_dir, write_private
+from splose_resources.staging import instance_home
+from splose_resources.storage import private_dir, write_private
 
 OUTCOME_PATTERN = re.compile(r"[a-z0-9-]{1,80}")
 SMTP_TIMEOUT_SECONDS = 30

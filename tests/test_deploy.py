@@ -23,9 +23,16 @@ from tests.conftest import PROJECT
 VALUES = yaml.safe_load((PROJECT / "deploy/helm/values.yaml").read_text())
 FACTS = yaml.safe_load((PROJECT / "deploy/helm/chart-facts.yaml").read_text())
 INSTANCE = yaml.safe_load((PROJECT / "dagster.yaml").read_text())
-# What the code location reads from the environment (cliniko_assets/definitions.py), and which are secrets.
-SETTINGS = {"CLINIKO_API_URL", "SPLOSE_API_URL", "STAGING_URI", "SMTP_HOST", "SMTP_PORT", "AWS_REGION"}
-SECRETS = {"SPLOSE_PLATFORM_TOKEN", "SHARED_STATE_POSTGRES_URL", "SMTP_USERNAME", "SMTP_PASSWORD"}
+# What the code location reads from the environment (cliniko_assets/definitions.py; botocore for S3 staging),
+# and which of it is secret.
+SETTINGS = {"CLINIKO_API_URL", "SPLOSE_API_URL", "STAGING_URI", "SMTP_HOST", "SMTP_PORT", "AWS_DEFAULT_REGION"}
+SECRETS = {
+    "SPLOSE_PLATFORM_TOKEN",
+    "SHARED_STATE_POSTGRES_URL",
+    "SMTP_USERNAME",
+    "SMTP_PASSWORD",
+    "AWS_SECRET_ACCESS_KEY",
+}
 
 
 def key_paths(node, path: str = "") -> list[tuple[str, str, object]]:
