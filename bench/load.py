@@ -74,7 +74,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 from bench import cpu  # noqa: E402
-from bench.child import CpuClock, cpu_seconds, run_child_usage  # noqa: E402
+from bench.child import CpuClock, cpu_seconds, run_child_usage, use_project_code  # noqa: E402
 from sandbox.admin import ClinikoSandboxAdmin  # noqa: E402
 from sandbox.demo import submit_import  # noqa: E402
 from sandbox.harness import running_server  # noqa: E402
@@ -243,7 +243,7 @@ def bench_scale(scale: str, time_scale: float, concurrency: int, splose_latency_
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "import":
         if os.environ.get(cpu.CODE_DIR):
-            sys.path.insert(0, os.environ[cpu.CODE_DIR])  # another checkout's code (before/after figures)
+            use_project_code(os.environ[cpu.CODE_DIR])
         print(json.dumps(child_import(float(sys.argv[2]), int(sys.argv[3]), sys.argv[4])))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
