@@ -54,6 +54,7 @@ rows are wall-clock on a shared host; compare ratios from one run, not across ru
 
     .venv/bin/python bench/load.py                    # small, then large
     .venv/bin/python bench/load.py --scales large --large-time-scale 60
+    BENCH_CODE_DIR=/tmp/main-code .venv/bin/python bench/load.py --scales small   # the import on another checkout
 """
 
 from __future__ import annotations
