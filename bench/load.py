@@ -38,6 +38,12 @@ Then, per scale, CPU and memory (a second table):
   ``requests`` loop) from an unthrottled sandbox, CPU per 1,000 records with imports excluded, and its ratio
   to the import's extract CPU. ``--cpu-contenders ''`` skips them; dlt must be installed (``make bench-cpu``).
 
+Then, on the same instance and staging, the clinic is re-synced twice (incremental extraction, as the
+nightly re-sync does): unchanged, and after 1% of its live records were edited in Cliniko. A second table
+gives the Splose requests (every API call, counted per route by the Splose sandbox) of the first import
+and of each re-sync, the Cliniko requests of each re-sync, and the bound a re-sync with those changes
+should stay within: 2 x (changed records / 500 + files uploaded + 30).
+
 While an import runs, a progress line every ``--progress`` seconds gives the Cliniko requests so far and
 their rate next to the rate the budget allows (200 per window): a measured partial figure for a scale too
 big to finish, and a way to see whether the budget or something else (e.g. the sandbox's own speed)
@@ -86,30 +92,36 @@ CLINIKO_LATENCY_MS = 150.0
 CLINIKO_JITTER_MS = 50.0
 
 
-def child_import(window: float, concurrency: int, outbox: str) -> dict:
-    """Evaluate the import-request sensor and run the job it asks for; everything it reports, as JSON."""
+def child_import(window: float, concurrency: int, outbox: str, resync: str) -> dict:
+    """Run the import job: built by the import-request sensor (a first import), or for import ``resync`` (a
+    re-sync of it, incremental, on the same instance and staging); everything it reports, as JSON."""
     import dagster as dg
 
     from cliniko_assets.definitions import cliniko_resource, defs, splose_resource
-    from cliniko_assets.sensors import import_requests
+    from cliniko_assets.sensors import import_requests, run_config_for
     from splose_resources.notifier import NotifierResource
 
     splose = splose_resource(window_seconds=window)
-    with dg.instance_for_test() as instance:
+    with dg.DagsterInstance.get() as instance:  # the bench's own DAGSTER_HOME: cursors survive for re-syncs
         started = time.monotonic()
-        sensor_result = import_requests(dg.build_sensor_context(instance=instance, resources={"splose": splose}))
-        for request in sensor_result.dynamic_partitions_requests:
-            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-        (run_request,) = sensor_result.run_requests
-        run_config = dict(run_request.run_config)
+        if resync:
+            partition_key, tags = f"bench-{resync.split(':')[0]}", {}
+            run_config = run_config_for({"id": resync.split(":")[1]})
+        else:
+            sensor_result = import_requests(dg.build_sensor_context(instance=instance, resources={"splose": splose}))
+            for request in sensor_result.dynamic_partitions_requests:
+                instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+            (run_request,) = sensor_result.run_requests
+            partition_key, tags = run_request.partition_key, run_request.tags
+            run_config = dict(run_request.run_config)
+            run_config["ops"] = {"cliniko_extract": {"config": {"full_refresh": True}}}
         run_config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
-        run_config["ops"] = {"cliniko_extract": {"config": {"full_refresh": True}}}
         clock = CpuClock().start()
         result = defs.resolve_job_def("import_job").execute_in_process(
             instance=instance,
-            partition_key=run_request.partition_key,
+            partition_key=partition_key,
             run_config=run_config,
-            tags=run_request.tags,
+            tags=tags,
             raise_on_error=False,
             resources={
                 "cliniko": cliniko_resource(window_seconds=window, concurrency=concurrency),
@@ -122,6 +134,7 @@ def child_import(window: float, concurrency: int, outbox: str) -> dict:
         elapsed = time.monotonic() - started
     written: dict[str, int] = {}
     extracted = 0
+    sent: dict[str, int] = {}  # created + updated: what Splose had to take (unchanged records are not sent)
     failures = []
     for event in result.all_events:
         if event.event_type_value == "STEP_FAILURE":
@@ -138,9 +151,11 @@ def child_import(window: float, concurrency: int, outbox: str) -> dict:
             if f"{prefix}created" in meta:
                 name = prefix.rstrip("_") or materialization.asset_key.path[-1]
                 written[name] = sum(int(meta[f"{prefix}{action}"]) for action in ("created", "updated", "unchanged"))
+                sent[name] = int(meta[f"{prefix}created"]) + int(meta[f"{prefix}updated"])
     return {
         "seconds": elapsed,
         "written": written,
+        "sent": sent,
         "success": result.success,
         "failures": failures,
         "extracted": extracted,
@@ -198,22 +213,27 @@ def bench_scale(scale: str, time_scale: float, concurrency: int, splose_latency_
                 "DAGSTER_HOME": str(Path(workdir) / "home"),
             }
             Path(env["DAGSTER_HOME"]).mkdir()
+            (Path(env["DAGSTER_HOME"]) / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
             admin.reset_stats()
             print(f"[{scale}] running import {import_id} (time scale {time_scale:g})...", flush=True)
             stop = threading.Event()
             watcher = threading.Thread(target=report_progress, args=(admin, scale, window, progress, stop), daemon=True)
             if progress > 0:
                 watcher.start()
+            child_args = ["import", f"{window:g}", str(concurrency), str(Path(workdir) / "outbox")]
+            splose_before = splose_requests(splose.url)
             try:
-                child, usage = run_child_usage(
-                    __file__, ["import", f"{window:g}", str(concurrency), str(Path(workdir) / "outbox")], env
-                )
+                child, usage = run_child_usage(__file__, [*child_args, ""], env)
             finally:
                 stop.set()
                 if watcher.is_alive():
                     watcher.join()
             key_stats = admin.stats()["keys"][f"{ACCOUNT}/admin"]
             splose_stats = requests.get(f"{splose.url}/_sandbox/stats", timeout=60).json()["keys"]
+            first_splose = splose_requests(splose.url) - splose_before
+            resyncs = (
+                bench_resyncs(admin, splose.url, env, [*child_args, f"{scale}:{import_id}"]) if child["success"] else {}
+            )
     if not child["success"]:
         print(f"[{scale}] the import run FAILED:", *child["failures"], sep="\n  ", flush=True)
     cliniko_requests = key_stats["total"]
@@ -238,14 +258,41 @@ def bench_scale(scale: str, time_scale: float, concurrency: int, splose_latency_
         "extracted": child["extracted"],
         "extract_cpu_per_1k": child["extract_cpu"] / child["extracted"] * 1000 if child["extracted"] else 0.0,
         "load_cpu_per_1k": child["load_cpu"] / written * 1000 if written else 0.0,
+        "splose_requests": first_splose,
+        **resyncs,
     }
+
+
+def splose_requests(url: str) -> int:
+    """Every API call the Splose sandbox answered so far (all routes, all keys)."""
+    return sum(requests.get(f"{url}/_sandbox/stats", timeout=60).json()["routes"].values())
+
+
+def bench_resyncs(admin: ClinikoSandboxAdmin, splose_url: str, env: dict[str, str], child_args: list[str]) -> dict:
+    """Re-sync the imported clinic unchanged, then after changing 1% of its records in Cliniko: the Splose
+    requests of each, and the bound the re-sync should stay within (2 x (changed / 500 + changed files + 30))."""
+    found: dict = {}
+    for label in ("unchanged", "changed"):
+        if label == "changed":
+            live = sum(n for counts in admin.truth(ACCOUNT).values() for s, n in counts.items() if s != "deleted")
+            changed = admin.mutate(ACCOUNT, seed=11, updates=max(1, live // 100))["changed"]
+            found["changed_records"] = sum(len(ids) for kinds in changed.values() for ids in kinds.values())
+        before, cliniko_before = splose_requests(splose_url), admin.stats()["keys"][f"{ACCOUNT}/admin"]["total"]
+        print(f"[resync] re-syncing ({label})...", flush=True)
+        child, _ = run_child_usage(__file__, child_args, env)
+        found[f"resync_{label}_splose"] = splose_requests(splose_url) - before
+        found[f"resync_{label}_cliniko"] = admin.stats()["keys"][f"{ACCOUNT}/admin"]["total"] - cliniko_before
+        found[f"resync_{label}_ok"] = child["success"]
+        found[f"resync_{label}_files"] = child["sent"].get("files", 0)
+    found["resync_changed_bound"] = 2 * (found["changed_records"] / 500 + found["resync_changed_files"] + 30)
+    return found
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "import":
         if os.environ.get(cpu.CODE_DIR):
             use_project_code(os.environ[cpu.CODE_DIR])
-        print(json.dumps(child_import(float(sys.argv[2]), int(sys.argv[3]), sys.argv[4])))
+        print(json.dumps(child_import(float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5])))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scales", default="small,large")
@@ -277,6 +324,7 @@ def main() -> None:
             f"{r['real_seconds']:>12.0f}{r['cliniko_requests']:>13}{r['floor_seconds']:>9.1f}{r['ratio']:>7.2f}x"
             f"{r['cliniko_429']:>5}/{r['splose_429']:<4}{r['peak_rss_mb']:>8.0f}  {'ok' if r['success'] else 'FAILED'}"
         )
+    print_splose_requests(rows)
     print("\n(floor = Cliniko requests / 200 per minute, in the run's time units; ratio = e2e / floor, both measured")
     print(" above in this run. Time-scaled rows divide every budget window and latency by the factor: their rec/s,")
     print(" e2e s and floor s are in scaled time; e2e real s = e2e s x factor.)")
@@ -305,6 +353,24 @@ def print_cpu(rows: list[dict], others: dict[str, dict[str, dict]]) -> None:
     print(" <name> s/1k: that extraction's CPU, imports excluded, per 1,000 records of the same clinic, extracted from")
     print(" an unthrottled sandbox after the import (bench/cpu.py); x = it / the import's extract CPU s/1k. Measured")
     print(" above in this run. RSS MB: peak RSS of the process that ran the whole import.)")
+
+
+def print_splose_requests(rows: list[dict]) -> None:
+    header = (f"\n{'scale':<7}{'first import':>14}{'re-sync unchanged':>19}{'Cliniko':>9}{'changed':>9}"
+              f"{'re-sync 1%':>12}{'Cliniko':>9}{'bound':>8}")  # fmt: skip
+    print("Splose requests (all routes, counted by the Splose sandbox):" + header)
+    print("-" * len(header))
+    for r in rows:
+        if "resync_unchanged_splose" not in r:
+            print(f"{r['scale']:<7}{r['splose_requests']:>14}  (re-syncs not run: the import failed)")
+            continue
+        print(
+            f"{r['scale']:<7}{r['splose_requests']:>14}{r['resync_unchanged_splose']:>19}"
+            f"{r['resync_unchanged_cliniko']:>9}{r['changed_records']:>9}{r['resync_changed_splose']:>12}"
+            f"{r['resync_changed_cliniko']:>9}{r['resync_changed_bound']:>8.0f}"
+        )
+    print("(changed: Cliniko records edited before the second re-sync, 1% of the live records; bound: 2 x (changed")
+    print(" / 500 + files uploaded + 30), the most a re-sync with those changes should cost.)")
 
 
 if __name__ == "__main__":

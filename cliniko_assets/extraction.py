@@ -28,7 +28,6 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from pathlib import Path
 
 import pandas as pd
 
@@ -264,8 +263,9 @@ class Extraction:
         manifest = self.staging.read_files_manifest(self.tenant, spec.name).set_index("id", drop=False)
         if self.full_refresh:
             manifest = manifest.iloc[0:0]  # a rebuild fetches the bytes again too
-        wanted: list[tuple[str, str | None, Path, int | None]] = []
+        wanted: list[tuple[str, str | None, int | None]] = []
         current: set[str] = set()
+        staged = self.staging.staged_files(self.tenant, spec.name)
         for records in self.staging.iter_records(self.tenant, spec.name):
             for record in records:
                 rid = record_id(record)
@@ -275,22 +275,20 @@ class Extraction:
                     stats.waiting_for_processing += 1
                     continue
                 current.add(rid)
-                path = self.staging.file_path(self.tenant, spec.name, rid)
                 updated = record.get("updated_at") or None
                 known = manifest["record_updated_at"].get(rid, "missing") if rid in manifest.index else "missing"
-                if known != updated or not path.exists():
-                    wanted.append((rid, updated, path, record.get("size")))
-        stale = {rid for rid, _, _, _ in wanted}
+                if known != updated or rid not in staged:
+                    wanted.append((rid, updated, record.get("size")))
+        stale = {rid for rid, _, _ in wanted}
         rows = manifest[manifest["id"].isin(current - stale)].to_dict("records")
         futures: dict[Future, tuple[str, str | None, int | None]] = {}
-        for rid, updated, path, size in wanted:
-            url = self.client.url(f"/patient_attachments/{rid}/content")
-            futures[pages.submit(self._download, url, path, spec.name)] = (rid, updated, size)
+        for rid, updated, size in wanted:
+            futures[pages.submit(self._download, spec.name, rid)] = (rid, updated, size)
         failures: dict[str, str] = {}
         for future in list(futures):
             rid, updated, size = futures[future]
             try:
-                download = _checked(future.result(), size, self.staging.file_path(self.tenant, spec.name, rid))
+                download = self._checked(future.result(), size, spec.name, rid)
             except ClinikoAuthError as exc:  # the key itself: nothing else can be downloaded either
                 outcome.error = exc
                 failures[rid] = "the key was refused"
@@ -317,15 +315,19 @@ class Extraction:
         self.staging.write_file_failures(self.tenant, spec.name, failures)
         return stats
 
-    def _download(self, url: str, path: Path, resource: str):
+    def _download(self, resource: str, rid: str) -> Download:
         if self._stop.is_set():
             raise ClinikoError("extraction stopped")
-        return self.client.download(url, path, resource=resource)
+        url = self.client.url(f"/patient_attachments/{rid}/content")
+        writer = partial(self.staging.file_writer, self.tenant, resource, rid)
+        return self.client.download(url, writer, resource=resource, attachment=rid)
 
-    def _download(self, url: str, path: Path, resource: str):
-        if self._stop.is_set():
-            raise ClinikoError("extraction stopped")
-        return self.client.download(url, path, resource=resource)
+    def _checked(self, download: Download, size: int | None, resource: str, rid: str) -> Download:
+        """Bytes whose length is not the size Cliniko records are not the file (an error page served as 200)."""
+        if isinstance(size, int) and download.size != size:
+            self.staging.delete_file(self.tenant, resource, rid)
+            raise _SizeDiffers(f"{download.size} bytes instead of {size}")
+        return download
 
     def fetch(self, spec: ClinikoResourceSpec, path: str, params: Params) -> Page:
         if self._stop.is_set():
@@ -454,14 +456,6 @@ def _file_failure(error: ClinikoError) -> str:
 
 class _SizeDiffers(ClinikoError):
     pass
-
-
-def _checked(download: Download, size: int | None, path: Path) -> Download:
-    """Bytes whose length is not the size Cliniko records are not the file (an error page served as 200)."""
-    if isinstance(size, int) and download.size != size:
-        path.unlink(missing_ok=True)
-        raise _SizeDiffers(f"{download.size} bytes instead of {size}")
-    return download
 
 
 def _filters(stream: Stream) -> Params:

@@ -11,17 +11,18 @@ memory; everything else (mapping resolution, transforms, skips, counts) is share
 """
 
 import dataclasses
-import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Iterator
-from pathlib import Path
+from typing import Any
 
 import dagster as dg
 
 from cliniko_assets import references
 from cliniko_assets.catalog import linked_id, record_id
+from cliniko_assets.changes import UNCHANGED, RunCrosswalk
 from cliniko_assets.extract import cliniko_key
 from cliniko_assets.failures import step_failures
+from cliniko_assets.file_loads import load_files
 from cliniko_assets.lifecycle import bound_import
 from cliniko_assets.mapping import (
     UNKNOWN,
@@ -46,7 +47,7 @@ from cliniko_assets.reconciliation import (
     splose_key,
 )
 from cliniko_assets.resolution import RunImport
-from cliniko_assets.sinks import CREATED, Sink, SploseSink
+from cliniko_assets.sinks import Sink, SploseSink
 from cliniko_assets.transforms import (
     ImportContext,
     Skip,
@@ -55,14 +56,13 @@ from cliniko_assets.transforms import (
     to_splose_availability,
     to_splose_client,
     to_splose_contact,
-    to_splose_file,
     to_splose_group_appointment,
     to_splose_progress_note,
     to_splose_progress_note_template,
     to_splose_provider_number,
 )
-from splose_resources.splose import SploseRequestError, SploseResource, SploseV1Client
-from splose_resources.staging import StagingStore, write_private
+from splose_resources.splose import SploseImportClient, SploseResource, SploseV1Client
+from splose_resources.staging import StagingStore
 
 GROUP = "splose"
 NOT_LINKED = "notes_without_appointment"  # progress notes loaded without an appointment (no booking link, or
@@ -86,7 +86,6 @@ class LoadRun:
             )
         self.request = run_import
         self.import_id = run_import.import_id
-        self.directory = staging.splose_dir(self.tenant)
         self.sink: Sink | None = None
         self.tracker: LoadProgress | None = None
         self.side_reports: dict[str, RowReport] = {}  # rows a load reports besides its own (attendees)
@@ -108,45 +107,52 @@ class LoadRun:
         if self.tracker is not None:
             self.tracker.advance(count)
 
+    def splose_sink(self, imports: SploseImportClient, writer: str) -> SploseSink:
+        """The sink of step ``writer``: sends what Splose does not hold yet, crosswalks read once per run."""
+        known = RunCrosswalk(imports, self.import_id, self.staging, self.tenant, self.context.run.run_id, writer)
+        return SploseSink(imports, self.import_id, known)
+
     def writes(self) -> Sink:
         if self.sink is None:
             raise RuntimeError("the load has no sink: set LoadRun.sink inside the Splose workspace")
         return self.sink
 
-    @property
-    def mapping_path(self) -> Path:
-        return self.directory / f"mapping-{self.import_id}.json"
-
     def mapping(self) -> ResolvedMapping:
-        if not self.mapping_path.exists():
+        data = self.read_side("mapping")
+        if data is None:
             raise dg.Failure(
                 description=f"The mapping of tenant '{self.tenant}' for import {self.import_id} has not been "
                 "resolved yet: materialize splose/locations, splose/users, splose/practitioners and "
                 "splose/services first.",
                 metadata={"tenant": self.tenant, "import_id": self.import_id, "what_to_do": "run the mapping first"},
             )
-        data = json.loads(self.mapping_path.read_text())
         data["problems"] = []
         return ResolvedMapping(**data)
 
     def save_mapping(self, resolved: ResolvedMapping) -> None:
         data = dataclasses.asdict(resolved)
         data.pop("problems")
-        write_private(self.mapping_path, json.dumps(data))
+        self.write_side("mapping", data)
 
     def import_context(self, *entities: str) -> ImportContext:
         imported = {entity: frozenset(self.writes().crosswalk(entity)) for entity in entities}
         return self.mapping().context(imported)
 
-    def report_path(self, name: str) -> Path:
-        return self.directory / f"report-{self.import_id}-{name}.json"
-
     def save_report(self, name: str, report: RowReport) -> None:
-        write_private(self.report_path(name), json.dumps(report.to_json()))
+        self.write_side(f"report-{name}", report.to_json())
+
+    def read_report(self, name: str) -> RowReport | None:
+        data = self.read_side(f"report-{name}")
+        return None if data is None else RowReport.from_json(data)
 
     def write_side(self, name: str, data: object) -> None:
-        """A file the report reads later (e.g. what each group appointment should hold)."""
-        write_private(self.directory / f"{name}-{self.import_id}.json", json.dumps(data))
+        """A file of this import kept in staging for later steps (the mapping, each row's report, what each
+        group appointment should hold), wherever those steps run."""
+        self.staging.write_json(self.tenant, f"splose/{name}-{self.import_id}.json", data)
+
+    def read_side(self, name: str) -> Any:
+        """What :meth:`write_side` kept under ``name`` for this import; None when nothing was."""
+        return self.staging.read_json(self.tenant, f"splose/{name}-{self.import_id}.json")
 
     def finish(self, name: str, report: RowReport, extra: dict | None = None) -> dg.MaterializeResult:
         """Persist the row, and return the materialization with its reconciliation check."""
@@ -230,8 +236,9 @@ def splose_mapping(
                         "what_to_do": "complete the mapping (run config or the import request), then re-run",
                     },
                 )
-            run.sink = SploseSink(workspace.imports, run.import_id)
+            run.sink = sink = run.splose_sink(workspace.imports, "mapping")
             rows = mapping_rows(run, staged, resolved)
+            sink.save()
         run.save_mapping(resolved)
         for name, (report, extra) in rows.items():
             yield run.finish(name, report, extra)
@@ -426,6 +433,11 @@ def load_records(
             report.count_skip(outcome)
             continue
         report.warnings.update(pop_warnings(outcome))
+        if run.writes().unchanged(entity, outcome):  # Splose holds it as it is: not sent (batches stay full)
+            report.unchanged += 1
+            if actions is not None:
+                actions[outcome["externalId"]] = UNCHANGED
+            continue
         pending.append(outcome)
         if len(pending) >= BATCH:
             flush()
@@ -482,8 +494,9 @@ def _load_asset(name: str, load: Load) -> dg.AssetsDefinition:
             run = LoadRun(context, staging, bound_import(context, splose, import_request))
             where.import_id = run.import_id
             with splose.workspace(run.tenant, log=context.log) as workspace:
-                run.sink = SploseSink(workspace.imports, run.import_id)
+                run.sink = sink = run.splose_sink(workspace.imports, name)
                 report, extra = load_row(run, name)
+                sink.save()
             result = run.finish(name, report, extra)
             yield result._replace(check_results=[*result.check_results, *_extra_checks(name, load, extra or {})])
 
@@ -631,55 +644,6 @@ def _availability(run: LoadRun, report: RowReport) -> None:
             report.unchanged += 1
 
 
-def _files(run: LoadRun, report: RowReport) -> dict:
-    ctx = run.import_context("clients")
-    manifest = run.staging.read_files_manifest(run.tenant, "patient_attachments").set_index("id")
-    failures = run.staging.read_file_failures(run.tenant, "patient_attachments")
-    checksum_mismatches = 0
-    for attachment in run.records("patient_attachments"):
-        report.cliniko += 1
-        run.advance()
-        aid = record_id(attachment) or ""
-        if attachment.get("_state") == "deleted":
-            report.skip("deleted in Cliniko", record_id=aid)
-            continue
-        if attachment.get("processing_completed") is False:
-            report.skip("not yet processed by Cliniko", record_id=aid)
-            continue
-        if aid not in manifest.index:
-            report.skip(failures.get(aid, "bytes could not be downloaded from Cliniko"), record_id=aid)
-            continue
-        staged = manifest.loc[aid]
-        form = to_splose_file(attachment, str(staged["sha256"]), int(staged["size"]))
-        if isinstance(form, Skip):
-            report.skip(form.reason, record_id=aid)
-            continue
-        if form["clientExternalId"] not in ctx.imported["clients"]:
-            report.skip("client not imported", record_id=aid)
-            continue
-        try:
-            answer = run.writes().upload_file(
-                external_id=form["externalId"],
-                client_external_id=form["clientExternalId"],
-                path=run.staging.file_path(run.tenant, "patient_attachments", aid),
-                filename=form.get("filename"),
-                content_type=form.get("contentType"),
-                description=form.get("description"),
-                created_at=form.get("createdAt"),
-                sha256=form.get("sha256"),
-            )
-        except SploseRequestError as exc:  # a file Splose refuses is counted with its message; the rest go on
-            report.reject(aid, str(exc))
-            continue
-        if answer.get("sha256") and answer["sha256"] != form["sha256"]:
-            checksum_mismatches += 1
-            report.reject(aid, "checksum mismatch after upload")
-            continue
-        action = answer.get("action", CREATED)
-        setattr(report, action, getattr(report, action) + 1)
-    return {"checksum_mismatches": checksum_mismatches, "checksums_verified": report.loaded}
-
-
 def _progress_note_templates(run: LoadRun, report: RowReport) -> None:
     outcomes = (to_splose_progress_note_template(r) for r in run.records("treatment_note_templates"))
     load_records(run, report, "progressNoteTemplates", outcomes)
@@ -740,9 +704,9 @@ LOADS: dict[str, Load] = {
         "Weekly availability per practitioner and location.",
     ),
     "files": Load(
-        _files,
+        load_files,
         [cliniko_key("patient_attachments"), splose_key("clients")],
-        "Patient attachments as files: bytes streamed, checksum verified by Splose.",
+        "Patient attachments as files: bytes streamed in batches, checksum verified by Splose.",
         checks=(
             (
                 "checksums_match",

@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from urllib.parse import urlencode, urljoin
 
 import dagster as dg
@@ -34,8 +33,9 @@ from splose_resources.http import (
     send,
     session,
 )
-from splose_resources.ratelimit import FixedWindowLimiter
-from splose_resources.staging import open_private
+from splose_resources.ratelimit import WindowLimiter
+from splose_resources.shared_limits import Budget, shared_state_field
+from splose_resources.storage import Opener
 
 DEFAULT_SHARD = "au1"
 SHARD_PATTERN = re.compile(r"^[a-z]{2}\d{1,2}$")
@@ -108,7 +108,7 @@ class ClinikoClient:
         api_key: Secret,
         base_url: str,
         user_agent: str,
-        limiter: FixedWindowLimiter,
+        limiter: WindowLimiter,
         retry: RetryPolicy,
         timeout: tuple[float, float],
         pool_size: int,
@@ -179,11 +179,11 @@ class ClinikoClient:
 
         return self._run(attempt, resource)
 
-    def download(self, content_url: str, destination: Path, *, resource: str) -> Download:
-        """Fetch an attachment: the API answers a redirect to a signed URL, fetched without auth.
+    def download(self, content_url: str, destination: Opener, *, resource: str, attachment: str) -> Download:
+        """Fetch attachment ``attachment``: the API answers a redirect to a signed URL, fetched without auth.
 
-        Bytes stream to a temporary file next to ``destination`` and are renamed into place only
-        when complete, with their sha256 computed on the way.
+        Bytes stream into the writer ``destination`` opens (a staging writer: what it writes appears only
+        when complete), with their sha256 computed on the way.
         """
 
         refusals = 0
@@ -202,15 +202,14 @@ class ClinikoClient:
                     refusals += 1
                     if refusals == 1:  # an expired signature: the next attempt asks Cliniko for a fresh URL
                         raise TransientError("signed URL refused")
-                    raise self._file_unavailable(FILE_REFUSED, destination.name)
+                    raise self._file_unavailable(FILE_REFUSED, attachment)
                 if status in (404, 410):
                     response.close()
-                    raise self._file_unavailable(FILE_MISSING, destination.name)
+                    raise self._file_unavailable(FILE_MISSING, attachment)
             if response.status_code != 200:
                 response.close()
                 raise ClinikoRequestError(
-                    f"Cliniko answered {response.status_code} for attachment {destination.name} of tenant "
-                    f"'{self.tenant}'."
+                    f"Cliniko answered {response.status_code} for attachment {attachment} of tenant '{self.tenant}'."
                 )
             return _stream_to_file(response, destination)
 
@@ -289,6 +288,7 @@ class ClinikoResource(dg.ConfigurableResource):
     requests_per_window: int = 200
     window_seconds: float = 60.0
     rate_limit_state_dir: str | None = None
+    shared_state_postgres_url: str | None = shared_state_field()
     connect_timeout_seconds: float = 10.0
     read_timeout_seconds: float = 40.0
     max_attempts: int = 8
@@ -304,13 +304,15 @@ class ClinikoResource(dg.ConfigurableResource):
     def client(self, tenant: str, api_key: Secret, log: logging.Logger | None = None) -> Iterator[ClinikoClient]:
         """A client for ``tenant``; ``log`` (the run's ``context.log``) receives its retry lines."""
         key = api_key
-        limiter = FixedWindowLimiter(
+        limiter = Budget(
             scope="cliniko",
             secret=key.reveal(),
+            tenant=tenant,
             limit=self.requests_per_window,
             window_seconds=self.window_seconds,
-            state_dir=Path(self.rate_limit_state_dir) if self.rate_limit_state_dir else None,
-        )
+            shared_url=self.shared_state_postgres_url,
+            state_dir=self.rate_limit_state_dir,
+        ).fixed_window()
         client = ClinikoClient(
             tenant=tenant,
             api_key=key,
@@ -327,13 +329,13 @@ class ClinikoResource(dg.ConfigurableResource):
             client.close()
 
 
-def _stream_to_file(response: requests.Response, destination: Path) -> Download:
-    """Stream into a private temporary file, renamed into place only when every byte arrived."""
+def _stream_to_file(response: requests.Response, destination: Opener) -> Download:
+    """Stream into ``destination``, which keeps the bytes only when every one of them arrived."""
     digest = hashlib.sha256()
     size = 0
     expected = _as_int(response.headers.get("Content-Length"))
     try:
-        with open_private(destination) as out:
+        with destination() as out:
             for chunk in response.iter_content(chunk_size=1 << 16):
                 digest.update(chunk)
                 size += len(chunk)

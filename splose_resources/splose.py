@@ -29,7 +29,6 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from itertools import islice
-from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
@@ -48,13 +47,16 @@ from splose_resources.http import (
     send,
     session,
 )
-from splose_resources.ratelimit import RateLimiter, SlidingWindowLimiter
+from splose_resources.ratelimit import RateLimiter
+from splose_resources.shared_limits import Budget, shared_state_field
+from splose_resources.storage import Opener
 
 T = TypeVar("T")
 
 PRODUCTION_URL = "https://api.splose.com/v1"
 TOKEN_VARIABLE = "SPLOSE_PLATFORM_TOKEN"
 MAX_BATCH = 500
+MAX_FILE_BATCH = 100
 MAX_AVAILABILITY_DAYS = 100
 MAX_MESSAGE_CHARS = 400
 V1_ENTITIES = ("locations", "practitioners", "services", "patients", "contacts", "appointments")
@@ -105,6 +107,13 @@ class UpsertedRecord(NamedTuple):
     action: str  # created | updated | unchanged
 
 
+class CrosswalkEntry(NamedTuple):
+    """What Splose holds for one external id: its Splose id, and the content hash last written with it."""
+
+    id: int
+    content_hash: str | None
+
+
 class RejectedRecord(NamedTuple):
     external_id: str | None
     message: str
@@ -130,6 +139,44 @@ class UpsertResult:
     @property
     def ids(self) -> dict[str, int]:
         return {record.external_id: record.id for record in self.records}
+
+
+@dataclass(frozen=True)
+class FileUpload:
+    """One file of a batch upload: how to read its bytes (a staging reader), and the fields of a single
+    upload."""
+
+    external_id: str
+    client_external_id: str
+    content: Opener
+    filename: str | None = None
+    content_type: str | None = None
+    description: str | None = None
+    created_at: str | None = None
+    sha256: str | None = None
+    content_hash: str | None = None
+
+    def manifest_entry(self, part: str) -> dict[str, str]:
+        fields = {
+            "externalId": self.external_id,
+            "clientExternalId": self.client_external_id,
+            "filename": self.filename or self.external_id,
+            "contentType": self.content_type,
+            "description": self.description,
+            "createdAt": self.created_at,
+            "sha256": self.sha256,
+            "contentHash": self.content_hash,
+            "part": part,
+        }
+        return {key: value for key, value in fields.items() if value is not None}
+
+
+@dataclass
+class FileBatchResult:
+    """Splose's answer to a file batch: ``{id, action, size, sha256}`` or a message, per external id."""
+
+    answers: dict[str, dict]
+    errors: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -413,11 +460,21 @@ class SploseImportClient:
 
     def crosswalk(self, import_id: int, entity: str) -> dict[str, int]:
         """External id -> Splose id of every ``entity`` record this source imported into the workspace."""
+        return {external_id: entry.id for external_id, entry in self.crosswalk_entries(import_id, entity).items()}
+
+    def crosswalk_entries(self, import_id: int, entity: str) -> dict[str, CrosswalkEntry]:
+        """External id -> Splose id and content hash of every ``entity`` record this source imported."""
         if entity not in CROSSWALK_ENTITIES:
             raise ValueError(f"unknown import entity {entity!r}; expected one of {list(CROSSWALK_ENTITIES)}")
         call = self._call(f"reading the {entity} crosswalk", import_id)
         pages = self._http.pages(call, f"imports/{int(import_id)}/records/{entity}", {})
-        return {row["externalId"]: int(row["id"]) for row in pages}
+        return {row["externalId"]: CrosswalkEntry(int(row["id"]), row.get("contentHash")) for row in pages}
+
+    def counts(self, import_id: int) -> dict[str, int]:
+        """How many records of this source the workspace holds, per entity (one call)."""
+        call = self._call("counting the records", import_id)
+        body = self._http.json(call, "GET", self._import_url(import_id, "counts"))
+        return {str(entity): int(count) for entity, count in (body.get("data") or {}).items()}
 
     # -- files ------------------------------------------------------------------------------------
 
@@ -427,19 +484,21 @@ class SploseImportClient:
         *,
         external_id: str,
         client_external_id: str,
-        path: Path | str,
+        content: Opener,
         filename: str | None = None,
         content_type: str | None = None,
         description: str | None = None,
         created_at: str | None = None,
         sha256: str | None = None,
+        content_hash: str | None = None,
     ) -> dict:
-        """Stream one file from disk (never held in memory); Splose checks ``sha256`` when given.
+        """Stream one file from ``content`` (a staging reader; never held in memory); Splose checks ``sha256``
+        when given and keeps ``content_hash`` with the file's crosswalk entry. Without ``filename`` the file
+        is named by its external id.
 
         Answers ``{id, action, size, sha256}``; re-sending the same file is ``unchanged``.
         """
-        source = Path(path)
-        name = filename or source.name
+        name = filename or external_id
         fields = {
             "externalId": external_id,
             "clientExternalId": client_external_id,
@@ -448,6 +507,7 @@ class SploseImportClient:
             "description": description,
             "createdAt": created_at,
             "sha256": sha256,
+            "contentHash": content_hash,
         }
         parts = {key: value for key, value in fields.items() if value is not None}
         call = self._call(f"uploading file {external_id} of client {client_external_id}", import_id)
@@ -455,7 +515,7 @@ class SploseImportClient:
 
         def attempt() -> dict:
             # Each attempt reopens the file: a retried upload streams from the first byte again.
-            with open(source, "rb") as handle:
+            with content() as handle:
                 encoder = MultipartEncoder(
                     {**parts, "file": (name, handle, content_type or "application/octet-stream")}
                 )
@@ -464,6 +524,37 @@ class SploseImportClient:
                 )
 
         return self._http.run(call, attempt)
+
+    def upload_files(self, import_id: int, files: list[FileUpload]) -> FileBatchResult:
+        """Several files in one request (at most ``MAX_FILE_BATCH``), each streamed from staging; each is stored
+        or refused on its own (``errors``), like the records of an upsert batch."""
+        if not 0 < len(files) <= MAX_FILE_BATCH:
+            raise ValueError(f"a file batch holds 1 to {MAX_FILE_BATCH} files, not {len(files)}")
+        manifest = [upload.manifest_entry(f"file{index}") for index, upload in enumerate(files)]
+        call = self._call(f"uploading a batch of {len(files)} files", import_id)
+        url = self._import_url(import_id, "files/batch")
+
+        def attempt() -> dict:
+            # Each attempt reopens the files: a retried batch streams every file from its first byte again.
+            with ExitStack() as stack:
+                parts: list[tuple[str, Any]] = [("manifest", json.dumps(manifest))]
+                for index, upload in enumerate(files):
+                    handle = stack.enter_context(upload.content())
+                    name = upload.filename or upload.external_id
+                    parts.append((f"file{index}", (name, handle, upload.content_type or "application/octet-stream")))
+                encoder = MultipartEncoder(parts)
+                return self._http.attempt(
+                    call, "POST", url, data=encoder, headers={"Content-Type": encoder.content_type}
+                )
+
+        body = self._http.run(call, attempt)
+        return FileBatchResult(
+            answers={str(item["externalId"]): item for item in body.get("results") or []},
+            errors={
+                str(item.get("externalId")): str(item.get("message", ""))[:MAX_MESSAGE_CHARS]
+                for item in body.get("errors") or []
+            },
+        )
 
     def _import_url(self, import_id: int, suffix: str = "") -> str:
         return self._http.url(f"imports/{int(import_id)}" + (f"/{suffix}" if suffix else ""))
@@ -505,6 +596,7 @@ class SploseResource(dg.ConfigurableResource):
     v1_requests_per_window: int = 600
     window_seconds: float = 60.0
     rate_limit_state_dir: str | None = None
+    shared_state_postgres_url: str | None = shared_state_field()
     connect_timeout_seconds: float = 10.0
     read_timeout_seconds: float = 120.0
     max_attempts: int = 8
@@ -531,7 +623,7 @@ class SploseResource(dg.ConfigurableResource):
         """
         token = self.token()
         transport = self._transport("import API", token, workspace_id, log)
-        client = SploseImportClient(transport, self._import_limiter(token))
+        client = SploseImportClient(transport, self._import_limiter(token, workspace_id))
         try:
             yield client
         finally:
@@ -541,8 +633,10 @@ class SploseResource(dg.ConfigurableResource):
     def workspace(self, workspace_id: str, log: logging.Logger | None = None) -> Iterator[SploseWorkspace]:
         """Both layers acting for ``workspace_id``; ``log`` receives the retry lines."""
         token = self.token()
-        import_limiter = self._import_limiter(token)
-        v1_limiter = self._limiter("splose-v1", f"{token.reveal()}\0{workspace_id}", self.v1_requests_per_window)
+        import_limiter = self._import_limiter(token, workspace_id)
+        v1_limiter = self._limiter(
+            "splose-v1", f"{token.reveal()}\0{workspace_id}", workspace_id, self.v1_requests_per_window
+        )
         with ExitStack() as stack:
             v1 = SploseV1Client(self._transport("v1 API", token, workspace_id, log), (v1_limiter, import_limiter))
             stack.callback(v1.close)
@@ -561,17 +655,22 @@ class SploseResource(dg.ConfigurableResource):
             timeout=(self.connect_timeout_seconds, self.read_timeout_seconds),
         )
 
-    def _import_limiter(self, token: Secret) -> SlidingWindowLimiter:
-        return self._limiter("splose-import", token.reveal(), self.import_requests_per_window)
+    def _import_limiter(self, token: Secret, workspace_id: str | None) -> RateLimiter:
+        """The platform token's budget, shared fairly by the workspaces acting with it (``platform`` for calls
+        across workspaces, such as the import-request sensor's)."""
+        tenant = workspace_id or "platform"
+        return self._limiter("splose-import", token.reveal(), tenant, self.import_requests_per_window)
 
-    def _limiter(self, scope: str, secret: str, limit: int) -> SlidingWindowLimiter:
-        return SlidingWindowLimiter(
+    def _limiter(self, scope: str, secret: str, tenant: str, limit: int) -> RateLimiter:
+        return Budget(
             scope=scope,
             secret=secret,
+            tenant=tenant,
             limit=limit,
             window_seconds=self.window_seconds,
-            state_dir=Path(self.rate_limit_state_dir) if self.rate_limit_state_dir else None,
-        )
+            shared_url=self.shared_state_postgres_url,
+            state_dir=self.rate_limit_state_dir,
+        ).sliding_window()
 
 
 def _splose_message(response: requests.Response) -> str:
