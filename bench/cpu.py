@@ -41,7 +41,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from bench.child import cpu_seconds, run_child_usage, self_cpu_seconds  # noqa: E402
+from bench.child import cpu_seconds, run_child_usage, self_cpu_seconds, use_project_code  # noqa: E402
 
 USER_AGENT = "Splose Cliniko importer benchmark (integrations@splose.com)"
 TENANT = "bench-clinic"
@@ -243,7 +243,7 @@ def main() -> None:
     commands = {"pipeline": child_pipeline, "dlt": child_dlt, "requests": child_requests}
     if len(sys.argv) > 1 and sys.argv[1] in commands:
         if os.environ.get(CODE_DIR):
-            sys.path.insert(0, os.environ[CODE_DIR])  # before the first import of the project's modules
+            use_project_code(os.environ[CODE_DIR])
         print(json.dumps(commands[sys.argv[1]](*sys.argv[2:])))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

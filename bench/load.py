@@ -60,6 +60,7 @@ rows are wall-clock on a shared host; compare ratios from one run, not across ru
 
     .venv/bin/python bench/load.py                    # small, then large
     .venv/bin/python bench/load.py --scales large --large-time-scale 60
+    BENCH_CODE_DIR=/tmp/main-code .venv/bin/python bench/load.py --scales small   # the import on another checkout
 """
 
 from __future__ import annotations
@@ -80,7 +81,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 from bench import cpu  # noqa: E402
-from bench.child import CpuClock, cpu_seconds, run_child_usage  # noqa: E402
+from bench.child import CpuClock, cpu_seconds, run_child_usage, use_project_code  # noqa: E402
 from sandbox.admin import ClinikoSandboxAdmin  # noqa: E402
 from sandbox.demo import submit_import  # noqa: E402
 from sandbox.harness import running_server  # noqa: E402
@@ -290,7 +291,7 @@ def bench_resyncs(admin: ClinikoSandboxAdmin, splose_url: str, env: dict[str, st
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "import":
         if os.environ.get(cpu.CODE_DIR):
-            sys.path.insert(0, os.environ[cpu.CODE_DIR])  # another checkout's code (before/after figures)
+            use_project_code(os.environ[cpu.CODE_DIR])
         print(json.dumps(child_import(float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5])))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)

@@ -111,3 +111,24 @@ def test_every_staged_folder_is_0700_and_every_file_0600_parents_included(tmp_pa
     }
     assert {name for name, mode in modes.items() if mode != (0o700 if (tmp_path / name).is_dir() else 0o600)} == set()
     assert len(modes) >= 10
+
+
+def test_a_staged_record_reads_back_as_cliniko_sent_it_whatever_part_and_batch_it_came_in(store):
+    from splose_resources.staging import record_json
+
+    sent = [
+        {"id": str(n), "updated_at": f"2024-01-{n:02d}T00:00:00Z", "name": f"Zoë {n}", "notes": {"html": "<p>é</p>"}}
+        for n in range(1, 8)
+    ]
+    batch = store.batch("clinic-a", "patients")
+    for part in (sent[:3], sent[3:]):
+        rows = [{"id": r["id"], "updated_at": r["updated_at"], "state": "active", "source": "main"} for r in part]
+        batch.write_part([{**row, "record": record_json(r)} for row, r in zip(rows, part, strict=True)])
+    batch.write_part([_row("2", "2024-02-01T00:00:00Z", state="deleted")])
+    assert batch.commit(replace=True).by_state == {"active": 6, "deleted": 1}
+
+    read = [r for chunk in store.iter_records("clinic-a", "patients", batch_size=2) for r in chunk]
+    assert [r["id"] for r in read] == ["1", "3", "4", "5", "6", "7", "2"]
+    assert read[0] == {**sent[0], "_state": "active", "_source": "main"}
+    assert read[-1]["_state"] == "deleted"
+    assert record_json(sent[0]) == json.dumps(sent[0], ensure_ascii=False, separators=(",", ":")).encode()
