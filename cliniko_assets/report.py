@@ -5,19 +5,20 @@ left out; :mod:`cliniko_assets.attention` decides) makes the import complete *wi
 by row in the import's status message, the email and this asset's metadata.
 """
 
-import json
-
 import dagster as dg
 
 from cliniko_assets.attention import attention_records, completion_message, needs_attention, row_notes
 from cliniko_assets.failures import step_failures
 from cliniko_assets.lifecycle import ATTENTION, LEFT_BEHIND, bound_import, tell_clinic
 from cliniko_assets.lifecycle import ROWS as COUNT_ROWS
-from cliniko_assets.load import LoadRun, load_assets
+from cliniko_assets.load import load_assets
+from cliniko_assets.loading import LoadRun, received_rows
 from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import tenants
 from cliniko_assets.progress import LoadProgress
-from cliniko_assets.reconciliation import ROWS, RowReport, reconciliation_markdown, reconciliation_table, splose_key
+from cliniko_assets.reconciliation import RowReport, reconciliation_markdown, reconciliation_table, splose_key
+from cliniko_assets.row_loads import GROUP_ENTRIES
+from cliniko_assets.rows import LOAD_ORDER, MAPPING_ROWS, ROWS
 from splose_resources.notifier import NotifierResource
 from splose_resources.splose import SploseResource, SploseWorkspace
 from splose_resources.staging import StagingStore
@@ -35,12 +36,9 @@ def row_counts(report: RowReport) -> dict:
 
 
 def read_reports(run: LoadRun) -> dict[str, RowReport]:
-    """The rows the loads of this import reported, by name, in the order the table prints them."""
-    return {
-        name: RowReport.from_json(json.loads(run.report_path(name).read_text()))
-        for name in ROWS
-        if run.report_path(name).exists()
-    }
+    """The rows the loads of this import reported (their metadata), by name, in the order the table prints them."""
+    found = received_rows(run, [row.name for row in (*MAPPING_ROWS, *LOAD_ORDER)])
+    return {name: found[name] for name in ROWS if name in found}
 
 
 def referential_integrity(run: LoadRun, workspace: SploseWorkspace) -> dict[str, int]:
@@ -50,8 +48,7 @@ def referential_integrity(run: LoadRun, workspace: SploseWorkspace) -> dict[str,
     practitioners = {p["id"] for p in workspace.v1.practitioners(include_archived=True)}
     crosswalk = workspace.imports.crosswalk(run.import_id, "appointments")
     external = {splose_id: external_id for external_id, splose_id in crosswalk.items()}
-    groups_path = run.directory / f"group-entries-{run.import_id}.json"
-    group_entries: dict[str, int] = json.loads(groups_path.read_text()) if groups_path.exists() else {}
+    group_entries: dict[str, int] = (run.received("group_appointments") or {}).get(GROUP_ENTRIES) or {}
     found = dict.fromkeys(
         ("appointments_read_back", "missing_clients", "missing_practitioners", "incomplete_groups"), 0
     )

@@ -113,7 +113,7 @@ def run_import(cliniko_url: str) -> dg.ExecuteInProcessResult:
 
 
 def reconciliation(result: dg.ExecuteInProcessResult) -> tuple[str, int]:
-    from cliniko_assets.load import ROWS
+    from cliniko_assets.rows import ROWS
 
     rows, extracted = materialized(result)
     header = f"{'row':<55}{'Cliniko':>9}{'loaded':>9}{'rejected':>10}  skipped by reason"
@@ -152,7 +152,8 @@ def materialized(result: dg.ExecuteInProcessResult) -> tuple[dict[str, dict], di
 
 def row_notes(rows: dict[str, dict]) -> list[str]:
     from cliniko_assets.attention import needs_attention, row_notes
-    from cliniko_assets.load import ROWS, RowReport
+    from cliniko_assets.reconciliation import RowReport
+    from cliniko_assets.rows import ROWS
 
     lines = []
     for name, meta in rows.items():

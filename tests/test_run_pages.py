@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from cliniko_assets.definitions import defs
-from cliniko_assets.reconciliation import ROWS
+from cliniko_assets.rows import ROWS
 from tests.test_import import Import, splose_sandbox, tiny_import  # noqa: F401 (fixtures)
 
 COLUMNS = ["row", "cliniko", "loaded", "skipped", "skipped_by_reason", "rejected"]
