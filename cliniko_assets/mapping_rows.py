@@ -13,18 +13,10 @@ import dagster as dg
 from cliniko_assets import references
 from cliniko_assets.catalog import linked_id, record_id
 from cliniko_assets.loading import LoadRun
-from cliniko_assets.mapping import (
-    UNKNOWN,
-    ImportMapping,
-    ResolvedMapping,
-    Usage,
-    resolve_mapping,
-    service_for_type,
-    unknown_type_service,
-    with_stubs,
-)
+from cliniko_assets.mapping import MISSING, UNKNOWN, ImportMapping, ResolvedMapping, Usage
+from cliniko_assets.mapping_resolution import resolve_mapping, with_stubs
 from cliniko_assets.reconciliation import RowReport
-from cliniko_assets.transforms import Skip
+from cliniko_assets.transforms import Skip, to_splose_service
 from splose_resources.splose import SploseV1Client
 
 MAPPING_ASSETS = ("locations", "users", "practitioners", "services")
@@ -199,3 +191,35 @@ def _services(run: LoadRun, report: RowReport, types: list[dict], resolved: Reso
         else:
             report.reject(tid, "the service for unknown or deleted appointment types was rejected by Splose")
     return len(records)
+
+
+def service_for_type(appointment_type: dict, usage: Usage) -> dict | Skip:
+    """The service created for a type mapped (or defaulted) to ``create``: from its record, or, for a type
+    Cliniko no longer has, an archived "Deleted appointment type <id>" shaped like its appointments."""
+    if appointment_type.get("_state") != MISSING:
+        return to_splose_service(appointment_type)
+    tid = str(record_id(appointment_type))
+    return {
+        "externalId": tid,
+        "name": f"Deleted appointment type {tid}",
+        "description": f"Cliniko appointment type {tid}, which Cliniko no longer has; its appointments point at it.",
+        "duration": usage.duration(tid),
+        "color": None,
+        "maxPatients": usage.max_patients(tid),
+        "archived": True,
+        "category": None,
+    }
+
+
+def unknown_type_service(usage: Usage, type_ids: list[str]) -> dict:
+    """The one service for every unknown or deleted type, when ``services["unknown"]`` is ``create``."""
+    return {
+        "externalId": UNKNOWN,
+        "name": "Unknown or deleted appointment type",
+        "description": f"Appointments whose Cliniko appointment type Cliniko no longer lists ({len(type_ids)} types).",
+        "duration": usage.duration(*type_ids),
+        "color": None,
+        "maxPatients": usage.max_patients(*type_ids),
+        "archived": True,
+        "category": None,
+    }

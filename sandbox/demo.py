@@ -102,7 +102,7 @@ def run_import(cliniko_url: str) -> dg.ExecuteInProcessResult:
         # INFO: the run's progress lines (records and pages done, rate, time left) and each step's counts.
         run_config["loggers"] = {"console": {"config": {"log_level": "INFO"}}}
         # Every demo is a first import: the sandbox regenerates the clinic, so nothing staged before counts.
-        run_config["ops"] = {"cliniko_extract": {"config": {"full_refresh": True}}}
+        run_config.setdefault("resources", {})["extraction"] = {"config": {"full_refresh": True}}
         return defs.resolve_job_def("import_job").execute_in_process(
             instance=instance,
             partition_key=run_request.partition_key,
