@@ -17,8 +17,10 @@ from dataclasses import dataclass
 import dagster as dg
 
 from cliniko_assets import row_loads
+from cliniko_assets.attachments import FILE_KEPT_FAILING, FILE_NOT_FOUND, FILE_SIZE_DIFFERS
 from cliniko_assets.loading import LoadRun
 from cliniko_assets.reconciliation import RowReport, splose_key
+from splose_resources.cliniko import FILE_MISSING, FILE_REFUSED
 
 
 @dataclass(frozen=True)
@@ -38,7 +40,7 @@ class Row:
     description: str
     load: Callable[[LoadRun, RowReport], dict | None] | None = None  # None: the mapping step, or reported_with
     needs: tuple[str, ...] = ()  # rows loaded before this one (their Splose ids, or the mapping, are used)
-    skips: tuple[str, ...] = ()  # why it skips records, besides "deleted in Cliniko" and malformed records
+    skips: tuple[str, ...] = ()  # why it skips records, besides COMMON_SKIPS and malformed records
     checks: tuple[Check, ...] = ()
     reported_with: str | None = None
 
@@ -50,6 +52,7 @@ class Row:
         return [dg.AssetKey(["cliniko", resource]) for resource in self.inputs] + [splose_key(n) for n in self.needs]
 
 
+COMMON_SKIPS = ("deleted in Cliniko", "not requested by the clinic")  # any row
 MAPPED = ("locations", "users", "practitioners", "services")
 USAGE_SOURCES = (
     "individual_appointments",
@@ -175,7 +178,16 @@ TABLE: tuple[Row, ...] = (
         "Patient attachments as files: bytes streamed, checksum verified by Splose.",
         row_loads.load_files,
         needs=("clients",),
-        skips=("not yet processed by Cliniko", "bytes could not be downloaded from Cliniko", "client not imported"),
+        skips=(
+            "not yet processed by Cliniko",
+            "bytes could not be downloaded from Cliniko",
+            "client not imported",
+            FILE_NOT_FOUND,
+            FILE_MISSING,
+            FILE_REFUSED,
+            FILE_SIZE_DIFFERS,
+            FILE_KEPT_FAILING,
+        ),
         checks=(
             Check(
                 "checksums_match",
