@@ -56,7 +56,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import secrets
 import sys
 import tempfile
@@ -80,36 +79,15 @@ CLINIKO_LATENCY_MS = 150.0
 CLINIKO_JITTER_MS = 50.0
 
 
-def bench_import_job():
-    """``import_job`` as the code location defines it (side-by-side steps), with the bench's budgets and outbox.
-
-    Module level, so each step's process rebuilds it (``dg.reconstructable``) from the environment."""
-    import dagster as dg
-
-    from cliniko_assets import definitions
-    from splose_resources.notifier import NotifierResource
-
-    window = float(os.environ["BENCH_WINDOW"])
-    resources = {
-        **definitions.defs.resources,
-        "cliniko": definitions.cliniko_resource(
-            window_seconds=window, concurrency=int(os.environ["BENCH_CONCURRENCY"])
-        ),
-        "splose": definitions.splose_resource(window_seconds=window),
-        "notifier": NotifierResource(outbox=os.environ["BENCH_OUTBOX"]),
-    }
-    defs = dg.Definitions(assets=definitions.defs.assets, jobs=definitions.defs.jobs, resources=resources)
-    return defs.resolve_job_def("import_job")
-
-
 def child_import(window: float, concurrency: int, outbox: str) -> dict:
     """Evaluate the import-request sensor and run the job it asks for, steps side by side; what it reports."""
     import dagster as dg
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
 
     from cliniko_assets.definitions import splose_resource
     from cliniko_assets.sensors import import_requests
 
-    os.environ.update(BENCH_WINDOW=f"{window!r}", BENCH_CONCURRENCY=str(concurrency), BENCH_OUTBOX=outbox)
+    import_job = ReconstructableRepository.for_module("cliniko_assets.definitions", "defs", str(PROJECT))
     with dg.instance_for_test() as instance:
         started_epoch, started = time.time(), time.monotonic()
         splose = splose_resource(window_seconds=window)
@@ -119,10 +97,25 @@ def child_import(window: float, concurrency: int, outbox: str) -> dict:
         (run_request,) = sensor_result.run_requests
         run_config = dict(run_request.run_config)
         run_config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
-        run_config.setdefault("resources", {})["extraction"] = {"config": {"full_refresh": True}}
+        run_config["resources"] = {
+            **run_config.get("resources", {}),
+            "extraction": {"config": {"full_refresh": True}},
+            # Run config for a resource replaces the code location's: the URLs and the token are given again.
+            "cliniko": {
+                "config": {"api_url": {"env": "CLINIKO_API_URL"}, "window_seconds": window, "concurrency": concurrency}
+            },
+            "splose": {
+                "config": {
+                    "api_url": {"env": "SPLOSE_API_URL"},
+                    "platform_token": {"env": "SPLOSE_PLATFORM_TOKEN"},
+                    "window_seconds": window,
+                }
+            },
+            "notifier": {"config": {"outbox": outbox}},
+        }
         tags = {**run_request.tags, "dagster/partition": run_request.partition_key}
         with dg.execute_job(
-            dg.reconstructable(bench_import_job), instance=instance, run_config=run_config, tags=tags
+            import_job.get_reconstructable_job("import_job"), instance=instance, run_config=run_config, tags=tags
         ) as result:
             elapsed = time.monotonic() - started
             entries = [entry for entry in instance.all_logs(result.run_id) if entry.dagster_event]

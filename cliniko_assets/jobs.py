@@ -3,7 +3,8 @@
 Each runs for one tenant with nothing but the partition key: the run finds the tenant's import in
 Splose (:mod:`cliniko_assets.resolution`). The undo and purge jobs are in :mod:`cliniko_assets.undo`.
 
-Their steps run side by side in processes of their own (forked from a server that has the code loaded):
+Their steps run side by side in processes of their own, forked from a server that has the code location
+loaded and resolved (:mod:`cliniko_assets.preload`):
 each Cliniko resource's extraction, and each load as soon as what it reads is staged and the rows it
 needs are loaded. The steps wait on request budgets far more than on the CPU, hence more of them at
 once than the host has cores.
@@ -18,7 +19,7 @@ MAX_CONCURRENT_STEPS = 16
 steps_side_by_side = dg.multiprocess_executor.configured(
     {
         "max_concurrent": MAX_CONCURRENT_STEPS,
-        "start_method": {"forkserver": {"preload_modules": ["cliniko_assets.definitions"]}},
+        "start_method": {"forkserver": {"preload_modules": ["cliniko_assets.preload"]}},
     },
     name="steps_side_by_side",
 )

@@ -9,35 +9,21 @@ attachments are still downloading.
 from __future__ import annotations
 
 import math
-import os
 
 import dagster as dg
 import pytest
+from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 from cliniko_assets.sensors import run_config_for
 from sandbox.admin import ClinikoSandboxAdmin
 from sandbox.demo import submit_import
 from sandbox.harness import running_server
-from tests.conftest import splose_from_env
+from tests.conftest import PROJECT, splose_from_env
 from tests.test_import import TOKEN, splose_sandbox  # noqa: F401 (fixture)
 
 LIMIT = 5
 WINDOW = 2.0
 ACCOUNT = "sidebyside"
-
-
-def budgeted_import_job() -> dg.JobDefinition:
-    """``import_job`` with the sandbox's budget; rebuilt by each step's process (``dg.reconstructable``)."""
-    from cliniko_assets import definitions
-    from splose_resources.notifier import NotifierResource
-
-    resources = {
-        **definitions.defs.resources,
-        "cliniko": definitions.cliniko_resource(window_seconds=WINDOW, requests_per_window=LIMIT),
-        "notifier": NotifierResource(outbox=os.environ["SIDE_BY_SIDE_OUTBOX"]),
-    }
-    defs = dg.Definitions(assets=definitions.defs.assets, jobs=definitions.defs.jobs, resources=resources)
-    return defs.resolve_job_def("import_job")
 
 
 @pytest.mark.slow
@@ -55,17 +41,29 @@ def test_steps_run_side_by_side_within_the_keys_budget_and_loads_overlap_the_ext
             "SPLOSE_PLATFORM_TOKEN": TOKEN,
             "STAGING_URI": str(tmp_path / "staging"),
             "RATE_LIMIT_STATE_DIR": str(tmp_path / "rate"),
-            "SIDE_BY_SIDE_OUTBOX": str(tmp_path / "outbox"),
         }.items():
             monkeypatch.setenv(name, value)
         admin.reset_stats()
         (tmp_path / "home").mkdir()
         with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
             instance.add_dynamic_partitions("tenants", ["side-by-side"])
+            run_config = run_config_for({"id": import_id})
+            run_config["resources"] |= {
+                # Run config for a resource replaces the code location's: its URL is given again.
+                "cliniko": {
+                    "config": {
+                        "api_url": {"env": "CLINIKO_API_URL"},
+                        "window_seconds": WINDOW,
+                        "requests_per_window": LIMIT,
+                    }
+                },
+                "notifier": {"config": {"outbox": str(tmp_path / "outbox")}},
+            }
+            code_location = ReconstructableRepository.for_module("cliniko_assets.definitions", "defs", str(PROJECT))
             with dg.execute_job(
-                dg.reconstructable(budgeted_import_job),
+                code_location.get_reconstructable_job("import_job"),
                 instance=instance,
-                run_config=run_config_for({"id": import_id}),
+                run_config=run_config,
                 tags={"dagster/partition": "side-by-side"},
             ) as result:
                 assert result.success
