@@ -11,7 +11,6 @@ from __future__ import annotations
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
@@ -48,8 +47,9 @@ def stage_files(
     manifest = extraction.staging.read_files_manifest(extraction.tenant, spec.name).set_index("id", drop=False)
     if extraction.full_refresh:
         manifest = manifest.iloc[0:0]  # a rebuild fetches the bytes again too
-    wanted: list[tuple[str, str | None, Path, int | None]] = []
+    wanted: list[tuple[str, str | None, int | None]] = []
     current: set[str] = set()
+    staged = extraction.staging.staged_files(extraction.tenant, spec.name)
     for records in extraction.staging.iter_records(extraction.tenant, spec.name):
         for record in records:
             rid = record_id(record)
@@ -59,22 +59,20 @@ def stage_files(
                 stats.waiting_for_processing += 1
                 continue
             current.add(rid)
-            path = extraction.staging.file_path(extraction.tenant, spec.name, rid)
             updated = record.get("updated_at") or None
             known = manifest["record_updated_at"].get(rid, "missing") if rid in manifest.index else "missing"
-            if known != updated or not path.exists():
-                wanted.append((rid, updated, path, record.get("size")))
-    stale = {rid for rid, _, _, _ in wanted}
+            if known != updated or rid not in staged:
+                wanted.append((rid, updated, record.get("size")))
+    stale = {rid for rid, _, _ in wanted}
     rows = manifest[manifest["id"].isin(current - stale)].to_dict("records")
     futures: dict[Future, tuple[str, str | None, int | None]] = {}
-    for rid, updated, path, size in wanted:
-        url = extraction.client.url(f"/patient_attachments/{rid}/content")
-        futures[pages.submit(extraction.download, url, path, spec.name)] = (rid, updated, size)
+    for rid, updated, size in wanted:
+        futures[pages.submit(extraction.download, spec.name, rid)] = (rid, updated, size)
     failures: dict[str, str] = {}
     for future in list(futures):
         rid, updated, size = futures[future]
         try:
-            download = _checked(future.result(), size, extraction.staging.file_path(extraction.tenant, spec.name, rid))
+            download = _checked(extraction, future.result(), size, spec.name, rid)
         except ClinikoAuthError as exc:  # the key itself: nothing else can be downloaded either
             outcome.error = exc
             failures[rid] = "the key was refused"
@@ -124,9 +122,9 @@ class _SizeDiffers(ClinikoError):
     pass
 
 
-def _checked(download: Download, size: int | None, path: Path) -> Download:
+def _checked(extraction: Extraction, download: Download, size: int | None, resource: str, rid: str) -> Download:
     """Bytes whose length is not the size Cliniko records are not the file (an error page served as 200)."""
     if isinstance(size, int) and download.size != size:
-        path.unlink(missing_ok=True)
+        extraction.staging.delete_file(extraction.tenant, resource, rid)
         raise _SizeDiffers(f"{download.size} bytes instead of {size}")
     return download

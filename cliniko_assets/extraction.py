@@ -29,7 +29,6 @@ from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
-from pathlib import Path
 
 from cliniko_assets.attachments import FileStats, stage_files
 from cliniko_assets.catalog import ClinikoResourceSpec, Stream, is_set, record_id
@@ -246,10 +245,13 @@ class Extraction:
                     record.pop("_source")
                     yield _row(rid, record, "deleted", "vanished")
 
-    def download(self, url: str, path: Path, resource: str) -> Download:
+    def download(self, resource: str, rid: str) -> Download:
+        """Stream one attachment's bytes into staging (through Cliniko's redirect to a signed URL)."""
         if self._stop.is_set():
             raise ClinikoError("extraction stopped")
-        return self.client.download(url, path, resource=resource)
+        url = self.client.url(f"/patient_attachments/{rid}/content")
+        writer = partial(self.staging.file_writer, self.tenant, resource, rid)
+        return self.client.download(url, writer, resource=resource, attachment=rid)
 
     def fetch(self, spec: ClinikoResourceSpec, path: str, params: Params) -> Page:
         if self._stop.is_set():

@@ -33,7 +33,7 @@ REMEDIES: tuple[tuple[type[Exception], str], ...] = (
     (PagingAnomaly, "re-run the extraction; if it recurs, ask Cliniko support about sorting by id"),
     (ClinikoError, "re-run: the extraction resumes where it stopped"),
     (StagingBusy, "wait for the tenant's other extraction to finish, then re-run"),
-    (StagingUnavailable, "set STAGING_URI to a private local folder (or file:// URL) for the code location"),
+    (StagingUnavailable, "set STAGING_URI (a private local folder, or s3://bucket/prefix with the AWS_* variables)"),
     (InvalidTenant, "run the partition of the clinic's Splose workspace id (a lowercase slug)"),
 )
 KNOWN = tuple(kind for kind, _ in REMEDIES)

@@ -19,13 +19,11 @@ phone numbers; only those two values are kept (``account.json`` beside the stage
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
 import pyarrow.compute as pc
-import pyarrow.parquet as pq
 
 from cliniko_assets.mapping import MISSING, UNLISTED
 from splose_resources.cliniko import (
@@ -35,7 +33,7 @@ from splose_resources.cliniko import (
     ClinikoNotFound,
     ClinikoRequestError,
 )
-from splose_resources.staging import DATA_FILE, CommitStats, StagingStore
+from splose_resources.staging import CommitStats, StagingStore
 
 # Resource -> (resource whose records link to it, link name).
 REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -59,7 +57,7 @@ REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
     "patients": (("individual_appointments", "patient"), ("attendees", "patient"), ("treatment_notes", "patient")),
     "treatment_note_templates": (("treatment_notes", "treatment_note_template"),),
 }
-ACCOUNT_FILE = "account.json"
+ACCOUNT_FILE = "cliniko/businesses/account.json"
 SETTINGS_ROUTES = (("/settings", "settings"), ("/settings/public", "settings/public"))
 
 
@@ -70,12 +68,9 @@ def link_pattern(name: str) -> str:
 
 def linked_ids(staging: StagingStore, tenant: str, resource: str, name: str) -> set[str]:
     """Ids behind link ``name`` of the staged, not deleted records of ``resource``, read in batches."""
-    path = staging.resource_dir(tenant, resource) / DATA_FILE
-    if not path.exists():
-        return set()
     found: set[str] = set()
     pattern = link_pattern(name)
-    for batch in pq.ParquetFile(path).iter_batches(batch_size=20_000, columns=["state", "record"]):
+    for batch in staging.iter_batches(tenant, resource, ["state", "record"], batch_size=20_000):
         live = batch.filter(pc.not_equal(batch.column("state"), "deleted"))
         ids = pc.struct_field(pc.extract_regex(live.column("record"), pattern), "id")
         found.update(i for i in ids.to_pylist() if i)
@@ -199,16 +194,11 @@ def _account_fields(account: dict, source: str) -> dict:
 
 
 def write_account_settings(staging: StagingStore, tenant: str, settings: dict) -> None:
-    path = staging.resource_dir(tenant, "businesses") / ACCOUNT_FILE
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(settings))
-    os.chmod(tmp, 0o600)
-    tmp.replace(path)
+    staging.write_json(tenant, ACCOUNT_FILE, settings)
 
 
 def read_account_settings(staging: StagingStore, tenant: str) -> dict:
-    path = staging.resource_dir(tenant, "businesses") / ACCOUNT_FILE
-    return json.loads(path.read_text()) if path.exists() else {}
+    return staging.read_json(tenant, ACCOUNT_FILE) or {}
 
 
 @dataclass

@@ -10,6 +10,7 @@ progress notes count those without an appointment.
 
 from collections import defaultdict
 from collections.abc import Iterator
+from functools import partial
 
 import dagster as dg
 
@@ -187,7 +188,7 @@ def load_files(run: LoadRun, report: RowReport) -> dict:
             answer = run.writes().upload_file(
                 external_id=form["externalId"],
                 client_external_id=form["clientExternalId"],
-                path=run.staging.file_path(run.tenant, "patient_attachments", aid),
+                content=partial(run.staging.file_reader, run.tenant, "patient_attachments", aid),
                 filename=form.get("filename"),
                 content_type=form.get("contentType"),
                 description=form.get("description"),

@@ -14,7 +14,6 @@ import itertools
 from collections import defaultdict
 from collections.abc import Iterable
 from itertools import islice
-from pathlib import Path
 from typing import Protocol
 
 from splose_resources.splose import (
@@ -24,6 +23,7 @@ from splose_resources.splose import (
     UpsertedRecord,
     UpsertResult,
 )
+from splose_resources.storage import Opener
 
 CREATED = "created"
 
@@ -33,7 +33,7 @@ class Sink(Protocol):
 
     def crosswalk(self, entity: str) -> dict[str, int]: ...
 
-    def upload_file(self, *, external_id: str, path: Path, sha256: str | None, **fields: str | None) -> dict: ...
+    def upload_file(self, *, external_id: str, content: Opener, sha256: str | None, **fields: str | None) -> dict: ...
 
 
 class SploseSink:
@@ -49,8 +49,10 @@ class SploseSink:
     def crosswalk(self, entity: str) -> dict[str, int]:
         return self.imports.crosswalk(self.import_id, entity)
 
-    def upload_file(self, *, external_id: str, path: Path, sha256: str | None, **fields: str | None) -> dict:
-        return self.imports.upload_file(self.import_id, external_id=external_id, path=path, sha256=sha256, **fields)
+    def upload_file(self, *, external_id: str, content: Opener, sha256: str | None, **fields: str | None) -> dict:
+        return self.imports.upload_file(
+            self.import_id, external_id=external_id, content=content, sha256=sha256, **fields
+        )
 
 
 class DryRunSink:
@@ -83,7 +85,7 @@ class DryRunSink:
     def crosswalk(self, entity: str) -> dict[str, int]:
         return {**self.imports.crosswalk(self.import_id, entity), **self.loaded[entity]}
 
-    def upload_file(self, *, external_id: str, path: Path, sha256: str | None, **fields: str | None) -> dict:
+    def upload_file(self, *, external_id: str, content: Opener, sha256: str | None, **fields: str | None) -> dict:
         self.calls["files"] += 1
         splose_id = self.loaded["files"].setdefault(external_id, next(self._ids))
         return {"id": splose_id, "action": CREATED, "sha256": sha256}

@@ -35,7 +35,7 @@ from splose_resources.http import (
     session,
 )
 from splose_resources.ratelimit import FixedWindowLimiter
-from splose_resources.staging import open_private
+from splose_resources.storage import Opener
 
 DEFAULT_SHARD = "au1"
 SHARD_PATTERN = re.compile(r"^[a-z]{2}\d{1,2}$")
@@ -179,11 +179,11 @@ class ClinikoClient:
 
         return self._run(attempt, resource)
 
-    def download(self, content_url: str, destination: Path, *, resource: str) -> Download:
-        """Fetch an attachment: the API answers a redirect to a signed URL, fetched without auth.
+    def download(self, content_url: str, destination: Opener, *, resource: str, attachment: str) -> Download:
+        """Fetch attachment ``attachment``: the API answers a redirect to a signed URL, fetched without auth.
 
-        Bytes stream to a temporary file next to ``destination`` and are renamed into place only
-        when complete, with their sha256 computed on the way.
+        Bytes stream into the writer ``destination`` opens (a staging writer: what it writes appears only
+        when complete), with their sha256 computed on the way.
         """
 
         refusals = 0
@@ -202,15 +202,14 @@ class ClinikoClient:
                     refusals += 1
                     if refusals == 1:  # an expired signature: the next attempt asks Cliniko for a fresh URL
                         raise TransientError("signed URL refused")
-                    raise self._file_unavailable(FILE_REFUSED, destination.name)
+                    raise self._file_unavailable(FILE_REFUSED, attachment)
                 if status in (404, 410):
                     response.close()
-                    raise self._file_unavailable(FILE_MISSING, destination.name)
+                    raise self._file_unavailable(FILE_MISSING, attachment)
             if response.status_code != 200:
                 response.close()
                 raise ClinikoRequestError(
-                    f"Cliniko answered {response.status_code} for attachment {destination.name} of tenant "
-                    f"'{self.tenant}'."
+                    f"Cliniko answered {response.status_code} for attachment {attachment} of tenant '{self.tenant}'."
                 )
             return _stream_to_file(response, destination)
 
@@ -327,13 +326,13 @@ class ClinikoResource(dg.ConfigurableResource):
             client.close()
 
 
-def _stream_to_file(response: requests.Response, destination: Path) -> Download:
-    """Stream into a private temporary file, renamed into place only when every byte arrived."""
+def _stream_to_file(response: requests.Response, destination: Opener) -> Download:
+    """Stream into ``destination``, which keeps the bytes only when every one of them arrived."""
     digest = hashlib.sha256()
     size = 0
     expected = _as_int(response.headers.get("Content-Length"))
     try:
-        with open_private(destination) as out:
+        with destination() as out:
             for chunk in response.iter_content(chunk_size=1 << 16):
                 digest.update(chunk)
                 size += len(chunk)

@@ -49,6 +49,7 @@ from splose_resources.http import (
     session,
 )
 from splose_resources.ratelimit import RateLimiter, SlidingWindowLimiter
+from splose_resources.storage import Opener
 
 T = TypeVar("T")
 
@@ -427,19 +428,19 @@ class SploseImportClient:
         *,
         external_id: str,
         client_external_id: str,
-        path: Path | str,
+        content: Opener,
         filename: str | None = None,
         content_type: str | None = None,
         description: str | None = None,
         created_at: str | None = None,
         sha256: str | None = None,
     ) -> dict:
-        """Stream one file from disk (never held in memory); Splose checks ``sha256`` when given.
+        """Stream one file from ``content`` (a staging reader; never held in memory); Splose checks ``sha256``
+        when given. Without ``filename`` the file is named by its external id.
 
         Answers ``{id, action, size, sha256}``; re-sending the same file is ``unchanged``.
         """
-        source = Path(path)
-        name = filename or source.name
+        name = filename or external_id
         fields = {
             "externalId": external_id,
             "clientExternalId": client_external_id,
@@ -455,7 +456,7 @@ class SploseImportClient:
 
         def attempt() -> dict:
             # Each attempt reopens the file: a retried upload streams from the first byte again.
-            with open(source, "rb") as handle:
+            with content() as handle:
                 encoder = MultipartEncoder(
                     {**parts, "file": (name, handle, content_type or "application/octet-stream")}
                 )

@@ -1,32 +1,33 @@
 """Staged Cliniko data: Parquet per tenant and resource, plus attachment bytes, under one root.
 
-Layout under ``<root>/<tenant>/cliniko/<resource>/``:
+The root is a local folder or an S3-compatible bucket prefix (``STAGING_URI=s3://bucket/prefix``);
+:mod:`splose_resources.storage` holds both backends behind one interface, and everything here goes
+through it, so a run needs nothing on the machine that launched it. Layout under the root:
 
-- ``data.parquet``: the committed copy, one row per Cliniko id (columns ``id``, ``updated_at``,
-  ``state``, ``source``, ``record``; ``record`` is the record exactly as Cliniko sent it, as JSON).
-- ``incoming/``: parts and a checkpoint written while an extraction runs. A run that dies leaves
-  them behind and the next run resumes from them; :meth:`StagingBatch.commit` folds them into
-  ``data.parquet`` (the newest version of each id wins; a deletion wins over any version).
-- ``files/<id>`` and ``files.parquet``: attachment bytes and their sha256.
+- ``<tenant>/cliniko/<resource>/data.parquet``: the committed copy, one row per Cliniko id (columns
+  ``id``, ``updated_at``, ``state``, ``source``, ``record``; ``record`` is the record exactly as Cliniko
+  sent it, as JSON).
+- ``<tenant>/cliniko/<resource>/incoming/``: parts and a checkpoint written while an extraction runs. A
+  run that dies leaves them behind and the next run resumes from them; :meth:`StagingBatch.commit`
+  folds them into ``data.parquet`` (the newest version of each id wins; a deletion wins over any version).
+- ``<tenant>/cliniko/<resource>/files/<id>`` and ``files.parquet``: attachment bytes and their sha256.
+- ``<tenant>/splose/``: what the loads of each import keep for the report (mapping, rows, side files).
 
-The root holds health data: every directory is created private (0700, parents included), every file
-is written 0600 from its first byte (:func:`write_private`, :func:`open_private`), and nothing here ever
-logs a value. Every path under the root is built from a tenant key validated as a workspace slug
-(:meth:`StagingStore.tenant_dir`), so no input can reach another tenant's folder or outside the root.
+The root holds health data: every write is private and atomic (see :mod:`splose_resources.storage`),
+and nothing here ever logs a value. Every key is built from a tenant key validated as a workspace slug
+and from names checked here, so no input can reach another tenant's data or outside the root.
 """
 
 from __future__ import annotations
 
-import fcntl
 import json
-import os
-import shutil
+import re
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import dagster as dg
 import pandas as pd
@@ -35,6 +36,10 @@ import pyarrow.parquet as pq
 from pydantic import Field, PrivateAttr
 
 from cliniko_assets.partitions import validate_tenant
+from splose_resources.storage import LockHeld, StagingUnavailable, Storage, storage_for
+from splose_resources.storage import open_private as open_private  # the local private writes, re-exported
+from splose_resources.storage import private_dir as private_dir
+from splose_resources.storage import write_private as write_private
 
 STAGED_SCHEMA = pa.schema(
     [
@@ -48,14 +53,11 @@ STAGED_SCHEMA = pa.schema(
 DATA_FILE = "data.parquet"
 FILES_MANIFEST = "files.parquet"
 FILE_FAILURES = "files-failed.json"
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 class StagingBusy(RuntimeError):
     pass
-
-
-class StagingUnavailable(RuntimeError):
-    """Staging has no usable root folder (a configuration problem)."""
 
 
 def instance_home(context: dg.InitResourceContext) -> Path | None:
@@ -78,149 +80,178 @@ class StagingStore(dg.ConfigurableResource):
 
     uri: str | None = Field(
         default=None,
-        description="Root folder (or file:// URL); the code location reads STAGING_URI when it is set. Without "
-        "it: the 'staging' folder of the Dagster instance's home ($DAGSTER_HOME).",
+        description="Root: a local folder (or file:// URL) or s3://bucket/prefix (credentials, region and "
+        "endpoint from the AWS_* environment variables); the code location reads STAGING_URI when it is set. "
+        "Without it: the 'staging' folder of the Dagster instance's home ($DAGSTER_HOME).",
     )
     _instance_home: Path | None = PrivateAttr(default=None)
+    _storage: Storage | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         self._instance_home = instance_home(context)
 
-    def root(self) -> Path:
-        value = self.uri or (str(self._instance_home / "staging") if self._instance_home else None)
-        if not value:
-            raise StagingUnavailable(
-                "Staging has no root: set STAGING_URI (read by the code location), or use the store inside a "
-                "Dagster run, whose instance home holds 'staging'."
-            )
-        if "://" in value:
-            scheme, _, rest = value.partition("://")
-            if scheme != "file":
+    def storage(self) -> Storage:
+        if self._storage is None:
+            value = self.uri or (str(self._instance_home / "staging") if self._instance_home else None)
+            if not value:
                 raise StagingUnavailable(
-                    f"STAGING_URI scheme '{scheme}' is not supported yet; use a local path or file:// URL."
+                    "Staging has no root: set STAGING_URI (read by the code location), or use the store inside a "
+                    "Dagster run, whose instance home holds 'staging'."
                 )
-            value = rest
-        return private_dir(Path(value))
+            try:
+                self._storage = storage_for(value)
+            except ValueError as exc:
+                raise StagingUnavailable(f"STAGING_URI: {exc}") from None
+        return self._storage
 
-    def tenant_dir(self, tenant: str) -> Path:
-        """The one way to a tenant's folder: the key must be a valid workspace slug (no '/', '..' or newline)."""
-        return private_dir(self.root() / validate_tenant(tenant))
-
-    def resource_dir(self, tenant: str, resource: str) -> Path:
+    def _resource_key(self, tenant: str, resource: str) -> str:
+        """The one way to a resource's data: the tenant must be a valid workspace slug (no '/', '..' or
+        newline) and the resource a Cliniko resource name."""
         if not resource.isidentifier():
             raise ValueError(f"unknown staged resource {resource!r}")
-        return private_dir(self.tenant_dir(tenant) / "cliniko" / resource)
-
-    def splose_dir(self, tenant: str) -> Path:
-        """Side files of a tenant's loads: the resolved mapping and the reconciliation rows."""
-        return private_dir(self.tenant_dir(tenant) / "splose")
+        return f"{validate_tenant(tenant)}/cliniko/{resource}"
 
     @contextmanager
     def tenant_lock(self, tenant: str) -> Iterator[None]:
-        """Only one extraction writes a tenant's staging at a time, whatever started it."""
-        path = self.tenant_dir(tenant) / ".lock"
-        with os.fdopen(os.open(path, os.O_RDWR | os.O_CREAT, 0o600), "r+b") as handle:
+        """Only one extraction writes a tenant's staging at a time, whatever started it, wherever it runs."""
+        with ExitStack() as stack:
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+                stack.enter_context(self.storage().lock(f"{validate_tenant(tenant)}/.lock"))
+            except LockHeld:
                 raise StagingBusy(
                     f"Another extraction of tenant '{tenant}' is writing its staged data; wait for it to finish."
                 ) from None
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
+            yield
 
     def has_data(self, tenant: str, resource: str) -> bool:
-        return (self.resource_dir(tenant, resource) / DATA_FILE).exists()
+        return self.storage().exists(f"{self._resource_key(tenant, resource)}/{DATA_FILE}")
 
     def batch(self, tenant: str, resource: str) -> StagingBatch:
-        return StagingBatch(self.resource_dir(tenant, resource))
+        return StagingBatch(self.storage(), self._resource_key(tenant, resource))
+
+    def iter_batches(
+        self, tenant: str, resource: str, columns: list[str], batch_size: int = 500
+    ) -> Iterator[pa.RecordBatch]:
+        """The committed data of a resource, a batch at a time, without loading the whole resource."""
+        key = f"{self._resource_key(tenant, resource)}/{DATA_FILE}"
+        storage = self.storage()
+        if not storage.exists(key):
+            return
+        with storage.reader(key) as handle:
+            yield from pq.ParquetFile(handle).iter_batches(batch_size=batch_size, columns=columns)
 
     def read_index(self, tenant: str, resource: str, columns: tuple[str, ...] = ("id", "state")) -> pd.DataFrame:
-        path = self.resource_dir(tenant, resource) / DATA_FILE
-        if not path.exists():
+        batches = list(self.iter_batches(tenant, resource, list(columns), batch_size=65_536))
+        if not batches:
             return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
-        return pq.read_table(path, columns=list(columns)).to_pandas()
+        return pa.Table.from_batches(batches).to_pandas()
 
     def iter_records(self, tenant: str, resource: str, batch_size: int = 500) -> Iterator[list[dict]]:
         """Staged records as dicts, a batch at a time, without loading the whole resource."""
-        path = self.resource_dir(tenant, resource) / DATA_FILE
-        if not path.exists():
-            return
-        parquet = pq.ParquetFile(path)
-        for batch in parquet.iter_batches(batch_size=batch_size, columns=["state", "source", "record"]):
+        for batch in self.iter_batches(tenant, resource, ["state", "source", "record"], batch_size):
             states, sources, records = (batch.column(i).to_pylist() for i in range(3))
             yield [
                 {**json.loads(r), "_state": s, "_source": src}
                 for s, src, r in zip(states, sources, records, strict=True)
             ]
 
-    def file_path(self, tenant: str, resource: str, record_id: str) -> Path:
+    def _file_key(self, tenant: str, resource: str, record_id: str) -> str:
         if not record_id.isdigit():
             raise ValueError(f"attachment id {record_id!r} is not a Cliniko id")
-        return private_dir(self.resource_dir(tenant, resource) / "files") / record_id
+        return f"{self._resource_key(tenant, resource)}/files/{record_id}"
+
+    def file_writer(self, tenant: str, resource: str, record_id: str) -> AbstractContextManager[BinaryIO]:
+        """Stream an attachment's bytes into staging; they appear only once complete."""
+        return self.storage().writer(self._file_key(tenant, resource, record_id))
+
+    def file_reader(self, tenant: str, resource: str, record_id: str) -> AbstractContextManager[BinaryIO]:
+        return self.storage().reader(self._file_key(tenant, resource, record_id))
+
+    def delete_file(self, tenant: str, resource: str, record_id: str) -> None:
+        self.storage().delete(self._file_key(tenant, resource, record_id))
+
+    def staged_files(self, tenant: str, resource: str) -> set[str]:
+        """Ids whose bytes are staged (one listing, not a request per file)."""
+        return set(self.storage().names(f"{self._resource_key(tenant, resource)}/files"))
 
     def read_files_manifest(self, tenant: str, resource: str) -> pd.DataFrame:
-        path = self.resource_dir(tenant, resource) / FILES_MANIFEST
-        if not path.exists():
+        data = self.storage().read_bytes(f"{self._resource_key(tenant, resource)}/{FILES_MANIFEST}")
+        if data is None:
             return pd.DataFrame(
                 {c: pd.Series(dtype="object") for c in ("id", "sha256", "size", "content_type", "record_updated_at")}
             )
-        return pq.read_table(path).to_pandas()
+        return pq.read_table(pa.BufferReader(data)).to_pandas()
 
     def write_files_manifest(self, tenant: str, resource: str, manifest: pd.DataFrame) -> None:
-        path = self.resource_dir(tenant, resource) / FILES_MANIFEST
-        _write_atomic(pa.Table.from_pandas(manifest.reset_index(drop=True), preserve_index=False), path)
+        table = pa.Table.from_pandas(manifest.reset_index(drop=True), preserve_index=False)
+        _write_table(self.storage(), f"{self._resource_key(tenant, resource)}/{FILES_MANIFEST}", table)
 
     def read_file_failures(self, tenant: str, resource: str) -> dict[str, str]:
         """Attachment id -> why its bytes could not be staged, from the latest extraction."""
-        path = self.resource_dir(tenant, resource) / FILE_FAILURES
-        return json.loads(path.read_text()) if path.exists() else {}
+        return self.read_json(tenant, f"cliniko/{resource}/{FILE_FAILURES}") or {}
 
     def write_file_failures(self, tenant: str, resource: str, failures: dict[str, str]) -> None:
-        write_private(self.resource_dir(tenant, resource) / FILE_FAILURES, json.dumps(failures, sort_keys=True))
+        self.write_json(tenant, f"cliniko/{resource}/{FILE_FAILURES}", dict(sorted(failures.items())))
+
+    def _tenant_key(self, tenant: str, name: str) -> str:
+        parts = name.split("/")
+        if not all(NAME.fullmatch(part) for part in parts):
+            raise ValueError(f"staged file name {name!r} is not a plain relative name")
+        return "/".join((validate_tenant(tenant), *parts))
+
+    def read_json(self, tenant: str, name: str) -> Any:
+        """A small JSON file of the tenant (``name`` relative to its folder, e.g. ``splose/mapping-7.json``);
+        None when it was never written."""
+        data = self.storage().read_bytes(self._tenant_key(tenant, name))
+        return None if data is None else json.loads(data)
+
+    def write_json(self, tenant: str, name: str, value: object) -> None:
+        self.storage().write_bytes(self._tenant_key(tenant, name), json.dumps(value).encode())
 
     def has_tenant(self, tenant: str) -> bool:
-        return (self.root() / validate_tenant(tenant)).exists()
+        return self.storage().exists(validate_tenant(tenant))
 
     def purge(self, tenant: str) -> None:
-        shutil.rmtree(self.root() / validate_tenant(tenant), ignore_errors=True)
+        """Every object of the tenant, uploads never completed included."""
+        self.storage().delete_tree(validate_tenant(tenant))
 
 
 class StagingBatch:
     """The parts and checkpoint of one resource's extraction in progress."""
 
-    def __init__(self, directory: Path) -> None:
-        self.directory = directory
-        self.incoming = directory / "incoming"
+    def __init__(self, storage: Storage, prefix: str) -> None:
+        self.storage = storage
+        self.target = f"{prefix}/{DATA_FILE}"
+        self.incoming = f"{prefix}/incoming"
         self._lock = threading.Lock()
 
     def load_checkpoint(self) -> dict | None:
-        path = self.incoming / "checkpoint.json"
-        if not path.exists():
+        data = self.storage.read_bytes(f"{self.incoming}/checkpoint.json")
+        if data is None:
             return None
         try:
-            return json.loads(path.read_text())
+            return json.loads(data)
         except ValueError:
             return None
 
     def save_checkpoint(self, checkpoint: dict) -> None:
         with self._lock:
-            write_private(private_dir(self.incoming) / "checkpoint.json", json.dumps(checkpoint))
+            self.storage.write_bytes(f"{self.incoming}/checkpoint.json", json.dumps(checkpoint).encode())
 
     def discard(self) -> None:
-        shutil.rmtree(self.incoming, ignore_errors=True)
+        self.storage.delete_tree(self.incoming)
+
+    def parts(self) -> list[str]:
+        names = self.storage.names(self.incoming)
+        return [f"{self.incoming}/{n}" for n in names if n.startswith("part-") and n.endswith(".parquet")]
 
     def write_part(self, rows: list[dict]) -> None:
-        """Append rows (``id``, ``updated_at``, ``state``, ``source``, ``record``) as one part file."""
+        """Append rows (``id``, ``updated_at``, ``state``, ``source``, ``record``) as one part."""
         if not rows:
             return
         table = pa.Table.from_pylist(rows, schema=STAGED_SCHEMA)
         with self._lock:
-            private_dir(self.incoming)
-            number = len(list(self.incoming.glob("part-*.parquet")))
-            _write_atomic(table, self.incoming / f"part-{number:06d}.parquet")
+            _write_table(self.storage, f"{self.incoming}/part-{len(self.parts()):06d}.parquet", table)
 
     def commit(self, *, replace: bool) -> CommitStats:
         """Fold the parts into ``data.parquet``; with ``replace`` the parts alone become the data.
@@ -228,20 +259,19 @@ class StagingBatch:
         Only the id columns of every source are held in memory; rows are then copied source by
         source, so a resource of any size commits in bounded memory.
         """
-        target = self.directory / DATA_FILE
-        sources = sorted(self.incoming.glob("part-*.parquet")) if self.incoming.exists() else []
+        sources = self.parts()
         previous_ids: set[str] = set()
-        if target.exists():
+        if self.storage.exists(self.target):
             if replace:
-                previous_ids = set(pq.read_table(target, columns=["id"]).column("id").to_pylist())
+                previous_ids = set(self._read(self.target, columns=["id"]).column("id").to_pylist())
             else:
-                sources.insert(0, target)
-        index = _winners(sources)
-        with open_private(target) as out, pq.ParquetWriter(out, STAGED_SCHEMA, compression="zstd") as writer:
+                sources.insert(0, self.target)
+        index = self._winners(sources)
+        with self.storage.writer(self.target) as out, pq.ParquetWriter(out, STAGED_SCHEMA, compression="zstd") as w:
             for number, source in enumerate(sources):
                 rows = index.loc[index["src"] == number, "row"].to_numpy()
                 if len(rows):
-                    writer.write_table(pq.read_table(source, schema=STAGED_SCHEMA).take(rows))
+                    w.write_table(self._read(source, schema=STAGED_SCHEMA).take(rows))
         self.discard()
         removed = len(previous_ids - set(index["id"])) if replace else 0
         updated = index["updated_at"].dropna()
@@ -253,63 +283,28 @@ class StagingBatch:
             removed=removed,
         )
 
+    def _read(self, key: str, **options: Any) -> pa.Table:
+        with self.storage.reader(key) as handle:
+            return pq.read_table(handle, **options)
 
-def _winners(sources: list[Path]) -> pd.DataFrame:
-    """For each id, the row that stands: a deletion first, then the newest ``updated_at``, then the latest part."""
-    frames = []
-    for number, source in enumerate(sources):
-        frame = pq.read_table(source, columns=["id", "updated_at", "state"]).to_pandas()
-        frame["src"] = number
-        frame["row"] = range(len(frame))
-        frames.append(frame)
-    if not frames:
-        return pd.DataFrame({"id": [], "updated_at": [], "state": [], "src": [], "row": []})
-    index = pd.concat(frames, ignore_index=True)
-    index["deleted"] = index["state"] == "deleted"
-    index["order"] = index["updated_at"].fillna("")
-    index = index.sort_values(["id", "deleted", "order", "src", "row"], kind="stable")
-    return index.drop_duplicates("id", keep="last").sort_values(["src", "row"])
+    def _winners(self, sources: list[str]) -> pd.DataFrame:
+        """For each id, the row that stands: a deletion first, then the newest ``updated_at``, then the latest
+        part."""
+        frames = []
+        for number, source in enumerate(sources):
+            frame = self._read(source, columns=["id", "updated_at", "state"]).to_pandas()
+            frame["src"] = number
+            frame["row"] = range(len(frame))
+            frames.append(frame)
+        if not frames:
+            return pd.DataFrame({"id": [], "updated_at": [], "state": [], "src": [], "row": []})
+        index = pd.concat(frames, ignore_index=True)
+        index["deleted"] = index["state"] == "deleted"
+        index["order"] = index["updated_at"].fillna("")
+        index = index.sort_values(["id", "deleted", "order", "src", "row"], kind="stable")
+        return index.drop_duplicates("id", keep="last").sort_values(["src", "row"])
 
 
-def _write_atomic(table: pa.Table, path: Path) -> None:
-    with open_private(path) as out:
+def _write_table(storage: Storage, key: str, table: pa.Table) -> None:
+    with storage.writer(key) as out:
         pq.write_table(table, out, compression="zstd")
-
-
-@contextmanager
-def open_private(path: Path) -> Iterator[BinaryIO]:
-    """Write ``path`` atomically and privately: a 0600 temporary file, renamed into place once complete.
-
-    The file is never readable by others, not even while it is written; if writing fails, ``path`` keeps
-    its previous content and the temporary file is removed.
-    """
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
-    handle = os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
-    try:
-        with handle:
-            yield handle
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def write_private(path: Path, data: str | bytes) -> None:
-    """The one private atomic write of a small file (checkpoints, reports, the mapping, emails)."""
-    with open_private(path) as out:
-        out.write(data.encode() if isinstance(data, str) else data)
-
-
-def private_dir(path: Path) -> Path:
-    """``path`` and every parent it has to create are made 0700 (``mkdir(mode=...)`` only sets the last)."""
-    missing = []
-    current = path
-    while not current.exists():
-        missing.append(current)
-        current = current.parent
-    for directory in reversed(missing):
-        try:
-            directory.mkdir(mode=0o700)
-        except FileExistsError:
-            continue  # made by a concurrent writer
-        os.chmod(directory, 0o700)  # whatever the umask
-    return path

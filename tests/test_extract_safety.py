@@ -88,7 +88,8 @@ def test_a_killed_extraction_resumes_without_refetching_what_it_staged(tmp_path,
             instance.add_dynamic_partitions("tenants", ["baseline", "resumed"])
             full = materializations(baseline.extract(instance))
 
-        checkpoint = staging.resource_dir("resumed", "individual_appointments") / "incoming" / "checkpoint.json"
+        resource = tmp_path / "staging" / "resumed" / "cliniko" / "individual_appointments"
+        checkpoint = resource / "incoming" / "checkpoint.json"
         child = subprocess.Popen(
             [sys.executable, "-c", KILLED_RUN, str(home), "resumed", str(tmp_path / "staging")],
             cwd=PROJECT,

@@ -9,6 +9,7 @@ import os
 import time
 from collections.abc import Iterator
 from datetime import date, timedelta
+from functools import partial
 from pathlib import Path
 
 import dagster as dg
@@ -313,7 +314,7 @@ def test_a_large_file_is_streamed_with_its_checksum(splose, sandbox_url, import_
     upload = {
         "external_id": "att-1",
         "client_external_id": patient,
-        "path": path,
+        "content": partial(open, path, "rb"),
         "filename": "Scan 2024.pdf",
         "content_type": "application/pdf",
         "description": "Referral scan",
@@ -353,7 +354,11 @@ def test_an_upload_dropped_midway_is_streamed_again_from_the_first_byte(
     monkeypatch.setattr(splose_module, "send", dropping_send)
     with splose.workspace(WORKSPACE) as ws:
         result = ws.imports.upload_file(
-            import_id, external_id="att-retry", client_external_id=patient, path=path, sha256=sha256
+            import_id,
+            external_id="att-retry",
+            client_external_id=patient,
+            content=partial(open, path, "rb"),
+            sha256=sha256,
         )
     assert (result["action"], result["size"], result["sha256"]) == ("created", 2 << 20, sha256)
     assert seen == [("MultipartEncoder", "Splose Cliniko importer (integrations@splose.com)")] * 2
@@ -363,7 +368,13 @@ def test_a_wrong_checksum_is_refused(splose, import_id, patient, tmp_path):
     path = tmp_path / "letter.pdf"
     path.write_bytes(b"%PDF-1.4 letter")
     with splose.workspace(WORKSPACE) as ws, pytest.raises(SploseRequestError, match="sha256") as raised:
-        ws.imports.upload_file(import_id, external_id="att-2", client_external_id=patient, path=path, sha256="0" * 64)
+        ws.imports.upload_file(
+            import_id,
+            external_id="att-2",
+            client_external_id=patient,
+            content=partial(open, path, "rb"),
+            sha256="0" * 64,
+        )
     assert not isinstance(raised.value, SploseFileTooLarge)
 
 
@@ -371,7 +382,9 @@ def test_a_file_over_the_cap_is_too_large(splose, import_id, patient, tmp_path):
     path = tmp_path / "huge.bin"
     write_random(path, (FILE_CAP_MB + 1) << 20)
     with splose.workspace(WORKSPACE) as ws, pytest.raises(SploseFileTooLarge, match="cap"):
-        ws.imports.upload_file(import_id, external_id="att-3", client_external_id=patient, path=path)
+        ws.imports.upload_file(
+            import_id, external_id="att-3", client_external_id=patient, content=partial(open, path, "rb")
+        )
 
 
 def test_delete_removes_what_the_import_created(splose, sandbox_url, import_id):

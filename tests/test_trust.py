@@ -10,6 +10,7 @@ import email
 import email.policy
 import itertools
 import stat
+from collections.abc import Callable
 from datetime import datetime
 
 import dagster as dg
@@ -25,6 +26,7 @@ from splose_resources.cliniko import FILE_MISSING, FILE_REFUSED
 from splose_resources.notifier import NotifierResource
 from splose_resources.splose import SploseNotFound
 from tests.conftest import RESOURCES, Clinic, materializations, splose_from_env
+from tests.s3_server import s3_server, s3_staging  # noqa: F401 (fixtures)
 from tests.test_import import (  # noqa: F401 (fixtures)
     TOKEN,
     Import,
@@ -82,8 +84,20 @@ def step_failure(result: dg.ExecuteInProcessResult) -> str:
     return data.user_failure_data.description if data.user_failure_data else data.error.message
 
 
+@pytest.fixture(params=["local", pytest.param("s3", marks=pytest.mark.slow)])
+def staged_keys(request, clinic) -> Callable[[], list[str]] | None:
+    """The clinic's staging on a local folder (None), or in a bucket of a real S3 server: then a listing of
+    every object in the bucket."""
+    if request.param == "local":
+        return None
+    store, bucket = request.getfixturevalue("s3_staging")
+    clinic.staging = store
+    server = request.getfixturevalue("s3_server")
+    return lambda: server.keys(bucket)
+
+
 def test_a_run_given_another_tenants_import_id_is_refused_before_any_cliniko_request(
-    clinic, instance, splose_sandbox, tmp_path, monkeypatch
+    clinic, staged_keys, instance, splose_sandbox, tmp_path, monkeypatch
 ):
     tenant_a = Import(clinic, splose_sandbox.url, tmp_path, monkeypatch)
     tenant_b = Import(other_clinic(clinic, monkeypatch), splose_sandbox.url, tmp_path, monkeypatch)
@@ -114,7 +128,11 @@ def test_a_run_given_another_tenants_import_id_is_refused_before_any_cliniko_req
     assert tenant_b.run(instance, request_b).success
     assert tenant_b.status(request_b["id"])["status"] == "complete"
     assert [r for r in RESOURCES if clinic.staging.has_data(a, r)] == []
+    assert clinic.staging.has_tenant(b) and not clinic.staging.has_tenant(a)
     assert len(tenant_b.dump("clients")) > 0 and tenant_a.dump("clients") == []
+    if staged_keys is not None:  # on S3: every object B's run wrote is under B's prefix
+        keys = staged_keys()
+        assert [k for k in keys if not k.startswith(f"staging/{b}/")] == [] and len(keys) > len(RESOURCES)
 
 
 def test_a_failed_step_marks_the_import_failed_with_the_pipelines_own_message_once(tiny_import, instance):

@@ -51,6 +51,6 @@ def test_the_account_settings_are_written_privately_and_read_back(tmp_path):
     staging = StagingStore(uri=str(tmp_path))
     assert read_account_settings(staging, "t") == {}
     write_account_settings(staging, "t", {"time_zone": "Melbourne", "country": "Australia", "source": "settings"})
-    path = staging.resource_dir("t", "businesses") / "account.json"
+    path = tmp_path / "t" / "cliniko" / "businesses" / "account.json"
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert read_account_settings(staging, "t")["time_zone"] == "Melbourne"

@@ -15,7 +15,12 @@ def store(tmp_path):
     return StagingStore(uri=str(tmp_path / "staging"))
 
 
-def test_incremental_commit_keeps_the_newest_version_and_deletions_win(store):
+@pytest.fixture
+def root(tmp_path):
+    return tmp_path / "staging"
+
+
+def test_incremental_commit_keeps_the_newest_version_and_deletions_win(store, root):
     batch = store.batch("clinic-a", "patients")
     batch.write_part([_row("1", "2024-01-01T00:00:00Z", name="a"), _row("2", "2024-01-01T00:00:00Z")])
     assert batch.commit(replace=True).records == 2
@@ -31,7 +36,7 @@ def test_incremental_commit_keeps_the_newest_version_and_deletions_win(store):
     records = {r["id"]: r for batch_ in store.iter_records("clinic-a", "patients") for r in batch_}
     assert records["1"]["name"] == "b"
     assert records["2"]["_state"] == "deleted"
-    assert not (store.resource_dir("clinic-a", "patients") / "incoming").exists()
+    assert not (root / "clinic-a" / "cliniko" / "patients" / "incoming").exists()
 
 
 def test_a_full_listing_replaces_the_data_and_counts_what_disappeared(store):
@@ -51,21 +56,35 @@ def test_checkpoints_survive_until_commit(store):
     assert batch.load_checkpoint() is None
 
 
-def test_staging_is_private_and_one_writer_per_tenant(store):
-    directory = store.resource_dir("clinic-a", "patients")
+def test_staging_is_private_and_one_writer_per_tenant(store, root):
+    store.batch("clinic-a", "patients").save_checkpoint({})
+    directory = root / "clinic-a" / "cliniko" / "patients"
     assert oct(directory.stat().st_mode & 0o777) == "0o700"
     with store.tenant_lock("clinic-a"), pytest.raises(StagingBusy, match="clinic-a"), store.tenant_lock("clinic-a"):
         pass
 
 
 @pytest.mark.parametrize("tenant", ["abc\n", "../clinic-b", "clinic-a/../clinic-b", "", ".", "CLINIC"])
-def test_no_path_is_built_from_a_key_that_is_not_a_tenant_slug(store, tenant):
+def test_no_path_is_built_from_a_key_that_is_not_a_tenant_slug(store, root, tenant):
     from cliniko_assets.partitions import InvalidTenant
 
-    for reach in (store.tenant_dir, store.has_tenant, store.purge, lambda t: store.batch(t, "patients")):
+    reaches = (
+        store.has_tenant,
+        store.purge,
+        lambda t: store.batch(t, "patients"),
+        lambda t: store.write_json(t, "splose/mapping-1.json", {}),
+        lambda t: store.tenant_lock(t).__enter__(),
+    )
+    for reach in reaches:
         with pytest.raises(InvalidTenant):
             reach(tenant)
-    assert not any(store.root().iterdir())
+    assert not root.exists() or not any(root.iterdir())
+
+
+@pytest.mark.parametrize("name", ["../clinic-b/splose/x.json", "splose/../../x", "/etc/x", "splose/.lock", ""])
+def test_no_file_name_reaches_outside_its_tenant(store, name):
+    with pytest.raises(ValueError, match="plain relative name"):
+        store.write_json("clinic-a", name, {})
 
 
 def test_every_staged_folder_is_0700_and_every_file_0600_parents_included(tmp_path):
@@ -79,7 +98,8 @@ def test_every_staged_folder_is_0700_and_every_file_0600_parents_included(tmp_pa
         batch.write_part([_row("1", "2024-01-01T00:00:00Z")])
         batch.save_checkpoint({"since": None, "streams": {}})
         batch.commit(replace=True)
-        store.file_path("clinic-a", "patient_attachments", "1").write_bytes(b"")  # the folder it makes
+        with store.file_writer("clinic-a", "patient_attachments", "1") as out:
+            out.write(b"%PDF")
         store.write_file_failures("clinic-a", "patient_attachments", {"2": "file missing"})
         with store.tenant_lock("clinic-a"):
             pass
@@ -88,7 +108,6 @@ def test_every_staged_folder_is_0700_and_every_file_0600_parents_included(tmp_pa
     modes = {
         str(path.relative_to(tmp_path)): stat.S_IMODE(path.stat().st_mode)
         for path in [tmp_path / "deep", *(tmp_path / "deep").rglob("*")]
-        if path.name != "1"  # written by the test itself, not by staging
     }
     assert {name for name, mode in modes.items() if mode != (0o700 if (tmp_path / name).is_dir() else 0o600)} == set()
     assert len(modes) >= 10
