@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: demo dev dev-postgres test test-all bench lint clean
+.PHONY: demo dev dev-postgres test test-all bench bench-tenants lint clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -31,9 +31,18 @@ test-all: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/extract.py
 
+bench-tenants: $(STAMP)
+	$(BIN)/python bench/tenants.py
+
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
 clean:
 	rm -rf $(VENV) .dagster_home .dagster_home_postgres .sandbox .pytest_cache
+
+# dlt is the benchmark's contender, not a dependency of the project: installed into the venv here only.
+.PHONY: bench-cpu
+bench-cpu: $(STAMP)
+	$(BIN)/pip install --quiet dlt
+	$(BIN)/python bench/cpu.py

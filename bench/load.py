@@ -33,6 +33,20 @@ key and what the splose/* materializations report. Printed per scale:
 - ``run``: ``FAILED`` when the import run failed or was interrupted: its row's written, rec/s and ratio
   then describe an unfinished import and mean nothing.
 
+Then, per scale, CPU and memory (a second table):
+
+- ``extract CPU s/1k``: CPU seconds of the import's extraction steps per 1,000 records they fetched;
+  ``load CPU s/1k written``: CPU seconds of every other step (mapping, loads, report) per 1,000 Splose
+  records written. Both are read off the child's CPU time, sampled every 0.1 s, at each step's start and end,
+  so only with ``--in-process`` (the steps one at a time in the child, none beside another); by default
+  the steps run side by side in processes of their own and these show ``-``;
+- ``process CPU s``: the child's whole CPU time (start-up and imports included), ``RSS MB`` its peak RSS,
+  and the ratio of the last scale's peak RSS to the first's;
+- ``<contender> s/1k`` and ``x``: the same clinic extracted after the import by ``bench/cpu.py``'s
+  contenders (dlt's ``rest_api`` source run into local Parquet files, its extract step alone, a plain
+  ``requests`` loop) from an unthrottled sandbox, CPU per 1,000 records with imports excluded, and its ratio
+  to the import's extract CPU. ``--cpu-contenders ''`` skips them; dlt must be installed (``make bench-cpu``).
+
 While an import runs, a progress line every ``--progress`` seconds gives the Cliniko requests so far and
 their rate next to the rate the budget allows (200 per window): a measured partial figure for a scale too
 big to finish, and a way to see whether the budget or something else (e.g. the sandbox's own speed)
@@ -56,6 +70,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import secrets
 import sys
 import tempfile
@@ -68,7 +83,8 @@ import requests
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from bench.child import run_child  # noqa: E402
+from bench import cpu  # noqa: E402
+from bench.child import CpuClock, cpu_seconds, run_child_usage  # noqa: E402
 from sandbox.admin import ClinikoSandboxAdmin  # noqa: E402
 from sandbox.demo import submit_import  # noqa: E402
 from sandbox.harness import running_server  # noqa: E402
@@ -77,9 +93,10 @@ ACCOUNT = "bench"
 CLINIKO_LIMIT = 200
 CLINIKO_LATENCY_MS = 150.0
 CLINIKO_JITTER_MS = 50.0
+STEPS = {True: "in-process", False: "side-by-side"}
 
 
-def child_import(window: float, concurrency: int, outbox: str) -> dict:
+def child_import(window: float, concurrency: int, outbox: str, in_process: bool) -> dict:
     """Evaluate the import-request sensor and run the job it asks for, steps side by side; what it reports."""
     import dagster as dg
     from dagster._core.definitions.reconstruct import ReconstructableRepository
@@ -87,7 +104,8 @@ def child_import(window: float, concurrency: int, outbox: str) -> dict:
     from cliniko_assets.definitions import splose_resource
     from cliniko_assets.sensors import import_requests
 
-    import_job = ReconstructableRepository.for_module("cliniko_assets.definitions", "defs", str(PROJECT))
+    code_location = ReconstructableRepository.for_module("cliniko_assets.definitions", "defs", str(PROJECT))
+    import_job = code_location.get_reconstructable_job("import_job")
     with dg.instance_for_test() as instance:
         started_epoch, started = time.time(), time.monotonic()
         splose = splose_resource(window_seconds=window)
@@ -114,19 +132,35 @@ def child_import(window: float, concurrency: int, outbox: str) -> dict:
             "notifier": {"config": {"outbox": outbox}},
         }
         tags = {**run_request.tags, "dagster/partition": run_request.partition_key}
-        with dg.execute_job(
-            import_job.get_reconstructable_job("import_job"), instance=instance, run_config=run_config, tags=tags
-        ) as result:
-            elapsed = time.monotonic() - started
-            entries = [entry for entry in instance.all_logs(result.run_id) if entry.dagster_event]
-            success = result.success
+        if in_process:  # one step at a time in this process: each step's CPU is read off this process's
+            clock = CpuClock().start()
+            result = import_job.get_definition().execute_in_process(
+                instance=instance, run_config=run_config, tags=tags, raise_on_error=False
+            )
+            clock.stop()
+            success, entries = result.success, [e for e in instance.all_logs(result.run_id) if e.dagster_event]
+            step_cpu = clock.steps(entries)
+        else:  # the job's own executor: steps side by side, each in a process of its own
+            with dg.execute_job(import_job, instance=instance, run_config=run_config, tags=tags) as result:
+                success, entries = result.success, [e for e in instance.all_logs(result.run_id) if e.dagster_event]
+            step_cpu = {}
+        elapsed = time.monotonic() - started
     found = _read_events(entries, started_epoch)
-    return {"started_epoch": started_epoch, "seconds": elapsed, "success": success, **found}
+    extract_steps = {"cliniko_extract", "cliniko_attachments"}
+    return {
+        "started_epoch": started_epoch,
+        "seconds": elapsed,
+        "success": success,
+        **found,
+        "extract_cpu": sum(cpu for step, cpu in step_cpu.items() if step in extract_steps) if in_process else None,
+        "load_cpu": sum(cpu for step, cpu in step_cpu.items() if step not in extract_steps) if in_process else None,
+    }
 
 
 def _read_events(entries: list, started_epoch: float) -> dict:
-    """What the run's log says: records written per row, when the extraction ended, and the failures."""
+    """What the run's log says: records fetched and written, when the extraction ended, and the failures."""
     written: dict[str, int] = {}
+    extracted = 0
     failures = []
     extraction_end = 0.0
     for entry in entries:
@@ -138,13 +172,18 @@ def _read_events(entries: list, started_epoch: float) -> dict:
             continue
         if materialization.asset_key.path[0] == "cliniko":
             extraction_end = max(extraction_end, entry.timestamp - started_epoch)
+            extracted += int(materialization.metadata["fetched"].value)
             continue
         meta = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
         for prefix in ("", "attendees_"):
             if f"{prefix}created" in meta:
                 name = prefix.rstrip("_") or materialization.asset_key.path[-1]
                 written[name] = sum(int(meta[f"{prefix}{action}"]) for action in ("created", "updated", "unchanged"))
-    return {"written": written, "failures": failures, "extraction_end": extraction_end}
+    return {"written": written, "failures": failures, "extraction_end": extraction_end, "extracted": extracted}
+
+
+def _per_thousand(cpu: float | None, records: int) -> float | None:
+    return None if cpu is None else (cpu / records * 1000 if records else 0.0)
 
 
 def budget_floor(requests_needed: int, started_epoch: float, window: float, limit: int = CLINIKO_LIMIT) -> float:
@@ -175,7 +214,9 @@ def report_progress(admin: ClinikoSandboxAdmin, scale: str, window: float, every
         )
 
 
-def bench_scale(scale: str, time_scale: float, concurrency: int, splose_latency_ms: float, progress: float) -> dict:
+def bench_scale(
+    scale: str, time_scale: float, concurrency: int, splose_latency_ms: float, progress: float, in_process: bool
+) -> dict:
     window = 60 / time_scale
     cliniko_latency = CLINIKO_LATENCY_MS / time_scale
     token = secrets.token_urlsafe(24)
@@ -187,7 +228,7 @@ def bench_scale(scale: str, time_scale: float, concurrency: int, splose_latency_
             "--rate-window", f"{window:g}", "--data-dir", str(Path(workdir) / "cliniko"),
         ]  # fmt: skip
         splose_args = [
-            "--platform-token", token, "--db", str(Path(workdir) / "splose.db"), "--import-rate-limit", "600",
+            f"--platform-token={token}", "--db", str(Path(workdir) / "splose.db"), "--import-rate-limit", "600",
             "--v1-rate-limit", "60", "--rate-window", f"{window:g}",
             "--latency-ms", f"{splose_latency_ms / time_scale:.3f}",
         ]  # fmt: skip
@@ -215,8 +256,10 @@ def bench_scale(scale: str, time_scale: float, concurrency: int, splose_latency_
             if progress > 0:
                 watcher.start()
             try:
-                child, rss = run_child(
-                    __file__, ["import", f"{window:g}", str(concurrency), str(Path(workdir) / "outbox")], env
+                child, usage = run_child_usage(
+                    __file__,
+                    ["import", f"{window:g}", str(concurrency), str(Path(workdir) / "outbox"), STEPS[in_process]],
+                    env,
                 )
             finally:
                 stop.set()
@@ -245,13 +288,20 @@ def bench_scale(scale: str, time_scale: float, concurrency: int, splose_latency_
         "busiest_window": max(key_stats["windows"].values(), default=0),
         "cliniko_429": key_stats.get("rate_limited", 0),
         "splose_429": sum(entry["throttled"] for entry in splose_stats.values()),
-        "peak_rss_mb": rss / 2**20,
+        "peak_rss_mb": usage.ru_maxrss / 1024,
+        "process_cpu": cpu_seconds(usage),
+        "extracted": child["extracted"],
+        "extract_cpu_per_1k": _per_thousand(child["extract_cpu"], child["extracted"]),
+        "load_cpu_per_1k": _per_thousand(child["load_cpu"], written),
     }
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "import":
-        print(json.dumps(child_import(float(sys.argv[2]), int(sys.argv[3]), sys.argv[4])))
+        if os.environ.get(cpu.CODE_DIR):
+            sys.path.insert(0, os.environ[cpu.CODE_DIR])  # another checkout's code (before/after figures)
+        in_process = sys.argv[5] == "in-process"
+        print(json.dumps(child_import(float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], in_process)))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scales", default="small,large")
@@ -259,12 +309,23 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=6, help="ClinikoResource.concurrency (its default: 6)")
     parser.add_argument("--splose-latency-ms", type=float, default=0.0, help="real-time Splose latency (scaled)")
     parser.add_argument("--json", action="store_true", help="also print each row as JSON")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the import's steps one at a time in one process (no overlap), which the CPU table's per-step "
+        "figures need; by default they run side by side, as the code location runs them",
+    )
     parser.add_argument("--progress", type=float, default=60.0, help="seconds between progress lines (0: none)")
+    parser.add_argument(
+        "--cpu-contenders",
+        default="dlt-run,dlt,requests",
+        help="extractions of bench/cpu.py run against each scale's clinic for the CPU table ('' for none)",
+    )
     args = parser.parse_args()
     rows = []
     for scale in args.scales.split(","):
         rows.append(bench_scale(scale, args.large_time_scale if scale == "large" else 1.0, args.concurrency,
-                                args.splose_latency_ms, args.progress))  # fmt: skip
+                                args.splose_latency_ms, args.progress, args.in_process))  # fmt: skip
         if args.json:
             print(json.dumps(rows[-1]), flush=True)
     print()
@@ -285,6 +346,33 @@ def main() -> None:
     print(" this run. extract s = when the last cliniko/* asset materialized; max/win = most Cliniko requests the")
     print(" sandbox counted in one window (at most 200). Time-scaled rows divide every budget window and latency by")
     print(" the factor: their rec/s, e2e s, extract s and floor s are in scaled time; e2e real s = e2e s x factor.)")
+    contenders = tuple(c for c in args.cpu_contenders.split(",") if c)
+    print_cpu(rows, {r["scale"]: cpu.run(r["scale"], 1, None, contenders) for r in rows} if contenders else {})
+
+
+def print_cpu(rows: list[dict], others: dict[str, dict[str, dict]]) -> None:
+    """CPU per 1,000 records of the import's extraction against the other extractions, loads' CPU, peak RSS."""
+    names = list(next(iter(others.values()), {}))
+    header = (f"{'scale':<7}{'extract CPU s/1k':>17}{'load CPU s/1k written':>23}{'process CPU s':>15}{'RSS MB':>8}"
+              + "".join(f"{name + ' s/1k':>16}{'x':>7}" for name in names))  # fmt: skip
+    print(f"\n{header}\n{'-' * len(header)}")
+    for r in rows:
+        extract, load = r["extract_cpu_per_1k"], r["load_cpu_per_1k"]
+        line = (f"{r['scale']:<7}{'-' if extract is None else f'{extract:.3f}':>17}"
+                f"{'-' if load is None else f'{load:.3f}':>23}"
+                f"{r['process_cpu']:>15.1f}{r['peak_rss_mb']:>8.0f}")  # fmt: skip
+        for name in names:
+            other = cpu.per_thousand(others[r["scale"]][name], "work_cpu")
+            line += f"{other:>16.3f}" + (f"{other / extract:>6.2f}x" if extract else f"{'-':>7}")
+        print(line)
+    if len(rows) > 1:
+        first, last = rows[0], rows[-1]
+        print(f"\npeak RSS {last['scale']} / {first['scale']}: {last['peak_rss_mb'] / first['peak_rss_mb']:.2f}x")
+    print("\n(extract CPU: the import's cliniko_extract step / records fetched; load CPU: every other step of the")
+    print(" import / Splose records written; both from the process's CPU time sampled at each step's start and end.")
+    print(" <name> s/1k: that extraction's CPU, imports excluded, per 1,000 records of the same clinic, extracted from")
+    print(" an unthrottled sandbox after the import (bench/cpu.py); x = it / the import's extract CPU s/1k. Measured")
+    print(" above in this run. RSS MB: peak RSS of the process that ran the whole import.)")
 
 
 if __name__ == "__main__":

@@ -20,7 +20,6 @@ crawl is asked for again next time.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -39,7 +38,7 @@ from splose_resources.cliniko import (
     Download,
     Page,
 )
-from splose_resources.staging import CommitStats, StagingBatch, StagingStore
+from splose_resources.staging import CommitStats, StagingBatch, StagingStore, record_json
 
 PER_PAGE = 100
 ID_LISTING_EVERY = 10
@@ -373,7 +372,7 @@ def _row(rid: str, record: dict, state: str, source: str) -> dict:
         "updated_at": str(updated) if updated else None,
         "state": state,
         "source": source,
-        "record": json.dumps(record, ensure_ascii=False, separators=(",", ":")),
+        "record": record_json(record),
     }
 
 

@@ -18,7 +18,6 @@ phone numbers; only those two values are kept (``account.json`` beside the stage
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
@@ -33,7 +32,7 @@ from splose_resources.cliniko import (
     ClinikoNotFound,
     ClinikoRequestError,
 )
-from splose_resources.staging import CommitStats, StagingStore
+from splose_resources.staging import CommitStats, StagingStore, record_json
 
 # Resource -> (resource whose records link to it, link name).
 REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -70,7 +69,7 @@ def linked_ids(staging: StagingStore, tenant: str, resource: str, name: str) -> 
     """Ids behind link ``name`` of the staged, not deleted records of ``resource``, read in batches."""
     found: set[str] = set()
     pattern = link_pattern(name)
-    for batch in staging.iter_batches(tenant, resource, ["state", "record"], batch_size=20_000):
+    for batch in staging.iter_batches(tenant, resource, ["state", "record"], batch_size=5_000):
         live = batch.filter(pc.not_equal(batch.column("state"), "deleted"))
         ids = pc.struct_field(pc.extract_regex(live.column("record"), pattern), "id")
         found.update(i for i in ids.to_pylist() if i)
@@ -136,19 +135,15 @@ def fetch_by_id(client: ClinikoClient, resource: str, rid: str, outcome: Referen
 def _row(rid: str, record: dict | None, url: str) -> dict:
     if record is None:
         stub = {"id": rid, "links": {"self": url}}
-        return {"id": rid, "updated_at": None, "state": MISSING, "source": "by_id", "record": _compact(stub)}
+        return {"id": rid, "updated_at": None, "state": MISSING, "source": "by_id", "record": record_json(stub)}
     updated = record.get("updated_at") or None
     return {
         "id": rid,
         "updated_at": str(updated) if updated else None,
         "state": UNLISTED,
         "source": "by_id",
-        "record": _compact(record),
+        "record": record_json(record),
     }
-
-
-def _compact(record: dict) -> str:
-    return json.dumps(record, ensure_ascii=False, separators=(",", ":"))
 
 
 def _numeric(value: str) -> int:

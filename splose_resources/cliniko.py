@@ -17,7 +17,6 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from pathlib import Path
 from urllib.parse import urlencode, urljoin
 
 import dagster as dg
@@ -34,7 +33,8 @@ from splose_resources.http import (
     send,
     session,
 )
-from splose_resources.ratelimit import FixedWindowLimiter
+from splose_resources.ratelimit import WindowLimiter
+from splose_resources.shared_limits import Budget, shared_state_field
 from splose_resources.storage import Opener
 
 DEFAULT_SHARD = "au1"
@@ -108,7 +108,7 @@ class ClinikoClient:
         api_key: Secret,
         base_url: str,
         user_agent: str,
-        limiter: FixedWindowLimiter,
+        limiter: WindowLimiter,
         retry: RetryPolicy,
         timeout: tuple[float, float],
         pool_size: int,
@@ -288,6 +288,7 @@ class ClinikoResource(dg.ConfigurableResource):
     requests_per_window: int = 200
     window_seconds: float = 60.0
     rate_limit_state_dir: str | None = None
+    shared_state_postgres_url: str | None = shared_state_field()
     connect_timeout_seconds: float = 10.0
     read_timeout_seconds: float = 40.0
     max_attempts: int = 8
@@ -303,13 +304,15 @@ class ClinikoResource(dg.ConfigurableResource):
     def client(self, tenant: str, api_key: Secret, log: logging.Logger | None = None) -> Iterator[ClinikoClient]:
         """A client for ``tenant``; ``log`` (the run's ``context.log``) receives its retry lines."""
         key = api_key
-        limiter = FixedWindowLimiter(
+        limiter = Budget(
             scope="cliniko",
             secret=key.reveal(),
+            tenant=tenant,
             limit=self.requests_per_window,
             window_seconds=self.window_seconds,
-            state_dir=Path(self.rate_limit_state_dir) if self.rate_limit_state_dir else None,
-        )
+            shared_url=self.shared_state_postgres_url,
+            state_dir=self.rate_limit_state_dir,
+        ).fixed_window()
         client = ClinikoClient(
             tenant=tenant,
             api_key=key,

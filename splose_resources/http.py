@@ -9,7 +9,6 @@ returned to the caller, which turns it into an error that says what to do.
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 import time
@@ -19,6 +18,7 @@ from email.utils import parsedate_to_datetime
 from typing import TypeVar
 
 import dagster as dg
+import orjson
 import requests
 import tenacity
 from requests.adapters import HTTPAdapter
@@ -197,6 +197,6 @@ def session(pool_size: int) -> requests.Session:
 
 def json_body(response: requests.Response):
     try:
-        return json.loads(response.content)
+        return orjson.loads(response.content)
     except ValueError:
         raise TransientError("truncated or invalid JSON") from None

@@ -16,8 +16,10 @@ Two ways of counting, each as its server counts:
 
 The state (a small file per key, named by a hash of the key, never the key, and private to the user)
 lives under ``flock``: every thread and process on the host shares one budget. Every extraction of a
-tenant runs in one process and the run queue allows one run per tenant, so in a deployment a key's
-traffic also comes from one host.
+tenant runs in one process and the run queue allows one run per tenant, so a key's traffic comes from one
+process: the fixed-window limiter takes, in one locked write, a slot for every thread of the process then
+waiting (the extraction's workers wait together as a window opens), instead of a write per request.
+Past one host the same budgets live in Postgres (:mod:`splose_resources.shared_limits`).
 """
 
 from __future__ import annotations
@@ -50,6 +52,12 @@ class RateLimiter(Protocol):
     def acquire(self) -> float: ...
 
 
+class WindowLimiter(RateLimiter, Protocol):
+    """A limiter that learns the server's windows from its reset times (Cliniko's ``X-RateLimit-Reset``)."""
+
+    def observe_reset(self, reset_epoch: float) -> None: ...
+
+
 class _SharedBudget:
     """What both limiters share: the key's state file, locked across threads and processes."""
 
@@ -79,7 +87,8 @@ class _SharedBudget:
         """Take one slot, sleeping while the budget is spent; returns the seconds waited."""
         waited = 0.0
         while True:
-            wait = self._try_take()
+            with self._lock:
+                wait = self._try_take()
             if wait <= 0:
                 return waited
             time.sleep(wait)
@@ -92,7 +101,7 @@ class _SharedBudget:
     def _raw_state(self) -> Iterator[bytearray]:
         """The key's state bytes, locked against every other thread and process; written back if changed."""
         descriptor = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        with self._lock, os.fdopen(descriptor, "r+b") as handle:
+        with os.fdopen(descriptor, "r+b") as handle:
             fcntl.flock(handle, fcntl.LOCK_EX)
             state = bytearray(handle.read())
             original = bytes(state)
@@ -121,19 +130,44 @@ class SlidingWindowLimiter(_SharedBudget):
 
 
 class FixedWindowLimiter(_SharedBudget):
-    """Blocks in :meth:`acquire` until one more request fits in the key's budget of the current window."""
+    """Blocks in :meth:`acquire` until one more request fits in the key's budget of the current window.
+
+    Slots taken for threads of this process are held in memory until the window closes: a thread that
+    finds one sends without touching the file.
+    """
 
     suffix = "window"
 
+    def __init__(self, **settings) -> None:
+        super().__init__(**settings)
+        self._held = 0  # slots of the current window taken for this process's waiting threads
+        self._held_until = 0.0
+        self._waiting = 0
+        self._waiting_lock = threading.Lock()
+
+    def acquire(self) -> float:
+        with self._waiting_lock:
+            self._waiting += 1
+        try:
+            return super().acquire()
+        finally:
+            with self._waiting_lock:
+                self._waiting -= 1
+
     def observe_reset(self, reset_epoch: float) -> None:
         """The server said its window ends at ``reset_epoch``: align to it and treat this window as spent."""
-        with self._state() as state:
+        with self._lock, self._state() as state:
             state[0] = reset_epoch % self.window
             now = time.time()
             state[1] = math.floor((now - state[0]) / self.window)
             state[2] = self.limit
+            self._held = 0
 
     def _try_take(self) -> float:
+        """One slot: held already, or taken from the file with one more for each other waiting thread."""
+        if self._held and time.time() < self._held_until:
+            self._held -= 1
+            return 0.0
         with self._state() as state:
             phase, window, sends = state
             now = time.time()
@@ -145,7 +179,9 @@ class FixedWindowLimiter(_SharedBudget):
                 return start + self.window + self.margin - now
             if now < start + self.margin:
                 return start + self.margin - now
-            state[:] = [phase, window, sends + 1]
+            taken = int(min(self.limit - sends, max(1, self._waiting)))
+            state[:] = [phase, window, sends + taken]
+            self._held, self._held_until = taken - 1, start + self.window - self.margin
             return 0.0
 
     @contextmanager

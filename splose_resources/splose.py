@@ -29,7 +29,6 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from itertools import islice
-from pathlib import Path
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urlsplit
 
@@ -48,7 +47,8 @@ from splose_resources.http import (
     send,
     session,
 )
-from splose_resources.ratelimit import RateLimiter, SlidingWindowLimiter
+from splose_resources.ratelimit import RateLimiter
+from splose_resources.shared_limits import Budget, shared_state_field
 from splose_resources.storage import Opener
 
 T = TypeVar("T")
@@ -506,6 +506,7 @@ class SploseResource(dg.ConfigurableResource):
     v1_requests_per_window: int = 600
     window_seconds: float = 60.0
     rate_limit_state_dir: str | None = None
+    shared_state_postgres_url: str | None = shared_state_field()
     connect_timeout_seconds: float = 10.0
     read_timeout_seconds: float = 120.0
     max_attempts: int = 8
@@ -532,7 +533,7 @@ class SploseResource(dg.ConfigurableResource):
         """
         token = self.token()
         transport = self._transport("import API", token, workspace_id, log)
-        client = SploseImportClient(transport, self._import_limiter(token))
+        client = SploseImportClient(transport, self._import_limiter(token, workspace_id))
         try:
             yield client
         finally:
@@ -542,8 +543,10 @@ class SploseResource(dg.ConfigurableResource):
     def workspace(self, workspace_id: str, log: logging.Logger | None = None) -> Iterator[SploseWorkspace]:
         """Both layers acting for ``workspace_id``; ``log`` receives the retry lines."""
         token = self.token()
-        import_limiter = self._import_limiter(token)
-        v1_limiter = self._limiter("splose-v1", f"{token.reveal()}\0{workspace_id}", self.v1_requests_per_window)
+        import_limiter = self._import_limiter(token, workspace_id)
+        v1_limiter = self._limiter(
+            "splose-v1", f"{token.reveal()}\0{workspace_id}", workspace_id, self.v1_requests_per_window
+        )
         with ExitStack() as stack:
             v1 = SploseV1Client(self._transport("v1 API", token, workspace_id, log), (v1_limiter, import_limiter))
             stack.callback(v1.close)
@@ -562,17 +565,22 @@ class SploseResource(dg.ConfigurableResource):
             timeout=(self.connect_timeout_seconds, self.read_timeout_seconds),
         )
 
-    def _import_limiter(self, token: Secret) -> SlidingWindowLimiter:
-        return self._limiter("splose-import", token.reveal(), self.import_requests_per_window)
+    def _import_limiter(self, token: Secret, workspace_id: str | None) -> RateLimiter:
+        """The platform token's budget, shared fairly by the workspaces acting with it (``platform`` for calls
+        across workspaces, such as the import-request sensor's)."""
+        tenant = workspace_id or "platform"
+        return self._limiter("splose-import", token.reveal(), tenant, self.import_requests_per_window)
 
-    def _limiter(self, scope: str, secret: str, limit: int) -> SlidingWindowLimiter:
-        return SlidingWindowLimiter(
+    def _limiter(self, scope: str, secret: str, tenant: str, limit: int) -> RateLimiter:
+        return Budget(
             scope=scope,
             secret=secret,
+            tenant=tenant,
             limit=limit,
             window_seconds=self.window_seconds,
-            state_dir=Path(self.rate_limit_state_dir) if self.rate_limit_state_dir else None,
-        )
+            shared_url=self.shared_state_postgres_url,
+            state_dir=self.rate_limit_state_dir,
+        ).sliding_window()
 
 
 def _splose_message(response: requests.Response) -> str:

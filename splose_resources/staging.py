@@ -6,7 +6,8 @@ through it, so a run needs nothing on the machine that launched it. Layout under
 
 - ``<tenant>/cliniko/<resource>/data.parquet``: the committed copy, one row per Cliniko id (columns
   ``id``, ``updated_at``, ``state``, ``source``, ``record``; ``record`` is the record exactly as Cliniko
-  sent it, as JSON).
+  sent it, as compact UTF-8 JSON written by :func:`record_json` and read back by
+  :meth:`StagingStore.iter_records`).
 - ``<tenant>/cliniko/<resource>/incoming/``: parts and a checkpoint written while an extraction runs. A
   run that dies leaves them behind and the next run resumes from them; :meth:`StagingBatch.commit`
   folds them into ``data.parquet`` (the newest version of each id wins; a deletion wins over any version).
@@ -30,8 +31,11 @@ from pathlib import Path
 from typing import Any, BinaryIO
 
 import dagster as dg
+import numpy as np
+import orjson
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from pydantic import Field, PrivateAttr
 
@@ -51,6 +55,10 @@ STAGED_SCHEMA = pa.schema(
     ]
 )
 DATA_FILE = "data.parquet"
+# Arrow's default allocator (jemalloc) keeps what it freed for later reuse: after the largest resource is
+# committed or scanned, the process would hold that much for the rest of the run. The system allocator
+# hands it back, so peak memory follows the batch being worked on, not the clinic's size.
+pa.set_memory_pool(pa.system_memory_pool())
 FILES_MANIFEST = "files.parquet"
 FILE_FAILURES = "files-failed.json"
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -138,7 +146,7 @@ class StagingStore(dg.ConfigurableResource):
         if not storage.exists(key):
             return
         with storage.reader(key) as handle:
-            yield from pq.ParquetFile(handle).iter_batches(batch_size=batch_size, columns=columns)
+            yield from scan(handle, columns, batch_size)
 
     def read_index(self, tenant: str, resource: str, columns: tuple[str, ...] = ("id", "state")) -> pd.DataFrame:
         batches = list(self.iter_batches(tenant, resource, list(columns), batch_size=65_536))
@@ -150,10 +158,7 @@ class StagingStore(dg.ConfigurableResource):
         """Staged records as dicts, a batch at a time, without loading the whole resource."""
         for batch in self.iter_batches(tenant, resource, ["state", "source", "record"], batch_size):
             states, sources, records = (batch.column(i).to_pylist() for i in range(3))
-            yield [
-                {**json.loads(r), "_state": s, "_source": src}
-                for s, src, r in zip(states, sources, records, strict=True)
-            ]
+            yield [_staged_record(r, s, src) for s, src, r in zip(states, sources, records, strict=True)]
 
     def _file_key(self, tenant: str, resource: str, record_id: str) -> str:
         if not record_id.isdigit():
@@ -246,10 +251,15 @@ class StagingBatch:
         return [f"{self.incoming}/{n}" for n in names if n.startswith("part-") and n.endswith(".parquet")]
 
     def write_part(self, rows: list[dict]) -> None:
-        """Append rows (``id``, ``updated_at``, ``state``, ``source``, ``record``) as one part."""
+        """Append rows (``id``, ``updated_at``, ``state``, ``source``, ``record``) as one part file.
+
+        ``record`` is the text of :func:`record_json` (bytes, stored as the UTF-8 string they are).
+        """
         if not rows:
             return
-        table = pa.Table.from_pylist(rows, schema=STAGED_SCHEMA)
+        table = pa.Table.from_arrays(
+            [pa.array([row[f.name] for row in rows], type=f.type) for f in STAGED_SCHEMA], schema=STAGED_SCHEMA
+        )
         with self._lock:
             _write_table(self.storage, f"{self.incoming}/part-{len(self.parts()):06d}.parquet", table)
 
@@ -289,20 +299,54 @@ class StagingBatch:
 
     def _winners(self, sources: list[str]) -> pd.DataFrame:
         """For each id, the row that stands: a deletion first, then the newest ``updated_at``, then the latest
-        part."""
-        frames = []
+        part.
+
+        Worked out in Arrow on the key columns alone (the rows are only ever sorted as positions), and only
+        the winners become a DataFrame, in part and row order.
+        """
+        tables = []
         for number, source in enumerate(sources):
-            frame = self._read(source, columns=["id", "updated_at", "state"]).to_pandas()
-            frame["src"] = number
-            frame["row"] = range(len(frame))
-            frames.append(frame)
-        if not frames:
+            table = self._read(source, columns=["id", "updated_at", "state"], use_threads=False)
+            rows = np.arange(table.num_rows, dtype=np.int64)
+            tables.append(table.append_column("src", pa.array(np.full(len(rows), number))).append_column("row", [rows]))
+        if not tables:
             return pd.DataFrame({"id": [], "updated_at": [], "state": [], "src": [], "row": []})
-        index = pd.concat(frames, ignore_index=True)
-        index["deleted"] = index["state"] == "deleted"
-        index["order"] = index["updated_at"].fillna("")
-        index = index.sort_values(["id", "deleted", "order", "src", "row"], kind="stable")
-        return index.drop_duplicates("id", keep="last").sort_values(["src", "row"])
+        index = pa.concat_tables(tables).combine_chunks()
+        del tables
+        keys = pa.table(
+            {
+                "id": index["id"],
+                "deleted": pc.equal(index["state"], "deleted"),
+                "order": pc.fill_null(index["updated_at"], ""),
+                "position": pa.array(np.arange(index.num_rows, dtype=np.int64)),
+            }
+        )
+        order = pc.sort_indices(keys, sort_keys=[(name, "ascending") for name in keys.column_names])
+        ids = index["id"].take(order)
+        last = pa.concat_arrays([pc.not_equal(ids[:-1], ids[1:]).combine_chunks(), pa.array([True])])
+        positions = np.sort(order.filter(last).to_numpy())  # positions follow (part, row) order
+        return index.take(positions).to_pandas()
+
+
+def scan(source: BinaryIO, columns: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
+    """A staged file's ``columns``, ``batch_size`` rows at a time. Read sequentially, without Arrow's
+    read-ahead (which buffers whole column chunks of many row groups): memory follows the batch, not the
+    file."""
+    parquet = pq.ParquetFile(source, pre_buffer=False)
+    yield from parquet.iter_batches(batch_size=batch_size, columns=columns, use_threads=False)
+
+
+def record_json(record: dict) -> bytes:
+    """The one encoding of a staged record: compact UTF-8 JSON (orjson; keys and values as decoded)."""
+    return orjson.dumps(record)
+
+
+def _staged_record(text: str, state: str, source: str) -> dict:
+    """A staged record as a dict, with its staging ``_state`` and ``_source`` added to it (no copy)."""
+    record = orjson.loads(text)
+    record["_state"] = state
+    record["_source"] = source
+    return record
 
 
 def _write_table(storage: Storage, key: str, table: pa.Table) -> None:

@@ -22,7 +22,6 @@ from collections.abc import Iterable
 from functools import lru_cache
 
 import phonenumbers
-from phonenumbers.geodata.locale import LOCALE_DATA
 
 DIALLABLE = re.compile(r"^[\d\s+\-().]+$")
 # Names a clinic may type that phonenumbers' English region names do not cover.
@@ -45,7 +44,13 @@ COUNTRY_ALIASES = {
 
 @lru_cache(maxsize=1)
 def _regions_by_name() -> dict[str, str]:
-    """English region name (case-folded) -> ISO 3166-1 alpha-2, from phonenumbers' own locale data."""
+    """English region name (case-folded) -> ISO 3166-1 alpha-2, from phonenumbers' own locale data.
+
+    Imported here, on the first name to resolve: the module's package loads all of phonenumbers' geocoding
+    data (half a second of CPU), which a process that never reads a country name does not need.
+    """
+    from phonenumbers.geodata.locale import LOCALE_DATA
+
     names: dict[str, str] = {}
     for code, names_by_language in LOCALE_DATA.items():
         for language in ("en", "aa"):

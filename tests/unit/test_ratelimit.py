@@ -96,3 +96,39 @@ def test_a_sliding_window_never_lets_more_than_the_limit_into_any_span(tmp_path,
     gaps = {round(later - earlier, 2) for earlier, later in zip(sends, sends[10:], strict=False)}
     assert gaps == {round(60 + limiters[0].margin, 2)}
     assert all(path.stat().st_mode & 0o777 == 0o600 for path in tmp_path.iterdir())
+
+
+def test_threads_of_one_process_take_their_slots_in_fewer_file_writes(tmp_path):
+    """Eight threads waiting as a window opens share one locked write; the budget is still exact."""
+    import threading
+
+    opened = []
+
+    class Counting(FixedWindowLimiter):
+        def _state(self):
+            opened.append(1)
+            return super()._state()
+
+    limiter = Counting(scope="cliniko", secret="key", limit=40, window_seconds=2.0, state_dir=tmp_path)
+    barrier = threading.Barrier(8)
+    stamps: list[float] = []
+
+    def take() -> None:
+        barrier.wait()
+        for _ in range(10):
+            limiter.acquire()
+            stamps.append(time.time())
+
+    threads = [threading.Thread(target=take) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    per_window: dict[int, int] = {}
+    for stamp in stamps:
+        per_window[math.floor(stamp / 2.0)] = per_window.get(math.floor(stamp / 2.0), 0) + 1
+    assert len(stamps) == 80 and max(per_window.values()) <= 40
+    assert len(opened) < 40  # the state file locked and read (written at most once each): 80 at one per request
+    with limiter._state() as state:
+        assert state[2] == per_window[max(per_window)]  # the file counts every slot taken
