@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: demo dev dev-postgres test test-all bench bench-tenants lint clean
+.PHONY: demo dev dev-postgres test test-all bench bench-tenants bench-cpu lint clean screenshots chromium
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -25,8 +25,17 @@ dev-postgres: $(STAMP)
 test: $(STAMP)
 	$(BIN)/pytest -m "not slow"
 
-test-all: $(STAMP)
+test-all: $(STAMP) chromium
 	$(BIN)/pytest
+
+# The UI tour in a headless browser (tests/test_ui.py runs the same): PNGs of each page it visits.
+screenshots: $(STAMP) chromium
+	$(BIN)/python -m sandbox.ui_tour --out docs/screenshots
+
+# Debian's Chromium, which Playwright drives for the UI tour (no browser is ever downloaded).
+chromium:
+	@command -v chromium >/dev/null || { command -v apt-get >/dev/null && apt-get install -y chromium; } \
+		|| { echo "Chromium is missing: install Debian's chromium package (apt-get install -y chromium)." >&2; exit 1; }
 
 bench: $(STAMP)
 	$(BIN)/python bench/extract.py

@@ -2,9 +2,8 @@
 
 For each scale, one run of this script starts both sandboxes, sets up the clinic's Splose workspace
 and submits its import request (as ``make demo`` does), then runs the import in a child process: the
-import-request sensor builds the run, and ``import_job`` runs with its own executor (steps side by side,
-each in a process of its own) on a temporary instance with a private STAGING_URI and
-RATE_LIMIT_STATE_DIR. Then it reads what the Cliniko sandbox counted for the import's
+import-request sensor builds the run, and ``import_job`` runs on an ephemeral instance with a private
+STAGING_URI and RATE_LIMIT_STATE_DIR. Then it reads what the Cliniko sandbox counted for the import's
 key and what the splose/* materializations report. Printed per scale:
 
 - ``written``: Splose records written = created + updated + unchanged summed over the splose/*
@@ -14,38 +13,38 @@ key and what the splose/* materializations report. Printed per scale:
   run's time; ``e2e real s`` is that times the time-scale factor (what it would take unscaled);
 - ``Cliniko req``: the requests the sandbox counted for the import's key (files' signed URLs are not
   Cliniko API calls and are not counted);
-- ``extract s``: when the last ``cliniko/*`` asset materialized, from the run's start; the loads run
-  beside the extraction (each step as soon as what it reads is staged), so only what depends on the
-  last resources comes after it;
-- ``max/win``: the most Cliniko requests the sandbox counted in one of its windows (at most 200: the
-  steps running side by side share the key's budget and never exceed it);
-- ``floor s``: the least time Cliniko's budget allows for those requests, as its fixed windows allow it:
-  the windows are aligned to the epoch and each admits 200, so the last request can go no earlier than
-  the opening of window number ceil(requests / 200), counting the one the run starts in (whose budget
-  the run can spend at once, however little of it is left in time). In the same (scaled) time units as
-  ``e2e s``;
-- ``ratio``: e2e / floor. 1.00x would be the pipeline's last step ending the moment the last window it
-  needs opens; the excess over 1 is the time after that (the last requests, the loads and the report
-  that depend on the last resources: Splose's limits and latency, transforms, staging, Dagster);
+- ``floor s``: the least time Cliniko's budget allows for those requests = requests / 200 per minute,
+  in the same (scaled) time units as ``e2e s`` (requests / 200 * window);
+- ``ratio``: e2e / floor. 1.00x would be the pipeline spending every second at Cliniko's budget and
+  nothing else; the excess over 1 is time spent elsewhere (Splose's limits and latency, transforms,
+  staging, Dagster). A ratio under 1 is possible: the floor ignores that a window's budget
+  is spent the moment the window opens (a run that starts late in a window gets two windows' worth of
+  requests in a few seconds);
 - ``429 C/S``: 429s the sandboxes returned (Cliniko for the key / Splose over all keys, within the
   last 100 windows the Splose sandbox keeps);
-- ``RSS MB``: peak RSS of the largest process of the import (the child or one of its steps; ``os.wait4``);
+- ``RSS MB``: peak RSS of the child that ran the import (``os.wait4``);
 - ``run``: ``FAILED`` when the import run failed or was interrupted: its row's written, rec/s and ratio
   then describe an unfinished import and mean nothing.
 
 Then, per scale, CPU and memory (a second table):
 
-- ``extract CPU s/1k``: CPU seconds of the import's extraction steps per 1,000 records they fetched;
+- ``extract CPU s/1k``: CPU seconds of the import's extraction steps per 1,000 records they fetched (with
+  ``--in-process`` only: by default the steps run side by side in processes of their own and both CPU
+  columns show 0);
   ``load CPU s/1k written``: CPU seconds of every other step (mapping, loads, report) per 1,000 Splose
-  records written. Both are read off the child's CPU time, sampled every 0.1 s, at each step's start and end,
-  so only with ``--in-process`` (the steps one at a time in the child, none beside another); by default
-  the steps run side by side in processes of their own and these show ``-``;
+  records written. Both are read off the child's CPU time, sampled every 0.1 s, at each step's start and end;
 - ``process CPU s``: the child's whole CPU time (start-up and imports included), ``RSS MB`` its peak RSS,
   and the ratio of the last scale's peak RSS to the first's;
 - ``<contender> s/1k`` and ``x``: the same clinic extracted after the import by ``bench/cpu.py``'s
   contenders (dlt's ``rest_api`` source run into local Parquet files, its extract step alone, a plain
   ``requests`` loop) from an unthrottled sandbox, CPU per 1,000 records with imports excluded, and its ratio
   to the import's extract CPU. ``--cpu-contenders ''`` skips them; dlt must be installed (``make bench-cpu``).
+
+Then, on the same instance and staging, the clinic is re-synced twice (incremental extraction, as the
+nightly re-sync does): unchanged, and after 1% of its live records were edited in Cliniko. A second table
+gives the Splose requests (every API call, counted per route by the Splose sandbox) of the first import
+and of each re-sync, the Cliniko requests of each re-sync, and the bound a re-sync with those changes
+should stay within: 2 x (changed records / 500 + files uploaded + 30).
 
 While an import runs, a progress line every ``--progress`` seconds gives the Cliniko requests so far and
 their rate next to the rate the budget allows (200 per window): a measured partial figure for a scale too
@@ -93,97 +92,98 @@ ACCOUNT = "bench"
 CLINIKO_LIMIT = 200
 CLINIKO_LATENCY_MS = 150.0
 CLINIKO_JITTER_MS = 50.0
-STEPS = {True: "in-process", False: "side-by-side"}
+STEPS_VARIABLE = "BENCH_LOAD_STEPS"  # "in-process": the import's steps one at a time in the child
 
 
-def child_import(window: float, concurrency: int, outbox: str, in_process: bool) -> dict:
-    """Evaluate the import-request sensor and run the job it asks for, steps side by side; what it reports."""
+def child_import(window: float, concurrency: int, outbox: str, resync: str) -> dict:
+    """Run the import job: built by the import-request sensor (a first import), or for import ``resync`` (a
+    re-sync of it, incremental, on the same instance and staging); everything it reports, as JSON."""
     import dagster as dg
     from dagster._core.definitions.reconstruct import ReconstructableRepository
 
-    from cliniko_assets.definitions import splose_resource
-    from cliniko_assets.sensors import import_requests
+    from cliniko_assets.definitions import defs, splose_resource
+    from cliniko_assets.sensors import import_requests, run_config_for
 
-    code_location = ReconstructableRepository.for_module("cliniko_assets.definitions", "defs", str(PROJECT))
-    import_job = code_location.get_reconstructable_job("import_job")
-    with dg.instance_for_test() as instance:
+    splose = splose_resource(window_seconds=window)
+    with dg.DagsterInstance.get() as instance:  # the bench's own DAGSTER_HOME: cursors survive for re-syncs
         started_epoch, started = time.time(), time.monotonic()
-        splose = splose_resource(window_seconds=window)
-        sensor_result = import_requests(dg.build_sensor_context(instance=instance, resources={"splose": splose}))
-        for request in sensor_result.dynamic_partitions_requests:
-            instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
-        (run_request,) = sensor_result.run_requests
-        run_config = dict(run_request.run_config)
+        if resync:
+            partition_key, tags = f"bench-{resync.split(':')[0]}", {}
+            run_config = run_config_for({"id": resync.split(":")[1]})
+        else:
+            sensor_result = import_requests(dg.build_sensor_context(instance=instance, resources={"splose": splose}))
+            for request in sensor_result.dynamic_partitions_requests:
+                instance.add_dynamic_partitions(request.partitions_def_name, list(request.partition_keys))
+            (run_request,) = sensor_result.run_requests
+            partition_key, tags = run_request.partition_key, run_request.tags
+            run_config = dict(run_request.run_config)
+            run_config["resources"] = {**run_config["resources"], "extraction": {"config": {"full_refresh": True}}}
         run_config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
-        run_config["resources"] = {
-            **run_config.get("resources", {}),
-            "extraction": {"config": {"full_refresh": True}},
-            # Run config for a resource replaces the code location's: the URLs and the token are given again.
-            "cliniko": {
-                "config": {"api_url": {"env": "CLINIKO_API_URL"}, "window_seconds": window, "concurrency": concurrency}
-            },
-            "splose": {
-                "config": {
-                    "api_url": {"env": "SPLOSE_API_URL"},
-                    "platform_token": {"env": "SPLOSE_PLATFORM_TOKEN"},
-                    "window_seconds": window,
-                }
-            },
-            "notifier": {"config": {"outbox": outbox}},
-        }
-        tags = {**run_request.tags, "dagster/partition": run_request.partition_key}
-        if in_process:  # one step at a time in this process: each step's CPU is read off this process's
+        run_config["resources"] = {**run_config["resources"], **_budgets(window, concurrency, outbox)}
+        tags = {**tags, "dagster/partition": partition_key}
+        if os.environ.get(STEPS_VARIABLE) == "in-process":  # one step at a time: each step's CPU is this process's
             clock = CpuClock().start()
-            result = import_job.get_definition().execute_in_process(
+            result = defs.resolve_job_def("import_job").execute_in_process(
                 instance=instance, run_config=run_config, tags=tags, raise_on_error=False
             )
             clock.stop()
-            success, entries = result.success, [e for e in instance.all_logs(result.run_id) if e.dagster_event]
-            step_cpu = clock.steps(entries)
-        else:  # the job's own executor: steps side by side, each in a process of its own
-            with dg.execute_job(import_job, instance=instance, run_config=run_config, tags=tags) as result:
-                success, entries = result.success, [e for e in instance.all_logs(result.run_id) if e.dagster_event]
-            step_cpu = {}
+            step_cpu, events, success = clock.steps(instance.all_logs(result.run_id)), result.all_events, result.success
+        else:  # the job's own executor: its steps side by side, each in a process of its own
+            code_location = ReconstructableRepository.for_module("cliniko_assets.definitions", "defs", str(PROJECT))
+            job = code_location.get_reconstructable_job("import_job")
+            with dg.execute_job(job, instance=instance, run_config=run_config, tags=tags) as result:
+                step_cpu, events, success = {}, list(result.all_events), result.success
         elapsed = time.monotonic() - started
-    found = _read_events(entries, started_epoch)
-    extract_steps = {"cliniko_extract", "cliniko_attachments"}
-    return {
-        "started_epoch": started_epoch,
-        "seconds": elapsed,
-        "success": success,
-        **found,
-        "extract_cpu": sum(cpu for step, cpu in step_cpu.items() if step in extract_steps) if in_process else None,
-        "load_cpu": sum(cpu for step, cpu in step_cpu.items() if step not in extract_steps) if in_process else None,
-    }
-
-
-def _read_events(entries: list, started_epoch: float) -> dict:
-    """What the run's log says: records fetched and written, when the extraction ended, and the failures."""
     written: dict[str, int] = {}
     extracted = 0
+    sent: dict[str, int] = {}  # created + updated: what Splose had to take (unchanged records are not sent)
     failures = []
-    extraction_end = 0.0
-    for entry in entries:
-        event = entry.dagster_event
+    for event in events:
         if event.event_type_value == "STEP_FAILURE":
             failures.append(f"{event.step_key}: {event.event_specific_data.error.message.strip()[:300]}")
-        materialization = entry.asset_materialization
-        if materialization is None:
+        if event.event_type_value != "ASSET_MATERIALIZATION":
             continue
+        materialization = event.event_specific_data.materialization
         if materialization.asset_key.path[0] == "cliniko":
-            extraction_end = max(extraction_end, entry.timestamp - started_epoch)
             extracted += int(materialization.metadata["fetched"].value)
+        if materialization.asset_key.path[0] != "splose":
             continue
         meta = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
         for prefix in ("", "attendees_"):
             if f"{prefix}created" in meta:
                 name = prefix.rstrip("_") or materialization.asset_key.path[-1]
                 written[name] = sum(int(meta[f"{prefix}{action}"]) for action in ("created", "updated", "unchanged"))
-    return {"written": written, "failures": failures, "extraction_end": extraction_end, "extracted": extracted}
+                sent[name] = int(meta[f"{prefix}created"]) + int(meta[f"{prefix}updated"])
+    extracting = {"cliniko_extract", "cliniko_attachments"}
+    return {
+        "started_epoch": started_epoch,
+        "seconds": elapsed,
+        "written": written,
+        "sent": sent,
+        "success": success,
+        "failures": failures,
+        "extracted": extracted,
+        "extract_cpu": sum(cpu for step, cpu in step_cpu.items() if step in extracting),
+        "load_cpu": sum(cpu for step, cpu in step_cpu.items() if step not in extracting),
+    }
 
 
-def _per_thousand(cpu: float | None, records: int) -> float | None:
-    return None if cpu is None else (cpu / records * 1000 if records else 0.0)
+def _budgets(window: float, concurrency: int, outbox: str) -> dict:
+    """The resources' budgets and outbox for the bench, as run config (which replaces the code location's
+    configuration of a resource: its URLs and token are given again)."""
+    return {
+        "cliniko": {
+            "config": {"api_url": {"env": "CLINIKO_API_URL"}, "window_seconds": window, "concurrency": concurrency}
+        },
+        "splose": {
+            "config": {
+                "api_url": {"env": "SPLOSE_API_URL"},
+                "platform_token": {"env": "SPLOSE_PLATFORM_TOKEN"},
+                "window_seconds": window,
+            }
+        },
+        "notifier": {"config": {"outbox": outbox}},
+    }
 
 
 def budget_floor(requests_needed: int, started_epoch: float, window: float, limit: int = CLINIKO_LIMIT) -> float:
@@ -214,9 +214,7 @@ def report_progress(admin: ClinikoSandboxAdmin, scale: str, window: float, every
         )
 
 
-def bench_scale(
-    scale: str, time_scale: float, concurrency: int, splose_latency_ms: float, progress: float, in_process: bool
-) -> dict:
+def bench_scale(scale: str, time_scale: float, concurrency: int, splose_latency_ms: float, progress: float) -> dict:
     window = 60 / time_scale
     cliniko_latency = CLINIKO_LATENCY_MS / time_scale
     token = secrets.token_urlsafe(24)
@@ -249,24 +247,27 @@ def bench_scale(
                 "DAGSTER_HOME": str(Path(workdir) / "home"),
             }
             Path(env["DAGSTER_HOME"]).mkdir()
+            (Path(env["DAGSTER_HOME"]) / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
             admin.reset_stats()
             print(f"[{scale}] running import {import_id} (time scale {time_scale:g})...", flush=True)
             stop = threading.Event()
             watcher = threading.Thread(target=report_progress, args=(admin, scale, window, progress, stop), daemon=True)
             if progress > 0:
                 watcher.start()
+            child_args = ["import", f"{window:g}", str(concurrency), str(Path(workdir) / "outbox")]
+            splose_before = splose_requests(splose.url)
             try:
-                child, usage = run_child_usage(
-                    __file__,
-                    ["import", f"{window:g}", str(concurrency), str(Path(workdir) / "outbox"), STEPS[in_process]],
-                    env,
-                )
+                child, usage = run_child_usage(__file__, [*child_args, ""], env)
             finally:
                 stop.set()
                 if watcher.is_alive():
                     watcher.join()
             key_stats = admin.stats()["keys"][f"{ACCOUNT}/admin"]
             splose_stats = requests.get(f"{splose.url}/_sandbox/stats", timeout=60).json()["keys"]
+            first_splose = splose_requests(splose.url) - splose_before
+            resyncs = (
+                bench_resyncs(admin, splose.url, env, [*child_args, f"{scale}:{import_id}"]) if child["success"] else {}
+            )
     if not child["success"]:
         print(f"[{scale}] the import run FAILED:", *child["failures"], sep="\n  ", flush=True)
     cliniko_requests = key_stats["total"]
@@ -284,24 +285,48 @@ def bench_scale(
         "cliniko_requests": cliniko_requests,
         "floor_seconds": floor,
         "ratio": child["seconds"] / floor if floor else float("inf"),
-        "extraction_end": child["extraction_end"],
-        "busiest_window": max(key_stats["windows"].values(), default=0),
         "cliniko_429": key_stats.get("rate_limited", 0),
         "splose_429": sum(entry["throttled"] for entry in splose_stats.values()),
         "peak_rss_mb": usage.ru_maxrss / 1024,
         "process_cpu": cpu_seconds(usage),
         "extracted": child["extracted"],
-        "extract_cpu_per_1k": _per_thousand(child["extract_cpu"], child["extracted"]),
-        "load_cpu_per_1k": _per_thousand(child["load_cpu"], written),
+        "extract_cpu_per_1k": child["extract_cpu"] / child["extracted"] * 1000 if child["extracted"] else 0.0,
+        "load_cpu_per_1k": child["load_cpu"] / written * 1000 if written else 0.0,
+        "splose_requests": first_splose,
+        **resyncs,
     }
+
+
+def splose_requests(url: str) -> int:
+    """Every API call the Splose sandbox answered so far (all routes, all keys)."""
+    return sum(requests.get(f"{url}/_sandbox/stats", timeout=60).json()["routes"].values())
+
+
+def bench_resyncs(admin: ClinikoSandboxAdmin, splose_url: str, env: dict[str, str], child_args: list[str]) -> dict:
+    """Re-sync the imported clinic unchanged, then after changing 1% of its records in Cliniko: the Splose
+    requests of each, and the bound the re-sync should stay within (2 x (changed / 500 + changed files + 30))."""
+    found: dict = {}
+    for label in ("unchanged", "changed"):
+        if label == "changed":
+            live = sum(n for counts in admin.truth(ACCOUNT).values() for s, n in counts.items() if s != "deleted")
+            changed = admin.mutate(ACCOUNT, seed=11, updates=max(1, live // 100))["changed"]
+            found["changed_records"] = sum(len(ids) for kinds in changed.values() for ids in kinds.values())
+        before, cliniko_before = splose_requests(splose_url), admin.stats()["keys"][f"{ACCOUNT}/admin"]["total"]
+        print(f"[resync] re-syncing ({label})...", flush=True)
+        child, _ = run_child_usage(__file__, child_args, env)
+        found[f"resync_{label}_splose"] = splose_requests(splose_url) - before
+        found[f"resync_{label}_cliniko"] = admin.stats()["keys"][f"{ACCOUNT}/admin"]["total"] - cliniko_before
+        found[f"resync_{label}_ok"] = child["success"]
+        found[f"resync_{label}_files"] = child["sent"].get("files", 0)
+    found["resync_changed_bound"] = 2 * (found["changed_records"] / 500 + found["resync_changed_files"] + 30)
+    return found
 
 
 def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "import":
         if os.environ.get(cpu.CODE_DIR):
             sys.path.insert(0, os.environ[cpu.CODE_DIR])  # another checkout's code (before/after figures)
-        in_process = sys.argv[5] == "in-process"
-        print(json.dumps(child_import(float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], in_process)))
+        print(json.dumps(child_import(float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5])))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scales", default="small,large")
@@ -322,30 +347,30 @@ def main() -> None:
         help="extractions of bench/cpu.py run against each scale's clinic for the CPU table ('' for none)",
     )
     args = parser.parse_args()
+    if args.in_process:
+        os.environ[STEPS_VARIABLE] = "in-process"
     rows = []
     for scale in args.scales.split(","):
         rows.append(bench_scale(scale, args.large_time_scale if scale == "large" else 1.0, args.concurrency,
-                                args.splose_latency_ms, args.progress, args.in_process))  # fmt: skip
+                                args.splose_latency_ms, args.progress))  # fmt: skip
         if args.json:
             print(json.dumps(rows[-1]), flush=True)
     print()
     header = (f"{'scale':<7}{'factor':>7}{'written':>9}{'rec/s':>9}{'e2e s':>9}{'e2e real s':>12}"
-              f"{'extract s':>11}{'Cliniko req':>13}{'max/win':>9}{'floor s':>9}{'ratio':>8}{'429 C/S':>10}"
-              f"{'RSS MB':>8}  run")  # fmt: skip
+              f"{'Cliniko req':>13}{'floor s':>9}{'ratio':>8}{'429 C/S':>10}{'RSS MB':>8}  run")  # fmt: skip
     print(header)
     print("-" * len(header))
     for r in rows:
         print(
             f"{r['scale']:<7}{r['time_scale']:>7g}{r['written']:>9}{r['records_per_s']:>9.1f}{r['seconds']:>9.1f}"
-            f"{r['real_seconds']:>12.0f}{r['extraction_end']:>11.1f}{r['cliniko_requests']:>13}"
-            f"{r['busiest_window']:>9}{r['floor_seconds']:>9.1f}{r['ratio']:>7.2f}x"
+            f"{r['real_seconds']:>12.0f}{r['cliniko_requests']:>13}{r['floor_seconds']:>9.1f}{r['ratio']:>7.2f}x"
             f"{r['cliniko_429']:>5}/{r['splose_429']:<4}{r['peak_rss_mb']:>8.0f}  {'ok' if r['success'] else 'FAILED'}"
         )
+    print_splose_requests(rows)
     print("\n(floor = from the run's start to the opening of the window its last Cliniko request needs, at 200 per")
     print(" fixed window, the window it starts in counted from its start; ratio = e2e / floor, both measured above in")
-    print(" this run. extract s = when the last cliniko/* asset materialized; max/win = most Cliniko requests the")
-    print(" sandbox counted in one window (at most 200). Time-scaled rows divide every budget window and latency by")
-    print(" the factor: their rec/s, e2e s, extract s and floor s are in scaled time; e2e real s = e2e s x factor.)")
+    print(" this run. Time-scaled rows divide every budget window and latency by the factor: their rec/s, e2e s and")
+    print(" floor s are in scaled time; e2e real s = e2e s x factor.)")
     contenders = tuple(c for c in args.cpu_contenders.split(",") if c)
     print_cpu(rows, {r["scale"]: cpu.run(r["scale"], 1, None, contenders) for r in rows} if contenders else {})
 
@@ -357,12 +382,11 @@ def print_cpu(rows: list[dict], others: dict[str, dict[str, dict]]) -> None:
               + "".join(f"{name + ' s/1k':>16}{'x':>7}" for name in names))  # fmt: skip
     print(f"\n{header}\n{'-' * len(header)}")
     for r in rows:
-        extract, load = r["extract_cpu_per_1k"], r["load_cpu_per_1k"]
-        line = (f"{r['scale']:<7}{'-' if extract is None else f'{extract:.3f}':>17}"
-                f"{'-' if load is None else f'{load:.3f}':>23}"
+        line = (f"{r['scale']:<7}{r['extract_cpu_per_1k']:>17.3f}{r['load_cpu_per_1k']:>23.3f}"
                 f"{r['process_cpu']:>15.1f}{r['peak_rss_mb']:>8.0f}")  # fmt: skip
         for name in names:
             other = cpu.per_thousand(others[r["scale"]][name], "work_cpu")
+            extract = r["extract_cpu_per_1k"]  # 0 when the steps ran side by side (not measured per step)
             line += f"{other:>16.3f}" + (f"{other / extract:>6.2f}x" if extract else f"{'-':>7}")
         print(line)
     if len(rows) > 1:
@@ -373,6 +397,24 @@ def print_cpu(rows: list[dict], others: dict[str, dict[str, dict]]) -> None:
     print(" <name> s/1k: that extraction's CPU, imports excluded, per 1,000 records of the same clinic, extracted from")
     print(" an unthrottled sandbox after the import (bench/cpu.py); x = it / the import's extract CPU s/1k. Measured")
     print(" above in this run. RSS MB: peak RSS of the process that ran the whole import.)")
+
+
+def print_splose_requests(rows: list[dict]) -> None:
+    header = (f"\n{'scale':<7}{'first import':>14}{'re-sync unchanged':>19}{'Cliniko':>9}{'changed':>9}"
+              f"{'re-sync 1%':>12}{'Cliniko':>9}{'bound':>8}")  # fmt: skip
+    print("Splose requests (all routes, counted by the Splose sandbox):" + header)
+    print("-" * len(header))
+    for r in rows:
+        if "resync_unchanged_splose" not in r:
+            print(f"{r['scale']:<7}{r['splose_requests']:>14}  (re-syncs not run: the import failed)")
+            continue
+        print(
+            f"{r['scale']:<7}{r['splose_requests']:>14}{r['resync_unchanged_splose']:>19}"
+            f"{r['resync_unchanged_cliniko']:>9}{r['changed_records']:>9}{r['resync_changed_splose']:>12}"
+            f"{r['resync_changed_cliniko']:>9}{r['resync_changed_bound']:>8.0f}"
+        )
+    print("(changed: Cliniko records edited before the second re-sync, 1% of the live records; bound: 2 x (changed")
+    print(" / 500 + files uploaded + 30), the most a re-sync with those changes should cost.)")
 
 
 if __name__ == "__main__":

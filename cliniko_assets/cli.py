@@ -91,7 +91,7 @@ def status(options: Options, args: argparse.Namespace) -> int:
         options.out("No tenants yet: an import request submitted in Splose registers its workspace as a tenant.")
         return 0
     for tenant in tenants:
-        run = options.dagster.latest_run(tenant, IMPORT_JOB)
+        run = options.dagster.latest_import_run(tenant)
         options.out(f"{tenant}: {_run_line(run)}")
         if args.tenant:
             report = options.dagster.latest_report(tenant)

@@ -54,6 +54,16 @@ query Runs($filter: RunsFilter, $limit: Int) {{
   }}
 }}"""
 
+IMPORT_RUNS = f"""
+query ImportRuns($filter: RunsFilter, $limit: Int) {{
+  runsOrError(filter: $filter, limit: $limit) {{
+    __typename
+    ... on Runs {{ results {{ {RUN_FIELDS} jobName assetSelection {{ path }} }} }}
+    ... on PythonError {{ message }}
+  }}
+}}"""
+IMPORT_RUN_LOOKBACK = 50  # the tenant's latest runs searched for its latest import (previews, undos between)
+
 RUN = f"""
 query Run($runId: ID!) {{
   runOrError(runId: $runId) {{
@@ -164,9 +174,14 @@ class Dagster:
             )
         return tenant
 
-    def latest_run(self, tenant: str, job: str) -> RunSummary | None:
-        runs = self._runs({"pipelineName": job, "tags": [{"key": "dagster/partition", "value": tenant}]}, 1)
-        return runs[0] if runs else None
+    def latest_import_run(self, tenant: str) -> RunSummary | None:
+        """The tenant's latest run that loaded into Splose: an ``import_job`` run, or a run launched from the
+        asset graph (an asset job or asset backfill) that materialized any ``splose/*`` asset but the preview."""
+        tenant_tag = {"tags": [{"key": "dagster/partition", "value": tenant}]}
+        found = self.query(IMPORT_RUNS, filter=tenant_tag, limit=IMPORT_RUN_LOOKBACK)["runsOrError"]
+        if found["__typename"] != "Runs":
+            raise WebserverError(f"The webserver at {self.url} could not list runs: {found.get('message', '')}")
+        return next((_summary(run) for run in found["results"] if _is_import(run)), None)
 
     def run(self, run_id: str) -> RunSummary:
         found = self.query(RUN, runId=run_id)["runOrError"]
@@ -214,11 +229,17 @@ class Dagster:
             raise WebserverError(f"The webserver refused the backfill: {result}")
         return result["backfillId"]
 
-    def wait_for_backfill(self, backfill_id: str, expected: int, poll_seconds: float) -> list[RunSummary]:
+    def wait_for_backfill(
+        self, backfill_id: str, expected: int, poll_seconds: float, timeout: float | None = None
+    ) -> list[RunSummary]:
+        deadline = None if timeout is None else time.monotonic() + timeout
         while True:
             runs = self._runs({"tags": [{"key": "dagster/backfill", "value": backfill_id}]}, expected + 10)
             if len(runs) >= expected and all(run.status in ("SUCCESS", "FAILURE", "CANCELED") for run in runs):
                 return sorted(runs, key=lambda run: run.tenant)
+            if deadline is not None and time.monotonic() > deadline:
+                states = ", ".join(f"{run.tenant}: {run.status.lower()}" for run in runs) or "no run yet"
+                raise WebserverError(f"Backfill {backfill_id} has not finished after {timeout:.0f}s ({states}).")
             time.sleep(poll_seconds)
 
     def cancel_runs(self, tenant: str) -> list[str]:
@@ -263,6 +284,11 @@ def _summary(run: dict) -> RunSummary:
         import_id=tags.get("splose/import_id", ""),
         when=when,
     )
+
+
+def _is_import(run: dict) -> bool:
+    loads = [key["path"] for key in run.get("assetSelection") or [] if key["path"][0] == REPORT_ASSET[0]]
+    return run["jobName"] == IMPORT_JOB or any(path != PREVIEW_ASSET for path in loads)
 
 
 def _unreachable(url: str) -> str:

@@ -20,7 +20,6 @@ from cliniko_assets.mapping_rows import mapping_rows, resolve, staged_for_mappin
 from cliniko_assets.partitions import tenants
 from cliniko_assets.reconciliation import RECONCILED, RowReport, splose_key
 from cliniko_assets.rows import BY_NAME, LOAD_ORDER, MAPPING_ROWS, ROWS, Row, companions
-from cliniko_assets.sinks import SploseSink
 from splose_resources.splose import SploseResource
 from splose_resources.staging import StagingStore
 
@@ -72,9 +71,10 @@ def splose_mapping(
                         "what_to_do": "complete the mapping (run config or the import request), then re-run",
                     },
                 )
-            run.sink = SploseSink(workspace.imports, run.import_id)
+            run.sink = sink = run.splose_sink(workspace.imports, "mapping")
             reports = {row.name: RowReport(row.label) for row in MAPPING_ROWS}
             extras = mapping_rows(run, staged, resolved, reports)
+            sink.save()
         extras[MAPPING_ASSET].update(run.keep_mapping(resolved))
         for name, report in reports.items():
             yield run.finish(name, report, extras[name])
@@ -110,8 +110,9 @@ def _load_asset(row: Row) -> dg.AssetsDefinition:
             run = LoadRun(context, staging, bound_import(context, splose, import_request))
             where.import_id = run.import_id
             with splose.workspace(run.tenant, log=context.log) as workspace:
-                run.sink = SploseSink(workspace.imports, run.import_id)
+                run.sink = sink = run.splose_sink(workspace.imports, row.name)
                 report, extra = load_row(run, row)
+                sink.save()
             result = run.finish(row.name, report, extra)
             yield result._replace(check_results=[*result.check_results, *_extra_checks(row, extra)])
 

@@ -18,13 +18,15 @@ from collections.abc import Iterable, Iterator
 
 import dagster as dg
 
+from cliniko_assets.changes import UNCHANGED, RunCrosswalk
 from cliniko_assets.mapping import ResolvedMapping
 from cliniko_assets.partitions import validate_tenant
 from cliniko_assets.progress import LoadProgress
 from cliniko_assets.reconciliation import RowReport, reconciliation_check, report_metadata, splose_key
 from cliniko_assets.resolution import RunImport
-from cliniko_assets.sinks import Sink
+from cliniko_assets.sinks import Sink, SploseSink
 from cliniko_assets.transforms import ImportContext, Skip, pop_warnings
+from splose_resources.splose import SploseImportClient
 from splose_resources.staging import StagingStore
 
 BATCH = 500
@@ -71,6 +73,11 @@ class LoadRun:
     def advance(self, count: int = 1) -> None:
         if self.tracker is not None:
             self.tracker.advance(count)
+
+    def splose_sink(self, imports: SploseImportClient, writer: str) -> SploseSink:
+        """The sink of step ``writer``: sends what Splose does not hold yet, crosswalks read once per run."""
+        known = RunCrosswalk(imports, self.import_id, self.staging, self.tenant, self.context.run.run_id, writer)
+        return SploseSink(imports, self.import_id, known)
 
     def writes(self) -> Sink:
         if self.sink is None:
@@ -175,6 +182,11 @@ def load_records(
             report.count_skip(outcome)
             continue
         report.warnings.update(pop_warnings(outcome))
+        if run.writes().unchanged(entity, outcome):  # Splose holds it as it is: not sent (batches stay full)
+            report.unchanged += 1
+            if actions is not None:
+                actions[outcome["externalId"]] = UNCHANGED
+            continue
         pending.append(outcome)
         if len(pending) >= BATCH:
             flush()

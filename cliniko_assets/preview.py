@@ -42,7 +42,6 @@ GROUP = "review"
 # Mapping problem kinds -> the mapping's sections.
 SECTIONS = {"business": "locations", "practitioner": "practitioners", "user": "users", "appointment type": "services"}
 NOT_MAPPED = "not mapped"  # skip reasons with this in them are records the mapping leaves out
-SPLOSE_PAGE = 50  # records per v1 page read back by the import report
 FIXED_SPLOSE_CALLS = 40  # status updates, mapping reads and crosswalk reads of a whole import, about
 
 ROWS_SCHEMA = dg.TableSchema(
@@ -123,7 +122,7 @@ def import_preview(
                 rows[row.name], _ = load_row(run, row)
                 rows.update(run.side_reports)
     reports = [rows[name] for name in ROWS if name in rows]
-    estimate = estimate_duration(run, reports, sink, cliniko, splose)
+    estimate = estimate_duration(run, sink, cliniko, splose)
     context.log.info(
         f"Preview of import {run.import_id} of tenant '{run.tenant}': {sum(r.loaded for r in reports):,} records "
         f"would be loaded, {sum(sum(r.skipped.values()) for r in reports):,} skipped; {len(clinic.problems)} "
@@ -192,11 +191,10 @@ def mapping_table(clinic_mapping: ImportMapping, clinic: ResolvedMapping, propos
     return lines
 
 
-def estimate_duration(
-    run: LoadRun, reports: list[RowReport], sink: DryRunSink, cliniko: ClinikoResource, splose: SploseResource
-) -> Estimate:
+def estimate_duration(run: LoadRun, sink: DryRunSink, cliniko: ClinikoResource, splose: SploseResource) -> Estimate:
     """Time at the request budgets: Cliniko's requests for a full extraction, then Splose's calls for the loads
-    and the report's read-back. CPU time (transforms) is not counted."""
+    (upsert batches, file batches) and the fixed ones (status, mapping, crosswalks, the report's count). CPU
+    time (transforms) is not counted."""
     requests = 0
     for spec in CATALOG:
         index = run.staging.read_index(run.tenant, spec.name, columns=("id", "source"))
@@ -204,9 +202,7 @@ def estimate_duration(
         requests += len(spec.streams) + math.ceil((len(index) - by_id) / cliniko.page_size) + by_id
         if spec.has_files:
             requests += len(run.staging.read_files_manifest(run.tenant, spec.name))
-    loaded = {r.row: r.loaded for r in reports}
-    read_back = sum(loaded.get(ROWS[name], 0) for name in ("clients", "appointments", "group_appointments"))
-    calls = sum(sink.calls.values()) + math.ceil(read_back / SPLOSE_PAGE) + FIXED_SPLOSE_CALLS
+    calls = sum(sink.calls.values()) + FIXED_SPLOSE_CALLS
     return Estimate(
         cliniko_requests=requests,
         cliniko_seconds=requests * cliniko.window_seconds / cliniko.requests_per_window,

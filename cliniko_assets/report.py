@@ -8,6 +8,7 @@ by row in the import's status message, the email and this asset's metadata.
 import dagster as dg
 
 from cliniko_assets.attention import attention_records, completion_message, needs_attention, row_notes
+from cliniko_assets.changes import RunCrosswalk
 from cliniko_assets.failures import step_failures
 from cliniko_assets.lifecycle import ATTENTION, LEFT_BEHIND, bound_import, tell_clinic
 from cliniko_assets.lifecycle import ROWS as COUNT_ROWS
@@ -15,7 +16,6 @@ from cliniko_assets.load import load_assets
 from cliniko_assets.loading import LoadRun, received_rows
 from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import tenants
-from cliniko_assets.progress import LoadProgress
 from cliniko_assets.reconciliation import RowReport, reconciliation_markdown, reconciliation_table, splose_key
 from cliniko_assets.row_loads import GROUP_ENTRIES
 from cliniko_assets.rows import LOAD_ORDER, MAPPING_ROWS, ROWS
@@ -42,31 +42,37 @@ def read_reports(run: LoadRun) -> dict[str, RowReport]:
 
 
 def referential_integrity(run: LoadRun, workspace: SploseWorkspace) -> dict[str, int]:
-    """Read back what Splose holds for this import: every appointment's clients and practitioner exist,
-    every appointment the crosswalk names is there, and every group appointment has all its attendees."""
-    patients = {p["id"] for p in workspace.v1.patients(include_archived=True)}
-    practitioners = {p["id"] for p in workspace.v1.practitioners(include_archived=True)}
-    crosswalk = workspace.imports.crosswalk(run.import_id, "appointments")
-    external = {splose_id: external_id for external_id, splose_id in crosswalk.items()}
-    group_entries: dict[str, int] = (run.received("group_appointments") or {}).get(GROUP_ENTRIES) or {}
-    found = dict.fromkeys(
-        ("appointments_read_back", "missing_clients", "missing_practitioners", "incomplete_groups"), 0
+    """Check what this run wrote, and the whole workspace with one count, without a request per page.
+
+    Splose resolved every reference when it accepted a record (and deletes what points at a deleted
+    record), so what is checked here is this run's own writes against the crosswalks as Splose answered
+    them: every appointment it wrote has its clients and a practitioner of the mapping, and every group
+    appointment all its attendees; and Splose's count of every entity the run read equals its crosswalk.
+    """
+    known = RunCrosswalk(
+        workspace.imports, run.import_id, run.staging, run.tenant, run.context.run.run_id, "import_report"
     )
-    progress = LoadProgress(run.context.log, f"Read-back of tenant '{run.tenant}' from Splose", len(crosswalk))
-    for appointment in workspace.v1.appointments(include_archived=True):
-        external_id = external.get(appointment["id"])
-        if external_id is None:
-            continue  # the clinic's own appointments, not this import's
-        progress.advance()
-        found["appointments_read_back"] += 1
-        entries = appointment.get("appointmentPatients") or []
-        found["missing_clients"] += sum(entry.get("patientId") not in patients for entry in entries)
-        practitioner = appointment.get("practitionerId")
-        found["missing_practitioners"] += practitioner is not None and practitioner not in practitioners
-        expected = group_entries.get(external_id)
-        found["incomplete_groups"] += expected is not None and len(entries) != expected
-    found["missing_appointments"] = len(crosswalk) - found["appointments_read_back"]
-    return found
+    counts = workspace.imports.counts(run.import_id)
+    written = known.written_refs("appointments")
+    clients = set(known.ids("clients")) if written else set()
+    mapping = run.mapping()
+    practitioners = {*mapping.practitioners.values(), *mapping.users.values()}
+    group_entries: dict[str, int] = (run.received("group_appointments") or {}).get(GROUP_ENTRIES) or {}
+    held = len(known.entries("appointments"))
+    return {
+        "appointments_read_back": counts.get("appointments", 0),
+        "appointments_written": len(written),
+        "missing_appointments": max(0, held - counts.get("appointments", 0)),
+        "missing_clients": sum(c not in clients for refs in written.values() for c in refs["clients"]),
+        "missing_practitioners": sum(
+            refs["practitionerId"] is not None and refs["practitionerId"] not in practitioners
+            for refs in written.values()
+        ),
+        "incomplete_groups": sum(
+            ext in group_entries and len(refs["clients"]) != group_entries[ext] for ext, refs in written.items()
+        ),
+        "count_mismatches": sum(len(known.entries(e)) != counts.get(e, 0) for e in known.known_entities()),
+    }
 
 
 INTEGRITY = "referential_integrity"
@@ -78,8 +84,8 @@ INTEGRITY = "referential_integrity"
         dg.AssetCheckSpec(
             INTEGRITY,
             asset=splose_key("import_report"),
-            description="Read back from Splose: every imported appointment exists, its clients and practitioner "
-            "exist, and every group appointment has all its attendees.",
+            description="Checked against Splose: every appointment this run wrote has its clients, its practitioner "
+            "and all its attendees, and Splose's count of each entity equals its crosswalk.",
         )
     ],
     deps=[key for assets in load_assets for key in assets.keys],
@@ -130,7 +136,8 @@ def _refuse_unaccounted(run: LoadRun, rows: dict[str, RowReport], integrity: dic
     """Fail the run, naming the rows, if anything is lost or dangles in Splose."""
     missing = [ROWS[name] for name in ROWS if name not in rows]
     unaccounted = {r.row: r.unaccounted for r in rows.values() if r.unaccounted}
-    broken = {key: value for key, value in integrity.items() if key != "appointments_read_back" and value}
+    counted = ("appointments_read_back", "appointments_written")
+    broken = {key: value for key, value in integrity.items() if key not in counted and value}
     if missing or unaccounted or broken:
         raise dg.Failure(
             description=f"Import {run.import_id} of tenant '{run.tenant}' is not fully accounted for: rows not "

@@ -4,33 +4,29 @@ A row's declaration (:mod:`cliniko_assets.rows`) names the function here that lo
 stream of records through their transform (:func:`~cliniko_assets.loading.load_records`); what a row does
 beyond that is its own and stays here with it: appointments load series' first appointments before their
 repeats, group appointments carry their attendees (the attendees row) and what the report checks they
-hold, availability rows belong to the day they came from, files stream their bytes and check checksums,
+hold, availability rows belong to the day they came from (files: :mod:`cliniko_assets.file_loads`),
 progress notes count those without an appointment.
 """
 
 from collections import defaultdict
 from collections.abc import Iterator
-from functools import partial
 
 import dagster as dg
 
 from cliniko_assets.catalog import linked_id, record_id
 from cliniko_assets.loading import LoadRun, load_records
 from cliniko_assets.reconciliation import RowReport, counts_metadata
-from cliniko_assets.sinks import CREATED
 from cliniko_assets.transforms import (
     Skip,
     to_splose_appointment,
     to_splose_availability,
     to_splose_client,
     to_splose_contact,
-    to_splose_file,
     to_splose_group_appointment,
     to_splose_progress_note,
     to_splose_progress_note_template,
     to_splose_provider_number,
 )
-from splose_resources.splose import SploseRequestError
 
 NOT_LINKED = "notes_without_appointment"  # progress notes loaded without an appointment (no booking link, or
 # their appointment was not imported): they still attach to their client and practitioner
@@ -156,55 +152,6 @@ def load_availability(run: LoadRun, report: RowReport) -> None:
             report.updated += 1
         else:
             report.unchanged += 1
-
-
-def load_files(run: LoadRun, report: RowReport) -> dict:
-    ctx = run.import_context("clients")
-    manifest = run.staging.read_files_manifest(run.tenant, "patient_attachments").set_index("id")
-    failures = run.staging.read_file_failures(run.tenant, "patient_attachments")
-    checksum_mismatches = 0
-    for attachment in run.records("patient_attachments"):
-        report.cliniko += 1
-        run.advance()
-        aid = record_id(attachment) or ""
-        if attachment.get("_state") == "deleted":
-            report.skip("deleted in Cliniko", record_id=aid)
-            continue
-        if attachment.get("processing_completed") is False:
-            report.skip("not yet processed by Cliniko", record_id=aid)
-            continue
-        if aid not in manifest.index:
-            report.skip(failures.get(aid, "bytes could not be downloaded from Cliniko"), record_id=aid)
-            continue
-        staged = manifest.loc[aid]
-        form = to_splose_file(attachment, str(staged["sha256"]), int(staged["size"]))
-        if isinstance(form, Skip):
-            report.skip(form.reason, record_id=aid)
-            continue
-        if form["clientExternalId"] not in ctx.imported["clients"]:
-            report.skip("client not imported", record_id=aid)
-            continue
-        try:
-            answer = run.writes().upload_file(
-                external_id=form["externalId"],
-                client_external_id=form["clientExternalId"],
-                content=partial(run.staging.file_reader, run.tenant, "patient_attachments", aid),
-                filename=form.get("filename"),
-                content_type=form.get("contentType"),
-                description=form.get("description"),
-                created_at=form.get("createdAt"),
-                sha256=form.get("sha256"),
-            )
-        except SploseRequestError as exc:  # a file Splose refuses is counted with its message; the rest go on
-            report.reject(aid, str(exc))
-            continue
-        if answer.get("sha256") and answer["sha256"] != form["sha256"]:
-            checksum_mismatches += 1
-            report.reject(aid, "checksum mismatch after upload")
-            continue
-        action = answer.get("action", CREATED)
-        setattr(report, action, getattr(report, action) + 1)
-    return {"checksum_mismatches": checksum_mismatches, "checksums_verified": report.loaded}
 
 
 def load_progress_note_templates(run: LoadRun, report: RowReport) -> None:

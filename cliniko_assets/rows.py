@@ -18,6 +18,7 @@ import dagster as dg
 
 from cliniko_assets import row_loads
 from cliniko_assets.attachments import FILE_KEPT_FAILING, FILE_NOT_FOUND, FILE_SIZE_DIFFERS
+from cliniko_assets.file_loads import load_files
 from cliniko_assets.loading import LoadRun
 from cliniko_assets.reconciliation import RowReport, splose_key
 from splose_resources.cliniko import FILE_MISSING, FILE_REFUSED
@@ -175,8 +176,8 @@ TABLE: tuple[Row, ...] = (
         "files",
         "Patient attachments -> Files",
         ("patient_attachments",),
-        "Patient attachments as files: bytes streamed, checksum verified by Splose.",
-        row_loads.load_files,
+        "Patient attachments as files: bytes streamed in batches, checksum verified by Splose.",
+        load_files,
         needs=("clients",),
         skips=(
             "not yet processed by Cliniko",

@@ -1,7 +1,8 @@
 """Where the loads send their records: Splose's import API, or nowhere (a dry run, for the preview).
 
 The loads (:mod:`cliniko_assets.load`) run the same transforms, skips and counts either way; only the
-sink differs. :class:`SploseSink` upserts through the import API. :class:`DryRunSink` writes nothing:
+sink differs. :class:`SploseSink` upserts through the import API what Splose does not already hold
+(:mod:`cliniko_assets.changes`: content hashes, the crosswalk read once per run). :class:`DryRunSink` writes nothing:
 every record it is given counts as one that would be loaded, and the crosswalk it answers is what Splose
 already holds (read) plus what the dry run would have loaded, so that records depending on others are
 counted as the real import will count them. Splose's own validation cannot be foreseen: a record Splose
@@ -10,20 +11,23 @@ would reject is counted as loaded by a dry run.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 from collections import defaultdict
 from collections.abc import Iterable
 from itertools import islice
 from typing import Protocol
 
+from cliniko_assets.changes import UNCHANGED, RunCrosswalk, appointment_refs, content_hash, file_fingerprint
 from splose_resources.splose import (
     MAX_BATCH,
+    FileBatchResult,
+    FileUpload,
     RejectedRecord,
     SploseImportClient,
     UpsertedRecord,
     UpsertResult,
 )
-from splose_resources.storage import Opener
 
 CREATED = "created"
 
@@ -33,26 +37,74 @@ class Sink(Protocol):
 
     def crosswalk(self, entity: str) -> dict[str, int]: ...
 
-    def upload_file(self, *, external_id: str, content: Opener, sha256: str | None, **fields: str | None) -> dict: ...
+    def upload_files(self, files: list[FileUpload]) -> FileBatchResult: ...
+
+    def held_file(self, upload: FileUpload) -> dict | None: ...
+
+    def unchanged(self, entity: str, record: dict) -> bool: ...
+
+    def save(self) -> None: ...
 
 
 class SploseSink:
-    """Records go to the import through the import API (idempotent upserts keyed by external id)."""
+    """Records go to the import through the import API (idempotent upserts keyed by external id); those
+    Splose already holds as they are (same content hash) are answered ``unchanged`` without a request."""
 
-    def __init__(self, imports: SploseImportClient, import_id: int) -> None:
+    def __init__(self, imports: SploseImportClient, import_id: int, crosswalk: RunCrosswalk) -> None:
         self.imports = imports
         self.import_id = import_id
+        self.known = crosswalk
+
+    def unchanged(self, entity: str, record: dict) -> bool:
+        return self.known.unchanged(entity, str(record["externalId"]), content_hash(record)) is not None
 
     def upsert(self, entity: str, records: Iterable[dict]) -> UpsertResult:
-        return self.imports.upsert(self.import_id, entity, records)
+        held: list[UpsertedRecord] = []
+        hashes: dict[str, str] = {}
+
+        def changed() -> Iterable[dict]:
+            for record in records:
+                external_id, fingerprint = str(record["externalId"]), content_hash(record)
+                entry = self.known.unchanged(entity, external_id, fingerprint)
+                if entry is not None:
+                    held.append(UpsertedRecord(external_id, entry.id, UNCHANGED))
+                    continue
+                hashes[external_id] = fingerprint
+                yield {**record, "contentHash": fingerprint}
+
+        sent: dict[str, dict] = {}
+        result = self.imports.upsert(self.import_id, entity, _noted(changed(), sent, entity))
+        accepted = {r.external_id for r in result.records}
+        refs = {key: value for key, value in sent.items() if key in accepted}
+        self.known.record(entity, result.records, hashes, refs)
+        result.records.extend(held)
+        return result
 
     def crosswalk(self, entity: str) -> dict[str, int]:
-        return self.imports.crosswalk(self.import_id, entity)
+        return self.known.ids(entity)
 
-    def upload_file(self, *, external_id: str, content: Opener, sha256: str | None, **fields: str | None) -> dict:
-        return self.imports.upload_file(
-            self.import_id, external_id=external_id, content=content, sha256=sha256, **fields
-        )
+    def held_file(self, upload: FileUpload) -> dict | None:
+        """Splose's answer for a file it holds as it is (same bytes and fields): nothing is read or sent."""
+        entry = self.known.unchanged("files", upload.external_id, file_fingerprint(upload))
+        return None if entry is None else {"id": entry.id, "action": UNCHANGED, "sha256": upload.sha256}
+
+    def upload_files(self, files: list[FileUpload]) -> FileBatchResult:
+        stamped = [dataclasses.replace(upload, content_hash=file_fingerprint(upload)) for upload in files]
+        result = self.imports.upload_files(self.import_id, stamped)
+        answers = [UpsertedRecord(ext, int(answer["id"]), answer["action"]) for ext, answer in result.answers.items()]
+        self.known.record("files", answers, {u.external_id: u.content_hash or "" for u in stamped}, {})
+        return result
+
+    def save(self) -> None:
+        self.known.save()
+
+
+def _noted(records: Iterable[dict], sent: dict[str, dict], entity: str) -> Iterable[dict]:
+    """Keep what the read-back checks of each appointment sent (its references), as it goes by."""
+    for record in records:
+        if entity == "appointments":
+            sent[str(record["externalId"])] = appointment_refs(record)
+        yield record
 
 
 class DryRunSink:
@@ -85,7 +137,19 @@ class DryRunSink:
     def crosswalk(self, entity: str) -> dict[str, int]:
         return {**self.imports.crosswalk(self.import_id, entity), **self.loaded[entity]}
 
-    def upload_file(self, *, external_id: str, content: Opener, sha256: str | None, **fields: str | None) -> dict:
+    def unchanged(self, entity: str, record: dict) -> bool:
+        return False  # a dry run counts every record as one it would load
+
+    def save(self) -> None:
+        return None
+
+    def held_file(self, upload: FileUpload) -> dict | None:
+        return None
+
+    def upload_files(self, files: list[FileUpload]) -> FileBatchResult:
         self.calls["files"] += 1
-        splose_id = self.loaded["files"].setdefault(external_id, next(self._ids))
-        return {"id": splose_id, "action": CREATED, "sha256": sha256}
+        answers = {}
+        for upload in files:
+            splose_id = self.loaded["files"].setdefault(upload.external_id, next(self._ids))
+            answers[upload.external_id] = {"id": splose_id, "action": CREATED, "sha256": upload.sha256}
+        return FileBatchResult(answers, {})

@@ -56,6 +56,7 @@ T = TypeVar("T")
 PRODUCTION_URL = "https://api.splose.com/v1"
 TOKEN_VARIABLE = "SPLOSE_PLATFORM_TOKEN"
 MAX_BATCH = 500
+MAX_FILE_BATCH = 100
 MAX_AVAILABILITY_DAYS = 100
 MAX_MESSAGE_CHARS = 400
 V1_ENTITIES = ("locations", "practitioners", "services", "patients", "contacts", "appointments")
@@ -106,6 +107,13 @@ class UpsertedRecord(NamedTuple):
     action: str  # created | updated | unchanged
 
 
+class CrosswalkEntry(NamedTuple):
+    """What Splose holds for one external id: its Splose id, and the content hash last written with it."""
+
+    id: int
+    content_hash: str | None
+
+
 class RejectedRecord(NamedTuple):
     external_id: str | None
     message: str
@@ -131,6 +139,44 @@ class UpsertResult:
     @property
     def ids(self) -> dict[str, int]:
         return {record.external_id: record.id for record in self.records}
+
+
+@dataclass(frozen=True)
+class FileUpload:
+    """One file of a batch upload: how to read its bytes (a staging reader), and the fields of a single
+    upload."""
+
+    external_id: str
+    client_external_id: str
+    content: Opener
+    filename: str | None = None
+    content_type: str | None = None
+    description: str | None = None
+    created_at: str | None = None
+    sha256: str | None = None
+    content_hash: str | None = None
+
+    def manifest_entry(self, part: str) -> dict[str, str]:
+        fields = {
+            "externalId": self.external_id,
+            "clientExternalId": self.client_external_id,
+            "filename": self.filename or self.external_id,
+            "contentType": self.content_type,
+            "description": self.description,
+            "createdAt": self.created_at,
+            "sha256": self.sha256,
+            "contentHash": self.content_hash,
+            "part": part,
+        }
+        return {key: value for key, value in fields.items() if value is not None}
+
+
+@dataclass
+class FileBatchResult:
+    """Splose's answer to a file batch: ``{id, action, size, sha256}`` or a message, per external id."""
+
+    answers: dict[str, dict]
+    errors: dict[str, str]
 
 
 @dataclass(frozen=True)
@@ -414,11 +460,21 @@ class SploseImportClient:
 
     def crosswalk(self, import_id: int, entity: str) -> dict[str, int]:
         """External id -> Splose id of every ``entity`` record this source imported into the workspace."""
+        return {external_id: entry.id for external_id, entry in self.crosswalk_entries(import_id, entity).items()}
+
+    def crosswalk_entries(self, import_id: int, entity: str) -> dict[str, CrosswalkEntry]:
+        """External id -> Splose id and content hash of every ``entity`` record this source imported."""
         if entity not in CROSSWALK_ENTITIES:
             raise ValueError(f"unknown import entity {entity!r}; expected one of {list(CROSSWALK_ENTITIES)}")
         call = self._call(f"reading the {entity} crosswalk", import_id)
         pages = self._http.pages(call, f"imports/{int(import_id)}/records/{entity}", {})
-        return {row["externalId"]: int(row["id"]) for row in pages}
+        return {row["externalId"]: CrosswalkEntry(int(row["id"]), row.get("contentHash")) for row in pages}
+
+    def counts(self, import_id: int) -> dict[str, int]:
+        """How many records of this source the workspace holds, per entity (one call)."""
+        call = self._call("counting the records", import_id)
+        body = self._http.json(call, "GET", self._import_url(import_id, "counts"))
+        return {str(entity): int(count) for entity, count in (body.get("data") or {}).items()}
 
     # -- files ------------------------------------------------------------------------------------
 
@@ -434,9 +490,11 @@ class SploseImportClient:
         description: str | None = None,
         created_at: str | None = None,
         sha256: str | None = None,
+        content_hash: str | None = None,
     ) -> dict:
         """Stream one file from ``content`` (a staging reader; never held in memory); Splose checks ``sha256``
-        when given. Without ``filename`` the file is named by its external id.
+        when given and keeps ``content_hash`` with the file's crosswalk entry. Without ``filename`` the file
+        is named by its external id.
 
         Answers ``{id, action, size, sha256}``; re-sending the same file is ``unchanged``.
         """
@@ -449,6 +507,7 @@ class SploseImportClient:
             "description": description,
             "createdAt": created_at,
             "sha256": sha256,
+            "contentHash": content_hash,
         }
         parts = {key: value for key, value in fields.items() if value is not None}
         call = self._call(f"uploading file {external_id} of client {client_external_id}", import_id)
@@ -465,6 +524,37 @@ class SploseImportClient:
                 )
 
         return self._http.run(call, attempt)
+
+    def upload_files(self, import_id: int, files: list[FileUpload]) -> FileBatchResult:
+        """Several files in one request (at most ``MAX_FILE_BATCH``), each streamed from staging; each is stored
+        or refused on its own (``errors``), like the records of an upsert batch."""
+        if not 0 < len(files) <= MAX_FILE_BATCH:
+            raise ValueError(f"a file batch holds 1 to {MAX_FILE_BATCH} files, not {len(files)}")
+        manifest = [upload.manifest_entry(f"file{index}") for index, upload in enumerate(files)]
+        call = self._call(f"uploading a batch of {len(files)} files", import_id)
+        url = self._import_url(import_id, "files/batch")
+
+        def attempt() -> dict:
+            # Each attempt reopens the files: a retried batch streams every file from its first byte again.
+            with ExitStack() as stack:
+                parts: list[tuple[str, Any]] = [("manifest", json.dumps(manifest))]
+                for index, upload in enumerate(files):
+                    handle = stack.enter_context(upload.content())
+                    name = upload.filename or upload.external_id
+                    parts.append((f"file{index}", (name, handle, upload.content_type or "application/octet-stream")))
+                encoder = MultipartEncoder(parts)
+                return self._http.attempt(
+                    call, "POST", url, data=encoder, headers={"Content-Type": encoder.content_type}
+                )
+
+        body = self._http.run(call, attempt)
+        return FileBatchResult(
+            answers={str(item["externalId"]): item for item in body.get("results") or []},
+            errors={
+                str(item.get("externalId")): str(item.get("message", ""))[:MAX_MESSAGE_CHARS]
+                for item in body.get("errors") or []
+            },
+        )
 
     def _import_url(self, import_id: int, suffix: str = "") -> str:
         return self._http.url(f"imports/{int(import_id)}" + (f"/{suffix}" if suffix else ""))

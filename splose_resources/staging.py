@@ -213,6 +213,10 @@ class StagingStore(dg.ConfigurableResource):
     def write_json(self, tenant: str, name: str, value: object) -> None:
         self.storage().write_bytes(self._tenant_key(tenant, name), json.dumps(value).encode())
 
+    def names(self, tenant: str, folder: str) -> list[str]:
+        """Names of the files directly under the tenant's ``folder`` (e.g. ``splose``), sorted."""
+        return self.storage().names(self._tenant_key(tenant, folder))
+
     def has_tenant(self, tenant: str) -> bool:
         return self.storage().exists(validate_tenant(tenant))
 

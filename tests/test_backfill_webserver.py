@@ -13,20 +13,12 @@ import requests
 
 from cliniko_assets import cli
 from cliniko_assets.cli_graphql import Dagster
-from tests.dagster_server import dagster_server
+from sandbox.dagster_server import dagster_server, stop_sensor
 from tests.test_import import TOKEN, Import, splose_sandbox  # noqa: F401 (fixtures)
 from tests.test_trust import other_clinic
 
 pytestmark = pytest.mark.slow
 
-SENSOR = """
-query Sensor($selector: SensorSelector!) {
-  sensorOrError(sensorSelector: $selector) { __typename ... on Sensor { id sensorState { status } } }
-}"""
-STOP_SENSOR = """
-mutation Stop($id: String) {
-  stopSensor(id: $id) { __typename ... on StopSensorMutationResult { instigationState { status } } }
-}"""
 RESOURCE = """
 query Resource($selector: ResourceSelector!) {
   topLevelResourceDetailsOrError(resourceSelector: $selector) {
@@ -48,14 +40,6 @@ def repository(url: str) -> dict[str, str]:
     return {"repositoryName": dagster.repository, "repositoryLocationName": dagster.location}
 
 
-def stop_import_request_sensor(url: str) -> None:
-    """So that only the backfill launches runs (the sensor would launch the submitted imports too)."""
-    sensor = graphql(url, SENSOR, selector={**repository(url), "sensorName": "import_requests"})["sensorOrError"]
-    assert sensor["__typename"] == "Sensor", sensor
-    stopped = graphql(url, STOP_SENSOR, id=sensor["id"])["stopSensor"]
-    assert stopped["instigationState"]["status"] == "STOPPED"
-
-
 def test_a_cli_backfill_of_two_tenants_imports_each_completely_with_nothing_typed(
     clinic, splose_sandbox, tmp_path, monkeypatch, capsys
 ):
@@ -64,7 +48,7 @@ def test_a_cli_backfill_of_two_tenants_imports_each_completely_with_nothing_type
     imports = {imp.clinic.tenant: imp for imp in (first, second)}
     home = tmp_path / "dagster-home"
     with dagster_server(home, daemon=True) as server:
-        stop_import_request_sensor(server.url)
+        stop_sensor(server.url, "import_requests")  # only the backfill launches runs
         with dg.DagsterInstance.from_config(str(home)) as instance:
             instance.add_dynamic_partitions("tenants", sorted(imports))
         submitted = {tenant: imp.submit()["id"] for tenant, imp in imports.items()}

@@ -6,7 +6,7 @@ import dagster as dg
 import pytest
 
 from cliniko_assets import cli
-from tests.dagster_server import dagster_server, free_port
+from sandbox.dagster_server import dagster_server, free_port
 
 
 @pytest.fixture(scope="module")
@@ -56,3 +56,30 @@ def test_backfill_needs_tenants(webserver, capsys):
     with pytest.raises(SystemExit):
         cli.main(["--url", webserver.url, "backfill"])
     assert "one of the arguments --all tenants is required" in capsys.readouterr().err
+
+
+def test_status_shows_a_tenant_run_launched_from_the_asset_graph(webserver, capsys):
+    """Assets materialized from the UI run as an asset job, not import_job; a later preview is not an import."""
+    partition = {"dagster/partition": "clinic-c"}
+    with dg.DagsterInstance.from_config(str(webserver.home)) as instance:
+        instance.add_dynamic_partitions("tenants", ["clinic-c"])
+        from_graph = instance.add_run(
+            dg.DagsterRun(
+                job_name="__ASSET_JOB",
+                asset_selection={dg.AssetKey(["splose", "clients"])},
+                status=dg.DagsterRunStatus.SUCCESS,
+                tags={**partition, "splose/import_id": "41"},
+            )
+        )
+        instance.add_run(
+            dg.DagsterRun(
+                job_name="__ASSET_JOB",
+                asset_selection={dg.AssetKey(["splose", "import_preview"])},
+                status=dg.DagsterRunStatus.FAILURE,
+                tags=partition,
+            )
+        )
+
+    code, out, _ = run_cli(capsys, webserver.url, "status", "clinic-c")
+    assert code == 0
+    assert out.splitlines()[0] == f"clinic-c: import 41, run {from_graph.run_id} success"

@@ -18,7 +18,7 @@ import dagster as dg
 import pytest
 
 from cliniko_assets.monitoring import _worker_start
-from tests.dagster_server import dagster_server
+from sandbox.dagster_server import dagster_server
 from tests.test_import import Import, splose_sandbox  # noqa: F401 (fixtures)
 
 pytestmark = pytest.mark.slow

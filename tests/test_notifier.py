@@ -13,9 +13,9 @@ import pytest
 from aiosmtpd.controller import Controller
 
 from sandbox import postgres
+from sandbox.dagster_server import free_port
 from splose_resources.notifier import NotifierError, NotifierResource
 from tests.conftest import PROJECT
-from tests.dagster_server import free_port
 from tests.test_shared_limits import shared_state_url  # noqa: F401 (fixture)
 
 

@@ -22,10 +22,10 @@ import requests
 
 from sandbox import postgres
 from sandbox.admin import ClinikoSandboxAdmin
+from sandbox.dagster_server import free_port
 from sandbox.harness import running_server
 from splose_resources.shared_limits import PostgresFixedWindowLimiter, PostgresSlidingWindowLimiter, budget_name
 from tests.conftest import PROJECT
-from tests.dagster_server import free_port
 
 pytestmark = pytest.mark.postgres
 

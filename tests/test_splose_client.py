@@ -17,10 +17,14 @@ import pytest
 import requests
 from requests_toolbelt import MultipartEncoder
 
+from cliniko_assets.changes import RunCrosswalk
+from cliniko_assets.sinks import SploseSink
 from sandbox.harness import running_server
 from splose_resources import splose as splose_module
 from splose_resources.http import Secret, TransientError
 from splose_resources.splose import (
+    CrosswalkEntry,
+    FileUpload,
     SploseAuthError,
     SploseConflict,
     SploseFileTooLarge,
@@ -28,6 +32,7 @@ from splose_resources.splose import (
     SploseRequestError,
     SploseResource,
 )
+from splose_resources.staging import StagingStore
 
 PLATFORM_TOKEN = "client-test-platform-token-4f8a2c9e71"
 CLINIKO_KEY = "MS0xMjM0NTY3ODkwMTIzNDU2Nzg5MGFiY2RlZg-au2"
@@ -492,3 +497,54 @@ def test_delete_after_the_window_is_a_conflict_with_splose_message(tight_sandbox
         time.sleep(0.5)  # the window is 0.36 s
         with pytest.raises(SploseConflict, match="deadline was"):
             ws.imports.delete_import(created["id"])
+
+
+def test_a_file_batch_streams_each_file_and_answers_each_on_its_own(splose, import_id, patient, tmp_path):
+    good, other = tmp_path / "good.bin", tmp_path / "other.bin"
+    good_sha, other_sha = write_random(good, 300_000), write_random(other, 1_000)
+    files = [
+        FileUpload(
+            "batch-1", patient, partial(open, good, "rb"), filename="a.pdf", sha256=good_sha, content_hash="h-1"
+        ),
+        FileUpload("batch-2", patient, partial(open, other, "rb"), sha256="0" * 64),
+        FileUpload("batch-3", "nobody", partial(open, other, "rb")),
+    ]
+    with splose.workspace(WORKSPACE) as ws:
+        result = ws.imports.upload_files(import_id, files)
+        again = ws.imports.upload_files(import_id, files[:1])
+        entries = ws.imports.crosswalk_entries(import_id, "files")
+        counts = ws.imports.counts(import_id)
+    assert set(result.answers) == {"batch-1"} and set(result.errors) == {"batch-2", "batch-3"}
+    assert (result.answers["batch-1"]["action"], result.answers["batch-1"]["sha256"]) == ("created", good_sha)
+    assert "sha256" in result.errors["batch-2"] and "nobody" in result.errors["batch-3"]
+    assert again.answers["batch-1"]["action"] == "unchanged"
+    assert entries["batch-1"] == CrosswalkEntry(result.answers["batch-1"]["id"], "h-1")
+    assert counts["files"] == len(entries) and counts["clients"] >= 1
+    assert other_sha != "0" * 64
+
+
+def test_each_crosswalk_is_read_once_per_run_and_only_what_changed_is_sent(splose, import_id, sandbox_url, tmp_path):
+    records = contacts("once-", 3)
+
+    def sink(run_id: str, writer: str, ws) -> SploseSink:
+        return SploseSink(
+            ws.imports,
+            import_id,
+            RunCrosswalk(ws.imports, import_id, StagingStore(uri=str(tmp_path)), "crosswalk-tenant", run_id, writer),
+        )
+
+    with splose.workspace(WORKSPACE) as ws:
+        first = sink("run-1", "contacts", ws)
+        assert first.upsert("contacts", records).counts == {"created": 3}
+        first.save()
+        before = platform_stats(sandbox_url)["requests"]
+        later_step = sink("run-1", "clients", ws)  # a later step of the same run: no request at all
+        assert {f"once-{n}" for n in (1, 2, 3)} <= set(later_step.crosswalk("contacts"))
+        assert later_step.unchanged("contacts", records[0])
+        assert platform_stats(sandbox_url)["requests"] == before
+        resync = sink("run-2", "contacts", ws)  # another run reads the crosswalk again, once
+        edited = [records[0], {**records[1], "firstName": "Edited"}, records[2]]
+        result = resync.upsert("contacts", edited)
+        resync.upsert("contacts", edited)
+    assert result.counts == {"updated": 1, "unchanged": 2}
+    assert platform_stats(sandbox_url)["requests"] == before + 2  # one crosswalk read, one batch of one record

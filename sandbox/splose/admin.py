@@ -153,7 +153,7 @@ def routes(sandbox: Sandbox) -> list[Route]:
         return JSONResponse(describe_workspace(store, _workspace_id(request)))
 
     async def stats(request: Request) -> Response:
-        return JSONResponse({"keys": sandbox.limiter.stats()})
+        return JSONResponse({"keys": sandbox.limiter.stats(), "routes": sandbox.route_stats()})
 
     async def dump(request: Request) -> Response:
         workspace_id = _workspace_id(request)

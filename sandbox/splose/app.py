@@ -15,7 +15,7 @@ import json
 import math
 import threading
 import time
-from collections import defaultdict, deque
+from collections import Counter, defaultdict, deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -170,6 +170,16 @@ class Sandbox:
         self.store = Store(settings.db_path)
         self.limiter = RateLimiter(settings.rate_window)
         self._record_lock = threading.Lock()
+        self.route_counts: Counter[str] = Counter()  # API calls by "METHOD /path/{template}", for /_sandbox/stats
+
+    def count_route(self, request: Request) -> None:
+        route = request.scope.get("route")
+        with self._record_lock:
+            self.route_counts[f"{request.method} {getattr(route, 'path', request.url.path)}"] += 1
+
+    def route_stats(self) -> dict[str, int]:
+        with self._record_lock:
+            return dict(self.route_counts)
 
     def authenticate(self, request: Request) -> Caller:
         header = request.headers.get("authorization", "")
@@ -235,6 +245,8 @@ def endpoint(
     """
 
     async def wrapped(request: Request) -> Response:
+        if api:
+            sandbox.count_route(request)
         if api and sandbox.settings.latency_ms:
             await asyncio.sleep(sandbox.settings.latency_ms / 1000)
         try:

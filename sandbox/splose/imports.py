@@ -7,6 +7,7 @@ header, when sent, must be that workspace.
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from datetime import timedelta
@@ -52,6 +53,9 @@ KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+$")
 MIN_KEY_LENGTH = 20
 DEFAULT_SHARD = "au1"
 CROSSWALK_ENTITIES = (*ENTITY_SCHEMAS, "files")
+CROSSWALK_PAGE_SIZE = 10_000  # rows are three short fields: a large clinic's crosswalk in a few pages
+MAX_CONTENT_HASH = 128
+MAX_FILE_BATCH = 100
 
 
 def shard_of(key: str) -> str:
@@ -320,23 +324,35 @@ class Imports:
         return results, errors
 
     def _upsert_record(self, current: ImportRequest, entity: str, raw: Any) -> dict[str, Any]:
+        content_hash = _content_hash(raw.pop("contentHash", None) if isinstance(raw, dict) else None)
         data = validate_record(entity, raw)
         self._resolve(current, entity, data)
         external_id = data.pop("externalId")
         with self.store.savepoint():
-            object_id, action = self._upsert(current, entity, external_id, data)
+            object_id, action = self._upsert(current, entity, external_id, data, content_hash)
         return {"externalId": external_id, "id": object_id, "action": action}
 
-    def _upsert(self, current: ImportRequest, kind: str, external_id: str, data: dict[str, Any]) -> tuple[int, str]:
+    def _upsert(
+        self, current: ImportRequest, kind: str, external_id: str, data: dict[str, Any], content_hash: str | None
+    ) -> tuple[int, str]:
+        """The action is decided by the fields alone; the content hash given is kept either way."""
         existing = self.store.find_external(current.workspace_id, kind, current.source, external_id)
         if existing is None:
             object_id = self.store.insert_object(
-                current.workspace_id, kind, data, source=current.source, external_id=external_id, import_id=current.id
+                current.workspace_id,
+                kind,
+                data,
+                source=current.source,
+                external_id=external_id,
+                import_id=current.id,
+                content_hash=content_hash,
             )
             return object_id, "created"
         if existing.data == data:
+            if existing.content_hash != content_hash:
+                self.store.set_content_hash(existing.id, content_hash)
             return existing.id, "unchanged"
-        self.store.update_object(existing, data, current.id)
+        self.store.update_object(existing, data, current.id, content_hash)
         return existing.id, "updated"
 
     def _resolve(self, current: ImportRequest, entity: str, data: dict[str, Any]) -> None:
@@ -397,14 +413,22 @@ class Imports:
         page = self.store.page(
             current.workspace_id,
             entity,
-            page_size=IMPORT_PAGE_SIZE,
+            page_size=CROSSWALK_PAGE_SIZE,
             id_gt=int_param(request, "id_gt"),
             id_lt=int_param(request, "id_lt"),
             where="AND source = ? AND external_id IS NOT NULL",
             params=[current.source],
         )
-        data = [{"externalId": obj.external_id, "id": obj.id} for obj in page.rows]
+        data = [{"externalId": obj.external_id, "id": obj.id, "contentHash": obj.content_hash} for obj in page.rows]
         return JSONResponse({"data": data, "links": page_links(request, page)})
+
+    def counts(self, request: Request) -> Response:
+        """How many records of the import's source the workspace holds, per entity: one cheap call."""
+        caller = self.sandbox.import_caller(request)
+        check_query(request, set())
+        current = self._load(request, caller)
+        found = self.store.count_external(current.workspace_id, current.source)
+        return JSONResponse({"data": {entity: found.get(entity, 0) for entity in CROSSWALK_ENTITIES}})
 
     # -- files ------------------------------------------------------------------------------------
 
@@ -426,7 +450,45 @@ class Imports:
             form.discard()
 
     def _store_upload(self, current: ImportRequest, form: Form) -> Response:
-        upload = form.files.get("file")
+        return JSONResponse(self._store_file(current, form.fields, form.files.get("file")))
+
+    async def upload_batch(self, request: Request) -> Response:
+        """Several files in one multipart body: a ``manifest`` (JSON list, each entry the fields of a single
+        upload plus ``part``, the name of its file part) and the file parts. Each file is stored or refused
+        on its own, like the records of a batch."""
+        current = self._writable(request)
+        spool = self.store.files_dir / "spool"
+        spool.mkdir(parents=True, exist_ok=True)
+        try:
+            form = await read_form(request, spool, self.sandbox.settings.file_size_cap)
+        except MultipartError as error:
+            raise ApiError(400, f"Bad multipart body: {error}") from error
+        try:
+            return await run_in_threadpool(self._store_batch, current, form)
+        finally:
+            form.discard()
+
+    def _store_batch(self, current: ImportRequest, form: Form) -> Response:
+        manifest = _batch_manifest(form)
+        results: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        first_seen: dict[str, int] = {}
+        for index, entry in enumerate(manifest):
+            external_id = entry.get("externalId")
+            try:
+                _check_first_in_batch(first_seen, external_id, index)
+                fields = {k: v if isinstance(v, str) else json.dumps(v) for k, v in entry.items() if v is not None}
+                upload = form.files.get(str(fields.pop("part", "")))
+                results.append(self._store_file(current, fields, upload))
+            except RecordError as error:
+                errors.append({"externalId": echo(external_id), "message": str(error)})
+            except ApiError as error:
+                if error.status == 409:  # the import itself (deleted meanwhile): the whole batch is refused
+                    raise
+                errors.append({"externalId": echo(external_id), "message": _with_fields(error)})
+        return JSONResponse({"results": results, "errors": errors})
+
+    def _store_file(self, current: ImportRequest, given: dict[str, str], upload: UploadedFile | None) -> dict:
         if upload is None:
             raise ApiError(422, "The upload has no file part", {"file": "required"})
         if upload.over_cap:
@@ -435,7 +497,7 @@ class Imports:
                 f"File is {upload.size} bytes; the per-file size cap is {self.sandbox.settings.file_size_cap} bytes"
                 f" ({self.sandbox.settings.file_size_cap_mb:g} MB)",
             )
-        fields = _file_fields(form, upload)
+        fields = _file_fields(given, upload)
         data = {
             **{name: fields[name] for name in ("clientExternalId", "filename", "contentType", "description")},
             "createdAt": iso(parse_datetime(fields["createdAt"])) if fields["createdAt"] else None,
@@ -448,17 +510,40 @@ class Imports:
                 data["patientId"] = self._external(current, "clients", fields, "clientExternalId")
             except RecordError as error:
                 raise ApiError(422, str(error), {"clientExternalId": str(error)}) from error
-            object_id, action = self._upsert(current, "files", fields["externalId"], data)
+            object_id, action = self._upsert(current, "files", fields["externalId"], data, fields["contentHash"])
             if action != "unchanged":
                 target = self._file_path(current.workspace_id, object_id)
                 target.parent.mkdir(parents=True, exist_ok=True)
                 shutil.move(upload.path, target)
-        return JSONResponse({"id": object_id, "action": action, "size": upload.size, "sha256": upload.sha256})
+        return {
+            "externalId": fields["externalId"],
+            "id": object_id,
+            "action": action,
+            "size": upload.size,
+            "sha256": upload.sha256,
+        }
 
 
-def _file_fields(form: Form, upload: UploadedFile) -> dict[str, Any]:
+def _batch_manifest(form: Form) -> list[dict[str, Any]]:
+    try:
+        manifest = json.loads(form.fields.get("manifest", ""))
+    except ValueError as error:
+        raise ApiError(422, "The batch has no manifest: a JSON list of files", {"manifest": "required"}) from error
+    if not isinstance(manifest, list) or not all(isinstance(entry, dict) for entry in manifest):
+        raise ApiError(422, "The manifest must be a JSON list of objects", {"manifest": "must be a list"})
+    if len(manifest) > MAX_FILE_BATCH:
+        raise ApiError(413, f"At most {MAX_FILE_BATCH} files per batch; this one has {len(manifest)}")
+    return manifest
+
+
+def _with_fields(error: ApiError) -> str:
+    return f"{error.message} {json.dumps(error.errors, sort_keys=True)}" if error.errors else error.message
+
+
+def _file_fields(form_fields: dict[str, str], upload: UploadedFile) -> dict[str, Any]:
     """The upload's form fields, checked like a record (an empty field is an absent one)."""
-    given: dict[str, Any] = {name: value for name, value in form.fields.items() if value != ""}
+    given: dict[str, Any] = {name: value for name, value in form_fields.items() if value != ""}
+    content_hash = given.pop("contentHash", None)
     given.setdefault("filename", upload.filename)
     given.setdefault("contentType", upload.content_type or "application/octet-stream")
     try:
@@ -469,7 +554,20 @@ def _file_fields(form: Form, upload: UploadedFile) -> dict[str, Any]:
         raise ApiError(
             422, "Checksum mismatch", {"sha256": f"the received bytes hash to {upload.sha256}, not {fields['sha256']}"}
         )
+    try:
+        fields["contentHash"] = _content_hash(content_hash)
+    except RecordError as error:
+        raise ApiError(422, f"The file upload is invalid: {error}", {"contentHash": str(error)}) from error
     return fields
+
+
+def _content_hash(value: Any) -> str | None:
+    """The client's fingerprint of a record as it sent it: opaque to Splose, kept with the crosswalk entry."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 0 < len(value) <= MAX_CONTENT_HASH:
+        raise RecordError(f"contentHash: {shown(value)} is not a string of 1 to {MAX_CONTENT_HASH} characters")
+    return value
 
 
 def _check_first_in_batch(first_seen: dict[str, int], external_id: Any, index: int) -> None:
@@ -508,5 +606,7 @@ def routes(sandbox: Sandbox) -> list[Route]:
         route("/imports/{id}/credentials", api.credentials, "GET"),
         route("/imports/{id}/records/{entity}", api.put_records, "PUT"),
         route("/imports/{id}/records/{entity}", api.crosswalk, "GET"),
+        route("/imports/{id}/counts", api.counts, "GET"),
         route("/imports/{id}/files", api.upload, "POST"),
+        route("/imports/{id}/files/batch", api.upload_batch, "POST"),
     ]

@@ -40,7 +40,8 @@ CREATE TABLE IF NOT EXISTS objects (
     source TEXT,
     external_id TEXT,
     import_id INTEGER,
-    history TEXT NOT NULL DEFAULT '[]'
+    history TEXT NOT NULL DEFAULT '[]',
+    content_hash TEXT
 );
 CREATE UNIQUE INDEX IF NOT EXISTS objects_upsert_key ON objects(workspace_id, kind, source, external_id);
 CREATE INDEX IF NOT EXISTS objects_paging ON objects(workspace_id, kind, id);
@@ -94,6 +95,7 @@ class StoredObject:
     external_id: str | None
     import_id: int | None
     history: list[dict[str, Any]]
+    content_hash: str | None = None
 
     @classmethod
     def from_row(cls, row: sqlite3.Row) -> StoredObject:
@@ -109,6 +111,7 @@ class StoredObject:
             external_id=row["external_id"],
             import_id=row["import_id"],
             history=json.loads(row["history"]),
+            content_hash=row["content_hash"],
         )
 
     def dump(self) -> dict[str, Any]:
@@ -123,6 +126,7 @@ class StoredObject:
             "externalId": self.external_id,
             "importId": self.import_id,
             "history": self.history,
+            "contentHash": self.content_hash,
         }
 
 
@@ -183,6 +187,9 @@ class Store:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(SCHEMA)
+        columns = {row["name"] for row in self._db.execute("PRAGMA table_info(objects)")}
+        if "content_hash" not in columns:  # a database written before content hashes were kept
+            self._db.execute("ALTER TABLE objects ADD COLUMN content_hash TEXT")
 
     def transaction(self) -> _Transaction:
         return _Transaction(self)
@@ -239,12 +246,13 @@ class Store:
         external_id: str | None = None,
         import_id: int | None = None,
         created_at: str | None = None,
+        content_hash: str | None = None,
     ) -> int:
         now = iso(utc_now())
         history = [{"importId": import_id, "action": "created", "at": now}] if import_id else []
         return self.execute(
             "INSERT INTO objects (workspace_id, kind, data, archived, created_at, updated_at, source,"
-            " external_id, import_id, history) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " external_id, import_id, history, content_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 workspace_id,
                 kind,
@@ -256,16 +264,31 @@ class Store:
                 external_id,
                 import_id,
                 json.dumps(history),
+                content_hash,
             ),
         )
 
-    def update_object(self, obj: StoredObject, data: dict[str, Any], import_id: int) -> None:
+    def update_object(
+        self, obj: StoredObject, data: dict[str, Any], import_id: int, content_hash: str | None = None
+    ) -> None:
         now = iso(utc_now())
         history = [*obj.history, {"importId": import_id, "action": "updated", "at": now}]
         self.execute(
-            "UPDATE objects SET data = ?, archived = ?, updated_at = ?, history = ? WHERE id = ?",
-            (json.dumps(data), int(bool(data.get("archived"))), now, json.dumps(history), obj.id),
+            "UPDATE objects SET data = ?, archived = ?, updated_at = ?, history = ?, content_hash = ? WHERE id = ?",
+            (json.dumps(data), int(bool(data.get("archived"))), now, json.dumps(history), content_hash, obj.id),
         )
+
+    def set_content_hash(self, object_id: int, content_hash: str | None) -> None:
+        self.execute("UPDATE objects SET content_hash = ? WHERE id = ?", (content_hash, object_id))
+
+    def count_external(self, workspace_id: str, source: str) -> dict[str, int]:
+        """Records of ``source`` in the workspace (those with an external id), by kind."""
+        rows = self.query(
+            "SELECT kind, COUNT(*) AS n FROM objects WHERE workspace_id = ? AND source = ?"
+            " AND external_id IS NOT NULL GROUP BY kind",
+            (workspace_id, source),
+        )
+        return {row["kind"]: row["n"] for row in rows}
 
     def get_object(self, workspace_id: str, kind: str, object_id: int) -> StoredObject | None:
         row = self.query_one(

@@ -53,7 +53,47 @@ def test_file_upload_checks_the_checksum_and_is_idempotent(workspace):
         ("att1", "image/tiff", len(content) + 1)
     ]
     crosswalk = workspace.platform.get(f"{workspace.splose.url}/v1/imports/{imp['id']}/records/files", timeout=5)
-    assert crosswalk.json()["data"] == [{"externalId": "att1", "id": created.json()["id"]}]
+    assert crosswalk.json()["data"] == [{"externalId": "att1", "id": created.json()["id"], "contentHash": None}]
+
+
+def upload_batch(workspace, import_id: int, entries: list[dict], contents: dict[str, bytes]) -> requests.Response:
+    files = {
+        part: (f"{part}.bin", io.BytesIO(content), "application/octet-stream") for part, content in contents.items()
+    }
+    return workspace.platform.post(
+        f"{workspace.splose.url}/v1/imports/{import_id}/files/batch",
+        data={"manifest": json.dumps(entries)},
+        files=files,
+        timeout=60,
+    )
+
+
+def test_a_file_batch_stores_or_refuses_each_file_on_its_own(workspace):
+    imp = with_client(workspace)
+    good, other = b"first file" * 1000, b"second"
+    entries = [
+        {"externalId": "f1", "clientExternalId": "1", "part": "a", "sha256": hashlib.sha256(good).hexdigest(),
+         "contentHash": "h1"},
+        {"externalId": "f2", "clientExternalId": "1", "part": "b", "sha256": "0" * 64},
+        {"externalId": "f3", "clientExternalId": "nobody", "part": "b"},
+        {"externalId": "f4", "clientExternalId": "1", "part": "missing"},
+        {"externalId": "f1", "clientExternalId": "1", "part": "b"},
+    ]  # fmt: skip
+    answer = upload_batch(workspace, imp["id"], entries, {"a": good, "b": other})
+    assert answer.status_code == 200, answer.text
+    body = answer.json()
+    assert [(r["externalId"], r["action"], r["size"]) for r in body["results"]] == [("f1", "created", len(good))]
+    errors = {e["externalId"]: e["message"] for e in body["errors"]}
+    assert set(errors) == {"f2", "f3", "f4", "f1"}
+    assert "sha256" in errors["f2"] and "nobody" in errors["f3"] and "file" in errors["f4"]
+    assert "more than once" in errors["f1"]
+    again = upload_batch(workspace, imp["id"], entries[:1], {"a": good}).json()
+    assert [r["action"] for r in again["results"]] == ["unchanged"]
+    crosswalk = workspace.platform.get(f"{workspace.splose.url}/v1/imports/{imp['id']}/records/files", timeout=5)
+    assert [(row["externalId"], row["contentHash"]) for row in crosswalk.json()["data"]] == [("f1", "h1")]
+    too_many = [{"externalId": str(n), "clientExternalId": "1", "part": "a"} for n in range(101)]
+    assert upload_batch(workspace, imp["id"], too_many, {"a": good}).status_code == 413
+    assert upload_batch(workspace, imp["id"], [], {"a": good}).json() == {"results": [], "errors": []}
 
 
 def test_file_over_the_size_cap_is_413(start_splose):

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import requests
 
+from sandbox.splose.imports import CROSSWALK_PAGE_SIZE
+from sandbox.splose.schemas import ENTITY_SCHEMAS
 from tests.splose_sandbox.conftest import CLINIKO_KEY
 
 
@@ -323,20 +325,49 @@ def test_progress_notes_keep_structure_and_refuse_unsafe_html(workspace):
     assert stored["data"]["templateId"] == workspace.dump("progressNoteTemplates")[0]["id"]
 
 
-def test_crosswalk_pages_through_every_external_id(splose, workspace):
+def test_crosswalk_pages_through_every_external_id_with_its_content_hash(splose, workspace):
     imp = workspace.start_import()
     created = []
-    for start in (0, 500):
-        batch = [client(str(n)) for n in range(start, start + 500)]
+    for start in range(0, CROSSWALK_PAGE_SIZE + 500, 500):
+        batch = [{**client(str(n)), "contentHash": f"h{n}"} for n in range(start, start + 500)]
         created += workspace.upsert(imp["id"], "clients", batch)["results"]
     url = f"{splose.url}/v1/imports/{imp['id']}/records/clients"
-    first = workspace.platform.get(url, timeout=10).json()
-    assert len(first["data"]) == 500
-    second = workspace.platform.get(first["links"]["nextPage"], timeout=10).json()
+    first = workspace.platform.get(url, timeout=30).json()
+    assert len(first["data"]) == CROSSWALK_PAGE_SIZE
+    second = workspace.platform.get(first["links"]["nextPage"], timeout=30).json()
     assert "nextPage" not in second["links"]
     walked = first["data"] + second["data"]
-    assert walked == [{"externalId": row["externalId"], "id": row["id"]} for row in created]
+    expected = [
+        {"externalId": row["externalId"], "id": row["id"], "contentHash": f"h{row['externalId']}"} for row in created
+    ]
+    assert walked == expected
     workspace.finish(imp["id"])
     later = workspace.start_import()
-    seen_by_later = workspace.platform.get(f"{splose.url}/v1/imports/{later['id']}/records/clients", timeout=10)
+    seen_by_later = workspace.platform.get(f"{splose.url}/v1/imports/{later['id']}/records/clients", timeout=30)
     assert seen_by_later.json()["data"] == first["data"]
+
+
+def test_a_content_hash_is_kept_with_the_crosswalk_and_never_decides_the_action(splose, workspace):
+    imp = workspace.start_import()
+    url = f"{splose.url}/v1/imports/{imp['id']}/records/clients"
+    first = workspace.upsert(imp["id"], "clients", [{**client("a"), "contentHash": "one"}, client("b")])
+    assert [r["action"] for r in first["results"]] == ["created", "created"]
+    again = workspace.upsert(imp["id"], "clients", [{**client("a"), "contentHash": "two"}])
+    assert [r["action"] for r in again["results"]] == ["unchanged"]
+    bad = workspace.upsert(
+        imp["id"], "clients", [{**client("c"), "contentHash": "x" * 129}, {**client("d"), "contentHash": 7}]
+    )
+    assert [e["externalId"] for e in bad["errors"]] == ["c", "d"] and all(
+        "contentHash" in e["message"] for e in bad["errors"]
+    )
+    rows = workspace.platform.get(url, timeout=10).json()["data"]
+    assert {row["externalId"]: row["contentHash"] for row in rows} == {"a": "two", "b": None}
+
+
+def test_counts_give_every_entity_of_the_source_in_one_call(splose, workspace):
+    imp = workspace.start_import()
+    workspace.upsert(imp["id"], "clients", [client("a"), client("b")])
+    body = workspace.platform.get(f"{splose.url}/v1/imports/{imp['id']}/counts", timeout=10).json()
+    assert body["data"]["clients"] == 2
+    assert body["data"]["appointments"] == body["data"]["files"] == 0
+    assert set(body["data"]) == {*ENTITY_SCHEMAS, "files"}

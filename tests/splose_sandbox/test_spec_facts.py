@@ -83,3 +83,13 @@ def test_stripping_keeps_fields_named_like_keywords_and_values_as_they_are():
         "description": {"type": "string"},
         "summary": {"type": "string", "default": {"description": "kept"}},
     }
+
+
+def test_the_import_api_additions_stay_out_of_the_public_v1_spec():
+    """Content hashes, counts and file batches are the import API's (tests/splose_sandbox/test_import_api.py):
+    the published v1 spec, which the sandbox's v1 layer follows, has none of them."""
+    facts = load_facts()
+    text = FACTS_PATH.read_text()
+    assert "contentHash" not in text and "/counts" not in text and "/files/batch" not in text
+    assert not any(path.startswith("/imports") for path in facts["paths"])
+    assert {resource.path for resource in RESOURCES} <= set(facts["paths"])

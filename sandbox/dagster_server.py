@@ -1,4 +1,4 @@
-"""A real Dagster webserver (and, when asked, the daemon) on loopback, for CLI and UI tests."""
+"""A real Dagster webserver (and, when asked, the daemon) on loopback, for the CLI and UI tests and the UI tour."""
 
 from __future__ import annotations
 
@@ -16,8 +16,18 @@ from pathlib import Path
 
 import requests
 
+from cliniko_assets.cli_graphql import Dagster
+
 PROJECT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+SENSOR = """
+query Sensor($selector: SensorSelector!) {
+  sensorOrError(sensorSelector: $selector) { __typename ... on Sensor { id } }
+}"""
+STOP_SENSOR = """
+mutation Stop($id: String) {
+  stopSensor(id: $id) { __typename ... on StopSensorMutationResult { instigationState { status } } }
+}"""
 
 
 @dataclass
@@ -61,6 +71,18 @@ def dagster_server(home: Path, *, daemon: bool = False, env: dict[str, str] | No
         yield DagsterServer(url=url, home=home, log=log)
     finally:
         _stop(process)
+
+
+def stop_sensor(url: str, name: str) -> None:
+    """Stop a sensor as its switch in the UI does (so that only what a caller launches runs)."""
+    dagster = Dagster.connect(url)
+    selector = {"repositoryName": dagster.repository, "repositoryLocationName": dagster.location, "sensorName": name}
+    sensor = dagster.query(SENSOR, selector=selector)["sensorOrError"]
+    if sensor["__typename"] != "Sensor":
+        raise RuntimeError(f"No sensor {name} on {url}: {sensor}")
+    stopped = dagster.query(STOP_SENSOR, id=sensor["id"])["stopSensor"]
+    if stopped.get("instigationState", {}).get("status") != "STOPPED":
+        raise RuntimeError(f"Sensor {name} on {url} did not stop: {stopped}")
 
 
 def _wait_until_loaded(url: str, process: subprocess.Popen, log: Path, timeout: float = 180) -> None:

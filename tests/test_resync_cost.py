@@ -1,0 +1,107 @@
+"""A re-sync costs what changed: Splose and Cliniko requests of an import of a tiny clinic, counted by the
+sandboxes themselves (per route), for a first import, an unchanged re-sync and a re-sync with a few changes."""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+
+import pytest
+import requests
+
+from cliniko_assets.file_loads import FILES_PER_BATCH
+from tests.test_import import Import, _rows, splose_sandbox, tiny_import  # noqa: F401 (fixtures)
+
+UNCHANGED_SPLOSE_LIMIT = 30
+FILE_BATCHES = "POST /v1/imports/{id}/files/batch"
+BATCH = 500
+# Cliniko deletes these without a trace: each sync asks their count (one request more) to find removals.
+COUNT_CHECKED = ("/v1/contacts", "/v1/patient_attachments")
+
+
+def over_one_per_route(cliniko: Counter) -> dict[str, int]:
+    """Routes asked more than once (a fetch by id is one route per id; a count check is its own request)."""
+    return {path: n for path, n in cliniko.items() if n > 1 + (path in COUNT_CHECKED) and not path.endswith("/:id")}
+
+
+def splose_routes(url: str) -> Counter:
+    response = requests.get(f"{url}/_sandbox/stats", timeout=30)
+    response.raise_for_status()
+    return Counter(response.json()["routes"])
+
+
+def cliniko_paths(clinic) -> Counter:
+    return Counter(clinic.admin.stats()["keys"].get(f"{clinic.account}/admin", {}).get("paths", {}))
+
+
+class Costs:
+    """Requests each sandbox answered for one run of the import."""
+
+    def __init__(self, tiny_import: Import) -> None:
+        self.tiny_import = tiny_import
+
+    def run(self, instance, request: dict) -> tuple[dict, Counter, Counter]:
+        splose_before = splose_routes(self.tiny_import.url)
+        cliniko_before = cliniko_paths(self.tiny_import.clinic)
+        result = self.tiny_import.run(instance, request)
+        assert result.success
+        splose = splose_routes(self.tiny_import.url) - splose_before
+        cliniko = cliniko_paths(self.tiny_import.clinic) - cliniko_before
+        return _rows(result), splose, cliniko
+
+
+@pytest.fixture
+def costs(tiny_import) -> Costs:
+    return Costs(tiny_import)
+
+
+def test_an_unchanged_resync_sends_nothing_and_costs_a_few_requests(tiny_import, costs, instance):
+    request = tiny_import.submit()
+    first_rows, first, _ = costs.run(instance, request)
+    assert first_rows["files"]["created"] == first_rows["files"]["loaded"] > 0
+    assert first[FILE_BATCHES] == math.ceil(first_rows["files"]["loaded"] / FILES_PER_BATCH)
+    stored_before = {f["externalId"]: f["updatedAt"] for f in tiny_import.dump("files")}
+
+    rows, splose, cliniko = costs.run(instance, request)
+
+    assert sum(splose.values()) <= UNCHANGED_SPLOSE_LIMIT, dict(splose)
+    assert splose["PUT /v1/imports/{id}/records/{entity}"] == 0, dict(splose)
+    assert splose[FILE_BATCHES] == splose["POST /v1/imports/{id}/files"] == 0, "file bytes were uploaded again"
+    assert over_one_per_route(cliniko) == {}, dict(cliniko)
+    assert [path for path in cliniko if path.endswith("/content")] == [], "attachment bytes were downloaded again"
+    print(f"unchanged re-sync: Splose {sum(splose.values())} {dict(splose)}; Cliniko {sum(cliniko.values())}")
+    for name, row in rows.items():
+        assert (row["created"], row["updated"]) == (0, 0), name
+        assert row["unchanged"] == first_rows[name]["loaded"], name
+        assert row["unaccounted"] == 0, name
+    assert {f["externalId"]: f["updatedAt"] for f in tiny_import.dump("files")} == stored_before
+
+
+@pytest.mark.slow
+def test_a_resync_with_a_few_changes_sends_only_those(tiny_import, costs, instance):
+    request = tiny_import.submit()
+    first_rows, _, _ = costs.run(instance, request)
+    clinic = tiny_import.clinic
+    changed = clinic.admin.mutate(
+        clinic.account, seed=3, updates=4, deletes=1, resources=["patients", "individual_appointments"]
+    )["changed"]
+    changed_records = sum(len(ids) for kinds in changed.values() for ids in kinds.values())
+    assert changed_records >= 3
+
+    rows, splose, cliniko = costs.run(instance, request)
+
+    changed_files = rows["files"]["created"] + rows["files"]["updated"]
+    allowed = 2 * (changed_records / BATCH + changed_files + UNCHANGED_SPLOSE_LIMIT)
+    assert sum(splose.values()) <= allowed, dict(splose)
+    assert changed_files == 0
+    sent = sum(row["created"] + row["updated"] for row in rows.values())
+    assert 0 < sent <= changed_records
+    # A patient deleted in Cliniko is reported as such, never as loaded or lost.
+    deleted_patients = len(changed.get("patients", {}).get("deleted", []))
+    deleted_before = first_rows["clients"]["skipped_by_reason"].get("deleted in Cliniko", 0)
+    assert rows["clients"]["skipped_by_reason"].get("deleted in Cliniko", 0) == deleted_before + deleted_patients
+    for name, row in rows.items():
+        assert row["unaccounted"] == 0, name
+        assert row["cliniko"] == row["loaded"] + row["skipped"] + row["rejected"], name
+    assert over_one_per_route(cliniko) == {}, dict(cliniko)
+    print(f"re-sync with {changed_records} changed: Splose {sum(splose.values())} {dict(splose)}")
