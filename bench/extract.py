@@ -44,7 +44,7 @@ def child_pipeline(window: float, concurrency: int) -> dict:
     import dagster as dg
 
     from cliniko_assets.definitions import cliniko_resource, staging_resource
-    from cliniko_assets.extract import cliniko_extract
+    from cliniko_assets.extract import ExtractionSettings, extract_assets
     from cliniko_assets.mapping import ImportRequestResource
     from splose_resources.splose import SploseResource
 
@@ -52,11 +52,12 @@ def child_pipeline(window: float, concurrency: int) -> dict:
         instance.add_dynamic_partitions("tenants", [TENANT])
         started = time.monotonic()
         result = dg.materialize(
-            [cliniko_extract],
+            extract_assets,
             instance=instance,
             partition_key=TENANT,
             resources={
                 "cliniko": cliniko_resource(window_seconds=window, concurrency=concurrency),
+                "extraction": ExtractionSettings(),
                 "staging": staging_resource(),
                 "splose": SploseResource(),  # a local development run: Splose is never asked
                 "import_request": ImportRequestResource(local_development=True),

@@ -28,7 +28,9 @@ key and what the splose/* materializations report. Printed per scale:
 
 Then, per scale, CPU and memory (a second table):
 
-- ``extract CPU s/1k``: CPU seconds of the import's ``cliniko_extract`` step per 1,000 records it fetched;
+- ``extract CPU s/1k``: CPU seconds of the import's extraction steps per 1,000 records they fetched (with
+  ``--in-process`` only: by default the steps run side by side in processes of their own and both CPU
+  columns show 0);
   ``load CPU s/1k written``: CPU seconds of every other step (mapping, loads, report) per 1,000 Splose
   records written. Both are read off the child's CPU time, sampled every 0.1 s, at each step's start and end;
 - ``process CPU s``: the child's whole CPU time (start-up and imports included), ``RSS MB`` its peak RSS,
@@ -67,6 +69,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import secrets
 import sys
@@ -90,20 +93,21 @@ ACCOUNT = "bench"
 CLINIKO_LIMIT = 200
 CLINIKO_LATENCY_MS = 150.0
 CLINIKO_JITTER_MS = 50.0
+STEPS_VARIABLE = "BENCH_LOAD_STEPS"  # "in-process": the import's steps one at a time in the child
 
 
 def child_import(window: float, concurrency: int, outbox: str, resync: str) -> dict:
     """Run the import job: built by the import-request sensor (a first import), or for import ``resync`` (a
     re-sync of it, incremental, on the same instance and staging); everything it reports, as JSON."""
     import dagster as dg
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
 
-    from cliniko_assets.definitions import cliniko_resource, defs, splose_resource
+    from cliniko_assets.definitions import defs, splose_resource
     from cliniko_assets.sensors import import_requests, run_config_for
-    from splose_resources.notifier import NotifierResource
 
     splose = splose_resource(window_seconds=window)
     with dg.DagsterInstance.get() as instance:  # the bench's own DAGSTER_HOME: cursors survive for re-syncs
-        started = time.monotonic()
+        started_epoch, started = time.time(), time.monotonic()
         if resync:
             partition_key, tags = f"bench-{resync.split(':')[0]}", {}
             run_config = run_config_for({"id": resync.split(":")[1]})
@@ -114,29 +118,28 @@ def child_import(window: float, concurrency: int, outbox: str, resync: str) -> d
             (run_request,) = sensor_result.run_requests
             partition_key, tags = run_request.partition_key, run_request.tags
             run_config = dict(run_request.run_config)
-            run_config["ops"] = {"cliniko_extract": {"config": {"full_refresh": True}}}
+            run_config["resources"] = {**run_config["resources"], "extraction": {"config": {"full_refresh": True}}}
         run_config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
-        clock = CpuClock().start()
-        result = defs.resolve_job_def("import_job").execute_in_process(
-            instance=instance,
-            partition_key=partition_key,
-            run_config=run_config,
-            tags=tags,
-            raise_on_error=False,
-            resources={
-                "cliniko": cliniko_resource(window_seconds=window, concurrency=concurrency),
-                "splose": splose,
-                "notifier": NotifierResource(outbox=outbox),
-            },
-        )
-        clock.stop()
-        step_cpu = clock.steps(instance.all_logs(result.run_id))
+        run_config["resources"] = {**run_config["resources"], **_budgets(window, concurrency, outbox)}
+        tags = {**tags, "dagster/partition": partition_key}
+        if os.environ.get(STEPS_VARIABLE) == "in-process":  # one step at a time: each step's CPU is this process's
+            clock = CpuClock().start()
+            result = defs.resolve_job_def("import_job").execute_in_process(
+                instance=instance, run_config=run_config, tags=tags, raise_on_error=False
+            )
+            clock.stop()
+            step_cpu, events, success = clock.steps(instance.all_logs(result.run_id)), result.all_events, result.success
+        else:  # the job's own executor: its steps side by side, each in a process of its own
+            code_location = ReconstructableRepository.for_module("cliniko_assets.definitions", "defs", str(PROJECT))
+            job = code_location.get_reconstructable_job("import_job")
+            with dg.execute_job(job, instance=instance, run_config=run_config, tags=tags) as result:
+                step_cpu, events, success = {}, list(result.all_events), result.success
         elapsed = time.monotonic() - started
     written: dict[str, int] = {}
     extracted = 0
     sent: dict[str, int] = {}  # created + updated: what Splose had to take (unchanged records are not sent)
     failures = []
-    for event in result.all_events:
+    for event in events:
         if event.event_type_value == "STEP_FAILURE":
             failures.append(f"{event.step_key}: {event.event_specific_data.error.message.strip()[:300]}")
         if event.event_type_value != "ASSET_MATERIALIZATION":
@@ -152,16 +155,48 @@ def child_import(window: float, concurrency: int, outbox: str, resync: str) -> d
                 name = prefix.rstrip("_") or materialization.asset_key.path[-1]
                 written[name] = sum(int(meta[f"{prefix}{action}"]) for action in ("created", "updated", "unchanged"))
                 sent[name] = int(meta[f"{prefix}created"]) + int(meta[f"{prefix}updated"])
+    extracting = {"cliniko_extract", "cliniko_attachments"}
     return {
+        "started_epoch": started_epoch,
         "seconds": elapsed,
         "written": written,
         "sent": sent,
-        "success": result.success,
+        "success": success,
         "failures": failures,
         "extracted": extracted,
-        "extract_cpu": step_cpu.get("cliniko_extract", 0.0),
-        "load_cpu": sum(cpu for step, cpu in step_cpu.items() if step != "cliniko_extract"),
+        "extract_cpu": sum(cpu for step, cpu in step_cpu.items() if step in extracting),
+        "load_cpu": sum(cpu for step, cpu in step_cpu.items() if step not in extracting),
     }
+
+
+def _budgets(window: float, concurrency: int, outbox: str) -> dict:
+    """The resources' budgets and outbox for the bench, as run config (which replaces the code location's
+    configuration of a resource: its URLs and token are given again)."""
+    return {
+        "cliniko": {
+            "config": {"api_url": {"env": "CLINIKO_API_URL"}, "window_seconds": window, "concurrency": concurrency}
+        },
+        "splose": {
+            "config": {
+                "api_url": {"env": "SPLOSE_API_URL"},
+                "platform_token": {"env": "SPLOSE_PLATFORM_TOKEN"},
+                "window_seconds": window,
+            }
+        },
+        "notifier": {"config": {"outbox": outbox}},
+    }
+
+
+def budget_floor(requests_needed: int, started_epoch: float, window: float, limit: int = CLINIKO_LIMIT) -> float:
+    """The least time, from the run's start, in which Cliniko's fixed windows let ``requests_needed`` through.
+
+    Windows are aligned to the epoch (as the sandbox's and Cliniko's are) and each admits ``limit``
+    requests; the run may spend the rest of the window it starts in at once. The last request can go no
+    earlier than the opening of window number ceil(requests / limit), counting the one the run starts in.
+    """
+    windows = math.ceil(requests_needed / limit)
+    first_window_start = math.floor(started_epoch / window) * window
+    return max(0.0, first_window_start + (windows - 1) * window - started_epoch)
 
 
 def report_progress(admin: ClinikoSandboxAdmin, scale: str, window: float, every: float, stop: threading.Event) -> None:
@@ -237,7 +272,7 @@ def bench_scale(scale: str, time_scale: float, concurrency: int, splose_latency_
     if not child["success"]:
         print(f"[{scale}] the import run FAILED:", *child["failures"], sep="\n  ", flush=True)
     cliniko_requests = key_stats["total"]
-    floor = cliniko_requests / CLINIKO_LIMIT * window
+    floor = budget_floor(cliniko_requests, child["started_epoch"], window)
     written = sum(child["written"].values())
     return {
         "scale": scale,
@@ -300,6 +335,12 @@ def main() -> None:
     parser.add_argument("--concurrency", type=int, default=6, help="ClinikoResource.concurrency (its default: 6)")
     parser.add_argument("--splose-latency-ms", type=float, default=0.0, help="real-time Splose latency (scaled)")
     parser.add_argument("--json", action="store_true", help="also print each row as JSON")
+    parser.add_argument(
+        "--in-process",
+        action="store_true",
+        help="run the import's steps one at a time in one process (no overlap), which the CPU table's per-step "
+        "figures need; by default they run side by side, as the code location runs them",
+    )
     parser.add_argument("--progress", type=float, default=60.0, help="seconds between progress lines (0: none)")
     parser.add_argument(
         "--cpu-contenders",
@@ -307,6 +348,8 @@ def main() -> None:
         help="extractions of bench/cpu.py run against each scale's clinic for the CPU table ('' for none)",
     )
     args = parser.parse_args()
+    if args.in_process:
+        os.environ[STEPS_VARIABLE] = "in-process"
     rows = []
     for scale in args.scales.split(","):
         rows.append(bench_scale(scale, args.large_time_scale if scale == "large" else 1.0, args.concurrency,
@@ -325,9 +368,10 @@ def main() -> None:
             f"{r['cliniko_429']:>5}/{r['splose_429']:<4}{r['peak_rss_mb']:>8.0f}  {'ok' if r['success'] else 'FAILED'}"
         )
     print_splose_requests(rows)
-    print("\n(floor = Cliniko requests / 200 per minute, in the run's time units; ratio = e2e / floor, both measured")
-    print(" above in this run. Time-scaled rows divide every budget window and latency by the factor: their rec/s,")
-    print(" e2e s and floor s are in scaled time; e2e real s = e2e s x factor.)")
+    print("\n(floor = from the run's start to the opening of the window its last Cliniko request needs, at 200 per")
+    print(" fixed window, the window it starts in counted from its start; ratio = e2e / floor, both measured above in")
+    print(" this run. Time-scaled rows divide every budget window and latency by the factor: their rec/s, e2e s and")
+    print(" floor s are in scaled time; e2e real s = e2e s x factor.)")
     contenders = tuple(c for c in args.cpu_contenders.split(",") if c)
     print_cpu(rows, {r["scale"]: cpu.run(r["scale"], 1, None, contenders) for r in rows} if contenders else {})
 
@@ -343,7 +387,8 @@ def print_cpu(rows: list[dict], others: dict[str, dict[str, dict]]) -> None:
                 f"{r['process_cpu']:>15.1f}{r['peak_rss_mb']:>8.0f}")  # fmt: skip
         for name in names:
             other = cpu.per_thousand(others[r["scale"]][name], "work_cpu")
-            line += f"{other:>16.3f}{other / r['extract_cpu_per_1k']:>6.2f}x"
+            extract = r["extract_cpu_per_1k"]  # 0 when the steps ran side by side (not measured per step)
+            line += f"{other:>16.3f}" + (f"{other / extract:>6.2f}x" if extract else f"{'-':>7}")
         print(line)
     if len(rows) > 1:
         first, last = rows[0], rows[-1]

@@ -16,7 +16,7 @@ import re
 from collections.abc import Iterable, Mapping
 from typing import Protocol
 
-from cliniko_assets.extraction import FILE_KEPT_FAILING, FILE_NOT_FOUND, FILE_SIZE_DIFFERS
+from cliniko_assets.attachments import FILE_KEPT_FAILING, FILE_NOT_FOUND, FILE_SIZE_DIFFERS
 from splose_resources.cliniko import FILE_MISSING, FILE_REFUSED
 
 EXPECTED = "expected"  # the clinic's choice, or explained by Cliniko: reported, not a warning

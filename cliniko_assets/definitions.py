@@ -9,7 +9,7 @@ import os
 
 import dagster as dg
 
-from cliniko_assets.extract import cliniko_extract
+from cliniko_assets.extract import ExtractionSettings, extract_assets
 from cliniko_assets.jobs import extract_job, import_job, preview_job
 from cliniko_assets.load import load_assets, splose_mapping
 from cliniko_assets.mapping import ImportRequestResource
@@ -73,12 +73,13 @@ def notifier_resource() -> NotifierResource:
 
 
 defs = dg.Definitions(
-    assets=[cliniko_extract, splose_mapping, *load_assets, import_report, import_preview],
+    assets=[*extract_assets, splose_mapping, *load_assets, import_report, import_preview],
     jobs=[import_job, extract_job, preview_job, undo_import_job, purge_deleted_imports_job],
     sensors=[import_requests, import_failed, stale_queued_runs],
     schedules=[nightly_resync, purge_deleted_imports_schedule],
     resources={
         "cliniko": cliniko_resource(),
+        "extraction": ExtractionSettings(),
         "staging": staging_resource(),
         "splose": splose_resource(),
         "import_request": ImportRequestResource(),

@@ -1,8 +1,12 @@
-"""The fourteen ``cliniko/<resource>`` assets: one step per tenant extracts the selected resources.
+"""The fourteen ``cliniko/<resource>`` assets, each with its own materialization, metadata and cursor.
 
-They are one ``multi_asset`` (``can_subset=True``) so that a tenant's whole extraction runs in one
-process and shares one request budget, while each resource is still its own asset with its own
-materialization, metadata and cursor.
+They are extracted by two steps (``multi_asset``, ``can_subset=True``), in an order that is lineage in
+the graph (:data:`AFTER`). ``cliniko_extract`` stages everything the mapping and the loads but one need:
+its resources share one pool of workers, and a resource other records point at is completed, once they
+are staged, with what they point at and no list returned (so it depends on them). Then
+``cliniko_attachments`` stages patient attachments and downloads their bytes, most of a clinic's
+requests: the mapping and every load but files run beside it. The key's budget is one, whatever runs
+at once (the rate limiter's state is shared by every process on the host).
 """
 
 import os
@@ -30,7 +34,9 @@ from splose_resources.staging import StagingStore
 REFERENCED = {*references.REFERENCES, "businesses"}
 
 
-class ExtractConfig(dg.Config):
+class ExtractionSettings(dg.ConfigurableResource):
+    """How a run extracts (run config ``resources: {extraction: {config: ...}}``), whichever step extracts."""
+
     full_refresh: bool = Field(
         default=False, description="Ignore cursors and staged data; list every resource in full again."
     )
@@ -49,39 +55,58 @@ def cliniko_key(resource: str) -> dg.AssetKey:
     return dg.AssetKey(["cliniko", resource])
 
 
-@dg.multi_asset(
-    name="cliniko_extract",
-    specs=[
-        dg.AssetSpec(
-            cliniko_key(spec.name),
-            description=spec.description,
-            group_name="cliniko",
-            kinds={"python", "parquet"},
-        )
-        for spec in CATALOG
-    ],
-    partitions_def=tenants,
-    can_subset=True,
-    op_tags={"cliniko": "extract"},
-)
-def cliniko_extract(
-    context: dg.AssetExecutionContext,
-    config: ExtractConfig,
-    cliniko: ClinikoResource,
-    staging: StagingStore,
-    splose: SploseResource,
-    import_request: ImportRequestResource,
-):
-    tenant = context.partition_key
-    with step_failures(tenant, f"Cliniko extraction ({len(context.selected_asset_keys)} resources)") as where:
-        run_import = bound_import(context, splose, import_request)  # before any Cliniko request
-        where.import_id = run_import.import_id if run_import else None
-        yield from _extract(context, config, cliniko, staging, _api_key(context, splose, run_import))
+# What each resource waits for: the records that point at it (see above), and for patient attachments
+# the patients, so that their downloads come after everything else.
+AFTER: dict[str, tuple[str, ...]] = {
+    **{resource: tuple(source for source, _ in links) for resource, links in references.REFERENCES.items()},
+    "patient_attachments": ("patients",),
+}
+STEPS: dict[str, tuple[str, ...]] = {
+    "cliniko_extract": tuple(spec.name for spec in CATALOG if spec.name != "patient_attachments"),
+    "cliniko_attachments": ("patient_attachments",),
+}
+
+
+def _extraction_step(name: str, resources: tuple[str, ...]) -> dg.AssetsDefinition:
+    @dg.multi_asset(
+        name=name,
+        specs=[
+            dg.AssetSpec(
+                cliniko_key(resource),
+                deps=[cliniko_key(upstream) for upstream in AFTER.get(resource, ())],
+                description=BY_NAME[resource].description,
+                group_name="cliniko",
+                kinds={"python", "parquet"},
+            )
+            for resource in resources
+        ],
+        partitions_def=tenants,
+        can_subset=True,
+        op_tags={"cliniko": "extract"},
+    )
+    def _step(
+        context: dg.AssetExecutionContext,
+        extraction: ExtractionSettings,
+        cliniko: ClinikoResource,
+        staging: StagingStore,
+        splose: SploseResource,
+        import_request: ImportRequestResource,
+    ):
+        tenant = context.partition_key
+        with step_failures(tenant, f"Cliniko extraction ({len(context.selected_asset_keys)} resources)") as where:
+            run_import = bound_import(context, splose, import_request)  # before any Cliniko request
+            where.import_id = run_import.import_id if run_import else None
+            yield from _extract(context, extraction, cliniko, staging, _api_key(context, splose, run_import))
+
+    return _step
+
+
+extract_assets = [_extraction_step(name, resources) for name, resources in STEPS.items()]
 
 
 def _extract(
     context: dg.AssetExecutionContext,
-    config: ExtractConfig,
+    config: ExtractionSettings,
     cliniko: ClinikoResource,
     staging: StagingStore,
     api_key: Secret,
@@ -139,9 +164,11 @@ def _extract(
 
 
 def _progress(context: dg.AssetExecutionContext, cliniko: ClinikoResource, client: ClinikoClient) -> ExtractionProgress:
+    keys = context.selected_asset_keys
+    tenant = f"tenant '{context.partition_key}'"
     return ExtractionProgress(
         context.log,
-        context.partition_key,
+        f"{next(iter(keys)).to_user_string()} of {tenant}" if len(keys) == 1 else tenant,
         client.requests_made,
         budget=(cliniko.requests_per_window, cliniko.window_seconds),
         file_resources=frozenset(spec.name for spec in CATALOG if spec.has_files),

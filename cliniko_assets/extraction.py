@@ -24,21 +24,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
-import pandas as pd
-
+from cliniko_assets.attachments import FileStats, stage_files
 from cliniko_assets.catalog import ClinikoResourceSpec, Stream, is_set, record_id
 from cliniko_assets.paging import KeysetWalk, Params, offset_query
 from splose_resources.cliniko import (
-    ClinikoAuthError,
     ClinikoClient,
     ClinikoError,
-    ClinikoFileUnavailable,
-    ClinikoNotFound,
     Download,
     Page,
 )
@@ -51,15 +47,6 @@ TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"
 TICK_SECONDS = 2.0
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class FileStats:
-    staged: int = 0
-    downloaded: int = 0
-    bytes_downloaded: int = 0
-    waiting_for_processing: int = 0
-    failed: int = 0
 
 
 @dataclass(frozen=True)
@@ -183,7 +170,7 @@ class Extraction:
         if spec.hard_deletes:
             self._find_vanished(spec, outcome, previous, listed, pages)
         if spec.has_files:
-            outcome.files = self._stage_files(spec, pages, outcome)
+            outcome.files = stage_files(self, spec, pages, outcome)
 
     def _find_vanished(
         self,
@@ -257,77 +244,13 @@ class Extraction:
                     record.pop("_source")
                     yield _row(rid, record, "deleted", "vanished")
 
-    def _stage_files(self, spec: ClinikoResourceSpec, pages: ThreadPoolExecutor, outcome: ResourceOutcome) -> FileStats:
-        """Download the bytes of every attachment whose staged copy is missing or stale."""
-        stats = FileStats()
-        manifest = self.staging.read_files_manifest(self.tenant, spec.name).set_index("id", drop=False)
-        if self.full_refresh:
-            manifest = manifest.iloc[0:0]  # a rebuild fetches the bytes again too
-        wanted: list[tuple[str, str | None, int | None]] = []
-        current: set[str] = set()
-        staged = self.staging.staged_files(self.tenant, spec.name)
-        for records in self.staging.iter_records(self.tenant, spec.name):
-            for record in records:
-                rid = record_id(record)
-                if rid is None or record["_state"] == "deleted":
-                    continue
-                if record.get("processing_completed") is False:
-                    stats.waiting_for_processing += 1
-                    continue
-                current.add(rid)
-                updated = record.get("updated_at") or None
-                known = manifest["record_updated_at"].get(rid, "missing") if rid in manifest.index else "missing"
-                if known != updated or rid not in staged:
-                    wanted.append((rid, updated, record.get("size")))
-        stale = {rid for rid, _, _ in wanted}
-        rows = manifest[manifest["id"].isin(current - stale)].to_dict("records")
-        futures: dict[Future, tuple[str, str | None, int | None]] = {}
-        for rid, updated, size in wanted:
-            futures[pages.submit(self._download, spec.name, rid)] = (rid, updated, size)
-        failures: dict[str, str] = {}
-        for future in list(futures):
-            rid, updated, size = futures[future]
-            try:
-                download = self._checked(future.result(), size, spec.name, rid)
-            except ClinikoAuthError as exc:  # the key itself: nothing else can be downloaded either
-                outcome.error = exc
-                failures[rid] = "the key was refused"
-                continue
-            except ClinikoError as exc:  # this file alone: skipped and counted with its reason, the rest go on
-                failures[rid] = _file_failure(exc)
-                log.warning("attachment %s of tenant %s skipped: %s", rid, self.tenant, failures[rid])
-                continue
-            stats.downloaded += 1
-            stats.bytes_downloaded += download.size
-            rows.append(
-                {
-                    "id": rid,
-                    "sha256": download.sha256,
-                    "size": download.size,
-                    "content_type": download.content_type,
-                    "record_updated_at": updated,
-                }
-            )
-        stats.staged = len(rows)
-        stats.failed = len(failures)
-        outcome.failed_files = [f"{rid}: {reason}" for rid, reason in sorted(failures.items())]
-        self.staging.write_files_manifest(self.tenant, spec.name, pd.DataFrame(rows, columns=list(manifest.columns)))
-        self.staging.write_file_failures(self.tenant, spec.name, failures)
-        return stats
-
-    def _download(self, resource: str, rid: str) -> Download:
+    def download(self, resource: str, rid: str) -> Download:
+        """Stream one attachment's bytes into staging (through Cliniko's redirect to a signed URL)."""
         if self._stop.is_set():
             raise ClinikoError("extraction stopped")
         url = self.client.url(f"/patient_attachments/{rid}/content")
         writer = partial(self.staging.file_writer, self.tenant, resource, rid)
         return self.client.download(url, writer, resource=resource, attachment=rid)
-
-    def _checked(self, download: Download, size: int | None, resource: str, rid: str) -> Download:
-        """Bytes whose length is not the size Cliniko records are not the file (an error page served as 200)."""
-        if isinstance(size, int) and download.size != size:
-            self.staging.delete_file(self.tenant, resource, rid)
-            raise _SizeDiffers(f"{download.size} bytes instead of {size}")
-        return download
 
     def fetch(self, spec: ClinikoResourceSpec, path: str, params: Params) -> Page:
         if self._stop.is_set():
@@ -436,26 +359,6 @@ class _Crawl:
     def save(self) -> None:
         self.flush()
         self.batch.save_checkpoint(self.checkpoint)
-
-
-FILE_NOT_FOUND = "attachment not found in Cliniko (API 404)"
-FILE_SIZE_DIFFERS = "file unreadable: its bytes differ from the size Cliniko records"
-FILE_KEPT_FAILING = "file could not be downloaded (Cliniko kept failing)"
-
-
-def _file_failure(error: ClinikoError) -> str:
-    """The short, stable reason an attachment is skipped (its counts are grouped by it)."""
-    if isinstance(error, ClinikoFileUnavailable):
-        return error.reason
-    if isinstance(error, ClinikoNotFound):
-        return FILE_NOT_FOUND
-    if isinstance(error, _SizeDiffers):
-        return FILE_SIZE_DIFFERS
-    return FILE_KEPT_FAILING
-
-
-class _SizeDiffers(ClinikoError):
-    pass
 
 
 def _filters(stream: Stream) -> Params:

@@ -19,7 +19,7 @@ from cliniko_assets.transforms import Skip, to_splose_file
 from splose_resources.splose import FileUpload, SploseRequestError
 
 if TYPE_CHECKING:
-    from cliniko_assets.load import LoadRun
+    from cliniko_assets.loading import LoadRun
 
 FILES_PER_BATCH = 50
 BATCH_BYTES = 32 * 2**20

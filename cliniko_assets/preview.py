@@ -24,11 +24,14 @@ from cliniko_assets.catalog import CATALOG
 from cliniko_assets.extract import cliniko_key
 from cliniko_assets.failures import step_failures
 from cliniko_assets.lifecycle import bound_import
-from cliniko_assets.load import LOADS, LoadRun, load_row, mapping_rows, resolve, staged_for_mapping
+from cliniko_assets.load import load_row
+from cliniko_assets.loading import LoadRun
 from cliniko_assets.mapping import UNKNOWN, ImportMapping, ImportRequestResource, ResolvedMapping
+from cliniko_assets.mapping_rows import mapping_rows, resolve, staged_for_mapping
 from cliniko_assets.partitions import tenants
 from cliniko_assets.progress import LoadProgress, duration
-from cliniko_assets.reconciliation import ROWS, RowReport, skipped_text
+from cliniko_assets.reconciliation import RowReport, skipped_text
+from cliniko_assets.rows import LOAD_ORDER, MAPPING_ROWS, ROWS
 from cliniko_assets.sinks import DryRunSink
 from splose_resources.cliniko import ClinikoResource
 from splose_resources.splose import SploseResource
@@ -64,21 +67,12 @@ MAPPING_SCHEMA = dg.TableSchema(
 
 
 class PreviewRun(LoadRun):
-    """A dry run of the loads: mapping and side files in memory, nothing written to Splose."""
+    """A dry run of the loads: the mapping kept in memory, rows returned, nothing written to Splose."""
 
     resolved: ResolvedMapping
 
     def mapping(self) -> ResolvedMapping:
         return self.resolved
-
-    def save_mapping(self, resolved: ResolvedMapping) -> None:
-        self.resolved = resolved
-
-    def save_report(self, name: str, report: RowReport) -> None:
-        """Rows are returned, not persisted: the real import's reports are left as they are."""
-
-    def write_side(self, name: str, data: object) -> None:
-        """Nothing to keep: no import report reads a dry run."""
 
     def progress(self, name: str, total: int | None) -> LoadProgress:
         return LoadProgress(self.context.log, f"preview of splose/{name} of tenant '{self.tenant}'", total)
@@ -122,10 +116,11 @@ def import_preview(
             proposed = with_proposals(run.request.mapping, clinic)
             run.resolved = clinic if not clinic.problems else resolve(run, staged, proposed, workspace.v1)
             run.sink = sink = DryRunSink(workspace.imports, run.import_id)
-            rows = {name: report for name, (report, _) in mapping_rows(run, staged, run.resolved).items()}
-            for name in LOADS:
-                rows[name], _ = load_row(run, name)
-            rows.update(run.side_reports)
+            rows = {row.name: RowReport(row.label) for row in MAPPING_ROWS}
+            mapping_rows(run, staged, run.resolved, rows)
+            for row in LOAD_ORDER:
+                rows[row.name], _ = load_row(run, row)
+                rows.update(run.side_reports)
     reports = [rows[name] for name in ROWS if name in rows]
     estimate = estimate_duration(run, sink, cliniko, splose)
     context.log.info(

@@ -99,7 +99,7 @@ class ExtractionProgress:
     def __init__(
         self,
         log: Log,
-        tenant: str,
+        subject: str,
         requests_made: Callable[[], int],
         budget: tuple[int, float],
         *,
@@ -107,7 +107,7 @@ class ExtractionProgress:
         every: float = EVERY_SECONDS,
     ) -> None:
         self.log = log
-        self.tenant = tenant
+        self.subject = subject  # e.g. "cliniko/patients of tenant 'clinic-a'"
         self.requests_made = requests_made
         self.per_window, self.window = budget  # Cliniko's: requests per fixed window, the window in seconds
         self.file_resources = file_resources  # each of their records is a download, one request more
@@ -157,7 +157,7 @@ class ExtractionProgress:
         remaining = max(0, pages_expected - pages) + max(0, files_expected - files)
         elapsed = max(now - self.started, 1e-9)
         requests = self.requests_made()
-        head = f"Extraction of tenant '{self.tenant}'" + (" done" if final else "")
+        head = f"Extraction of {self.subject}" + (" done" if final else "")
         if expected:
             share = min(100, math.floor(100 * records / expected))
             done = (

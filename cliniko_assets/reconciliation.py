@@ -22,24 +22,6 @@ from splose_resources.splose import UpsertResult
 
 RECONCILED = "reconciled"
 
-# The rows of the mission's table, in the order the report prints them.
-ROWS = {
-    "locations": "Businesses -> Locations",
-    "users": "Users -> Users",
-    "practitioners": "Practitioners -> Practitioners",
-    "provider_numbers": "Practitioner reference numbers -> Provider numbers",
-    "services": "Appointment types -> Services",
-    "clients": "Patients -> Clients",
-    "contacts": "Contacts -> Contacts",
-    "appointments": "Individual appointments -> Appointments",
-    "group_appointments": "Group appointments -> Group appointments",
-    "attendees": "Attendees -> Group appointment clients",
-    "availability": "Daily availabilities -> Availability",
-    "files": "Patient attachments -> Files",
-    "progress_note_templates": "Treatment note templates -> Progress note templates",
-    "progress_notes": "Treatment notes -> Progress notes",
-}
-
 
 def splose_key(name: str) -> dg.AssetKey:
     return dg.AssetKey(["splose", name])

@@ -12,10 +12,13 @@ from cliniko_assets.changes import RunCrosswalk
 from cliniko_assets.failures import step_failures
 from cliniko_assets.lifecycle import ATTENTION, LEFT_BEHIND, bound_import, tell_clinic
 from cliniko_assets.lifecycle import ROWS as COUNT_ROWS
-from cliniko_assets.load import LoadRun, load_assets
+from cliniko_assets.load import load_assets
+from cliniko_assets.loading import LoadRun, received_rows
 from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import tenants
-from cliniko_assets.reconciliation import ROWS, RowReport, reconciliation_markdown, reconciliation_table, splose_key
+from cliniko_assets.reconciliation import RowReport, reconciliation_markdown, reconciliation_table, splose_key
+from cliniko_assets.row_loads import GROUP_ENTRIES
+from cliniko_assets.rows import LOAD_ORDER, MAPPING_ROWS, ROWS
 from splose_resources.notifier import NotifierResource
 from splose_resources.splose import SploseResource, SploseWorkspace
 from splose_resources.staging import StagingStore
@@ -33,9 +36,9 @@ def row_counts(report: RowReport) -> dict:
 
 
 def read_reports(run: LoadRun) -> dict[str, RowReport]:
-    """The rows the loads of this import reported, by name, in the order the table prints them."""
-    reports = {name: run.read_report(name) for name in ROWS}
-    return {name: report for name, report in reports.items() if report is not None}
+    """The rows the loads of this import reported (their metadata), by name, in the order the table prints them."""
+    found = received_rows(run, [row.name for row in (*MAPPING_ROWS, *LOAD_ORDER)])
+    return {name: found[name] for name in ROWS if name in found}
 
 
 def referential_integrity(run: LoadRun, workspace: SploseWorkspace) -> dict[str, int]:
@@ -54,7 +57,7 @@ def referential_integrity(run: LoadRun, workspace: SploseWorkspace) -> dict[str,
     clients = set(known.ids("clients")) if written else set()
     mapping = run.mapping()
     practitioners = {*mapping.practitioners.values(), *mapping.users.values()}
-    group_entries: dict[str, int] = run.read_side("group-entries") or {}
+    group_entries: dict[str, int] = (run.received("group_appointments") or {}).get(GROUP_ENTRIES) or {}
     held = len(known.entries("appointments"))
     return {
         "appointments_read_back": counts.get("appointments", 0),

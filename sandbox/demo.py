@@ -102,7 +102,7 @@ def run_import(cliniko_url: str) -> dg.ExecuteInProcessResult:
         # INFO: the run's progress lines (records and pages done, rate, time left) and each step's counts.
         run_config["loggers"] = {"console": {"config": {"log_level": "INFO"}}}
         # Every demo is a first import: the sandbox regenerates the clinic, so nothing staged before counts.
-        run_config["ops"] = {"cliniko_extract": {"config": {"full_refresh": True}}}
+        run_config.setdefault("resources", {})["extraction"] = {"config": {"full_refresh": True}}
         return defs.resolve_job_def("import_job").execute_in_process(
             instance=instance,
             partition_key=run_request.partition_key,
@@ -113,7 +113,7 @@ def run_import(cliniko_url: str) -> dg.ExecuteInProcessResult:
 
 
 def reconciliation(result: dg.ExecuteInProcessResult) -> tuple[str, int]:
-    from cliniko_assets.load import ROWS
+    from cliniko_assets.rows import ROWS
 
     rows, extracted = materialized(result)
     header = f"{'row':<55}{'Cliniko':>9}{'loaded':>9}{'rejected':>10}  skipped by reason"
@@ -152,7 +152,8 @@ def materialized(result: dg.ExecuteInProcessResult) -> tuple[dict[str, dict], di
 
 def row_notes(rows: dict[str, dict]) -> list[str]:
     from cliniko_assets.attention import needs_attention, row_notes
-    from cliniko_assets.load import ROWS, RowReport
+    from cliniko_assets.reconciliation import RowReport
+    from cliniko_assets.rows import ROWS
 
     lines = []
     for name, meta in rows.items():

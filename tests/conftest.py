@@ -13,7 +13,7 @@ import pytest
 
 from cliniko_assets.catalog import CATALOG
 from cliniko_assets.definitions import cliniko_resource, splose_resource
-from cliniko_assets.extract import cliniko_extract
+from cliniko_assets.extract import ExtractionSettings, extract_assets
 from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import tenants
 from sandbox.admin import ClinikoSandboxAdmin
@@ -87,11 +87,16 @@ class Clinic:
         raise_on_error: bool = True,
     ) -> dg.ExecuteInProcessResult:
         return dg.materialize(
-            [cliniko_extract],
+            extract_assets,
             selection=[f"cliniko/{name}" for name in selection] if selection else None,
             instance=instance,
             partition_key=self.tenant,
-            resources={"cliniko": cliniko or cliniko_resource(), "staging": self.staging, **LOCAL_KEY_RESOURCES},
+            resources={
+                "cliniko": cliniko or cliniko_resource(),
+                "extraction": ExtractionSettings(),
+                "staging": self.staging,
+                **LOCAL_KEY_RESOURCES,
+            },
             run_config=run_config,
             raise_on_error=raise_on_error,
         )

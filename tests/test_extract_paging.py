@@ -10,7 +10,7 @@ from cliniko_assets.definitions import cliniko_resource
 from tests.conftest import RESOURCES, Clinic, materializations
 
 APPOINTMENTS = "individual_appointments"
-FULL_REFRESH = {"ops": {"cliniko_extract": {"config": {"full_refresh": True}}}}
+FULL_REFRESH = {"resources": {"extraction": {"config": {"full_refresh": True}}}}
 LIVE = {"booked", "arrived", "did_not_arrive", "cancelled", "archived"}
 
 
@@ -139,7 +139,7 @@ def test_an_older_account_stages_the_same_records_as_a_newer_one(clinic, instanc
 
 
 def test_a_removal_hidden_by_matching_counts_is_found_by_the_periodic_id_listing(clinic, instance):
-    every_second_sync = {"ops": {"cliniko_extract": {"config": {"id_listing_every": 2}}}}
+    every_second_sync = {"resources": {"extraction": {"config": {"id_listing_every": 2}}}}
 
     def sync() -> dict:
         result = clinic.extract(instance, run_config=every_second_sync, selection=["contacts"])

@@ -55,7 +55,7 @@ KILLED_RUN = textwrap.dedent(
     """
     import sys
     import dagster as dg
-    from cliniko_assets.extract import cliniko_extract
+    from cliniko_assets.extract import ExtractionSettings, extract_assets
     from cliniko_assets.mapping import ImportRequestResource
     from cliniko_assets.definitions import cliniko_resource
     from splose_resources.splose import SploseResource
@@ -63,8 +63,9 @@ KILLED_RUN = textwrap.dedent(
 
     home, tenant, staging = sys.argv[1:4]
     with dg.DagsterInstance.from_config(home) as instance:
-        dg.materialize([cliniko_extract], instance=instance, partition_key=tenant,
+        dg.materialize(extract_assets, instance=instance, partition_key=tenant,
                        resources={"cliniko": cliniko_resource(), "staging": StagingStore(uri=staging),
+                                  "extraction": ExtractionSettings(),
                                   "splose": SploseResource(),
                                   "import_request": ImportRequestResource(local_development=True)})
     """

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from cliniko_assets.definitions import defs
-from cliniko_assets.load import ROWS
+from cliniko_assets.rows import ROWS
 from cliniko_assets.sensors import import_requests, run_config_for
 from sandbox.clinic_setup import import_mapping, workspace_seed
 from sandbox.harness import running_server

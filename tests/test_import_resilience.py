@@ -19,8 +19,8 @@ import dagster as dg
 import pytest
 
 from cliniko_assets.definitions import cliniko_resource, defs, splose_resource
-from cliniko_assets.load import ROWS
 from cliniko_assets.partitions import tenants
+from cliniko_assets.rows import ROWS
 from cliniko_assets.sensors import run_config_for
 from sandbox.admin import ClinikoSandboxAdmin
 from sandbox.harness import running_server

@@ -11,8 +11,8 @@ import dagster as dg
 
 from cliniko_assets.definitions import defs
 from cliniko_assets.partitions import tenants
-from cliniko_assets.reconciliation import ROWS
 from cliniko_assets.resolution import FROM_CONFIG, FROM_LATEST, IMPORT_FROM_TAG, IMPORT_ID_TAG, MAPPING_FROM_TAG
+from cliniko_assets.rows import ROWS
 from tests.conftest import materializations
 from tests.test_import import Import, _rows, splose_sandbox, tiny_import  # noqa: F401 (fixtures)
 from tests.test_trust import other_clinic, step_failure

@@ -10,7 +10,7 @@ import pytest
 
 from cliniko_assets.definitions import defs
 from cliniko_assets.preview import PREVIEW_KEY
-from cliniko_assets.reconciliation import ROWS
+from cliniko_assets.rows import ROWS
 from sandbox.harness import running_server
 from splose_resources.staging import StagingStore
 from tests.test_import import TOKEN, Import, splose_sandbox, tiny_import  # noqa: F401 (fixtures)

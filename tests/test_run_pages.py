@@ -5,7 +5,7 @@ from __future__ import annotations
 import dagster as dg
 
 from cliniko_assets.definitions import defs
-from cliniko_assets.reconciliation import ROWS
+from cliniko_assets.rows import ROWS
 from tests.test_import import Import, splose_sandbox, tiny_import  # noqa: F401 (fixtures)
 
 COLUMNS = ["row", "cliniko", "loaded", "skipped", "skipped_by_reason", "rejected"]
@@ -73,13 +73,20 @@ def test_the_extraction_logs_its_progress_in_the_runs_log(tiny_import, instance)
     result = job.execute_in_process(instance=instance, partition_key=tiny_import.clinic.tenant)
     assert result.success
     lines = [entry.user_message for entry in instance.all_logs(result.run_id) if entry.user_message]
-    (done,) = [line for line in lines if line.startswith(f"Extraction of tenant '{tiny_import.clinic.tenant}' done:")]
-    staged = sum(
-        e.event_specific_data.materialization.metadata["fetched"].value
+    fetched = {
+        e.event_specific_data.materialization.asset_key.path[-1]: e.event_specific_data.materialization.metadata[
+            "fetched"
+        ].value
         for e in result.all_events
         if e.event_type_value == "ASSET_MATERIALIZATION"
-    )
-    assert f" {staged:,} of ~" in done and "pages" in done and "requests in" in done
+    }
+    assert len(fetched) == 14
+    tenant = tiny_import.clinic.tenant
+    attachments = fetched.pop("patient_attachments")
+    for head, staged in ((f"tenant '{tenant}'", sum(fetched.values())),
+                         (f"cliniko/patient_attachments of tenant '{tenant}'", attachments)):  # fmt: skip
+        (done,) = [line for line in lines if line.startswith(f"Extraction of {head} done:")]
+        assert f" {staged:,} of ~" in done and "pages" in done and "requests in" in done
 
 
 def test_a_resource_error_fails_the_step_with_the_pipelines_message_and_what_to_do(tiny_import, instance, monkeypatch):

@@ -4,16 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from cliniko_assets.mapping import (
-    CREATE,
-    ImportMapping,
-    Usage,
-    business_zone,
-    clinic_region,
-    resolve_mapping,
-    service_for_type,
-    unknown_type_service,
-)
+from cliniko_assets.mapping import CREATE, ImportMapping, Usage
+from cliniko_assets.mapping_resolution import business_zone, clinic_region, resolve_mapping
+from cliniko_assets.mapping_rows import service_for_type, unknown_type_service
 
 BASE = "https://api.au1.cliniko.com/v1"
 LOCATIONS = [{"id": 11, "title": "Healthy Times"}, {"id": 12, "title": "Old", "archived": True}]

@@ -53,7 +53,7 @@ def test_an_extraction_counts_records_and_pages_of_what_each_listing_holds():
     requests = [0]
     progress = ExtractionProgress(
         log,
-        "clinic-a",
+        "tenant 'clinic-a'",
         lambda: requests[0],
         budget=(200, 60.0),
         file_resources=frozenset({"patient_attachments"}),

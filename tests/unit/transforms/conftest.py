@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from cliniko_assets.catalog import BY_NAME, linked_id, record_id
-from cliniko_assets.mapping import business_zone
+from cliniko_assets.mapping_resolution import business_zone
 from cliniko_assets.transforms import WARNINGS, ImportContext, Skip
 from sandbox.cliniko.generator import build_database
 from sandbox.cliniko.queries import render

@@ -1,0 +1,130 @@
+"""Patient attachments' bytes: downloaded to staging with their sha256, each failure kept with its reason.
+
+Every attachment whose staged copy is missing or stale is fetched through Cliniko's redirect to a signed
+URL (by the extraction's pool of workers); bytes whose length is not the size Cliniko records are not the
+file. A file that cannot be had is skipped with a short, stable reason (the loads count it by that reason);
+a refused key stops the resource.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import pandas as pd
+
+from cliniko_assets.catalog import ClinikoResourceSpec, record_id
+from splose_resources.cliniko import (
+    ClinikoAuthError,
+    ClinikoError,
+    ClinikoFileUnavailable,
+    ClinikoNotFound,
+    Download,
+)
+
+if TYPE_CHECKING:
+    from cliniko_assets.extraction import Extraction, ResourceOutcome
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FileStats:
+    staged: int = 0
+    downloaded: int = 0
+    bytes_downloaded: int = 0
+    waiting_for_processing: int = 0
+    failed: int = 0
+
+
+def stage_files(
+    extraction: Extraction, spec: ClinikoResourceSpec, pages: ThreadPoolExecutor, outcome: ResourceOutcome
+) -> FileStats:
+    """Download the bytes of every attachment whose staged copy is missing or stale."""
+    stats = FileStats()
+    manifest = extraction.staging.read_files_manifest(extraction.tenant, spec.name).set_index("id", drop=False)
+    if extraction.full_refresh:
+        manifest = manifest.iloc[0:0]  # a rebuild fetches the bytes again too
+    wanted: list[tuple[str, str | None, int | None]] = []
+    current: set[str] = set()
+    staged = extraction.staging.staged_files(extraction.tenant, spec.name)
+    for records in extraction.staging.iter_records(extraction.tenant, spec.name):
+        for record in records:
+            rid = record_id(record)
+            if rid is None or record["_state"] == "deleted":
+                continue
+            if record.get("processing_completed") is False:
+                stats.waiting_for_processing += 1
+                continue
+            current.add(rid)
+            updated = record.get("updated_at") or None
+            known = manifest["record_updated_at"].get(rid, "missing") if rid in manifest.index else "missing"
+            if known != updated or rid not in staged:
+                wanted.append((rid, updated, record.get("size")))
+    stale = {rid for rid, _, _ in wanted}
+    rows = manifest[manifest["id"].isin(current - stale)].to_dict("records")
+    futures: dict[Future, tuple[str, str | None, int | None]] = {}
+    for rid, updated, size in wanted:
+        futures[pages.submit(extraction.download, spec.name, rid)] = (rid, updated, size)
+    failures: dict[str, str] = {}
+    for future in list(futures):
+        rid, updated, size = futures[future]
+        try:
+            download = _checked(extraction, future.result(), size, spec.name, rid)
+        except ClinikoAuthError as exc:  # the key itself: nothing else can be downloaded either
+            outcome.error = exc
+            failures[rid] = "the key was refused"
+            continue
+        except ClinikoError as exc:  # this file alone: skipped and counted with its reason, the rest go on
+            failures[rid] = _file_failure(exc)
+            log.warning("attachment %s of tenant %s skipped: %s", rid, extraction.tenant, failures[rid])
+            continue
+        stats.downloaded += 1
+        stats.bytes_downloaded += download.size
+        rows.append(
+            {
+                "id": rid,
+                "sha256": download.sha256,
+                "size": download.size,
+                "content_type": download.content_type,
+                "record_updated_at": updated,
+            }
+        )
+    stats.staged = len(rows)
+    stats.failed = len(failures)
+    outcome.failed_files = [f"{rid}: {reason}" for rid, reason in sorted(failures.items())]
+    extraction.staging.write_files_manifest(
+        extraction.tenant, spec.name, pd.DataFrame(rows, columns=list(manifest.columns))
+    )
+    extraction.staging.write_file_failures(extraction.tenant, spec.name, failures)
+    return stats
+
+
+FILE_NOT_FOUND = "attachment not found in Cliniko (API 404)"
+FILE_SIZE_DIFFERS = "file unreadable: its bytes differ from the size Cliniko records"
+FILE_KEPT_FAILING = "file could not be downloaded (Cliniko kept failing)"
+
+
+def _file_failure(error: ClinikoError) -> str:
+    """The short, stable reason an attachment is skipped (its counts are grouped by it)."""
+    if isinstance(error, ClinikoFileUnavailable):
+        return error.reason
+    if isinstance(error, ClinikoNotFound):
+        return FILE_NOT_FOUND
+    if isinstance(error, _SizeDiffers):
+        return FILE_SIZE_DIFFERS
+    return FILE_KEPT_FAILING
+
+
+class _SizeDiffers(ClinikoError):
+    pass
+
+
+def _checked(extraction: Extraction, download: Download, size: int | None, resource: str, rid: str) -> Download:
+    """Bytes whose length is not the size Cliniko records are not the file (an error page served as 200)."""
+    if isinstance(size, int) and download.size != size:
+        extraction.staging.delete_file(extraction.tenant, resource, rid)
+        raise _SizeDiffers(f"{download.size} bytes instead of {size}")
+    return download

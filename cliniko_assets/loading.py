@@ -1,0 +1,193 @@
+"""What every ``splose/*`` step shares: its tenant's import, staged records, mapping, sink and handoff.
+
+Assets hand each other data one way: through their materializations' metadata, which the UI shows. The
+mapping step records the resolved mapping (ids only) as ``resolved_mapping`` on ``splose/services``; every
+load records its reconciliation rows as ``rows`` (and anything the report reads back, e.g.
+``group_entries``), each with the run's ``import_id``. A later step reads the latest materialization of the
+asset it depends on for the tenant, and uses it only if it belongs to the same import. Records themselves
+stay in staging and are read there by the step that needs them.
+
+:class:`LoadRun` is the real import's; the preview (:mod:`cliniko_assets.preview`) subclasses it to keep
+everything in memory and write nothing.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable, Iterator
+
+import dagster as dg
+
+from cliniko_assets.changes import UNCHANGED, RunCrosswalk
+from cliniko_assets.mapping import ResolvedMapping
+from cliniko_assets.partitions import validate_tenant
+from cliniko_assets.progress import LoadProgress
+from cliniko_assets.reconciliation import RowReport, reconciliation_check, report_metadata, splose_key
+from cliniko_assets.resolution import RunImport
+from cliniko_assets.sinks import Sink, SploseSink
+from cliniko_assets.transforms import ImportContext, Skip, pop_warnings
+from splose_resources.splose import SploseImportClient
+from splose_resources.staging import StagingStore
+
+BATCH = 500
+MAPPING_ASSET = "services"  # the mapping step's last asset: it carries the resolved mapping
+MAPPING_KEY = "resolved_mapping"
+ROWS_KEY = "rows"
+IMPORT_KEY = "import_id"
+
+
+class LoadRun:
+    """What a load asset needs for one tenant: its import, staged records, mapping, report and sink."""
+
+    def __init__(self, context: dg.AssetExecutionContext, staging: StagingStore, run_import: RunImport | None) -> None:
+        self.context = context
+        self.tenant = validate_tenant(context.partition_key)
+        self.staging = staging
+        if run_import is None:
+            raise dg.Failure(
+                description=f"Tenant '{self.tenant}' has no import request in this run (local development): the "
+                "loads need one. Submit an import request in Splose for the workspace, and run without "
+                "local_development.",
+                metadata={"tenant": self.tenant, "what_to_do": "run with an import request"},
+            )
+        self.request = run_import
+        self.import_id = run_import.import_id
+        self.sink: Sink | None = None
+        self.tracker: LoadProgress | None = None
+        self.side_reports: dict[str, RowReport] = {}  # rows a load reports besides its own (attendees)
+        self._mapping: ResolvedMapping | None = None
+
+    def included(self, data_type: str) -> bool:
+        return self.request.included(data_type)
+
+    def records(self, resource: str) -> Iterator[dict]:
+        for batch in self.staging.iter_records(self.tenant, resource):
+            yield from batch
+
+    def count(self, resource: str) -> int:
+        return len(self.staging.read_index(self.tenant, resource))
+
+    def progress(self, name: str, total: int | None) -> LoadProgress:
+        return LoadProgress(self.context.log, f"splose/{name} of tenant '{self.tenant}'", total)
+
+    def advance(self, count: int = 1) -> None:
+        if self.tracker is not None:
+            self.tracker.advance(count)
+
+    def splose_sink(self, imports: SploseImportClient, writer: str) -> SploseSink:
+        """The sink of step ``writer``: sends what Splose does not hold yet, crosswalks read once per run."""
+        known = RunCrosswalk(imports, self.import_id, self.staging, self.tenant, self.context.run.run_id, writer)
+        return SploseSink(imports, self.import_id, known)
+
+    def writes(self) -> Sink:
+        if self.sink is None:
+            raise RuntimeError("the load has no sink: set LoadRun.sink inside the Splose workspace")
+        return self.sink
+
+    # -- the handoff between assets: their metadata --------------------------------------------------
+
+    def received(self, name: str) -> dict | None:
+        """The metadata of ``splose/<name>``'s latest materialization for this tenant, if of this import."""
+        result = self.context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=splose_key(name), asset_partitions=[self.tenant]), limit=1
+        )
+        for record in result.records:
+            materialization = record.asset_materialization
+            if materialization is None:
+                continue
+            values = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+            if str(values.get(IMPORT_KEY)) == str(self.import_id):
+                return values
+        return None
+
+    def mapping(self) -> ResolvedMapping:
+        if self._mapping is None:
+            received = self.received(MAPPING_ASSET) or {}
+            if MAPPING_KEY not in received:
+                raise dg.Failure(
+                    description=f"The mapping of tenant '{self.tenant}' for import {self.import_id} has not been "
+                    "resolved yet: materialize splose/locations, splose/users, splose/practitioners and "
+                    "splose/services first.",
+                    metadata={
+                        "tenant": self.tenant,
+                        "import_id": self.import_id,
+                        "what_to_do": "run the mapping first",
+                    },
+                )
+            self._mapping = ResolvedMapping(**received[MAPPING_KEY])
+        return self._mapping
+
+    def keep_mapping(self, resolved: ResolvedMapping) -> dict:
+        """The mapping for the loads after it (its ids only), as the metadata that hands it over."""
+        self._mapping = resolved
+        data = dataclasses.asdict(resolved)
+        data["problems"] = []
+        return {MAPPING_KEY: dg.MetadataValue.json(data)}
+
+    def import_context(self, *entities: str) -> ImportContext:
+        imported = {entity: frozenset(self.writes().crosswalk(entity)) for entity in entities}
+        return self.mapping().context(imported)
+
+    def finish(self, name: str, report: RowReport, extra: dict | None = None) -> dg.MaterializeResult:
+        """The materialization of a row: its reconciliation (shown, and handed to the report) and its extras."""
+        self.context.log.info(
+            f"splose/{name} for tenant '{self.tenant}': cliniko {report.cliniko}, loaded {report.loaded} "
+            f"(created {report.created}, updated {report.updated}, unchanged {report.unchanged}), "
+            f"skipped {sum(report.skipped.values())}, rejected {report.rejected}"
+        )
+        rows = {name: report, **self.side_reports}
+        return dg.MaterializeResult(
+            asset_key=splose_key(name),
+            metadata={
+                **report_metadata(report, *self.side_reports.values()),
+                IMPORT_KEY: dg.MetadataValue.text(str(self.import_id)),
+                ROWS_KEY: dg.MetadataValue.json({key: row.to_json() for key, row in rows.items()}),
+                **(extra or {}),
+            },
+            check_results=[reconciliation_check(name, report)],
+        )
+
+
+def received_rows(run: LoadRun, names: Iterable[str]) -> dict[str, RowReport]:
+    """The rows the given assets reported for this import, by row name."""
+    found: dict[str, RowReport] = {}
+    for name in names:
+        for row, data in ((run.received(name) or {}).get(ROWS_KEY) or {}).items():
+            found[row] = RowReport.from_json(data)
+    return found
+
+
+def load_records(
+    run: LoadRun,
+    report: RowReport,
+    entity: str,
+    outcomes: Iterable[dict | Skip],
+    actions: dict[str, str] | None = None,
+) -> None:
+    """Upsert every transformed record in batches of 500 and count skips; ``actions`` collects what happened."""
+    pending: list[dict] = []
+
+    def flush() -> None:
+        if pending:
+            result = run.writes().upsert(entity, pending)
+            report.absorb(result)
+            if actions is not None:
+                actions.update({r.external_id: r.action for r in result.records})
+            pending.clear()
+
+    for outcome in outcomes:
+        report.cliniko += 1
+        run.advance()
+        if isinstance(outcome, Skip):
+            report.count_skip(outcome)
+            continue
+        report.warnings.update(pop_warnings(outcome))
+        if run.writes().unchanged(entity, outcome):  # Splose holds it as it is: not sent (batches stay full)
+            report.unchanged += 1
+            if actions is not None:
+                actions[outcome["externalId"]] = UNCHANGED
+            continue
+        pending.append(outcome)
+        if len(pending) >= BATCH:
+            flush()
+    flush()

@@ -1,0 +1,182 @@
+"""Each row's load: staged Cliniko records through the row's pure transform into the sink, counted.
+
+A row's declaration (:mod:`cliniko_assets.rows`) names the function here that loads it. Most rows are one
+stream of records through their transform (:func:`~cliniko_assets.loading.load_records`); what a row does
+beyond that is its own and stays here with it: appointments load series' first appointments before their
+repeats, group appointments carry their attendees (the attendees row) and what the report checks they
+hold, availability rows belong to the day they came from (files: :mod:`cliniko_assets.file_loads`),
+progress notes count those without an appointment.
+"""
+
+from collections import defaultdict
+from collections.abc import Iterator
+
+import dagster as dg
+
+from cliniko_assets.catalog import linked_id, record_id
+from cliniko_assets.loading import LoadRun, load_records
+from cliniko_assets.reconciliation import RowReport, counts_metadata
+from cliniko_assets.transforms import (
+    Skip,
+    to_splose_appointment,
+    to_splose_availability,
+    to_splose_client,
+    to_splose_contact,
+    to_splose_group_appointment,
+    to_splose_progress_note,
+    to_splose_progress_note_template,
+    to_splose_provider_number,
+)
+
+NOT_LINKED = "notes_without_appointment"  # progress notes loaded without an appointment (no booking link, or
+# their appointment was not imported): they still attach to their client and practitioner
+GROUP_ENTRIES = "group_entries"  # group appointment id -> attendees it must hold in Splose (read by the report)
+
+
+def load_provider_numbers(run: LoadRun, report: RowReport) -> None:
+    ctx = run.import_context()
+    outcomes = (to_splose_provider_number(r, ctx) for r in run.records("practitioner_reference_numbers"))
+    load_records(run, report, "providerNumbers", outcomes)
+
+
+def load_contacts(run: LoadRun, report: RowReport) -> None:
+    ctx = run.import_context()
+    outcomes = (_live(r) or to_splose_contact(r, ctx) for r in run.records("contacts"))
+    load_records(run, report, "contacts", outcomes)
+
+
+def load_clients(run: LoadRun, report: RowReport) -> None:
+    ctx = run.import_context("contacts")
+    load_records(run, report, "clients", (to_splose_client(r, ctx) for r in run.records("patients")))
+
+
+def load_appointments(run: LoadRun, report: RowReport) -> dict:
+    """Two passes, so that every series' first appointment exists before the repeats that point at it."""
+    ctx = run.import_context("clients")
+
+    def outcomes(repeats: bool) -> Iterator[dict | Skip]:
+        for record in run.records("individual_appointments"):
+            outcome = to_splose_appointment(record, ctx)
+            is_repeat = not isinstance(outcome, Skip) and bool(outcome.get("repeatOfExternalId"))
+            if is_repeat == repeats:
+                yield outcome
+
+    load_records(run, report, "appointments", outcomes(repeats=False))
+    imported = set(run.writes().crosswalk("appointments"))
+    unlinked = 0
+
+    def linked(outcome: dict | Skip) -> dict | Skip:
+        nonlocal unlinked
+        if not isinstance(outcome, Skip) and outcome["repeatOfExternalId"] not in imported:
+            # The series' first appointment was skipped (deleted, ignored location...): keep this one alone.
+            unlinked += 1
+            return {**outcome, "repeatOfExternalId": None}
+        return outcome
+
+    load_records(run, report, "appointments", (linked(o) for o in outcomes(repeats=True)))
+    return {"repeats_without_their_first_appointment": unlinked}
+
+
+def load_group_appointments(run: LoadRun, report: RowReport) -> dict:
+    """One appointment per group with one entry per attendee; the attendees row is counted alongside."""
+    ctx = run.import_context("clients")
+    attendees: dict[str, list[dict]] = defaultdict(list)
+    for attendee in run.records("attendees"):
+        booking = linked_id(attendee, "booking")
+        attendees[booking or ""].append(attendee)
+    attendee_report = run.side_reports["attendees"]
+    attendee_report.cliniko = sum(len(v) for v in attendees.values())
+    outcomes = []
+    entries: dict[str, list[str]] = {}
+    for group in run.records("group_appointments"):
+        gid = record_id(group) or ""
+        # Attendees in id order, so the same group is the same record whatever order staging holds them in.
+        members = sorted(attendees.pop(gid, []), key=lambda a: _numeric_id(record_id(a)))
+        appointment, skipped = to_splose_group_appointment(group, members, ctx)
+        for skip in skipped:
+            attendee_report.count_skip(skip)
+        if not isinstance(appointment, Skip):
+            entries[gid] = [entry["externalId"] for entry in appointment["appointmentPatients"]]
+        outcomes.append(appointment)
+    for booking, rest in attendees.items():
+        # Attendees of individual appointments or of bookings that no longer exist.
+        reason = "booking is not a group appointment" if booking else "no booking link"
+        attendee_report.skip(reason, len(rest))
+    actions: dict[str, str] = {}
+    load_records(run, report, "appointments", outcomes, actions)
+    for gid, ids in entries.items():
+        action = actions.get(gid)
+        if action is None:
+            for aid in ids:
+                attendee_report.reject(aid, "its group appointment was rejected by Splose")
+        else:
+            setattr(attendee_report, action, getattr(attendee_report, action) + len(ids))
+    # What the integrity check will expect to find on each group appointment in Splose.
+    expected = {gid: len(ids) for gid, ids in entries.items() if gid in actions}
+    return {
+        **{f"attendees_{key}": value for key, value in counts_metadata(attendee_report).items()},
+        GROUP_ENTRIES: dg.MetadataValue.json(expected),
+    }
+
+
+def load_availability(run: LoadRun, report: RowReport) -> None:
+    ctx = run.import_context()
+    rows: list[dict] = []
+    owners: dict[str, str] = {}
+    for record in run.records("daily_availabilities"):
+        report.cliniko += 1
+        run.advance()
+        outcome = to_splose_availability(record, ctx)
+        if isinstance(outcome, Skip):
+            report.count_skip(outcome)
+            continue
+        if not outcome:
+            report.skip("no availability ranges")
+            continue
+        for row in outcome:
+            owners[row["externalId"]] = record_id(record) or ""
+        rows.extend(outcome)
+    result = run.writes().upsert("availability", rows)
+    failed = {owners.get(e.external_id or "", "") for e in result.errors}
+    actions: dict[str, set[str]] = defaultdict(set)
+    for upserted in result.records:
+        actions[owners[upserted.external_id]].add(upserted.action)
+    for owner in failed:
+        report.reject(owner, next(e.message for e in result.errors if owners.get(e.external_id or "") == owner))
+    for owner, seen in actions.items():
+        if owner in failed:
+            continue
+        if "created" in seen:
+            report.created += 1
+        elif "updated" in seen:
+            report.updated += 1
+        else:
+            report.unchanged += 1
+
+
+def load_progress_note_templates(run: LoadRun, report: RowReport) -> None:
+    outcomes = (to_splose_progress_note_template(r) for r in run.records("treatment_note_templates"))
+    load_records(run, report, "progressNoteTemplates", outcomes)
+
+
+def load_progress_notes(run: LoadRun, report: RowReport) -> None:
+    ctx = run.import_context("clients", "appointments", "progressNoteTemplates")
+    outcomes = (to_splose_progress_note(r, ctx) for r in run.records("treatment_notes"))
+    actions: dict[str, str] = {}
+    unlinked: set[str] = set()
+
+    def noted(outcome: dict | Skip) -> dict | Skip:
+        if not isinstance(outcome, Skip) and outcome.get("appointmentExternalId") is None:
+            unlinked.add(outcome["externalId"])
+        return outcome
+
+    load_records(run, report, "progressNotes", (noted(o) for o in outcomes), actions)
+    report.facts[NOT_LINKED] = len(unlinked & set(actions))
+
+
+def _numeric_id(value: str | None) -> int:
+    return int(value) if value and value.isdigit() else -1
+
+
+def _live(record: dict) -> Skip | None:
+    return Skip(record_id(record) or "", "deleted in Cliniko") if record.get("_state") == "deleted" else None

@@ -1,0 +1,242 @@
+"""The mission's table, one declaration per row: everything else about a row follows from it.
+
+A :class:`Row` names its Cliniko inputs (the first is the one its count comes from), the function that
+loads it (:mod:`cliniko_assets.row_loads`; the mapping rows are resolved together by
+:mod:`cliniko_assets.mapping_rows`), the rows it depends on, the reasons it skips records with, and any
+check besides ``reconciled``. From :data:`TABLE` follow the ``splose/<row>`` asset and its dependencies,
+its blocking checks, its line in the reconciliation (in the table's order) and its place in the load
+order (:data:`LOAD_ORDER`, dependencies first). A row reported by another row's step (attendees, with
+group appointments) names that row in ``reported_with``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import dagster as dg
+
+from cliniko_assets import row_loads
+from cliniko_assets.attachments import FILE_KEPT_FAILING, FILE_NOT_FOUND, FILE_SIZE_DIFFERS
+from cliniko_assets.file_loads import load_files
+from cliniko_assets.loading import LoadRun
+from cliniko_assets.reconciliation import RowReport, splose_key
+from splose_resources.cliniko import FILE_MISSING, FILE_REFUSED
+
+
+@dataclass(frozen=True)
+class Check:
+    """A blocking check besides ``reconciled``: passes when the load's metadata ``key`` is 0."""
+
+    name: str
+    key: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Row:
+    name: str
+    label: str  # the row of the mission's table, as the reconciliation prints it
+    inputs: tuple[str, ...]  # Cliniko resources read; the row's Cliniko count is the first one's
+    description: str
+    load: Callable[[LoadRun, RowReport], dict | None] | None = None  # None: the mapping step, or reported_with
+    needs: tuple[str, ...] = ()  # rows loaded before this one (their Splose ids, or the mapping, are used)
+    skips: tuple[str, ...] = ()  # why it skips records, besides COMMON_SKIPS and malformed records
+    checks: tuple[Check, ...] = ()
+    reported_with: str | None = None
+
+    @property
+    def source(self) -> str:
+        return self.inputs[0]
+
+    def deps(self) -> list[dg.AssetKey]:
+        return [dg.AssetKey(["cliniko", resource]) for resource in self.inputs] + [splose_key(n) for n in self.needs]
+
+
+COMMON_SKIPS = ("deleted in Cliniko", "not requested by the clinic")  # any row
+MAPPED = ("locations", "users", "practitioners", "services")
+USAGE_SOURCES = (
+    "individual_appointments",
+    "group_appointments",
+    "daily_availabilities",
+    "practitioner_reference_numbers",
+    "treatment_notes",
+)
+NOT_MAPPED = ("not mapped (no data)", "not listed by Cliniko, not mapped")
+UNMAPPED_REFERENCE = ("business <id> not listed by Cliniko, not mapped", "location ignored", "location not mapped")
+
+TABLE: tuple[Row, ...] = (
+    Row(
+        "locations",
+        "Businesses -> Locations",
+        ("businesses",),
+        "Cliniko businesses resolved to Splose locations.",
+        skips=("ignored by the clinic", *NOT_MAPPED),
+    ),
+    Row(
+        "users",
+        "Users -> Users",
+        ("users",),
+        "Cliniko users resolved to Splose practitioners.",
+        skips=("not mapped (not a practitioner with data)",),
+    ),
+    Row(
+        "practitioners",
+        "Practitioners -> Practitioners",
+        ("practitioners", "users"),
+        "Cliniko practitioners (active and inactive) resolved to Splose practitioners.",
+        skips=NOT_MAPPED,
+    ),
+    Row(
+        "provider_numbers",
+        "Practitioner reference numbers -> Provider numbers",
+        ("practitioner_reference_numbers",),
+        "Practitioner reference numbers as provider numbers on the mapped practitioners, per location.",
+        row_loads.load_provider_numbers,
+        needs=("practitioners", "locations"),
+        skips=("practitioner not mapped", *UNMAPPED_REFERENCE),
+    ),
+    Row(
+        "services",
+        "Appointment types -> Services",
+        ("appointment_types", *USAGE_SOURCES),
+        "Cliniko appointment types resolved to Splose services; those mapped to 'create' are created.",
+        skips=("ignored by the clinic", "not mapped (no appointments use it)"),
+    ),
+    Row(
+        "clients",
+        "Patients -> Clients",
+        ("patients",),
+        "Patients (incl. archived) as clients; referring doctors linked to contacts.",
+        row_loads.load_clients,
+        needs=("contacts",),
+        skips=("not in Cliniko (only referenced by other records)",),
+    ),
+    Row(
+        "contacts",
+        "Contacts -> Contacts",
+        ("contacts",),
+        "Contacts.",
+        row_loads.load_contacts,
+        needs=MAPPED,
+    ),
+    Row(
+        "appointments",
+        "Individual appointments -> Appointments",
+        ("individual_appointments",),
+        "Individual appointments with status, cancellation reason and note.",
+        row_loads.load_appointments,
+        needs=("clients", *MAPPED),
+        skips=(
+            "client not imported",
+            "patient <id> not in Cliniko",
+            "appointment type ignored by the clinic",
+            *UNMAPPED_REFERENCE,
+        ),
+    ),
+    Row(
+        "group_appointments",
+        "Group appointments -> Group appointments",
+        ("group_appointments", "attendees"),
+        "Group appointments: one appointment, maxPatients, one entry per attendee with its status.",
+        row_loads.load_group_appointments,
+        needs=("clients", *MAPPED),
+        skips=("appointment type ignored by the clinic", *UNMAPPED_REFERENCE),
+    ),
+    Row(
+        "attendees",
+        "Attendees -> Group appointment clients",
+        ("attendees",),
+        "Attendees as the clients of their group appointment.",
+        reported_with="group_appointments",
+        skips=(
+            "booking is not a group appointment",
+            "no booking link",
+            "duplicate attendee",
+            "client not imported",
+            "group appointment skipped",
+            "patient <id> not in Cliniko",
+        ),
+    ),
+    Row(
+        "availability",
+        "Daily availabilities -> Availability",
+        ("daily_availabilities", "businesses"),
+        "Weekly availability per practitioner and location.",
+        row_loads.load_availability,
+        needs=MAPPED,
+        skips=(
+            "no availability ranges",
+            "time zone of business <id> not known",
+            "practitioner <id> not listed by Cliniko, not mapped",
+            *UNMAPPED_REFERENCE,
+        ),
+    ),
+    Row(
+        "files",
+        "Patient attachments -> Files",
+        ("patient_attachments",),
+        "Patient attachments as files: bytes streamed in batches, checksum verified by Splose.",
+        load_files,
+        needs=("clients",),
+        skips=(
+            "not yet processed by Cliniko",
+            "bytes could not be downloaded from Cliniko",
+            "client not imported",
+            FILE_NOT_FOUND,
+            FILE_MISSING,
+            FILE_REFUSED,
+            FILE_SIZE_DIFFERS,
+            FILE_KEPT_FAILING,
+        ),
+        checks=(
+            Check(
+                "checksums_match",
+                "checksum_mismatches",
+                "Every uploaded file's sha256, as Splose computed it, equals the staged bytes' sha256.",
+            ),
+        ),
+    ),
+    Row(
+        "progress_note_templates",
+        "Treatment note templates -> Progress note templates",
+        ("treatment_note_templates",),
+        "Treatment note templates with their sections and questions.",
+        row_loads.load_progress_note_templates,
+        needs=MAPPED,
+        skips=("not in Cliniko (only referenced by other records)",),
+    ),
+    Row(
+        "progress_notes",
+        "Treatment notes -> Progress notes",
+        ("treatment_notes",),
+        "Treatment notes as progress notes, draft or final, linked to client, practitioner and appointment.",
+        row_loads.load_progress_notes,
+        needs=("clients", "appointments", "group_appointments", "progress_note_templates"),
+        skips=("client not imported", "patient <id> not in Cliniko"),
+    ),
+)
+
+BY_NAME = {row.name: row for row in TABLE}
+ROWS = {row.name: row.label for row in TABLE}  # name -> label, in the order the reconciliation prints them
+MAPPING_ROWS = tuple(row for row in TABLE if row.load is None and row.reported_with is None)
+LOADED_ROWS = tuple(row for row in TABLE if row.load is not None)
+
+
+def _load_order() -> tuple[Row, ...]:
+    """The loaded rows with every row after the rows it needs (the table's order otherwise)."""
+    placed: list[str] = [row.name for row in MAPPING_ROWS]
+    pending = list(LOADED_ROWS)
+    while pending:
+        ready = next(row for row in pending if all(need in placed for need in row.needs))
+        placed.append(ready.name)
+        pending.remove(ready)
+    return tuple(BY_NAME[name] for name in placed if BY_NAME[name].load is not None)
+
+
+LOAD_ORDER = _load_order()
+
+
+def companions(row: Row) -> tuple[Row, ...]:
+    """The rows reported by this row's step besides its own."""
+    return tuple(other for other in TABLE if other.reported_with == row.name)
