@@ -4,7 +4,7 @@ One Cliniko sandbox (its own process, no latency, its rate limit raised so that 
 budget) serves one generated clinic; three contenders extract it one after the other, each in a child
 process of its own, in the same run of this script:
 
-- ``pipeline``: this project's extraction, the ``cliniko_extract`` asset materialized on an ephemeral
+- ``pipeline``: this project's extraction, the ``cliniko/*`` assets (both steps) materialized on an ephemeral
   Dagster instance (keyset paging, staging to Parquet, checkpoints, the by-id pass, the attachments'
   bytes: everything a real extraction does);
 - ``dlt``: dlt's ``rest_api`` source over the same routes (Basic auth, ``links.next`` followed with its
@@ -66,7 +66,7 @@ def child_pipeline() -> dict:
     import dagster as dg
 
     from cliniko_assets.definitions import cliniko_resource, staging_resource
-    from cliniko_assets.extract import cliniko_extract
+    from cliniko_assets.extract import ExtractionSettings, extract_assets
     from cliniko_assets.mapping import ImportRequestResource
     from splose_resources.splose import SploseResource
 
@@ -74,12 +74,13 @@ def child_pipeline() -> dict:
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("tenants", [TENANT])
         result = dg.materialize(
-            [cliniko_extract],
+            extract_assets,
             instance=instance,
             partition_key=TENANT,
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},
             resources={
                 "cliniko": cliniko_resource(requests_per_window=UNLIMITED, concurrency=4),
+                "extraction": ExtractionSettings(),
                 "staging": staging_resource(),
                 "splose": SploseResource(),  # a local development run: Splose is never asked
                 "import_request": ImportRequestResource(local_development=True),

@@ -13,7 +13,7 @@ from collections import Counter
 import pytest
 
 from cliniko_assets.definitions import defs
-from cliniko_assets.reconciliation import ROWS
+from cliniko_assets.rows import ROWS
 from sandbox.ui_tour import CLINICS, browse, clinics_in_dagster
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
