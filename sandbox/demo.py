@@ -16,13 +16,14 @@ import secrets
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass
 
 import dagster as dg
 import requests
 
 from sandbox.admin import ClinikoSandboxAdmin
 from sandbox.clinic_setup import import_mapping, workspace_seed
-from sandbox.local import cliniko_sandbox, dagster_home, splose_sandbox, wire_splose
+from sandbox.local import PROJECT, cliniko_sandbox, dagster_home, splose_sandbox, wire_splose
 
 
 def workspace_for(scale: str, seed: int) -> str:
@@ -83,10 +84,23 @@ def submit_import(cliniko: ClinikoSandboxAdmin, account: str, splose_url: str, w
     return int(request.json()["id"])
 
 
-def run_import(cliniko_url: str) -> dg.ExecuteInProcessResult:
+@dataclass
+class FinishedRun:
+    """What the demo reads of the run once it has ended."""
+
+    run_id: str
+    success: bool
+    all_events: list[dg.DagsterEvent]
+
+
+def run_import(cliniko_url: str) -> FinishedRun:
+    """The run the sensor asked for, as the daemon would launch it: the code location's ``import_job`` with
+    its own executor (steps side by side, each in a process of its own, the loads beside the downloads)."""
     import os
 
-    from cliniko_assets.definitions import defs, splose_resource
+    from dagster._core.definitions.reconstruct import ReconstructableRepository
+
+    from cliniko_assets.definitions import splose_resource
     from cliniko_assets.sensors import import_requests
 
     os.environ["CLINIKO_API_URL"] = f"{cliniko_url}/{{shard}}/v1"
@@ -103,16 +117,14 @@ def run_import(cliniko_url: str) -> dg.ExecuteInProcessResult:
         run_config["loggers"] = {"console": {"config": {"log_level": "INFO"}}}
         # Every demo is a first import: the sandbox regenerates the clinic, so nothing staged before counts.
         run_config.setdefault("resources", {})["extraction"] = {"config": {"full_refresh": True}}
-        return defs.resolve_job_def("import_job").execute_in_process(
-            instance=instance,
-            partition_key=run_request.partition_key,
-            run_config=run_config,
-            tags=run_request.tags,
-            raise_on_error=False,
-        )
+        code_location = ReconstructableRepository.for_module("cliniko_assets.definitions", "defs", str(PROJECT))
+        tags = {**run_request.tags, "dagster/partition": run_request.partition_key}
+        job = code_location.get_reconstructable_job("import_job")
+        with dg.execute_job(job, instance=instance, run_config=run_config, tags=tags) as result:
+            return FinishedRun(result.run_id, result.success, list(result.all_events))
 
 
-def reconciliation(result: dg.ExecuteInProcessResult) -> tuple[str, int]:
+def reconciliation(result: FinishedRun) -> tuple[str, int]:
     from cliniko_assets.rows import ROWS
 
     rows, extracted = materialized(result)
@@ -137,7 +149,7 @@ def reconciliation(result: dg.ExecuteInProcessResult) -> tuple[str, int]:
     return "\n".join(lines), unaccounted
 
 
-def materialized(result: dg.ExecuteInProcessResult) -> tuple[dict[str, dict], dict[str, dict]]:
+def materialized(result: FinishedRun) -> tuple[dict[str, dict], dict[str, dict]]:
     """Metadata of the run's splose/* and cliniko/* materializations, by asset name."""
     found: dict[str, dict[str, dict]] = {"splose": {}, "cliniko": {}}
     for event in result.all_events:
