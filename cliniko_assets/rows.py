@@ -20,6 +20,7 @@ from cliniko_assets import row_loads
 from cliniko_assets.attachments import FILE_KEPT_FAILING, FILE_NOT_FOUND, FILE_SIZE_DIFFERS
 from cliniko_assets.file_loads import load_files
 from cliniko_assets.loading import LoadRun
+from cliniko_assets.mapping_rows import MAPPING_ASSETS, USAGE_SOURCES
 from cliniko_assets.reconciliation import RowReport, splose_key
 from splose_resources.cliniko import FILE_MISSING, FILE_REFUSED
 
@@ -54,14 +55,7 @@ class Row:
 
 
 COMMON_SKIPS = ("deleted in Cliniko", "not requested by the clinic")  # any row
-MAPPED = ("locations", "users", "practitioners", "services")
-USAGE_SOURCES = (
-    "individual_appointments",
-    "group_appointments",
-    "daily_availabilities",
-    "practitioner_reference_numbers",
-    "treatment_notes",
-)
+MAPPED = MAPPING_ASSETS
 NOT_MAPPED = ("not mapped (no data)", "not listed by Cliniko, not mapped")
 UNMAPPED_REFERENCE = ("business <id> not listed by Cliniko, not mapped", "location ignored", "location not mapped")
 
