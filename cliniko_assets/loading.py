@@ -65,7 +65,7 @@ class LoadRun:
             yield from batch
 
     def count(self, resource: str) -> int:
-        return len(self.staging.read_index(self.tenant, resource))
+        return self.staging.count_rows(self.tenant, resource)
 
     def progress(self, name: str, total: int | None) -> LoadProgress:
         return LoadProgress(self.context.log, f"splose/{name} of tenant '{self.tenant}'", total)

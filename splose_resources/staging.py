@@ -148,6 +148,15 @@ class StagingStore(dg.ConfigurableResource):
         with storage.reader(key) as handle:
             yield from scan(handle, columns, batch_size)
 
+    def count_rows(self, tenant: str, resource: str) -> int:
+        """How many rows the committed data of a resource holds (deletions included), from the file's footer."""
+        key = f"{self._resource_key(tenant, resource)}/{DATA_FILE}"
+        storage = self.storage()
+        if not storage.exists(key):
+            return 0
+        with storage.reader(key) as handle:
+            return pq.ParquetFile(handle).metadata.num_rows
+
     def read_index(self, tenant: str, resource: str, columns: tuple[str, ...] = ("id", "state")) -> pd.DataFrame:
         batches = list(self.iter_batches(tenant, resource, list(columns), batch_size=65_536))
         if not batches:

@@ -46,6 +46,8 @@ def test_a_full_listing_replaces_the_data_and_counts_what_disappeared(store):
     batch.write_part([_row("2", "2024-01-01T00:00:00Z")])
     stats = batch.commit(replace=True)
     assert (stats.records, stats.removed) == (1, 1)
+    assert store.count_rows("clinic-a", "practitioner_reference_numbers") == 1
+    assert store.count_rows("clinic-a", "patients") == 0  # nothing staged yet
 
 
 def test_checkpoints_survive_until_commit(store):
