@@ -72,6 +72,24 @@ KILLED_RUN = textwrap.dedent(
 )
 
 
+def kill_mid_extraction(
+    home, tenant: str, staging_uri: str, started, timeout: float, poll: float = 0.02, **popen
+) -> None:
+    """Run :data:`KILLED_RUN` for ``tenant`` and SIGKILL it once ``started()`` says it staged a page."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", KILLED_RUN, str(home), tenant, staging_uri],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        **popen,
+    )
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and not started():
+        time.sleep(poll)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    assert started(), "the killed run never staged a page"
+
+
 def test_a_killed_extraction_resumes_without_refetching_what_it_staged(tmp_path, monkeypatch):
     args = ["--account", "slow:4:tiny:au1", "--latency-ms", "700", "--jitter-ms", "0", "--data-dir", str(tmp_path)]
     home = tmp_path / "home"
@@ -90,19 +108,15 @@ def test_a_killed_extraction_resumes_without_refetching_what_it_staged(tmp_path,
 
         resource = tmp_path / "staging" / "resumed" / "cliniko" / "individual_appointments"
         checkpoint = resource / "incoming" / "checkpoint.json"
-        child = subprocess.Popen(
-            [sys.executable, "-c", KILLED_RUN, str(home), "resumed", str(tmp_path / "staging")],
+        kill_mid_extraction(
+            home,
+            "resumed",
+            str(tmp_path / "staging"),
+            lambda: _started(checkpoint),
+            60,
             cwd=PROJECT,
             env={**os.environ},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not _started(checkpoint):
-            time.sleep(0.02)
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-        assert _started(checkpoint), "the killed run never staged a page"
 
         with dg.DagsterInstance.from_config(str(home)) as instance:
             resumed = materializations(clinic.extract(instance))

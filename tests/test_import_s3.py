@@ -11,11 +11,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import textwrap
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -28,7 +26,7 @@ from sandbox.admin import ClinikoSandboxAdmin
 from sandbox.harness import running_server
 from tests.conftest import PROJECT, RESOURCES, Clinic, materializations, splose_from_env
 from tests.s3_server import s3_server, s3_staging  # noqa: F401 (fixtures)
-from tests.test_extract_safety import KILLED_RUN
+from tests.test_extract_safety import kill_mid_extraction
 from tests.test_import import Import, purge_deleted_imports, splose_sandbox, tiny_import  # noqa: F401 (fixtures)
 from tests.test_import_resilience import _assert_every_row_reconciles, _assert_splose_holds_what_was_loaded, _rows
 from tests.test_postgres_instance import postgres_database  # noqa: F401 (fixture)
@@ -211,19 +209,16 @@ def test_an_extraction_killed_mid_crawl_resumes_from_its_checkpoint_in_the_bucke
             instance.add_dynamic_partitions("tenants", ["baseline", "resumed"])
             full = materializations(baseline.extract(instance))
 
-        child = subprocess.Popen(
-            [sys.executable, "-c", KILLED_RUN, str(home), "resumed", store.uri],
+        kill_mid_extraction(
+            home,
+            "resumed",
+            store.uri,
+            lambda: _mid_crawl(store),
+            120,
+            poll=0.1,
             cwd=tmp_path,
             env={**os.environ, "PYTHONPATH": str(PROJECT)},
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
         )
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and not _mid_crawl(store):
-            time.sleep(0.1)
-        child.send_signal(signal.SIGKILL)
-        child.wait()
-        assert _mid_crawl(store), "the killed run never staged a page"
 
         with dg.DagsterInstance.from_config(str(home)) as instance:
             resumed = materializations(clinic.extract(instance))
