@@ -18,14 +18,24 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator, Mapping
+from itertools import islice
 
+import numpy as np
+import pyarrow as pa
+
+from cliniko_assets.crosswalks import HASH_VERSION, SCHEMA, CrosswalkTable, entries_batch
 from splose_resources.splose import CrosswalkEntry, FileUpload, SploseImportClient, UpsertedRecord
 from splose_resources.staging import StagingStore
 
 UNCHANGED = "unchanged"
 FOLDER = "splose"  # the tenant's staging folder of what the loads keep
-HASH_VERSION = "c1"  # bump when what is hashed changes: every record is then sent once more
+RUN = b"run"  # the footer key of the run a staged crosswalk belongs to
+# What a step wrote: the crosswalk's columns and, for appointments, what the read-back checks (null otherwise).
+WRITTEN_SCHEMA = SCHEMA.append(pa.field("clients", pa.list_(pa.string()))).append(
+    pa.field("practitioner_id", pa.int64())
+)
+READ_BATCH = 65_536
 
 
 def content_hash(fields: dict) -> str:
@@ -62,45 +72,49 @@ class RunCrosswalk:
         self.tenant = tenant
         self.run_id = run_id
         self.writer = writer
-        self._entries: dict[str, dict[str, CrosswalkEntry]] = {}
-        self._written: dict[str, dict[str, CrosswalkEntry]] = {}
-        self._refs: dict[str, dict] = {}
+        self._entries: dict[str, CrosswalkTable] = {}
+        self._written: dict[str, list[pa.RecordBatch]] = {}
 
     # -- reading ----------------------------------------------------------------------------------
 
-    def entries(self, entity: str) -> dict[str, CrosswalkEntry]:
+    def entries(self, entity: str) -> CrosswalkTable:
         if entity not in self._entries:
-            self._entries[entity] = {**self._base(entity), **self._others_written(entity)}
+            table = CrosswalkTable()
+            if not self._read_into(self._name(entity), table):
+                self._fetch(entity, table)
+            for name in self._written_names(entity):
+                if name != self._written_name(entity):
+                    self._read_into(name, table)
+            self._entries[entity] = table
         return self._entries[entity]
 
-    def ids(self, entity: str) -> dict[str, int]:
-        return {external_id: entry.id for external_id, entry in self.entries(entity).items()}
+    def ids(self, entity: str) -> Mapping[str, int]:
+        return self.entries(entity).ids()
 
     def unchanged(self, entity: str, external_id: str, fingerprint: str) -> CrosswalkEntry | None:
         """Splose's entry when it already holds exactly this record, else ``None``."""
         entry = self.entries(entity).get(external_id)
         return entry if entry is not None and entry.content_hash == fingerprint else None
 
-    def _base(self, entity: str) -> dict[str, CrosswalkEntry]:
-        name = self._name(entity)
-        kept = self._read(name)
-        if kept is not None:
-            return _entries(kept["entries"])
-        entries = self.imports.crosswalk_entries(self.import_id, entity)
-        self.staging.write_json(self.tenant, name, {"run": self.run_id, "entries": _plain(entries)})
-        return entries
+    def _fetch(self, entity: str, table: CrosswalkTable) -> None:
+        """Splose's crosswalk a page at a time into ``table``, then kept in staging for the run's other steps."""
+        rows = self.imports.crosswalk_rows(self.import_id, entity)
+        while chunk := [(external_id, entry.id, entry.content_hash) for external_id, entry in islice(rows, 10_000)]:
+            table.update_from([entries_batch(chunk)])
+        schema = SCHEMA.with_metadata({RUN: self.run_id.encode()})
+        self.staging.write_parquet(self.tenant, self._name(entity), schema, table.batches())
 
-    def _others_written(self, entity: str) -> dict[str, CrosswalkEntry]:
-        found: dict[str, CrosswalkEntry] = {}
-        for name in self._written_names(entity):
-            kept = self._read(name)
-            if kept is not None and name != self._written_name(entity):
-                found.update(_entries(kept["entries"]))
-        return found
+    def _read_into(self, name: str, table: CrosswalkTable) -> bool:
+        """Add a staged crosswalk of this run to ``table``; False when there is none."""
+        with self.staging.parquet(self.tenant, name) as staged:
+            if not self._of_this_run(staged):
+                return False
+            table.update_from(staged.iter_batches(READ_BATCH, columns=SCHEMA.names, use_threads=False))
+        return True
 
-    def _read(self, name: str) -> dict | None:
-        kept = self.staging.read_json(self.tenant, name)
-        return kept if kept is not None and kept.get("run") == self.run_id else None
+    def _of_this_run(self, staged: object) -> bool:
+        metadata = getattr(staged, "schema_arrow", None)
+        return metadata is not None and (metadata.metadata or {}).get(RUN) == self.run_id.encode()
 
     def _listed(self, prefix: str) -> list[str]:
         return [f"{FOLDER}/{n}" for n in self.staging.names(self.tenant, FOLDER) if n.startswith(prefix)]
@@ -112,49 +126,84 @@ class RunCrosswalk:
 
     def record(self, entity: str, answers: Iterable[UpsertedRecord], hashes: dict[str, str], refs: dict) -> None:
         """Splose's answers to this step's writes, with the hash each record was sent with."""
-        entries = self.entries(entity)
-        written = self._written.setdefault(entity, {})
-        for answer in answers:
-            entry = CrosswalkEntry(answer.id, hashes.get(answer.external_id))
-            entries[answer.external_id] = written[answer.external_id] = entry
-        self._refs.setdefault(entity, {}).update(refs)
+        table = self.entries(entity)
+        written = [(answer.external_id, answer.id, hashes.get(answer.external_id)) for answer in answers]
+        for external_id, splose_id, content_hash in written:
+            table.put(external_id, splose_id, content_hash)
+        if written:
+            self._written.setdefault(entity, []).append(_written_batch(written, refs))
 
     def save(self) -> None:
         """Keep this step's writes for the run's next steps (once, when the step is done)."""
+        schema = WRITTEN_SCHEMA.with_metadata({RUN: self.run_id.encode()})
         for entity, written in self._written.items():
-            payload = {"run": self.run_id, "entries": _plain(written), "refs": self._refs.get(entity, {})}
-            self.staging.write_json(self.tenant, self._written_name(entity), payload)
+            self.staging.write_parquet(self.tenant, self._written_name(entity), schema, _last_of_each(written))
 
     def _name(self, entity: str) -> str:
-        return f"{FOLDER}/crosswalk-{self.import_id}-{entity}.json"
+        return f"{FOLDER}/crosswalk-{self.import_id}-{entity}.parquet"
 
     def _written_name(self, entity: str) -> str:
-        return f"{FOLDER}/written-{self.import_id}-{entity}-by-{self.writer}.json"
+        return f"{FOLDER}/written-{self.import_id}-{entity}-by-{self.writer}.parquet"
 
     # -- what the run wrote (for the read-back) ---------------------------------------------------
 
-    def written_refs(self, entity: str) -> dict[str, dict]:
-        """External id -> references of every ``entity`` record a step of this run wrote."""
-        refs: dict[str, dict] = {}
-        for name in self._written_names(entity):
-            kept = self._read(name)
-            if kept is not None:
-                refs.update(kept.get("refs") or {})
-        return refs
+    def written_refs(self, entity: str) -> Iterator[tuple[str, dict]]:
+        """External id and references of every ``entity`` record a step of this run wrote (once each: the
+        last step's, in name order, as for the crosswalk), a batch at a time."""
+        later: list[np.ndarray] = []  # the numeric keys of the files already read (later in name order)
+        later_odd: set[str] = set()
+        for name in reversed(self._written_names(entity)):
+            with self.staging.parquet(self.tenant, name) as staged:
+                if not self._of_this_run(staged):
+                    continue
+                seen = np.concatenate(later) if later else np.empty(0, np.uint64)
+                columns = ["key", "external_id", "clients", "practitioner_id"]
+                for batch in staged.iter_batches(READ_BATCH, columns=columns, use_threads=False):
+                    later.append(batch.column("key").drop_null().to_numpy())
+                    yield from _refs(batch, seen, later_odd)
 
     def known_entities(self) -> list[str]:
         """The entities whose crosswalk this run read."""
         prefix = f"crosswalk-{self.import_id}-"
-        return sorted(
-            name.rsplit("/", 1)[-1].removeprefix(prefix).removesuffix(".json")
-            for name in self._listed(prefix)
-            if self._read(name) is not None
-        )
+        found = []
+        for name in self._listed(prefix):
+            with self.staging.parquet(self.tenant, name) as staged:
+                if self._of_this_run(staged):
+                    found.append(name.rsplit("/", 1)[-1].removeprefix(prefix).removesuffix(".parquet"))
+        return sorted(found)
 
 
-def _plain(entries: dict[str, CrosswalkEntry]) -> dict[str, list]:
-    return {external_id: [entry.id, entry.content_hash] for external_id, entry in entries.items()}
+def _written_batch(written: list[tuple[str, int, str | None]], refs: dict) -> pa.RecordBatch:
+    entries = entries_batch(written)
+    kept = [refs.get(external_id) for external_id, _, _ in written]
+    clients = pa.array([None if r is None else r["clients"] for r in kept], pa.list_(pa.string()))
+    practitioners = pa.array([None if r is None else r["practitionerId"] for r in kept], pa.int64())
+    return pa.RecordBatch.from_arrays([*entries.columns, clients, practitioners], schema=WRITTEN_SCHEMA)
 
 
-def _entries(plain: dict[str, list]) -> dict[str, CrosswalkEntry]:
-    return {external_id: CrosswalkEntry(int(value[0]), value[1]) for external_id, value in plain.items()}
+def _last_of_each(batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
+    """The step's writes with one row per external id, its last (an id written twice keeps its last answer)."""
+    numeric = np.concatenate([b.column("key").drop_null().to_numpy() for b in batches])
+    odd = [e for b in batches for e in b.column("external_id").drop_null().to_pylist()]
+    if len(np.unique(numeric)) == len(numeric) and len(set(odd)) == len(odd):
+        return batches
+    table = pa.Table.from_batches(batches, WRITTEN_SCHEMA)
+    keys = zip(table.column("key").to_pylist(), table.column("external_id").to_pylist(), strict=True)
+    last = {(key, external_id): row for row, (key, external_id) in enumerate(keys)}
+    return table.take(pa.array(sorted(last.values()))).to_batches()
+
+
+def _refs(batch: pa.RecordBatch, later: np.ndarray, later_odd: set[str]) -> Iterator[tuple[str, dict]]:
+    """The references of a batch of written rows, but those a later file holds."""
+    keys = batch.column("key")
+    numeric = keys.fill_null(0).to_numpy().astype(np.uint64)
+    superseded = np.isin(numeric, later) & keys.is_valid().to_numpy(zero_copy_only=False)
+    for at, (key, odd, clients, practitioner) in enumerate(
+        zip(*(batch.column(i).to_pylist() for i in range(4)), strict=True)
+    ):
+        external_id = str(key) if key is not None else odd
+        if clients is None or superseded[at] or (key is None and external_id in later_odd):
+            continue
+        if key is None:
+            later_odd.add(external_id)
+        yield external_id, {"clients": clients, "practitionerId": practitioner}

@@ -19,6 +19,7 @@ from collections.abc import Iterable, Iterator
 import dagster as dg
 
 from cliniko_assets.changes import UNCHANGED, RunCrosswalk
+from cliniko_assets.crosswalks import key_set
 from cliniko_assets.mapping import ResolvedMapping
 from cliniko_assets.partitions import validate_tenant
 from cliniko_assets.progress import LoadProgress
@@ -125,7 +126,7 @@ class LoadRun:
         return {MAPPING_KEY: dg.MetadataValue.json(data)}
 
     def import_context(self, *entities: str) -> ImportContext:
-        imported = {entity: frozenset(self.writes().crosswalk(entity)) for entity in entities}
+        imported = {entity: key_set(self.writes().crosswalk(entity)) for entity in entities}
         return self.mapping().context(imported)
 
     def finish(self, name: str, report: RowReport, extra: dict | None = None) -> dg.MaterializeResult:

@@ -25,7 +25,7 @@ Time zones: a business's ``time_zone_identifier``, else its ``time_zone`` label,
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Container, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -129,7 +129,7 @@ class ResolvedMapping:
             "metadata of splose/locations, splose/practitioners and splose/services proposes matches to paste."
         )
 
-    def context(self, imported: Mapping[str, frozenset[str]]) -> ImportContext:
+    def context(self, imported: Mapping[str, Container[str]]) -> ImportContext:
         """What the transforms need, with ``imported``: the external ids Splose already holds, per entity."""
         return ImportContext(
             locations=self.locations,

@@ -53,24 +53,24 @@ def referential_integrity(run: LoadRun, workspace: SploseWorkspace) -> dict[str,
         workspace.imports, run.import_id, run.staging, run.tenant, run.context.run.run_id, "import_report"
     )
     counts = workspace.imports.counts(run.import_id)
-    written = known.written_refs("appointments")
-    clients = set(known.ids("clients")) if written else set()
     mapping = run.mapping()
     practitioners = {*mapping.practitioners.values(), *mapping.users.values()}
     group_entries: dict[str, int] = (run.received("group_appointments") or {}).get(GROUP_ENTRIES) or {}
+    found = dict.fromkeys(("appointments_written", "missing_clients", "missing_practitioners", "incomplete_groups"), 0)
+    for external_id, refs in known.written_refs("appointments"):  # streamed: nothing held per appointment
+        clients, practitioner = refs["clients"], refs["practitionerId"]
+        found["appointments_written"] += 1
+        found["missing_clients"] += sum(c not in known.entries("clients") for c in clients)
+        found["missing_practitioners"] += practitioner is not None and practitioner not in practitioners
+        found["incomplete_groups"] += external_id in group_entries and len(clients) != group_entries[external_id]
     held = len(known.entries("appointments"))
     return {
         "appointments_read_back": counts.get("appointments", 0),
-        "appointments_written": len(written),
+        "appointments_written": found["appointments_written"],
         "missing_appointments": max(0, held - counts.get("appointments", 0)),
-        "missing_clients": sum(c not in clients for refs in written.values() for c in refs["clients"]),
-        "missing_practitioners": sum(
-            refs["practitionerId"] is not None and refs["practitionerId"] not in practitioners
-            for refs in written.values()
-        ),
-        "incomplete_groups": sum(
-            ext in group_entries and len(refs["clients"]) != group_entries[ext] for ext, refs in written.items()
-        ),
+        "missing_clients": found["missing_clients"],
+        "missing_practitioners": found["missing_practitioners"],
+        "incomplete_groups": found["incomplete_groups"],
         "count_mismatches": sum(len(known.entries(e)) != counts.get(e, 0) for e in known.known_entities()),
     }
 

@@ -14,6 +14,7 @@ from collections.abc import Iterator
 import dagster as dg
 
 from cliniko_assets.catalog import linked_id, record_id
+from cliniko_assets.crosswalks import key_set
 from cliniko_assets.loading import LoadRun, load_records
 from cliniko_assets.reconciliation import RowReport, counts_metadata
 from cliniko_assets.transforms import (
@@ -62,7 +63,7 @@ def load_appointments(run: LoadRun, report: RowReport) -> dict:
                 yield outcome
 
     load_records(run, report, "appointments", outcomes(repeats=False))
-    imported = set(run.writes().crosswalk("appointments"))
+    imported = key_set(run.writes().crosswalk("appointments"))
     unlinked = 0
 
     def linked(outcome: dict | Skip) -> dict | Skip:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from itertools import islice
 from typing import Protocol
 
@@ -35,7 +35,7 @@ CREATED = "created"
 class Sink(Protocol):
     def upsert(self, entity: str, records: Iterable[dict]) -> UpsertResult: ...
 
-    def crosswalk(self, entity: str) -> dict[str, int]: ...
+    def crosswalk(self, entity: str) -> Mapping[str, int]: ...
 
     def upload_files(self, files: list[FileUpload]) -> FileBatchResult: ...
 
@@ -80,7 +80,7 @@ class SploseSink:
         result.records.extend(held)
         return result
 
-    def crosswalk(self, entity: str) -> dict[str, int]:
+    def crosswalk(self, entity: str) -> Mapping[str, int]:
         return self.known.ids(entity)
 
     def held_file(self, upload: FileUpload) -> dict | None:

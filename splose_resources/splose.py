@@ -464,11 +464,15 @@ class SploseImportClient:
 
     def crosswalk_entries(self, import_id: int, entity: str) -> dict[str, CrosswalkEntry]:
         """External id -> Splose id and content hash of every ``entity`` record this source imported."""
+        return {external_id: entry for external_id, entry in self.crosswalk_rows(import_id, entity)}
+
+    def crosswalk_rows(self, import_id: int, entity: str) -> Iterator[tuple[str, CrosswalkEntry]]:
+        """The crosswalk's entries a page at a time, as Splose answers them (nothing else held)."""
         if entity not in CROSSWALK_ENTITIES:
             raise ValueError(f"unknown import entity {entity!r}; expected one of {list(CROSSWALK_ENTITIES)}")
         call = self._call(f"reading the {entity} crosswalk", import_id)
-        pages = self._http.pages(call, f"imports/{int(import_id)}/records/{entity}", {})
-        return {row["externalId"]: CrosswalkEntry(int(row["id"]), row.get("contentHash")) for row in pages}
+        for row in self._http.pages(call, f"imports/{int(import_id)}/records/{entity}", {}):
+            yield str(row["externalId"]), CrosswalkEntry(int(row["id"]), row.get("contentHash"))
 
     def counts(self, import_id: int) -> dict[str, int]:
         """How many records of this source the workspace holds, per entity (one call)."""

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import re
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -221,6 +221,25 @@ class StagingStore(dg.ConfigurableResource):
 
     def write_json(self, tenant: str, name: str, value: object) -> None:
         self.storage().write_bytes(self._tenant_key(tenant, name), json.dumps(value).encode())
+
+    def write_parquet(self, tenant: str, name: str, schema: pa.Schema, batches: Iterable[pa.RecordBatch]) -> None:
+        """A table of the tenant's (``name`` as for :meth:`write_json`), written a batch at a time; the
+        schema's metadata is kept in the file's footer."""
+        out = self.storage().writer(self._tenant_key(tenant, name))
+        with out as handle, pq.ParquetWriter(handle, schema, compression="zstd") as writer:
+            for batch in batches:
+                writer.write_batch(batch)
+
+    @contextmanager
+    def parquet(self, tenant: str, name: str) -> Iterator[pq.ParquetFile | None]:
+        """A table written by :meth:`write_parquet`, opened to be read a batch at a time; None if never written."""
+        key = self._tenant_key(tenant, name)
+        storage = self.storage()
+        if not storage.exists(key):
+            yield None
+            return
+        with storage.reader(key) as handle:
+            yield pq.ParquetFile(handle, pre_buffer=False)
 
     def names(self, tenant: str, folder: str) -> list[str]:
         """Names of the files directly under the tenant's ``folder`` (e.g. ``splose``), sorted."""

@@ -67,8 +67,8 @@ def test_a_tiny_clinic_imports_resyncs_and_is_purged_with_staging_on_s3(
     prefix = f"staging/{tenant}"
     assert f"{prefix}/cliniko/patients/data.parquet" in keys
     # The crosswalks the run read once and its steps' own writes live in the bucket, not on the machine.
-    assert f"{prefix}/splose/crosswalk-{request['id']}-clients.json" in keys
-    assert f"{prefix}/splose/written-{request['id']}-clients-by-clients.json" in keys
+    assert f"{prefix}/splose/crosswalk-{request['id']}-clients.parquet" in keys
+    assert f"{prefix}/splose/written-{request['id']}-clients-by-clients.parquet" in keys
     assert sum(f"{prefix}/cliniko/patient_attachments/files/" in k for k in keys) == len(files)
     assert [k for k in keys if "/incoming/" in k or k.endswith(".lock")] == []  # every part committed
     assert _staged_here(tmp_path) == []

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from functools import wraps
@@ -45,7 +45,7 @@ class ImportContext:
     users: Mapping[str, int]
     services: Mapping[str, int]
     business_time_zones: Mapping[str, str]
-    imported: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    imported: Mapping[str, Container[str]] = field(default_factory=dict)  # external ids, per entity
     # kind ("business", "practitioner") -> ids the list routes did not return and the mapping does not cover
     unresolved: Mapping[str, frozenset[str]] = field(default_factory=dict)
     # resource ("patients", "treatment_note_templates") -> ids other records point at that Cliniko does not have
