@@ -8,8 +8,9 @@ hold, availability rows belong to the day they came from (files: :mod:`cliniko_a
 progress notes count those without an appointment.
 """
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterator
+from itertools import islice
 
 import dagster as dg
 
@@ -31,6 +32,7 @@ from cliniko_assets.transforms import (
 
 NOT_LINKED = "notes_without_appointment"  # progress notes loaded without an appointment (no booking link, or
 # their appointment was not imported): they still attach to their client and practitioner
+GROUP_CHUNK = 2_000  # group appointments transformed at a time (their attendees read for each chunk)
 GROUP_ENTRIES = "group_entries"  # group appointment id -> attendees it must hold in Splose (read by the report)
 
 
@@ -81,30 +83,37 @@ def load_appointments(run: LoadRun, report: RowReport) -> dict:
 def load_group_appointments(run: LoadRun, report: RowReport) -> dict:
     """One appointment per group with one entry per attendee; the attendees row is counted alongside."""
     ctx = run.import_context("clients")
-    attendees: dict[str, list[dict]] = defaultdict(list)
-    for attendee in run.records("attendees"):
-        booking = linked_id(attendee, "booking")
-        attendees[booking or ""].append(attendee)
+    groups = {record_id(group) or "" for group in run.records("group_appointments")}
+    per_booking = Counter(linked_id(attendee, "booking") or "" for attendee in run.records("attendees"))
     attendee_report = run.side_reports["attendees"]
-    attendee_report.cliniko = sum(len(v) for v in attendees.values())
-    outcomes = []
+    attendee_report.cliniko = sum(per_booking.values())
+    for booking, count in per_booking.items():
+        if booking not in groups:  # attendees of individual appointments or of bookings that no longer exist
+            attendee_report.skip("booking is not a group appointment" if booking else "no booking link", count)
     entries: dict[str, list[str]] = {}
-    for group in run.records("group_appointments"):
-        gid = record_id(group) or ""
-        # Attendees in id order, so the same group is the same record whatever order staging holds them in.
-        members = sorted(attendees.pop(gid, []), key=lambda a: _numeric_id(record_id(a)))
-        appointment, skipped = to_splose_group_appointment(group, members, ctx)
-        for skip in skipped:
-            attendee_report.count_skip(skip)
-        if not isinstance(appointment, Skip):
-            entries[gid] = [entry["externalId"] for entry in appointment["appointmentPatients"]]
-        outcomes.append(appointment)
-    for booking, rest in attendees.items():
-        # Attendees of individual appointments or of bookings that no longer exist.
-        reason = "booking is not a group appointment" if booking else "no booking link"
-        attendee_report.skip(reason, len(rest))
+
+    def outcomes() -> Iterator[dict | Skip]:
+        # A chunk of groups at a time, with only their attendees read: memory follows the chunk, not the clinic.
+        for chunk in _chunks(run.records("group_appointments"), GROUP_CHUNK):
+            wanted = {record_id(group) or "" for group in chunk}
+            attendees: dict[str, list[dict]] = defaultdict(list)
+            for attendee in run.records("attendees"):
+                booking = linked_id(attendee, "booking") or ""
+                if booking in wanted:
+                    attendees[booking].append(attendee)
+            for group in chunk:
+                gid = record_id(group) or ""
+                # Attendees in id order: the same group is the same record whatever order staging holds them in.
+                members = sorted(attendees.pop(gid, []), key=lambda a: _numeric_id(record_id(a)))
+                appointment, skipped = to_splose_group_appointment(group, members, ctx)
+                for skip in skipped:
+                    attendee_report.count_skip(skip)
+                if not isinstance(appointment, Skip):
+                    entries[gid] = [entry["externalId"] for entry in appointment["appointmentPatients"]]
+                yield appointment
+
     actions: dict[str, str] = {}
-    load_records(run, report, "appointments", outcomes, actions)
+    load_records(run, report, "appointments", outcomes(), actions)
     for gid, ids in entries.items():
         action = actions.get(gid)
         if action is None:
@@ -163,16 +172,39 @@ def load_progress_note_templates(run: LoadRun, report: RowReport) -> None:
 def load_progress_notes(run: LoadRun, report: RowReport) -> None:
     ctx = run.import_context("clients", "appointments", "progressNoteTemplates")
     outcomes = (to_splose_progress_note(r, ctx) for r in run.records("treatment_notes"))
-    actions: dict[str, str] = {}
-    unlinked: set[str] = set()
+    unlinked = _Unlinked()
 
     def noted(outcome: dict | Skip) -> dict | Skip:
         if not isinstance(outcome, Skip) and outcome.get("appointmentExternalId") is None:
-            unlinked.add(outcome["externalId"])
+            unlinked.waiting.add(outcome["externalId"])
         return outcome
 
-    load_records(run, report, "progressNotes", (noted(o) for o in outcomes), actions)
-    report.facts[NOT_LINKED] = len(unlinked & set(actions))
+    load_records(run, report, "progressNotes", (noted(o) for o in outcomes), unlinked)
+    report.facts[NOT_LINKED] = unlinked.loaded
+
+
+class _Unlinked(dict):
+    """Counts the notes without an appointment that were loaded, as their answers arrive, and holds only those
+    still waiting for theirs (not an entry per note, as a dict of every answer would)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.waiting: set[str] = set()
+        self.loaded = 0
+
+    def __setitem__(self, external_id: str, action: str) -> None:
+        if external_id in self.waiting:
+            self.waiting.discard(external_id)
+            self.loaded += 1
+
+    def update(self, answers: dict[str, str]) -> None:  # type: ignore[override]
+        for external_id, action in answers.items():
+            self[external_id] = action
+
+
+def _chunks(records: Iterator[dict], size: int) -> Iterator[list[dict]]:
+    while chunk := list(islice(records, size)):
+        yield chunk
 
 
 def _numeric_id(value: str | None) -> int:
