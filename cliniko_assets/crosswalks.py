@@ -164,17 +164,15 @@ class CrosswalkTable(Mapping[str, CrosswalkEntry]):
             return
         keys = np.fromiter(self._pending, np.uint64, len(self._pending))
         ids = np.fromiter((value[0] for value in self._pending.values()), np.int64, len(self._pending))
-        digests = np.zeros((len(keys), DIGEST), np.uint8)
-        hashed = np.zeros(len(keys), bool)
-        for row, (key, (_, content_hash)) in enumerate(self._pending.items()):
-            digest = digest_of(content_hash)
-            if digest is not None:
-                digests[row] = np.frombuffer(digest, np.uint8)
-                hashed[row] = True
-            elif content_hash is not None:
+        found = [digest_of(content_hash) for _, content_hash in self._pending.values()]
+        hashed = np.fromiter((digest is not None for digest in found), bool, len(found))
+        raw = b"".join(digest or bytes(DIGEST) for digest in found)
+        digests = np.frombuffer(raw, np.uint8).reshape(-1, DIGEST).copy()
+        for key, (_, content_hash), digest in zip(self._pending, self._pending.values(), found, strict=True):
+            if digest is None and content_hash is not None:
                 self._texts[key] = content_hash
-                continue
-            self._texts.pop(key, None)
+            elif self._texts:
+                self._texts.pop(key, None)
         self._pending.clear()
         self._merge(keys, ids, digests, hashed)
 
