@@ -32,9 +32,9 @@ UNCHANGED = "unchanged"
 FOLDER = "splose"  # the tenant's staging folder of what the loads keep
 RUN = b"run"  # the footer key of the run a staged crosswalk belongs to
 # What a step wrote: the crosswalk's columns and, for appointments, what the read-back checks (null otherwise).
-WRITTEN_SCHEMA = SCHEMA.append(pa.field("clients", pa.list_(pa.string()))).append(
-    pa.field("practitioner_id", pa.int64())
-)
+REFS = [pa.field("clients", pa.list_(pa.string())), pa.field("practitioner_id", pa.int64())]
+WRITTEN_SCHEMA = pa.schema([*SCHEMA, *REFS])
+HELD_SCHEMA = pa.schema([SCHEMA.field("key"), SCHEMA.field("external_id"), *REFS])  # kept until the step is done
 READ_BATCH = 65_536
 
 
@@ -137,7 +137,9 @@ class RunCrosswalk:
         """Keep this step's writes for the run's next steps (once, when the step is done)."""
         schema = WRITTEN_SCHEMA.with_metadata({RUN: self.run_id.encode()})
         for entity, written in self._written.items():
-            self.staging.write_parquet(self.tenant, self._written_name(entity), schema, _last_of_each(written))
+            table = self.entries(entity)
+            rows = (_with_entries(batch, table) for batch in _last_of_each(written))
+            self.staging.write_parquet(self.tenant, self._written_name(entity), schema, rows)
 
     def _name(self, entity: str) -> str:
         return f"{FOLDER}/crosswalk-{self.import_id}-{entity}.parquet"
@@ -174,11 +176,20 @@ class RunCrosswalk:
 
 
 def _written_batch(written: list[tuple[str, int, str | None]], refs: dict) -> pa.RecordBatch:
+    """The external ids a step wrote and their references: their ids and hashes are read from the crosswalk
+    when the step is done (held once, not twice)."""
     entries = entries_batch(written)
     kept = [refs.get(external_id) for external_id, _, _ in written]
     clients = pa.array([None if r is None else r["clients"] for r in kept], pa.list_(pa.string()))
     practitioners = pa.array([None if r is None else r["practitionerId"] for r in kept], pa.int64())
-    return pa.RecordBatch.from_arrays([*entries.columns, clients, practitioners], schema=WRITTEN_SCHEMA)
+    columns = [entries.column("key"), entries.column("external_id"), clients, practitioners]
+    return pa.RecordBatch.from_arrays(columns, schema=HELD_SCHEMA)
+
+
+def _with_entries(batch: pa.RecordBatch, table: CrosswalkTable) -> pa.RecordBatch:
+    entries = table.entries_of(batch.column("key"), batch.column("external_id"))
+    refs = [batch.column(field.name) for field in REFS]
+    return pa.RecordBatch.from_arrays([*entries.columns, *refs], schema=WRITTEN_SCHEMA)
 
 
 def _last_of_each(batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
@@ -187,7 +198,7 @@ def _last_of_each(batches: list[pa.RecordBatch]) -> list[pa.RecordBatch]:
     odd = [e for b in batches for e in b.column("external_id").drop_null().to_pylist()]
     if len(np.unique(numeric)) == len(numeric) and len(set(odd)) == len(odd):
         return batches
-    table = pa.Table.from_batches(batches, WRITTEN_SCHEMA)
+    table = pa.Table.from_batches(batches, HELD_SCHEMA)
     keys = zip(table.column("key").to_pylist(), table.column("external_id").to_pylist(), strict=True)
     last = {(key, external_id): row for row, (key, external_id) in enumerate(keys)}
     return table.take(pa.array(sorted(last.values()))).to_batches()

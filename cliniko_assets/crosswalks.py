@@ -197,22 +197,44 @@ class CrosswalkTable(Mapping[str, CrosswalkEntry]):
 
     # -- staging ----------------------------------------------------------------------------------
 
+    def entries_of(self, keys: pa.Array, external_ids: pa.Array) -> pa.RecordBatch:
+        """The :data:`SCHEMA` rows of external ids this table holds, given as :data:`SCHEMA` would hold them."""
+        self._merge_pending()
+        numeric = keys.is_valid().to_numpy(zero_copy_only=False)
+        at = np.searchsorted(self._keys, keys.fill_null(0).to_numpy()).clip(max=max(len(self._keys) - 1, 0))
+        ids = self._ids[at] if len(self._keys) else np.zeros(len(keys), np.int64)
+        hashed = self._hashed[at] & numeric if len(self._keys) else np.zeros(len(keys), bool)
+        digests = self._digests[at] if len(self._keys) else np.zeros((len(keys), DIGEST), np.uint8)
+        texts: list[str | None] = [None] * len(keys)
+        for row, (key, external_id) in enumerate(zip(keys.to_pylist(), external_ids.to_pylist(), strict=True)):
+            if external_id is not None:
+                entry = self._odd[external_id]
+                ids[row], texts[row] = entry.id, entry.content_hash
+            elif self._texts:
+                texts[row] = self._texts.get(key)
+        return pa.RecordBatch.from_arrays(
+            [
+                keys,
+                external_ids,
+                pa.array(ids, pa.int64()),
+                _digest_array(digests, hashed),
+                pa.array(texts, pa.string()),
+            ],
+            schema=SCHEMA,
+        )
+
     def batches(self, size: int = 65_536) -> Iterator[pa.RecordBatch]:
         """The table as :data:`SCHEMA` batches (to write to staging)."""
         self._merge_pending()
         for start in range(0, len(self._keys), size):
             keys = self._keys[start : start + size]
-            digests = pa.FixedSizeBinaryArray.from_buffers(
-                pa.binary(DIGEST), len(keys), [None, pa.py_buffer(self._digests[start : start + size].tobytes())]
-            )
-            hashed = pa.array(self._hashed[start : start + size])
             texts = [self._texts.get(key) for key in keys.tolist()] if self._texts else None
             yield pa.RecordBatch.from_arrays(
                 [
                     pa.array(keys, pa.uint64()),
                     pa.nulls(len(keys), pa.string()),
                     pa.array(self._ids[start : start + size], pa.int64()),
-                    pc.if_else(hashed, digests, pa.scalar(None, pa.binary(DIGEST))),
+                    _digest_array(self._digests[start : start + size], self._hashed[start : start + size]),
                     pa.nulls(len(keys), pa.string()) if texts is None else pa.array(texts, pa.string()),
                 ],
                 schema=SCHEMA,
@@ -277,6 +299,13 @@ def entries_batch(entries: list[tuple[str, int, str | None]]) -> pa.RecordBatch:
         ],
         schema=SCHEMA,
     )
+
+
+def _digest_array(digests: np.ndarray, hashed: np.ndarray) -> pa.Array:
+    """32-byte digests, null where there is none."""
+    raw = pa.py_buffer(np.ascontiguousarray(digests).tobytes())
+    array = pa.FixedSizeBinaryArray.from_buffers(pa.binary(DIGEST), len(hashed), [None, raw])
+    return pc.if_else(pa.array(hashed, pa.bool_()), array, pa.scalar(None, pa.binary(DIGEST)))
 
 
 def _columns(rows: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
