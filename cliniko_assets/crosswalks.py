@@ -124,7 +124,7 @@ class CrosswalkTable(Mapping[str, CrosswalkEntry]):
 
     def _find(self, key: int) -> int:
         wanted = np.uint64(key)
-        at = int(np.searchsorted(self._keys, wanted))
+        at = int(self._keys.searchsorted(wanted))
         return at if at < len(self._keys) and self._keys[at] == wanted else -1
 
     # -- writing ----------------------------------------------------------------------------------
@@ -259,7 +259,7 @@ class KeySet(Container[str]):
         if key is None:
             return external_id in self._odd
         wanted = np.uint64(key)
-        at = int(np.searchsorted(self._keys, wanted))
+        at = int(self._keys.searchsorted(wanted))
         return at < len(self._keys) and self._keys[at] == wanted
 
 
