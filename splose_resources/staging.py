@@ -298,30 +298,33 @@ class StagingBatch:
     def commit(self, *, replace: bool) -> CommitStats:
         """Fold the parts into ``data.parquet``; with ``replace`` the parts alone become the data.
 
-        Only the id columns of every source are held in memory; rows are then copied source by
-        source, so a resource of any size commits in bounded memory.
+        Only the key columns of every source are held in memory, as Arrow arrays (no Python object per
+        row); rows are then copied source by source, so a resource of any size commits in bounded memory.
         """
         sources = self.parts()
-        previous_ids: set[str] = set()
+        previous: pa.Array | None = None
         if self.storage.exists(self.target):
             if replace:
-                previous_ids = set(self._read(self.target, columns=["id"]).column("id").to_pylist())
+                previous = self._read(self.target, columns=["id"], use_threads=False).column("id").combine_chunks()
             else:
                 sources.insert(0, self.target)
         index = self._winners(sources)
+        src = index.column("src").to_numpy()
+        rows = index.column("row").to_numpy()
         with self.storage.writer(self.target) as out, pq.ParquetWriter(out, STAGED_SCHEMA, compression="zstd") as w:
             for number, source in enumerate(sources):
-                rows = index.loc[index["src"] == number, "row"].to_numpy()
-                if len(rows):
-                    w.write_table(self._read(source, schema=STAGED_SCHEMA).take(rows))
+                taken = rows[src == number]
+                if len(taken):
+                    w.write_table(self._read(source, schema=STAGED_SCHEMA).take(taken))
         self.discard()
-        removed = len(previous_ids - set(index["id"])) if replace else 0
-        updated = index["updated_at"].dropna()
-        updated = updated[updated != ""]
+        removed = 0 if previous is None else len(previous) - pc.sum(pc.is_in(previous, index.column("id"))).as_py()
+        updated = pc.drop_null(index.column("updated_at"))
+        updated = updated.filter(pc.not_equal(updated, ""))
+        counts = pc.value_counts(pc.drop_null(index.column("state"))).to_pylist() if index.num_rows else []
         return CommitStats(
-            records=len(index),
-            by_state={str(k): int(v) for k, v in index["state"].value_counts().sort_index().items()},
-            max_updated_at=str(updated.max()) if len(updated) else None,
+            records=index.num_rows,
+            by_state={str(c["values"]): int(c["counts"]) for c in sorted(counts, key=lambda c: str(c["values"]))},
+            max_updated_at=pc.max(updated).as_py() if len(updated) else None,
             removed=removed,
         )
 
@@ -329,12 +332,12 @@ class StagingBatch:
         with self.storage.reader(key) as handle:
             return pq.read_table(handle, **options)
 
-    def _winners(self, sources: list[str]) -> pd.DataFrame:
+    def _winners(self, sources: list[str]) -> pa.Table:
         """For each id, the row that stands: a deletion first, then the newest ``updated_at``, then the latest
         part.
 
-        Worked out in Arrow on the key columns alone (the rows are only ever sorted as positions), and only
-        the winners become a DataFrame, in part and row order.
+        Worked out in Arrow on the key columns alone (the rows are only ever sorted as positions); the
+        winners come back in part and row order, with their source (``src``) and row in it (``row``).
         """
         tables = []
         for number, source in enumerate(sources):
@@ -342,7 +345,8 @@ class StagingBatch:
             rows = np.arange(table.num_rows, dtype=np.int64)
             tables.append(table.append_column("src", pa.array(np.full(len(rows), number))).append_column("row", [rows]))
         if not tables:
-            return pd.DataFrame({"id": [], "updated_at": [], "state": [], "src": [], "row": []})
+            empty = [pa.array([], pa.string())] * 3 + [pa.array([], pa.int64())] * 2
+            return pa.table(empty, names=["id", "updated_at", "state", "src", "row"])
         index = pa.concat_tables(tables).combine_chunks()
         del tables
         keys = pa.table(
@@ -354,10 +358,12 @@ class StagingBatch:
             }
         )
         order = pc.sort_indices(keys, sort_keys=[(name, "ascending") for name in keys.column_names])
+        del keys
         ids = index["id"].take(order)
         last = pa.concat_arrays([pc.not_equal(ids[:-1], ids[1:]).combine_chunks(), pa.array([True])])
+        del ids
         positions = np.sort(order.filter(last).to_numpy())  # positions follow (part, row) order
-        return index.take(positions).to_pandas()
+        return index.take(positions)
 
 
 def scan(source: BinaryIO, columns: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
