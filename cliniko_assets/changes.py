@@ -20,23 +20,24 @@ import hashlib
 import json
 from collections.abc import Iterable
 
+import orjson
+
 from splose_resources.splose import CrosswalkEntry, FileUpload, SploseImportClient, UpsertedRecord
 from splose_resources.staging import StagingStore
 
 UNCHANGED = "unchanged"
 FOLDER = "splose"  # the tenant's staging folder of what the loads keep
-HASH_VERSION = "c1"  # bump when what is hashed changes: every record is then sent once more
+HASH_VERSION = "c2"  # bump when what is hashed changes: every record is then sent once more
 
 
 def content_hash(fields: dict) -> str:
-    """The fingerprint of a record as sent (its ``contentHash`` excluded)."""
-    canonical = json.dumps(
-        {k: v for k, v in fields.items() if k != "contentHash"},
-        sort_keys=True,
-        separators=(",", ":"),
-        default=str,  # ASCII escapes: a lone surrogate in Cliniko's text hashes like any other character
-    )
-    return f"{HASH_VERSION}-{hashlib.sha256(canonical.encode()).hexdigest()}"
+    """The fingerprint of a record as sent (its ``contentHash`` excluded): the sha256 of its canonical JSON."""
+    hashed = {k: v for k, v in fields.items() if k != "contentHash"}
+    try:
+        canonical = orjson.dumps(hashed, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
+    except orjson.JSONEncodeError:  # a lone surrogate in Cliniko's text: the standard encoder escapes it
+        canonical = json.dumps(hashed, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return f"{HASH_VERSION}-{hashlib.sha256(canonical).hexdigest()}"
 
 
 def file_fingerprint(upload: FileUpload) -> str:
