@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -32,6 +33,102 @@ def run_child_usage(script: str, args: list[str], env: dict[str, str]) -> tuple[
     if status != 0:
         raise SystemExit(f"child {args[0]} failed with status {status}")
     return json.loads(output.decode().strip().splitlines()[-1]), usage
+
+
+@dataclass
+class TreeUsage:
+    """What a child and every process under it used, sampled every ``every`` seconds from ``/proc``.
+
+    ``peak_rss_mb``: the largest RSS any one process reached (a Dagster step process, typically);
+    ``peak_pss_mb``: the largest total PSS of the whole tree at one sample (shared pages split between the
+    processes sharing them: the tree's real footprint); ``cpu_s``: user + system CPU of every process seen,
+    each at its last sample (a process's last fraction of a sample interval is missed).
+    """
+
+    peak_rss_mb: float = 0.0
+    peak_pss_mb: float = 0.0
+    cpu_s: float = 0.0
+    processes: int = 0
+
+
+class TreeSampler:
+    def __init__(self, root: int, every: float = 0.25) -> None:
+        self.root = root
+        self.every = every
+        self.usage = TreeUsage()
+        self._cpu: dict[int, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._tick = os.sysconf("SC_CLK_TCK")
+
+    def __enter__(self) -> TreeSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.usage.cpu_s = sum(self._cpu.values())
+        self.usage.processes = len(self._cpu)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.sample()
+            self._stop.wait(self.every)
+
+    def sample(self) -> None:
+        total_pss = 0.0
+        for pid in self._tree():
+            try:
+                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+                rss_pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
+                pss_kb = _pss_kb(pid)
+            except (OSError, IndexError, ValueError):
+                continue  # it ended meanwhile
+            self._cpu[pid] = (int(stat[11]) + int(stat[12])) / self._tick  # utime, stime: its own CPU only
+            self.usage.peak_rss_mb = max(self.usage.peak_rss_mb, rss_pages * os.sysconf("SC_PAGE_SIZE") / 2**20)
+            total_pss += pss_kb / 1024
+        self.usage.peak_pss_mb = max(self.usage.peak_pss_mb, total_pss)
+
+    def _tree(self) -> list[int]:
+        found, stack = [], [self.root]
+        while stack:
+            pid = stack.pop()
+            found.append(pid)
+            for task in _tasks(pid):
+                try:
+                    stack.extend(int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split())
+                except OSError:
+                    continue
+        return found
+
+
+def _tasks(pid: int) -> list[str]:
+    try:
+        return os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return []
+
+
+def _pss_kb(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines():
+        if line.startswith("Pss:"):
+            return int(line.split()[1])
+    return 0
+
+
+def run_child_tree(script: str, args: list[str], env: dict[str, str]) -> tuple[dict, TreeUsage]:
+    """Run ``script`` in child mode like :func:`run_child_usage`, measuring the child and every process under
+    it (Dagster runs each step in a process of its own, which ``os.wait4`` of the child does not count)."""
+    process = subprocess.Popen(
+        [sys.executable, script, *args], env={**os.environ, **env}, stdout=subprocess.PIPE, cwd=PROJECT
+    )
+    with TreeSampler(process.pid) as sampler:
+        output = process.stdout.read()
+        _, status, _ = os.wait4(process.pid, 0)
+    if status != 0:
+        raise SystemExit(f"child {args[0]} failed with status {status}")
+    return json.loads(output.decode().strip().splitlines()[-1]), sampler.usage
 
 
 def cpu_seconds(usage: resource.struct_rusage) -> float:

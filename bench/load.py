@@ -22,7 +22,9 @@ key and what the splose/* materializations report. Printed per scale:
   requests in a few seconds);
 - ``429 C/S``: 429s the sandboxes returned (Cliniko for the key / Splose over all keys, within the
   last 100 windows the Splose sandbox keeps);
-- ``RSS MB``: peak RSS of the child that ran the import (``os.wait4``);
+- ``RSS MB``: the largest RSS any one process of the import reached: the child that ran it or one of its
+  step processes (``bench/child.py``'s ``TreeSampler`` reads ``/proc`` every 0.25 s; ``os.wait4`` of the
+  child would not count the step processes, which a forkserver starts and reaps);
 - ``run``: ``FAILED`` when the import run failed or was interrupted: its row's written, rec/s and ratio
   then describe an unfinished import and mean nothing.
 
@@ -33,7 +35,8 @@ Then, per scale, CPU and memory (a second table):
   columns show 0);
   ``load CPU s/1k written``: CPU seconds of every other step (mapping, loads, report) per 1,000 Splose
   records written. Both are read off the child's CPU time, sampled every 0.1 s, at each step's start and end;
-- ``process CPU s``: the child's whole CPU time (start-up and imports included), ``RSS MB`` its peak RSS,
+- ``process CPU s``: the CPU time of every process of the import (start-up and imports included), ``RSS MB``
+  as above, ``PSS MB`` the largest total PSS of those processes at one sample (their real joint footprint),
   and the ratio of the last scale's peak RSS to the first's;
 - ``<contender> s/1k`` and ``x``: the same clinic extracted after the import by ``bench/cpu.py``'s
   contenders (dlt's ``rest_api`` source run into local Parquet files, its extract step alone, a plain
@@ -84,7 +87,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 from bench import cpu  # noqa: E402
-from bench.child import CpuClock, cpu_seconds, run_child_usage, use_project_code  # noqa: E402
+from bench.child import CpuClock, run_child_tree, run_child_usage, use_project_code  # noqa: E402
 from sandbox.admin import ClinikoSandboxAdmin  # noqa: E402
 from sandbox.demo import submit_import  # noqa: E402
 from sandbox.harness import running_server  # noqa: E402
@@ -215,7 +218,9 @@ def report_progress(admin: ClinikoSandboxAdmin, scale: str, window: float, every
         )
 
 
-def bench_scale(scale: str, time_scale: float, concurrency: int, splose_latency_ms: float, progress: float) -> dict:
+def bench_scale(
+    scale: str, time_scale: float, concurrency: int, splose_latency_ms: float, progress: float, skip_resyncs: bool
+) -> dict:
     window = 60 / time_scale
     cliniko_latency = CLINIKO_LATENCY_MS / time_scale
     token = secrets.token_urlsafe(24)
@@ -258,7 +263,7 @@ def bench_scale(scale: str, time_scale: float, concurrency: int, splose_latency_
             child_args = ["import", f"{window:g}", str(concurrency), str(Path(workdir) / "outbox")]
             splose_before = splose_requests(splose.url)
             try:
-                child, usage = run_child_usage(__file__, [*child_args, ""], env)
+                child, usage = run_child_tree(__file__, [*child_args, ""], env)
             finally:
                 stop.set()
                 if watcher.is_alive():
@@ -266,13 +271,22 @@ def bench_scale(scale: str, time_scale: float, concurrency: int, splose_latency_
             key_stats = admin.stats()["keys"][f"{ACCOUNT}/admin"]
             splose_stats = requests.get(f"{splose.url}/_sandbox/stats", timeout=60).json()["keys"]
             first_splose = splose_requests(splose.url) - splose_before
-            resyncs = (
-                bench_resyncs(admin, splose.url, env, [*child_args, f"{scale}:{import_id}"]) if child["success"] else {}
+            floor = budget_floor(key_stats["total"], child["started_epoch"], window)
+            print(
+                f"[{scale}] import {'done' if child['success'] else 'FAILED'}: e2e {child['seconds']:.1f} s, floor "
+                f"{floor:.1f} s ({child['seconds'] / floor if floor else float('inf'):.2f}x), Cliniko requests "
+                f"{key_stats['total']}, Splose requests {first_splose}, peak RSS {usage.peak_rss_mb:.0f} MB",
+                flush=True,
             )
+            resyncs: dict = {}
+            if child["success"] and not skip_resyncs:
+                try:
+                    resyncs = bench_resyncs(admin, splose.url, env, [*child_args, f"{scale}:{import_id}"])
+                except (requests.RequestException, RuntimeError) as exc:  # keep the import's row
+                    print(f"[{scale}] the re-syncs could not be measured: {type(exc).__name__}", flush=True)
     if not child["success"]:
         print(f"[{scale}] the import run FAILED:", *child["failures"], sep="\n  ", flush=True)
     cliniko_requests = key_stats["total"]
-    floor = budget_floor(cliniko_requests, child["started_epoch"], window)
     written = sum(child["written"].values())
     return {
         "scale": scale,
@@ -288,8 +302,9 @@ def bench_scale(scale: str, time_scale: float, concurrency: int, splose_latency_
         "ratio": child["seconds"] / floor if floor else float("inf"),
         "cliniko_429": key_stats.get("rate_limited", 0),
         "splose_429": sum(entry["throttled"] for entry in splose_stats.values()),
-        "peak_rss_mb": usage.ru_maxrss / 1024,
-        "process_cpu": cpu_seconds(usage),
+        "peak_rss_mb": usage.peak_rss_mb,
+        "peak_pss_mb": usage.peak_pss_mb,
+        "process_cpu": usage.cpu_s,
         "extracted": child["extracted"],
         "extract_cpu_per_1k": child["extract_cpu"] / child["extracted"] * 1000 if child["extracted"] else 0.0,
         "load_cpu_per_1k": child["load_cpu"] / written * 1000 if written else 0.0,
@@ -341,6 +356,7 @@ def main() -> None:
         help="run the import's steps one at a time in one process (no overlap), which the CPU table's per-step "
         "figures need; by default they run side by side, as the code location runs them",
     )
+    parser.add_argument("--no-resyncs", action="store_true", help="measure the first import only")
     parser.add_argument("--progress", type=float, default=60.0, help="seconds between progress lines (0: none)")
     parser.add_argument(
         "--cpu-contenders",
@@ -353,7 +369,7 @@ def main() -> None:
     rows = []
     for scale in args.scales.split(","):
         rows.append(bench_scale(scale, args.large_time_scale if scale == "large" else 1.0, args.concurrency,
-                                args.splose_latency_ms, args.progress))  # fmt: skip
+                                args.splose_latency_ms, args.progress, args.no_resyncs))  # fmt: skip
         if args.json:
             print(json.dumps(rows[-1]), flush=True)
     print()
@@ -380,11 +396,12 @@ def print_cpu(rows: list[dict], others: dict[str, dict[str, dict]]) -> None:
     """CPU per 1,000 records of the import's extraction against the other extractions, loads' CPU, peak RSS."""
     names = list(next(iter(others.values()), {}))
     header = (f"{'scale':<7}{'extract CPU s/1k':>17}{'load CPU s/1k written':>23}{'process CPU s':>15}{'RSS MB':>8}"
+              f"{'PSS MB':>8}"
               + "".join(f"{name + ' s/1k':>16}{'x':>7}" for name in names))  # fmt: skip
     print(f"\n{header}\n{'-' * len(header)}")
     for r in rows:
         line = (f"{r['scale']:<7}{r['extract_cpu_per_1k']:>17.3f}{r['load_cpu_per_1k']:>23.3f}"
-                f"{r['process_cpu']:>15.1f}{r['peak_rss_mb']:>8.0f}")  # fmt: skip
+                f"{r['process_cpu']:>15.1f}{r['peak_rss_mb']:>8.0f}{r['peak_pss_mb']:>8.0f}")  # fmt: skip
         for name in names:
             other = cpu.per_thousand(others[r["scale"]][name], "work_cpu")
             extract = r["extract_cpu_per_1k"]  # 0 when the steps ran side by side (not measured per step)
@@ -397,7 +414,9 @@ def print_cpu(rows: list[dict], others: dict[str, dict[str, dict]]) -> None:
     print(" import / Splose records written; both from the process's CPU time sampled at each step's start and end.")
     print(" <name> s/1k: that extraction's CPU, imports excluded, per 1,000 records of the same clinic, extracted from")
     print(" an unthrottled sandbox after the import (bench/cpu.py); x = it / the import's extract CPU s/1k. Measured")
-    print(" above in this run. RSS MB: peak RSS of the process that ran the whole import.)")
+    print(" above in this run. process CPU s: every process of the import (the run and each step's), sampled from")
+    print(" /proc every 0.25 s; RSS MB: the largest RSS any one of them reached; PSS MB: the largest total PSS of them")
+    print(" all at one sample, shared pages split between the processes sharing them.)")
 
 
 def print_splose_requests(rows: list[dict]) -> None:
@@ -407,7 +426,7 @@ def print_splose_requests(rows: list[dict]) -> None:
     print("-" * len(header))
     for r in rows:
         if "resync_unchanged_splose" not in r:
-            print(f"{r['scale']:<7}{r['splose_requests']:>14}  (re-syncs not run: the import failed)")
+            print(f"{r['scale']:<7}{r['splose_requests']:>14}  (re-syncs not measured: see above)")
             continue
         print(
             f"{r['scale']:<7}{r['splose_requests']:>14}{r['resync_unchanged_splose']:>19}"

@@ -18,10 +18,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Iterable, Iterator, Mapping
 from itertools import islice
 
 import numpy as np
+import orjson
 import pyarrow as pa
 
 from cliniko_assets.crosswalks import HASH_VERSION, SCHEMA, CrosswalkTable, entries_batch
@@ -39,14 +41,13 @@ READ_BATCH = 65_536
 
 
 def content_hash(fields: dict) -> str:
-    """The fingerprint of a record as sent (its ``contentHash`` excluded)."""
-    canonical = json.dumps(
-        {k: v for k, v in fields.items() if k != "contentHash"},
-        sort_keys=True,
-        separators=(",", ":"),
-        default=str,  # ASCII escapes: a lone surrogate in Cliniko's text hashes like any other character
-    )
-    return f"{HASH_VERSION}-{hashlib.sha256(canonical.encode()).hexdigest()}"
+    """The fingerprint of a record as sent (its ``contentHash`` excluded): the sha256 of its canonical JSON."""
+    hashed = {k: v for k, v in fields.items() if k != "contentHash"}
+    try:
+        canonical = orjson.dumps(hashed, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS, default=str)
+    except orjson.JSONEncodeError:  # a lone surrogate in Cliniko's text: the standard encoder escapes it
+        canonical = json.dumps(hashed, sort_keys=True, separators=(",", ":"), default=str).encode()
+    return f"{HASH_VERSION}-{hashlib.sha256(canonical).hexdigest()}"
 
 
 def file_fingerprint(upload: FileUpload) -> str:
@@ -74,19 +75,21 @@ class RunCrosswalk:
         self.writer = writer
         self._entries: dict[str, CrosswalkTable] = {}
         self._written: dict[str, list[pa.RecordBatch]] = {}
+        self._reading = threading.Lock()
 
     # -- reading ----------------------------------------------------------------------------------
 
     def entries(self, entity: str) -> CrosswalkTable:
-        if entity not in self._entries:
-            table = CrosswalkTable()
-            if not self._read_into(self._name(entity), table):
-                self._fetch(entity, table)
-            for name in self._written_names(entity):
-                if name != self._written_name(entity):
-                    self._read_into(name, table)
-            self._entries[entity] = table
-        return self._entries[entity]
+        with self._reading:  # once, whichever thread of the step asks first
+            if entity not in self._entries:
+                table = CrosswalkTable()
+                if not self._read_into(self._name(entity), table):
+                    self._fetch(entity, table)
+                for name in self._written_names(entity):
+                    if name != self._written_name(entity):
+                        self._read_into(name, table)
+                self._entries[entity] = table
+            return self._entries[entity]
 
     def ids(self, entity: str) -> Mapping[str, int]:
         return self.entries(entity).ids()

@@ -10,7 +10,10 @@ a time.
 
 from __future__ import annotations
 
-from collections.abc import Container, Iterable, Iterator, Mapping
+import functools
+import threading
+from collections.abc import Callable, Container, Iterable, Iterator, Mapping
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 import pyarrow as pa
@@ -18,7 +21,9 @@ import pyarrow.compute as pc
 
 from splose_resources.splose import CrosswalkEntry
 
-HASH_VERSION = "c1"  # bump when what is hashed changes: every record is then sent once more
+P = ParamSpec("P")
+T = TypeVar("T")
+HASH_VERSION = "c2"  # bump when what is hashed changes: every record is then sent once more
 PREFIX = f"{HASH_VERSION}-"
 DIGEST = 32
 PENDING = 8_192  # entries recorded one by one are merged into the arrays this many at a time
@@ -44,7 +49,7 @@ def numeric_key(external_id: str) -> int | None:
 
 
 def digest_of(content_hash: str | None) -> bytes | None:
-    """The 32 bytes of a hash of this version (``c1-`` and 64 lowercase hex digits), else ``None``."""
+    """The 32 bytes of a hash of this version (its version, ``-`` and 64 lowercase hex digits), else ``None``."""
     if content_hash is None or len(content_hash) != len(PREFIX) + 2 * DIGEST or not content_hash.startswith(PREFIX):
         return None
     hexdigits = content_hash[len(PREFIX) :]
@@ -55,6 +60,15 @@ def digest_of(content_hash: str | None) -> bytes | None:
     except ValueError:
         return None
     return digest if len(digest) == DIGEST else None
+
+
+def _locked(method: Callable[P, T]) -> Callable[P, T]:
+    @functools.wraps(method)
+    def locked(self, *args, **kwargs):
+        with self._lock:
+            return method(self, *args, **kwargs)
+
+    return locked  # type: ignore[return-value]
 
 
 class CrosswalkTable(Mapping[str, CrosswalkEntry]):
@@ -68,9 +82,13 @@ class CrosswalkTable(Mapping[str, CrosswalkEntry]):
         self._texts: dict[int, str] = {}  # numeric keys whose hash is not of this version's shape
         self._pending: dict[int, tuple[int, str | None]] = {}
         self._odd: dict[str, CrosswalkEntry] = {}  # external ids that are not Cliniko ids
+        # A load's batches are answered on threads of their own (loading.BatchesInFlight) while the next
+        # batch is checked: reads and writes take turns, and a merge replaces the arrays as a whole.
+        self._lock = threading.RLock()
 
     # -- reading ----------------------------------------------------------------------------------
 
+    @_locked
     def get(self, external_id: str, default: CrosswalkEntry | None = None) -> CrosswalkEntry | None:  # type: ignore[override]
         entry = self._odd.get(external_id)
         if entry is not None:
@@ -96,6 +114,7 @@ class CrosswalkTable(Mapping[str, CrosswalkEntry]):
             raise KeyError(external_id)
         return entry
 
+    @_locked
     def __contains__(self, external_id: object) -> bool:
         if not isinstance(external_id, str):
             return False
@@ -104,19 +123,23 @@ class CrosswalkTable(Mapping[str, CrosswalkEntry]):
         key = numeric_key(external_id)
         return key is not None and (key in self._pending or self._find(key) >= 0)
 
+    @_locked
     def __len__(self) -> int:
         self._merge_pending()
         return len(self._keys) + len(self._odd)
 
     def __iter__(self) -> Iterator[str]:
-        self._merge_pending()
-        yield from (str(key) for key in self._keys.tolist())
-        yield from list(self._odd)
+        with self._lock:
+            self._merge_pending()
+            keys, odd = self._keys, list(self._odd)  # arrays are replaced, never changed in place
+        yield from (str(key) for key in keys.tolist())
+        yield from odd
 
     def ids(self) -> Mapping[str, int]:
         """External id -> Splose id, read through this table (no copy)."""
         return _Ids(self)
 
+    @_locked
     def key_set(self) -> KeySet:
         """The external ids held now, as a compact set that later writes leave as it is."""
         self._merge_pending()
@@ -129,6 +152,7 @@ class CrosswalkTable(Mapping[str, CrosswalkEntry]):
 
     # -- writing ----------------------------------------------------------------------------------
 
+    @_locked
     def put(self, external_id: str, splose_id: int, content_hash: str | None) -> None:
         key = numeric_key(external_id)
         if key is None:
@@ -138,6 +162,7 @@ class CrosswalkTable(Mapping[str, CrosswalkEntry]):
         if len(self._pending) >= PENDING:
             self._merge_pending()
 
+    @_locked
     def update_from(self, batches: Iterable[pa.RecordBatch]) -> None:
         """Add the rows of :data:`SCHEMA` batches (later rows win)."""
         for batch in batches:
@@ -197,6 +222,7 @@ class CrosswalkTable(Mapping[str, CrosswalkEntry]):
 
     # -- staging ----------------------------------------------------------------------------------
 
+    @_locked
     def entries_of(self, keys: pa.Array, external_ids: pa.Array) -> pa.RecordBatch:
         """The :data:`SCHEMA` rows of external ids this table holds, given as :data:`SCHEMA` would hold them."""
         self._merge_pending()
@@ -224,25 +250,26 @@ class CrosswalkTable(Mapping[str, CrosswalkEntry]):
         )
 
     def batches(self, size: int = 65_536) -> Iterator[pa.RecordBatch]:
-        """The table as :data:`SCHEMA` batches (to write to staging)."""
-        self._merge_pending()
-        for start in range(0, len(self._keys), size):
-            keys = self._keys[start : start + size]
-            texts = [self._texts.get(key) for key in keys.tolist()] if self._texts else None
+        """The table as :data:`SCHEMA` batches (to write to staging), as it is when this is called."""
+        with self._lock:
+            self._merge_pending()
+            all_keys, ids, digests, hashed = self._keys, self._ids, self._digests, self._hashed
+            texts, odd = dict(self._texts), [(ext, entry.id, entry.content_hash) for ext, entry in self._odd.items()]
+        for start in range(0, len(all_keys), size):
+            keys = all_keys[start : start + size]
+            found = [texts.get(key) for key in keys.tolist()] if texts else None
             yield pa.RecordBatch.from_arrays(
                 [
                     pa.array(keys, pa.uint64()),
                     pa.nulls(len(keys), pa.string()),
-                    pa.array(self._ids[start : start + size], pa.int64()),
-                    _digest_array(self._digests[start : start + size], self._hashed[start : start + size]),
-                    pa.nulls(len(keys), pa.string()) if texts is None else pa.array(texts, pa.string()),
+                    pa.array(ids[start : start + size], pa.int64()),
+                    _digest_array(digests[start : start + size], hashed[start : start + size]),
+                    pa.nulls(len(keys), pa.string()) if found is None else pa.array(found, pa.string()),
                 ],
                 schema=SCHEMA,
             )
-        if self._odd:
-            yield entries_batch(
-                [(external_id, entry.id, entry.content_hash) for external_id, entry in self._odd.items()]
-            )
+        if odd:
+            yield entries_batch(odd)
 
 
 class KeySet(Container[str]):

@@ -14,7 +14,9 @@ everything in memory and write nothing.
 from __future__ import annotations
 
 import dataclasses
+from collections import deque
 from collections.abc import Iterable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import dagster as dg
 
@@ -27,7 +29,7 @@ from cliniko_assets.reconciliation import RowReport, reconciliation_check, repor
 from cliniko_assets.resolution import RunImport
 from cliniko_assets.sinks import Sink, SploseSink
 from cliniko_assets.transforms import ImportContext, Skip, pop_warnings
-from splose_resources.splose import SploseImportClient
+from splose_resources.splose import SploseImportClient, UpsertResult
 from splose_resources.staging import StagingStore
 
 BATCH = 500
@@ -165,30 +167,78 @@ def load_records(
     outcomes: Iterable[dict | Skip],
     actions: dict[str, str] | None = None,
 ) -> None:
-    """Upsert every transformed record in batches of 500 and count skips; ``actions`` collects what happened."""
+    """Upsert every transformed record in batches of 500 and count skips; ``actions`` collects what happened.
+
+    Up to the sink's ``in_flight`` batches are on their way to Splose at once (each is independent: a
+    record never points at another of the same stream), so transforming the next batch overlaps
+    Splose's answer to the previous ones. Every batch is answered before this returns.
+    """
+    sink = run.writes()
     pending: list[dict] = []
+    with BatchesInFlight(sink, entity, report, actions) as batches:
+        for outcome in outcomes:
+            report.cliniko += 1
+            run.advance()
+            if isinstance(outcome, Skip):
+                report.count_skip(outcome)
+                continue
+            report.warnings.update(pop_warnings(outcome))
+            if sink.unchanged(entity, outcome):  # Splose holds it as it is: not sent (batches stay full)
+                report.unchanged += 1
+                if actions is not None:
+                    actions[outcome["externalId"]] = UNCHANGED
+                continue
+            pending.append(outcome)
+            if len(pending) >= BATCH:
+                batches.send(pending)
+                pending = []
+        batches.send(pending)
 
-    def flush() -> None:
-        if pending:
-            result = run.writes().upsert(entity, pending)
-            report.absorb(result)
-            if actions is not None:
-                actions.update({r.external_id: r.action for r in result.records})
-            pending.clear()
 
-    for outcome in outcomes:
-        report.cliniko += 1
-        run.advance()
-        if isinstance(outcome, Skip):
-            report.count_skip(outcome)
-            continue
-        report.warnings.update(pop_warnings(outcome))
-        if run.writes().unchanged(entity, outcome):  # Splose holds it as it is: not sent (batches stay full)
-            report.unchanged += 1
-            if actions is not None:
-                actions[outcome["externalId"]] = UNCHANGED
-            continue
-        pending.append(outcome)
-        if len(pending) >= BATCH:
-            flush()
-    flush()
+class BatchesInFlight:
+    """Batches sent from worker threads, at most ``sink.in_flight`` at once; answers counted as they come.
+
+    The answers are counted on the caller's thread. A batch that fails raises there, once the batches
+    already sent have been answered (they are idempotent upserts: a re-run sends them again harmlessly).
+    """
+
+    def __init__(self, sink: Sink, entity: str, report: RowReport, actions: dict[str, str] | None) -> None:
+        self.sink = sink
+        self.entity = entity
+        self.report = report
+        self.actions = actions
+        self.limit = max(1, sink.in_flight)
+        self._pool: ThreadPoolExecutor | None = None
+        self._waiting: deque[Future[UpsertResult]] = deque()
+
+    def __enter__(self) -> BatchesInFlight:
+        if self.limit > 1:
+            self._pool = ThreadPoolExecutor(max_workers=self.limit, thread_name_prefix=f"upsert-{self.entity}")
+        return self
+
+    def send(self, batch: list[dict]) -> None:
+        if not batch:
+            return
+        if self._pool is None:
+            self._count(self.sink.upsert(self.entity, batch))
+            return
+        while len(self._waiting) >= self.limit:
+            self._count(self._waiting.popleft().result())
+        self._waiting.append(self._pool.submit(self.sink.upsert, self.entity, batch))
+
+    def __exit__(self, *exc_info: object) -> None:
+        try:
+            while self._waiting:
+                future = self._waiting.popleft()
+                if exc_info[0] is None:
+                    self._count(future.result())
+                else:
+                    future.exception()  # the load failed already: only wait for what is on its way
+        finally:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True)
+
+    def _count(self, result: UpsertResult) -> None:
+        self.report.absorb(result)
+        if self.actions is not None:
+            self.actions.update({r.external_id: r.action for r in result.records})

@@ -30,9 +30,12 @@ from splose_resources.splose import (
 )
 
 CREATED = "created"
+IN_FLIGHT = 3  # upsert batches on their way to Splose at once, per load: the next is transformed meanwhile
 
 
 class Sink(Protocol):
+    in_flight: int  # batches a load may have on their way at once
+
     def upsert(self, entity: str, records: Iterable[dict]) -> UpsertResult: ...
 
     def crosswalk(self, entity: str) -> Mapping[str, int]: ...
@@ -48,7 +51,10 @@ class Sink(Protocol):
 
 class SploseSink:
     """Records go to the import through the import API (idempotent upserts keyed by external id); those
-    Splose already holds as they are (same content hash) are answered ``unchanged`` without a request."""
+    Splose already holds as they are (same content hash) are answered ``unchanged`` without a request.
+    Several batches may be on their way at once (:data:`IN_FLIGHT`), each from a thread of its own."""
+
+    in_flight = IN_FLIGHT
 
     def __init__(self, imports: SploseImportClient, import_id: int, crosswalk: RunCrosswalk) -> None:
         self.imports = imports
@@ -109,6 +115,8 @@ def _noted(records: Iterable[dict], sent: dict[str, dict], entity: str) -> Itera
 
 class DryRunSink:
     """Nothing is written: records are counted as they would be loaded (Splose is only read)."""
+
+    in_flight = 1  # counted in order, on the load's own thread
 
     def __init__(self, imports: SploseImportClient, import_id: int) -> None:
         self.imports = imports

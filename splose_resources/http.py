@@ -9,6 +9,7 @@ returned to the caller, which turns it into an error that says what to do.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
@@ -161,12 +162,25 @@ def rate_limit_wait(response: requests.Response, now: float | None = None) -> fl
 
 def send(session: requests.Session, method: str, url: str, **kwargs) -> requests.Response:
     """One HTTP attempt; network failures become :class:`TransientError` (no URL or header in it)."""
+    if kwargs.get("json") is not None:
+        kwargs = _json_encoded(kwargs)
     try:
         return session.request(method, url, allow_redirects=False, **kwargs)
     except requests.Timeout:
         raise TransientError("timeout") from None
     except (requests.ConnectionError, requests.exceptions.ChunkedEncodingError):
         raise TransientError("connection dropped") from None
+
+
+def _json_encoded(kwargs: dict) -> dict:
+    """A JSON body encoded by orjson (a batch of 500 records costs a tenth of the standard encoder's time)."""
+    body = kwargs.pop("json")
+    try:
+        data = orjson.dumps(body, option=orjson.OPT_NON_STR_KEYS)
+    except orjson.JSONEncodeError:  # a lone surrogate in free text: the standard encoder escapes it
+        data = json.dumps(body, allow_nan=False).encode()
+    headers = {**(kwargs.pop("headers", None) or {}), "Content-Type": "application/json"}
+    return {**kwargs, "data": data, "headers": headers}
 
 
 class Secret:

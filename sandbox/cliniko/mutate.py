@@ -92,10 +92,19 @@ class Mutator:
         self.rng = rng
         self.now = now_stamp()
         self.changed: dict[str, dict[str, list[str]]] = {}
+        self._touched: dict[str, set[str]] = {}
+        # Ids each pick chooses among, in id order (one scan per resource and op, not one per pick), dropped
+        # whenever a change could move a record in or out of them.
+        self._candidates: dict[tuple[str, str], list[int]] = {}
 
     def record(self, resource: str, kind: str, rid: int | str) -> None:
         buckets = self.changed.setdefault(resource, {"updated": [], "created": [], "archived": [], "deleted": []})
         buckets[kind].append(str(rid))
+        self._touched.setdefault(resource, set()).add(str(rid))
+
+    def forget_candidates(self, resource: str) -> None:
+        for key in [key for key in self._candidates if key[0] == resource]:
+            del self._candidates[key]
 
     def load(self, resource: str, rid: int) -> dict:
         row = self.db.execute(f"SELECT body FROM {resource} WHERE id = ?", (rid,)).fetchone()
@@ -151,6 +160,8 @@ class Mutator:
             raise MutationError(f"unknown op {op!r}; use one of {', '.join(OPS)}")
         body["updated_at"] = self.now
         self.save(resource, body)
+        if op != "update" or fields:  # a random edit keeps the record where it was; anything else may not
+            self.forget_candidates(resource)
         self.record(resource, kind, rid)
 
     def remove(self, resource: str, rid: int, body: dict) -> None:
@@ -164,6 +175,7 @@ class Mutator:
             self.db.execute(f"DELETE FROM {resource} WHERE id = ?", (rid,))
         finally:
             self.account.page_cache.changed()
+            self.forget_candidates(resource)
         self.record(resource, "deleted", rid)
 
     def edited_value(self, resource: str, body: dict) -> object:
@@ -203,6 +215,7 @@ class Mutator:
             body["active"] = True
         body.update(fields)
         self.save(resource, body)
+        self.forget_candidates(resource)
         self.record(resource, "created", rid)
 
     # -- random changes --------------------------------------------------------------------------
@@ -212,13 +225,13 @@ class Mutator:
             "archive": "deleted_at IS NULL AND archived_at IS NULL",
             "delete": "deleted_at IS NULL AND archived_at IS NULL",
         }[op]
-        count = self.db.execute(f"SELECT COUNT(*) FROM {resource} WHERE {condition}").fetchone()[0]
-        if not count:
+        candidates = self._candidates.get((resource, op))
+        if candidates is None:
+            rows = self.db.execute(f"SELECT id FROM {resource} WHERE {condition} ORDER BY id").fetchall()
+            candidates = self._candidates[(resource, op)] = [row[0] for row in rows]
+        if not candidates:
             return None
-        row = self.db.execute(
-            f"SELECT id FROM {resource} WHERE {condition} ORDER BY id LIMIT 1 OFFSET ?", (self.rng.randrange(count),)
-        ).fetchone()
-        return row[0]
+        return candidates[self.rng.randrange(len(candidates))]
 
     def random(self, counts: dict[str, int], resources: list[str] | None) -> None:
         for op, key in (("update", "updates"), ("create", "creates"), ("archive", "archives"), ("delete", "deletes")):
@@ -241,7 +254,7 @@ class Mutator:
 
     def fresh_pick(self, resource: str, op: str) -> int | None:
         """A record this mutation has not touched yet, so each id is reported under one change only."""
-        touched = {id_ for ids in self.changed.get(resource, {}).values() for id_ in ids}
+        touched = self._touched.get(resource, set())
         for _ in range(10):
             rid = self.pick(resource, op)
             if rid is None or str(rid) not in touched:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import numpy as np
@@ -103,3 +104,20 @@ def test_a_crosswalk_entry_takes_about_fifty_bytes():
     held = sum(a.nbytes for a in (table._keys, table._ids, table._digests, table._hashed))
     assert len(table) == 100_000 and held < 100_000 * 50
     assert table[str(10**18 + 123)] == (123, HASH_1)
+
+
+def test_answers_recorded_from_other_threads_while_the_load_reads_are_all_kept():
+    table = CrosswalkTable()
+
+    def answer(first: int) -> None:  # as a batch's answers come back on a thread of the load
+        for n in range(first, first + 30_000):
+            table.put(str(10**15 + n), n, HASH_1)
+
+    threads = [threading.Thread(target=answer, args=(k * 30_000,)) for k in range(3)]
+    for thread in threads:
+        thread.start()
+    seen = [str(10**15 + n) in table for n in range(0, 90_000, 7)]  # reads meanwhile never fail
+    for thread in threads:
+        thread.join()
+    assert len(seen) == 12_858 and len(table) == 90_000
+    assert all(table[str(10**15 + n)] == (n, HASH_1) for n in range(0, 90_000, 997))

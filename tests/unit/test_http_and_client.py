@@ -1,10 +1,22 @@
+import http.server
+import json
 import logging
+import threading
 
 import pytest
 import requests
 
 from splose_resources.cliniko import shard_from_key
-from splose_resources.http import RetriesExhausted, RetryPolicy, Secret, TransientError, rate_limit_wait
+from splose_resources.http import (
+    RetriesExhausted,
+    RetryPolicy,
+    Secret,
+    TransientError,
+    json_body,
+    rate_limit_wait,
+    send,
+    session,
+)
 
 
 @pytest.mark.parametrize(
@@ -99,3 +111,34 @@ def test_429s_have_their_own_bound_and_waits_are_capped(caplog):
 
     with pytest.raises(RetriesExhausted, match="5 attempts; last failure: 429"):
         policy.run(_scripted(*[TransientError("429", wait=0)] * 6), what="a request", sleep=slept.append)
+
+
+class _Echo(http.server.BaseHTTPRequestHandler):
+    def do_PUT(self) -> None:
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        self.server.received.append((self.headers["Content-Type"], json.loads(body)))
+        answer = b"{}"
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(answer)))
+        self.end_headers()
+        self.wfile.write(answer)
+
+    def log_message(self, *args) -> None:
+        return None
+
+
+def test_json_bodies_reach_the_server_as_json_lone_surrogates_included():
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Echo)
+    server.received = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        url = f"http://127.0.0.1:{server.server_address[1]}/records"
+        records = [{"externalId": "1", "notes": "café ✓", "n": 2}, {"externalId": "2", "notes": "bad \ud800 text"}]
+        for sent in (records[:1], records):
+            assert json_body(send(session(2), "PUT", url, json={"records": sent}, timeout=5)) == {}
+        assert server.received == [("application/json", {"records": sent}) for sent in (records[:1], records)]
+    finally:
+        server.shutdown()
+        server.server_close()
