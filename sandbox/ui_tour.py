@@ -36,7 +36,7 @@ from sandbox.harness import running_server
 CLINICS = {"clinic-north": ("north", 31), "clinic-south": ("south", 32)}
 CHROMIUM = "/usr/bin/chromium"
 VIEWPORT = {"width": 1600, "height": 900}
-GRAPH_VIEWPORT = {"width": 2200, "height": 760}
+GRAPH_VIEWPORT = {"width": 2200, "height": 1000}
 # The graph top to bottom with the cliniko, splose and review groups open (the UI keeps both in localStorage),
 # and no "Join the Dagster community" dialog: on loopback, the first visit of an instance opens it a second
 # after any page loads, over the page, unless "communityNux" is set (what its "Skip" button stores).
@@ -178,14 +178,17 @@ class Shots:
 
 def asset_graph(page: Page, url: str, shots: Shots) -> tuple[list[str], list[str]]:
     """The global asset lineage, every group expanded, zoomed to fit; the group and asset names it shows."""
-    page.set_viewport_size(GRAPH_VIEWPORT)  # the graph is wide; it is zoomed to fit the window it opens in
+    page.set_viewport_size(GRAPH_VIEWPORT)  # the graph is wide; it is zoomed to fit the width of the window
     page.goto(f"{url}/asset-groups")
     page.get_by_role("button", name="Hide navigation").click()
     page.locator('button:has([aria-label="panel_show_right"])').click()  # the group list: more room for the graph
     names = page.locator('[class*="AssetNode_assetName"]')
     names.filter(has_text="import_report").wait_for()
-    groups = [text for text in page.locator('[class*="GroupNode"]').all_inner_texts() if text]
+    # The graph fits itself once, to the room it had then; a double click on it fits it to the room it has now
+    # (what is off screen is not drawn, so only then does the page hold every group and asset).
+    page.locator('[data-svg-viewport="1"]').dispatch_event("dblclick")
     shots.take("asset-graph", GRAPH_VIEWPORT)
+    groups = [text for text in page.locator('[class*="GroupNode"]').all_inner_texts() if text]
     return groups, names.all_inner_texts()
 
 
