@@ -187,9 +187,11 @@ def asset_graph(page: Page, url: str, shots: Shots) -> tuple[list[str], list[str
     # The graph fits itself once, to the room it had then; a double click on it fits it to the room it has now
     # (what is off screen is not drawn, so only then does the page hold every group and asset).
     page.locator('[data-svg-viewport="1"]').dispatch_event("dblclick")
-    shots.take("asset-graph", GRAPH_VIEWPORT)
+    page.wait_for_timeout(1000)  # the zoom is animated
     groups = [text for text in page.locator('[class*="GroupNode"]').all_inner_texts() if text]
-    return groups, names.all_inner_texts()
+    assets = names.all_inner_texts()
+    shots.take("asset-graph", GRAPH_VIEWPORT)
+    return groups, assets
 
 
 def launch_backfill(page: Page, url: str, tenants: int, shots: Shots) -> str:
