@@ -19,7 +19,7 @@ from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.mapping_rows import mapping_rows, resolve, staged_for_mapping
 from cliniko_assets.partitions import tenants
 from cliniko_assets.reconciliation import RECONCILED, RowReport, splose_key
-from cliniko_assets.rows import BY_NAME, LOAD_ORDER, MAPPING_ROWS, ROWS, Row, companions
+from cliniko_assets.rows import BY_NAME, LOAD_ORDER, MAPPING_ROWS, ROWS, Row, companions, crosswalks_of
 from splose_resources.splose import SploseResource
 from splose_resources.staging import StagingStore
 
@@ -75,6 +75,8 @@ def splose_mapping(
             reports = {row.name: RowReport(row.label) for row in MAPPING_ROWS}
             extras = mapping_rows(run, staged, resolved, reports)
             sink.save()
+            for entity in crosswalks_of(run.included):  # once for the run, before its loads start side by side
+                sink.known.entries(entity)
         extras[MAPPING_ASSET].update(run.keep_mapping(resolved))
         for name, report in reports.items():
             yield run.finish(name, report, extras[name])

@@ -29,6 +29,7 @@ from cliniko_assets.transforms import (
     to_splose_progress_note_template,
     to_splose_provider_number,
 )
+from cliniko_assets.transforms.common import link
 
 NOT_LINKED = "notes_without_appointment"  # progress notes loaded without an appointment (no booking link, or
 # their appointment was not imported): they still attach to their client and practitioner
@@ -58,11 +59,10 @@ def load_appointments(run: LoadRun, report: RowReport) -> dict:
     ctx = run.import_context("clients")
 
     def outcomes(repeats: bool) -> Iterator[dict | Skip]:
+        # Each record is transformed in one pass only: the one its repeated_from link puts it in.
         for record in run.records("individual_appointments"):
-            outcome = to_splose_appointment(record, ctx)
-            is_repeat = not isinstance(outcome, Skip) and bool(outcome.get("repeatOfExternalId"))
-            if is_repeat == repeats:
-                yield outcome
+            if _repeats_another(record) == repeats:
+                yield to_splose_appointment(record, ctx)
 
     load_records(run, report, "appointments", outcomes(repeats=False))
     imported = key_set(run.writes().crosswalk("appointments"))
@@ -209,6 +209,12 @@ def _chunks(records: Iterator[dict], size: int) -> Iterator[list[dict]]:
 
 def _numeric_id(value: str | None) -> int:
     return int(value) if value and value.isdigit() else -1
+
+
+def _repeats_another(appointment: dict) -> bool:
+    """Whether an appointment repeats the first of its series (as ``series_head`` reads it), before any transform."""
+    head = link(appointment, "repeated_from")
+    return head is not None and head != str(record_id(appointment))
 
 
 def _live(record: dict) -> Skip | None:

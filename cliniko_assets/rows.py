@@ -45,6 +45,7 @@ class Row:
     skips: tuple[str, ...] = ()  # why it skips records, besides COMMON_SKIPS and malformed records
     checks: tuple[Check, ...] = ()
     reported_with: str | None = None
+    writes: str | None = None  # the Splose import entity its records go to (its crosswalk)
 
     @property
     def source(self) -> str:
@@ -89,6 +90,7 @@ TABLE: tuple[Row, ...] = (
         row_loads.load_provider_numbers,
         needs=("practitioners", "locations"),
         skips=("practitioner not mapped", *UNMAPPED_REFERENCE),
+        writes="providerNumbers",
     ),
     Row(
         "services",
@@ -96,6 +98,7 @@ TABLE: tuple[Row, ...] = (
         ("appointment_types", *USAGE_SOURCES),
         "Cliniko appointment types resolved to Splose services; those mapped to 'create' are created.",
         skips=("ignored by the clinic", "not mapped (no appointments use it)"),
+        writes="services",
     ),
     Row(
         "clients",
@@ -105,6 +108,7 @@ TABLE: tuple[Row, ...] = (
         row_loads.load_clients,
         needs=("contacts",),
         skips=("not in Cliniko (only referenced by other records)",),
+        writes="clients",
     ),
     Row(
         "contacts",
@@ -113,6 +117,7 @@ TABLE: tuple[Row, ...] = (
         "Contacts.",
         row_loads.load_contacts,
         needs=MAPPED,
+        writes="contacts",
     ),
     Row(
         "appointments",
@@ -127,6 +132,7 @@ TABLE: tuple[Row, ...] = (
             "appointment type ignored by the clinic",
             *UNMAPPED_REFERENCE,
         ),
+        writes="appointments",
     ),
     Row(
         "group_appointments",
@@ -136,6 +142,7 @@ TABLE: tuple[Row, ...] = (
         row_loads.load_group_appointments,
         needs=("clients", *MAPPED),
         skips=("appointment type ignored by the clinic", *UNMAPPED_REFERENCE),
+        writes="appointments",
     ),
     Row(
         "attendees",
@@ -165,6 +172,7 @@ TABLE: tuple[Row, ...] = (
             "practitioner <id> not listed by Cliniko, not mapped",
             *UNMAPPED_REFERENCE,
         ),
+        writes="availability",
     ),
     Row(
         "files",
@@ -190,6 +198,7 @@ TABLE: tuple[Row, ...] = (
                 "Every uploaded file's sha256, as Splose computed it, equals the staged bytes' sha256.",
             ),
         ),
+        writes="files",
     ),
     Row(
         "progress_note_templates",
@@ -199,6 +208,7 @@ TABLE: tuple[Row, ...] = (
         row_loads.load_progress_note_templates,
         needs=MAPPED,
         skips=("not in Cliniko (only referenced by other records)",),
+        writes="progressNoteTemplates",
     ),
     Row(
         "progress_notes",
@@ -208,6 +218,7 @@ TABLE: tuple[Row, ...] = (
         row_loads.load_progress_notes,
         needs=("clients", "appointments", "group_appointments", "progress_note_templates"),
         skips=("client not imported", "patient <id> not in Cliniko"),
+        writes="progressNotes",
     ),
 )
 
@@ -229,6 +240,12 @@ def _load_order() -> tuple[Row, ...]:
 
 
 LOAD_ORDER = _load_order()
+
+
+def crosswalks_of(included: Callable[[str], bool]) -> tuple[str, ...]:
+    """The Splose entities whose crosswalk an import's loads use: those its mapping and included rows write."""
+    written = (row.writes for row in TABLE if row.writes and (row.load is None or included(row.name)))
+    return tuple(dict.fromkeys(written))
 
 
 def companions(row: Row) -> tuple[Row, ...]:

@@ -36,9 +36,12 @@ from sandbox.harness import running_server
 CLINICS = {"clinic-north": ("north", 31), "clinic-south": ("south", 32)}
 CHROMIUM = "/usr/bin/chromium"
 VIEWPORT = {"width": 1600, "height": 900}
-GRAPH_VIEWPORT = {"width": 2200, "height": 760}
-# The graph top to bottom with the cliniko, splose and review groups open (the UI keeps both in localStorage).
+GRAPH_VIEWPORT = {"width": 2200, "height": 1000}
+# The graph top to bottom with the cliniko, splose and review groups open (the UI keeps both in localStorage),
+# and no "Join the Dagster community" dialog: on loopback, the first visit of an instance opens it a second
+# after any page loads, over the page, unless "communityNux" is set (what its "Skip" button stores).
 GRAPH_SETTINGS = """
+localStorage.setItem("communityNux", JSON.stringify("1"));
 localStorage.setItem("asset-graph-direction", JSON.stringify("vertical"));
 localStorage.setItem("asset-graph-open-graph-nodes-global-__GLOBAL__",
   JSON.stringify({expanded: "global@global:cliniko,global@global:splose,global@global:review"}));
@@ -143,8 +146,6 @@ def browse(url: str, tenants: list[str], out: Path, run_timeout: float = 1200) -
             context.add_init_script(GRAPH_SETTINGS)
             page = context.new_page()
             page.set_default_timeout(120_000)
-            # The first visit of an instance offers a newsletter sign-up; skipped whenever it shows.
-            page.add_locator_handler(page.get_by_role("button", name="Skip"), lambda skip: skip.click())
             shots = Shots(page, out)
             groups, assets = asset_graph(page, url, shots)
             backfill_id = launch_backfill(page, url, len(tenants), shots)
@@ -163,11 +164,12 @@ class Shots:
     out: Path
     taken: list[Path] = field(default_factory=list)
 
-    def take(self, name: str, size: dict[str, int] | None = None) -> None:
-        """A PNG of the page, at ``size`` (then back to the usual viewport)."""
+    def take(self, name: str, size: dict[str, int] | None = None, dialogs: int = 0) -> None:
+        """A PNG of the page, at ``size`` (then back to the usual viewport), with ``dialogs`` dialogs open."""
         if size:
             self.page.set_viewport_size(size)
         self.page.wait_for_timeout(1000)  # animations (zoom to fit, toasts) settle
+        expect(self.page.get_by_role("dialog")).to_have_count(dialogs)  # nothing else over the page
         path = self.out / f"{name}.png"
         self.page.screenshot(path=path)
         self.page.set_viewport_size(VIEWPORT)
@@ -176,15 +178,20 @@ class Shots:
 
 def asset_graph(page: Page, url: str, shots: Shots) -> tuple[list[str], list[str]]:
     """The global asset lineage, every group expanded, zoomed to fit; the group and asset names it shows."""
-    page.set_viewport_size(GRAPH_VIEWPORT)  # the graph is wide; it is zoomed to fit the window it opens in
+    page.set_viewport_size(GRAPH_VIEWPORT)  # the graph is wide; it is zoomed to fit the width of the window
     page.goto(f"{url}/asset-groups")
     page.get_by_role("button", name="Hide navigation").click()
     page.locator('button:has([aria-label="panel_show_right"])').click()  # the group list: more room for the graph
     names = page.locator('[class*="AssetNode_assetName"]')
     names.filter(has_text="import_report").wait_for()
+    # The graph fits itself once, to the room it had then; a double click on it fits it to the room it has now
+    # (what is off screen is not drawn, so only then does the page hold every group and asset).
+    page.locator('[data-svg-viewport="1"]').dispatch_event("dblclick")
+    page.wait_for_timeout(1000)  # the zoom is animated
     groups = [text for text in page.locator('[class*="GroupNode"]').all_inner_texts() if text]
+    assets = names.all_inner_texts()
     shots.take("asset-graph", GRAPH_VIEWPORT)
-    return groups, names.all_inner_texts()
+    return groups, assets
 
 
 def launch_backfill(page: Page, url: str, tenants: int, shots: Shots) -> str:
@@ -195,7 +202,7 @@ def launch_backfill(page: Page, url: str, tenants: int, shots: Shots) -> str:
     dialog = page.get_by_role("dialog")
     dialog.get_by_role("button", name="All", exact=True).click()
     dialog.get_by_text(f"{tenants} partitions", exact=True).wait_for()
-    shots.take("backfill-dialog")
+    shots.take("backfill-dialog", dialogs=1)
     dialog.get_by_role("button", name="Launch backfill").click()
     created = page.get_by_text("Created backfill")
     created.wait_for()

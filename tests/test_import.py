@@ -148,6 +148,19 @@ def test_a_tiny_clinic_imports_end_to_end_and_every_record_is_accounted_for(tiny
         entry["patientId"] not in client_ids for a in appointments for entry in a["data"]["appointmentPatients"]
     )
     assert dangling == 0
+    # Every repeat of a series points at its series' first appointment, whenever that one was imported.
+    by_external = {a["externalId"]: a["id"] for a in appointments}
+    series = {
+        rid: record["repeated_from"]["links"]["self"].rsplit("/", 1)[-1]
+        for rid, record in tiny_import.clinic.export("individual_appointments").items()
+        if record.get("repeated_from") and rid in by_external
+    }
+    expected = {rid: by_external[head] for rid, head in series.items() if head != rid and head in by_external}
+    assert expected  # the clinic has series
+    repeat_of = {a["externalId"]: a["data"].get("repeatOfId") for a in appointments}
+    assert {rid: repeat_of[rid] for rid in expected} == expected
+    unlinked = materializations(result)["appointments"]["repeats_without_their_first_appointment"]
+    assert unlinked == sum(1 for rid, head in series.items() if head != rid and head not in by_external)
     exported = tiny_import.clinic.export("patient_attachments")
     files = tiny_import.dump("files")
     assert len(files) == rows["files"]["loaded"]

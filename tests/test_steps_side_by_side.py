@@ -14,12 +14,14 @@ import dagster as dg
 import pytest
 from dagster._core.definitions.reconstruct import ReconstructableRepository
 
+from cliniko_assets.rows import crosswalks_of
 from cliniko_assets.sensors import run_config_for
 from sandbox.admin import ClinikoSandboxAdmin
 from sandbox.demo import submit_import
 from sandbox.harness import running_server
 from tests.conftest import PROJECT, splose_from_env
 from tests.test_import import TOKEN, splose_sandbox  # noqa: F401 (fixture)
+from tests.test_resync_cost import splose_routes
 
 LIMIT = 5
 WINDOW = 2.0
@@ -44,6 +46,7 @@ def test_steps_run_side_by_side_within_the_keys_budget_and_loads_overlap_the_ext
         }.items():
             monkeypatch.setenv(name, value)
         admin.reset_stats()
+        splose_before = splose_routes(splose_sandbox.url)
         (tmp_path / "home").mkdir()
         with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
             instance.add_dynamic_partitions("tenants", ["side-by-side"])
@@ -69,6 +72,7 @@ def test_steps_run_side_by_side_within_the_keys_budget_and_loads_overlap_the_ext
                 assert result.success
                 entries = [entry for entry in instance.all_logs(result.run_id) if entry.dagster_event]
         stats = admin.stats()["keys"][f"{ACCOUNT}/admin"]
+        splose = splose_routes(splose_sandbox.url) - splose_before
 
     with splose_from_env().imports() as imports:
         assert imports.get_import(import_id)["status"] == "complete"
@@ -90,3 +94,6 @@ def test_steps_run_side_by_side_within_the_keys_budget_and_loads_overlap_the_ext
     assert materialized["cliniko/patient_attachments"] == last_extracted
     assert started["splose_mapping"] < materialized["splose/locations"] < last_extracted
     assert {"cliniko_extract", "cliniko_attachments", "splose_mapping", "splose_files"} <= set(started)
+    # Each crosswalk is read from Splose once for the whole run (by the mapping step, before the loads
+    # start side by side), however many steps use it at once.
+    assert splose["GET /v1/imports/{id}/records/{entity}"] == len(crosswalks_of(lambda _: True)) == 9
