@@ -1,13 +1,22 @@
 """A load keeps several upsert batches on their way at once, and counts every answer whatever its order."""
 
 import threading
+from pathlib import Path
 
 import pytest
 
+from cliniko_assets.file_loads import FILES_PER_BATCH, FileBatch
 from cliniko_assets.loading import BATCH, load_records
 from cliniko_assets.reconciliation import RowReport
 from cliniko_assets.transforms import Skip
-from splose_resources.splose import SploseUnavailable, UpsertedRecord, UpsertResult
+from splose_resources.splose import (
+    FileBatchResult,
+    FileUpload,
+    SploseRequestError,
+    SploseUnavailable,
+    UpsertedRecord,
+    UpsertResult,
+)
 
 
 class SlowSink:
@@ -88,3 +97,42 @@ def test_a_failed_batch_fails_the_load_once_every_batch_sent_is_answered():
         load_records(Run(sink), report, "clients", outcomes(5 * BATCH))
     assert sink.finished == sink.calls  # nothing is left on its way when the error reaches the step
     assert report.created == BATCH  # the first batch's answer was counted before the failure surfaced
+
+
+class SlowFileSink:
+    """Answers each file batch only once three are in flight; the second batch is refused as a whole."""
+
+    in_flight = 3
+
+    def __init__(self) -> None:
+        self._barrier = threading.Barrier(3, timeout=10)
+        self.calls = 0
+        self._lock = threading.Lock()
+
+    def held_file(self, upload: FileUpload) -> dict | None:
+        return None
+
+    def upload_files(self, files: list[FileUpload]) -> FileBatchResult:
+        with self._lock:
+            self.calls += 1
+            number = self.calls
+        if number <= 3:
+            self._barrier.wait()
+        if number == 2:
+            raise SploseRequestError("Splose refused the batch (test)")
+        answers = {f.external_id: {"id": 1, "action": "created", "sha256": f.sha256} for f in files}
+        return FileBatchResult(answers, {})
+
+
+def test_file_batches_are_sent_side_by_side_and_a_refused_batch_counts_its_files_rejected():
+    sink = SlowFileSink()
+    report = RowReport("files")
+    batch = FileBatch(Run(sink), report)
+    try:
+        for n in range(3 * FILES_PER_BATCH + 7):
+            batch.add(str(n), FileUpload(str(n), "c1", Path("/none"), sha256="0" * 64), size=10)
+        batch.finish()
+    finally:
+        batch.close()
+    assert sink.calls == 4
+    assert (report.created, report.rejected) == (2 * FILES_PER_BATCH + 7, FILES_PER_BATCH)
