@@ -82,7 +82,7 @@ class CrosswalkTable(Mapping[str, CrosswalkEntry]):
         self._texts: dict[int, str] = {}  # numeric keys whose hash is not of this version's shape
         self._pending: dict[int, tuple[int, str | None]] = {}
         self._odd: dict[str, CrosswalkEntry] = {}  # external ids that are not Cliniko ids
-        # A load's batches are answered on threads of their own (loading.BatchesInFlight) while the next
+        # A load's batches are answered on threads of their own (cliniko_assets.in_flight) while the next
         # batch is checked: reads and writes take turns, and a merge replaces the arrays as a whole.
         self._lock = threading.RLock()
 

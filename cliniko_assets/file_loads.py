@@ -8,15 +8,14 @@ file of a batch on its own, and a refused file is counted rejected with Splose's
 
 from __future__ import annotations
 
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
 
 from cliniko_assets.catalog import record_id
+from cliniko_assets.in_flight import InFlight
 from cliniko_assets.reconciliation import RowReport
-from cliniko_assets.sinks import CREATED
+from cliniko_assets.sinks import CREATED, Sink
 from cliniko_assets.transforms import Skip, to_splose_file
 from splose_resources.splose import FileBatchResult, FileUpload, SploseRequestError
 
@@ -29,16 +28,15 @@ BATCH_BYTES = 32 * 2**20
 
 @dataclass
 class FileBatch:
-    """Files waiting to be sent together, by Cliniko id; up to the sink's ``in_flight`` batches are on their
-    way at once (each streamed from staging by a thread of its own), and every answer is counted here."""
+    """Files waiting to be sent together, by Cliniko id; each batch goes out through ``sent`` (several on
+    their way at once, each streamed from staging by a thread of its own) and its answer is counted here."""
 
     run: LoadRun
     report: RowReport
+    sent: InFlight[FileBatchResult | SploseRequestError]
     pending: dict[str, FileUpload] = field(default_factory=dict)
     size: int = 0
     checksum_mismatches: int = 0
-    _sent: deque[tuple[dict[str, FileUpload], Future[FileBatchResult]]] = field(default_factory=deque)
-    _pool: ThreadPoolExecutor | None = None
 
     def add(self, aid: str, upload: FileUpload, size: int) -> None:
         held = self.run.writes().held_file(upload)
@@ -56,33 +54,12 @@ class FileBatch:
         if not self.pending:
             return
         uploads, self.pending, self.size = self.pending, {}, 0
-        sink = self.run.writes()
-        if self._pool is None:
-            self._pool = ThreadPoolExecutor(max_workers=max(1, sink.in_flight), thread_name_prefix="upload-files")
-        while len(self._sent) >= max(1, sink.in_flight):
-            self._answered(*self._sent.popleft())
-        self._sent.append((uploads, self._pool.submit(sink.upload_files, list(uploads.values()))))
+        self.sent.send(partial(_upload, self.run.writes(), list(uploads.values())), partial(self._answered, uploads))
 
-    def finish(self) -> None:
-        """Send what is pending and count every answer (the step's last word on its files)."""
-        self.flush()
-        while self._sent:
-            self._answered(*self._sent.popleft())
-
-    def close(self) -> None:
-        """Wait for whatever is still on its way (after a failure, nothing more is sent)."""
-        for _, future in self._sent:
-            future.exception()
-        self._sent.clear()
-        if self._pool is not None:
-            self._pool.shutdown(wait=True)
-
-    def _answered(self, uploads: dict[str, FileUpload], sent: Future[FileBatchResult]) -> None:
-        try:
-            result = sent.result()
-        except SploseRequestError as exc:  # the batch as a whole was refused: every file in it is counted
+    def _answered(self, uploads: dict[str, FileUpload], result: FileBatchResult | SploseRequestError) -> None:
+        if isinstance(result, SploseRequestError):  # the batch as a whole was refused: every file in it is counted
             for aid in uploads:
-                self.report.reject(aid, str(exc))
+                self.report.reject(aid, str(result))
             return
         for aid, upload in uploads.items():
             if upload.external_id in result.errors:
@@ -101,12 +78,19 @@ class FileBatch:
         setattr(self.report, action, getattr(self.report, action) + 1)
 
 
+def _upload(sink: Sink, files: list[FileUpload]) -> FileBatchResult | SploseRequestError:
+    try:
+        return sink.upload_files(files)
+    except SploseRequestError as exc:
+        return exc
+
+
 def load_files(run: LoadRun, report: RowReport) -> dict:
     ctx = run.import_context("clients")
     manifest = run.staging.read_files_manifest(run.tenant, "patient_attachments").set_index("id")
     failures = run.staging.read_file_failures(run.tenant, "patient_attachments")
-    batch = FileBatch(run, report)
-    try:
+    with InFlight[FileBatchResult | SploseRequestError](run.writes().in_flight, "upload-files") as sent:
+        batch = FileBatch(run, report, sent)
         for attachment in run.records("patient_attachments"):
             report.cliniko += 1
             run.advance()
@@ -139,7 +123,5 @@ def load_files(run: LoadRun, report: RowReport) -> dict:
                 sha256=form.get("sha256"),
             )
             batch.add(aid, upload, int(staged["size"]))
-        batch.finish()
-    finally:
-        batch.close()
+        batch.flush()
     return {"checksum_mismatches": batch.checksum_mismatches, "checksums_verified": report.loaded}

@@ -14,14 +14,14 @@ everything in memory and write nothing.
 from __future__ import annotations
 
 import dataclasses
-from collections import deque
 from collections.abc import Iterable, Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 
 import dagster as dg
 
 from cliniko_assets.changes import UNCHANGED, RunCrosswalk
 from cliniko_assets.crosswalks import key_set
+from cliniko_assets.in_flight import InFlight
 from cliniko_assets.mapping import ResolvedMapping
 from cliniko_assets.partitions import validate_tenant
 from cliniko_assets.progress import LoadProgress
@@ -175,7 +175,13 @@ def load_records(
     """
     sink = run.writes()
     pending: list[dict] = []
-    with BatchesInFlight(sink, entity, report, actions) as batches:
+
+    def answered(result: UpsertResult) -> None:
+        report.absorb(result)
+        if actions is not None:
+            actions.update({r.external_id: r.action for r in result.records})
+
+    with InFlight[UpsertResult](sink.in_flight, f"upsert-{entity}") as batches:
         for outcome in outcomes:
             report.cliniko += 1
             run.advance()
@@ -190,55 +196,7 @@ def load_records(
                 continue
             pending.append(outcome)
             if len(pending) >= BATCH:
-                batches.send(pending)
+                batches.send(partial(sink.upsert, entity, pending), answered)
                 pending = []
-        batches.send(pending)
-
-
-class BatchesInFlight:
-    """Batches sent from worker threads, at most ``sink.in_flight`` at once; answers counted as they come.
-
-    The answers are counted on the caller's thread. A batch that fails raises there, once the batches
-    already sent have been answered (they are idempotent upserts: a re-run sends them again harmlessly).
-    """
-
-    def __init__(self, sink: Sink, entity: str, report: RowReport, actions: dict[str, str] | None) -> None:
-        self.sink = sink
-        self.entity = entity
-        self.report = report
-        self.actions = actions
-        self.limit = max(1, sink.in_flight)
-        self._pool: ThreadPoolExecutor | None = None
-        self._waiting: deque[Future[UpsertResult]] = deque()
-
-    def __enter__(self) -> BatchesInFlight:
-        if self.limit > 1:
-            self._pool = ThreadPoolExecutor(max_workers=self.limit, thread_name_prefix=f"upsert-{self.entity}")
-        return self
-
-    def send(self, batch: list[dict]) -> None:
-        if not batch:
-            return
-        if self._pool is None:
-            self._count(self.sink.upsert(self.entity, batch))
-            return
-        while len(self._waiting) >= self.limit:
-            self._count(self._waiting.popleft().result())
-        self._waiting.append(self._pool.submit(self.sink.upsert, self.entity, batch))
-
-    def __exit__(self, *exc_info: object) -> None:
-        try:
-            while self._waiting:
-                future = self._waiting.popleft()
-                if exc_info[0] is None:
-                    self._count(future.result())
-                else:
-                    future.exception()  # the load failed already: only wait for what is on its way
-        finally:
-            if self._pool is not None:
-                self._pool.shutdown(wait=True)
-
-    def _count(self, result: UpsertResult) -> None:
-        self.report.absorb(result)
-        if self.actions is not None:
-            self.actions.update({r.external_id: r.action for r in result.records})
+        if pending:
+            batches.send(partial(sink.upsert, entity, pending), answered)

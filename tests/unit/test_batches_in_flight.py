@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 
 from cliniko_assets.file_loads import FILES_PER_BATCH, FileBatch
+from cliniko_assets.in_flight import InFlight
 from cliniko_assets.loading import BATCH, load_records
 from cliniko_assets.reconciliation import RowReport
 from cliniko_assets.transforms import Skip
@@ -127,12 +128,10 @@ class SlowFileSink:
 def test_file_batches_are_sent_side_by_side_and_a_refused_batch_counts_its_files_rejected():
     sink = SlowFileSink()
     report = RowReport("files")
-    batch = FileBatch(Run(sink), report)
-    try:
+    with InFlight[FileBatchResult | SploseRequestError](sink.in_flight, "upload-files") as sent:
+        batch = FileBatch(Run(sink), report, sent)
         for n in range(3 * FILES_PER_BATCH + 7):
             batch.add(str(n), FileUpload(str(n), "c1", Path("/none"), sha256="0" * 64), size=10)
-        batch.finish()
-    finally:
-        batch.close()
+        batch.flush()
     assert sink.calls == 4
     assert (report.created, report.rejected) == (2 * FILES_PER_BATCH + 7, FILES_PER_BATCH)
