@@ -91,6 +91,16 @@ class RunCrosswalk:
                 self._entries[entity] = table
             return self._entries[entity]
 
+    def prefetch(self, entity: str) -> None:
+        """Have the entity's crosswalk in staging for the run's later steps, without holding it in this step."""
+        with self._reading:
+            if entity in self._entries:
+                return
+            with self.staging.parquet(self.tenant, self._name(entity)) as staged:
+                if self._of_this_run(staged):
+                    return
+            self._fetch(entity, CrosswalkTable())
+
     def ids(self, entity: str) -> Mapping[str, int]:
         return self.entries(entity).ids()
 

@@ -76,7 +76,7 @@ def splose_mapping(
             extras = mapping_rows(run, staged, resolved, reports)
             sink.save()
             for entity in crosswalks_of(run.included):  # once for the run, before its loads start side by side
-                sink.known.entries(entity)
+                sink.known.prefetch(entity)
         extras[MAPPING_ASSET].update(run.keep_mapping(resolved))
         for name, report in reports.items():
             yield run.finish(name, report, extras[name])
