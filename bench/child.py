@@ -10,7 +10,7 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
@@ -42,13 +42,24 @@ class TreeUsage:
     ``peak_rss_mb``: the largest RSS any one process reached (a Dagster step process, typically);
     ``peak_pss_mb``: the largest total PSS of the whole tree at one sample (shared pages split between the
     processes sharing them: the tree's real footprint); ``cpu_s``: user + system CPU of every process seen,
-    each at its last sample (a process's last fraction of a sample interval is missed).
+    each at its last sample (a process's last fraction of a sample interval is missed); ``rss_by_pid``: the
+    largest RSS each process reached (:meth:`peaks_by` names them).
     """
 
     peak_rss_mb: float = 0.0
     peak_pss_mb: float = 0.0
     cpu_s: float = 0.0
     processes: int = 0
+    rss_by_pid: dict[int, float] = field(default_factory=dict)
+
+    def peaks_by(self, names: dict[int, str], other: str = "run") -> dict[str, float]:
+        """The largest RSS (MB) reached under each name of ``names`` (pid -> name, e.g. a Dagster step's key);
+        processes not named count as ``other``. Largest first."""
+        peaks: dict[str, float] = {}
+        for pid, rss in self.rss_by_pid.items():
+            name = names.get(pid, other)
+            peaks[name] = max(peaks.get(name, 0.0), rss)
+        return dict(sorted(peaks.items(), key=lambda item: -item[1]))
 
 
 class TreeSampler:
@@ -86,7 +97,9 @@ class TreeSampler:
             except (OSError, IndexError, ValueError):
                 continue  # it ended meanwhile
             self._cpu[pid] = (int(stat[11]) + int(stat[12])) / self._tick  # utime, stime: its own CPU only
-            self.usage.peak_rss_mb = max(self.usage.peak_rss_mb, rss_pages * os.sysconf("SC_PAGE_SIZE") / 2**20)
+            rss_mb = rss_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
+            self.usage.rss_by_pid[pid] = max(self.usage.rss_by_pid.get(pid, 0.0), rss_mb)
+            self.usage.peak_rss_mb = max(self.usage.peak_rss_mb, rss_mb)
             total_pss += pss_kb / 1024
         self.usage.peak_pss_mb = max(self.usage.peak_pss_mb, total_pss)
 

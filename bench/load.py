@@ -82,6 +82,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import requests
@@ -145,7 +146,10 @@ def child_import(window: float, concurrency: int, outbox: str, resync: str) -> d
     extracted = 0
     sent: dict[str, int] = {}  # created + updated: what Splose had to take (unchanged records are not sent)
     failures = []
+    step_pids: dict[str, str] = {}  # pid -> the step it ran (each step in a process of its own)
     for event in events:
+        if event.event_type_value == "STEP_START" and event.pid is not None:
+            step_pids[str(event.pid)] = event.step_key
         if event.event_type_value == "STEP_FAILURE":
             failures.append(f"{event.step_key}: {event.event_specific_data.error.message.strip()[:300]}")
         if event.event_type_value != "ASSET_MATERIALIZATION":
@@ -169,6 +173,7 @@ def child_import(window: float, concurrency: int, outbox: str, resync: str) -> d
         "sent": sent,
         "success": success,
         "failures": failures,
+        "step_pids": step_pids,
         "extracted": extracted,
         "extract_cpu": sum(cpu for step, cpu in step_cpu.items() if step in extracting),
         "load_cpu": sum(cpu for step, cpu in step_cpu.items() if step not in extracting),
@@ -275,12 +280,14 @@ def bench_scale(
             splose_stats = requests.get(f"{splose.url}/_sandbox/stats", timeout=60).json()["keys"]
             first_splose = splose_requests(splose.url) - splose_before
             floor = budget_floor(key_stats["total"], child["started_epoch"], window)
+            rss_by_step = usage.peaks_by({int(pid): step for pid, step in child["step_pids"].items()})
             print(
                 f"[{scale}] import {'done' if child['success'] else 'FAILED'}: e2e {child['seconds']:.1f} s, floor "
                 f"{floor:.1f} s ({child['seconds'] / floor if floor else float('inf'):.2f}x), Cliniko requests "
                 f"{key_stats['total']}, Splose requests {first_splose}, peak RSS {usage.peak_rss_mb:.0f} MB",
                 flush=True,
             )
+            print(f"[{scale}] peak RSS by step (MB): " + ", ".join(f"{k} {v:.0f}" for k, v in rss_by_step.items()))
             resyncs: dict = {}
             if child["success"] and not skip_resyncs:
                 try:
@@ -307,6 +314,7 @@ def bench_scale(
         "splose_429": sum(entry["throttled"] for entry in splose_stats.values()),
         "peak_rss_mb": usage.peak_rss_mb,
         "peak_pss_mb": usage.peak_pss_mb,
+        "peak_rss_by_step": rss_by_step,
         "process_cpu": usage.cpu_s,
         "extracted": child["extracted"],
         "extract_cpu_per_1k": child["extract_cpu"] / child["extracted"] * 1000 if child["extracted"] else 0.0,
@@ -318,7 +326,12 @@ def bench_scale(
 
 def splose_requests(url: str) -> int:
     """Every API call the Splose sandbox answered so far (all routes, all keys)."""
-    return sum(requests.get(f"{url}/_sandbox/stats", timeout=60).json()["routes"].values())
+    return sum(splose_routes(url).values())
+
+
+def splose_routes(url: str) -> Counter:
+    """The API calls the Splose sandbox answered so far, by route ("METHOD /path/{template}")."""
+    return Counter(requests.get(f"{url}/_sandbox/stats", timeout=60).json()["routes"])
 
 
 def bench_resyncs(admin: ClinikoSandboxAdmin, splose_url: str, env: dict[str, str], child_args: list[str]) -> dict:
@@ -330,10 +343,12 @@ def bench_resyncs(admin: ClinikoSandboxAdmin, splose_url: str, env: dict[str, st
             live = sum(n for counts in admin.truth(ACCOUNT).values() for s, n in counts.items() if s != "deleted")
             changed = admin.mutate(ACCOUNT, seed=11, updates=max(1, live // 100))["changed"]
             found["changed_records"] = sum(len(ids) for kinds in changed.values() for ids in kinds.values())
-        before, cliniko_before = splose_requests(splose_url), admin.stats()["keys"][f"{ACCOUNT}/admin"]["total"]
+        before, cliniko_before = splose_routes(splose_url), admin.stats()["keys"][f"{ACCOUNT}/admin"]["total"]
         print(f"[resync] re-syncing ({label})...", flush=True)
         child, _ = run_child_usage(__file__, child_args, env)
-        found[f"resync_{label}_splose"] = splose_requests(splose_url) - before
+        routes = splose_routes(splose_url) - before
+        found[f"resync_{label}_splose"] = sum(routes.values())
+        print(f"[resync] {label}: Splose {sum(routes.values())} requests: {dict(routes.most_common())}", flush=True)
         found[f"resync_{label}_cliniko"] = admin.stats()["keys"][f"{ACCOUNT}/admin"]["total"] - cliniko_before
         found[f"resync_{label}_ok"] = child["success"]
         found[f"resync_{label}_files"] = child["sent"].get("files", 0)

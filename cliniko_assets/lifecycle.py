@@ -4,8 +4,9 @@ Rules (the state machine of the Splose import API: ``submitted -> running -> com
 ``failed -> running`` for a retry, ``complete -> running`` for a re-sync, ``deleted`` final):
 
 - An import id is used only by a run of the import's own workspace: every step checks it with
-  :func:`bound_import` before it touches Cliniko, staging or Splose, and refuses anything else. A run
-  given no import id works for its tenant's latest (:mod:`cliniko_assets.resolution`).
+  :func:`bound_import` before it touches Cliniko, staging or Splose, and refuses anything else; a load
+  after its run's mapping step relies on that step's check (:func:`cliniko_assets.loading.import_of_load`).
+  A run given no import id works for its tenant's latest (:mod:`cliniko_assets.resolution`).
 - ``running`` is set by the run itself, when a step of a run that ends with ``splose/import_report``
   starts; never by a sensor before the run exists.
 - A deleted import is never re-synced or re-staged: the step refuses it before any Cliniko request.

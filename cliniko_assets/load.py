@@ -14,7 +14,7 @@ import dagster as dg
 
 from cliniko_assets.failures import step_failures
 from cliniko_assets.lifecycle import bound_import
-from cliniko_assets.loading import MAPPING_ASSET, LoadRun
+from cliniko_assets.loading import MAPPING_ASSET, LoadRun, import_of_load
 from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.mapping_rows import mapping_rows, resolve, staged_for_mapping
 from cliniko_assets.partitions import tenants
@@ -109,7 +109,7 @@ def _load_asset(row: Row) -> dg.AssetsDefinition:
         import_request: ImportRequestResource,
     ):
         with step_failures(context.partition_key, f"splose/{row.name} ({ROWS[row.name]})") as where:
-            run = LoadRun(context, staging, bound_import(context, splose, import_request))
+            run = LoadRun(context, staging, import_of_load(context, splose, import_request))
             where.import_id = run.import_id
             with splose.workspace(run.tenant, log=context.log) as workspace:
                 run.sink = sink = run.splose_sink(workspace.imports, row.name)

@@ -22,14 +22,15 @@ import dagster as dg
 from cliniko_assets.changes import UNCHANGED, RunCrosswalk
 from cliniko_assets.crosswalks import key_set
 from cliniko_assets.in_flight import InFlight
-from cliniko_assets.mapping import ResolvedMapping
+from cliniko_assets.lifecycle import bound_import
+from cliniko_assets.mapping import ImportRequestResource, ResolvedMapping
 from cliniko_assets.partitions import validate_tenant
 from cliniko_assets.progress import LoadProgress
 from cliniko_assets.reconciliation import RowReport, reconciliation_check, report_metadata, splose_key
-from cliniko_assets.resolution import RunImport
+from cliniko_assets.resolution import RunImport, chosen_import_id
 from cliniko_assets.sinks import Sink, SploseSink
 from cliniko_assets.transforms import ImportContext, Skip, pop_warnings
-from splose_resources.splose import SploseImportClient, UpsertResult
+from splose_resources.splose import SploseImportClient, SploseResource, UpsertResult
 from splose_resources.staging import StagingStore
 
 BATCH = 500
@@ -37,6 +38,29 @@ MAPPING_ASSET = "services"  # the mapping step's last asset: it carries the reso
 MAPPING_KEY = "resolved_mapping"
 ROWS_KEY = "rows"
 IMPORT_KEY = "import_id"
+RUN_IMPORT_KEY = "run_import"  # the import as the mapping step checked it, for the run's loads
+
+
+def import_of_load(
+    context: dg.AssetExecutionContext, splose: SploseResource, import_request: ImportRequestResource
+) -> RunImport | None:
+    """The import a load step works for. When this run's mapping step checked it (the same import, moments
+    ago: it belongs to the tenant, is not deleted, is marked running), the facts that step recorded serve and
+    the load asks Splose nothing more for it: every call a load makes acts for the tenant's workspace, which
+    Splose refuses for another workspace's import, and Splose refuses records for an import deleted
+    meanwhile (a 409 that fails the step). A load without this run's mapping checks it itself."""
+    tenant = validate_tenant(context.partition_key)
+    import_id, _ = chosen_import_id(context, import_request, tenant)
+    if import_id is not None:
+        found = context.instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=splose_key(MAPPING_ASSET), asset_partitions=[tenant]), limit=1
+        )
+        for record in found.records:
+            materialization = record.asset_materialization
+            facts = getattr(materialization.metadata.get(RUN_IMPORT_KEY), "value", None) if materialization else None
+            if record.run_id == context.run.run_id and isinstance(facts, dict) and facts["import_id"] == import_id:
+                return RunImport.from_facts(tenant, facts)
+    return bound_import(context, splose, import_request)
 
 
 class LoadRun:

@@ -12,7 +12,7 @@ import dagster as dg
 
 from cliniko_assets import references
 from cliniko_assets.catalog import linked_id, record_id
-from cliniko_assets.loading import LoadRun
+from cliniko_assets.loading import RUN_IMPORT_KEY, LoadRun
 from cliniko_assets.mapping import MISSING, UNKNOWN, ImportMapping, ResolvedMapping, Usage
 from cliniko_assets.mapping_resolution import resolve_mapping, with_stubs
 from cliniko_assets.reconciliation import RowReport
@@ -84,6 +84,7 @@ def mapping_rows(
     extra = {
         "import_id": dg.MetadataValue.text(str(run.import_id)),
         "mapping": dg.MetadataValue.json(run.request.mapping_ids()),
+        RUN_IMPORT_KEY: dg.MetadataValue.json(run.request.facts()),
         "proposed_mapping": dg.MetadataValue.json(resolved.proposals),
         "not_listed_by_cliniko": dg.MetadataValue.json(resolved.not_listed),
         "unresolved_references": dg.MetadataValue.json(resolved.unresolved),

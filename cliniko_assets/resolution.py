@@ -45,7 +45,6 @@ class RunImport:
 
     tenant: str
     import_id: int
-    record: dict
     mapping: ImportMapping
     include: tuple[str, ...]
     source: str
@@ -57,6 +56,27 @@ class RunImport:
     def mapping_ids(self) -> dict[str, dict[str, str]]:
         """The mapping as recorded on the run: Cliniko ids to Splose ids (or 'ignore' / 'create')."""
         return self.mapping.model_dump()
+
+    def facts(self) -> dict:
+        """What a later step of the same run needs of it (ids and names only, never the key), as metadata."""
+        return {
+            "import_id": self.import_id,
+            "mapping": self.mapping_ids(),
+            "include": list(self.include),
+            "source": self.source,
+            "mapping_source": self.mapping_source,
+        }
+
+    @classmethod
+    def from_facts(cls, tenant: str, facts: dict) -> RunImport:
+        return cls(
+            tenant=tenant,
+            import_id=int(facts["import_id"]),
+            mapping=ImportMapping.model_validate(facts["mapping"]),
+            include=tuple(facts["include"]),
+            source=str(facts["source"]),
+            mapping_source=str(facts["mapping_source"]),
+        )
 
 
 def parse_import_id(value: str, tenant: str) -> int:
@@ -113,7 +133,6 @@ def run_import_for(record: dict, tenant: str, import_request: ImportRequestResou
     return RunImport(
         tenant=tenant,
         import_id=int(record["id"]),
-        record=record,
         mapping=mapping if mapping is not None else mapping_from_request(record.get("mapping") or {}),
         include=tuple(include if include is not None else record.get("include") or []),
         source=source,

@@ -135,6 +135,48 @@ def test_a_run_given_another_tenants_import_id_is_refused_before_any_cliniko_req
         assert [k for k in keys if not k.startswith(f"staging/{b}/")] == [] and len(keys) > len(RESOURCES)
 
 
+def test_a_load_run_on_its_own_checks_the_import_itself(clinic, instance, splose_sandbox, tmp_path, monkeypatch):
+    """In a whole import the loads rely on the run's mapping step having checked the import; a load re-run
+    alone (support materializing splose/clients) has no such step in its run and refuses another
+    tenant's import by its own check, writing nothing."""
+    tenant_a = Import(clinic, splose_sandbox.url, tmp_path, monkeypatch)
+    tenant_b = Import(other_clinic(clinic, monkeypatch), splose_sandbox.url, tmp_path, monkeypatch)
+    instance.add_dynamic_partitions(tenants.name, [tenant_b.clinic.tenant])
+    request_a, request_b = tenant_a.submit(), tenant_b.submit()
+    assert tenant_a.run(instance, request_a).success
+    clients = len(tenant_a.dump("clients"))
+
+    def clients_alone(request: dict) -> dg.ExecuteInProcessResult:
+        return dg.materialize(
+            defs.assets,
+            selection=["splose/clients"],
+            instance=instance,
+            partition_key=tenant_a.clinic.tenant,
+            run_config=run_config_for(request),
+            resources={**defs.resources, "staging": clinic.staging},
+            raise_on_error=False,
+        )
+
+    refused = clients_alone(request_b)
+    assert not refused.success
+    a, b = tenant_a.clinic.tenant, tenant_b.clinic.tenant
+    assert f"belongs to Splose workspace '{b}', not to tenant '{a}'" in step_failure(refused)
+    assert tenant_b.dump("clients") == [] and len(tenant_a.dump("clients")) == clients
+    assert tenant_b.status(request_b["id"])["status"] == "submitted"
+
+    again = clients_alone(request_a)
+    assert again.success
+    (clients_row,) = [m for m in materializations(again).values()]
+    assert (clients_row["unchanged"], clients_row["created"]) == (clients, 0)
+
+    # Undone meanwhile: an earlier run's check of the import no longer holds, the load's own refuses it.
+    with splose_from_env().imports() as imports:
+        imports.delete_import(request_a["id"])
+    undone = clients_alone(request_a)
+    assert not undone.success
+    assert f"Import {request_a['id']} of tenant '{a}' was deleted in Splose" in step_failure(undone)
+
+
 def test_a_failed_step_marks_the_import_failed_with_the_pipelines_own_message_once(tiny_import, instance):
     request = tiny_import.submit()
     tenant = tiny_import.clinic.tenant
