@@ -24,6 +24,7 @@ from __future__ import annotations
 import json
 import re
 import threading
+from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
@@ -40,6 +41,7 @@ import pyarrow.parquet as pq
 from pydantic import Field, PrivateAttr
 
 from cliniko_assets.partitions import validate_tenant
+from splose_resources.standing import standing_rows
 from splose_resources.storage import LockHeld, StagingUnavailable, Storage, storage_for
 from splose_resources.storage import open_private as open_private  # the local private writes, re-exported
 from splose_resources.storage import private_dir as private_dir
@@ -55,6 +57,7 @@ STAGED_SCHEMA = pa.schema(
     ]
 )
 DATA_FILE = "data.parquet"
+COMMIT_BATCH_ROWS = 5_000  # rows read at a time while a commit copies the standing rows
 # Arrow's default allocator (jemalloc) keeps what it freed for later reuse: after the largest resource is
 # committed or scanned, the process would hold that much for the rest of the run. The system allocator
 # hands it back, so peak memory follows the batch being worked on, not the clinic's size.
@@ -298,8 +301,9 @@ class StagingBatch:
     def commit(self, *, replace: bool) -> CommitStats:
         """Fold the parts into ``data.parquet``; with ``replace`` the parts alone become the data.
 
-        Only the key columns of every source are held in memory, as Arrow arrays (no Python object per
-        row); rows are then copied source by source, so a resource of any size commits in bounded memory.
+        Which row stands for each id is worked out on the ids alone (:mod:`splose_resources.standing`);
+        the standing rows are then copied source by source, a batch of rows at a time, so a resource of any
+        size commits in memory that follows its ids, not its records.
         """
         sources = self.parts()
         previous: pa.Array | None = None
@@ -308,62 +312,53 @@ class StagingBatch:
                 previous = self._read(self.target, columns=["id"], use_threads=False).column("id").combine_chunks()
             else:
                 sources.insert(0, self.target)
-        index = self._winners(sources)
-        src = index.column("src").to_numpy()
-        rows = index.column("row").to_numpy()
+        positions, offsets = standing_rows(
+            lambda number, columns: self._read(sources[number], columns=columns, use_threads=False), len(sources)
+        )
+        states: Counter[str] = Counter()
+        newest: str | None = None
+        kept_ids: list[pa.Array] = []
         with self.storage.writer(self.target) as out, pq.ParquetWriter(out, STAGED_SCHEMA, compression="zstd") as w:
             for number, source in enumerate(sources):
-                taken = rows[src == number]
-                if len(taken):
-                    w.write_table(self._read(source, schema=STAGED_SCHEMA).take(taken))
+                lo, hi = np.searchsorted(positions, [offsets[number], offsets[number + 1]])
+                for table in self._standing_in(source, positions[lo:hi] - offsets[number]):
+                    w.write_table(table)
+                    counts = pc.value_counts(pc.drop_null(table["state"])).to_pylist()
+                    states.update({str(c["values"]): int(c["counts"]) for c in counts})
+                    updated = pc.drop_null(table["updated_at"])
+                    updated = updated.filter(pc.not_equal(updated, ""))
+                    if len(updated):
+                        newest = max(filter(None, (newest, pc.max(updated).as_py())))
+                    if previous is not None:
+                        kept_ids.append(table["id"].combine_chunks())
         self.discard()
-        removed = 0 if previous is None else len(previous) - pc.sum(pc.is_in(previous, index.column("id"))).as_py()
-        updated = pc.drop_null(index.column("updated_at"))
-        updated = updated.filter(pc.not_equal(updated, ""))
-        counts = pc.value_counts(pc.drop_null(index.column("state"))).to_pylist() if index.num_rows else []
+        removed = 0
+        if previous is not None:
+            kept = pa.concat_arrays(kept_ids) if kept_ids else pa.array([], pa.string())
+            removed = len(previous) - pc.sum(pc.is_in(previous, kept)).as_py()
         return CommitStats(
-            records=index.num_rows,
-            by_state={str(c["values"]): int(c["counts"]) for c in sorted(counts, key=lambda c: str(c["values"]))},
-            max_updated_at=pc.max(updated).as_py() if len(updated) else None,
+            records=len(positions),
+            by_state={state: states[state] for state in sorted(states)},
+            max_updated_at=newest,
             removed=removed,
         )
+
+    def _standing_in(self, source: str, rows: np.ndarray) -> Iterator[pa.Table]:
+        """The rows of ``source`` at ``rows`` (ascending), read a batch at a time."""
+        if not len(rows):
+            return
+        start = 0
+        with self.storage.reader(source) as handle:
+            parquet = pq.ParquetFile(handle, pre_buffer=False)
+            for batch in parquet.iter_batches(COMMIT_BATCH_ROWS, columns=STAGED_SCHEMA.names, use_threads=False):
+                lo, hi = np.searchsorted(rows, [start, start + batch.num_rows])
+                if lo < hi:
+                    yield pa.Table.from_batches([batch]).take(pa.array(rows[lo:hi] - start)).cast(STAGED_SCHEMA)
+                start += batch.num_rows
 
     def _read(self, key: str, **options: Any) -> pa.Table:
         with self.storage.reader(key) as handle:
             return pq.read_table(handle, **options)
-
-    def _winners(self, sources: list[str]) -> pa.Table:
-        """For each id, the row that stands: a deletion first, then the newest ``updated_at``, then the latest
-        part.
-
-        Worked out in Arrow on the key columns alone (the rows are only ever sorted as positions); the
-        winners come back in part and row order, with their source (``src``) and row in it (``row``).
-        """
-        tables = []
-        for number, source in enumerate(sources):
-            table = self._read(source, columns=["id", "updated_at", "state"], use_threads=False)
-            rows = np.arange(table.num_rows, dtype=np.int64)
-            tables.append(table.append_column("src", pa.array(np.full(len(rows), number))).append_column("row", [rows]))
-        if not tables:
-            empty = [pa.array([], pa.string())] * 3 + [pa.array([], pa.int64())] * 2
-            return pa.table(empty, names=["id", "updated_at", "state", "src", "row"])
-        index = pa.concat_tables(tables).combine_chunks()
-        del tables
-        keys = pa.table(
-            {
-                "id": index["id"],
-                "deleted": pc.equal(index["state"], "deleted"),
-                "order": pc.fill_null(index["updated_at"], ""),
-                "position": pa.array(np.arange(index.num_rows, dtype=np.int64)),
-            }
-        )
-        order = pc.sort_indices(keys, sort_keys=[(name, "ascending") for name in keys.column_names])
-        del keys
-        ids = index["id"].take(order)
-        last = pa.concat_arrays([pc.not_equal(ids[:-1], ids[1:]).combine_chunks(), pa.array([True])])
-        del ids
-        positions = np.sort(order.filter(last).to_numpy())  # positions follow (part, row) order
-        return index.take(positions)
 
 
 def scan(source: BinaryIO, columns: list[str], batch_size: int) -> Iterator[pa.RecordBatch]:
