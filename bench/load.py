@@ -17,8 +17,8 @@ key and what the splose/* materializations report. Printed per scale:
   the run's start to the opening of window number ceil(requests / 200), the window the run starts in
   counted as the first. Each import is launched as a window opens: a run that starts in a window's last
   seconds cannot spend that window's budget before Dagster has started, so the ratio would otherwise hang
-  on where in a window the run happened to start (seen: 2.12x for a start 2.6 s before a window closed,
-  1.07x for one 38 s into it, the same code);
+  on where in a window the run happened to start (seen for the small clinic: 2.12x for a start 2.6 s
+  before a window closed, 1.07x and 1.13x for starts well inside one);
 - ``ratio``: e2e / floor. 1.00x would be the pipeline's last Cliniko request going out the moment its
   window opens and nothing after it; the excess is time spent elsewhere (Splose's limits and latency,
   transforms, staging, Dagster);
