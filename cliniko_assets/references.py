@@ -69,7 +69,7 @@ def linked_ids(staging: StagingStore, tenant: str, resource: str, name: str) -> 
     """Ids behind link ``name`` of the staged, not deleted records of ``resource``, read in batches."""
     found: set[str] = set()
     pattern = link_pattern(name)
-    for batch in staging.iter_batches(tenant, resource, ["state", "record"], batch_size=5_000):
+    for batch in staging.iter_batches(tenant, resource, ["state", "record"], batch_size=1_000):
         live = batch.filter(pc.not_equal(batch.column("state"), "deleted"))
         ids = pc.struct_field(pc.extract_regex(live.column("record"), pattern), "id")
         found.update(i for i in ids.to_pylist() if i)

@@ -57,7 +57,7 @@ STAGED_SCHEMA = pa.schema(
     ]
 )
 DATA_FILE = "data.parquet"
-COMMIT_BATCH_ROWS = 5_000  # rows read at a time while a commit copies the standing rows
+COMMIT_BATCH_ROWS = 2_000  # rows read at a time while a commit copies the standing rows
 # Arrow's default allocator (jemalloc) keeps what it freed for later reuse: after the largest resource is
 # committed or scanned, the process would hold that much for the rest of the run. The system allocator
 # hands it back, so peak memory follows the batch being worked on, not the clinic's size.
