@@ -97,7 +97,7 @@ def fleet(scales: dict[str, str], workdir: Path, token: str) -> Iterator[Fleet]:
         )
         splose = stack.enter_context(
             running_server(
-                "sandbox.splose", ["--platform-token", token, "--db", str(workdir / "splose.db")], log_dir=workdir
+                "sandbox.splose", [f"--platform-token={token}", "--db", str(workdir / "splose.db")], log_dir=workdir
             )
         )
         pool = Fleet(cliniko, splose, token)

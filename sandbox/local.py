@@ -52,7 +52,7 @@ def cliniko_sandbox(*, scale: str, seed: int = 1, extra_args: list[str] | None =
 def splose_sandbox(token: str, extra_args: list[str] | None = None) -> Iterator[ServerProcess]:
     logs = PROJECT / ".sandbox"
     logs.mkdir(exist_ok=True)
-    args = ["--platform-token", token, "--db", str(logs / "splose-demo.db"), *(extra_args or [])]
+    args = [f"--platform-token={token}", "--db", str(logs / "splose-demo.db"), *(extra_args or [])]
     (logs / "splose-demo.db").unlink(missing_ok=True)
     with running_server("sandbox.splose", args, log_dir=logs) as server:
         yield server

@@ -83,7 +83,7 @@ def clinics_in_dagster(work: Path) -> Iterator[Clinics]:
     accounts = [f"{account}:{seed}:tiny:au1" for account, seed in CLINICS.values()]
     cliniko_args = [arg for spec in accounts for arg in ("--account", spec)]
     cliniko_args += ["--latency-ms", "0", "--jitter-ms", "0", "--data-dir", str(work / "cliniko")]
-    splose_args = ["--platform-token", token, "--db", str(work / "splose.db")]
+    splose_args = [f"--platform-token={token}", "--db", str(work / "splose.db")]
     with (
         running_server("sandbox.cliniko", cliniko_args, log_dir=work) as cliniko,
         running_server("sandbox.splose", splose_args, log_dir=work) as splose,

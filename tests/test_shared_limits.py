@@ -207,7 +207,7 @@ def run_workers(tmp_path, jobs: list[list]) -> list[list[float]]:
 @pytest.mark.slow
 def test_processes_without_shared_files_hold_the_splose_budget_and_share_it_fairly(shared_state_url, tmp_path):
     limit, window, token = 20, 2.0, "platform-shared-budget"
-    args = ["--platform-token", token, "--db", str(tmp_path / "splose.db"), "--import-rate-limit", str(limit),
+    args = [f"--platform-token={token}", "--db", str(tmp_path / "splose.db"), "--import-rate-limit", str(limit),
             "--rate-window", str(window)]  # fmt: skip
     with running_server("sandbox.splose", args, log_dir=tmp_path) as splose:
         tenants = [f"tenant-{n}" for n in range(4)]
