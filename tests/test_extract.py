@@ -172,7 +172,7 @@ def _failure(result) -> str:
     return str(failures[0].event_specific_data.error.message)
 
 
-@pytest.mark.parametrize("scenario", ["errors", "storms"])
+@pytest.mark.parametrize("scenario", ["errors", pytest.param("storms", marks=pytest.mark.slow)])
 def test_faults_end_with_exact_counts(clinic, instance, scenario):
     faults = {
         "errors": {"error_rate": 0.15, "drop_rate": 0.05, "truncate_rate": 0.05, "slow_rate": 0.03, "slow_seconds": 3},

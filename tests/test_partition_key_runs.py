@@ -8,6 +8,7 @@ the instance's home, and the import from Splose.
 from __future__ import annotations
 
 import dagster as dg
+import pytest
 
 from cliniko_assets.definitions import defs
 from cliniko_assets.partitions import tenants
@@ -85,6 +86,7 @@ def test_a_tenant_without_an_import_request_fails_saying_how_a_clinic_submits_on
     assert failure.user_failure_data.metadata["tenant"].value == tiny_import.clinic.tenant
 
 
+@pytest.mark.slow  # two whole imports, about 20 s; make test-all runs it
 def test_a_backfill_of_two_tenants_runs_each_with_nothing_typed(
     clinic, instance, splose_sandbox, tmp_path, monkeypatch
 ):
