@@ -41,6 +41,19 @@ IMPORT_KEY = "import_id"
 RUN_IMPORT_KEY = "run_import"  # the import as the mapping step checked it, for the run's loads
 
 
+def latest_metadata(instance: dg.DagsterInstance, name: str, tenant: str) -> tuple[str | None, dict]:
+    """The run id and metadata values of ``splose/<name>``'s latest materialization for ``tenant``
+    (``None`` and nothing when it has none)."""
+    result = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=splose_key(name), asset_partitions=[tenant]), limit=1
+    )
+    for record in result.records:
+        materialization = record.asset_materialization
+        if materialization is not None:
+            return record.run_id, {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+    return None, {}
+
+
 def import_of_load(
     context: dg.AssetExecutionContext, splose: SploseResource, import_request: ImportRequestResource
 ) -> RunImport | None:
@@ -52,14 +65,10 @@ def import_of_load(
     tenant = validate_tenant(context.partition_key)
     import_id, _ = chosen_import_id(context, import_request, tenant)
     if import_id is not None:
-        found = context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=splose_key(MAPPING_ASSET), asset_partitions=[tenant]), limit=1
-        )
-        for record in found.records:
-            materialization = record.asset_materialization
-            facts = getattr(materialization.metadata.get(RUN_IMPORT_KEY), "value", None) if materialization else None
-            if record.run_id == context.run.run_id and isinstance(facts, dict) and facts["import_id"] == import_id:
-                return RunImport.from_facts(tenant, facts)
+        run_id, values = latest_metadata(context.instance, MAPPING_ASSET, tenant)
+        facts = values.get(RUN_IMPORT_KEY)
+        if run_id == context.run.run_id and isinstance(facts, dict) and facts["import_id"] == import_id:
+            return RunImport.from_facts(tenant, facts)
     return bound_import(context, splose, import_request)
 
 
@@ -115,17 +124,8 @@ class LoadRun:
 
     def received(self, name: str) -> dict | None:
         """The metadata of ``splose/<name>``'s latest materialization for this tenant, if of this import."""
-        result = self.context.instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=splose_key(name), asset_partitions=[self.tenant]), limit=1
-        )
-        for record in result.records:
-            materialization = record.asset_materialization
-            if materialization is None:
-                continue
-            values = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
-            if str(values.get(IMPORT_KEY)) == str(self.import_id):
-                return values
-        return None
+        _, values = latest_metadata(self.context.instance, name, self.tenant)
+        return values if values and str(values.get(IMPORT_KEY)) == str(self.import_id) else None
 
     def mapping(self) -> ResolvedMapping:
         if self._mapping is None:

@@ -349,8 +349,7 @@ class StagingBatch:
             return
         start = 0
         with self.storage.reader(source) as handle:
-            parquet = pq.ParquetFile(handle, pre_buffer=False)
-            for batch in parquet.iter_batches(COMMIT_BATCH_ROWS, columns=STAGED_SCHEMA.names, use_threads=False):
+            for batch in scan(handle, STAGED_SCHEMA.names, COMMIT_BATCH_ROWS):
                 lo, hi = np.searchsorted(rows, [start, start + batch.num_rows])
                 if lo < hi:
                     yield pa.Table.from_batches([batch]).take(pa.array(rows[lo:hi] - start)).cast(STAGED_SCHEMA)
