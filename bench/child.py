@@ -42,8 +42,9 @@ class TreeUsage:
     ``peak_rss_mb``: the largest RSS any one process reached (a Dagster step process, typically);
     ``peak_pss_mb``: the largest total PSS of the whole tree at one sample (shared pages split between the
     processes sharing them: the tree's real footprint); ``cpu_s``: user + system CPU of every process seen,
-    each at its last sample (a process's last fraction of a sample interval is missed); ``rss_by_pid``: the
-    largest RSS each process reached (:meth:`peaks_by` names them).
+    each at its last sample (a process's last fraction of a sample interval is missed), and ``cpu_by_pid`` the
+    same per process; ``rss_by_pid``: the largest RSS each process reached (:meth:`peaks_by` and
+    :meth:`cpu_by` name them).
     """
 
     peak_rss_mb: float = 0.0
@@ -51,6 +52,7 @@ class TreeUsage:
     cpu_s: float = 0.0
     processes: int = 0
     rss_by_pid: dict[int, float] = field(default_factory=dict)
+    cpu_by_pid: dict[int, float] = field(default_factory=dict)
 
     def peaks_by(self, names: dict[int, str], other: str = "run") -> dict[str, float]:
         """The largest RSS (MB) reached under each name of ``names`` (pid -> name, e.g. a Dagster step's key);
@@ -60,6 +62,15 @@ class TreeUsage:
             name = names.get(pid, other)
             peaks[name] = max(peaks.get(name, 0.0), rss)
         return dict(sorted(peaks.items(), key=lambda item: -item[1]))
+
+    def cpu_by(self, names: dict[int, str], other: str = "run") -> dict[str, float]:
+        """CPU seconds used under each name of ``names`` (pid -> name), summed; processes not named count as
+        ``other``."""
+        used: dict[str, float] = {}
+        for pid, cpu in self.cpu_by_pid.items():
+            name = names.get(pid, other)
+            used[name] = used.get(name, 0.0) + cpu
+        return used
 
 
 class TreeSampler:
@@ -80,6 +91,7 @@ class TreeSampler:
         self._stop.set()
         self._thread.join()
         self.usage.cpu_s = sum(self._cpu.values())
+        self.usage.cpu_by_pid = dict(self._cpu)
         self.usage.processes = len(self._cpu)
 
     def _run(self) -> None:

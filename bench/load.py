@@ -32,11 +32,13 @@ key and what the splose/* materializations report. Printed per scale:
 
 Then, per scale, CPU and memory (a second table):
 
-- ``extract CPU s/1k``: CPU seconds of the import's extraction steps per 1,000 records they fetched (with
-  ``--in-process`` only: by default the steps run side by side in processes of their own and both CPU
-  columns show 0);
+- ``extract CPU s/1k``: CPU seconds of the import's extraction steps per 1,000 records they fetched;
   ``load CPU s/1k written``: CPU seconds of every other step (mapping, loads, report) per 1,000 Splose
-  records written. Both are read off the child's CPU time, sampled every 0.1 s, at each step's start and end;
+  records written. By default the steps run side by side, each in a process of its own that Dagster's
+  forkserver starts with the project already imported: a step's CPU is its process's, read from ``/proc``
+  every 0.25 s (the last fraction of an interval before it exits is missed). With ``--in-process`` the
+  steps run one at a time in the child, and each one's CPU is the child's, sampled every 0.1 s, at the
+  step's start and end;
 - ``process CPU s``: the CPU time of every process of the import (start-up and imports included), ``RSS MB``
   as above, ``PSS MB`` the largest total PSS of those processes at one sample (their real joint footprint),
   and the ratio of the last scale's peak RSS to the first's;
@@ -103,6 +105,7 @@ CLINIKO_LIMIT = 200
 CLINIKO_LATENCY_MS = 150.0
 CLINIKO_JITTER_MS = 50.0
 STEPS_VARIABLE = "BENCH_LOAD_STEPS"  # "in-process": the import's steps one at a time in the child
+EXTRACTING = ("cliniko_extract", "cliniko_attachments")  # the steps that extract; every other step maps or loads
 
 
 def child_import(window: float, concurrency: int, outbox: str, resync: str) -> dict:
@@ -167,7 +170,6 @@ def child_import(window: float, concurrency: int, outbox: str, resync: str) -> d
                 name = prefix.rstrip("_") or materialization.asset_key.path[-1]
                 written[name] = sum(int(meta[f"{prefix}{action}"]) for action in ("created", "updated", "unchanged"))
                 sent[name] = int(meta[f"{prefix}created"]) + int(meta[f"{prefix}updated"])
-    extracting = {"cliniko_extract", "cliniko_attachments"}
     return {
         "started_epoch": started_epoch,
         "seconds": elapsed,
@@ -177,8 +179,7 @@ def child_import(window: float, concurrency: int, outbox: str, resync: str) -> d
         "failures": failures,
         "step_pids": step_pids,
         "extracted": extracted,
-        "extract_cpu": sum(cpu for step, cpu in step_cpu.items() if step in extracting),
-        "load_cpu": sum(cpu for step, cpu in step_cpu.items() if step not in extracting),
+        "step_cpu": step_cpu,
     }
 
 
@@ -287,7 +288,10 @@ def bench_scale(
             splose_stats = requests.get(f"{splose.url}/_sandbox/stats", timeout=60).json()["keys"]
             first_splose = splose_requests(splose.url) - splose_before
             floor = budget_floor(key_stats["total"], child["started_epoch"], window)
-            rss_by_step = usage.peaks_by({int(pid): step for pid, step in child["step_pids"].items()})
+            step_of = {int(pid): step for pid, step in child["step_pids"].items()}
+            rss_by_step = usage.peaks_by(step_of)
+            # Side by side, each step's CPU is its own process's; in process, the child measured it per step.
+            step_cpu = child["step_cpu"] or {k: v for k, v in usage.cpu_by(step_of).items() if k != "run"}
             print(
                 f"[{scale}] import {'done' if child['success'] else 'FAILED'}: e2e {child['seconds']:.1f} s, floor "
                 f"{floor:.1f} s ({child['seconds'] / floor if floor else float('inf'):.2f}x), Cliniko requests "
@@ -305,6 +309,7 @@ def bench_scale(
         print(f"[{scale}] the import run FAILED:", *child["failures"], sep="\n  ", flush=True)
     cliniko_requests = key_stats["total"]
     written = sum(child["written"].values())
+    extract_cpu = sum(cpu for step, cpu in step_cpu.items() if step in EXTRACTING)
     return {
         "scale": scale,
         "time_scale": time_scale,
@@ -324,8 +329,9 @@ def bench_scale(
         "peak_rss_by_step": rss_by_step,
         "process_cpu": usage.cpu_s,
         "extracted": child["extracted"],
-        "extract_cpu_per_1k": child["extract_cpu"] / child["extracted"] * 1000 if child["extracted"] else 0.0,
-        "load_cpu_per_1k": child["load_cpu"] / written * 1000 if written else 0.0,
+        "cpu_by_step": step_cpu,
+        "extract_cpu_per_1k": extract_cpu / child["extracted"] * 1000 if child["extracted"] else 0.0,
+        "load_cpu_per_1k": (sum(step_cpu.values()) - extract_cpu) / written * 1000 if written else 0.0,
         "splose_requests": first_splose,
         **resyncs,
     }
@@ -429,14 +435,15 @@ def print_cpu(rows: list[dict], others: dict[str, dict[str, dict]]) -> None:
                 f"{r['process_cpu']:>15.1f}{r['peak_rss_mb']:>8.0f}{r['peak_pss_mb']:>8.0f}")  # fmt: skip
         for name in names:
             other = cpu.per_thousand(others[r["scale"]][name], "work_cpu")
-            extract = r["extract_cpu_per_1k"]  # 0 when the steps ran side by side (not measured per step)
+            extract = r["extract_cpu_per_1k"]
             line += f"{other:>16.3f}" + (f"{other / extract:>6.2f}x" if extract else f"{'-':>7}")
         print(line)
     if len(rows) > 1:
         first, last = rows[0], rows[-1]
         print(f"\npeak RSS {last['scale']} / {first['scale']}: {last['peak_rss_mb'] / first['peak_rss_mb']:.2f}x")
     print("\n(extract CPU: the import's cliniko_extract step / records fetched; load CPU: every other step of the")
-    print(" import / Splose records written; both from the process's CPU time sampled at each step's start and end.")
+    print(" import / Splose records written; each step's CPU is that of its own process (side by side) or of the")
+    print(" child between the step's start and end (--in-process).")
     print(" <name> s/1k: that extraction's CPU, imports excluded, per 1,000 records of the same clinic, extracted from")
     print(" an unthrottled sandbox after the import (bench/cpu.py); x = it / the import's extract CPU s/1k. Measured")
     print(" above in this run. process CPU s: every process of the import (the run and each step's), sampled from")

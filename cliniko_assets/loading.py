@@ -14,7 +14,7 @@ everything in memory and write nothing.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from functools import partial
 
 import dagster as dg
@@ -189,9 +189,10 @@ def load_records(
     report: RowReport,
     entity: str,
     outcomes: Iterable[dict | Skip],
-    actions: dict[str, str] | None = None,
+    answer: Callable[[str, str], None] | None = None,
 ) -> None:
-    """Upsert every transformed record in batches of 500 and count skips; ``actions`` collects what happened.
+    """Upsert every transformed record in batches of 500 and count skips; ``answer(external_id, action)`` is
+    told what happened to each record sent or found unchanged.
 
     Up to the sink's ``in_flight`` batches are on their way to Splose at once (each is independent: a
     record never points at another of the same stream), so transforming the next batch overlaps
@@ -202,8 +203,9 @@ def load_records(
 
     def answered(result: UpsertResult) -> None:
         report.absorb(result)
-        if actions is not None:
-            actions.update({r.external_id: r.action for r in result.records})
+        if answer is not None:
+            for upserted in result.records:
+                answer(upserted.external_id, upserted.action)
 
     with InFlight[UpsertResult](sink.in_flight, f"upsert-{entity}") as batches:
         for outcome in outcomes:
@@ -215,8 +217,8 @@ def load_records(
             report.warnings.update(pop_warnings(outcome))
             if sink.unchanged(entity, outcome):  # Splose holds it as it is: not sent (batches stay full)
                 report.unchanged += 1
-                if actions is not None:
-                    actions[outcome["externalId"]] = UNCHANGED
+                if answer is not None:
+                    answer(outcome["externalId"], UNCHANGED)
                 continue
             pending.append(outcome)
             if len(pending) >= BATCH:

@@ -113,7 +113,7 @@ def load_group_appointments(run: LoadRun, report: RowReport) -> dict:
                 yield appointment
 
     actions: dict[str, str] = {}
-    load_records(run, report, "appointments", outcomes(), actions)
+    load_records(run, report, "appointments", outcomes(), actions.__setitem__)
     for gid, ids in entries.items():
         action = actions.get(gid)
         if action is None:
@@ -172,34 +172,23 @@ def load_progress_note_templates(run: LoadRun, report: RowReport) -> None:
 def load_progress_notes(run: LoadRun, report: RowReport) -> None:
     ctx = run.import_context("clients", "appointments", "progressNoteTemplates")
     outcomes = (to_splose_progress_note(r, ctx) for r in run.records("treatment_notes"))
-    unlinked = _Unlinked()
+    # Notes without an appointment: held only until Splose answers for them, then counted if loaded.
+    waiting: set[str] = set()
+    loaded = 0
 
     def noted(outcome: dict | Skip) -> dict | Skip:
         if not isinstance(outcome, Skip) and outcome.get("appointmentExternalId") is None:
-            unlinked.waiting.add(outcome["externalId"])
+            waiting.add(outcome["externalId"])
         return outcome
 
-    load_records(run, report, "progressNotes", (noted(o) for o in outcomes), unlinked)
-    report.facts[NOT_LINKED] = unlinked.loaded
+    def answered(external_id: str, action: str) -> None:
+        nonlocal loaded
+        if external_id in waiting:
+            waiting.discard(external_id)
+            loaded += 1
 
-
-class _Unlinked(dict):
-    """Counts the notes without an appointment that were loaded, as their answers arrive, and holds only those
-    still waiting for theirs (not an entry per note, as a dict of every answer would)."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.waiting: set[str] = set()
-        self.loaded = 0
-
-    def __setitem__(self, external_id: str, action: str) -> None:
-        if external_id in self.waiting:
-            self.waiting.discard(external_id)
-            self.loaded += 1
-
-    def update(self, answers: dict[str, str]) -> None:  # type: ignore[override]
-        for external_id, action in answers.items():
-            self[external_id] = action
+    load_records(run, report, "progressNotes", (noted(o) for o in outcomes), answered)
+    report.facts[NOT_LINKED] = loaded
 
 
 def _chunks(records: Iterator[dict], size: int) -> Iterator[list[dict]]:

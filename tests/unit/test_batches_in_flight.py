@@ -75,7 +75,7 @@ def outcomes(count: int) -> list:
 def test_batches_are_sent_side_by_side_and_every_answer_is_counted():
     sink = SlowSink(in_flight=3, together=3)
     run, report, actions = Run(sink), RowReport("clients"), {}
-    load_records(run, report, "clients", outcomes(3 * BATCH + 100), actions)
+    load_records(run, report, "clients", outcomes(3 * BATCH + 100), actions.__setitem__)
 
     assert sink.most_busy == 3
     assert sorted(sink.sizes) == [100, BATCH, BATCH, BATCH]
