@@ -1,11 +1,14 @@
 """Loaded by each run's fork server before it forks the run's steps (:mod:`cliniko_assets.jobs`).
 
 The code location is imported and resolved once per run, and every step's process starts from it,
-instead of each step resolving the whole graph again. The malloc arenas are limited here too, so every
-step forked from it inherits the limit.
+instead of each step resolving the whole graph again. So are the modules a step imports to open the run's
+instance (its storage: SQLAlchemy, Alembic, Dagster's SQLite and Postgres storages), which cost each step
+about a CPU second when it imported them itself. The malloc arenas are limited here too, so every step
+forked from it inherits the limit.
 """
 
 import ctypes
+import importlib
 
 from cliniko_assets.definitions import defs
 
@@ -23,5 +26,32 @@ def _fewer_malloc_arenas() -> None:
         return
 
 
+# What DagsterInstance.from_ref imports in a step process, for the embedded SQLite instance and for Postgres.
+# Dagster's own module paths: one that a later release moves is skipped (the step then imports what it needs).
+INSTANCE_MODULES = (
+    "dagster._core.instance.factory",
+    "dagster._core.secrets.loader",
+    "dagster._core.secrets.env_file",
+    "dagster._core.storage.root",
+    "dagster._core.storage.migration.utils",
+    "dagster._core.storage.sqlite_storage",
+    "dagster._core.storage.event_log.sqlite",
+    "dagster._core.storage.runs.sqlite",
+    "dagster._core.storage.schedules.sqlite",
+    "dagster._core.storage.local_compute_log_manager",
+    "dagster_postgres",
+    "upath.implementations.local",
+)
+
+
+def _instance_modules() -> None:
+    for name in INSTANCE_MODULES:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
+
+
 _fewer_malloc_arenas()
+_instance_modules()
 defs.get_repository_def()

@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from functools import lru_cache
 
 import phonenumbers
+
+from cliniko_assets.transforms.country_names import REGION_NAMES
 
 DIALLABLE = re.compile(r"^[\d\s+\-().]+$")
 # Names a clinic may type that phonenumbers' English region names do not cover.
@@ -42,24 +43,8 @@ COUNTRY_ALIASES = {
 }
 
 
-@lru_cache(maxsize=1)
-def _regions_by_name() -> dict[str, str]:
-    """English region name (case-folded) -> ISO 3166-1 alpha-2, from phonenumbers' own locale data.
-
-    Imported here, on the first name to resolve: the module's package loads all of phonenumbers' geocoding
-    data (half a second of CPU), which a process that never reads a country name does not need.
-    """
-    from phonenumbers.geodata.locale import LOCALE_DATA
-
-    names: dict[str, str] = {}
-    for code, names_by_language in LOCALE_DATA.items():
-        for language in ("en", "aa"):
-            name = names_by_language.get(language, "")
-            while name.startswith("*"):  # "*aa": same as another language's entry
-                name = names_by_language.get(name[1:], "")
-            if name:
-                names.setdefault(name.casefold(), code)
-    return {**names, **{alias: code for alias, code in COUNTRY_ALIASES.items()}}
+# Every name :func:`region_for` reads: phonenumbers' English region names and what clinics type besides.
+REGIONS_BY_NAME = {**REGION_NAMES, **COUNTRY_ALIASES}
 
 
 def region_for(country: object) -> str | None:
@@ -69,7 +54,7 @@ def region_for(country: object) -> str | None:
     text = country.strip()
     if len(text) == 2 and text.upper() in phonenumbers.SUPPORTED_REGIONS:
         return text.upper()
-    return _regions_by_name().get(text.casefold())
+    return REGIONS_BY_NAME.get(text.casefold())
 
 
 def split_phone(number: str, regions: Iterable[str | None]) -> tuple[str | None, str] | None:
