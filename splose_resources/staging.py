@@ -21,9 +21,11 @@ and from names checked here, so no input can reach another tenant's data or outs
 
 from __future__ import annotations
 
+import ctypes
 import json
 import re
 import threading
+import time
 from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -62,6 +64,26 @@ COMMIT_BATCH_ROWS = 2_000  # rows read at a time while a commit copies the stand
 # committed or scanned, the process would hold that much for the rest of the run. The system allocator
 # hands it back, so peak memory follows the batch being worked on, not the clinic's size.
 pa.set_memory_pool(pa.system_memory_pool())
+try:  # glibc keeps freed memory inside its arenas; malloc_trim returns their free pages to the system
+    _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
+except (OSError, AttributeError):  # not glibc: nothing to trim
+    _malloc_trim = None
+
+
+TRIM_EVERY_SECONDS = 2.0  # while parts are written: an extraction's threads free pages as fast as they decode them
+_last_trim = [0.0]  # time.monotonic() of the process's last trim
+
+
+def release_free_memory(at_most_every: float = 0.0) -> None:
+    """Hand the pages the process freed back to the system: after a commit (its batches are gone) and, at most
+    every ``at_most_every`` seconds, as parts are written, so that the extraction's threads do not grow the
+    heap around the holes earlier pages left."""
+    if _malloc_trim is None or time.monotonic() - _last_trim[0] < at_most_every:
+        return
+    _last_trim[0] = time.monotonic()
+    _malloc_trim(0)
+
+
 FILES_MANIFEST = "files.parquet"
 FILE_FAILURES = "files-failed.json"
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
@@ -297,6 +319,8 @@ class StagingBatch:
         )
         with self._lock:
             _write_table(self.storage, f"{self.incoming}/part-{len(self.parts()):06d}.parquet", table)
+        del table
+        release_free_memory(TRIM_EVERY_SECONDS)
 
     def commit(self, *, replace: bool) -> CommitStats:
         """Fold the parts into ``data.parquet``; with ``replace`` the parts alone become the data.
@@ -332,6 +356,7 @@ class StagingBatch:
                     if previous is not None:
                         kept_ids.append(table["id"].combine_chunks())
         self.discard()
+        release_free_memory()
         removed = 0
         if previous is not None:
             kept = pa.concat_arrays(kept_ids) if kept_ids else pa.array([], pa.string())
