@@ -286,6 +286,7 @@ class StagingBatch:
         self.target = f"{prefix}/{DATA_FILE}"
         self.incoming = f"{prefix}/incoming"
         self._lock = threading.Lock()
+        self._next_part: int | None = None  # the number of the next part file: listed once, then counted
 
     def load_checkpoint(self) -> dict | None:
         data = self.storage.read_bytes(f"{self.incoming}/checkpoint.json")
@@ -301,7 +302,9 @@ class StagingBatch:
             self.storage.write_bytes(f"{self.incoming}/checkpoint.json", json.dumps(checkpoint).encode())
 
     def discard(self) -> None:
-        self.storage.delete_tree(self.incoming)
+        with self._lock:
+            self.storage.delete_tree(self.incoming)
+            self._next_part = None
 
     def parts(self) -> list[str]:
         names = self.storage.names(self.incoming)
@@ -318,7 +321,10 @@ class StagingBatch:
             [pa.array([row[f.name] for row in rows], type=f.type) for f in STAGED_SCHEMA], schema=STAGED_SCHEMA
         )
         with self._lock:
-            _write_table(self.storage, f"{self.incoming}/part-{len(self.parts()):06d}.parquet", table)
+            if self._next_part is None:  # parts a resumed extraction staged before: listed once, not per part
+                self._next_part = len(self.parts())
+            _write_table(self.storage, f"{self.incoming}/part-{self._next_part:06d}.parquet", table)
+            self._next_part += 1
         del table
         release_free_memory(TRIM_EVERY_SECONDS)
 
