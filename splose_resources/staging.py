@@ -64,14 +64,16 @@ COMMIT_BATCH_ROWS = 2_000  # rows read at a time while a commit copies the stand
 # committed or scanned, the process would hold that much for the rest of the run. The system allocator
 # hands it back, so peak memory follows the batch being worked on, not the clinic's size.
 pa.set_memory_pool(pa.system_memory_pool())
+FILES_MANIFEST = "files.parquet"
+FILE_FAILURES = "files-failed.json"
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+TRIM_EVERY_SECONDS = 2.0  # while parts are written: an extraction's threads free pages as fast as they decode them
+_last_trim = [0.0]  # time.monotonic() of the process's last trim
+
 try:  # glibc keeps freed memory inside its arenas; malloc_trim returns their free pages to the system
     _malloc_trim = ctypes.CDLL("libc.so.6").malloc_trim
 except (OSError, AttributeError):  # not glibc: nothing to trim
     _malloc_trim = None
-
-
-TRIM_EVERY_SECONDS = 2.0  # while parts are written: an extraction's threads free pages as fast as they decode them
-_last_trim = [0.0]  # time.monotonic() of the process's last trim
 
 
 def release_free_memory(at_most_every: float = 0.0) -> None:
@@ -82,11 +84,6 @@ def release_free_memory(at_most_every: float = 0.0) -> None:
         return
     _last_trim[0] = time.monotonic()
     _malloc_trim(0)
-
-
-FILES_MANIFEST = "files.parquet"
-FILE_FAILURES = "files-failed.json"
-NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 
 
 class StagingBusy(RuntimeError):
