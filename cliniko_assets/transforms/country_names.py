@@ -2,9 +2,26 @@
 
 Generated from ``phonenumbers.geodata.locale.LOCALE_DATA`` (its English names, else its ``aa`` ones), whose
 import costs each process that reads a country name about 100 MB and half a CPU second (it holds every
-region's name in every language). ``tests/unit/transforms/test_phones.py`` checks this table against the
-installed phonenumbers, so an upgrade that renames a region fails there instead of drifting.
+region's name in every language). ``tests/unit/transforms/test_phones.py`` checks this table against
+:func:`from_phonenumbers` on the installed phonenumbers, so an upgrade that renames a region fails there
+instead of drifting; print ``from_phonenumbers()`` to regenerate it.
 """
+
+
+def from_phonenumbers() -> dict[str, str]:
+    """The table as the installed phonenumbers gives it (loads its geocoding data: not for a step's path)."""
+    from phonenumbers.geodata.locale import LOCALE_DATA
+
+    names: dict[str, str] = {}
+    for code, names_by_language in LOCALE_DATA.items():
+        for language in ("en", "aa"):
+            name = names_by_language.get(language, "")
+            while name.startswith("*"):  # "*aa": same as another language's entry
+                name = names_by_language.get(name[1:], "")
+            if name:
+                names.setdefault(name.casefold(), code)
+    return names
+
 
 REGION_NAMES = {
     "afghanistan": "AF",

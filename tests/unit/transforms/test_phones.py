@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cliniko_assets.transforms.country_names import REGION_NAMES
+from cliniko_assets.transforms.country_names import REGION_NAMES, from_phonenumbers
 from cliniko_assets.transforms.phones import region_for, split_phone
 from cliniko_assets.transforms.salvage import Salvage, phone_numbers
 
@@ -33,16 +33,7 @@ def test_region_from_a_country_code_or_name(country: object, region: str | None)
 
 def test_the_region_names_table_is_phonenumbers_own() -> None:
     """The static table (which spares each step phonenumbers' geocoding data) matches the installed library."""
-    from phonenumbers.geodata.locale import LOCALE_DATA
-
-    names: dict[str, str] = {}
-    for code, names_by_language in LOCALE_DATA.items():
-        for language in ("en", "aa"):
-            name = names_by_language.get(language, "")
-            while name.startswith("*"):  # "*aa": same as another language's entry
-                name = names_by_language.get(name[1:], "")
-            if name:
-                names.setdefault(name.casefold(), code)
+    names = from_phonenumbers()
     assert names == REGION_NAMES
     assert len(names) > 240 and names["australia"] == "AU"
 
