@@ -21,28 +21,12 @@ import hashlib
 import random
 from dataclasses import dataclass
 
+from sandbox.cliniko.schema import RESOURCES
+
 MODES = ("realistic", "every_quirk", "none")
 # Share of an account's list routes showing each quirk (assumed: the docs show them in a few of ~40 examples).
 RATES = {"bare_self": 1 / 3, "total_as_string": 1 / 6, "total_entires": 1 / 10}
-MAIN_ROUTES = tuple(
-    f"/v1/{name}"
-    for name in (
-        "businesses",
-        "users",
-        "practitioners",
-        "practitioner_reference_numbers",
-        "appointment_types",
-        "patients",
-        "contacts",
-        "individual_appointments",
-        "group_appointments",
-        "attendees",
-        "daily_availabilities",
-        "patient_attachments",
-        "treatment_note_templates",
-        "treatment_notes",
-    )
-)
+MAIN_ROUTES = tuple(f"/v1/{name}" for name in RESOURCES)
 
 
 @dataclass(frozen=True)

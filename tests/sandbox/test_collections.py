@@ -9,6 +9,7 @@ import pytest
 
 from sandbox.cliniko.api import list_routes
 from sandbox.cliniko.envelopes import MAIN_ROUTES, RATES, quirks_by_route
+from sandbox.cliniko.schema import RESOURCES
 from tests.sandbox.conftest import new_account
 
 CHECKED_ROUTES = [
@@ -264,22 +265,7 @@ def test_nested_routes_filter_by_parent(api):
 
 
 def test_every_resource_lists_and_fetches_by_id(api):
-    for resource in (
-        "businesses",
-        "users",
-        "practitioners",
-        "practitioner_reference_numbers",
-        "appointment_types",
-        "patients",
-        "contacts",
-        "individual_appointments",
-        "group_appointments",
-        "attendees",
-        "daily_availabilities",
-        "patient_attachments",
-        "treatment_note_templates",
-        "treatment_notes",
-    ):
+    for resource in RESOURCES:
         first = api.get(f"/v1/{resource}", {"per_page": 1}).json()[resource][0]
         assert first["links"]["self"] == f"{api.url}/v1/{resource}/{first['id']}"
         assert api.get(first["links"]["self"]).json() == first

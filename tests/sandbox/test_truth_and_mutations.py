@@ -6,22 +6,7 @@ import datetime as dt
 import time
 from collections import Counter
 
-RESOURCES = (
-    "businesses",
-    "users",
-    "practitioners",
-    "practitioner_reference_numbers",
-    "appointment_types",
-    "patients",
-    "contacts",
-    "individual_appointments",
-    "group_appointments",
-    "attendees",
-    "daily_availabilities",
-    "patient_attachments",
-    "treatment_note_templates",
-    "treatment_notes",
-)
+from sandbox.cliniko.schema import RESOURCES
 
 
 def is_set(value) -> bool:
