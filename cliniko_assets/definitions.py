@@ -13,6 +13,7 @@ from cliniko_assets.extract import ExtractionSettings, extract_assets
 from cliniko_assets.jobs import extract_job, import_job, preview_job
 from cliniko_assets.load import load_assets, splose_mapping
 from cliniko_assets.mapping import ImportRequestResource
+from cliniko_assets.mapping_check import splose_mapping_check
 from cliniko_assets.monitoring import stale_queued_runs
 from cliniko_assets.preview import import_preview
 from cliniko_assets.report import import_report
@@ -73,7 +74,7 @@ def notifier_resource() -> NotifierResource:
 
 
 defs = dg.Definitions(
-    assets=[*extract_assets, splose_mapping, *load_assets, import_report, import_preview],
+    assets=[*extract_assets, splose_mapping_check, splose_mapping, *load_assets, import_report, import_preview],
     jobs=[import_job, extract_job, preview_job, undo_import_job, purge_deleted_imports_job],
     sensors=[import_requests, import_failed, stale_queued_runs],
     schedules=[nightly_resync, purge_deleted_imports_schedule],

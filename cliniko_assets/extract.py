@@ -1,12 +1,19 @@
-"""The fourteen ``cliniko/<resource>`` assets, each with its own materialization, metadata and cursor.
+"""The ``cliniko/<resource>`` assets, each with its own materialization, metadata and cursor.
 
-They are extracted by two steps (``multi_asset``, ``can_subset=True``), in an order that is lineage in
-the graph (:data:`AFTER`). ``cliniko_extract`` stages everything the mapping and the loads but one need:
-its resources share one pool of workers, and a resource other records point at is completed, once they
-are staged, with what they point at and no list returned (so it depends on them). Then
-``cliniko_attachments`` stages patient attachments and downloads their bytes, most of a clinic's
-requests: the mapping and every load but files run beside it. The key's budget is one, whatever runs
-at once (the rate limiter's state is shared by every process on the host).
+Three steps (``multi_asset``, ``can_subset=True``) extract them, in an order that is lineage in the graph
+(:data:`AFTER`):
+
+- ``cliniko_clinic`` stages the clinic's businesses (with the account's settings), users, practitioners,
+  appointment types, patients and contacts: what the mapping check and the first loads (contacts, then
+  clients) need, so those loads run while the rest is extracted;
+- ``cliniko_extract`` stages the appointments, attendees, availabilities, reference numbers and treatment
+  notes and their templates, then ``cliniko/references``: every record they point at that no list
+  returned, fetched by id (:mod:`cliniko_assets.references`), which is why it comes after the first step;
+- ``cliniko_attachments`` stages patient attachments and downloads their bytes, most of a clinic's
+  requests: the mapping and every load but files run beside it.
+
+The key's budget is one, whatever runs at once (the rate limiter's state is shared by every process on
+the host); each step's resources share one pool of workers.
 """
 
 import os
@@ -25,13 +32,12 @@ from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import tenants, validate_tenant
 from cliniko_assets.progress import ExtractionProgress
 from cliniko_assets.resolution import RunImport
-from splose_resources.cliniko import ClinikoAuthError, ClinikoClient, ClinikoResource
+from splose_resources.cliniko import ClinikoAuthError, ClinikoClient, ClinikoError, ClinikoResource
 from splose_resources.http import Secret
 from splose_resources.splose import SploseResource
 from splose_resources.staging import StagingStore
 
-# Resources other records point at: their by-id pass (and the account's settings) runs after the extraction.
-REFERENCED = {*references.REFERENCES, "businesses"}
+REFERENCES = "references"  # the asset of the records other records point at and no list returns
 
 
 class ExtractionSettings(dg.ConfigurableResource):
@@ -55,15 +61,30 @@ def cliniko_key(resource: str) -> dg.AssetKey:
     return dg.AssetKey(["cliniko", resource])
 
 
-# What each resource waits for: the records that point at it (see above), and for patient attachments
-# the patients, so that their downloads come after everything else.
+CLINIC = ("businesses", "users", "practitioners", "appointment_types", "patients", "contacts")
+# What each asset waits for: the by-id pass for every record the extraction staged (those pointing at
+# others, and those pointed at); patient attachments for it too, so that their downloads come last.
 AFTER: dict[str, tuple[str, ...]] = {
-    **{resource: tuple(source for source, _ in links) for resource, links in references.REFERENCES.items()},
-    "patient_attachments": ("patients",),
+    REFERENCES: tuple(
+        dict.fromkeys(
+            [*references.REFERENCES, *(source for links in references.REFERENCES.values() for source, _ in links)]
+        )
+    ),
+    "patient_attachments": ("patients", REFERENCES),
 }
 STEPS: dict[str, tuple[str, ...]] = {
-    "cliniko_extract": tuple(spec.name for spec in CATALOG if spec.name != "patient_attachments"),
+    "cliniko_clinic": CLINIC,
+    "cliniko_extract": (
+        *(spec.name for spec in CATALOG if spec.name not in CLINIC and spec.name != "patient_attachments"),
+        REFERENCES,
+    ),
     "cliniko_attachments": ("patient_attachments",),
+}
+DESCRIPTIONS = {
+    **{spec.name: spec.description for spec in CATALOG},
+    REFERENCES: "Records other records point at that no list route returned (deleted appointment types, practitioners "
+    "the key cannot list, archived records behind links), fetched once by id and staged with their resource: "
+    "'unlisted' when Cliniko has them, 'missing' when it answers 404.",
 }
 
 
@@ -74,7 +95,7 @@ def _extraction_step(name: str, resources: tuple[str, ...]) -> dg.AssetsDefiniti
             dg.AssetSpec(
                 cliniko_key(resource),
                 deps=[cliniko_key(upstream) for upstream in AFTER.get(resource, ())],
-                description=BY_NAME[resource].description,
+                description=DESCRIPTIONS[resource],
                 group_name="cliniko",
                 kinds={"python", "parquet"},
             )
@@ -96,7 +117,7 @@ def _extraction_step(name: str, resources: tuple[str, ...]) -> dg.AssetsDefiniti
         with step_failures(tenant, f"Cliniko extraction ({len(context.selected_asset_keys)} resources)") as where:
             run_import = bound_import(context, splose, import_request)  # before any Cliniko request
             where.import_id = run_import.import_id if run_import else None
-            yield from _extract(context, extraction, cliniko, staging, _api_key(context, splose, run_import))
+            yield from _extract(context, extraction, cliniko, staging, api_key_for(context, splose, run_import))
 
     return _step
 
@@ -112,9 +133,10 @@ def _extract(
     api_key: Secret,
 ) -> Iterator[dg.MaterializeResult]:
     tenant = validate_tenant(context.partition_key)
-    specs = [BY_NAME[key.path[-1]] for key in sorted(context.selected_asset_keys, key=lambda k: k.to_string())]
+    selected = sorted(key.path[-1] for key in context.selected_asset_keys)
+    specs = [BY_NAME[name] for name in selected if name != REFERENCES]
     previous = {spec.name: _previous_sync(context, tenant, spec.name) for spec in specs}
-    failures: list[ResourceOutcome] = []
+    failures: dict[str, object] = {}  # asset -> the error that failed it
     with (
         staging.tenant_lock(tenant),
         cliniko.client(tenant, api_key, log=context.log) as client,
@@ -132,35 +154,70 @@ def _extract(
             id_listing_every=config.id_listing_every,
         )
         extraction.on_tick = progress.tick
-        held: dict[str, ResourceOutcome] = {}
         for outcome in extraction.run(specs, previous):
+            name = outcome.spec.name
             if outcome.error is not None or outcome.stats is None:
-                failures.append(outcome)
-                context.log.error(f"cliniko/{outcome.spec.name} for tenant '{tenant}' failed: {outcome.error}")
+                failures[name] = outcome.error
+                context.log.error(f"cliniko/{name} for tenant '{tenant}' failed: {outcome.error}")
                 continue
             context.log.info(
-                f"cliniko/{outcome.spec.name}: {outcome.stats.records} staged, {outcome.fetched} fetched "
+                f"cliniko/{name}: {outcome.stats.records} staged, {outcome.fetched} fetched "
                 f"with {outcome.requests} requests ({outcome.mode})"
             )
             _log_findings(context, tenant, outcome)
-            if outcome.spec.name in REFERENCED:
-                held[outcome.spec.name] = outcome  # completed once every resource pointing at it is staged
-                continue
-            yield dg.MaterializeResult(asset_key=cliniko_key(outcome.spec.name), metadata=_metadata(outcome))
-        yield from _completed(context, references.complete(client, staging, tenant, sorted(held)), held, failures)
+            metadata = _metadata(outcome)
+            if name == "businesses":  # with the account's settings, the fallbacks for businesses' zones
+                before = client.requests_made()
+                try:
+                    metadata |= references.stage_account_settings(client, staging, tenant)
+                except ClinikoError as exc:
+                    failures[name] = exc
+                    context.log.error(f"cliniko/{name} for tenant '{tenant}' failed: {exc}")
+                    continue
+                metadata["requests"] = outcome.requests + client.requests_made() - before
+            yield dg.MaterializeResult(asset_key=cliniko_key(name), metadata=metadata)
+        if REFERENCES in selected:
+            yield from _references(context, client, staging, failures)
         context.log.info(f"Cliniko requests for tenant '{tenant}': {client.requests_made()}")
     if failures:
         raise dg.Failure(
             description=(
-                f"Extraction of tenant '{tenant}' failed for {len(failures)} resource(s): "
-                + "; ".join(f"{o.spec.name}: {o.error}" for o in failures)
-                + " Resources not listed here were staged; re-running resumes the failed ones."
+                f"Extraction of tenant '{tenant}' failed for {len(failures)} asset(s): "
+                + "; ".join(f"cliniko/{name}: {error}" for name, error in failures.items())
+                + " Assets not listed here were staged; re-running resumes the failed ones."
             ),
             metadata={
-                "failed_resources": [o.spec.name for o in failures],
-                "what_to_do": "fix what each resource's error names, then re-run: the extraction resumes",
+                "failed_assets": [f"cliniko/{name}" for name in failures],
+                "what_to_do": "fix what each asset's error names, then re-run: the extraction resumes",
             },
         )
+
+
+def _references(
+    context: dg.AssetExecutionContext, client: ClinikoClient, staging: StagingStore, failures: dict[str, object]
+) -> Iterator[dg.MaterializeResult]:
+    """``cliniko/references``: for each resource others point at, the records no list returned, by id."""
+    tenant = context.partition_key
+    before = client.requests_made()
+    by_resource: dict[str, dict] = {}
+    for resource in sorted(references.REFERENCES):
+        try:
+            outcome = references.stage_references(client, staging, tenant, resource)
+        except ClinikoError as exc:  # fails this asset only: what is staged stays, the next run resumes it
+            failures[REFERENCES] = exc
+            context.log.error(f"cliniko/{REFERENCES} ({resource}) for tenant '{tenant}' failed: {exc}")
+            return
+        by_resource[resource] = outcome.metadata()
+    totals = {key: sum(m[key] for m in by_resource.values()) for key in references.COUNTED}
+    yield dg.MaterializeResult(
+        asset_key=cliniko_key(REFERENCES),
+        metadata={
+            **totals,
+            "fetched": totals["found_by_id"],
+            "requests": client.requests_made() - before,
+            "by_resource": dg.MetadataValue.json(by_resource),
+        },
+    )
 
 
 def _progress(context: dg.AssetExecutionContext, cliniko: ClinikoResource, client: ClinikoClient) -> ExtractionProgress:
@@ -175,31 +232,7 @@ def _progress(context: dg.AssetExecutionContext, cliniko: ClinikoResource, clien
     )
 
 
-def _completed(
-    context: dg.AssetExecutionContext,
-    completions: Iterator[references.Completion],
-    held: dict[str, ResourceOutcome],
-    failures: list[ResourceOutcome],
-) -> Iterator[dg.MaterializeResult]:
-    """The held resources' materializations, once their records found by id are staged with them."""
-    for done in completions:
-        outcome = held[done.resource]
-        outcome.requests += done.requests
-        if done.error is not None or outcome.stats is None:
-            outcome.error = done.error
-            failures.append(outcome)
-            context.log.error(f"cliniko/{done.resource} for tenant '{context.partition_key}' failed: {done.error}")
-            continue
-        found = done.references
-        if found is not None and found.stats is not None:
-            outcome.stats.records, outcome.stats.by_state = found.stats.records, found.stats.by_state
-            # A full listing replaced the records found by id last time; they are back, not removed.
-            outcome.stats.removed = max(0, outcome.stats.removed - len(found.found) - len(found.missing))
-        metadata = {**_metadata(outcome), **done.metadata}
-        yield dg.MaterializeResult(asset_key=cliniko_key(done.resource), metadata=metadata)
-
-
-def _api_key(context: dg.AssetExecutionContext, splose: SploseResource, run_import: RunImport | None) -> Secret:
+def api_key_for(context: dg.AssetExecutionContext, splose: SploseResource, run_import: RunImport | None) -> Secret:
     """The clinic's key from its import request (read at run time, kept in memory only).
 
     Read acting for the tenant's workspace, so Splose too refuses the key of another workspace's import.

@@ -13,13 +13,12 @@ The same code runs as a dry run for ``splose/import_preview`` (:mod:`cliniko_ass
 import dagster as dg
 
 from cliniko_assets.failures import step_failures
-from cliniko_assets.lifecycle import bound_import
-from cliniko_assets.loading import MAPPING_ASSET, LoadRun, import_of_load
+from cliniko_assets.loading import CHECK_ASSET, MAPPING_ASSET, LoadRun, import_of_load
 from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.mapping_rows import mapping_rows, resolve, staged_for_mapping
 from cliniko_assets.partitions import tenants
 from cliniko_assets.reconciliation import RECONCILED, RowReport, splose_key
-from cliniko_assets.rows import BY_NAME, LOAD_ORDER, MAPPING_ROWS, ROWS, Row, companions, crosswalks_of
+from cliniko_assets.rows import BY_NAME, LOAD_ORDER, MAPPED, MAPPING_ROWS, ROWS, Row, companions
 from splose_resources.splose import SploseResource
 from splose_resources.staging import StagingStore
 
@@ -57,14 +56,14 @@ def splose_mapping(
     import_request: ImportRequestResource,
 ):
     with step_failures(context.partition_key, "splose/locations, users, practitioners and services") as where:
-        run = LoadRun(context, staging, bound_import(context, splose, import_request))
+        run = LoadRun(context, staging, import_of_load(context, splose, import_request))
         where.import_id = run.import_id
         staged = staged_for_mapping(run)
         with splose.workspace(run.tenant, log=context.log) as workspace:
             resolved = resolve(run, staged, run.request.mapping, workspace.v1)
             if resolved.problems:
                 raise dg.Failure(
-                    description=resolved.failure_message(run.tenant),
+                    description=resolved.failure_message(run.tenant, checked_before=True),
                     metadata={
                         "problems": len(resolved.problems),
                         "proposed_mapping": dg.MetadataValue.json(resolved.proposals),
@@ -75,8 +74,6 @@ def splose_mapping(
             reports = {row.name: RowReport(row.label) for row in MAPPING_ROWS}
             extras = mapping_rows(run, staged, resolved, reports)
             sink.save()
-            for entity in crosswalks_of(run.included):  # once for the run, before its loads start side by side
-                sink.known.prefetch(entity)
         extras[MAPPING_ASSET].update(run.keep_mapping(resolved))
         for name, report in reports.items():
             yield run.finish(name, report, extras[name])
@@ -86,11 +83,11 @@ def load_row(run: LoadRun, row: Row) -> tuple[RowReport, dict]:
     """One row through the run's sink: its report (its companions' in ``run.side_reports``) and extra metadata."""
     report = RowReport(row.label)
     run.side_reports = {other.name: RowReport(other.label) for other in companions(row)}
-    run.tracker = run.progress(row.name, run.count(row.source))
-    if run.included(row.name) and row.load is not None:
+    run.tracker = run.progress(row.name, run.count(row.source, row.by_id))
+    if run.included(row.selected_as) and row.load is not None:
         return report, row.load(run, report) or {}
     for name, skipped in ((row.name, report), *run.side_reports.items()):
-        skipped.cliniko = run.count(BY_NAME[name].source)
+        skipped.cliniko = run.count(BY_NAME[name].source, BY_NAME[name].by_id)
         skipped.skip("not requested by the clinic", skipped.cliniko)
     return report, {}
 
@@ -110,6 +107,7 @@ def _load_asset(row: Row) -> dg.AssetsDefinition:
     ):
         with step_failures(context.partition_key, f"splose/{row.name} ({ROWS[row.name]})") as where:
             run = LoadRun(context, staging, import_of_load(context, splose, import_request))
+            run.mapping_from = MAPPING_ASSET if set(row.needs) & set(MAPPED) else CHECK_ASSET
             where.import_id = run.import_id
             with splose.workspace(run.tenant, log=context.log) as workspace:
                 run.sink = sink = run.splose_sink(workspace.imports, row.name)

@@ -1,11 +1,12 @@
 """What every ``splose/*`` step shares: its tenant's import, staged records, mapping, sink and handoff.
 
 Assets hand each other data one way: through their materializations' metadata, which the UI shows. The
-mapping step records the resolved mapping (ids only) as ``resolved_mapping`` on ``splose/services``; every
-load records its reconciliation rows as ``rows`` (and anything the report reads back, e.g.
-``group_entries``), each with the run's ``import_id``. A later step reads the latest materialization of the
-asset it depends on for the tenant, and uses it only if it belongs to the same import. Records themselves
-stay in staging and are read there by the step that needs them.
+mapping check records the import's facts and the mapping as checked (what contacts and clients use) on
+``splose/mapping_check``, the mapping step the whole resolved mapping (ids only) as ``resolved_mapping`` on
+``splose/services``; every load records its reconciliation rows as ``rows`` (and anything the report reads
+back, e.g. ``group_entries``), each with the run's ``import_id``. A later step reads the latest
+materialization of the asset it depends on for the tenant, and uses it only if it belongs to the same
+import. Records themselves stay in staging and are read there by the step that needs them.
 
 :class:`LoadRun` is the real import's; the preview (:mod:`cliniko_assets.preview`) subclasses it to keep
 everything in memory and write nothing.
@@ -27,6 +28,7 @@ from cliniko_assets.mapping import ImportRequestResource, ResolvedMapping
 from cliniko_assets.partitions import validate_tenant
 from cliniko_assets.progress import LoadProgress
 from cliniko_assets.reconciliation import RowReport, reconciliation_check, report_metadata, splose_key
+from cliniko_assets.references import BY_ID_SOURCE
 from cliniko_assets.resolution import RunImport, chosen_import_id
 from cliniko_assets.sinks import Sink, SploseSink
 from cliniko_assets.transforms import ImportContext, Skip, pop_warnings
@@ -35,6 +37,7 @@ from splose_resources.staging import StagingStore
 
 BATCH = 500
 MAPPING_ASSET = "services"  # the mapping step's last asset: it carries the resolved mapping
+CHECK_ASSET = "mapping_check"  # the first Splose step: the mapping checked, the run's import bound
 MAPPING_KEY = "resolved_mapping"
 ROWS_KEY = "rows"
 IMPORT_KEY = "import_id"
@@ -57,15 +60,15 @@ def latest_metadata(instance: dg.DagsterInstance, name: str, tenant: str) -> tup
 def import_of_load(
     context: dg.AssetExecutionContext, splose: SploseResource, import_request: ImportRequestResource
 ) -> RunImport | None:
-    """The import a load step works for. When this run's mapping step checked it (the same import, moments
+    """The import a load step works for. When this run's mapping check bound it (the same import, moments
     ago: it belongs to the tenant, is not deleted, is marked running), the facts that step recorded serve and
     the load asks Splose nothing more for it: every call a load makes acts for the tenant's workspace, which
     Splose refuses for another workspace's import, and Splose refuses records for an import deleted
-    meanwhile (a 409 that fails the step). A load without this run's mapping checks it itself."""
+    meanwhile (a 409 that fails the step). A load without this run's mapping check checks it itself."""
     tenant = validate_tenant(context.partition_key)
     import_id, _ = chosen_import_id(context, import_request, tenant)
     if import_id is not None:
-        run_id, values = latest_metadata(context.instance, MAPPING_ASSET, tenant)
+        run_id, values = latest_metadata(context.instance, CHECK_ASSET, tenant)
         facts = values.get(RUN_IMPORT_KEY)
         if run_id == context.run.run_id and isinstance(facts, dict) and facts["import_id"] == import_id:
             return RunImport.from_facts(tenant, facts)
@@ -92,16 +95,24 @@ class LoadRun:
         self.tracker: LoadProgress | None = None
         self.side_reports: dict[str, RowReport] = {}  # rows a load reports besides its own (attendees)
         self._mapping: ResolvedMapping | None = None
+        self.mapping_from = MAPPING_ASSET  # the asset whose materialization hands this load the mapping
 
     def included(self, data_type: str) -> bool:
         return self.request.included(data_type)
 
-    def records(self, resource: str) -> Iterator[dict]:
+    def records(self, resource: str, by_id: bool | None = None) -> Iterator[dict]:
+        """The staged records of ``resource``; with ``by_id``, only those found by id (True) or listed (False)."""
         for batch in self.staging.iter_records(self.tenant, resource):
-            yield from batch
+            if by_id is None:
+                yield from batch
+            else:
+                yield from (record for record in batch if (record["_source"] == BY_ID_SOURCE) == by_id)
 
-    def count(self, resource: str) -> int:
-        return self.staging.count_rows(self.tenant, resource)
+    def count(self, resource: str, by_id: bool | None = None) -> int:
+        if by_id is None:
+            return self.staging.count_rows(self.tenant, resource)
+        sources = self.staging.read_index(self.tenant, resource, ("source",))["source"]
+        return int((sources == BY_ID_SOURCE).sum()) if by_id else int((sources != BY_ID_SOURCE).sum())
 
     def progress(self, name: str, total: int | None) -> LoadProgress:
         return LoadProgress(self.context.log, f"splose/{name} of tenant '{self.tenant}'", total)
@@ -129,12 +140,11 @@ class LoadRun:
 
     def mapping(self) -> ResolvedMapping:
         if self._mapping is None:
-            received = self.received(MAPPING_ASSET) or {}
+            received = self.received(self.mapping_from) or {}
             if MAPPING_KEY not in received:
                 raise dg.Failure(
                     description=f"The mapping of tenant '{self.tenant}' for import {self.import_id} has not been "
-                    "resolved yet: materialize splose/locations, splose/users, splose/practitioners and "
-                    "splose/services first.",
+                    f"resolved yet: materialize splose/{self.mapping_from} first.",
                     metadata={
                         "tenant": self.tenant,
                         "import_id": self.import_id,

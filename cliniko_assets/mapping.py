@@ -119,11 +119,18 @@ class ResolvedMapping:
     problems: list[MappingProblem] = field(default_factory=list)
     proposals: dict[str, dict[str, str]] = field(default_factory=dict)
 
-    def failure_message(self, tenant: str) -> str:
+    def failure_message(self, tenant: str, checked_before: bool = False) -> str:
+        """The run's failure; ``checked_before``: found by the mapping step after the mapping check passed (an
+        item gained data in Cliniko meanwhile), when contacts and clients may already be loaded."""
         lines = "\n".join(problem.line() for problem in self.problems)
+        written = (
+            "Nothing that uses the mapping was written (contacts and clients may have been)"
+            if checked_before
+            else "Nothing was written"
+        )
         return (
             f"The mapping of tenant '{tenant}' is incomplete: {len(self.problems)} item(s) with data to import "
-            f"are unmapped or mapped to ids the Splose workspace does not have. Nothing was written.\n{lines}\n"
+            f"are unmapped or mapped to ids the Splose workspace does not have. {written}.\n{lines}\n"
             "Fix: add each item under resources.import_request.config.mapping in the run config (locations may "
             "be 'ignore', services may be 'create' or 'ignore'), or correct the import request in Splose; the run "
             "metadata of splose/locations, splose/practitioners and splose/services proposes matches to paste."

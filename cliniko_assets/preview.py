@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import dagster as dg
 
 from cliniko_assets.catalog import CATALOG
-from cliniko_assets.extract import cliniko_key
+from cliniko_assets.extract import REFERENCES, cliniko_key
 from cliniko_assets.failures import step_failures
 from cliniko_assets.lifecycle import bound_import
 from cliniko_assets.load import load_row
@@ -31,6 +31,7 @@ from cliniko_assets.mapping_rows import mapping_rows, resolve, staged_for_mappin
 from cliniko_assets.partitions import tenants
 from cliniko_assets.progress import LoadProgress, duration
 from cliniko_assets.reconciliation import RowReport, skipped_text
+from cliniko_assets.references import BY_ID_SOURCE
 from cliniko_assets.rows import LOAD_ORDER, MAPPING_ROWS, ROWS
 from cliniko_assets.sinks import DryRunSink
 from splose_resources.cliniko import ClinikoResource
@@ -92,7 +93,7 @@ class Estimate:
 
 @dg.asset(
     key=PREVIEW_KEY,
-    deps=[cliniko_key(spec.name) for spec in CATALOG],
+    deps=[*(cliniko_key(spec.name) for spec in CATALOG), cliniko_key(REFERENCES)],
     partitions_def=tenants,
     group_name=GROUP,
     kinds={"python"},
@@ -198,7 +199,7 @@ def estimate_duration(run: LoadRun, sink: DryRunSink, cliniko: ClinikoResource, 
     requests = 0
     for spec in CATALOG:
         index = run.staging.read_index(run.tenant, spec.name, columns=("id", "source"))
-        by_id = int((index["source"] == "by_id").sum())
+        by_id = int((index["source"] == BY_ID_SOURCE).sum())
         requests += len(spec.streams) + math.ceil((len(index) - by_id) / cliniko.page_size) + by_id
         if spec.has_files:
             requests += len(run.staging.read_files_manifest(run.tenant, spec.name))

@@ -77,6 +77,19 @@ class RowReport:
         if external_id and len(self.rejected_ids) < 500:
             self.rejected_ids.append(external_id)
 
+    def merge(self, part: RowReport) -> None:
+        """Add the counts of another part of the same row (e.g. the clients found by id to the listed ones)."""
+        for name in ("cliniko", "created", "updated", "unchanged", "rejected"):
+            setattr(self, name, getattr(self, name) + getattr(part, name))
+        self.skipped.update(part.skipped)
+        self.rejected_reasons.update(part.rejected_reasons)
+        self.warnings.update(part.warnings)
+        self.rejected_ids = (self.rejected_ids + part.rejected_ids)[:500]
+        for reason, ids in part.skipped_ids.items():
+            self.skipped_ids[reason] = (self.skipped_ids.get(reason, []) + ids)[:100]
+        for name, count in part.facts.items():
+            self.facts[name] = self.facts.get(name, 0) + count
+
     def to_json(self) -> dict:
         data = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
         data.update(

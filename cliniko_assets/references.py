@@ -18,7 +18,6 @@ phone numbers; only those two values are kept (``account.json`` beside the stage
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from urllib.parse import urlencode
 
@@ -28,7 +27,6 @@ from cliniko_assets.mapping import MISSING, UNLISTED
 from splose_resources.cliniko import (
     ClinikoAuthError,
     ClinikoClient,
-    ClinikoError,
     ClinikoNotFound,
     ClinikoRequestError,
 )
@@ -57,6 +55,7 @@ REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
     "treatment_note_templates": (("treatment_notes", "treatment_note_template"),),
 }
 ACCOUNT_FILE = "cliniko/businesses/account.json"
+BY_ID_SOURCE = "by_id"  # the staged source of a record found by id
 SETTINGS_ROUTES = (("/settings", "settings"), ("/settings/public", "settings/public"))
 
 
@@ -89,6 +88,7 @@ class ReferenceOutcome:
     stats: CommitStats | None = None
 
     def metadata(self) -> dict:
+        """Counts and ids only (the keys summed over resources are :data:`COUNTED`)."""
         return {
             "found_by_id": len(self.found),
             "not_in_cliniko": len(self.missing),
@@ -96,6 +96,9 @@ class ReferenceOutcome:
             "by_id_requests": self.requests,
             "not_in_cliniko_ids": sorted(self.missing, key=_numeric)[:100],
         }
+
+
+COUNTED = ("found_by_id", "not_in_cliniko", "by_id_forbidden", "by_id_requests")
 
 
 def stage_references(client: ClinikoClient, staging: StagingStore, tenant: str, resource: str) -> ReferenceOutcome:
@@ -135,13 +138,13 @@ def fetch_by_id(client: ClinikoClient, resource: str, rid: str, outcome: Referen
 def _row(rid: str, record: dict | None, url: str) -> dict:
     if record is None:
         stub = {"id": rid, "links": {"self": url}}
-        return {"id": rid, "updated_at": None, "state": MISSING, "source": "by_id", "record": record_json(stub)}
+        return {"id": rid, "updated_at": None, "state": MISSING, "source": BY_ID_SOURCE, "record": record_json(stub)}
     updated = record.get("updated_at") or None
     return {
         "id": rid,
         "updated_at": str(updated) if updated else None,
         "state": UNLISTED,
-        "source": "by_id",
+        "source": BY_ID_SOURCE,
         "record": record_json(record),
     }
 
@@ -194,30 +197,3 @@ def write_account_settings(staging: StagingStore, tenant: str, settings: dict) -
 
 def read_account_settings(staging: StagingStore, tenant: str) -> dict:
     return staging.read_json(tenant, ACCOUNT_FILE) or {}
-
-
-@dataclass
-class Completion:
-    """What the pass after the crawl did for one resource."""
-
-    resource: str
-    references: ReferenceOutcome | None = None
-    metadata: dict = field(default_factory=dict)
-    requests: int = 0
-    error: ClinikoError | None = None
-
-
-def complete(client: ClinikoClient, staging: StagingStore, tenant: str, resources: list[str]) -> Iterator[Completion]:
-    """For each staged resource others point at: its records found by id (and, for businesses, the account's
-    settings). Cliniko failing for good fails that resource only; the others are still completed."""
-    for resource in resources:
-        before = client.requests_made()
-        done = Completion(resource)
-        try:
-            settings = stage_account_settings(client, staging, tenant) if resource == "businesses" else {}
-            done.references = stage_references(client, staging, tenant, resource) if resource in REFERENCES else None
-            done.metadata = {**settings, **(done.references.metadata() if done.references else {})}
-        except ClinikoError as exc:
-            done.error = exc
-        done.requests = client.requests_made() - before
-        yield done

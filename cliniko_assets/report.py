@@ -38,7 +38,15 @@ def row_counts(report: RowReport) -> dict:
 def read_reports(run: LoadRun) -> dict[str, RowReport]:
     """The rows the loads of this import reported (their metadata), by name, in the order the table prints them."""
     found = received_rows(run, [row.name for row in (*MAPPING_ROWS, *LOAD_ORDER)])
-    return {name: found[name] for name in ROWS if name in found}
+    reports = {name: found[name] for name in ROWS if name in found}
+    for row in LOAD_ORDER:  # a part of a row (the clients found by id) is reconciled with that row
+        if row.part_of is not None:
+            part = found.get(row.name)
+            if part is None:
+                reports.pop(row.part_of, None)  # the row is not loaded until all its parts are
+            elif row.part_of in reports:
+                reports[row.part_of].merge(part)
+    return reports
 
 
 def referential_integrity(run: LoadRun, workspace: SploseWorkspace) -> dict[str, int]:

@@ -50,8 +50,15 @@ def load_contacts(run: LoadRun, report: RowReport) -> None:
 
 
 def load_clients(run: LoadRun, report: RowReport) -> None:
+    """The patients the lists return: loaded as soon as they (and contacts) are staged."""
     ctx = run.import_context("contacts")
-    load_records(run, report, "clients", (to_splose_client(r, ctx) for r in run.records("patients")))
+    load_records(run, report, "clients", (to_splose_client(r, ctx) for r in run.records("patients", by_id=False)))
+
+
+def load_referenced_clients(run: LoadRun, report: RowReport) -> None:
+    """The patients found by id (the records pointing at them are staged only after the listed patients)."""
+    ctx = run.import_context("contacts")
+    load_records(run, report, "clients", (to_splose_client(r, ctx) for r in run.records("patients", by_id=True)))
 
 
 def load_appointments(run: LoadRun, report: RowReport) -> dict:

@@ -19,7 +19,7 @@ import dagster as dg
 from cliniko_assets import row_loads
 from cliniko_assets.attachments import FILE_KEPT_FAILING, FILE_NOT_FOUND, FILE_SIZE_DIFFERS
 from cliniko_assets.file_loads import load_files
-from cliniko_assets.loading import LoadRun
+from cliniko_assets.loading import CHECK_ASSET, LoadRun
 from cliniko_assets.mapping_rows import MAPPING_ASSETS, USAGE_SOURCES
 from cliniko_assets.reconciliation import RowReport, splose_key
 from splose_resources.cliniko import FILE_MISSING, FILE_REFUSED
@@ -46,6 +46,12 @@ class Row:
     checks: tuple[Check, ...] = ()
     reported_with: str | None = None
     writes: str | None = None  # the Splose import entity its records go to (its crosswalk)
+    by_id: bool | None = None  # of its source's staged records, only those found by id (True) or listed (False)
+    part_of: str | None = None  # the table row it is a part of: selected, and reconciled, with that row
+
+    @property
+    def selected_as(self) -> str:
+        return self.part_of or self.name
 
     @property
     def source(self) -> str:
@@ -56,6 +62,7 @@ class Row:
 
 
 COMMON_SKIPS = ("deleted in Cliniko", "not requested by the clinic")  # any row
+CHECK = CHECK_ASSET  # the mapping checked before any write (not a row): what the first loads wait for
 MAPPED = MAPPING_ASSETS
 NOT_MAPPED = ("not mapped (no data)", "not listed by Cliniko, not mapped")
 UNMAPPED_REFERENCE = ("business <id> not listed by Cliniko, not mapped", "location ignored", "location not mapped")
@@ -64,8 +71,9 @@ TABLE: tuple[Row, ...] = (
     Row(
         "locations",
         "Businesses -> Locations",
-        ("businesses",),
+        ("businesses", "references"),
         "Cliniko businesses resolved to Splose locations.",
+        needs=(CHECK,),
         skips=("ignored by the clinic", *NOT_MAPPED),
     ),
     Row(
@@ -73,13 +81,15 @@ TABLE: tuple[Row, ...] = (
         "Users -> Users",
         ("users",),
         "Cliniko users resolved to Splose practitioners.",
+        needs=(CHECK,),
         skips=("not mapped (not a practitioner with data)",),
     ),
     Row(
         "practitioners",
         "Practitioners -> Practitioners",
-        ("practitioners", "users"),
+        ("practitioners", "users", "references"),
         "Cliniko practitioners (active and inactive) resolved to Splose practitioners.",
+        needs=(CHECK,),
         skips=NOT_MAPPED,
     ),
     Row(
@@ -95,8 +105,9 @@ TABLE: tuple[Row, ...] = (
     Row(
         "services",
         "Appointment types -> Services",
-        ("appointment_types", *USAGE_SOURCES),
+        ("appointment_types", *USAGE_SOURCES, "references"),
         "Cliniko appointment types resolved to Splose services; those mapped to 'create' are created.",
+        needs=(CHECK,),
         skips=("ignored by the clinic", "not mapped (no appointments use it)"),
         writes="services",
     ),
@@ -106,9 +117,21 @@ TABLE: tuple[Row, ...] = (
         ("patients",),
         "Patients (incl. archived) as clients; referring doctors linked to contacts.",
         row_loads.load_clients,
-        needs=("contacts",),
+        needs=("contacts", CHECK),
+        writes="clients",
+        by_id=False,
+    ),
+    Row(
+        "referenced_clients",
+        "Patients -> Clients (found by id)",
+        ("patients", "references"),
+        "Patients other records point at that no list returns, fetched by id, as clients (after the listed ones).",
+        row_loads.load_referenced_clients,
+        needs=("clients", CHECK),
         skips=("not in Cliniko (only referenced by other records)",),
         writes="clients",
+        by_id=True,
+        part_of="clients",
     ),
     Row(
         "contacts",
@@ -116,7 +139,7 @@ TABLE: tuple[Row, ...] = (
         ("contacts",),
         "Contacts.",
         row_loads.load_contacts,
-        needs=MAPPED,
+        needs=(CHECK,),
         writes="contacts",
     ),
     Row(
@@ -125,7 +148,7 @@ TABLE: tuple[Row, ...] = (
         ("individual_appointments",),
         "Individual appointments with status, cancellation reason and note.",
         row_loads.load_appointments,
-        needs=("clients", *MAPPED),
+        needs=("clients", "referenced_clients", *MAPPED),
         skips=(
             "client not imported",
             "patient <id> not in Cliniko",
@@ -140,7 +163,7 @@ TABLE: tuple[Row, ...] = (
         ("group_appointments", "attendees"),
         "Group appointments: one appointment, maxPatients, one entry per attendee with its status.",
         row_loads.load_group_appointments,
-        needs=("clients", *MAPPED),
+        needs=("clients", "referenced_clients", *MAPPED),
         skips=("appointment type ignored by the clinic", *UNMAPPED_REFERENCE),
         writes="appointments",
     ),
@@ -180,7 +203,7 @@ TABLE: tuple[Row, ...] = (
         ("patient_attachments",),
         "Patient attachments as files: bytes streamed in batches, checksum verified by Splose.",
         load_files,
-        needs=("clients",),
+        needs=("clients", "referenced_clients"),
         skips=(
             "not yet processed by Cliniko",
             "bytes could not be downloaded from Cliniko",
@@ -203,7 +226,7 @@ TABLE: tuple[Row, ...] = (
     Row(
         "progress_note_templates",
         "Treatment note templates -> Progress note templates",
-        ("treatment_note_templates",),
+        ("treatment_note_templates", "references"),
         "Treatment note templates with their sections and questions.",
         row_loads.load_progress_note_templates,
         needs=MAPPED,
@@ -216,27 +239,27 @@ TABLE: tuple[Row, ...] = (
         ("treatment_notes",),
         "Treatment notes as progress notes, draft or final, linked to client, practitioner and appointment.",
         row_loads.load_progress_notes,
-        needs=("clients", "appointments", "group_appointments", "progress_note_templates"),
+        needs=("clients", "referenced_clients", "appointments", "group_appointments", "progress_note_templates"),
         skips=("client not imported", "patient <id> not in Cliniko"),
         writes="progressNotes",
     ),
 )
 
 BY_NAME = {row.name: row for row in TABLE}
-ROWS = {row.name: row.label for row in TABLE}  # name -> label, in the order the reconciliation prints them
+ROWS = {row.name: row.label for row in TABLE if row.part_of is None}  # name -> label, as the reconciliation prints
 MAPPING_ROWS = tuple(row for row in TABLE if row.load is None and row.reported_with is None)
 LOADED_ROWS = tuple(row for row in TABLE if row.load is not None)
 
 
 def _load_order() -> tuple[Row, ...]:
     """The loaded rows with every row after the rows it needs (the table's order otherwise)."""
-    placed: list[str] = [row.name for row in MAPPING_ROWS]
+    placed: list[str] = [CHECK, *(row.name for row in MAPPING_ROWS)]
     pending = list(LOADED_ROWS)
     while pending:
         ready = next(row for row in pending if all(need in placed for need in row.needs))
         placed.append(ready.name)
         pending.remove(ready)
-    return tuple(BY_NAME[name] for name in placed if BY_NAME[name].load is not None)
+    return tuple(BY_NAME[name] for name in placed if name in BY_NAME and BY_NAME[name].load is not None)
 
 
 LOAD_ORDER = _load_order()

@@ -3,17 +3,20 @@
 import dagster as dg
 
 from cliniko_assets.definitions import defs
+from cliniko_assets.extract import STEPS
+from cliniko_assets.mapping_check import CHECKED
 
 CLINIKO = [
     "appointment_types", "attendees", "businesses", "contacts", "daily_availabilities", "group_appointments",
     "individual_appointments", "patient_attachments", "patients", "practitioner_reference_numbers",
-    "practitioners", "treatment_note_templates", "treatment_notes", "users",
+    "practitioners", "references", "treatment_note_templates", "treatment_notes", "users",
 ]  # fmt: skip
 SPLOSE = [
     "appointments", "availability", "clients", "contacts", "files", "group_appointments", "import_report",
-    "import_preview", "locations", "practitioners", "progress_note_templates", "progress_notes", "provider_numbers",
-    "services", "users",
+    "import_preview", "locations", "mapping_check", "practitioners", "progress_note_templates", "progress_notes",
+    "provider_numbers", "referenced_clients", "services", "users",
 ]  # fmt: skip
+NOT_ROWS = ("import_report", "import_preview", "mapping_check")
 
 
 def _deps(graph, key: str) -> set[str]:
@@ -32,7 +35,10 @@ def test_the_graph_has_every_asset_partitioned_by_tenant():
 
 def test_loads_follow_the_dependency_order_of_the_design():
     graph = defs.resolve_asset_graph()
-    assert _deps(graph, "splose/clients") == {"cliniko/patients", "splose/contacts"}
+    assert _deps(graph, "splose/mapping_check") == {f"cliniko/{n}" for n in CHECKED}
+    assert _deps(graph, "splose/contacts") == {"cliniko/contacts", "splose/mapping_check"}
+    assert _deps(graph, "splose/clients") == {"cliniko/patients", "splose/contacts", "splose/mapping_check"}
+    assert {"cliniko/references", "splose/clients"} <= _deps(graph, "splose/referenced_clients")
     assert {"cliniko/individual_appointments", "splose/clients", "splose/locations", "splose/practitioners",
             "splose/services"} <= _deps(graph, "splose/appointments")  # fmt: skip
     assert {"cliniko/group_appointments", "cliniko/attendees", "splose/clients"} <= _deps(
@@ -40,12 +46,28 @@ def test_loads_follow_the_dependency_order_of_the_design():
     )
     assert {"splose/clients", "splose/appointments", "splose/group_appointments",
             "splose/progress_note_templates"} <= _deps(graph, "splose/progress_notes")  # fmt: skip
-    assert {"cliniko/patient_attachments", "splose/clients"} == _deps(graph, "splose/files")
+    assert {"cliniko/patient_attachments", "splose/clients", "splose/referenced_clients"} == _deps(
+        graph, "splose/files"
+    )
     assert {"splose/practitioners", "splose/locations"} <= _deps(graph, "splose/availability")
     assert {"splose/practitioners", "splose/locations"} <= _deps(graph, "splose/provider_numbers")
     mapping = ("locations", "users", "practitioners", "services")
-    loads = {f"splose/{n}" for n in SPLOSE if n not in ("import_report", "import_preview", *mapping)}
+    loads = {f"splose/{n}" for n in SPLOSE if n not in (*NOT_ROWS, *mapping)}
     assert loads <= _deps(graph, "splose/import_report")
+
+
+def test_the_first_loads_wait_for_the_clinic_not_for_its_appointments():
+    """Contacts and clients (and the mapping check before them) need only the first extraction step's assets:
+    they load while the appointments and notes are extracted, and the step that extracts those runs after."""
+    graph = defs.resolve_asset_graph()
+    first_step = {f"cliniko/{n}" for n in STEPS["cliniko_clinic"]}
+    for key in ("splose/mapping_check", "splose/contacts", "splose/clients"):
+        upstream = {k.to_user_string() for k in graph.upstream_key_iterator(dg.AssetKey.from_user_string(key))}
+        assert {k for k in upstream if k.startswith("cliniko/")} <= first_step, key
+    assert {"cliniko/patients", "cliniko/contacts", "cliniko/businesses"} <= first_step
+    assert "cliniko/individual_appointments" not in first_step
+    # The by-id pass comes after what points and what is pointed at: the second step waits for the first.
+    assert {"cliniko/individual_appointments", "cliniko/patients"} <= _deps(graph, "cliniko/references")
 
 
 def test_every_load_has_a_blocking_reconciliation_check_and_the_extras():
@@ -55,7 +77,7 @@ def test_every_load_has_a_blocking_reconciliation_check_and_the_extras():
         for spec in getattr(assets, "check_specs", [])
     }
     for name in SPLOSE:
-        if name not in ("import_report", "import_preview"):
+        if name not in NOT_ROWS:
             assert (f"splose/{name}", "reconciled", True) in checks, name
     assert ("splose/files", "checksums_match", True) in checks
     assert any(key == "splose/import_report" and check == "referential_integrity" for key, check, _ in checks)

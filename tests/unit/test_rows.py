@@ -5,13 +5,15 @@ import dagster as dg
 from cliniko_assets.attention import EXPECTED, PROBLEM, SKIP_REASONS
 from cliniko_assets.catalog import BY_NAME as RESOURCES
 from cliniko_assets.definitions import defs
+from cliniko_assets.extract import REFERENCES
 from cliniko_assets.rows import COMMON_SKIPS, LOAD_ORDER, ROWS, TABLE
 
 
 def test_each_row_is_declared_once_and_the_reconciliation_prints_them_in_the_tables_order():
-    assert [row.name for row in TABLE] == list(ROWS) and len(set(ROWS)) == 14
+    assert [row.name for row in TABLE if row.part_of is None] == list(ROWS) and len(set(ROWS)) == 14
+    assert {row.name: row.part_of for row in TABLE if row.part_of} == {"referenced_clients": "clients"}
     assert ROWS["clients"] == "Patients -> Clients" and ROWS["attendees"] == "Attendees -> Group appointment clients"
-    assert all(resource in RESOURCES for row in TABLE for resource in row.inputs)
+    assert all(resource in (*RESOURCES, REFERENCES) for row in TABLE for resource in row.inputs)
 
 
 def test_the_load_order_puts_every_row_after_the_rows_it_needs():
