@@ -18,7 +18,7 @@ from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.mapping_rows import mapping_rows, resolve, staged_for_mapping
 from cliniko_assets.partitions import tenants
 from cliniko_assets.reconciliation import RECONCILED, RowReport, splose_key
-from cliniko_assets.rows import BY_NAME, LOAD_ORDER, MAPPED, MAPPING_ROWS, ROWS, Row, companions
+from cliniko_assets.rows import BY_NAME, LOAD_ORDER, MAPPING_ROWS, Row, after_mapping, companions
 from splose_resources.splose import SploseResource
 from splose_resources.staging import StagingStore
 
@@ -105,9 +105,9 @@ def _load_asset(row: Row) -> dg.AssetsDefinition:
         splose: SploseResource,
         import_request: ImportRequestResource,
     ):
-        with step_failures(context.partition_key, f"splose/{row.name} ({ROWS[row.name]})") as where:
+        with step_failures(context.partition_key, f"splose/{row.name} ({row.label})") as where:
             run = LoadRun(context, staging, import_of_load(context, splose, import_request))
-            run.mapping_from = MAPPING_ASSET if set(row.needs) & set(MAPPED) else CHECK_ASSET
+            run.mapping_from = MAPPING_ASSET if after_mapping(row) else CHECK_ASSET
             where.import_id = run.import_id
             with splose.workspace(run.tenant, log=context.log) as workspace:
                 run.sink = sink = run.splose_sink(workspace.imports, row.name)

@@ -265,6 +265,18 @@ def _load_order() -> tuple[Row, ...]:
 LOAD_ORDER = _load_order()
 
 
+def after_mapping(row: Row) -> bool:
+    """Whether the row loads after the mapping step (it needs a mapping row, or a row that does): then it reads
+    the whole resolved mapping; else (contacts, clients) the mapping as the mapping check left it."""
+    needs = list(row.needs)
+    while needs:
+        name = needs.pop()
+        if name in MAPPED:
+            return True
+        needs += BY_NAME[name].needs if name in BY_NAME else ()
+    return False
+
+
 def crosswalks_of(included: Callable[[str], bool]) -> tuple[str, ...]:
     """The Splose entities whose crosswalk an import's loads use: those its mapping and included rows write."""
     written = (row.writes for row in TABLE if row.writes and (row.load is None or included(row.name)))

@@ -125,9 +125,18 @@ def run_import(cliniko_url: str) -> FinishedRun:
 
 
 def reconciliation(result: FinishedRun) -> tuple[str, int]:
-    from cliniko_assets.rows import ROWS
+    from cliniko_assets.rows import ROWS, TABLE
 
     rows, extracted = materialized(result)
+    for part in (row for row in TABLE if row.part_of):  # the clients found by id, on the clients line
+        whole, extra = rows.get(part.part_of), rows.get(part.name)
+        if whole is not None and extra is not None:
+            rows[part.part_of] = whole = {**whole, "skipped_by_reason": Counter(whole["skipped_by_reason"])}
+            for key in ("cliniko", "loaded", "rejected", "unaccounted"):
+                whole[key] += extra[key]
+            whole["skipped_by_reason"].update(extra["skipped_by_reason"])
+        elif extra is None:
+            rows.pop(part.part_of, None)  # not loaded until all its parts are
     header = f"{'row':<55}{'Cliniko':>9}{'loaded':>9}{'rejected':>10}  skipped by reason"
     lines = [header, "-" * len(header)]
     unaccounted = 0
@@ -165,13 +174,13 @@ def materialized(result: FinishedRun) -> tuple[dict[str, dict], dict[str, dict]]
 def row_notes(rows: dict[str, dict]) -> list[str]:
     from cliniko_assets.attention import needs_attention, row_notes
     from cliniko_assets.reconciliation import RowReport
-    from cliniko_assets.rows import ROWS
+    from cliniko_assets.rows import BY_NAME
 
     lines = []
     for name, meta in rows.items():
-        if name in ROWS:
+        if name in BY_NAME:
             report = RowReport(
-                ROWS[name],
+                BY_NAME[name].label,
                 skipped=Counter(meta.get("skipped_by_reason") or {}),
                 rejected=meta.get("rejected", 0),
                 rejected_reasons=Counter(meta.get("rejected_by_message") or {}),
@@ -195,8 +204,9 @@ def reference_notes(rows: dict[str, dict], extracted: dict[str, dict]) -> list[s
         )
     if created := services.get("types_not_listed_created"):
         lines.append(f"Appointment types Cliniko no longer lists: {created} given a service of their own")
+    found_by_id = extracted.get("references", {}).get("by_resource") or {}
     for resource in ("patients", "treatment_note_templates"):
-        if missing := extracted.get(resource, {}).get("not_in_cliniko"):
+        if missing := found_by_id.get(resource, {}).get("not_in_cliniko"):
             lines.append(f"{resource.replace('_', ' ').capitalize()} referenced but not in Cliniko: {missing}")
     settings = extracted.get("businesses", {}).get("account_settings_from")
     if zones := locations.get("time_zones_from") or {}:

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from cliniko_assets.definitions import defs
-from cliniko_assets.rows import ROWS
+from cliniko_assets.rows import ROWS, TABLE
 from cliniko_assets.sensors import import_requests, run_config_for
 from sandbox.clinic_setup import import_mapping, workspace_seed
 from sandbox.harness import running_server
@@ -87,8 +87,15 @@ def purge_deleted_imports(instance, staging) -> dg.ExecuteInProcessResult:
 
 
 def _rows(result) -> dict[str, dict]:
+    """Each row's metadata, a row's parts (the clients found by id) added to it as the import report adds them."""
     found = materializations(result)
     rows = {name: found[name] for name in ROWS if name in found}
+    for part in (row for row in TABLE if row.part_of and row.part_of in rows and row.name in found):
+        whole, extra = dict(rows[part.part_of]), found[part.name]
+        for key in ("cliniko", "loaded", "created", "updated", "unchanged", "skipped", "rejected", "unaccounted"):
+            whole[key] += extra[key]
+        whole["skipped_by_reason"] = dict(Counter(whole["skipped_by_reason"]) + Counter(extra["skipped_by_reason"]))
+        rows[part.part_of] = whole
     group = found["group_appointments"]
     rows["attendees"] = {k.removeprefix("attendees_"): v for k, v in group.items() if k.startswith("attendees_")}
     return rows
@@ -196,6 +203,7 @@ def test_an_incomplete_mapping_fails_before_any_write_listing_every_item(tiny_im
 
     assert not result.success
     failure = next(e for e in result.all_events if e.event_type_value == "STEP_FAILURE")
+    assert failure.step_key == "splose__mapping_check"  # the first Splose step: before contacts and clients
     message = failure.event_specific_data.error.message
     assert f"Cliniko id {unmapped_practitioner}" in message and f"Cliniko id {business}" in message
     assert "Nothing was written" in message and "run config" in message
@@ -203,7 +211,7 @@ def test_an_incomplete_mapping_fails_before_any_write_listing_every_item(tiny_im
         (e.event_specific_data.materialization.asset_key.path[0])
         for e in result.all_events
         if e.event_type_value == "ASSET_MATERIALIZATION"
-    ) == Counter({"cliniko": 14})
+    ) == Counter({"cliniko": 15})  # the 14 resources and the records found by id
     assert len(tiny_import.dump("clients")) == 0
     assert len(tiny_import.dump("services")) == len(tiny_import.workspace["services"])
 

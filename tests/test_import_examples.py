@@ -102,7 +102,7 @@ def test_the_documented_example_records_import_completely(docs_import, tmp_path)
 
     cliniko = extracted(result)
     assert cliniko["businesses"]["account_settings_from"] == "settings"
-    assert cliniko["patients"]["not_in_cliniko_ids"] == ["82", "123"]
+    assert cliniko["references"]["by_resource"]["patients"]["not_in_cliniko_ids"] == ["82", "123"]
     assert rows["locations"]["time_zones_from"] == {"account": 3}
 
     (peter,) = imp.dump("clients")

@@ -78,8 +78,9 @@ def test_dangling_references_are_fetched_mapped_or_defaulted_and_the_import_comp
     truth = clinic.truth()
     for resource in ("businesses", "practitioners", "appointment_types"):
         assert clinic.staged_states(resource) == truth[resource], resource
-    assert (cliniko["practitioners"]["found_by_id"], cliniko["practitioners"]["not_in_cliniko"]) == (1, 1)
-    assert cliniko["appointment_types"]["not_in_cliniko_ids"] == [deleted_type]
+    by_id = cliniko["references"]["by_resource"]
+    assert (by_id["practitioners"]["found_by_id"], by_id["practitioners"]["not_in_cliniko"]) == (1, 1)
+    assert by_id["appointment_types"]["not_in_cliniko_ids"] == [deleted_type]
     rows = _rows(result)
     assert all(row["unaccounted"] == 0 for row in rows.values())
 

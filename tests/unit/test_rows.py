@@ -6,7 +6,7 @@ from cliniko_assets.attention import EXPECTED, PROBLEM, SKIP_REASONS
 from cliniko_assets.catalog import BY_NAME as RESOURCES
 from cliniko_assets.definitions import defs
 from cliniko_assets.extract import REFERENCES
-from cliniko_assets.rows import COMMON_SKIPS, LOAD_ORDER, ROWS, TABLE
+from cliniko_assets.rows import COMMON_SKIPS, LOAD_ORDER, ROWS, TABLE, after_mapping
 
 
 def test_each_row_is_declared_once_and_the_reconciliation_prints_them_in_the_tables_order():
@@ -14,6 +14,11 @@ def test_each_row_is_declared_once_and_the_reconciliation_prints_them_in_the_tab
     assert {row.name: row.part_of for row in TABLE if row.part_of} == {"referenced_clients": "clients"}
     assert ROWS["clients"] == "Patients -> Clients" and ROWS["attendees"] == "Attendees -> Group appointment clients"
     assert all(resource in (*RESOURCES, REFERENCES) for row in TABLE for resource in row.inputs)
+
+
+def test_only_the_rows_without_a_mapped_reference_use_the_mapping_as_checked():
+    before = {row.name for row in LOAD_ORDER if not after_mapping(row)}
+    assert before == {"contacts", "clients", "referenced_clients", "files"}
 
 
 def test_the_load_order_puts_every_row_after_the_rows_it_needs():
