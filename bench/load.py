@@ -105,7 +105,8 @@ CLINIKO_LIMIT = 200
 CLINIKO_LATENCY_MS = 150.0
 CLINIKO_JITTER_MS = 50.0
 STEPS_VARIABLE = "BENCH_LOAD_STEPS"  # "in-process": the import's steps one at a time in the child
-EXTRACTING = ("cliniko_extract", "cliniko_attachments")  # the steps that extract; every other step maps or loads
+# The steps that extract; every other step maps or loads.
+EXTRACTING = ("cliniko_clinic", "cliniko_extract", "cliniko_attachments")
 
 
 def child_import(window: float, concurrency: int, outbox: str, resync: str) -> dict:
@@ -441,7 +442,7 @@ def print_cpu(rows: list[dict], others: dict[str, dict[str, dict]]) -> None:
     if len(rows) > 1:
         first, last = rows[0], rows[-1]
         print(f"\npeak RSS {last['scale']} / {first['scale']}: {last['peak_rss_mb'] / first['peak_rss_mb']:.2f}x")
-    print("\n(extract CPU: the import's cliniko_extract step / records fetched; load CPU: every other step of the")
+    print("\n(extract CPU: the import's cliniko_* steps / records fetched; load CPU: every other step of the")
     print(" import / Splose records written; each step's CPU is that of its own process (side by side) or of the")
     print(" child between the step's start and end (--in-process).")
     print(" <name> s/1k: that extraction's CPU, imports excluded, per 1,000 records of the same clinic, extracted from")

@@ -167,14 +167,14 @@ def _extract(
             _log_findings(context, tenant, outcome)
             metadata = _metadata(outcome)
             if name == "businesses":  # with the account's settings, the fallbacks for businesses' zones
-                before = client.requests_made()
+                before = client.requests_made("settings")
                 try:
                     metadata |= references.stage_account_settings(client, staging, tenant)
                 except ClinikoError as exc:
                     failures[name] = exc
                     context.log.error(f"cliniko/{name} for tenant '{tenant}' failed: {exc}")
                     continue
-                metadata["requests"] = outcome.requests + client.requests_made() - before
+                metadata["requests"] = outcome.requests + client.requests_made("settings") - before
             yield dg.MaterializeResult(asset_key=cliniko_key(name), metadata=metadata)
         if REFERENCES in selected:
             yield from _references(context, client, staging, failures)
@@ -198,7 +198,6 @@ def _references(
 ) -> Iterator[dg.MaterializeResult]:
     """``cliniko/references``: for each resource others point at, the records no list returned, by id."""
     tenant = context.partition_key
-    before = client.requests_made()
     by_resource: dict[str, dict] = {}
     for resource in sorted(references.REFERENCES):
         try:
@@ -214,7 +213,7 @@ def _references(
         metadata={
             **totals,
             "fetched": totals["found_by_id"],
-            "requests": client.requests_made() - before,
+            "requests": totals["by_id_requests"],
             "by_resource": dg.MetadataValue.json(by_resource),
         },
     )

@@ -1,6 +1,8 @@
 """The ``splose/*`` assets, made from the rows' declarations (:mod:`cliniko_assets.rows`).
 
-One step resolves the mapping (the four mapping rows); then each loaded row is its own asset: it reads
+``splose/mapping_check`` (:mod:`cliniko_assets.mapping_check`) checks the mapping before any write; contacts
+and clients load after it, while the appointments are extracted. One step resolves the whole mapping (the
+four mapping rows); then each loaded row is its own asset: it reads
 its staged Cliniko records, turns them into import records with its pure transform, upserts them
 (idempotent, keyed by the Cliniko id) and reports its row of the reconciliation: Cliniko count = loaded
 + skipped (by reason) + rejected. That equation is an asset check that blocks the rest of the run when it

@@ -3,8 +3,9 @@
 The clinic maps Cliniko businesses to Splose locations (or ignores them), practitioners and users to
 Splose practitioners, and appointment types to Splose services (or asks for them to be created, or
 ignores them). Before anything is written, :func:`resolve_mapping` checks that everything listed by
-Cliniko that has data to import is mapped to something the workspace has; every problem is collected so
-the run fails once, with one message that lists them all and says how to fix them. Matches are proposed
+Cliniko that has data to import is mapped to something the workspace has (``splose/mapping_check``, then
+again with everything staged in the mapping step); every problem is collected so the run fails once, with
+one message that lists them all and says how to fix them. Matches are proposed
 (email for people, name for locations and services) in a form that can be pasted into the run config.
 
 References the list routes did not return never fail a run. The extraction fetched each one by id

@@ -1,8 +1,9 @@
 """The mapping rows: Cliniko businesses, users, practitioners and appointment types resolved to the workspace.
 
-One step resolves the clinic's mapping against the staged records and the Splose workspace (read through
-v1), and fails before any write with every problem listed; then it counts the four rows and creates the
-services mapped to "create" (and the shared one for unknown types). The preview runs the same functions
+One step resolves the clinic's mapping against the staged records (the records found by id and the usage
+included) and the Splose workspace (read through v1), after ``splose/mapping_check`` checked it before any
+write, and fails with every problem listed; then it counts the four rows and creates the services mapped
+to "create" (and the shared one for unknown types). The preview runs the same functions
 with a sink that writes nothing.
 """
 

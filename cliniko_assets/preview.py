@@ -32,7 +32,7 @@ from cliniko_assets.partitions import tenants
 from cliniko_assets.progress import LoadProgress, duration
 from cliniko_assets.reconciliation import RowReport, skipped_text
 from cliniko_assets.references import BY_ID_SOURCE
-from cliniko_assets.rows import LOAD_ORDER, MAPPING_ROWS, ROWS
+from cliniko_assets.rows import LOAD_ORDER, MAPPING_ROWS, reconciled_rows
 from cliniko_assets.sinks import DryRunSink
 from splose_resources.cliniko import ClinikoResource
 from splose_resources.splose import SploseResource
@@ -122,7 +122,7 @@ def import_preview(
             for row in LOAD_ORDER:
                 rows[row.name], _ = load_row(run, row)
                 rows.update(run.side_reports)
-    reports = [rows[name] for name in ROWS if name in rows]
+    reports = list(reconciled_rows(rows).values())
     estimate = estimate_duration(run, sink, cliniko, splose)
     context.log.info(
         f"Preview of import {run.import_id} of tenant '{run.tenant}': {sum(r.loaded for r in reports):,} records "

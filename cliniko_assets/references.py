@@ -2,13 +2,15 @@
 
 Real Cliniko records point at businesses, practitioners, appointment types, patients and treatment note
 templates that no list route returns to the key: a deleted appointment type (its link answers 404), a
-practitioner the key's role cannot list, an archived record behind a link. After the extraction has staged
-every selected resource, :func:`stage_references` looks at the links of the staged records that point at
-each resource (deleted records aside), and fetches every id it has not staged, once, by id (with
+practitioner the key's role cannot list, an archived record behind a link. The asset ``cliniko/references``
+comes after every resource that points at others and every resource pointed at: :func:`stage_references`
+looks at the links of the staged records that point at each resource (deleted records aside), and fetches
+every id it has not staged, once, by id (with
 ``q[]=archived_at:*``, which Cliniko documents for single-record GETs, so an archived record is found too;
 without it when Cliniko refuses the filter). What Cliniko has is staged with the other records of its
-resource in state ``unlisted``; an id it answers 404 (or 403) for is staged as a stub in state ``missing``,
-so the mapping, the transforms and the reconciliation all see it. Nothing here fails a run: a reference
+resource in state ``unlisted`` and source ``by_id``; an id it answers 404 (or 403) for is staged as a stub in
+state ``missing``, so the mapping, the transforms and the reconciliation all see it (the patients among them
+are the clients row's second part, loaded after the listed patients). Nothing here fails a run: a reference
 Cliniko does not have is data for the mapping, not an error.
 
 The account's settings (``GET /settings``, or ``/settings/public`` when the key's role cannot read

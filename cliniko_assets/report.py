@@ -18,7 +18,7 @@ from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import tenants
 from cliniko_assets.reconciliation import RowReport, reconciliation_markdown, reconciliation_table, splose_key
 from cliniko_assets.row_loads import GROUP_ENTRIES
-from cliniko_assets.rows import LOAD_ORDER, MAPPING_ROWS, ROWS
+from cliniko_assets.rows import LOAD_ORDER, MAPPING_ROWS, ROWS, reconciled_rows
 from splose_resources.notifier import NotifierResource
 from splose_resources.splose import SploseResource, SploseWorkspace
 from splose_resources.staging import StagingStore
@@ -37,16 +37,7 @@ def row_counts(report: RowReport) -> dict:
 
 def read_reports(run: LoadRun) -> dict[str, RowReport]:
     """The rows the loads of this import reported (their metadata), by name, in the order the table prints them."""
-    found = received_rows(run, [row.name for row in (*MAPPING_ROWS, *LOAD_ORDER)])
-    reports = {name: found[name] for name in ROWS if name in found}
-    for row in LOAD_ORDER:  # a part of a row (the clients found by id) is reconciled with that row
-        if row.part_of is not None:
-            part = found.get(row.name)
-            if part is None:
-                reports.pop(row.part_of, None)  # the row is not loaded until all its parts are
-            elif row.part_of in reports:
-                reports[row.part_of].merge(part)
-    return reports
+    return reconciled_rows(received_rows(run, [row.name for row in (*MAPPING_ROWS, *LOAD_ORDER)]))
 
 
 def referential_integrity(run: LoadRun, workspace: SploseWorkspace) -> dict[str, int]:

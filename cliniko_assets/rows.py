@@ -265,6 +265,20 @@ def _load_order() -> tuple[Row, ...]:
 LOAD_ORDER = _load_order()
 
 
+def reconciled_rows(found: dict[str, RowReport]) -> dict[str, RowReport]:
+    """The rows of the reconciliation, in the table's order, each with its parts added (the clients found by id
+    to the listed ones); a row one of whose parts is missing is left out (not loaded)."""
+    rows = {name: found[name] for name in ROWS if name in found}
+    for part in TABLE:
+        if part.part_of is None or part.part_of not in rows:
+            continue
+        if part.name in found:
+            rows[part.part_of].merge(found[part.name])
+        else:
+            del rows[part.part_of]
+    return rows
+
+
 def after_mapping(row: Row) -> bool:
     """Whether the row loads after the mapping step (it needs a mapping row, or a row that does): then it reads
     the whole resolved mapping; else (contacts, clients) the mapping as the mapping check left it."""

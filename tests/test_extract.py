@@ -28,13 +28,17 @@ def test_full_extraction_stages_exactly_the_sandbox_ground_truth(clinic, instanc
 
     assert result.success
     metadata = materializations(result)
-    assert sorted(metadata) == sorted(RESOURCES)
+    assert sorted(metadata) == sorted([*RESOURCES, "references"])
     truth = clinic.truth()
+    by_id = metadata["references"]["by_resource"]
     for resource in RESOURCES:
         assert clinic.staged_states(resource) == truth[resource], resource
-        assert metadata[resource]["by_state"] == truth[resource], resource
+        listed = {state: n for state, n in truth[resource].items() if state not in ("unlisted", "missing")}
+        assert metadata[resource]["by_state"] == listed, resource  # the records found by id come after
+        found = (by_id[resource]["found_by_id"], by_id[resource]["not_in_cliniko"]) if resource in by_id else (0, 0)
+        assert found == (truth[resource].get("unlisted", 0), truth[resource].get("missing", 0)), resource
         assert set(truth[resource]) <= set(BY_NAME[resource].states), resource
-        assert metadata[resource]["records"] == sum(truth[resource].values())
+        assert metadata[resource]["records"] == sum(listed.values())
         assert metadata[resource]["mode"] == "full"
     # Not only the counts: every live record is staged exactly as Cliniko serves it.
     for resource in RESOURCES:
@@ -70,7 +74,7 @@ def test_resync_fetches_only_what_changed_and_ends_with_the_sandbox_data(clinic,
         assert clinic.staged_states(resource) == truth[resource], resource
         assert set(clinic.staged_records(resource)) == set(clinic.export(resource)), resource
     for resource, meta in second.items():
-        if meta["mode"] != "incremental":
+        if resource == "references" or meta["mode"] != "incremental":
             continue
         # What an incremental sync may ask for: changed rows, plus rows inside the overlap before the cursor.
         cursor = first[resource]["cursor"]

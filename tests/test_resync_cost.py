@@ -66,9 +66,9 @@ def test_an_unchanged_resync_sends_nothing_and_costs_a_few_requests(tiny_import,
 
     assert sum(splose.values()) <= UNCHANGED_SPLOSE_LIMIT, dict(splose)
     assert splose["PUT /v1/imports/{id}/records/{entity}"] == 0, dict(splose)
-    # The import is read by the two extraction steps, the mapping and the report; the loads rely on the
-    # mapping step's check of this run (and on Splose's own checks of each call).
-    assert splose["GET /v1/imports/{id}"] == 4, dict(splose)
+    # The import is read by the three extraction steps, the mapping check and the report; the loads rely
+    # on the mapping check's binding of this run (and on Splose's own checks of each call).
+    assert splose["GET /v1/imports/{id}"] == 5, dict(splose)
     assert splose[FILE_BATCHES] == splose["POST /v1/imports/{id}/files"] == 0, "file bytes were uploaded again"
     assert over_one_per_route(cliniko) == {}, dict(cliniko)
     assert [path for path in cliniko if path.endswith("/content")] == [], "attachment bytes were downloaded again"

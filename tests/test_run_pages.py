@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import dagster as dg
 
 from cliniko_assets.definitions import defs
@@ -80,13 +82,19 @@ def test_the_extraction_logs_its_progress_in_the_runs_log(tiny_import, instance)
         for e in result.all_events
         if e.event_type_value == "ASSET_MATERIALIZATION"
     }
-    assert len(fetched) == 14
+    assert len(fetched) == 15  # the 14 resources and the records found by id (not listed: not in the lines)
     tenant = tiny_import.clinic.tenant
-    attachments = fetched.pop("patient_attachments")
-    for head, staged in ((f"tenant '{tenant}'", sum(fetched.values())),
-                         (f"cliniko/patient_attachments of tenant '{tenant}'", attachments)):  # fmt: skip
-        (done,) = [line for line in lines if line.startswith(f"Extraction of {head} done:")]
-        assert f" {staged:,} of ~" in done and "pages" in done and "requests in" in done
+    attachments, _ = fetched.pop("patient_attachments"), fetched.pop("references")
+    # One line per step: the clinic's first step and the second (several resources each), the attachments.
+    done = [line for line in lines if line.startswith(f"Extraction of tenant '{tenant}' done:")]
+    assert len(done) == 2 and all("pages" in line and "requests in" in line for line in done)
+    assert sum(int(re.search(r" ([\d,]+) of ~", line)[1].replace(",", "")) for line in done) == sum(fetched.values())
+    (done,) = [
+        line
+        for line in lines
+        if line.startswith(f"Extraction of cliniko/patient_attachments of tenant '{tenant}' done:")
+    ]
+    assert f" {attachments:,} of ~" in done and "pages" in done and "requests in" in done
 
 
 def test_a_resource_error_fails_the_step_with_the_pipelines_message_and_what_to_do(tiny_import, instance, monkeypatch):

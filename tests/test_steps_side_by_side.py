@@ -3,7 +3,7 @@
 A tiny clinic behind a Cliniko sandbox with a short window (5 requests per 2 s), imported by
 ``import_job`` with its own executor. The sandbox counts every request per window: the steps never put
 more than the budget into one window, and they reach it; the mapping and the loads run while the
-attachments are still downloading.
+attachments are still downloading, and contacts and clients while the appointments are still extracted.
 """
 
 from __future__ import annotations
@@ -93,7 +93,13 @@ def test_steps_run_side_by_side_within_the_keys_budget_and_loads_overlap_the_ext
     last_extracted = max(t for key, t in materialized.items() if key.startswith("cliniko/"))
     assert materialized["cliniko/patient_attachments"] == last_extracted
     assert started["splose_mapping"] < materialized["splose/locations"] < last_extracted
-    assert {"cliniko_extract", "cliniko_attachments", "splose_mapping", "splose_files"} <= set(started)
-    # Each crosswalk is read from Splose once for the whole run (by the mapping step, before the loads
+    assert {"cliniko_clinic", "cliniko_extract", "cliniko_attachments", "splose_mapping", "splose_files"} <= set(
+        started
+    )
+    # Contacts and clients load once the clinic's first step is staged and the mapping checked, while the
+    # appointments and notes are still being extracted.
+    assert materialized["cliniko/patients"] < started["splose__mapping_check"] < started["splose_clients"]
+    assert started["splose_clients"] < materialized["cliniko/references"]  # the second step's last asset
+    # Each crosswalk is read from Splose once for the whole run (by the mapping check, before the loads
     # start side by side), however many steps use it at once.
     assert splose["GET /v1/imports/{id}/records/{entity}"] == len(crosswalks_of(lambda _: True)) == 9
