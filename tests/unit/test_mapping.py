@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from cliniko_assets.mapping import CREATE, ImportMapping, Usage
+from cliniko_assets.mapping_check import mapped_ids, unmapped_listed
 from cliniko_assets.mapping_resolution import business_zone, clinic_region, resolve_mapping
 from cliniko_assets.mapping_rows import service_for_type, unknown_type_service
 
@@ -128,6 +129,39 @@ def test_a_listed_record_with_data_still_has_to_be_mapped() -> None:
         "514810976034364376",
         "514810976554457178",
     ]
+
+
+def test_the_mapping_check_asks_only_about_the_listed_items_left_unmapped_and_checks_every_entry() -> None:
+    records = {"businesses": BUSINESSES, "practitioners": PRACTITIONERS, "appointment_types": TYPES, "users": []}
+    mapping = ImportMapping(practitioners={"514810972972521916": "55"}, services={"2": "create", "unknown": "ignore"})
+    assert unmapped_listed(records, mapping) == {
+        "businesses": {"514810976554457178"},  # the missing business 3 is no list's: never asked about
+        "practitioners": set(),  # Natasha (456) is unlisted
+        "appointment_types": {"514810976034364376"},
+    }
+    through_user = ImportMapping(users={"1": "55"})
+    assert unmapped_listed(records, through_user)["practitioners"] == set()  # Randy, through his user
+    # Every entry of the mapping is checked against the workspace, listed by Cliniko or not, used or not.
+    wrong = ImportMapping(locations={"3": "99"}, practitioners={"456": "55"}, services={"2": "create"})
+    resolved = resolve_mapping(
+        wrong,
+        businesses=BUSINESSES[:1],
+        users=[],
+        practitioners=PRACTITIONERS[:1],
+        appointment_types=TYPES[:1],
+        usage=mapped_ids(wrong),
+        splose_locations=LOCATIONS,
+        splose_practitioners=PEOPLE,
+        splose_services=SERVICES,
+    )
+    assert [(p.kind, p.cliniko_id) for p in resolved.problems] == [("business", "3")]
+
+
+def test_a_problem_found_after_the_check_says_what_may_already_be_written() -> None:
+    resolved = resolve({}, booking("514810976554457178", "514810972972521916", "514810976034364376"))
+    assert "Nothing was written." in resolved.failure_message("clinic-a")
+    late = resolved.failure_message("clinic-a", checked_before=True)
+    assert "Nothing was written." not in late and "contacts and clients may have been" in late
 
 
 def test_services_for_deleted_types_are_shaped_like_their_appointments() -> None:
