@@ -45,10 +45,14 @@ def _checks(row: Row) -> list[dg.AssetCheckSpec]:
     return [reconciled, *extra]
 
 
+WITH_MAPPING = tuple(row for row in LOAD_ORDER if row.with_mapping)
+MAPPING_STEP = (*MAPPING_ROWS, *WITH_MAPPING)
+
+
 @dg.multi_asset(
     name="splose_mapping",
-    specs=[_spec(row) for row in MAPPING_ROWS],
-    check_specs=[check for row in MAPPING_ROWS for check in _checks(row)],
+    specs=[_spec(row) for row in MAPPING_STEP],
+    check_specs=[check for row in MAPPING_STEP for check in _checks(row)],
     partitions_def=tenants,
 )
 def splose_mapping(
@@ -75,10 +79,13 @@ def splose_mapping(
             run.sink = sink = run.splose_sink(workspace.imports, "mapping")
             reports = {row.name: RowReport(row.label) for row in MAPPING_ROWS}
             extras = mapping_rows(run, staged, resolved, reports)
+            extras[MAPPING_ASSET].update(run.keep_mapping(resolved))
+            for row in WITH_MAPPING:  # the rows this step loads once the mapping is resolved
+                reports[row.name], extras[row.name] = load_row(run, row)
             sink.save()
-        extras[MAPPING_ASSET].update(run.keep_mapping(resolved))
-        for name, report in reports.items():
-            yield run.finish(name, report, extras[name])
+        for row in MAPPING_STEP:
+            result = run.finish(row.name, reports[row.name], extras[row.name])
+            yield result._replace(check_results=[*result.check_results, *_extra_checks(row, extras[row.name])])
 
 
 def load_row(run: LoadRun, row: Row) -> tuple[RowReport, dict]:
@@ -133,4 +140,4 @@ def _extra_checks(row: Row, extra: dict) -> list[dg.AssetCheckResult]:
     ]
 
 
-load_assets = [_load_asset(row) for row in LOAD_ORDER]
+load_assets = [_load_asset(row) for row in LOAD_ORDER if not row.with_mapping]

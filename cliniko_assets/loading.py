@@ -102,11 +102,9 @@ class LoadRun:
 
     def records(self, resource: str, by_id: bool | None = None) -> Iterator[dict]:
         """The staged records of ``resource``; with ``by_id``, only those found by id (True) or listed (False)."""
-        for batch in self.staging.iter_records(self.tenant, resource):
-            if by_id is None:
-                yield from batch
-            else:
-                yield from (record for record in batch if (record["_source"] == BY_ID_SOURCE) == by_id)
+        source = None if by_id is None else BY_ID_SOURCE
+        for batch in self.staging.iter_records(self.tenant, resource, source=source, other=by_id is False):
+            yield from batch
 
     def count(self, resource: str, by_id: bool | None = None) -> int:
         if by_id is None:

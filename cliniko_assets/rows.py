@@ -48,6 +48,9 @@ class Row:
     writes: str | None = None  # the Splose import entity its records go to (its crosswalk)
     by_id: bool | None = None  # of its source's staged records, only those found by id (True) or listed (False)
     part_of: str | None = None  # the table row it is a part of: selected, and reconciled, with that row
+    # Loaded by the mapping step once it has resolved the mapping, not by a step of its own (one process
+    # fewer): for a row whose needs are done by then and that the rows after the mapping wait for anyway.
+    with_mapping: bool = False
 
     @property
     def selected_as(self) -> str:
@@ -132,6 +135,7 @@ TABLE: tuple[Row, ...] = (
         writes="clients",
         by_id=True,
         part_of="clients",
+        with_mapping=True,
     ),
     Row(
         "contacts",

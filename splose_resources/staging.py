@@ -185,9 +185,17 @@ class StagingStore(dg.ConfigurableResource):
             return pd.DataFrame({c: pd.Series(dtype="object") for c in columns})
         return pa.Table.from_batches(batches).to_pandas()
 
-    def iter_records(self, tenant: str, resource: str, batch_size: int = 500) -> Iterator[list[dict]]:
-        """Staged records as dicts, a batch at a time, without loading the whole resource."""
+    def iter_records(
+        self, tenant: str, resource: str, batch_size: int = 500, source: str | None = None, other: bool = False
+    ) -> Iterator[list[dict]]:
+        """Staged records as dicts, a batch at a time, without loading the whole resource; with ``source``, only
+        those staged from it (``other``: only those that were not), chosen before any record is decoded."""
         for batch in self.iter_batches(tenant, resource, ["state", "source", "record"], batch_size):
+            if source is not None:
+                same = pc.fill_null(pc.equal(batch.column(1), source), False)  # no source: not from it
+                batch = batch.filter(pc.invert(same) if other else same)
+                if not batch.num_rows:
+                    continue
             states, sources, records = (batch.column(i).to_pylist() for i in range(3))
             yield [_staged_record(r, s, src) for s, src, r in zip(states, sources, records, strict=True)]
 
