@@ -66,7 +66,8 @@ def child_pipeline() -> dict:
     import dagster as dg
 
     from cliniko_assets.definitions import cliniko_resource, staging_resource
-    from cliniko_assets.extract import ExtractionSettings, extract_assets
+    from cliniko_assets.extract import ExtractionSettings
+    from cliniko_assets.file_step import EXTRACTION, EXTRACTION_ASSETS
     from cliniko_assets.mapping import ImportRequestResource
     from splose_resources.splose import SploseResource
 
@@ -74,7 +75,8 @@ def child_pipeline() -> dict:
     with dg.instance_for_test() as instance:
         instance.add_dynamic_partitions("tenants", [TENANT])
         result = dg.materialize(
-            extract_assets,
+            EXTRACTION_ASSETS,
+            selection=EXTRACTION,
             instance=instance,
             partition_key=TENANT,
             run_config={"loggers": {"console": {"config": {"log_level": "WARNING"}}}},

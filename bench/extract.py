@@ -44,7 +44,8 @@ def child_pipeline(window: float, concurrency: int) -> dict:
     import dagster as dg
 
     from cliniko_assets.definitions import cliniko_resource, staging_resource
-    from cliniko_assets.extract import ExtractionSettings, extract_assets
+    from cliniko_assets.extract import ExtractionSettings
+    from cliniko_assets.file_step import EXTRACTION, EXTRACTION_ASSETS
     from cliniko_assets.mapping import ImportRequestResource
     from splose_resources.splose import SploseResource
 
@@ -52,7 +53,8 @@ def child_pipeline(window: float, concurrency: int) -> dict:
         instance.add_dynamic_partitions("tenants", [TENANT])
         started = time.monotonic()
         result = dg.materialize(
-            extract_assets,
+            EXTRACTION_ASSETS,
+            selection=EXTRACTION,
             instance=instance,
             partition_key=TENANT,
             resources={

@@ -34,7 +34,9 @@ Then, per scale, CPU and memory (a second table):
 
 - ``extract CPU s/1k``: CPU seconds of the import's extraction steps per 1,000 records they fetched;
   ``load CPU s/1k written``: CPU seconds of every other step (mapping, loads, report) per 1,000 Splose
-  records written. By default the steps run side by side, each in a process of its own that Dagster's
+  records written. Step ``patient_files`` both downloads and uploads the files: the CPU its uploads took on
+  their own threads (``upload_cpu_seconds`` of ``splose/files``) counts as the loads', the rest as
+  extraction. By default the steps run side by side, each in a process of its own that Dagster's
   forkserver starts with the project already imported: a step's CPU is its process's, read from ``/proc``
   every 0.25 s (the last fraction of an interval before it exits is missed). With ``--in-process`` the
   steps run one at a time in the child, and each one's CPU is the child's, sampled every 0.1 s, at the
@@ -106,7 +108,9 @@ CLINIKO_LATENCY_MS = 150.0
 CLINIKO_JITTER_MS = 50.0
 STEPS_VARIABLE = "BENCH_LOAD_STEPS"  # "in-process": the import's steps one at a time in the child
 # The steps that extract; every other step maps or loads.
-EXTRACTING = ("cliniko_clinic", "cliniko_extract", "cliniko_attachments")
+# patient_files also uploads the files as they download: the CPU its uploads took (upload_cpu_seconds of
+# splose/files, measured on their threads) counts as the loads'.
+EXTRACTING = ("cliniko_clinic", "cliniko_extract", "patient_files")
 
 
 def child_import(window: float, concurrency: int, outbox: str, resync: str) -> dict:
@@ -151,6 +155,7 @@ def child_import(window: float, concurrency: int, outbox: str, resync: str) -> d
     written: dict[str, int] = {}
     extracted = 0
     sent: dict[str, int] = {}  # created + updated: what Splose had to take (unchanged records are not sent)
+    upload_cpu = 0.0
     failures = []
     step_pids: dict[str, str] = {}  # pid -> the step it ran (each step in a process of its own)
     for event in events:
@@ -166,6 +171,7 @@ def child_import(window: float, concurrency: int, outbox: str, resync: str) -> d
         if materialization.asset_key.path[0] != "splose":
             continue
         meta = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+        upload_cpu += float(meta.get("upload_cpu_seconds") or 0.0)
         for prefix in ("", "attendees_"):
             if f"{prefix}created" in meta:
                 name = prefix.rstrip("_") or materialization.asset_key.path[-1]
@@ -181,6 +187,7 @@ def child_import(window: float, concurrency: int, outbox: str, resync: str) -> d
         "step_pids": step_pids,
         "extracted": extracted,
         "step_cpu": step_cpu,
+        "upload_cpu": upload_cpu,
     }
 
 
@@ -310,7 +317,7 @@ def bench_scale(
         print(f"[{scale}] the import run FAILED:", *child["failures"], sep="\n  ", flush=True)
     cliniko_requests = key_stats["total"]
     written = sum(child["written"].values())
-    extract_cpu = sum(cpu for step, cpu in step_cpu.items() if step in EXTRACTING)
+    extract_cpu = sum(cpu for step, cpu in step_cpu.items() if step in EXTRACTING) - child["upload_cpu"]
     return {
         "scale": scale,
         "time_scale": time_scale,

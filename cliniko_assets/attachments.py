@@ -47,7 +47,8 @@ def stage_files(
     manifest = extraction.staging.read_files_manifest(extraction.tenant, spec.name).set_index("id", drop=False)
     if extraction.full_refresh:
         manifest = manifest.iloc[0:0]  # a rebuild fetches the bytes again too
-    wanted: list[tuple[str, str | None, int | None]] = []
+    wanted: list[tuple[str, str | None, int | None, dict | None]] = []
+    keep = extraction.on_downloaded is not None  # then each record goes with its bytes to the hook
     current: set[str] = set()
     staged = extraction.staging.staged_files(extraction.tenant, spec.name)
     for records in extraction.staging.iter_records(extraction.tenant, spec.name):
@@ -62,15 +63,15 @@ def stage_files(
             updated = record.get("updated_at") or None
             known = manifest["record_updated_at"].get(rid, "missing") if rid in manifest.index else "missing"
             if known != updated or rid not in staged:
-                wanted.append((rid, updated, record.get("size")))
-    stale = {rid for rid, _, _ in wanted}
+                wanted.append((rid, updated, record.get("size"), record if keep else None))
+    stale = {rid for rid, _, _, _ in wanted}
     rows = manifest[manifest["id"].isin(current - stale)].to_dict("records")
-    futures: dict[Future, tuple[str, str | None, int | None]] = {}
-    for rid, updated, size in wanted:
-        futures[pages.submit(extraction.download, spec.name, rid)] = (rid, updated, size)
+    futures: dict[Future, tuple[str, str | None, int | None, dict | None]] = {}
+    for rid, updated, size, record in wanted:
+        futures[pages.submit(extraction.download, spec.name, rid)] = (rid, updated, size, record)
     failures: dict[str, str] = {}
     for future in list(futures):
-        rid, updated, size = futures[future]
+        rid, updated, size, record = futures.pop(future)
         try:
             download = _checked(extraction, future.result(), size, spec.name, rid)
         except ClinikoAuthError as exc:  # the key itself: nothing else can be downloaded either
@@ -92,6 +93,8 @@ def stage_files(
                 "record_updated_at": updated,
             }
         )
+        if record is not None and extraction.on_downloaded is not None:
+            extraction.on_downloaded(record, download.sha256, download.size)
     stats.staged = len(rows)
     stats.failed = len(failures)
     outcome.failed_files = [f"{rid}: {reason}" for rid, reason in sorted(failures.items())]

@@ -9,7 +9,8 @@ import os
 
 import dagster as dg
 
-from cliniko_assets.extract import ExtractionSettings, extract_assets
+from cliniko_assets.extract import ExtractionSettings
+from cliniko_assets.file_step import EXTRACTION_ASSETS
 from cliniko_assets.jobs import extract_job, import_job, preview_job
 from cliniko_assets.load import load_assets, splose_mapping
 from cliniko_assets.mapping import ImportRequestResource
@@ -74,7 +75,7 @@ def notifier_resource() -> NotifierResource:
 
 
 defs = dg.Definitions(
-    assets=[*extract_assets, splose_mapping_check, splose_mapping, *load_assets, import_report, import_preview],
+    assets=[*EXTRACTION_ASSETS, splose_mapping_check, splose_mapping, *load_assets, import_report, import_preview],
     jobs=[import_job, extract_job, preview_job, undo_import_job, purge_deleted_imports_job],
     sensors=[import_requests, import_failed, stale_queued_runs],
     schedules=[nightly_resync, purge_deleted_imports_schedule],

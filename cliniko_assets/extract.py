@@ -1,6 +1,6 @@
 """The ``cliniko/<resource>`` assets, each with its own materialization, metadata and cursor.
 
-Three steps (``multi_asset``, ``can_subset=True``) extract them, in an order that is lineage in the graph
+Steps (``multi_asset``, ``can_subset=True``) extract them, in an order that is lineage in the graph
 (:data:`AFTER`):
 
 - ``cliniko_clinic`` stages the clinic's businesses (with the account's settings), users, practitioners,
@@ -9,8 +9,9 @@ Three steps (``multi_asset``, ``can_subset=True``) extract them, in an order tha
 - ``cliniko_extract`` stages the appointments, attendees, availabilities, reference numbers and treatment
   notes and their templates, then ``cliniko/references``: every record they point at that no list
   returned, fetched by id (:mod:`cliniko_assets.references`), which is why it comes after the first step;
-- ``cliniko_attachments`` stages patient attachments and downloads their bytes, most of a clinic's
-  requests: the mapping and every load but files run beside it.
+- ``patient_files`` (:mod:`cliniko_assets.file_step`) stages patient attachments and downloads their
+  bytes, most of a clinic's requests, and uploads each file to Splose as soon as it is staged
+  (``splose/files``, the same step): the loads run beside it.
 
 The key's budget is one, whatever runs at once (the rate limiter's state is shared by every process on
 the host); each step's resources share one pool of workers.
@@ -18,7 +19,7 @@ the host); each step's resources share one pool of workers.
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import dagster as dg
 from pydantic import Field
@@ -78,8 +79,7 @@ STEPS: dict[str, tuple[str, ...]] = {
         *(spec.name for spec in CATALOG if spec.name not in CLINIC and spec.name != "patient_attachments"),
         REFERENCES,
     ),
-    "cliniko_attachments": ("patient_attachments",),
-}
+}  # cliniko/patient_attachments: step patient_files, with splose/files (cliniko_assets.file_step)
 DESCRIPTIONS = {
     **{spec.name: spec.description for spec in CATALOG},
     REFERENCES: "Records other records point at that no list route returned (deleted appointment types, practitioners "
@@ -88,19 +88,20 @@ DESCRIPTIONS = {
 }
 
 
+def extraction_spec(resource: str) -> dg.AssetSpec:
+    return dg.AssetSpec(
+        cliniko_key(resource),
+        deps=[cliniko_key(upstream) for upstream in AFTER.get(resource, ())],
+        description=DESCRIPTIONS[resource],
+        group_name="cliniko",
+        kinds={"python", "parquet"},
+    )
+
+
 def _extraction_step(name: str, resources: tuple[str, ...]) -> dg.AssetsDefinition:
     @dg.multi_asset(
         name=name,
-        specs=[
-            dg.AssetSpec(
-                cliniko_key(resource),
-                deps=[cliniko_key(upstream) for upstream in AFTER.get(resource, ())],
-                description=DESCRIPTIONS[resource],
-                group_name="cliniko",
-                kinds={"python", "parquet"},
-            )
-            for resource in resources
-        ],
+        specs=[extraction_spec(resource) for resource in resources],
         partitions_def=tenants,
         can_subset=True,
         op_tags={"cliniko": "extract"},
@@ -117,7 +118,7 @@ def _extraction_step(name: str, resources: tuple[str, ...]) -> dg.AssetsDefiniti
         with step_failures(tenant, f"Cliniko extraction ({len(context.selected_asset_keys)} resources)") as where:
             run_import = bound_import(context, splose, import_request)  # before any Cliniko request
             where.import_id = run_import.import_id if run_import else None
-            yield from _extract(context, extraction, cliniko, staging, api_key_for(context, splose, run_import))
+            yield from extract(context, extraction, cliniko, staging, api_key_for(context, splose, run_import))
 
     return _step
 
@@ -125,15 +126,18 @@ def _extraction_step(name: str, resources: tuple[str, ...]) -> dg.AssetsDefiniti
 extract_assets = [_extraction_step(name, resources) for name, resources in STEPS.items()]
 
 
-def _extract(
+def extract(
     context: dg.AssetExecutionContext,
     config: ExtractionSettings,
     cliniko: ClinikoResource,
     staging: StagingStore,
     api_key: Secret,
+    on_downloaded: Callable[[dict, str, int], None] | None = None,
 ) -> Iterator[dg.MaterializeResult]:
+    """Stage the step's selected ``cliniko/*`` assets, each materialized as soon as it is committed;
+    ``on_downloaded`` is told of each attachment whose bytes are staged (see ``Extraction.on_downloaded``)."""
     tenant = validate_tenant(context.partition_key)
-    selected = sorted(key.path[-1] for key in context.selected_asset_keys)
+    selected = sorted(key.path[-1] for key in _selected(context))
     specs = [BY_NAME[name] for name in selected if name != REFERENCES]
     previous = {spec.name: _previous_sync(context, tenant, spec.name) for spec in specs}
     failures: dict[str, object] = {}  # asset -> the error that failed it
@@ -154,6 +158,7 @@ def _extract(
             id_listing_every=config.id_listing_every,
         )
         extraction.on_tick = progress.tick
+        extraction.on_downloaded = on_downloaded
         for outcome in extraction.run(specs, previous):
             name = outcome.spec.name
             if outcome.error is not None or outcome.stats is None:
@@ -220,7 +225,7 @@ def _references(
 
 
 def _progress(context: dg.AssetExecutionContext, cliniko: ClinikoResource, client: ClinikoClient) -> ExtractionProgress:
-    keys = context.selected_asset_keys
+    keys = _selected(context)
     tenant = f"tenant '{context.partition_key}'"
     return ExtractionProgress(
         context.log,
@@ -229,6 +234,11 @@ def _progress(context: dg.AssetExecutionContext, cliniko: ClinikoResource, clien
         budget=(cliniko.requests_per_window, cliniko.window_seconds),
         file_resources=frozenset(spec.name for spec in CATALOG if spec.has_files),
     )
+
+
+def _selected(context: dg.AssetExecutionContext) -> list[dg.AssetKey]:
+    """The step's selected ``cliniko/*`` assets (a step may hold a Splose asset too: ``file_step``)."""
+    return [key for key in context.selected_asset_keys if key.path[0] == "cliniko"]
 
 
 def api_key_for(context: dg.AssetExecutionContext, splose: SploseResource, run_import: RunImport | None) -> Secret:

@@ -102,6 +102,9 @@ class Extraction:
         self.id_listing_every = id_listing_every
         self._stop = threading.Event()
         self.on_tick: Callable[[], None] | None = None  # called from the caller's thread, every few seconds
+        # Told of each attachment as soon as its bytes are staged (record, sha256, size), from the thread of
+        # its resource: a file can be uploaded while the rest still download.
+        self.on_downloaded: Callable[[dict, str, int], None] | None = None
 
     def run(self, specs: list[ClinikoResourceSpec], previous: dict[str, PreviousSync]) -> Iterator[ResourceOutcome]:
         """Extract ``specs`` concurrently, yielding each resource's outcome as soon as it is committed."""

@@ -27,13 +27,13 @@ from splose_resources.staging import StagingStore
 GROUP = "splose"
 
 
-def _spec(row: Row) -> dg.AssetSpec:
+def row_spec(row: Row) -> dg.AssetSpec:
     return dg.AssetSpec(
         splose_key(row.name), deps=row.deps(), description=row.description, group_name=GROUP, kinds={"python"}
     )
 
 
-def _checks(row: Row) -> list[dg.AssetCheckSpec]:
+def check_specs(row: Row) -> list[dg.AssetCheckSpec]:
     reconciled = dg.AssetCheckSpec(
         RECONCILED,
         asset=splose_key(row.name),
@@ -51,8 +51,8 @@ MAPPING_STEP = (*MAPPING_ROWS, *WITH_MAPPING)
 
 @dg.multi_asset(
     name="splose_mapping",
-    specs=[_spec(row) for row in MAPPING_STEP],
-    check_specs=[check for row in MAPPING_STEP for check in _checks(row)],
+    specs=[row_spec(row) for row in MAPPING_STEP],
+    check_specs=[check for row in MAPPING_STEP for check in check_specs(row)],
     partitions_def=tenants,
 )
 def splose_mapping(
@@ -85,7 +85,7 @@ def splose_mapping(
             sink.save()
         for row in MAPPING_STEP:
             result = run.finish(row.name, reports[row.name], extras[row.name])
-            yield result._replace(check_results=[*result.check_results, *_extra_checks(row, extras[row.name])])
+            yield result._replace(check_results=[*result.check_results, *extra_checks(row, extras[row.name])])
 
 
 def load_row(run: LoadRun, row: Row) -> tuple[RowReport, dict]:
@@ -104,8 +104,8 @@ def load_row(run: LoadRun, row: Row) -> tuple[RowReport, dict]:
 def _load_asset(row: Row) -> dg.AssetsDefinition:
     @dg.multi_asset(
         name=f"splose_{row.name}",
-        specs=[_spec(row)],
-        check_specs=_checks(row),
+        specs=[row_spec(row)],
+        check_specs=check_specs(row),
         partitions_def=tenants,
     )
     def _asset(
@@ -123,12 +123,12 @@ def _load_asset(row: Row) -> dg.AssetsDefinition:
                 report, extra = load_row(run, row)
                 sink.save()
             result = run.finish(row.name, report, extra)
-            yield result._replace(check_results=[*result.check_results, *_extra_checks(row, extra)])
+            yield result._replace(check_results=[*result.check_results, *extra_checks(row, extra)])
 
     return _asset
 
 
-def _extra_checks(row: Row, extra: dict) -> list[dg.AssetCheckResult]:
+def extra_checks(row: Row, extra: dict) -> list[dg.AssetCheckResult]:
     return [
         dg.AssetCheckResult(
             asset_key=splose_key(row.name),
@@ -140,4 +140,4 @@ def _extra_checks(row: Row, extra: dict) -> list[dg.AssetCheckResult]:
     ]
 
 
-load_assets = [_load_asset(row) for row in LOAD_ORDER if not row.with_mapping]
+load_assets = [_load_asset(row) for row in LOAD_ORDER if not (row.with_mapping or row.with_downloads)]

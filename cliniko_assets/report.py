@@ -12,7 +12,7 @@ from cliniko_assets.changes import RunCrosswalk
 from cliniko_assets.failures import step_failures
 from cliniko_assets.lifecycle import ATTENTION, LEFT_BEHIND, bound_import, tell_clinic
 from cliniko_assets.lifecycle import ROWS as COUNT_ROWS
-from cliniko_assets.load import WITH_MAPPING, load_assets
+from cliniko_assets.load import load_assets
 from cliniko_assets.loading import LoadRun, received_rows
 from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import tenants
@@ -87,7 +87,10 @@ INTEGRITY = "referential_integrity"
             "and all its attendees, and Splose's count of each entity equals its crosswalk.",
         )
     ],
-    deps=[*(key for assets in load_assets for key in assets.keys), *(splose_key(row.name) for row in WITH_MAPPING)],
+    deps=[
+        *(key for assets in load_assets for key in assets.keys),
+        *(splose_key(row.name) for row in LOAD_ORDER if row.with_mapping or row.with_downloads),
+    ],
     partitions_def=tenants,
     group_name="splose",
     kinds={"python"},

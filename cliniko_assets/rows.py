@@ -52,6 +52,9 @@ class Row:
     # fewer, about 0.4 CPU-s of Dagster's own work): for a small row whose needs are done by then and that
     # the rows after the mapping wait for anyway.
     with_mapping: bool = False
+    # Loaded by the step that downloads its source, each record as soon as it is staged (files, in step
+    # patient_files: cliniko_assets.file_step).
+    with_downloads: bool = False
 
     @property
     def selected_as(self) -> str:
@@ -229,6 +232,7 @@ TABLE: tuple[Row, ...] = (
             ),
         ),
         writes="files",
+        with_downloads=True,
     ),
     Row(
         "progress_note_templates",

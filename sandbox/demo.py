@@ -16,7 +16,9 @@ import secrets
 import sys
 import time
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import dagster as dg
 import requests
@@ -24,6 +26,9 @@ import requests
 from sandbox.admin import ClinikoSandboxAdmin
 from sandbox.clinic_setup import import_mapping, workspace_seed
 from sandbox.local import PROJECT, cliniko_sandbox, dagster_home, splose_sandbox, wire_splose
+
+if TYPE_CHECKING:
+    from cliniko_assets.reconciliation import RowReport
 
 
 def workspace_for(scale: str, seed: int) -> str:
@@ -125,34 +130,27 @@ def run_import(cliniko_url: str) -> FinishedRun:
 
 
 def reconciliation(result: FinishedRun) -> tuple[str, int]:
-    from cliniko_assets.rows import ROWS, TABLE
+    from cliniko_assets.reconciliation import RowReport
+    from cliniko_assets.rows import ROWS, reconciled_rows
 
-    rows, extracted = materialized(result)
-    for part in (row for row in TABLE if row.part_of):  # the clients found by id, on the clients line
-        whole, extra = rows.get(part.part_of), rows.get(part.name)
-        if whole is not None and extra is not None:
-            rows[part.part_of] = whole = {**whole, "skipped_by_reason": Counter(whole["skipped_by_reason"])}
-            for key in ("cliniko", "loaded", "rejected", "unaccounted"):
-                whole[key] += extra[key]
-            whole["skipped_by_reason"].update(extra["skipped_by_reason"])
-        elif extra is None:
-            rows.pop(part.part_of, None)  # not loaded until all its parts are
+    metadata, extracted = materialized(result)
+    # Each load's rows as it reported them (`rows`), each table row with its parts, as the import report has it.
+    rows = reconciled_rows(
+        {row: RowReport.from_json(data) for meta in metadata.values() for row, data in (meta.get("rows") or {}).items()}
+    )
     header = f"{'row':<55}{'Cliniko':>9}{'loaded':>9}{'rejected':>10}  skipped by reason"
     lines = [header, "-" * len(header)]
     unaccounted = 0
     for name, label in ROWS.items():
-        meta = rows.get(name)
-        if name == "attendees" and "group_appointments" in rows:
-            group = rows["group_appointments"]
-            meta = {k.removeprefix("attendees_"): v for k, v in group.items() if k.startswith("attendees_")}
-        if meta is None:
+        report = rows.get(name)
+        if report is None:
             lines.append(f"{label:<55}{'not loaded':>9}")
             unaccounted += 1
             continue
-        skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(meta["skipped_by_reason"].items())) or "-"
-        lines.append(f"{label:<55}{meta['cliniko']:>9}{meta['loaded']:>9}{meta['rejected']:>10}  {skipped}")
-        unaccounted += abs(meta["unaccounted"])
-    handled = [*row_notes(rows), *reference_notes(rows, extracted)]
+        skipped = ", ".join(f"{n} {reason}" for reason, n in sorted(report.skipped.items())) or "-"
+        lines.append(f"{label:<55}{report.cliniko:>9}{report.loaded:>9}{report.rejected:>10}  {skipped}")
+        unaccounted += abs(report.unaccounted)
+    handled = [*row_notes(rows.values()), *reference_notes(metadata, extracted)]
     if handled:
         lines += ["", "How the odd records were handled:", *(f"  {line}" for line in handled)]
     return "\n".join(lines), unaccounted
@@ -171,23 +169,12 @@ def materialized(result: FinishedRun) -> tuple[dict[str, dict], dict[str, dict]]
     return found["splose"], found["cliniko"]
 
 
-def row_notes(rows: dict[str, dict]) -> list[str]:
+def row_notes(rows: Iterable[RowReport]) -> list[str]:
     from cliniko_assets.attention import needs_attention, row_notes
-    from cliniko_assets.reconciliation import RowReport
-    from cliniko_assets.rows import BY_NAME
 
     lines = []
-    for name, meta in rows.items():
-        if name in BY_NAME:
-            report = RowReport(
-                BY_NAME[name].label,
-                skipped=Counter(meta.get("skipped_by_reason") or {}),
-                rejected=meta.get("rejected", 0),
-                rejected_reasons=Counter(meta.get("rejected_by_message") or {}),
-                warnings=Counter(meta.get("warnings_by_field") or {}),
-                facts={k: meta[k] for k in ("notes_without_appointment",) if k in meta},
-            )
-            lines += [f"NEEDS ATTENTION: {line}" for line in needs_attention(report)] + row_notes(report)
+    for report in rows:
+        lines += [f"NEEDS ATTENTION: {line}" for line in needs_attention(report)] + row_notes(report)
     return lines
 
 

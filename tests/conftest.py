@@ -13,7 +13,8 @@ import pytest
 
 from cliniko_assets.catalog import CATALOG
 from cliniko_assets.definitions import cliniko_resource, splose_resource
-from cliniko_assets.extract import ExtractionSettings, extract_assets
+from cliniko_assets.extract import ExtractionSettings
+from cliniko_assets.file_step import EXTRACTION, EXTRACTION_ASSETS
 from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import tenants
 from sandbox.admin import ClinikoSandboxAdmin
@@ -87,8 +88,8 @@ class Clinic:
         raise_on_error: bool = True,
     ) -> dg.ExecuteInProcessResult:
         return dg.materialize(
-            extract_assets,
-            selection=[f"cliniko/{name}" for name in selection] if selection else None,
+            EXTRACTION_ASSETS,
+            selection=[f"cliniko/{name}" for name in selection] if selection else EXTRACTION,
             instance=instance,
             partition_key=self.tenant,
             resources={

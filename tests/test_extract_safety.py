@@ -55,7 +55,8 @@ KILLED_RUN = textwrap.dedent(
     """
     import sys
     import dagster as dg
-    from cliniko_assets.extract import ExtractionSettings, extract_assets
+    from cliniko_assets.extract import ExtractionSettings
+    from cliniko_assets.file_step import EXTRACTION, EXTRACTION_ASSETS
     from cliniko_assets.mapping import ImportRequestResource
     from cliniko_assets.definitions import cliniko_resource
     from splose_resources.splose import SploseResource
@@ -63,7 +64,7 @@ KILLED_RUN = textwrap.dedent(
 
     home, tenant, staging = sys.argv[1:4]
     with dg.DagsterInstance.from_config(home) as instance:
-        dg.materialize(extract_assets, instance=instance, partition_key=tenant,
+        dg.materialize(EXTRACTION_ASSETS, selection=EXTRACTION, instance=instance, partition_key=tenant,
                        resources={"cliniko": cliniko_resource(), "staging": StagingStore(uri=staging),
                                   "extraction": ExtractionSettings(),
                                   "splose": SploseResource(),

@@ -8,7 +8,10 @@ attachments are still downloading, and contacts and clients while the appointmen
 
 from __future__ import annotations
 
+import json
 import math
+import sqlite3
+from datetime import datetime
 
 import dagster as dg
 import pytest
@@ -71,6 +74,12 @@ def test_steps_run_side_by_side_within_the_keys_budget_and_loads_overlap_the_ext
             ) as result:
                 assert result.success
                 entries = [entry for entry in instance.all_logs(result.run_id) if entry.dagster_event]
+                files_meta = next(
+                    e.asset_materialization.metadata
+                    for e in entries
+                    if e.asset_materialization is not None
+                    and e.asset_materialization.asset_key == dg.AssetKey(["splose", "files"])
+                )
         stats = admin.stats()["keys"][f"{ACCOUNT}/admin"]
         splose = splose_routes(splose_sandbox.url) - splose_before
 
@@ -93,9 +102,12 @@ def test_steps_run_side_by_side_within_the_keys_budget_and_loads_overlap_the_ext
     last_extracted = max(t for key, t in materialized.items() if key.startswith("cliniko/"))
     assert materialized["cliniko/patient_attachments"] == last_extracted
     assert started["splose_mapping"] < materialized["splose/locations"] < last_extracted
-    assert {"cliniko_clinic", "cliniko_extract", "cliniko_attachments", "splose_mapping", "splose_files"} <= set(
-        started
-    )
+    assert {"cliniko_clinic", "cliniko_extract", "patient_files", "splose_mapping"} <= set(started)
+    # Files go up to Splose while the attachments still download: Splose stored the first one before
+    # cliniko/patient_attachments was staged (its last download), and all of them by the time splose/files was.
+    stored = files_stored(splose_sandbox)
+    assert len(stored) == files_meta["created"].value > 0
+    assert min(stored) < materialized["cliniko/patient_attachments"] < max(stored) <= materialized["splose/files"]
     # Contacts and clients load once the clinic's first step is staged and the mapping checked, while the
     # appointments and notes are still being extracted.
     assert materialized["cliniko/patients"] < started["splose__mapping_check"] < started["splose_clients"]
@@ -103,3 +115,10 @@ def test_steps_run_side_by_side_within_the_keys_budget_and_loads_overlap_the_ext
     # Each crosswalk is read from Splose once for the whole run (by the mapping check, before the loads
     # start side by side), however many steps use it at once.
     assert splose["GET /v1/imports/{id}/records/{entity}"] == len(crosswalks_of(lambda _: True)) == 9
+
+
+def files_stored(splose_sandbox) -> list[float]:
+    """When the Splose sandbox stored each file of the import (epoch seconds, from each file's history)."""
+    with sqlite3.connect(splose_sandbox.log_path.parent / "splose.db") as db:
+        histories = [json.loads(row[0]) for row in db.execute("SELECT history FROM objects WHERE kind = 'files'")]
+    return [datetime.fromisoformat(history[0]["at"].replace("Z", "+00:00")).timestamp() for history in histories]

@@ -1,6 +1,7 @@
 """A load keeps several upsert batches on their way at once, and counts every answer whatever its order."""
 
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -135,3 +136,37 @@ def test_file_batches_are_sent_side_by_side_and_a_refused_batch_counts_its_files
         batch.flush()
     assert sink.calls == 4
     assert (report.created, report.rejected) == (2 * FILES_PER_BATCH + 7, FILES_PER_BATCH)
+
+
+class FileSizesSink:
+    """Stores every file at once and keeps the size of each batch it was sent."""
+
+    in_flight = 2
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    def held_file(self, upload: FileUpload) -> dict | None:
+        return None
+
+    def upload_files(self, files: list[FileUpload]) -> FileBatchResult:
+        self.sizes.append(len(files))
+        return FileBatchResult({f.external_id: {"id": 1, "action": "created"} for f in files}, {})
+
+
+def test_files_handed_over_as_they_download_go_up_once_the_first_of_a_batch_has_waited():
+    sink = FileSizesSink()
+    report = RowReport("files")
+    with InFlight[FileBatchResult | SploseRequestError](sink.in_flight, "upload-files") as sent:
+        batch = FileBatch(Run(sink), report, sent, max_wait=0.3)
+        for n in range(3):  # moments apart: they wait for more
+            batch.add(str(n), FileUpload(str(n), "c1", Path("/none")), size=10)
+        assert sink.sizes == []
+        time.sleep(0.35)
+        batch.add("3", FileUpload("3", "c1", Path("/none")), size=10)  # the first has waited long enough
+        batch.max_wait = None  # then from staging: batches fill
+        for n in range(4, 4 + FILES_PER_BATCH + 2):
+            batch.add(str(n), FileUpload(str(n), "c1", Path("/none")), size=10)
+        batch.flush()
+    assert sorted(sink.sizes) == [2, 4, FILES_PER_BATCH]  # answered side by side, in any order
+    assert report.created == FILES_PER_BATCH + 6 and len(batch.cpu_seconds) == 3
