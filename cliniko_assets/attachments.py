@@ -9,6 +9,7 @@ a refused key stops the resource.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -28,6 +29,7 @@ if TYPE_CHECKING:
     from cliniko_assets.extraction import Extraction, ResourceOutcome
 
 log = logging.getLogger(__name__)
+LOOKAHEAD = 256  # downloads asked for ahead of the oldest one not yet settled (many times the workers)
 
 
 @dataclass
@@ -42,14 +44,22 @@ class FileStats:
 def stage_files(
     extraction: Extraction, spec: ClinikoResourceSpec, pages: ThreadPoolExecutor, outcome: ResourceOutcome
 ) -> FileStats:
-    """Download the bytes of every attachment whose staged copy is missing or stale."""
+    """Download the bytes of every attachment whose staged copy is missing or stale.
+
+    Downloads are asked for as the staged records are read, at most ``LOOKAHEAD`` ahead of the oldest
+    not yet settled, so memory stays flat however many attachments the clinic has (a record is kept
+    only while its download is on its way, and only when it goes to ``on_downloaded``).
+    """
     stats = FileStats()
     manifest = extraction.staging.read_files_manifest(extraction.tenant, spec.name).set_index("id", drop=False)
     if extraction.full_refresh:
         manifest = manifest.iloc[0:0]  # a rebuild fetches the bytes again too
-    wanted: list[tuple[str, str | None, int | None, dict | None]] = []
     keep = extraction.on_downloaded is not None  # then each record goes with its bytes to the hook
     current: set[str] = set()
+    stale: set[str] = set()
+    rows: list[dict] = []
+    failures: dict[str, str] = {}
+    on_way: deque[tuple[Future, str, str | None, int | None, dict | None]] = deque()
     staged = extraction.staging.staged_files(extraction.tenant, spec.name)
     for records in extraction.staging.iter_records(extraction.tenant, spec.name):
         for record in records:
@@ -63,38 +73,14 @@ def stage_files(
             updated = record.get("updated_at") or None
             known = manifest["record_updated_at"].get(rid, "missing") if rid in manifest.index else "missing"
             if known != updated or rid not in staged:
-                wanted.append((rid, updated, record.get("size"), record if keep else None))
-    stale = {rid for rid, _, _, _ in wanted}
-    rows = manifest[manifest["id"].isin(current - stale)].to_dict("records")
-    futures: dict[Future, tuple[str, str | None, int | None, dict | None]] = {}
-    for rid, updated, size, record in wanted:
-        futures[pages.submit(extraction.download, spec.name, rid)] = (rid, updated, size, record)
-    failures: dict[str, str] = {}
-    for future in list(futures):
-        rid, updated, size, record = futures.pop(future)
-        try:
-            download = _checked(extraction, future.result(), size, spec.name, rid)
-        except ClinikoAuthError as exc:  # the key itself: nothing else can be downloaded either
-            outcome.error = exc
-            failures[rid] = "the key was refused"
-            continue
-        except ClinikoError as exc:  # this file alone: skipped and counted with its reason, the rest go on
-            failures[rid] = _file_failure(exc)
-            log.warning("attachment %s of tenant %s skipped: %s", rid, extraction.tenant, failures[rid])
-            continue
-        stats.downloaded += 1
-        stats.bytes_downloaded += download.size
-        rows.append(
-            {
-                "id": rid,
-                "sha256": download.sha256,
-                "size": download.size,
-                "content_type": download.content_type,
-                "record_updated_at": updated,
-            }
-        )
-        if record is not None and extraction.on_downloaded is not None:
-            extraction.on_downloaded(record, download.sha256, download.size)
+                stale.add(rid)
+                future = pages.submit(extraction.download, spec.name, rid)
+                on_way.append((future, rid, updated, record.get("size"), record if keep else None))
+                while len(on_way) > LOOKAHEAD:
+                    _settle(extraction, spec, outcome, on_way.popleft(), rows, failures, stats)
+    while on_way:
+        _settle(extraction, spec, outcome, on_way.popleft(), rows, failures, stats)
+    rows += manifest[manifest["id"].isin(current - stale)].to_dict("records")
     stats.staged = len(rows)
     stats.failed = len(failures)
     outcome.failed_files = [f"{rid}: {reason}" for rid, reason in sorted(failures.items())]
@@ -103,6 +89,42 @@ def stage_files(
     )
     extraction.staging.write_file_failures(extraction.tenant, spec.name, failures)
     return stats
+
+
+def _settle(
+    extraction: Extraction,
+    spec: ClinikoResourceSpec,
+    outcome: ResourceOutcome,
+    entry: tuple[Future, str, str | None, int | None, dict | None],
+    rows: list[dict],
+    failures: dict[str, str],
+    stats: FileStats,
+) -> None:
+    """One download's result: a manifest row (and the hook told), or the file's failure with its reason."""
+    future, rid, updated, size, record = entry
+    try:
+        download = _checked(extraction, future.result(), size, spec.name, rid)
+    except ClinikoAuthError as exc:  # the key itself: nothing else can be downloaded either
+        outcome.error = exc
+        failures[rid] = "the key was refused"
+        return
+    except ClinikoError as exc:  # this file alone: skipped and counted with its reason, the rest go on
+        failures[rid] = _file_failure(exc)
+        log.warning("attachment %s of tenant %s skipped: %s", rid, extraction.tenant, failures[rid])
+        return
+    stats.downloaded += 1
+    stats.bytes_downloaded += download.size
+    rows.append(
+        {
+            "id": rid,
+            "sha256": download.sha256,
+            "size": download.size,
+            "content_type": download.content_type,
+            "record_updated_at": updated,
+        }
+    )
+    if record is not None and extraction.on_downloaded is not None:
+        extraction.on_downloaded(record, download.sha256, download.size)
 
 
 FILE_NOT_FOUND = "attachment not found in Cliniko (API 404)"

@@ -123,6 +123,7 @@ class FileUploads:
         if isinstance(upload, FileUpload):
             self.sent_early.add(aid)
             self.batch.add(aid, upload, size)
+            self.run.advance()
         self.batch.cpu_seconds.append(time.thread_time() - started)
 
     def rest(self) -> None:
@@ -131,12 +132,14 @@ class FileUploads:
         self.batch.max_wait = None  # read from staging: batches fill at once
         manifest = run.staging.read_files_manifest(run.tenant, "patient_attachments").set_index("id")
         failures = run.staging.read_file_failures(run.tenant, "patient_attachments")
+        if run.tracker is not None:
+            run.tracker.total = run.count("patient_attachments")
         for attachment in run.records("patient_attachments"):
             report.cliniko += 1
-            run.advance()
             aid = record_id(attachment) or ""
             if aid in self.sent_early:  # counted when Splose answered its batch
                 continue
+            run.advance()
             if attachment.get("_state") == "deleted":
                 report.skip("deleted in Cliniko", record_id=aid)
                 continue

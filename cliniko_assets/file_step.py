@@ -79,9 +79,9 @@ def patient_files(
             run.sink = sink = run.splose_sink(workspace.imports, FILES.name)
             if downloading and run.included(FILES.selected_as):
                 report = RowReport(FILES.label)
+                run.tracker = run.progress(FILES.name, None)  # its total once the attachments are listed
                 with file_uploads(run, report) as uploads:
                     yield from downloads(uploads.downloaded)
-                    run.tracker = run.progress(FILES.name, run.count(FILES.source))
                     uploads.rest()
                 extra = uploads.metadata()
             else:
