@@ -449,9 +449,10 @@ def print_cpu(rows: list[dict], others: dict[str, dict[str, dict]]) -> None:
     if len(rows) > 1:
         first, last = rows[0], rows[-1]
         print(f"\npeak RSS {last['scale']} / {first['scale']}: {last['peak_rss_mb'] / first['peak_rss_mb']:.2f}x")
-    print("\n(extract CPU: the import's cliniko_* steps / records fetched; load CPU: every other step of the")
-    print(" import / Splose records written; each step's CPU is that of its own process (side by side) or of the")
-    print(" child between the step's start and end (--in-process).")
+    print("\n(extract CPU: the import's cliniko_* steps and patient_files, less the CPU its file uploads took on")
+    print(" their threads / records fetched; load CPU: every other step of the import and those uploads / Splose")
+    print(" records written; each step's CPU is that of its own process (side by side) or of the child between")
+    print(" the step's start and end (--in-process).")
     print(" <name> s/1k: that extraction's CPU, imports excluded, per 1,000 records of the same clinic, extracted from")
     print(" an unthrottled sandbox after the import (bench/cpu.py); x = it / the import's extract CPU s/1k. Measured")
     print(" above in this run. process CPU s: every process of the import (the run and each step's), sampled from")
