@@ -35,7 +35,7 @@ from sandbox.cliniko.envelopes import quirks_by_route
 from sandbox.cliniko.mutate import MutationError, mutate, set_churn, truth
 from sandbox.cliniko.queries import render
 from sandbox.cliniko.schema import RESOURCES, UNLISTED
-from sandbox.cliniko.settings import patch_settings
+from sandbox.cliniko.settings import patch_settings, settings_body
 
 API_PATH = re.compile(r"^(?:/(?P<shard>[a-z]{2}\d{1,2}))?/v1(?:/(?P<rest>.*))?$")
 WRONG_TOTAL = re.compile(r'(?P<key>"total_ent(?:ries|ires)"): "?(?P<n>\d+)"?')
@@ -402,6 +402,18 @@ class Sandbox:
 
         return JSONResponse(await run_in_threadpool(write))
 
+    async def get_settings(self, request: Request) -> Response:
+        """The account's settings as ``GET /settings`` serves its administrator, for setting up a scenario:
+        not a request of the key (nothing counted against its budget)."""
+        account = self.account_or_404(request)
+        if isinstance(account, Response):
+            return account
+        base = f"{request.url.scheme}://{request.url.netloc}/{account.shard}/v1"
+        body = await run_in_threadpool(settings_body, account.db(), base, False)
+        if body is None:
+            return JSONResponse({"message": "Not found"}, status_code=404)
+        return Response(body, media_type="application/json")
+
     async def get_stats(self, request: Request) -> Response:
         with self.lock:
             body = {
@@ -506,6 +518,7 @@ def build_app(sandbox: Sandbox) -> Any:
         Route("/_sandbox/accounts/{name}/mutate", sandbox.mutate, methods=["POST"]),
         Route("/_sandbox/accounts/{name}/churn", sandbox.churn, methods=["GET", "POST"]),
         Route("/_sandbox/accounts/{name}/settings", sandbox.patch_settings, methods=["POST"]),
+        Route("/_sandbox/accounts/{name}/settings", sandbox.get_settings, methods=["GET"]),
         Route("/_sandbox/stats", sandbox.get_stats, methods=["GET"]),
         Route("/_sandbox/stats/reset", sandbox.post_stats_reset, methods=["POST"]),
         Route("/_sandbox/config", sandbox.get_config, methods=["GET"]),

@@ -28,6 +28,16 @@ def test_settings_can_be_patched_for_tests(fresh_account):
     assert account["time_zone"] is None and account["country"] == "Australia"
 
 
+def test_the_admin_api_reads_the_settings_without_spending_the_keys_budget(fresh_account):
+    label = f"{fresh_account.account}/admin"
+    before = fresh_account.admin_get("stats")["keys"].get(label, {}).get("total", 0)
+    read = fresh_account.admin_get(f"accounts/{fresh_account.account}/settings")
+    assert fresh_account.admin_get("stats")["keys"].get(label, {}).get("total", 0) == before
+    served = fresh_account.get("/v1/settings").json()
+    assert read["account"] == served["account"] and read["account"]["country"] == "Australia"
+    assert fresh_account.admin_get("stats")["keys"][label]["total"] == before + 1
+
+
 def test_a_practitioner_no_list_returns_is_still_there_by_id(api):
     truth = api.truth()["practitioners"]
     listed = {str(p["id"]) for p in api.items("/v1/practitioners") + api.items("/v1/practitioners/inactive")}
