@@ -26,12 +26,12 @@ from cliniko_assets.extract import (
 )
 from cliniko_assets.failures import step_failures
 from cliniko_assets.file_loads import file_uploads
-from cliniko_assets.load import check_specs, extra_checks, load_row, row_spec
-from cliniko_assets.loading import CHECK_ASSET, MAPPING_ASSET, LoadRun, import_of_load
+from cliniko_assets.load import check_specs, finished, load_row, row_run, row_spec
+from cliniko_assets.loading import import_of_load
 from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import tenants
 from cliniko_assets.reconciliation import RowReport, splose_key
-from cliniko_assets.rows import BY_NAME, after_mapping
+from cliniko_assets.rows import BY_NAME
 from splose_resources.cliniko import ClinikoResource
 from splose_resources.splose import SploseResource
 from splose_resources.staging import StagingStore
@@ -73,8 +73,7 @@ def patient_files(
         if not uploading:
             yield from downloads()
             return
-        run = LoadRun(context, staging, run_import)
-        run.mapping_from = MAPPING_ASSET if after_mapping(FILES) else CHECK_ASSET
+        run = row_run(context, staging, run_import, FILES)
         with splose.workspace(run.tenant, log=context.log) as workspace:
             run.sink = sink = run.splose_sink(workspace.imports, FILES.name)
             if downloading and run.included(FILES.selected_as):
@@ -89,8 +88,7 @@ def patient_files(
                     yield from downloads()
                 report, extra = load_row(run, FILES)
             sink.save()
-        result = run.finish(FILES.name, report, extra)
-        yield result._replace(check_results=[*result.check_results, *extra_checks(FILES, extra)])
+        yield finished(run, FILES, report, extra)
 
 
 EXTRACTION_ASSETS = [*extract_assets, patient_files]  # every cliniko/* asset's step (patient_files with the files)

@@ -20,6 +20,7 @@ from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.mapping_rows import mapping_rows, resolve, staged_for_mapping
 from cliniko_assets.partitions import tenants
 from cliniko_assets.reconciliation import RECONCILED, RowReport, splose_key
+from cliniko_assets.resolution import RunImport
 from cliniko_assets.rows import BY_NAME, LOAD_ORDER, MAPPING_ROWS, Row, after_mapping, companions
 from splose_resources.splose import SploseResource
 from splose_resources.staging import StagingStore
@@ -84,8 +85,7 @@ def splose_mapping(
                 reports[row.name], extras[row.name] = load_row(run, row)
             sink.save()
         for row in MAPPING_STEP:
-            result = run.finish(row.name, reports[row.name], extras[row.name])
-            yield result._replace(check_results=[*result.check_results, *extra_checks(row, extras[row.name])])
+            yield finished(run, row, reports[row.name], extras[row.name])
 
 
 def load_row(run: LoadRun, row: Row) -> tuple[RowReport, dict]:
@@ -115,17 +115,31 @@ def _load_asset(row: Row) -> dg.AssetsDefinition:
         import_request: ImportRequestResource,
     ):
         with step_failures(context.partition_key, f"splose/{row.name} ({row.label})") as where:
-            run = LoadRun(context, staging, import_of_load(context, splose, import_request))
-            run.mapping_from = MAPPING_ASSET if after_mapping(row) else CHECK_ASSET
+            run = row_run(context, staging, import_of_load(context, splose, import_request), row)
             where.import_id = run.import_id
             with splose.workspace(run.tenant, log=context.log) as workspace:
                 run.sink = sink = run.splose_sink(workspace.imports, row.name)
                 report, extra = load_row(run, row)
                 sink.save()
-            result = run.finish(row.name, report, extra)
-            yield result._replace(check_results=[*result.check_results, *extra_checks(row, extra)])
+            yield finished(run, row, report, extra)
 
     return _asset
+
+
+def row_run(
+    context: dg.AssetExecutionContext, staging: StagingStore, run_import: RunImport | None, row: Row
+) -> LoadRun:
+    """The load of ``row`` in its own step: the mapping from the mapping step, or (contacts, clients) from the
+    mapping check."""
+    run = LoadRun(context, staging, run_import)
+    run.mapping_from = MAPPING_ASSET if after_mapping(row) else CHECK_ASSET
+    return run
+
+
+def finished(run: LoadRun, row: Row, report: RowReport, extra: dict) -> dg.MaterializeResult:
+    """The row's materialization with its reconciliation and every check of its own."""
+    result = run.finish(row.name, report, extra)
+    return result._replace(check_results=[*result.check_results, *extra_checks(row, extra)])
 
 
 def extra_checks(row: Row, extra: dict) -> list[dg.AssetCheckResult]:
