@@ -41,13 +41,17 @@ Then, per scale, CPU and memory (a second table):
   every 0.25 s (the last fraction of an interval before it exits is missed). With ``--in-process`` the
   steps run one at a time in the child, and each one's CPU is the child's, sampled every 0.1 s, at the
   step's start and end;
+- ``lists s/1k``: the extraction CPU less what the downloads of attachments' bytes took on their worker threads
+  (``download_cpu_seconds`` of ``cliniko/patient_attachments``, summed with ``time.thread_time``), per 1,000
+  records fetched: the listing of the same routes and records the contenders below read, which fetch no bytes;
 - ``process CPU s``: the CPU time of every process of the import (start-up and imports included), ``RSS MB``
   as above, ``PSS MB`` the largest total PSS of those processes at one sample (their real joint footprint),
   and the ratio of the last scale's peak RSS to the first's;
 - ``<contender> s/1k`` and ``x``: the same clinic extracted after the import by ``bench/cpu.py``'s
   contenders (dlt's ``rest_api`` source run into local Parquet files, its extract step alone, a plain
   ``requests`` loop) from an unthrottled sandbox, CPU per 1,000 records with imports excluded, and its ratio
-  to the import's extract CPU. ``--cpu-contenders ''`` skips them; dlt must be installed (``make bench-cpu``).
+  to the import's ``lists`` CPU (like for like: the same routes, no bytes). ``--cpu-contenders ''`` skips
+  them; dlt must be installed (``make bench-cpu``).
 
 Then, on the same instance and staging, the clinic is re-synced twice (incremental extraction, as the
 nightly re-sync does): unchanged, and after 1% of its live records were edited in Cliniko. A second table
@@ -156,6 +160,7 @@ def child_import(window: float, concurrency: int, outbox: str, resync: str) -> d
     extracted = 0
     sent: dict[str, int] = {}  # created + updated: what Splose had to take (unchanged records are not sent)
     upload_cpu = 0.0
+    download_cpu = 0.0
     failures = []
     step_pids: dict[str, str] = {}  # pid -> the step it ran (each step in a process of its own)
     for event in events:
@@ -168,6 +173,8 @@ def child_import(window: float, concurrency: int, outbox: str, resync: str) -> d
         materialization = event.event_specific_data.materialization
         if materialization.asset_key.path[0] == "cliniko":
             extracted += int(materialization.metadata["fetched"].value)
+            if "download_cpu_seconds" in materialization.metadata:
+                download_cpu += float(materialization.metadata["download_cpu_seconds"].value)
         if materialization.asset_key.path[0] != "splose":
             continue
         meta = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
@@ -188,6 +195,7 @@ def child_import(window: float, concurrency: int, outbox: str, resync: str) -> d
         "extracted": extracted,
         "step_cpu": step_cpu,
         "upload_cpu": upload_cpu,
+        "download_cpu": download_cpu,
     }
 
 
@@ -339,6 +347,9 @@ def bench_scale(
         "extracted": child["extracted"],
         "cpu_by_step": step_cpu,
         "extract_cpu_per_1k": extract_cpu / child["extracted"] * 1000 if child["extracted"] else 0.0,
+        "lists_cpu_per_1k": (extract_cpu - child["download_cpu"]) / child["extracted"] * 1000
+        if child["extracted"]
+        else 0.0,
         "load_cpu_per_1k": (sum(step_cpu.values()) - extract_cpu) / written * 1000 if written else 0.0,
         "splose_requests": first_splose,
         **resyncs,
@@ -434,27 +445,31 @@ def main() -> None:
 def print_cpu(rows: list[dict], others: dict[str, dict[str, dict]]) -> None:
     """CPU per 1,000 records of the import's extraction against the other extractions, loads' CPU, peak RSS."""
     names = list(next(iter(others.values()), {}))
-    header = (f"{'scale':<7}{'extract CPU s/1k':>17}{'load CPU s/1k written':>23}{'process CPU s':>15}{'RSS MB':>8}"
+    header = (f"{'scale':<7}{'extract CPU s/1k':>17}{'lists s/1k':>11}{'load CPU s/1k written':>23}"
+              f"{'process CPU s':>15}{'RSS MB':>8}"
               f"{'PSS MB':>8}"
               + "".join(f"{name + ' s/1k':>16}{'x':>7}" for name in names))  # fmt: skip
     print(f"\n{header}\n{'-' * len(header)}")
     for r in rows:
-        line = (f"{r['scale']:<7}{r['extract_cpu_per_1k']:>17.3f}{r['load_cpu_per_1k']:>23.3f}"
+        line = (f"{r['scale']:<7}{r['extract_cpu_per_1k']:>17.3f}{r['lists_cpu_per_1k']:>11.3f}"
+                f"{r['load_cpu_per_1k']:>23.3f}"
                 f"{r['process_cpu']:>15.1f}{r['peak_rss_mb']:>8.0f}{r['peak_pss_mb']:>8.0f}")  # fmt: skip
         for name in names:
             other = cpu.per_thousand(others[r["scale"]][name], "work_cpu")
-            extract = r["extract_cpu_per_1k"]
+            extract = r["lists_cpu_per_1k"]
             line += f"{other:>16.3f}" + (f"{other / extract:>6.2f}x" if extract else f"{'-':>7}")
         print(line)
     if len(rows) > 1:
         first, last = rows[0], rows[-1]
         print(f"\npeak RSS {last['scale']} / {first['scale']}: {last['peak_rss_mb'] / first['peak_rss_mb']:.2f}x")
     print("\n(extract CPU: the import's cliniko_* steps and patient_files, less the CPU its file uploads took on")
-    print(" their threads / records fetched; load CPU: every other step of the import and those uploads / Splose")
-    print(" records written; each step's CPU is that of its own process (side by side) or of the child between")
+    print(" their threads / records fetched; lists: the same less the CPU the downloads of attachments' bytes took")
+    print(" on their threads (download_cpu_seconds of cliniko/patient_attachments): the same routes and records as")
+    print(" the contenders below, which fetch no bytes; load CPU: every other step of the import and those uploads /")
+    print(" Splose records written; each step's CPU is that of its own process (side by side) or of the child between")
     print(" the step's start and end (--in-process).")
     print(" <name> s/1k: that extraction's CPU, imports excluded, per 1,000 records of the same clinic, extracted from")
-    print(" an unthrottled sandbox after the import (bench/cpu.py); x = it / the import's extract CPU s/1k. Measured")
+    print(" an unthrottled sandbox after the import (bench/cpu.py); x = it / the import's lists s/1k. Measured")
     print(" above in this run. process CPU s: every process of the import (the run and each step's), sampled from")
     print(" /proc every 0.25 s; RSS MB: the largest RSS any one of them reached; PSS MB: the largest total PSS of them")
     print(" all at one sample, shared pages split between the processes sharing them.)")

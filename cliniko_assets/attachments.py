@@ -39,6 +39,7 @@ class FileStats:
     bytes_downloaded: int = 0
     waiting_for_processing: int = 0
     failed: int = 0
+    download_cpu_seconds: float = 0.0  # the downloads' CPU on the worker threads (not the listing's)
 
 
 def stage_files(
@@ -51,6 +52,7 @@ def stage_files(
     only while its download is on its way, and only when it goes to ``on_downloaded``).
     """
     stats = FileStats()
+    cpu_before = extraction.download_cpu_seconds
     manifest = extraction.staging.read_files_manifest(extraction.tenant, spec.name).set_index("id", drop=False)
     if extraction.full_refresh:
         manifest = manifest.iloc[0:0]  # a rebuild fetches the bytes again too
@@ -83,6 +85,7 @@ def stage_files(
     rows += manifest[manifest["id"].isin(current - stale)].to_dict("records")
     stats.staged = len(rows)
     stats.failed = len(failures)
+    stats.download_cpu_seconds = extraction.download_cpu_seconds - cpu_before
     outcome.failed_files = [f"{rid}: {reason}" for rid, reason in sorted(failures.items())]
     extraction.staging.write_files_manifest(
         extraction.tenant, spec.name, pd.DataFrame(rows, columns=list(manifest.columns))

@@ -34,6 +34,7 @@ from cliniko_assets.partitions import tenants, validate_tenant
 from cliniko_assets.progress import ExtractionProgress
 from cliniko_assets.resolution import RunImport
 from splose_resources.cliniko import ClinikoAuthError, ClinikoClient, ClinikoError, ClinikoResource
+from splose_resources.collector import bulk_work
 from splose_resources.http import Secret
 from splose_resources.splose import SploseResource
 from splose_resources.staging import StagingStore
@@ -115,7 +116,10 @@ def _extraction_step(name: str, resources: tuple[str, ...]) -> dg.AssetsDefiniti
         import_request: ImportRequestResource,
     ):
         tenant = context.partition_key
-        with step_failures(tenant, f"Cliniko extraction ({len(context.selected_asset_keys)} resources)") as where:
+        with (
+            step_failures(tenant, f"Cliniko extraction ({len(context.selected_asset_keys)} resources)") as where,
+            bulk_work(),
+        ):
             run_import = bound_import(context, splose, import_request)  # before any Cliniko request
             where.import_id = run_import.import_id if run_import else None
             yield from extract(context, extraction, cliniko, staging, api_key_for(context, splose, run_import))
@@ -299,6 +303,7 @@ def _metadata(outcome: ResourceOutcome) -> dict:
                 "bytes_downloaded": outcome.files.bytes_downloaded,
                 "files_waiting_for_processing": outcome.files.waiting_for_processing,
                 "files_failed": outcome.files.failed,
+                "download_cpu_seconds": round(outcome.files.download_cpu_seconds, 3),
                 "failed_files": dg.MetadataValue.json(outcome.failed_files[:200]),
             }
         )

@@ -105,6 +105,8 @@ class Extraction:
         # Told of each attachment as soon as its bytes are staged (record, sha256, size), from the thread of
         # its resource: a file can be uploaded while the rest still download.
         self.on_downloaded: Callable[[dict, str, int], None] | None = None
+        self.download_cpu_seconds = 0.0  # CPU the downloads took on the worker threads (the bytes' own cost)
+        self._cpu_lock = threading.Lock()
 
     def run(self, specs: list[ClinikoResourceSpec], previous: dict[str, PreviousSync]) -> Iterator[ResourceOutcome]:
         """Extract ``specs`` concurrently, yielding each resource's outcome as soon as it is committed."""
@@ -253,7 +255,12 @@ class Extraction:
             raise ClinikoError("extraction stopped")
         url = self.client.url(f"/patient_attachments/{rid}/content")
         writer = partial(self.staging.file_writer, self.tenant, resource, rid)
-        return self.client.download(url, writer, resource=resource, attachment=rid)
+        started = time.thread_time()
+        try:
+            return self.client.download(url, writer, resource=resource, attachment=rid)
+        finally:
+            with self._cpu_lock:
+                self.download_cpu_seconds += time.thread_time() - started
 
     def fetch(self, spec: ClinikoResourceSpec, path: str, params: Params) -> Page:
         if self._stop.is_set():

@@ -33,6 +33,7 @@ from cliniko_assets.partitions import tenants
 from cliniko_assets.reconciliation import RowReport, splose_key
 from cliniko_assets.rows import BY_NAME
 from splose_resources.cliniko import ClinikoResource
+from splose_resources.collector import bulk_work
 from splose_resources.splose import SploseResource
 from splose_resources.staging import StagingStore
 
@@ -61,7 +62,7 @@ def patient_files(
     what = " and ".join(
         name for name, selected in (("attachment downloads", downloading), ("file uploads", uploading)) if selected
     )
-    with step_failures(tenant, f"Patient files ({what})") as where:
+    with step_failures(tenant, f"Patient files ({what})") as where, bulk_work():
         run_import = import_of_load(context, splose, import_request)  # before any Cliniko request
         where.import_id = run_import.import_id if run_import else None
 

@@ -22,6 +22,7 @@ from cliniko_assets.partitions import tenants
 from cliniko_assets.reconciliation import RECONCILED, RowReport, splose_key
 from cliniko_assets.resolution import RunImport
 from cliniko_assets.rows import BY_NAME, LOAD_ORDER, MAPPING_ROWS, Row, after_mapping, companions
+from splose_resources.collector import bulk_work
 from splose_resources.splose import SploseResource
 from splose_resources.staging import StagingStore
 
@@ -62,7 +63,10 @@ def splose_mapping(
     splose: SploseResource,
     import_request: ImportRequestResource,
 ):
-    with step_failures(context.partition_key, "splose/locations, users, practitioners and services") as where:
+    with (
+        step_failures(context.partition_key, "splose/locations, users, practitioners and services") as where,
+        bulk_work(),
+    ):
         run = LoadRun(context, staging, import_of_load(context, splose, import_request))
         where.import_id = run.import_id
         staged = staged_for_mapping(run)
@@ -114,7 +118,7 @@ def _load_asset(row: Row) -> dg.AssetsDefinition:
         splose: SploseResource,
         import_request: ImportRequestResource,
     ):
-        with step_failures(context.partition_key, f"splose/{row.name} ({row.label})") as where:
+        with step_failures(context.partition_key, f"splose/{row.name} ({row.label})") as where, bulk_work():
             run = row_run(context, staging, import_of_load(context, splose, import_request), row)
             where.import_id = run.import_id
             with splose.workspace(run.tenant, log=context.log) as workspace:

@@ -336,7 +336,7 @@ def _stream_to_file(response: requests.Response, destination: Opener) -> Downloa
     expected = _as_int(response.headers.get("Content-Length"))
     try:
         with destination() as out:
-            for chunk in response.iter_content(chunk_size=1 << 16):
+            for chunk in response.iter_content(chunk_size=1 << 20):
                 digest.update(chunk)
                 size += len(chunk)
                 out.write(chunk)

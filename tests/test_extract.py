@@ -59,6 +59,10 @@ def test_full_extraction_stages_exactly_the_sandbox_ground_truth(clinic, instanc
         with clinic.staging.file_reader(clinic.tenant, "patient_attachments", rid) as staged:
             assert len(staged.read()) == exported[rid]["_bytes"]
     assert max(r["_bytes"] for r in exported.values()) > 5 * 1024 * 1024
+    files = metadata["patient_attachments"]
+    assert files["files_downloaded"] == len(manifest) > 0
+    # The downloads' own CPU (the benches set it apart from the listing's): some, and never more than the run's.
+    assert 0 < files["download_cpu_seconds"] < files["duration_seconds"] * 4
 
 
 def test_resync_fetches_only_what_changed_and_ends_with_the_sandbox_data(clinic, instance):
