@@ -217,7 +217,7 @@ def run(scale: str, repeat: int, baseline: str | None, contenders: tuple[str, ..
                     runs[contender].append(measure(contender, url, key, workdir, env))
     medians = {c: _median(rows) for c, rows in runs.items()}
     for name in [c for c in ("pipeline", "baseline") if c in medians]:
-        if any("download_cpu" in r for r in runs[name]):  # a checkout that measures its downloads' CPU
+        if any(r.get("download_cpu") for r in runs[name]):  # a checkout that measures its downloads' CPU
             medians[f"{name}-lists"] = _without_bytes(runs[name])
     return medians
 

@@ -106,6 +106,11 @@ from sandbox.admin import ClinikoSandboxAdmin  # noqa: E402
 from sandbox.demo import submit_import  # noqa: E402
 from sandbox.harness import running_server  # noqa: E402
 
+if __name__ == "__mp_main__" and os.environ.get(cpu.CODE_DIR):
+    # Imported again by the forkserver that starts the run's step processes (the imports above put this
+    # checkout first): their project code comes from the checkout the run is measuring.
+    use_project_code(os.environ[cpu.CODE_DIR])
+
 ACCOUNT = "bench"
 CLINIKO_LIMIT = 200
 CLINIKO_LATENCY_MS = 150.0
@@ -151,7 +156,9 @@ def child_import(window: float, concurrency: int, outbox: str, resync: str) -> d
             clock.stop()
             step_cpu, events, success = clock.steps(instance.all_logs(result.run_id)), result.all_events, result.success
         else:  # the job's own executor: its steps side by side, each in a process of its own
-            code_location = ReconstructableRepository.for_module("cliniko_assets.definitions", "defs", str(PROJECT))
+            # The step processes load the code location from this folder first: another checkout's with BENCH_CODE_DIR.
+            code = os.environ.get(cpu.CODE_DIR) or str(PROJECT)
+            code_location = ReconstructableRepository.for_module("cliniko_assets.definitions", "defs", code)
             job = code_location.get_reconstructable_job("import_job")
             with dg.execute_job(job, instance=instance, run_config=run_config, tags=tags) as result:
                 step_cpu, events, success = {}, list(result.all_events), result.success
@@ -445,13 +452,13 @@ def main() -> None:
 def print_cpu(rows: list[dict], others: dict[str, dict[str, dict]]) -> None:
     """CPU per 1,000 records of the import's extraction against the other extractions, loads' CPU, peak RSS."""
     names = list(next(iter(others.values()), {}))
-    header = (f"{'scale':<7}{'extract CPU s/1k':>17}{'lists s/1k':>11}{'load CPU s/1k written':>23}"
+    header = (f"{'scale':<7}{'extract CPU s/1k':>17}{'lists s/1k':>12}{'load CPU s/1k written':>23}"
               f"{'process CPU s':>15}{'RSS MB':>8}"
               f"{'PSS MB':>8}"
               + "".join(f"{name + ' s/1k':>16}{'x':>7}" for name in names))  # fmt: skip
     print(f"\n{header}\n{'-' * len(header)}")
     for r in rows:
-        line = (f"{r['scale']:<7}{r['extract_cpu_per_1k']:>17.3f}{r['lists_cpu_per_1k']:>11.3f}"
+        line = (f"{r['scale']:<7}{r['extract_cpu_per_1k']:>17.3f}{r['lists_cpu_per_1k']:>12.3f}"
                 f"{r['load_cpu_per_1k']:>23.3f}"
                 f"{r['process_cpu']:>15.1f}{r['peak_rss_mb']:>8.0f}{r['peak_pss_mb']:>8.0f}")  # fmt: skip
         for name in names:
