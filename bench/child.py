@@ -212,10 +212,7 @@ class CpuClock:
 
 def use_project_code(directory: str) -> None:
     """Import the project's packages from ``directory`` (another checkout) from now on, in a child that is
-    about to run them: modules of theirs already imported (by a sandbox helper, say) are forgotten first.
-    The processes it starts (Dagster's step processes) import them from there too: ``PYTHONPATH`` comes
-    before the venv's editable install of this checkout."""
+    about to run them: modules of theirs already imported (by a sandbox helper, say) are forgotten first."""
     for name in [m for m in sys.modules if m.split(".")[0] in ("cliniko_assets", "splose_resources")]:
         del sys.modules[name]
     sys.path.insert(0, directory)
-    os.environ["PYTHONPATH"] = os.pathsep.join(filter(None, [directory, os.environ.get("PYTHONPATH")]))
