@@ -463,8 +463,8 @@ def print_cpu(rows: list[dict], others: dict[str, dict[str, dict]]) -> None:
                 f"{r['process_cpu']:>15.1f}{r['peak_rss_mb']:>8.0f}{r['peak_pss_mb']:>8.0f}")  # fmt: skip
         for name in names:
             other = cpu.per_thousand(others[r["scale"]][name], "work_cpu")
-            extract = r["lists_cpu_per_1k"]
-            line += f"{other:>16.3f}" + (f"{other / extract:>6.2f}x" if extract else f"{'-':>7}")
+            lists = r["lists_cpu_per_1k"]
+            line += f"{other:>16.3f}" + (f"{other / lists:>6.2f}x" if lists else f"{'-':>7}")
         print(line)
     if len(rows) > 1:
         first, last = rows[0], rows[-1]
