@@ -322,6 +322,8 @@ def bench_scale(
                 flush=True,
             )
             print(f"[{scale}] peak RSS by step (MB): " + ", ".join(f"{k} {v:.0f}" for k, v in rss_by_step.items()))
+            ranked = sorted(step_cpu.items(), key=lambda item: -item[1])
+            print(f"[{scale}] CPU s by step: " + ", ".join(f"{k} {v:.2f}" for k, v in ranked), flush=True)
             resyncs: dict = {}
             if child["success"] and not skip_resyncs:
                 try:

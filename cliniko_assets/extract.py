@@ -55,7 +55,8 @@ class ExtractionSettings(dg.ConfigurableResource):
         default=ID_LISTING_EVERY,
         ge=1,
         description="Compare the full id list of contacts and patient attachments (no deletion feed) with staging "
-        "at least every this many syncs, besides whenever Cliniko's count disagrees with staging.",
+        "at least every this many syncs, besides whenever Cliniko's count disagrees with staging; and ask again "
+        "for the records found by id (referenced, not listed) at least every this many syncs.",
     )
 
 
@@ -291,6 +292,9 @@ def _metadata(outcome: ResourceOutcome) -> dict:
         metadata["shortfall_by_route"] = dg.MetadataValue.json(outcome.shortfalls)
     if outcome.old_routes:
         metadata["old_routes"] = dg.MetadataValue.json(outcome.old_routes)
+    if outcome.syncs_since_by_id is not None:  # a resource others point at, listed in full again
+        metadata["syncs_since_by_id"] = outcome.syncs_since_by_id
+        metadata["kept_by_id"] = outcome.kept_by_id
     if outcome.id_listing is not None:
         metadata["id_listing"] = outcome.id_listing
         metadata["syncs_since_id_listing"] = outcome.syncs_since_id_listing
@@ -341,5 +345,6 @@ def _previous_sync(context: dg.AssetExecutionContext, tenant: str, resource: str
         return PreviousSync(
             cursor=str(cursor) if cursor else None,
             syncs_since_id_listing=int(values.get("syncs_since_id_listing") or 0),
+            syncs_since_by_id=int(values.get("syncs_since_by_id") or 0),
         )
     return PreviousSync()

@@ -29,8 +29,10 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import partial
 
+from cliniko_assets import references
 from cliniko_assets.attachments import FileStats, stage_files
-from cliniko_assets.catalog import ClinikoResourceSpec, Stream, is_set, record_id
+from cliniko_assets.catalog import ClinikoResourceSpec, record_id
+from cliniko_assets.crawl import TIMESTAMP, Crawl, filters, staged_row
 from cliniko_assets.paging import KeysetWalk, Params, offset_query
 from splose_resources.cliniko import (
     ClinikoClient,
@@ -38,12 +40,11 @@ from splose_resources.cliniko import (
     Download,
     Page,
 )
-from splose_resources.staging import CommitStats, StagingBatch, StagingStore, record_json
+from splose_resources.staging import CommitStats, StagingStore
 
 PER_PAGE = 100
 ID_LISTING_EVERY = 10
 CHECKPOINT_FORMAT = "id-windows"  # a checkpoint of another layout is not resumed
-TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"
 TICK_SECONDS = 2.0
 
 log = logging.getLogger(__name__)
@@ -55,6 +56,7 @@ class PreviousSync:
 
     cursor: str | None = None
     syncs_since_id_listing: int = 0
+    syncs_since_by_id: int = 0  # since the records staged by id were last asked for again
 
 
 @dataclass
@@ -74,6 +76,8 @@ class ResourceOutcome:
     old_routes: dict[str, str] = field(default_factory=dict)  # older route -> what was detected
     id_listing: str | None = None  # why the full id list was compared with staging (or why not)
     syncs_since_id_listing: int | None = None
+    syncs_since_by_id: int | None = None
+    kept_by_id: int = 0  # records staged by id in an earlier sync, kept without asking Cliniko again
     vanished: int = 0  # staged records Cliniko no longer lists, now staged as deleted
 
 
@@ -164,11 +168,27 @@ class Extraction:
             outcome.mode = "full" if since is None else "incremental"
         # A listing of every id this run (not one resumed from another process) tells what Cliniko removed.
         listed: set[str] | None = set() if spec.hard_deletes and since is None and outcome.mode == "full" else None
-        crawl = _Crawl(self, spec, batch, checkpoint, outcome, pages, listed)
+        crawl = Crawl(self, spec, batch, checkpoint, outcome, pages, listed)
         for stream in spec.streams:
             crawl.stream(stream, since)
         crawl.flush()
+        keep, outcome.syncs_since_by_id = (
+            references.by_id_to_keep(
+                self.staging,
+                self.tenant,
+                spec.name,
+                previous.syncs_since_by_id,
+                self.full_refresh,
+                self.id_listing_every,
+            )
+            if replace and has_data
+            else ([], None)
+        )
         outcome.stats = batch.commit(replace=replace)
+        if keep:
+            outcome.stats, outcome.kept_by_id = references.restage_by_id(
+                self.staging, self.tenant, spec.name, keep, outcome.stats
+            )
         newest = outcome.stats.max_updated_at
         started_at = checkpoint.get("started_at")
         outcome.cursor = min(filter(None, (newest, started_at)), default=None) if spec.incremental else newest
@@ -209,7 +229,7 @@ class Extraction:
         if previous.syncs_since_id_listing + 1 >= self.id_listing_every:
             return f"periodic: every {self.id_listing_every} syncs"
         main = spec.streams[0]
-        total = self.fetch(spec, main.path, offset_query(_filters(main), 1, 1)).total_entries
+        total = self.fetch(spec, main.path, offset_query(filters(main), 1, 1)).total_entries
         if total is None:
             return "Cliniko's count is unreadable"
         if total != live:
@@ -228,7 +248,7 @@ class Extraction:
             state = {"windows": None, "expected": None, "listed": 0}
             KeysetWalk(
                 partial(self.fetch, spec, stream.path),
-                _filters(stream),
+                filters(stream),
                 per_page=self.per_page,
                 most=self.workers,
                 pool=pages,
@@ -247,7 +267,7 @@ class Extraction:
                 if rid in vanished:
                     record.pop("_state")
                     record.pop("_source")
-                    yield _row(rid, record, "deleted", "vanished")
+                    yield staged_row(rid, record, "deleted", "vanished")
 
     def download(self, resource: str, rid: str) -> Download:
         """Stream one attachment's bytes into staging (through Cliniko's redirect to a signed URL)."""
@@ -266,124 +286,6 @@ class Extraction:
         if self._stop.is_set():
             raise ClinikoError("extraction stopped")
         return self.client.get_page(path, params, resource=spec.name, list_key=spec.list_key)
-
-
-class _Crawl:
-    """The routes of one resource, buffered into parts with a checkpoint."""
-
-    def __init__(
-        self,
-        extraction: Extraction,
-        spec: ClinikoResourceSpec,
-        batch: StagingBatch,
-        checkpoint: dict,
-        outcome: ResourceOutcome,
-        pages: ThreadPoolExecutor,
-        listed: set[str] | None,
-    ) -> None:
-        self.extraction = extraction
-        self.spec = spec
-        self.batch = batch
-        self.checkpoint = checkpoint
-        self.outcome = outcome
-        self.pages = pages
-        self.listed = listed
-        self.watched = {s.fallback_for for s in spec.streams if s.fallback_for}
-        self.buffer: list[dict] = []
-
-    def stream(self, stream: Stream, since: str | None) -> None:
-        state = self.checkpoint["streams"].setdefault(
-            stream.name, {"windows": None, "expected": None, "listed": 0, "flagged": {}, "complete": False}
-        )
-        if not state["complete"]:
-            if stream.fallback_for and self._filter_honoured(stream.fallback_for):
-                state["detected"] = "not needed: the filtered list returned such rows"
-            else:
-                walk = self._walk(stream, since, state)
-                walk.run()
-                state["shortfall"] = walk.shortfall()
-                if stream.fallback_for:
-                    state["detected"] = (
-                        f"used: the filtered list returned no rows with {stream.fallback_for} set; "
-                        f"{state['listed']} read from this route"
-                        if state["listed"]
-                        else "checked: nothing to find"
-                    )
-            state["complete"] = True
-            self.save()
-        self._report(stream, state)
-
-    def _walk(self, stream: Stream, since: str | None, state: dict) -> KeysetWalk:
-        params = _filters(stream)
-        if since:
-            params.append(("q[]", f"{'deleted_at' if stream.deletions else 'updated_at'}:>={since}"))
-        return KeysetWalk(
-            self._fetch_for(stream),
-            params,
-            per_page=self.extraction.per_page,
-            most=self.extraction.workers,
-            pool=self.pages,
-            take=partial(self.take, stream, state),
-            save=self.save,
-            state=state,
-            label=f"{stream.path} of tenant '{self.extraction.tenant}'",
-        )
-
-    def _fetch_for(self, stream: Stream):
-        def fetch(params: Params) -> Page:
-            page = self.extraction.fetch(self.spec, stream.path, params)
-            if self.checkpoint["started_at"] is None:
-                self.checkpoint["started_at"] = page.server_time or datetime.now(UTC).strftime(TIMESTAMP)
-            return page
-
-        return fetch
-
-    def _filter_honoured(self, name: str) -> bool:
-        """The main list returned rows with ``name`` set, so its filter on it works on this account."""
-        return self.checkpoint["streams"].get("main", {}).get("flagged", {}).get(name, 0) > 0
-
-    def _report(self, stream: Stream, state: dict) -> None:
-        if state.get("shortfall"):
-            self.outcome.shortfalls[stream.path] = state["shortfall"]
-        if stream.fallback_for:
-            self.outcome.old_routes[stream.path] = state["detected"]
-
-    def take(self, stream: Stream, state: dict, records: list) -> None:
-        for record in records:
-            self.outcome.fetched += 1
-            rid = record_id(record) if isinstance(record, dict) else None
-            if rid is None:
-                self.outcome.unreadable += 1
-                continue
-            for name in self.watched:
-                if is_set(record.get(name)):
-                    state["flagged"][name] = state["flagged"].get(name, 0) + 1
-            if self.listed is not None and not stream.deletions:
-                self.listed.add(rid)
-            self.buffer.append(_row(rid, record, self.spec.state(record, stream.name), stream.name))
-
-    def flush(self) -> None:
-        self.batch.write_part(self.buffer)
-        self.buffer = []
-
-    def save(self) -> None:
-        self.flush()
-        self.batch.save_checkpoint(self.checkpoint)
-
-
-def _filters(stream: Stream) -> Params:
-    return [("q[]", f) for f in stream.filters]
-
-
-def _row(rid: str, record: dict, state: str, source: str) -> dict:
-    updated = record.get("updated_at") or None
-    return {
-        "id": rid,
-        "updated_at": str(updated) if updated else None,
-        "state": state,
-        "source": source,
-        "record": record_json(record),
-    }
 
 
 def _parse(timestamp: str) -> datetime:

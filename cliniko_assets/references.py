@@ -13,6 +13,11 @@ state ``missing``, so the mapping, the transforms and the reconciliation all see
 are the clients row's second part, loaded after the listed patients). Nothing here fails a run: a reference
 Cliniko does not have is data for the mapping, not an error.
 
+What was staged by id stays staged: a resource listed in full on every sync (businesses, practitioners,
+appointment types, templates) would otherwise drop those rows with its old data and ask Cliniko for each of
+them again on every sync, changed or not (:func:`staged_by_id`, :func:`restage_by_id`). They are asked for
+again every ``id_listing_every`` syncs and on a full refresh, and whenever a listing returns the id.
+
 The account's settings (``GET /settings``, or ``/settings/public`` when the key's role cannot read
 ``/settings``) give the account's time zone and country, the fallbacks for businesses without a zone and for
 phone numbers; only those two values are kept (``account.json`` beside the staged businesses).
@@ -20,7 +25,7 @@ phone numbers; only those two values are kept (``account.json`` beside the stage
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import urlencode
 
 import pyarrow.compute as pc
@@ -32,7 +37,7 @@ from splose_resources.cliniko import (
     ClinikoNotFound,
     ClinikoRequestError,
 )
-from splose_resources.staging import CommitStats, StagingStore, record_json
+from splose_resources.staging import STAGED_SCHEMA, CommitStats, StagingStore, record_json
 
 # Resource -> (resource whose records link to it, link name).
 REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -117,6 +122,41 @@ def stage_references(client: ClinikoClient, staging: StagingStore, tenant: str, 
     batch.write_part(rows)
     outcome.stats = batch.commit(replace=False)
     return outcome
+
+
+def by_id_to_keep(
+    staging: StagingStore, tenant: str, resource: str, syncs_since: int, refresh: bool, every: int
+) -> tuple[list[dict], int | None]:
+    """Before ``resource`` is listed in full again: its rows staged by id to keep (none when they are due to be asked
+    for again: a full ``refresh``, or ``every`` syncs), and the syncs since they were last asked for."""
+    if resource not in REFERENCES:
+        return [], None
+    if refresh or syncs_since + 1 >= every:
+        return [], 0
+    return staged_by_id(staging, tenant, resource), syncs_since + 1
+
+
+def staged_by_id(staging: StagingStore, tenant: str, resource: str) -> list[dict]:
+    """The staged rows of ``resource`` that came from fetches by id (found or not), as ``write_part`` takes them."""
+    rows: list[dict] = []
+    for batch in staging.iter_batches(tenant, resource, list(STAGED_SCHEMA.names), batch_size=1_000):
+        rows.extend(batch.filter(pc.fill_null(pc.equal(batch.column("source"), BY_ID_SOURCE), False)).to_pylist())
+    return rows
+
+
+def restage_by_id(
+    staging: StagingStore, tenant: str, resource: str, rows: list[dict], stats: CommitStats
+) -> tuple[CommitStats, int]:
+    """Stage again ``rows`` (from :func:`staged_by_id`, before a listing replaced the resource's data), but not an
+    id the listing returned: the listed record stands. ``stats`` are the listing's commit; returns the resource's
+    and how many rows were kept."""
+    listed = set(staging.read_index(tenant, resource, ("id",))["id"])
+    kept = [row for row in rows if row["id"] not in listed]
+    if not kept:
+        return stats, 0
+    batch = staging.batch(tenant, resource)
+    batch.write_part(kept)
+    return replace(batch.commit(replace=False), removed=max(0, stats.removed - len(kept))), len(kept)
 
 
 def fetch_by_id(client: ClinikoClient, resource: str, rid: str, outcome: ReferenceOutcome) -> tuple[dict | None, str]:

@@ -98,6 +98,37 @@ def test_resync_fetches_only_what_changed_and_ends_with_the_sandbox_data(clinic,
     assert requests["/v1/treatment_notes"] <= 1 + len(changed.get("treatment_notes", {}).get("updated", [])) // 100
 
 
+def test_records_found_by_id_are_kept_and_asked_for_again_only_when_due(clinic, instance):
+    """Resources listed in full on every sync keep what the by-id pass staged: an unchanged sync asks Cliniko for
+    none of it, and it is asked for again every ``id_listing_every`` syncs and on a full refresh."""
+    every_third_sync = {"resources": {"extraction": {"config": {"id_listing_every": 3}}}}
+    first = materializations(clinic.extract(instance, run_config=every_third_sync))
+    truth = clinic.truth()
+    listed_in_full = [r for r in first["references"]["by_resource"] if not BY_NAME[r].incremental]
+    by_id = {r: truth[r].get("unlisted", 0) + truth[r].get("missing", 0) for r in listed_in_full}
+    assert sum(by_id.values()) >= 3, by_id  # the tiny clinic has dangling references of several kinds
+
+    def sync(config: dict) -> tuple[dict, Counter]:
+        clinic.admin.reset_stats()
+        metadata = materializations(clinic.extract(instance, run_config=config))
+        assert {r: clinic.staged_states(r) for r in RESOURCES} == {r: truth[r] for r in RESOURCES}
+        asked = _path_requests(clinic.admin.stats(), clinic.account)
+        return metadata, Counter({p: n for p, n in asked.items() if p.endswith("/:id")})
+
+    second, asked = sync(every_third_sync)
+    assert asked == Counter() and second["references"]["by_id_requests"] == 0
+    assert {r: (second[r]["kept_by_id"], second[r]["syncs_since_by_id"]) for r in by_id} == {
+        r: (n, 1) for r, n in by_id.items()
+    }
+    third, asked = sync(every_third_sync)
+    assert asked == Counter() and {r: third[r]["syncs_since_by_id"] for r in by_id} == dict.fromkeys(by_id, 2)
+    fourth, asked = sync(every_third_sync)  # due: the third sync since they were asked for
+    assert sum(asked.values()) == fourth["references"]["by_id_requests"] >= sum(by_id.values())
+    assert {r: (fourth[r]["kept_by_id"], fourth[r]["syncs_since_by_id"]) for r in by_id} == dict.fromkeys(by_id, (0, 0))
+    refreshed, asked = sync({"resources": {"extraction": {"config": {"full_refresh": True}}}})
+    assert sum(asked.values()) == refreshed["references"]["by_id_requests"] >= sum(by_id.values())
+
+
 def _minus(timestamp: str, seconds: int) -> str:
     from datetime import datetime, timedelta
 

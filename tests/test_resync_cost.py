@@ -76,8 +76,10 @@ def test_an_unchanged_resync_sends_nothing_and_costs_a_few_requests(tiny_import,
     assert splose["GET /v1/imports/{id}"] == 4, dict(splose)
     assert splose[FILE_BATCHES] == splose["POST /v1/imports/{id}/files"] == 0, "file bytes were uploaded again"
     assert over_one_per_route(cliniko) == {}, dict(cliniko)
+    assert [path for path in cliniko if path.endswith("/:id")] == [], "records found by id were asked for again"
     assert [path for path in cliniko if path.endswith("/content")] == [], "attachment bytes were downloaded again"
-    print(f"unchanged re-sync: Splose {sum(splose.values())} {dict(splose)}; Cliniko {sum(cliniko.values())}")
+    print(f"unchanged re-sync: Splose {sum(splose.values())} {dict(splose)}")
+    print(f"unchanged re-sync: Cliniko {sum(cliniko.values())} {dict(cliniko)}")
     for name, row in rows.items():
         assert (row["created"], row["updated"]) == (0, 0), name
         assert row["unchanged"] == first_rows[name]["loaded"], name

@@ -1,0 +1,141 @@
+"""One resource's routes listed into staging parts, with the checkpoint a resumed run starts from.
+
+:class:`Crawl` walks each route of a resource with :class:`~cliniko_assets.paging.KeysetWalk` on the
+extraction's shared pool of page workers, buffers what comes back as staged rows and writes them as a part
+with the checkpoint whenever a walk saves (:mod:`cliniko_assets.extraction` commits the parts).
+"""
+
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime
+from functools import partial
+from typing import TYPE_CHECKING
+
+from cliniko_assets.catalog import ClinikoResourceSpec, Stream, is_set, record_id
+from cliniko_assets.paging import KeysetWalk, Params
+from splose_resources.cliniko import Page
+from splose_resources.staging import StagingBatch, record_json
+
+if TYPE_CHECKING:
+    from cliniko_assets.extraction import Extraction, ResourceOutcome
+
+TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"
+
+
+class Crawl:
+    """The routes of one resource, buffered into parts with a checkpoint."""
+
+    def __init__(
+        self,
+        extraction: Extraction,
+        spec: ClinikoResourceSpec,
+        batch: StagingBatch,
+        checkpoint: dict,
+        outcome: ResourceOutcome,
+        pages: ThreadPoolExecutor,
+        listed: set[str] | None,
+    ) -> None:
+        self.extraction = extraction
+        self.spec = spec
+        self.batch = batch
+        self.checkpoint = checkpoint
+        self.outcome = outcome
+        self.pages = pages
+        self.listed = listed
+        self.watched = {s.fallback_for for s in spec.streams if s.fallback_for}
+        self.buffer: list[dict] = []
+
+    def stream(self, stream: Stream, since: str | None) -> None:
+        state = self.checkpoint["streams"].setdefault(
+            stream.name, {"windows": None, "expected": None, "listed": 0, "flagged": {}, "complete": False}
+        )
+        if not state["complete"]:
+            if stream.fallback_for and self._filter_honoured(stream.fallback_for):
+                state["detected"] = "not needed: the filtered list returned such rows"
+            else:
+                walk = self._walk(stream, since, state)
+                walk.run()
+                state["shortfall"] = walk.shortfall()
+                if stream.fallback_for:
+                    state["detected"] = (
+                        f"used: the filtered list returned no rows with {stream.fallback_for} set; "
+                        f"{state['listed']} read from this route"
+                        if state["listed"]
+                        else "checked: nothing to find"
+                    )
+            state["complete"] = True
+            self.save()
+        self._report(stream, state)
+
+    def _walk(self, stream: Stream, since: str | None, state: dict) -> KeysetWalk:
+        params = filters(stream)
+        if since:
+            params.append(("q[]", f"{'deleted_at' if stream.deletions else 'updated_at'}:>={since}"))
+        return KeysetWalk(
+            self._fetch_for(stream),
+            params,
+            per_page=self.extraction.per_page,
+            most=self.extraction.workers,
+            pool=self.pages,
+            take=partial(self.take, stream, state),
+            save=self.save,
+            state=state,
+            label=f"{stream.path} of tenant '{self.extraction.tenant}'",
+        )
+
+    def _fetch_for(self, stream: Stream):
+        def fetch(params: Params) -> Page:
+            page = self.extraction.fetch(self.spec, stream.path, params)
+            if self.checkpoint["started_at"] is None:
+                self.checkpoint["started_at"] = page.server_time or datetime.now(UTC).strftime(TIMESTAMP)
+            return page
+
+        return fetch
+
+    def _filter_honoured(self, name: str) -> bool:
+        """The main list returned rows with ``name`` set, so its filter on it works on this account."""
+        return self.checkpoint["streams"].get("main", {}).get("flagged", {}).get(name, 0) > 0
+
+    def _report(self, stream: Stream, state: dict) -> None:
+        if state.get("shortfall"):
+            self.outcome.shortfalls[stream.path] = state["shortfall"]
+        if stream.fallback_for:
+            self.outcome.old_routes[stream.path] = state["detected"]
+
+    def take(self, stream: Stream, state: dict, records: list) -> None:
+        for record in records:
+            self.outcome.fetched += 1
+            rid = record_id(record) if isinstance(record, dict) else None
+            if rid is None:
+                self.outcome.unreadable += 1
+                continue
+            for name in self.watched:
+                if is_set(record.get(name)):
+                    state["flagged"][name] = state["flagged"].get(name, 0) + 1
+            if self.listed is not None and not stream.deletions:
+                self.listed.add(rid)
+            self.buffer.append(staged_row(rid, record, self.spec.state(record, stream.name), stream.name))
+
+    def flush(self) -> None:
+        self.batch.write_part(self.buffer)
+        self.buffer = []
+
+    def save(self) -> None:
+        self.flush()
+        self.batch.save_checkpoint(self.checkpoint)
+
+
+def filters(stream: Stream) -> Params:
+    return [("q[]", f) for f in stream.filters]
+
+
+def staged_row(rid: str, record: dict, state: str, source: str) -> dict:
+    updated = record.get("updated_at") or None
+    return {
+        "id": rid,
+        "updated_at": str(updated) if updated else None,
+        "state": state,
+        "source": source,
+        "record": record_json(record),
+    }
