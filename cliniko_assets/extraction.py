@@ -172,18 +172,7 @@ class Extraction:
         for stream in spec.streams:
             crawl.stream(stream, since)
         crawl.flush()
-        keep, outcome.syncs_since_by_id = (
-            references.by_id_to_keep(
-                self.staging,
-                self.tenant,
-                spec.name,
-                previous.syncs_since_by_id,
-                self.full_refresh,
-                self.id_listing_every,
-            )
-            if replace and has_data
-            else ([], None)
-        )
+        keep = self._by_id_to_keep(spec, previous, outcome) if replace and has_data else []
         outcome.stats = batch.commit(replace=replace)
         if keep:
             outcome.stats, outcome.kept_by_id = references.restage_by_id(
@@ -196,6 +185,15 @@ class Extraction:
             self._find_vanished(spec, outcome, previous, listed, pages)
         if spec.has_files:
             outcome.files = stage_files(self, spec, pages, outcome)
+
+    def _by_id_to_keep(self, spec: ClinikoResourceSpec, previous: PreviousSync, outcome: ResourceOutcome) -> list[dict]:
+        """Before ``spec`` replaces its staged data with a listing in full: the rows staged by id to keep
+        (:func:`references.restage_by_id`), none when they are due to be asked for again."""
+        if spec.name not in references.REFERENCES:
+            return []
+        due = self.full_refresh or previous.syncs_since_by_id + 1 >= self.id_listing_every
+        outcome.syncs_since_by_id = 0 if due else previous.syncs_since_by_id + 1
+        return [] if due else references.staged_by_id(self.staging, self.tenant, spec.name)
 
     def _find_vanished(
         self,

@@ -124,18 +124,6 @@ def stage_references(client: ClinikoClient, staging: StagingStore, tenant: str, 
     return outcome
 
 
-def by_id_to_keep(
-    staging: StagingStore, tenant: str, resource: str, syncs_since: int, refresh: bool, every: int
-) -> tuple[list[dict], int | None]:
-    """Before ``resource`` is listed in full again: its rows staged by id to keep (none when they are due to be asked
-    for again: a full ``refresh``, or ``every`` syncs), and the syncs since they were last asked for."""
-    if resource not in REFERENCES:
-        return [], None
-    if refresh or syncs_since + 1 >= every:
-        return [], 0
-    return staged_by_id(staging, tenant, resource), syncs_since + 1
-
-
 def staged_by_id(staging: StagingStore, tenant: str, resource: str) -> list[dict]:
     """The staged rows of ``resource`` that came from fetches by id (found or not), as ``write_part`` takes them."""
     rows: list[dict] = []
