@@ -143,10 +143,14 @@ def child_dlt(base_url: str, key: str, workdir: str, land: str = "") -> dict:
         for table, m in metrics["table_metrics"].items()
         if table in {name for name, *_ in routes()}
     )
-    if land:
-        pipeline.normalize()
+    if land:  # Parquet, as staging holds them (the file system destination would write JSON lines by default)
+        pipeline.normalize(loader_file_format="parquet")
         pipeline.load().raise_on_failed_jobs()
-    return {"records": records, "work_cpu": self_cpu_seconds() - before, "success": True}
+    work = self_cpu_seconds() - before
+    landed = {path.suffix for path in Path(workdir, "landed").rglob("*") if path.is_file()} if land else set()
+    if land and ".parquet" not in landed:
+        raise SystemExit(f"dlt landed no Parquet files ({', '.join(sorted(landed))})")
+    return {"records": records, "work_cpu": work, "success": True}
 
 
 def child_requests(base_url: str, key: str) -> dict:

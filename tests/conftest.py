@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -36,6 +37,11 @@ SESSION_CONTRACT_TEST = "test_every_v1_response_of_the_session_matches_the_publi
 def pytest_collection_modifyitems(items):
     """The session-wide contract test runs last, after every other test has talked to Splose."""
     items.sort(key=lambda item: item.name == SESSION_CONTRACT_TEST)
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """The session's v1 recordings are removed with it (a test run leaves nothing behind in the temp folder)."""
+    shutil.rmtree(V1_RECORDINGS, ignore_errors=True)
 
 
 # Local development runs: the extraction reads the key from CLINIKO_API_KEY__<TENANT> and Splose is never asked.
