@@ -135,7 +135,8 @@ def child_dlt(base_url: str, key: str, workdir: str, land: str = "") -> dict:
         dataset_name="cliniko",
         destination=filesystem(bucket_url=f"file://{workdir}/landed") if land else None,
     )
-    info = pipeline.extract(source)
+    # Parquet, as staging holds them (the file system destination would write JSON lines by default).
+    info = pipeline.extract(source, loader_file_format="parquet" if land else None)
     records = sum(
         m.items_count
         for load in info.metrics.values()
@@ -143,8 +144,8 @@ def child_dlt(base_url: str, key: str, workdir: str, land: str = "") -> dict:
         for table, m in metrics["table_metrics"].items()
         if table in {name for name, *_ in routes()}
     )
-    if land:  # Parquet, as staging holds them (the file system destination would write JSON lines by default)
-        pipeline.normalize(loader_file_format="parquet")
+    if land:
+        pipeline.normalize()
         pipeline.load().raise_on_failed_jobs()
     work = self_cpu_seconds() - before
     landed = {path.suffix for path in Path(workdir, "landed").rglob("*") if path.is_file()} if land else set()
