@@ -28,9 +28,12 @@ from splose_resources.staging import StagingStore
 _accounts = itertools.count(1)
 
 # Every Splose sandbox started in this session records its v1 responses here; the last test of the
-# session checks them all against the published spec.
-V1_RECORDINGS = Path(tempfile.mkdtemp(prefix="splose-v1-"))
-os.environ["SPLOSE_SANDBOX_RECORD_V1_DIR"] = str(V1_RECORDINGS)
+# session checks them all against the published spec. A process the session starts that imports this module
+# again inherits the folder rather than making one of its own (only the session removes it).
+RECORD_V1_VARIABLE = "SPLOSE_SANDBOX_RECORD_V1_DIR"
+_V1_RECORDINGS_MADE_HERE = not os.environ.get(RECORD_V1_VARIABLE)
+V1_RECORDINGS = Path(os.environ.get(RECORD_V1_VARIABLE) or tempfile.mkdtemp(prefix="splose-v1-"))
+os.environ[RECORD_V1_VARIABLE] = str(V1_RECORDINGS)
 SESSION_CONTRACT_TEST = "test_every_v1_response_of_the_session_matches_the_published_spec"
 
 
@@ -40,8 +43,10 @@ def pytest_collection_modifyitems(items):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """The session's v1 recordings are removed with it (a test run leaves nothing behind in the temp folder)."""
-    shutil.rmtree(V1_RECORDINGS, ignore_errors=True)
+    """The session's v1 recordings are removed with it (a test run leaves nothing behind in the temp folder);
+    a folder given in the environment is the caller's and stays."""
+    if _V1_RECORDINGS_MADE_HERE:
+        shutil.rmtree(V1_RECORDINGS, ignore_errors=True)
 
 
 # Local development runs: the extraction reads the key from CLINIKO_API_KEY__<TENANT> and Splose is never asked.
