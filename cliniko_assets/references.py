@@ -30,6 +30,7 @@ from urllib.parse import urlencode
 
 import pyarrow.compute as pc
 
+from cliniko_assets.crawl import staged_row
 from cliniko_assets.mapping import MISSING, UNLISTED
 from splose_resources.cliniko import (
     ClinikoAuthError,
@@ -37,7 +38,7 @@ from splose_resources.cliniko import (
     ClinikoNotFound,
     ClinikoRequestError,
 )
-from splose_resources.staging import STAGED_SCHEMA, CommitStats, StagingStore, record_json
+from splose_resources.staging import STAGED_SCHEMA, CommitStats, StagingStore
 
 # Resource -> (resource whose records link to it, link name).
 REFERENCES: dict[str, tuple[tuple[str, str], ...]] = {
@@ -166,17 +167,9 @@ def fetch_by_id(client: ClinikoClient, resource: str, rid: str, outcome: Referen
 
 
 def _row(rid: str, record: dict | None, url: str) -> dict:
-    if record is None:
-        stub = {"id": rid, "links": {"self": url}}
-        return {"id": rid, "updated_at": None, "state": MISSING, "source": BY_ID_SOURCE, "record": record_json(stub)}
-    updated = record.get("updated_at") or None
-    return {
-        "id": rid,
-        "updated_at": str(updated) if updated else None,
-        "state": UNLISTED,
-        "source": BY_ID_SOURCE,
-        "record": record_json(record),
-    }
+    if record is None:  # a stub: what the reference said, no more
+        return staged_row(rid, {"id": rid, "links": {"self": url}}, MISSING, BY_ID_SOURCE)
+    return staged_row(rid, record, UNLISTED, BY_ID_SOURCE)
 
 
 def _numeric(value: str) -> int:
