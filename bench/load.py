@@ -375,11 +375,6 @@ def splose_routes(url: str) -> Counter:
     return Counter(requests.get(f"{url}/_sandbox/stats", timeout=60).json()["routes"])
 
 
-def cliniko_paths(admin: ClinikoSandboxAdmin) -> Counter:
-    """The requests the Cliniko sandbox answered the bench's key so far, by route (ids as ``:id``)."""
-    return Counter(admin.stats()["keys"][f"{ACCOUNT}/admin"]["paths"])
-
-
 def bench_resyncs(admin: ClinikoSandboxAdmin, splose_url: str, env: dict[str, str], child_args: list[str]) -> dict:
     """Re-sync the imported clinic unchanged, then after changing 1% of its records in Cliniko: the Splose
     requests of each, and the bound the re-sync should stay within (2 x (changed / 500 + changed files + 30))."""
@@ -389,13 +384,13 @@ def bench_resyncs(admin: ClinikoSandboxAdmin, splose_url: str, env: dict[str, st
             live = sum(n for counts in admin.truth(ACCOUNT).values() for s, n in counts.items() if s != "deleted")
             changed = admin.mutate(ACCOUNT, seed=11, updates=max(1, live // 100))["changed"]
             found["changed_records"] = sum(len(ids) for kinds in changed.values() for ids in kinds.values())
-        before, cliniko_before = splose_routes(splose_url), cliniko_paths(admin)
+        before, cliniko_before = splose_routes(splose_url), admin.requests_by_route(ACCOUNT, "admin")
         print(f"[resync] re-syncing ({label})...", flush=True)
         child, _ = run_child_usage(__file__, child_args, env)
         routes = splose_routes(splose_url) - before
         found[f"resync_{label}_splose"] = sum(routes.values())
         print(f"[resync] {label}: Splose {sum(routes.values())} requests: {dict(routes.most_common())}", flush=True)
-        paths = cliniko_paths(admin) - cliniko_before
+        paths = admin.requests_by_route(ACCOUNT, "admin") - cliniko_before
         found[f"resync_{label}_cliniko"] = sum(paths.values())
         print(f"[resync] {label}: Cliniko {sum(paths.values())} requests: {dict(paths.most_common())}", flush=True)
         found[f"resync_{label}_ok"] = child["success"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator
 
 import requests
@@ -68,6 +69,15 @@ class ClinikoSandboxAdmin:
 
     def stats(self) -> dict:
         return self._get("stats").json()
+
+    def requests_by_route(self, account: str, key: str | None = None) -> Counter:
+        """The requests the sandbox answered ``account``'s key ``key`` (every key of it when None) so far, by
+        route (ids as ``:id``)."""
+        routes: Counter = Counter()
+        for label, entry in self.stats()["keys"].items():
+            if label == f"{account}/{key}" or (key is None and label.startswith(f"{account}/")):
+                routes.update(entry["paths"])
+        return routes
 
     def reset_stats(self) -> None:
         self._post("stats/reset")

@@ -15,14 +15,6 @@ from splose_resources.staging import StagingStore
 from tests.conftest import RESOURCES, Clinic, materializations
 
 
-def _path_requests(stats: dict, account: str) -> Counter:
-    paths: Counter = Counter()
-    for label, entry in stats["keys"].items():
-        if label.startswith(f"{account}/"):
-            paths.update(entry["paths"])
-    return paths
-
-
 def test_full_extraction_stages_exactly_the_sandbox_ground_truth(clinic, instance):
     result = clinic.extract(instance)
 
@@ -90,7 +82,7 @@ def test_resync_fetches_only_what_changed_and_ends_with_the_sandbox_data(clinic,
             overlap -= set(kinds.get("deleted", []))
             assert meta["vanished_in_cliniko"] == len(kinds.get("deleted", [])), resource
         assert meta["fetched"] == len(touched | overlap), resource
-    requests = _path_requests(clinic.admin.stats(), clinic.account)
+    requests = clinic.admin.requests_by_route(clinic.account)
     full_requests = sum(meta["requests"] for meta in first.values())
     assert sum(meta["requests"] for meta in second.values()) == sum(requests.values())
     assert sum(requests.values()) < full_requests
@@ -112,7 +104,7 @@ def test_records_found_by_id_are_kept_and_asked_for_again_only_when_due(clinic, 
         clinic.admin.reset_stats()
         metadata = materializations(clinic.extract(instance, run_config=config))
         assert {r: clinic.staged_states(r) for r in RESOURCES} == {r: truth[r] for r in RESOURCES}
-        asked = _path_requests(clinic.admin.stats(), clinic.account)
+        asked = clinic.admin.requests_by_route(clinic.account)
         return metadata, Counter({p: n for p, n in asked.items() if p.endswith("/:id")})
 
     second, asked = sync(every_third_sync)
@@ -201,7 +193,7 @@ def test_bad_key_wrong_shard_and_missing_permission_fail_clearly(clinic, instanc
     message = _failure(result)
     assert "treatment_notes" in message and "403" in message and "Administrator" in message
     # 401 and 403 are never retried: one request for the refused route.
-    requests = _path_requests(clinic.admin.stats(), clinic.account)
+    requests = clinic.admin.requests_by_route(clinic.account)
     assert requests["/v1/treatment_notes"] == 1
 
 

@@ -31,7 +31,7 @@ def splose_routes(url: str) -> Counter:
 
 
 def cliniko_paths(clinic) -> Counter:
-    return Counter(clinic.admin.stats()["keys"].get(f"{clinic.account}/admin", {}).get("paths", {}))
+    return clinic.admin.requests_by_route(clinic.account, "admin")
 
 
 class Costs:
