@@ -89,6 +89,7 @@ class Crawl:
             page = self.extraction.fetch(self.spec, stream.path, params)
             if self.checkpoint["started_at"] is None:
                 self.checkpoint["started_at"] = page.server_time or datetime.now(UTC).strftime(TIMESTAMP)
+                self.checkpoint["clock"] = "server" if page.server_time else "local"
             return page
 
         return fetch

@@ -26,7 +26,7 @@ from pydantic import Field
 
 from cliniko_assets import references
 from cliniko_assets.catalog import BY_NAME, CATALOG
-from cliniko_assets.extraction import ID_LISTING_EVERY, Extraction, PreviousSync, ResourceOutcome
+from cliniko_assets.extraction import ID_LISTING_EVERY, SETTLED_SECONDS, Extraction, PreviousSync, ResourceOutcome
 from cliniko_assets.failures import step_failures
 from cliniko_assets.lifecycle import bound_import
 from cliniko_assets.mapping import ImportRequestResource
@@ -50,6 +50,14 @@ class ExtractionSettings(dg.ConfigurableResource):
     )
     overlap_seconds: int = Field(
         default=120, description="How far before the cursor an incremental sync starts asking, to absorb clock skew."
+    )
+    settled_seconds: int = Field(
+        default=SETTLED_SECONDS,
+        ge=0,
+        description="How long after its updated_at a change can still reach Cliniko's lists (a long transaction, a "
+        "clock behind): an incremental sync asks again for what was updated this long before the previous one "
+        "started, however old the newest change is. Used only when the previous sync read the start from "
+        "Cliniko's own clock.",
     )
     id_listing_every: int = Field(
         default=ID_LISTING_EVERY,
@@ -159,6 +167,7 @@ def extract(
             workers=cliniko.concurrency,
             per_page=cliniko.page_size,
             overlap_seconds=config.overlap_seconds,
+            settled_seconds=config.settled_seconds,
             full_refresh=config.full_refresh,
             id_listing_every=config.id_listing_every,
         )

@@ -15,7 +15,9 @@ Cliniko no longer lists is staged as deleted.
 Progress is checkpointed with the parts it produced: a run that dies resumes with only the id windows
 it had not staged. The cursor handed to the next sync is the newest ``updated_at`` staged, but never
 later than the moment this crawl started (by the server's clock), so a record changed during the
-crawl is asked for again next time.
+crawl is asked for again next time; and never earlier than ``settled_seconds`` before that moment, so
+what was settled when the crawl began is not asked for again (the next sync still starts
+``overlap_seconds`` before the cursor).
 """
 
 from __future__ import annotations
@@ -44,6 +46,8 @@ from splose_resources.staging import CommitStats, StagingStore
 
 PER_PAGE = 100
 ID_LISTING_EVERY = 10
+# No write reaches Cliniko's lists this long after the updated_at it carries (a transaction, a clock behind).
+SETTLED_SECONDS = 3600
 CHECKPOINT_FORMAT = "id-windows"  # a checkpoint of another layout is not resumed
 TICK_SECONDS = 2.0
 
@@ -93,6 +97,7 @@ class Extraction:
         workers: int,
         per_page: int = PER_PAGE,
         overlap_seconds: int = 120,
+        settled_seconds: int = SETTLED_SECONDS,
         full_refresh: bool = False,
         id_listing_every: int = ID_LISTING_EVERY,
     ) -> None:
@@ -102,6 +107,7 @@ class Extraction:
         self.workers = workers
         self.per_page = per_page
         self.overlap = timedelta(seconds=overlap_seconds)
+        self.settled = timedelta(seconds=settled_seconds)
         self.full_refresh = full_refresh
         self.id_listing_every = id_listing_every
         self._stop = threading.Event()
@@ -179,12 +185,24 @@ class Extraction:
                 self.staging, self.tenant, spec.name, keep, outcome.stats
             )
         newest = outcome.stats.max_updated_at
-        started_at = checkpoint.get("started_at")
-        outcome.cursor = min(filter(None, (newest, started_at)), default=None) if spec.incremental else newest
+        outcome.cursor = self._cursor(newest, checkpoint) if spec.incremental else newest
         if spec.hard_deletes:
             self._find_vanished(spec, outcome, previous, listed, pages)
         if spec.has_files:
             outcome.files = stage_files(self, spec, pages, outcome)
+
+    def _cursor(self, newest: str | None, checkpoint: dict) -> str | None:
+        """Where the next sync starts asking (less the overlap): the newest ``updated_at`` staged, never later
+        than the moment this crawl started; and when that moment is Cliniko's own clock (its ``Date``), never
+        earlier than ``settled`` before it. A change stamped that long before a complete listing began was
+        committed before it and listed, so a clinic whose newest change is days old (or shared by hundreds of
+        records) is not read again, page after page, on every sync."""
+        started = checkpoint.get("started_at")
+        cursor = min(filter(None, (newest, started)), default=None, key=_parse)
+        if started and checkpoint.get("clock") == "server":
+            settled = _format(_parse(started) - self.settled)
+            cursor = max(filter(None, (cursor, settled)), key=_parse)
+        return cursor
 
     def _by_id_to_keep(self, spec: ClinikoResourceSpec, previous: PreviousSync, outcome: ResourceOutcome) -> list[dict]:
         """Before ``spec`` replaces its staged data with a listing in full: the rows staged by id to keep

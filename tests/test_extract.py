@@ -121,6 +121,47 @@ def test_records_found_by_id_are_kept_and_asked_for_again_only_when_due(clinic, 
     assert sum(asked.values()) == refreshed["references"]["by_id_requests"] >= sum(by_id.values())
 
 
+def test_a_resync_asks_again_only_for_what_was_not_settled_when_the_last_sync_began(clinic, instance):
+    """The next sync starts an hour (``settled_seconds``) before the previous one began, however old the clinic's
+    newest change: what was settled then is not read again, and a write that reaches the lists half an hour after
+    the updated_at it carries is still found."""
+    began = _now()
+    first = materializations(clinic.extract(instance))
+    incremental = [r for r in RESOURCES if BY_NAME[r].incremental]
+    newest = {r: max((x.get("updated_at") or "" for x in clinic.export(r).values()), default="") for r in incremental}
+    for resource in incremental:  # the generated clinic's newest change is days old: the cursor is not
+        assert first[resource]["cursor"] >= _minus(began, 3600 + 5) > newest[resource], resource
+
+    clinic.admin.reset_stats()
+    unchanged = materializations(clinic.extract(instance))
+    assert {r: unchanged[r]["fetched"] for r in incremental} == dict.fromkeys(incremental, 0)
+    asked = clinic.admin.requests_by_route(clinic.account)
+    assert {path: n for path, n in asked.items() if n > 1} == {
+        "/v1/contacts": 2,  # the count checks of what Cliniko removes without a trace
+        "/v1/patient_attachments": 2,
+    }, dict(asked)
+
+    late = clinic.admin.mutate(clinic.account, seed=11, updates=8, creates=4, stamped_seconds_ago=1800)["changed"]
+    assert any(r in late for r in incremental)
+    third = materializations(clinic.extract(instance))
+    truth = clinic.truth()
+    for resource in RESOURCES:
+        assert clinic.staged_states(resource) == truth[resource], resource
+    for resource, kinds in late.items():
+        staged = clinic.staged_records(resource)
+        exported = clinic.export(resource)
+        for rid in set().union(*kinds.values()):
+            assert staged[rid][1] == {k: v for k, v in exported[rid].items() if not k.startswith("_")}, (resource, rid)
+        if resource in incremental:
+            assert third[resource]["fetched"] == len(set().union(*kinds.values())), resource
+
+
+def _now() -> str:
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 def _minus(timestamp: str, seconds: int) -> str:
     from datetime import datetime, timedelta
 

@@ -1,7 +1,8 @@
 """Changing a running account's data, as a clinic would between two syncs (or while a sync runs).
 
 Every change stamps ``updated_at`` with the server clock, so an incremental sync from the previous
-cursor sees exactly the changed rows. Deletion follows each resource's Cliniko behaviour: reference
+cursor sees exactly the changed rows; ``stamped_seconds_ago`` makes them late writes, stamped that long
+before they become visible. Deletion follows each resource's Cliniko behaviour: reference
 numbers, daily availabilities, contacts and patient attachments vanish (a real ``DELETE``: no stub on any
 route; contacts and attachments are remembered in ``_removed`` for the ground truth, counted as
 ``deleted``); patients, appointments, attendees, treatment notes and templates get ``deleted_at`` and
@@ -81,16 +82,18 @@ class MutationError(ValueError):
     pass
 
 
-def now_stamp() -> str:
-    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+def now_stamp(seconds_ago: float = 0) -> str:
+    return (dt.datetime.now(dt.UTC) - dt.timedelta(seconds=seconds_ago)).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 class Mutator:
-    def __init__(self, account: Account, rng: random.Random) -> None:
+    def __init__(self, account: Account, rng: random.Random, stamped_seconds_ago: float = 0) -> None:
         self.account = account
         self.db: sqlite3.Connection = account.db()
         self.rng = rng
-        self.now = now_stamp()
+        # A write that reaches the lists late carries a time before it became visible (a long transaction,
+        # an application server's clock behind): every stamp of this mutation is that many seconds old.
+        self.now = now_stamp(stamped_seconds_ago)
         self.changed: dict[str, dict[str, list[str]]] = {}
         self._touched: dict[str, set[str]] = {}
         # Ids each pick chooses among, in id order (one scan per resource and op, not one per pick), dropped
@@ -265,7 +268,9 @@ class Mutator:
 def mutate(account: Account, request: dict) -> dict:
     """Apply a ``/_sandbox/accounts/{name}/mutate`` body in one transaction; returns the changed ids."""
     with account.write_lock:
-        mutator = Mutator(account, random.Random(request.get("seed", 0)))
+        mutator = Mutator(
+            account, random.Random(request.get("seed", 0)), float(request.get("stamped_seconds_ago", 0))
+        )
         mutator.db.execute("BEGIN IMMEDIATE")
         try:
             for op in request.get("ops", []):
