@@ -35,6 +35,7 @@ class Crawl:
         outcome: ResourceOutcome,
         pages: ThreadPoolExecutor,
         listed: set[str] | None,
+        honoured: set[str],
     ) -> None:
         self.extraction = extraction
         self.spec = spec
@@ -43,6 +44,7 @@ class Crawl:
         self.outcome = outcome
         self.pages = pages
         self.listed = listed
+        self.honoured = honoured  # found honoured by an earlier sync
         self.watched = {s.fallback_for for s in spec.streams if s.fallback_for}
         self.buffer: list[dict] = []
 
@@ -53,6 +55,8 @@ class Crawl:
         if not state["complete"]:
             if stream.fallback_for and self._filter_honoured(stream.fallback_for):
                 state["detected"] = "not needed: the filtered list returned such rows"
+            elif stream.fallback_for and stream.fallback_for in self.honoured:
+                state["detected"] = "not needed: the filtered list returned such rows in an earlier sync"
             else:
                 walk = self._walk(stream, since, state)
                 walk.run()
@@ -103,6 +107,8 @@ class Crawl:
             self.outcome.shortfalls[stream.path] = state["shortfall"]
         if stream.fallback_for:
             self.outcome.old_routes[stream.path] = state["detected"]
+            if state["detected"].startswith("not needed"):
+                self.outcome.filters_honoured.add(stream.fallback_for)
 
     def take(self, stream: Stream, state: dict, records: list) -> None:
         for record in records:

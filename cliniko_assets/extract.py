@@ -301,6 +301,7 @@ def _metadata(outcome: ResourceOutcome) -> dict:
         metadata["shortfall_by_route"] = dg.MetadataValue.json(outcome.shortfalls)
     if outcome.old_routes:
         metadata["old_routes"] = dg.MetadataValue.json(outcome.old_routes)
+        metadata["filters_honoured"] = dg.MetadataValue.json(sorted(outcome.filters_honoured))
     if outcome.syncs_since_by_id is not None:  # a resource others point at, listed in full again
         metadata["syncs_since_by_id"] = outcome.syncs_since_by_id
         metadata["kept_by_id"] = outcome.kept_by_id
@@ -355,5 +356,6 @@ def _previous_sync(context: dg.AssetExecutionContext, tenant: str, resource: str
             cursor=str(cursor) if cursor else None,
             syncs_since_id_listing=int(values.get("syncs_since_id_listing") or 0),
             syncs_since_by_id=int(values.get("syncs_since_by_id") or 0),
+            filters_honoured=frozenset(values.get("filters_honoured") or ()),
         )
     return PreviousSync()

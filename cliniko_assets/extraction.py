@@ -61,6 +61,9 @@ class PreviousSync:
     cursor: str | None = None
     syncs_since_id_listing: int = 0
     syncs_since_by_id: int = 0  # since the records staged by id were last asked for again
+    # Fields whose filter the main list was seen to honour (it returned rows with them set): their older
+    # routes are not needed on this account, even on a sync whose main list returns none of those rows.
+    filters_honoured: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -78,6 +81,7 @@ class ResourceOutcome:
     failed_files: list[str] = field(default_factory=list)
     shortfalls: dict[str, int] = field(default_factory=dict)  # route -> records Cliniko counts but did not list
     old_routes: dict[str, str] = field(default_factory=dict)  # older route -> what was detected
+    filters_honoured: set[str] = field(default_factory=set)  # this sync's or an earlier one's (PreviousSync)
     id_listing: str | None = None  # why the full id list was compared with staging (or why not)
     syncs_since_id_listing: int | None = None
     syncs_since_by_id: int | None = None
@@ -174,7 +178,8 @@ class Extraction:
             outcome.mode = "full" if since is None else "incremental"
         # A listing of every id this run (not one resumed from another process) tells what Cliniko removed.
         listed: set[str] | None = set() if spec.hard_deletes and since is None and outcome.mode == "full" else None
-        crawl = Crawl(self, spec, batch, checkpoint, outcome, pages, listed)
+        honoured = set() if self.full_refresh else set(previous.filters_honoured)
+        crawl = Crawl(self, spec, batch, checkpoint, outcome, pages, listed, honoured)
         for stream in spec.streams:
             crawl.stream(stream, since)
         crawl.flush()

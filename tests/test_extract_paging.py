@@ -120,6 +120,21 @@ def test_an_older_account_stages_the_same_records_as_a_newer_one(clinic, instanc
     ):
         assert older_meta[resource]["old_routes"][route].startswith("used"), resource
         assert newer_meta[resource]["old_routes"][route].startswith("not needed"), resource
+    # Re-synced unchanged, the newer account's main lists return no archived or cancelled row, and what the
+    # first sync found still holds: the older routes are not asked for.
+    clinic.admin.reset_stats()
+    newer_resync = materializations(clinic.extract(instance))
+    asked = clinic.admin.requests_by_route(clinic.account)
+    older_routes = [s.path for spec in BY_NAME.values() for s in spec.streams if s.fallback_for]
+    assert [path for path in asked if path.removeprefix("/v1") in older_routes] == [], dict(asked)
+    for resource in ("patients", "appointment_types", APPOINTMENTS, "attendees"):
+        if BY_NAME[resource].incremental:  # appointment types are listed in full on every sync
+            assert newer_resync[resource]["fetched"] == 0, resource
+        detected = set(newer_resync[resource]["old_routes"].values())
+        assert detected <= {
+            "not needed: the filtered list returned such rows",
+            "not needed: the filtered list returned such rows in an earlier sync",
+        }, resource
 
     # A re-sync of the older account finds what was archived and cancelled since, on the older routes.
     patient = next(rid for rid, (state, _) in older.staged_records("patients").items() if state == "active")
