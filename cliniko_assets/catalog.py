@@ -2,7 +2,9 @@
 
 Resources that Cliniko can hard-delete without a deletion feed, and that stay small (a clinic's
 businesses, staff, reference numbers, appointment types, availabilities, templates), are listed in
-full on every sync so a disappearance is seen. The large ones are incremental: only records updated
+full on every sync so a disappearance is seen, unless each of their routes counts exactly what is staged
+and none changed since the last listing (one request each, asked when a route holds more than a page:
+:meth:`~cliniko_assets.extraction.Extraction._unchanged`). The large ones are incremental: only records updated
 since the cursor, plus the resource's deletion feed. Contacts and patient attachments are incremental
 but have no deletion feed (``hard_deletes``): their full id list is compared with staging when the
 count Cliniko reports disagrees, and periodically.

@@ -301,6 +301,7 @@ def _metadata(outcome: ResourceOutcome) -> dict:
         metadata["shortfall_by_route"] = dg.MetadataValue.json(outcome.shortfalls)
     if outcome.old_routes:
         metadata["old_routes"] = dg.MetadataValue.json(outcome.old_routes)
+    if outcome.filters_honoured:
         metadata["filters_honoured"] = dg.MetadataValue.json(sorted(outcome.filters_honoured))
     if outcome.syncs_since_by_id is not None:  # a resource others point at, listed in full again
         metadata["syncs_since_by_id"] = outcome.syncs_since_by_id

@@ -17,7 +17,10 @@ it had not staged. The cursor handed to the next sync is the newest ``updated_at
 later than the moment this crawl started (by the server's clock), so a record changed during the
 crawl is asked for again next time; and never earlier than ``settled_seconds`` before that moment, so
 what was settled when the crawl began is not asked for again (the next sync still starts
-``overlap_seconds`` before the cursor).
+``overlap_seconds`` before the cursor). A resource listed in full whose routes hold more than a page is
+first asked, route by route, for its newest record and its count: when every count matches staging and
+nothing changed since the last listing began (less ``settled_seconds``), it is not listed again (mode
+``unchanged``); every ``id_listing_every`` syncs it is listed whatever they say.
 """
 
 from __future__ import annotations
@@ -172,6 +175,12 @@ class Extraction:
         resumable = {"format": CHECKPOINT_FORMAT, "since": since, "replace": replace}
         if checkpoint and all(checkpoint.get(k) == v for k, v in resumable.items()):
             outcome.mode = "resumed"
+        elif replace and self._unchanged(spec, previous, has_data, outcome):
+            batch.discard()
+            outcome.mode = "unchanged"
+            outcome.stats = batch.commit(replace=False)  # staging as it was: its counts for the metadata
+            outcome.cursor = previous.cursor
+            return
         else:
             batch.discard()
             checkpoint = {**resumable, "started_at": None, "streams": {}}
@@ -190,7 +199,11 @@ class Extraction:
                 self.staging, self.tenant, spec.name, keep, outcome.stats
             )
         newest = outcome.stats.max_updated_at
-        outcome.cursor = self._cursor(newest, checkpoint) if spec.incremental else newest
+        outcome.cursor = (
+            self._cursor(newest, checkpoint) if spec.incremental else self._listed_before(newest, checkpoint)
+        )
+        if not spec.incremental:
+            outcome.id_listing, outcome.syncs_since_id_listing = "listed in full", 0
         if spec.hard_deletes:
             self._find_vanished(spec, outcome, previous, listed, pages)
         if spec.has_files:
@@ -208,6 +221,59 @@ class Extraction:
             settled = _format(_parse(started) - self.settled)
             cursor = max(filter(None, (cursor, settled)), key=_parse)
         return cursor
+
+    def _listed_before(self, newest: str | None, checkpoint: dict) -> str | None:
+        """For a resource listed in full: a moment before which every change it lists was in this listing,
+        ``settled`` before the listing began by Cliniko's clock; None when the start was not read from
+        Cliniko's clock, and the next sync lists the resource in full again (``newest`` is not used)."""
+        started = checkpoint.get("started_at")
+        if not started or checkpoint.get("clock") != "server":
+            return None
+        return _format(_parse(started) - self.settled)
+
+    def _unchanged(
+        self, spec: ClinikoResourceSpec, previous: PreviousSync, has_data: bool, outcome: ResourceOutcome
+    ) -> bool:
+        """Whether a resource listed in full on every sync is unchanged since the last listing, asked at the
+        cost of one request per route (its newest record and its count) instead of the whole listing: each
+        route counts exactly the records staged from it, and none of them was updated after the last listing's
+        cursor less the overlap. Only worth asking when a route holds more than a page; never on a full
+        refresh, when the records found by id are due again, when an older route may be needed, or once every
+        ``id_listing_every`` syncs."""
+        if spec.incremental or not has_data or self.full_refresh or not previous.cursor:
+            return False
+        if previous.syncs_since_id_listing + 1 >= self.id_listing_every:
+            return False
+        if spec.name in references.REFERENCES and previous.syncs_since_by_id + 1 >= self.id_listing_every:
+            return False
+        if any(s.fallback_for and s.fallback_for not in previous.filters_honoured for s in spec.streams):
+            return False
+        streams = [s for s in spec.streams if not s.fallback_for]
+        staged = self.staging.read_index(self.tenant, spec.name, ("id", "source"))["source"].value_counts()
+        if all(int(staged.get(s.name, 0)) <= self.per_page for s in streams):
+            return False  # the listing costs no more than asking
+        since = _parse(previous.cursor) - self.overlap
+        for stream in streams:
+            try:
+                page = self.fetch(spec, stream.path, [*filters(stream), ("sort", "updated_at:desc"), ("per_page", "1")])
+            except ClinikoError as exc:  # an account that refuses this sort is listed in full, as before
+                log.info("%s of tenant '%s': not asked whether it changed (%s)", stream.path, self.tenant, exc)
+                return False
+            if page.total_entries is None or page.total_entries != int(staged.get(stream.name, 0)):
+                return False
+            newest = next((r.get("updated_at") for r in page.records if isinstance(r, dict)), None)
+            if page.total_entries and (not newest or _parse(str(newest)) >= since):
+                return False
+        outcome.id_listing = "not needed: each route's count and newest change match staging"
+        outcome.syncs_since_id_listing = previous.syncs_since_id_listing + 1
+        if spec.name in references.REFERENCES:
+            outcome.syncs_since_by_id = previous.syncs_since_by_id + 1
+            outcome.kept_by_id = int(staged.get(references.BY_ID_SOURCE, 0))
+        outcome.filters_honoured = set(previous.filters_honoured)
+        for stream in spec.streams:
+            if stream.fallback_for:
+                outcome.old_routes[stream.path] = "not needed: the filtered list returned such rows in an earlier sync"
+        return True
 
     def _by_id_to_keep(self, spec: ClinikoResourceSpec, previous: PreviousSync, outcome: ResourceOutcome) -> list[dict]:
         """Before ``spec`` replaces its staged data with a listing in full: the rows staged by id to keep

@@ -156,6 +156,43 @@ def test_a_resync_asks_again_only_for_what_was_not_settled_when_the_last_sync_be
             assert third[resource]["fetched"] == len(set().union(*kinds.values())), resource
 
 
+def test_a_resource_listed_in_full_is_listed_again_only_when_it_changed(clinic, instance):
+    """A resource without a deletion feed holding more than a page: an unchanged sync asks each of its routes
+    for its newest record and its count (one request) instead of listing it; an edit or a removal in Cliniko
+    makes it list everything again."""
+    cliniko = cliniko_resource(page_size=10)
+    first = materializations(clinic.extract(instance, cliniko=cliniko))
+    paged = [r for r in RESOURCES if not BY_NAME[r].incremental and first[r]["records"] > 10]
+    assert "daily_availabilities" in paged, {r: first[r]["records"] for r in RESOURCES}
+    truth = clinic.truth()
+
+    clinic.admin.reset_stats()
+    second = materializations(clinic.extract(instance, cliniko=cliniko))
+    asked = clinic.admin.requests_by_route(clinic.account)
+    for resource in paged:
+        assert (second[resource]["mode"], second[resource]["fetched"]) == ("unchanged", 0), resource
+        assert second[resource]["requests"] == len([s for s in BY_NAME[resource].streams if not s.fallback_for])
+        assert second[resource]["records"] == first[resource]["records"], resource
+        assert second[resource]["syncs_since_id_listing"] == 1, resource
+    assert asked["/v1/daily_availabilities"] == 1
+    assert {r: clinic.staged_states(r) for r in RESOURCES} == {r: truth[r] for r in RESOURCES}
+
+    ids = sorted(clinic.export("daily_availabilities"), key=int)
+    edited = {"availabilities": [{"starts_at": "07:30", "ends_at": "11:00"}]}
+    clinic.admin.mutate(
+        clinic.account, ops=[{"op": "update", "resource": "daily_availabilities", "id": ids[0], "fields": edited}]
+    )
+    third = materializations(clinic.extract(instance, cliniko=cliniko))
+    assert third["daily_availabilities"]["mode"] == "full"
+    assert clinic.staged_records("daily_availabilities")[ids[0]][1]["availabilities"] == edited["availabilities"]
+
+    clinic.admin.mutate(clinic.account, ops=[{"op": "delete", "resource": "daily_availabilities", "id": ids[1]}])
+    fourth = materializations(clinic.extract(instance, cliniko=cliniko))
+    assert fourth["daily_availabilities"]["mode"] == "full"
+    assert ids[1] not in clinic.staged_records("daily_availabilities")
+    assert fourth["daily_availabilities"]["records"] == first["daily_availabilities"]["records"] - 1
+
+
 def _now() -> str:
     from datetime import UTC, datetime
 

@@ -268,9 +268,7 @@ class Mutator:
 def mutate(account: Account, request: dict) -> dict:
     """Apply a ``/_sandbox/accounts/{name}/mutate`` body in one transaction; returns the changed ids."""
     with account.write_lock:
-        mutator = Mutator(
-            account, random.Random(request.get("seed", 0)), float(request.get("stamped_seconds_ago", 0))
-        )
+        mutator = Mutator(account, random.Random(request.get("seed", 0)), float(request.get("stamped_seconds_ago", 0)))
         mutator.db.execute("BEGIN IMMEDIATE")
         try:
             for op in request.get("ops", []):
