@@ -199,9 +199,8 @@ class Extraction:
                 self.staging, self.tenant, spec.name, keep, outcome.stats
             )
         newest = outcome.stats.max_updated_at
-        outcome.cursor = (
-            self._cursor(newest, checkpoint) if spec.incremental else self._listed_before(newest, checkpoint)
-        )
+        # A resource listed in full has no cursor to start from, only a moment its next sync compares with.
+        outcome.cursor = self._cursor(newest, checkpoint) if spec.incremental else self._settled_before(checkpoint)
         if not spec.incremental:
             outcome.id_listing, outcome.syncs_since_id_listing = "listed in full", 0
         if spec.hard_deletes:
@@ -211,21 +210,15 @@ class Extraction:
 
     def _cursor(self, newest: str | None, checkpoint: dict) -> str | None:
         """Where the next sync starts asking (less the overlap): the newest ``updated_at`` staged, never later
-        than the moment this crawl started; and when that moment is Cliniko's own clock (its ``Date``), never
-        earlier than ``settled`` before it. A change stamped that long before a complete listing began was
-        committed before it and listed, so a clinic whose newest change is days old (or shared by hundreds of
-        records) is not read again, page after page, on every sync."""
+        than the moment this crawl started, nor earlier than :meth:`_settled_before` it. A clinic whose newest
+        change is days old (or shared by hundreds of records) is not read again, page after page, every sync."""
         started = checkpoint.get("started_at")
         cursor = min(filter(None, (newest, started)), default=None, key=_parse)
-        if started and checkpoint.get("clock") == "server":
-            settled = _format(_parse(started) - self.settled)
-            cursor = max(filter(None, (cursor, settled)), key=_parse)
-        return cursor
+        return max(filter(None, (cursor, self._settled_before(checkpoint))), default=None, key=_parse)
 
-    def _listed_before(self, newest: str | None, checkpoint: dict) -> str | None:
-        """For a resource listed in full: a moment before which every change it lists was in this listing,
-        ``settled`` before the listing began by Cliniko's clock; None when the start was not read from
-        Cliniko's clock, and the next sync lists the resource in full again (``newest`` is not used)."""
+    def _settled_before(self, checkpoint: dict) -> str | None:
+        """``settled`` before this crawl began, when that moment is Cliniko's own clock (its ``Date``): a change
+        stamped earlier was committed before the crawl and listed. None on the local clock, which may be off."""
         started = checkpoint.get("started_at")
         if not started or checkpoint.get("clock") != "server":
             return None
