@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from cliniko_assets.extraction import Extraction, ResourceOutcome
 
 TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"
+# What an older route's detection says when an earlier sync found the main list honouring its filter.
+HONOURED_EARLIER = "not needed: the filtered list returned such rows in an earlier sync"
 
 
 class Crawl:
@@ -56,7 +58,7 @@ class Crawl:
             if stream.fallback_for and self._filter_honoured(stream.fallback_for):
                 state["detected"] = "not needed: the filtered list returned such rows"
             elif stream.fallback_for and stream.fallback_for in self.honoured:
-                state["detected"] = "not needed: the filtered list returned such rows in an earlier sync"
+                state["detected"] = HONOURED_EARLIER
             else:
                 walk = self._walk(stream, since, state)
                 walk.run()

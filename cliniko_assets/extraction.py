@@ -37,7 +37,7 @@ from functools import partial
 from cliniko_assets import references
 from cliniko_assets.attachments import FileStats, stage_files
 from cliniko_assets.catalog import ClinikoResourceSpec, record_id
-from cliniko_assets.crawl import TIMESTAMP, Crawl, filters, staged_row
+from cliniko_assets.crawl import HONOURED_EARLIER, TIMESTAMP, Crawl, filters, staged_row
 from cliniko_assets.paging import KeysetWalk, Params, offset_query
 from splose_resources.cliniko import (
     ClinikoClient,
@@ -265,7 +265,7 @@ class Extraction:
         outcome.filters_honoured = set(previous.filters_honoured)
         for stream in spec.streams:
             if stream.fallback_for:
-                outcome.old_routes[stream.path] = "not needed: the filtered list returned such rows in an earlier sync"
+                outcome.old_routes[stream.path] = HONOURED_EARLIER
         return True
 
     def _by_id_to_keep(self, spec: ClinikoResourceSpec, previous: PreviousSync, outcome: ResourceOutcome) -> list[dict]:
