@@ -10,7 +10,9 @@ Archived and cancelled rows that an older account leaves out of its filtered lis
 older routes when the main list held none of them (see :mod:`cliniko_assets.catalog`); resources
 without a deletion feed (``hard_deletes``) have their full id list compared with staging when Cliniko's
 count differs from the live records staged, and every ``id_listing_every`` syncs: a staged record that
-Cliniko no longer lists is staged as deleted.
+Cliniko no longer lists is staged as deleted. A re-sync asks their route for its newest records first
+(sorted by ``updated_at``, one page), which gives the count too: when that page holds every change since
+the cursor, the route costs that one request.
 
 Progress is checkpointed with the parts it produced: a run that dies resumes with only the id windows
 it had not staged. The cursor handed to the next sync is the newest ``updated_at`` staged, but never
@@ -189,6 +191,8 @@ class Extraction:
         listed: set[str] | None = set() if spec.hard_deletes and since is None and outcome.mode == "full" else None
         honoured = set() if self.full_refresh else set(previous.filters_honoured)
         crawl = Crawl(self, spec, batch, checkpoint, outcome, pages, listed, honoured)
+        # Without a deletion feed, the route's count is compared with staging: asked with its newest records.
+        counted = crawl.newest_first(spec.streams[0], since) if spec.hard_deletes and since else None
         for stream in spec.streams:
             crawl.stream(stream, since)
         crawl.flush()
@@ -204,7 +208,7 @@ class Extraction:
         if not spec.incremental:
             outcome.id_listing, outcome.syncs_since_id_listing = "listed in full", 0
         if spec.hard_deletes:
-            self._find_vanished(spec, outcome, previous, listed, pages)
+            self._find_vanished(spec, outcome, previous, listed, pages, counted)
         if spec.has_files:
             outcome.files = stage_files(self, spec, pages, outcome)
 
@@ -284,11 +288,13 @@ class Extraction:
         previous: PreviousSync,
         listed: set[str] | None,
         pages: ThreadPoolExecutor,
+        counted: int | None,
     ) -> None:
-        """Stage as deleted what Cliniko removed since the last sync: it has no deletion feed to say so."""
+        """Stage as deleted what Cliniko removed since the last sync: it has no deletion feed to say so.
+        ``counted``: Cliniko's count of the main route, when this sync has read it already."""
         index = self.staging.read_index(self.tenant, spec.name)
         live = set(index.loc[index["state"] != "deleted", "id"])
-        reason = "listed in full" if listed is not None else self._listing_reason(spec, previous, len(live))
+        reason = "listed in full" if listed is not None else self._listing_reason(spec, previous, len(live), counted)
         if reason is None:
             outcome.id_listing = "not needed: Cliniko's count matches the records staged"
             outcome.syncs_since_id_listing = previous.syncs_since_id_listing + 1
@@ -304,12 +310,16 @@ class Extraction:
             batch.write_part(list(self._tombstones(spec, vanished)))
             outcome.stats = batch.commit(replace=False)
 
-    def _listing_reason(self, spec: ClinikoResourceSpec, previous: PreviousSync, live: int) -> str | None:
+    def _listing_reason(
+        self, spec: ClinikoResourceSpec, previous: PreviousSync, live: int, counted: int | None
+    ) -> str | None:
         """Why the full id list must be read this sync; None when Cliniko's count agrees with staging."""
         if previous.syncs_since_id_listing + 1 >= self.id_listing_every:
             return f"periodic: every {self.id_listing_every} syncs"
         main = spec.streams[0]
-        total = self.fetch(spec, main.path, offset_query(filters(main), 1, 1)).total_entries
+        total = counted
+        if total is None:
+            total = self.fetch(spec, main.path, offset_query(filters(main), 1, 1)).total_entries
         if total is None:
             return "Cliniko's count is unreadable"
         if total != live:
