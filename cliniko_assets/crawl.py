@@ -11,6 +11,7 @@ import logging
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
+from itertools import pairwise
 from typing import TYPE_CHECKING
 
 from cliniko_assets.catalog import ClinikoResourceSpec, Stream, is_set, record_id
@@ -94,8 +95,11 @@ class Crawl:
         if None in stamps:  # a record without a readable updated_at: where the newest end is is unknown
             return page.total_entries
         start = _moment(since)
-        if len(stamps) < page.total_entries and (not stamps or stamps[-1] >= start):
-            return page.total_entries  # more changed than one page holds: the walk lists them
+        if len(stamps) < page.total_entries:  # a part of the route: the newest end, if sorted as asked
+            if not stamps or any(newer < older for newer, older in pairwise(stamps)):
+                return page.total_entries  # not newest first (an account that ignores the sort): walked
+            if stamps[-1] >= start:
+                return page.total_entries  # more changed than one page holds: the walk lists them
         changed = [r for r, stamp in zip(page.records, stamps, strict=True) if stamp >= start]
         self.take(stream, state, changed)
         state["listed"] = state["expected"] = len(changed)
