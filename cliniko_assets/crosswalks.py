@@ -202,23 +202,34 @@ class CrosswalkTable(Mapping[str, CrosswalkEntry]):
         self._merge(keys, ids, digests, hashed)
 
     def _merge(self, keys: np.ndarray, ids: np.ndarray, digests: np.ndarray, hashed: np.ndarray) -> None:
-        """Fold sorted-or-not new entries into the arrays; a new entry replaces an old one of its key."""
+        """Fold sorted-or-not new entries into the arrays; a new entry replaces an old one of its key (of two
+        new ones, the later). The new entries are inserted where they sort, column by column: a merge holds
+        the table once plus one column's copy, not the table's every column twice over."""
         if not len(keys):
             return
-        everything = np.concatenate([self._keys, keys])
-        order = np.argsort(everything, kind="stable")  # equal keys: the old one first, the new one last
-        ordered = everything[order]
-        del everything
-        last = np.ones(len(ordered), bool)
-        last[:-1] = ordered[1:] != ordered[:-1]
-        order = order[last]
-        self._keys = ordered[last]
-        del ordered, last
-        old = len(self._ids)
-        from_old = order < old
-        self._ids = _pick(self._ids, ids, order, from_old)
-        self._hashed = _pick(self._hashed, hashed, order, from_old)
-        self._digests = _pick(self._digests, digests, order, from_old)
+        order = np.argsort(keys, kind="stable")  # equal keys keep their order: the later one last
+        keys = keys[order]
+        last = np.ones(len(keys), bool)
+        last[:-1] = keys[1:] != keys[:-1]
+        keys, order = keys[last], order[last]
+        ids, digests, hashed = ids[order], digests[order], hashed[order]
+        at = np.searchsorted(self._keys, keys)
+        held = at < len(self._keys)
+        held[held] = self._keys[at[held]] == keys[held]
+        if held.any():  # copies, not writes in place: a snapshot taken by batches() stays as it was
+            self._ids = self._ids.copy()
+            self._ids[at[held]] = ids[held]
+            self._hashed = self._hashed.copy()
+            self._hashed[at[held]] = hashed[held]
+            self._digests = self._digests.copy()
+            self._digests[at[held]] = digests[held]
+        fresh = ~held
+        if fresh.any():
+            where = at[fresh]
+            self._keys = np.insert(self._keys, where, keys[fresh])
+            self._ids = np.insert(self._ids, where, ids[fresh])
+            self._hashed = np.insert(self._hashed, where, hashed[fresh])
+            self._digests = np.insert(self._digests, where, digests[fresh], axis=0)
 
     # -- staging ----------------------------------------------------------------------------------
 
@@ -344,10 +355,3 @@ def _columns(rows: pa.RecordBatch) -> tuple[np.ndarray, np.ndarray, np.ndarray, 
     start = digest.offset * DIGEST
     digests = raw[start : start + len(digest) * DIGEST].reshape(-1, DIGEST).copy()
     return keys, ids, digests, hashed
-
-
-def _pick(old: np.ndarray, new: np.ndarray, order: np.ndarray, from_old: np.ndarray) -> np.ndarray:
-    result = np.empty((len(order), *old.shape[1:]), old.dtype)
-    result[from_old] = old[order[from_old]]
-    result[~from_old] = new[order[~from_old] - len(old)]
-    return result
