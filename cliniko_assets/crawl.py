@@ -91,10 +91,10 @@ class Crawl:
             return None
         if page.total_entries is None:
             return None
-        stamps = [_moment(r.get("updated_at")) if isinstance(r, dict) else None for r in page.records]
+        stamps = [moment(r.get("updated_at")) if isinstance(r, dict) else None for r in page.records]
         if None in stamps:  # a record without a readable updated_at: where the newest end is is unknown
             return page.total_entries
-        start = _moment(since)
+        start = moment(since)
         if len(stamps) < page.total_entries:  # a part of the route: the newest end, if sorted as asked
             if not stamps or any(newer < older for newer, older in pairwise(stamps)):
                 return page.total_entries  # not newest first (an account that ignores the sort): walked
@@ -173,12 +173,13 @@ class Crawl:
         self.batch.save_checkpoint(self.checkpoint)
 
 
-def _moment(stamp: object) -> datetime | None:
+def moment(stamp: object) -> datetime | None:
+    """A timestamp Cliniko sent, as an aware datetime; None when it is missing or not one."""
     try:
-        moment = datetime.fromisoformat(str(stamp).replace("Z", "+00:00")) if stamp else None
+        parsed = datetime.fromisoformat(str(stamp).replace("Z", "+00:00")) if stamp else None
     except ValueError:
         return None
-    return moment if moment is not None and moment.tzinfo is not None else None
+    return parsed if parsed is not None and parsed.tzinfo is not None else None
 
 
 def filters(stream: Stream) -> Params:
