@@ -35,6 +35,7 @@ from sandbox.harness import running_server
 
 CLINICS = {"clinic-north": ("north", 31), "clinic-south": ("south", 32)}
 CHROMIUM = "/usr/bin/chromium"
+ASSET_NODES = "query { assetNodes { id } }"
 VIEWPORT = {"width": 1600, "height": 900}
 GRAPH_VIEWPORT = {"width": 2200, "height": 1000}
 # The graph top to bottom with the cliniko, splose and review groups open (the UI keeps both in localStorage),
@@ -147,7 +148,7 @@ def browse(url: str, tenants: list[str], out: Path, run_timeout: float = 1200) -
             page = context.new_page()
             page.set_default_timeout(120_000)
             shots = Shots(page, out)
-            groups, assets = asset_graph(page, url, shots)
+            groups, assets = asset_graph(page, url, shots, len(dagster.query(ASSET_NODES)["assetNodes"]))
             backfill_id = launch_backfill(page, url, len(tenants), shots)
             runs = dagster.wait_for_backfill(backfill_id, len(tenants), poll_seconds=3, timeout=run_timeout)
             runs_page(page, url, backfill_id, len(runs), shots)
@@ -176,8 +177,9 @@ class Shots:
         self.taken.append(path)
 
 
-def asset_graph(page: Page, url: str, shots: Shots) -> tuple[list[str], list[str]]:
-    """The global asset lineage, every group expanded, zoomed to fit; the group and asset names it shows."""
+def asset_graph(page: Page, url: str, shots: Shots, assets: int) -> tuple[list[str], list[str]]:
+    """The global asset lineage, every group expanded, zoomed to fit; the group and asset names it shows.
+    ``assets``: how many assets the code location has (the graph is read once it draws them all)."""
     page.set_viewport_size(GRAPH_VIEWPORT)  # the graph is wide; it is zoomed to fit the width of the window
     page.goto(f"{url}/asset-groups")
     page.get_by_role("button", name="Hide navigation").click()
@@ -187,11 +189,11 @@ def asset_graph(page: Page, url: str, shots: Shots) -> tuple[list[str], list[str
     # The graph fits itself once, to the room it had then; a double click on it fits it to the room it has now
     # (what is off screen is not drawn, so only then does the page hold every group and asset).
     page.locator('[data-svg-viewport="1"]').dispatch_event("dblclick")
-    page.wait_for_timeout(1000)  # the zoom is animated
+    expect(names).to_have_count(assets)  # the zoom is animated: every asset is drawn once it has ended
     groups = [text for text in page.locator('[class*="GroupNode"]').all_inner_texts() if text]
-    assets = names.all_inner_texts()
+    shown = names.all_inner_texts()
     shots.take("asset-graph", GRAPH_VIEWPORT)
-    return groups, assets
+    return groups, shown
 
 
 def launch_backfill(page: Page, url: str, tenants: int, shots: Shots) -> str:
