@@ -189,7 +189,7 @@ def asset_graph(page: Page, url: str, shots: Shots, assets: int) -> tuple[list[s
     # The graph fits itself once, to the room it had then; a double click on it fits it to the room it has now
     # (what is off screen is not drawn, so only then does the page hold every group and asset).
     page.locator('[data-svg-viewport="1"]').dispatch_event("dblclick")
-    expect(names).to_have_count(assets)  # the zoom is animated: every asset is drawn once it has ended
+    expect(names).to_have_count(assets, timeout=60_000)  # the zoom is animated: all are drawn once it has ended
     groups = [text for text in page.locator('[class*="GroupNode"]').all_inner_texts() if text]
     shown = names.all_inner_texts()
     shots.take("asset-graph", GRAPH_VIEWPORT)
