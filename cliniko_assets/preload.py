@@ -73,10 +73,11 @@ SQLITE_STORAGES = (
 def _migration_scripts_once() -> None:
     """Dagster's SQLite storages compare each database's Alembic revision with the head of Dagster's
     migration scripts whenever a step process opens one (the index, the run's shard, runs, schedules), and
-    Alembic reads and executes every script (about 90) each time: a step spent 0.1 to 0.3 CPU-s on it.
+    Alembic reads and executes every script (about 90) each time: 0.1 to 0.3 CPU-s a step in a profile.
     The scripts do not change while the code is loaded, so each configuration's script directory is read
     once, here, and every step forked from this process starts with it. Postgres storages do not check."""
     try:
+        from alembic.config import Config
         from alembic.script import ScriptDirectory
         from dagster._core.storage.sql import get_alembic_config
     except ImportError:
@@ -84,13 +85,13 @@ def _migration_scripts_once() -> None:
     read = ScriptDirectory.from_config
     directories: dict[tuple[str | None, str | None], ScriptDirectory] = {}
 
-    def from_config(config) -> ScriptDirectory:
+    def from_config(config: Config) -> ScriptDirectory:
         key = (config.config_file_name, config.get_alembic_option("script_location"))
         if key not in directories:
             directories[key] = read(config)
         return directories[key]
 
-    ScriptDirectory.from_config = from_config
+    ScriptDirectory.from_config = staticmethod(from_config)
     for name in SQLITE_STORAGES:
         try:
             module = importlib.import_module(name)
