@@ -23,7 +23,7 @@ dev-postgres: $(STAMP)
 	$(BIN)/python -m sandbox.dev --postgres
 
 test: $(STAMP)
-	$(BIN)/pytest -m "not slow"
+	$(BIN)/pytest -m "not slow" --durations=15
 
 test-all: $(STAMP) chromium
 	$(BIN)/pytest
