@@ -12,6 +12,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+# The session opens a Dagster instance hundreds of times, and Dagster's SQLite storages read every migration
+# script of theirs each time; loaded here, as a run's fork server loads it for its steps, they are read once.
+import cliniko_assets.preload  # noqa: F401
 from cliniko_assets.catalog import CATALOG
 from cliniko_assets.definitions import cliniko_resource, splose_resource
 from cliniko_assets.extract import ExtractionSettings
