@@ -19,6 +19,7 @@ user the docs show).
 from __future__ import annotations
 
 import json
+import os
 import re
 import sqlite3
 import subprocess
@@ -86,7 +87,7 @@ def settings_example(examples: list[dict]) -> dict:
 
 def build_examples_database(path: Path) -> None:
     examples = load_examples()["examples"]
-    tmp = path.with_suffix(".tmp-examples")
+    tmp = path.with_suffix(f".tmp-examples{os.getpid()}")  # processes building it at once never share one
     tmp.unlink(missing_ok=True)
     db = sqlite3.connect(tmp)
     create_tables(db)
