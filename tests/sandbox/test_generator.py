@@ -71,3 +71,30 @@ def test_small_clinic_is_a_demo_clinic(own_server):
     assert {a["content_type"] for a in attachments} >= {"application/pdf", "image/png", "image/jpeg", "text/plain"}
     zones = {iana_zone(b["time_zone_identifier"] or b["time_zone"]) for b in api.export("businesses")}
     assert {"Australia/Melbourne", "Australia/Perth", "Europe/London"} <= zones
+
+
+def _build_when_released(path, seed: int, scale: str, barrier) -> None:
+    barrier.wait()
+    build_database(path, seed, scale, ANCHOR)
+
+
+@pytest.mark.parametrize(("seed", "scale"), [(6, "tiny"), (1, "examples")])
+def test_processes_building_the_same_clinic_at_once_each_finish_with_a_whole_database(tmp_path, seed, scale):
+    """Test workers (one per core) can all miss the cache at once: each build writes a file of its own."""
+    import multiprocessing
+
+    context = multiprocessing.get_context("fork")
+    path = tmp_path / "clinic.sqlite"
+    alone = tmp_path / "alone.sqlite"
+    build_database(alone, seed, scale, ANCHOR)
+    for _ in range(3):
+        path.unlink(missing_ok=True)
+        barrier = context.Barrier(4)
+        builders = [context.Process(target=_build_when_released, args=(path, seed, scale, barrier)) for _ in range(4)]
+        for builder in builders:
+            builder.start()
+        for builder in builders:
+            builder.join(120)
+        assert [builder.exitcode for builder in builders] == [0, 0, 0, 0]
+        assert dump(path) == dump(alone)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["alone.sqlite", "clinic.sqlite"]  # no build left behind
