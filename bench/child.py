@@ -6,14 +6,54 @@ import bisect
 import json
 import os
 import resource
+import signal
 import subprocess
 import sys
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 PROJECT = Path(__file__).resolve().parent.parent
+STOP_SECONDS = 10  # how long a child interrupted with its processes gets to stop before they are killed
+
+
+def stop_on_sigterm() -> None:
+    """A bench told to stop (``kill``, a CI job's timeout) stops what it started, as Ctrl-C does: SIGTERM
+    raises ``SystemExit``, so every sandbox and child process is stopped on the way out."""
+    signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
+
+
+@contextmanager
+def _child(script: str, args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen]:
+    """``script`` in child mode, in a process group of its own: if the bench stops before the child is done,
+    the whole group (the child, Dagster's fork server, its step processes) is interrupted, then killed."""
+    process = subprocess.Popen(
+        [sys.executable, script, *args],
+        env={**os.environ, **env},
+        stdout=subprocess.PIPE,
+        cwd=PROJECT,
+        start_new_session=True,
+    )
+    try:
+        yield process
+    except BaseException:
+        _stop_group(process)
+        raise
+
+
+def _stop_group(process: subprocess.Popen) -> None:
+    for signum in (signal.SIGINT, signal.SIGKILL):
+        try:
+            os.killpg(process.pid, signum)
+        except ProcessLookupError:
+            break
+        try:
+            process.wait(STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def run_child(script: str, args: list[str], env: dict[str, str]) -> tuple[dict, int]:
@@ -25,11 +65,9 @@ def run_child(script: str, args: list[str], env: dict[str, str]) -> tuple[dict, 
 def run_child_usage(script: str, args: list[str], env: dict[str, str]) -> tuple[dict, resource.struct_rusage]:
     """Run ``script`` in child mode; returns the JSON on its last output line and the child's resource usage
     (``ru_utime + ru_stime`` its CPU seconds, ``ru_maxrss`` its peak RSS in KiB), from ``os.wait4``."""
-    process = subprocess.Popen(
-        [sys.executable, script, *args], env={**os.environ, **env}, stdout=subprocess.PIPE, cwd=PROJECT
-    )
-    output = process.stdout.read()
-    _, status, usage = os.wait4(process.pid, 0)
+    with _child(script, args, env) as process:
+        output = process.stdout.read()
+        _, status, usage = os.wait4(process.pid, 0)
     if status != 0:
         raise SystemExit(f"child {args[0]} failed with status {status}")
     return json.loads(output.decode().strip().splitlines()[-1]), usage
@@ -145,10 +183,7 @@ def _pss_kb(pid: int) -> int:
 def run_child_tree(script: str, args: list[str], env: dict[str, str]) -> tuple[dict, TreeUsage]:
     """Run ``script`` in child mode like :func:`run_child_usage`, measuring the child and every process under
     it (Dagster runs each step in a process of its own, which ``os.wait4`` of the child does not count)."""
-    process = subprocess.Popen(
-        [sys.executable, script, *args], env={**os.environ, **env}, stdout=subprocess.PIPE, cwd=PROJECT
-    )
-    with TreeSampler(process.pid) as sampler:
+    with _child(script, args, env) as process, TreeSampler(process.pid) as sampler:
         output = process.stdout.read()
         _, status, _ = os.wait4(process.pid, 0)
     if status != 0:

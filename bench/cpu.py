@@ -44,7 +44,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from bench.child import cpu_seconds, run_child_usage, self_cpu_seconds, use_project_code  # noqa: E402
+from bench.child import cpu_seconds, run_child_usage, self_cpu_seconds, stop_on_sigterm, use_project_code  # noqa: E402
 
 USER_AGENT = "Splose Cliniko importer benchmark (integrations@splose.com)"
 TENANT = "bench-clinic"
@@ -273,6 +273,7 @@ def report(scale: str, rows: dict[str, dict]) -> None:
 
 
 def main() -> None:
+    stop_on_sigterm()
     commands = {"pipeline": child_pipeline, "dlt": child_dlt, "requests": child_requests}
     if len(sys.argv) > 1 and sys.argv[1] in commands:
         if os.environ.get(CODE_DIR):

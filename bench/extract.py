@@ -31,7 +31,7 @@ import requests
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from bench.child import run_child  # noqa: E402
+from bench.child import run_child, stop_on_sigterm  # noqa: E402
 from cliniko_assets.catalog import CATALOG  # noqa: E402
 from sandbox.admin import ClinikoSandboxAdmin  # noqa: E402
 from sandbox.harness import running_server  # noqa: E402
@@ -187,6 +187,7 @@ def bench_scale(scale: str, time_scale: float, concurrency: int) -> dict:
 
 
 def main() -> None:
+    stop_on_sigterm()
     if len(sys.argv) > 1 and sys.argv[1] == "pipeline":
         print(json.dumps(child_pipeline(float(sys.argv[2]), int(sys.argv[3]))))
         return

@@ -101,7 +101,7 @@ PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 from bench import cpu  # noqa: E402
-from bench.child import CpuClock, run_child_tree, run_child_usage, use_project_code  # noqa: E402
+from bench.child import CpuClock, run_child_tree, run_child_usage, stop_on_sigterm, use_project_code  # noqa: E402
 from sandbox.admin import ClinikoSandboxAdmin  # noqa: E402
 from sandbox.demo import submit_import  # noqa: E402
 from sandbox.harness import running_server  # noqa: E402
@@ -400,6 +400,7 @@ def bench_resyncs(admin: ClinikoSandboxAdmin, splose_url: str, env: dict[str, st
 
 
 def main() -> None:
+    stop_on_sigterm()
     if len(sys.argv) > 1 and sys.argv[1] == "import":
         if os.environ.get(cpu.CODE_DIR):
             use_project_code(os.environ[cpu.CODE_DIR])

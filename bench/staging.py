@@ -26,7 +26,7 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from bench.child import run_child  # noqa: E402
+from bench.child import run_child, stop_on_sigterm  # noqa: E402
 from sandbox.s3 import running_s3_server  # noqa: E402
 
 MIB = 1 << 20
@@ -93,6 +93,7 @@ def measure(uri: str, env: dict[str, str], small: int, large: int, rows: int) ->
 
 
 def main() -> None:
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--small-mib", type=int, default=16)
     parser.add_argument("--large-mib", type=int, default=128)

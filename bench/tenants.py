@@ -38,6 +38,7 @@ import dagster as dg
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
+from bench.child import stop_on_sigterm  # noqa: E402
 from sandbox import postgres  # noqa: E402
 from sandbox.fleet import daemon, fleet, production_home, run_window, wait_for_imports  # noqa: E402
 
@@ -86,6 +87,7 @@ def measure(count: int, scale: str, timeout: float) -> dict:
 
 
 def main(argv: list[str] | None = None) -> int:
+    stop_on_sigterm()
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--tenants", type=int, default=5)
     parser.add_argument("--scale", default="tiny", choices=["tiny", "small"])
