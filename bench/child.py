@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import contextlib
 import json
 import os
 import resource
@@ -12,7 +13,6 @@ import sys
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,7 +26,7 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda signum, _frame: sys.exit(128 + signum))
 
 
-@contextmanager
+@contextlib.contextmanager
 def _child(script: str, args: list[str], env: dict[str, str]) -> Iterator[subprocess.Popen]:
     """``script`` in child mode, in a process group of its own: if the bench stops before the child is done,
     the whole group (the child, Dagster's fork server, its step processes) is interrupted, then killed."""
@@ -45,15 +45,13 @@ def _child(script: str, args: list[str], env: dict[str, str]) -> Iterator[subpro
 
 
 def _stop_group(process: subprocess.Popen) -> None:
-    for signum in (signal.SIGINT, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, signum)
-        except ProcessLookupError:
-            break
-        try:
+    """Interrupt the child's process group as Ctrl-C would; kill what is left of it ``STOP_SECONDS`` later."""
+    with contextlib.suppress(ProcessLookupError):  # nothing of the group is left
+        os.killpg(process.pid, signal.SIGINT)
+        with contextlib.suppress(subprocess.TimeoutExpired):
             process.wait(STOP_SECONDS)
-        except subprocess.TimeoutExpired:
-            continue
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait()
 
 
 def run_child(script: str, args: list[str], env: dict[str, str]) -> tuple[dict, int]:
