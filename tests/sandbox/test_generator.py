@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import multiprocessing
 import sqlite3
 from collections import Counter
 
@@ -81,8 +82,6 @@ def _build_when_released(path, seed: int, scale: str, barrier) -> None:
 @pytest.mark.parametrize(("seed", "scale"), [(6, "tiny"), (1, "examples")])
 def test_processes_building_the_same_clinic_at_once_each_finish_with_a_whole_database(tmp_path, seed, scale):
     """Test workers (one per core) can all miss the cache at once: each build writes a file of its own."""
-    import multiprocessing
-
     context = multiprocessing.get_context("fork")
     path = tmp_path / "clinic.sqlite"
     alone = tmp_path / "alone.sqlite"
