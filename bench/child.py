@@ -16,6 +16,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from sandbox.harness import stop_process_group
+
 PROJECT = Path(__file__).resolve().parent.parent
 STOP_SECONDS = 10  # how long a child interrupted with its processes gets to stop before they are killed
 
@@ -40,18 +42,8 @@ def _child(script: str, args: list[str], env: dict[str, str]) -> Iterator[subpro
     try:
         yield process
     except BaseException:
-        _stop_group(process)
+        stop_process_group(process, STOP_SECONDS)
         raise
-
-
-def _stop_group(process: subprocess.Popen) -> None:
-    """Interrupt the child's process group as Ctrl-C would; kill what is left of it ``STOP_SECONDS`` later."""
-    with contextlib.suppress(ProcessLookupError):  # nothing of the group is left
-        os.killpg(process.pid, signal.SIGINT)
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            process.wait(STOP_SECONDS)
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait()
 
 
 def run_child(script: str, args: list[str], env: dict[str, str]) -> tuple[dict, int]:

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -28,7 +27,7 @@ import requests
 from sandbox import postgres
 from sandbox.admin import ClinikoSandboxAdmin
 from sandbox.demo import submit_import
-from sandbox.harness import ServerProcess, running_server
+from sandbox.harness import ServerProcess, running_server, stop_process_group
 from sandbox.local import PROJECT
 from splose_resources.splose import SploseResource
 
@@ -135,21 +134,7 @@ def daemon(home: Path, env: dict[str, str]) -> Iterator[subprocess.Popen]:
     try:
         yield process
     finally:
-        _stop_group(process)
-
-
-def _stop_group(process: subprocess.Popen, grace: float = 30) -> None:
-    """SIGINT to the daemon's process group (the daemon, its code server, the runs it launched), then SIGKILL
-    to whatever of the group is still there after ``grace`` seconds."""
-    deadline = time.monotonic() + grace
-    with suppress(ProcessLookupError):
-        os.killpg(process.pid, signal.SIGINT)
-        while time.monotonic() < deadline:
-            process.poll()  # reap the daemon itself
-            os.killpg(process.pid, 0)  # raises once every process of the group is gone
-            time.sleep(0.5)
-        os.killpg(process.pid, signal.SIGKILL)
-    process.wait(timeout=30)
+        stop_process_group(process)
 
 
 def wait_for_imports(instance: dg.DagsterInstance, pool: Fleet, timeout: float) -> dict[str, dg.DagsterRun]:

@@ -42,6 +42,20 @@ class ServerProcess:
             return ""
 
 
+def stop_process_group(process: subprocess.Popen, grace: float = 30) -> None:
+    """SIGINT to ``process``'s group (started with ``start_new_session``: it and everything it started), as
+    Ctrl-C would; SIGKILL to whatever of the group is still there after ``grace`` seconds."""
+    deadline = time.monotonic() + grace
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(process.pid, signal.SIGINT)
+        while time.monotonic() < deadline:
+            process.poll()  # reap the leader itself
+            os.killpg(process.pid, 0)  # raises once every process of the group is gone
+            time.sleep(0.5)
+        os.killpg(process.pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
 def start_server(
     module: str,
     args: list[str] | None = None,
