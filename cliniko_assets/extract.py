@@ -218,9 +218,10 @@ def _references(
     """``cliniko/references``: for each resource others point at, the records no list returned, by id."""
     tenant = context.partition_key
     by_resource: dict[str, dict] = {}
+    linked = references.referenced_ids(staging, tenant)
     for resource in sorted(references.REFERENCES):
         try:
-            outcome = references.stage_references(client, staging, tenant, resource)
+            outcome = references.stage_references(client, staging, tenant, resource, linked[resource])
         except ClinikoError as exc:  # fails this asset only: what is staged stays, the next run resumes it
             failures[REFERENCES] = exc
             context.log.error(f"cliniko/{REFERENCES} ({resource}) for tenant '{tenant}' failed: {exc}")

@@ -3,9 +3,9 @@
 Real Cliniko records point at businesses, practitioners, appointment types, patients and treatment note
 templates that no list route returns to the key: a deleted appointment type (its link answers 404), a
 practitioner the key's role cannot list, an archived record behind a link. The asset ``cliniko/references``
-comes after every resource that points at others and every resource pointed at: :func:`stage_references`
-looks at the links of the staged records that point at each resource (deleted records aside), and fetches
-every id it has not staged, once, by id (with
+comes after every resource that points at others and every resource pointed at: :func:`referenced_ids`
+reads the links of the staged records (deleted records aside; each linking resource once, all its links in
+the same pass), and :func:`stage_references` fetches every id of a resource it has not staged, once, by id (with
 ``q[]=archived_at:*``, which Cliniko documents for single-record GETs, so an archived record is found too;
 without it when Cliniko refuses the filter). What Cliniko has is staged with the other records of its
 resource in state ``unlisted`` and source ``by_id``; an id it answers 404 (or 403) for is staged as a stub in
@@ -72,19 +72,32 @@ def link_pattern(name: str) -> str:
     return rf'"{name}"\s*:\s*\{{\s*"links"\s*:\s*\{{\s*"self"\s*:\s*"[^"]*?/(?P<id>\d+)(?:\?[^"]*)?"'
 
 
-def linked_ids(staging: StagingStore, tenant: str, resource: str, name: str) -> set[str]:
-    """Ids behind link ``name`` of the staged, not deleted records of ``resource``, read in batches."""
-    found: set[str] = set()
-    pattern = link_pattern(name)
+def linked_ids(staging: StagingStore, tenant: str, resource: str, names: tuple[str, ...]) -> dict[str, set[str]]:
+    """Ids behind each link of ``names`` in the staged, not deleted records of ``resource``: the resource is
+    read once, in batches, whatever the number of links."""
+    found: dict[str, set[str]] = {name: set() for name in names}
+    patterns = {name: link_pattern(name) for name in names}
     for batch in staging.iter_batches(tenant, resource, ["state", "record"], batch_size=1_000):
-        live = batch.filter(pc.not_equal(batch.column("state"), "deleted"))
-        ids = pc.struct_field(pc.extract_regex(live.column("record"), pattern), "id")
-        found.update(i for i in ids.to_pylist() if i)
+        records = batch.filter(pc.not_equal(batch.column("state"), "deleted")).column("record")
+        for name, pattern in patterns.items():
+            ids = pc.struct_field(pc.extract_regex(records, pattern), "id")
+            found[name].update(i for i in ids.to_pylist() if i)
     return found
 
 
-def referenced_ids(staging: StagingStore, tenant: str, resource: str) -> set[str]:
-    return set().union(*(linked_ids(staging, tenant, source, name) for source, name in REFERENCES[resource]))
+def referenced_ids(staging: StagingStore, tenant: str) -> dict[str, set[str]]:
+    """For each resource of :data:`REFERENCES`, the ids the staged records link to; each linking resource
+    (the appointments, say, with four links) is read once."""
+    links: dict[str, list[tuple[str, str]]] = {}  # linking resource -> (link name, resource pointed at)
+    for target, sources in REFERENCES.items():
+        for source, name in sources:
+            links.setdefault(source, []).append((name, target))
+    wanted: dict[str, set[str]] = {target: set() for target in REFERENCES}
+    for source, pairs in links.items():
+        found = linked_ids(staging, tenant, source, tuple(name for name, _ in pairs))
+        for name, target in pairs:
+            wanted[target] |= found[name]
+    return wanted
 
 
 @dataclass
@@ -109,11 +122,14 @@ class ReferenceOutcome:
 COUNTED = ("found_by_id", "not_in_cliniko", "by_id_forbidden", "by_id_requests")
 
 
-def stage_references(client: ClinikoClient, staging: StagingStore, tenant: str, resource: str) -> ReferenceOutcome:
-    """Fetch and stage every record of ``resource`` that staged records point at and the lists did not return."""
+def stage_references(
+    client: ClinikoClient, staging: StagingStore, tenant: str, resource: str, linked: set[str]
+) -> ReferenceOutcome:
+    """Fetch and stage every record of ``resource`` that staged records point at (``linked``, from
+    :func:`referenced_ids`) and the lists did not return."""
     outcome = ReferenceOutcome()
     staged = set(staging.read_index(tenant, resource, ("id",))["id"])
-    wanted = sorted(referenced_ids(staging, tenant, resource) - staged, key=_numeric)
+    wanted = sorted(linked - staged, key=_numeric)
     if not wanted:
         return outcome
     rows = [_row(rid, *fetch_by_id(client, resource, rid, outcome)) for rid in wanted]

@@ -42,9 +42,48 @@ def test_links_are_read_whatever_the_spacing_query_or_host_and_deleted_records_a
         staging, "t", "attendees", [({"id": 9, "patient": {"links": {"self": f"{BASE}/patients/87"}}}, "booked")], False
     )
 
-    assert linked_ids(staging, "t", "individual_appointments", "patient") == {"82", "83"}
-    assert referenced_ids(staging, "t", "patients") == {"82", "83", "87"}
-    assert linked_ids(staging, "t", "group_appointments", "patient") == set()  # nothing staged
+    assert linked_ids(staging, "t", "individual_appointments", ("patient",)) == {"patient": {"82", "83"}}
+    assert referenced_ids(staging, "t")["patients"] == {"82", "83", "87"}
+    assert linked_ids(staging, "t", "group_appointments", ("patient",)) == {"patient": set()}  # nothing staged
+
+
+def test_each_linking_resource_is_read_once_and_each_of_its_links_goes_to_the_resource_it_points_at(
+    tmp_path, monkeypatch
+):
+    staging = StagingStore(uri=str(tmp_path))
+
+    def link(resource: str, rid: int) -> dict:
+        return {"links": {"self": f"{BASE}/{resource}/{rid}"}}
+
+    appointment = {
+        "id": 1,
+        "business": link("businesses", 11),
+        "practitioner": link("practitioners", 21),
+        "appointment_type": link("appointment_types", 31),
+        "patient": link("patients", 41),
+    }
+    stage(staging, "t", "individual_appointments", [(appointment, "booked")], compact=False)
+    note = {"id": 2, "patient": link("patients", 42), "practitioner": link("practitioners", 22),
+            "treatment_note_template": link("treatment_note_templates", 51)}  # fmt: skip
+    stage(staging, "t", "treatment_notes", [(note, "final")], compact=True)
+    reads: list[str] = []
+    iter_batches = StagingStore.iter_batches
+
+    def counted(self, tenant, resource, *args, **kwargs):  # the real reader, each call noted
+        reads.append(resource)
+        return iter_batches(self, tenant, resource, *args, **kwargs)
+
+    monkeypatch.setattr(StagingStore, "iter_batches", counted)
+
+    assert referenced_ids(staging, "t") == {
+        "businesses": {"11"},
+        "practitioners": {"21", "22"},
+        "appointment_types": {"31"},
+        "patients": {"41", "42"},
+        "treatment_note_templates": {"51"},
+    }
+    assert sorted(reads) == sorted(set(reads))  # no resource read twice
+    assert {"individual_appointments", "treatment_notes"} <= set(reads)
 
 
 def test_the_account_settings_are_written_privately_and_read_back(tmp_path):
