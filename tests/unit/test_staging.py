@@ -1,8 +1,14 @@
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
-from splose_resources.staging import StagingBusy, StagingStore
+from splose_resources.staging import ARENA_MAX, StagingBusy, StagingStore
+
+PROJECT = Path(__file__).resolve().parents[2]
 
 
 def _row(rid: str, updated: str | None, state: str = "active", **fields) -> dict:
@@ -134,3 +140,47 @@ def test_a_staged_record_reads_back_as_cliniko_sent_it_whatever_part_and_batch_i
     assert read[0] == {**sent[0], "_state": "active", "_source": "main"}
     assert read[-1]["_state"] == "deleted"
     assert record_json(sent[0]) == json.dumps(sent[0], ensure_ascii=False, separators=(",", ":")).encode()
+
+
+ARENA_PROBE = r"""
+import ctypes, sys, tempfile, threading
+if sys.argv[1] == "staging":
+    import splose_resources.staging
+libc = ctypes.CDLL("libc.so.6")
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+libc.fopen.restype = ctypes.c_void_p
+libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
+libc.fclose.argtypes = [ctypes.c_void_p]
+
+def churn():  # ctypes lets go of the GIL: eight threads ask malloc at once, as native code does
+    for _ in range(20_000):
+        libc.free(libc.malloc(256))
+
+threads = [threading.Thread(target=churn) for _ in range(8)]
+for thread in threads:
+    thread.start()
+for thread in threads:
+    thread.join()
+with tempfile.NamedTemporaryFile("r") as out:
+    handle = libc.fopen(out.name.encode(), b"w")
+    libc.malloc_info(0, handle)
+    libc.fclose(handle)
+    print(out.read().count("<heap nr="))
+"""
+
+
+def _arenas(what: str, **env: str) -> int:
+    environment = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"} | env
+    done = subprocess.run(
+        [sys.executable, "-c", ARENA_PROBE, what], env=environment, cwd=PROJECT, capture_output=True, text=True,
+        check=True, timeout=60,
+    )  # fmt: skip
+    return int(done.stdout)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's arenas")
+def test_a_process_that_stages_keeps_its_threads_allocations_in_two_arenas_unless_the_operator_says_otherwise():
+    assert _arenas("plain") > ARENA_MAX  # the probe sees the arenas glibc adds for busy threads
+    assert _arenas("staging") <= ARENA_MAX
+    assert ARENA_MAX < _arenas("staging", MALLOC_ARENA_MAX="4") <= 4
