@@ -4,37 +4,13 @@ The code location is imported and resolved once per run, and every step's proces
 instead of each step resolving the whole graph again. So are the modules a step imports to open the run's
 instance (its storage: SQLAlchemy, Alembic, Dagster's SQLite and Postgres storages), which cost each step
 about a CPU second when it imported them itself, and the migration scripts Dagster's SQLite storages
-check their revision against. glibc's malloc is set here too (its arenas and
-when a block is a mapping of its own), so every step forked from it inherits the settings.
+check their revision against. glibc's malloc is set by :mod:`splose_resources.staging` as the code location
+is imported, so every step forked from it inherits those settings.
 """
 
-import ctypes
 import importlib
 
 from cliniko_assets.definitions import defs
-
-M_ARENA_MAX = -8  # glibc's mallopt parameters
-M_MMAP_THRESHOLD = -3
-ARENAS = 2
-MMAP_AT = 1 << 20  # bytes: an allocation this large or larger is a mapping of its own
-
-
-def _malloc_settings() -> None:
-    """glibc gives threads that allocate at once arenas of their own (up to eight per core), and what is
-    freed in an arena stays with it: an extraction's page and resource threads would each keep what they
-    once decoded. Two arenas keep a step's peak near what its threads hold at once.
-
-    Large blocks (a crosswalk's arrays, a batch of records) are mappings of their own, returned to the
-    system when freed. glibc would otherwise raise that threshold to the size of each large block freed
-    (up to 32 MiB), and the next ones of that size would come from the heap, leaving holes the size of a
-    crosswalk column there. Not glibc: nothing."""
-    try:
-        libc = ctypes.CDLL("libc.so.6")
-        libc.mallopt(M_ARENA_MAX, ARENAS)
-        libc.mallopt(M_MMAP_THRESHOLD, MMAP_AT)
-    except (OSError, AttributeError):
-        return
-
 
 # What DagsterInstance.from_ref imports in a step process, for the embedded SQLite instance and for Postgres.
 # Dagster's own module paths: one that a later release moves is skipped (the step then imports what it needs).
@@ -100,7 +76,6 @@ def _migration_scripts_once() -> None:
         ScriptDirectory.from_config(get_alembic_config(module.__file__)).as_revision_number("head")
 
 
-_malloc_settings()
 _instance_modules()
 _migration_scripts_once()
 defs.get_repository_def()

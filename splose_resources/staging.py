@@ -71,17 +71,24 @@ NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 TRIM_EVERY_SECONDS = 2.0  # while parts are written: an extraction's threads free pages as fast as they decode them
 _last_trim = [0.0]  # time.monotonic() of the process's last trim
 
-# glibc gives a thread that finds the heap busy an arena of its own (up to eight per core), and each keeps the
-# holes the pages decoded in it leave: at large, the extraction's threads held about 30 MB more in them than
-# in two. An operator's own MALLOC_ARENA_MAX stands.
+# glibc's malloc, set for every process that imports the project (the fork server's steps inherit it).
+# A thread that finds the heap busy gets an arena of its own (up to eight per core), and what is freed in an
+# arena stays with it: an extraction's page and resource threads would each keep what they once decoded. Two
+# arenas keep a step's peak near what its threads hold at once. Large blocks (a crosswalk's arrays, a batch
+# of records) are mappings of their own, returned to the system when freed: glibc would otherwise raise that
+# threshold to the size of each large block freed (up to 32 MiB) and put the next ones in the heap, leaving
+# holes the size of a crosswalk column there. An operator's own MALLOC_ARENA_MAX or MALLOC_MMAP_THRESHOLD_
+# stands.
 ARENA_MAX = 2
-_M_ARENA_MAX = -8  # mallopt's parameter number, from glibc's malloc.h
+MMAP_THRESHOLD = 1 << 20  # bytes: an allocation this large or larger is a mapping of its own
+_MALLOPT = (("MALLOC_ARENA_MAX", -8, ARENA_MAX), ("MALLOC_MMAP_THRESHOLD_", -3, MMAP_THRESHOLD))  # malloc.h
 
 try:  # glibc keeps freed memory inside its arenas; malloc_trim returns their free pages to the system
     _libc = ctypes.CDLL("libc.so.6")
     _malloc_trim = _libc.malloc_trim
-    if "MALLOC_ARENA_MAX" not in os.environ:
-        _libc.mallopt(_M_ARENA_MAX, ARENA_MAX)  # before this process starts its threads: the arenas they get
+    for _variable, _parameter, _value in _MALLOPT:
+        if _variable not in os.environ:
+            _libc.mallopt(_parameter, _value)
 except (OSError, AttributeError):  # not glibc: nothing to trim
     _malloc_trim = None
 

@@ -142,16 +142,23 @@ def test_a_staged_record_reads_back_as_cliniko_sent_it_whatever_part_and_batch_i
     assert record_json(sent[0]) == json.dumps(sent[0], ensure_ascii=False, separators=(",", ":")).encode()
 
 
-ARENA_PROBE = r"""
+MALLOC_PROBE = r"""
 import ctypes, sys, tempfile, threading
 if sys.argv[1] == "staging":
     import splose_resources.staging
 libc = ctypes.CDLL("libc.so.6")
 libc.malloc.restype = ctypes.c_void_p
+libc.malloc.argtypes = [ctypes.c_size_t]
 libc.free.argtypes = [ctypes.c_void_p]
 libc.fopen.restype = ctypes.c_void_p
 libc.malloc_info.argtypes = [ctypes.c_int, ctypes.c_void_p]
 libc.fclose.argtypes = [ctypes.c_void_p]
+
+class Info(ctypes.Structure):
+    _fields_ = [(name, ctypes.c_size_t) for name in (
+        "arena", "ordblks", "smblks", "hblks", "hblkhd", "usmblks", "fsmblks", "uordblks", "fordblks", "keepcost")]
+
+libc.mallinfo2.restype = Info
 
 def churn():  # ctypes lets go of the GIL: eight threads ask malloc at once, as native code does
     for _ in range(20_000):
@@ -166,21 +173,30 @@ with tempfile.NamedTemporaryFile("r") as out:
     handle = libc.fopen(out.name.encode(), b"w")
     libc.malloc_info(0, handle)
     libc.fclose(handle)
-    print(out.read().count("<heap nr="))
+    arenas = out.read().count("<heap nr=")
+libc.free(libc.malloc(4 << 20))  # a mapping freed: glibc's own threshold rises to its size
+before = libc.mallinfo2().hblks
+block = libc.malloc(2 << 20)
+print(arenas, libc.mallinfo2().hblks - before)  # the arenas, and whether a 2 MiB block is a mapping
+libc.free(block)
 """
 
 
-def _arenas(what: str, **env: str) -> int:
-    environment = {k: v for k, v in os.environ.items() if k != "MALLOC_ARENA_MAX"} | env
+def _malloc(what: str, **env: str) -> tuple[int, int]:
+    environment = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | env
     done = subprocess.run(
-        [sys.executable, "-c", ARENA_PROBE, what], env=environment, cwd=PROJECT, capture_output=True, text=True,
+        [sys.executable, "-c", MALLOC_PROBE, what], env=environment, cwd=PROJECT, capture_output=True, text=True,
         check=True, timeout=60,
     )  # fmt: skip
-    return int(done.stdout)
+    arenas, mapped = done.stdout.split()
+    return int(arenas), int(mapped)
 
 
-@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's arenas")
-def test_a_process_that_stages_keeps_its_threads_allocations_in_two_arenas_unless_the_operator_says_otherwise():
-    assert _arenas("plain") > ARENA_MAX  # the probe sees the arenas glibc adds for busy threads
-    assert _arenas("staging") <= ARENA_MAX
-    assert ARENA_MAX < _arenas("staging", MALLOC_ARENA_MAX="4") <= 4
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc")
+def test_a_process_that_stages_keeps_two_arenas_and_maps_large_blocks_unless_the_operator_says_otherwise():
+    arenas, mapped = _malloc("plain")  # the probe sees what glibc does by itself
+    assert arenas > ARENA_MAX and mapped == 0
+    arenas, mapped = _malloc("staging")
+    assert arenas <= ARENA_MAX and mapped == 1
+    arenas, mapped = _malloc("staging", MALLOC_ARENA_MAX="4", MALLOC_MMAP_THRESHOLD_=str(8 << 20))
+    assert ARENA_MAX < arenas <= 4 and mapped == 0
