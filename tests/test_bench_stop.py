@@ -7,11 +7,10 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import psutil
 
-PROJECT = Path(__file__).resolve().parent.parent
+from sandbox.local import PROJECT
 
 
 def _alive(process: psutil.Process) -> bool:

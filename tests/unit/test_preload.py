@@ -6,7 +6,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-PROJECT = Path(__file__).resolve().parents[2]
+from sandbox.local import PROJECT
 
 # In a process of its own (the preload changes the process it is imported into): a step forked after the
 # preload opens the embedded SQLite instance and its run's event shard; how many migration scripts Alembic

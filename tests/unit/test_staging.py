@@ -2,13 +2,11 @@ import json
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
+from sandbox.local import PROJECT
 from splose_resources.staging import ARENA_MAX, StagingBusy, StagingStore
-
-PROJECT = Path(__file__).resolve().parents[2]
 
 
 def _row(rid: str, updated: str | None, state: str = "active", **fields) -> dict:
