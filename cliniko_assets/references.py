@@ -28,6 +28,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlencode
 
+import msgspec
 import pyarrow.compute as pc
 
 from cliniko_assets.crawl import staged_row
@@ -67,21 +68,37 @@ BY_ID_SOURCE = "by_id"  # the staged source of a record found by id
 SETTINGS_ROUTES = (("/settings", "settings"), ("/settings/public", "settings/public"))
 
 
-def link_pattern(name: str) -> str:
-    """An RE2 pattern for the id in ``"<name>": {"links": {"self": ".../<id>[?...]"}}`` of a record's JSON."""
-    return rf'"{name}"\s*:\s*\{{\s*"links"\s*:\s*\{{\s*"self"\s*:\s*"[^"]*?/(?P<id>\d+)(?:\?[^"]*)?"'
+def linked_id(value: object) -> str | None:
+    """The id behind one link, ``{"links": {"self": ".../<id>[?...]"}}``: the URL's last path segment when it
+    is all digits, whatever the host or query; None for anything else (null, a stub without ``links``)."""
+    links = value.get("links") if isinstance(value, dict) else None
+    url = links.get("self") if isinstance(links, dict) else None
+    if not isinstance(url, str):
+        return None
+    tail = url.split("?", 1)[0].rsplit("/", 1)[-1]
+    return tail if tail.isascii() and tail.isdigit() else None
 
 
 def linked_ids(staging: StagingStore, tenant: str, resource: str, names: tuple[str, ...]) -> dict[str, set[str]]:
     """Ids behind each link of ``names`` in the staged, not deleted records of ``resource``: the resource is
-    read once, in batches, whatever the number of links."""
+    read once, in batches, whatever the number of links. Each record's text is decoded into those top-level
+    fields alone (msgspec skips the rest without building it): a link nested deeper is not the record's, and
+    this costs less than matching each link in the text or decoding whole records."""
     found: dict[str, set[str]] = {name: set() for name in names}
-    patterns = {name: link_pattern(name) for name in names}
+    decoder = msgspec.json.Decoder(msgspec.defstruct("Links", [(name, object, None) for name in names]))
     for batch in staging.iter_batches(tenant, resource, ["state", "record"], batch_size=1_000):
         records = batch.filter(pc.not_equal(batch.column("state"), "deleted")).column("record")
-        for name, pattern in patterns.items():
-            ids = pc.struct_field(pc.extract_regex(records, pattern), "id")
-            found[name].update(i for i in ids.to_pylist() if i)
+        for text in records.to_pylist():
+            if text is None:
+                continue
+            try:
+                links = decoder.decode(text)
+            except msgspec.DecodeError:  # not an object: it links to nothing
+                continue
+            for name in names:
+                rid = linked_id(getattr(links, name))
+                if rid is not None:
+                    found[name].add(rid)
     return found
 
 
