@@ -20,6 +20,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from splose_resources.listing import ListedRecord
+
 
 def is_set(value) -> bool:
     """Cliniko's older payloads send ``""`` where they mean null."""
@@ -263,6 +265,7 @@ CATALOG: tuple[ClinikoResourceSpec, ...] = (
 )
 
 BY_NAME = {spec.name: spec for spec in CATALOG}
+RECORD_TYPES = (dict, ListedRecord)  # what a listed page's item must be to be read as a record
 
 
 def record_id(record: dict) -> str | None:

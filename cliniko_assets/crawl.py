@@ -14,10 +14,11 @@ from functools import partial
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
-from cliniko_assets.catalog import ClinikoResourceSpec, Stream, is_set, record_id
+from cliniko_assets.catalog import RECORD_TYPES, ClinikoResourceSpec, Stream, is_set, record_id
 from cliniko_assets.paging import KeysetWalk, Params
 from splose_resources.cliniko import ClinikoError, Page
-from splose_resources.staging import StagingBatch, record_json
+from splose_resources.listing import ListedRecord
+from splose_resources.staging import STAGED_SCHEMA, StagingBatch, record_json
 
 if TYPE_CHECKING:
     from cliniko_assets.extraction import Extraction, ResourceOutcome
@@ -51,7 +52,7 @@ class Crawl:
         self.listed = listed
         self.honoured = honoured  # found honoured by an earlier sync
         self.watched = {s.fallback_for for s in spec.streams if s.fallback_for}
-        self.buffer: list[dict] = []
+        self.buffer = staged_columns()  # the rows taken since the last part, column by column
 
     def stream(self, stream: Stream, since: str | None) -> None:
         state = self._state(stream)
@@ -91,7 +92,7 @@ class Crawl:
             return None
         if page.total_entries is None:
             return None
-        stamps = [moment(r.get("updated_at")) if isinstance(r, dict) else None for r in page.records]
+        stamps = [moment(r.get("updated_at")) if isinstance(r, RECORD_TYPES) else None for r in page.records]
         if None in stamps:  # a record without a readable updated_at: where the newest end is is unknown
             return page.total_entries
         start = moment(since)
@@ -151,9 +152,10 @@ class Crawl:
                 self.outcome.filters_honoured.add(stream.fallback_for)
 
     def take(self, stream: Stream, state: dict, records: list) -> None:
+        ids, updated, states, sources, texts = (self.buffer[n] for n in STAGED_SCHEMA.names)
         for record in records:
             self.outcome.fetched += 1
-            rid = record_id(record) if isinstance(record, dict) else None
+            rid = record_id(record) if isinstance(record, RECORD_TYPES) else None
             if rid is None:
                 self.outcome.unreadable += 1
                 continue
@@ -162,11 +164,16 @@ class Crawl:
                     state["flagged"][name] = state["flagged"].get(name, 0) + 1
             if self.listed is not None and not stream.deletions:
                 self.listed.add(rid)
-            self.buffer.append(staged_row(rid, record, self.spec.state(record, stream.name), stream.name))
+            stamp = record.get("updated_at")
+            ids.append(rid)
+            updated.append(str(stamp) if stamp else None)
+            states.append(self.spec.state(record, stream.name))
+            sources.append(stream.name)
+            texts.append(record_text(record))
 
     def flush(self) -> None:
-        self.batch.write_part(self.buffer)
-        self.buffer = []
+        self.batch.write_columns(self.buffer)
+        self.buffer = staged_columns()
 
     def save(self) -> None:
         self.flush()
@@ -193,5 +200,15 @@ def staged_row(rid: str, record: dict, state: str, source: str) -> dict:
         "updated_at": str(updated) if updated else None,
         "state": state,
         "source": source,
-        "record": record_json(record),
+        "record": record_text(record),
     }
+
+
+def staged_columns() -> dict[str, list]:
+    """Empty columns of staged rows, in :data:`~splose_resources.staging.STAGED_SCHEMA`'s order."""
+    return {name: [] for name in STAGED_SCHEMA.names}
+
+
+def record_text(record: dict | ListedRecord) -> bytes:
+    """What is staged of a record: a listed record's text as Cliniko sent it, or a decoded one encoded."""
+    return record.text if isinstance(record, ListedRecord) else record_json(record)

@@ -38,7 +38,7 @@ from functools import partial
 
 from cliniko_assets import references
 from cliniko_assets.attachments import FileStats, stage_files
-from cliniko_assets.catalog import ClinikoResourceSpec, record_id
+from cliniko_assets.catalog import RECORD_TYPES, ClinikoResourceSpec, record_id
 from cliniko_assets.crawl import HONOURED_EARLIER, TIMESTAMP, Crawl, filters, moment, staged_row
 from cliniko_assets.paging import KeysetWalk, Params, offset_query
 from splose_resources.cliniko import (
@@ -258,7 +258,7 @@ class Extraction:
                 return False
             if page.total_entries is None or page.total_entries != int(staged.get(stream.name, 0)):
                 return False
-            newest = moment(next((r.get("updated_at") for r in page.records if isinstance(r, dict)), None))
+            newest = moment(next((r.get("updated_at") for r in page.records if isinstance(r, RECORD_TYPES)), None))
             if page.total_entries and (newest is None or newest >= since):  # unreadable: listed in full
                 return False
         outcome.id_listing = "not needed: each route's count and newest change match staging"
@@ -330,7 +330,7 @@ class Extraction:
         listed: set[str] = set()
 
         def take(records: list) -> None:
-            listed.update(filter(None, (record_id(r) for r in records if isinstance(r, dict))))
+            listed.update(filter(None, (record_id(r) for r in records if isinstance(r, RECORD_TYPES))))
 
         for stream in spec.streams:
             if stream.deletions:

@@ -22,7 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
-from cliniko_assets.catalog import record_id
+from cliniko_assets.catalog import RECORD_TYPES, record_id
 from splose_resources.cliniko import ClinikoError, Page
 
 Params = list[tuple[str, str]]
@@ -207,5 +207,5 @@ class KeysetWalk:
 
 
 def _numeric_id(record) -> str | None:
-    rid = record_id(record) if isinstance(record, dict) else None
+    rid = record_id(record) if isinstance(record, RECORD_TYPES) else None
     return rid if rid is not None and rid.isdigit() else None

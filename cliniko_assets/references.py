@@ -31,6 +31,7 @@ from urllib.parse import urlencode
 import msgspec
 import pyarrow.compute as pc
 
+from cliniko_assets.catalog import linked_id
 from cliniko_assets.crawl import staged_row
 from cliniko_assets.mapping import MISSING, UNLISTED
 from splose_resources.cliniko import (
@@ -68,17 +69,6 @@ BY_ID_SOURCE = "by_id"  # the staged source of a record found by id
 SETTINGS_ROUTES = (("/settings", "settings"), ("/settings/public", "settings/public"))
 
 
-def linked_id(value: object) -> str | None:
-    """The id behind one link, ``{"links": {"self": ".../<id>[?...]"}}``: the URL's last path segment when it
-    is all digits, whatever the host or query; None for anything else (null, a stub without ``links``)."""
-    links = value.get("links") if isinstance(value, dict) else None
-    url = links.get("self") if isinstance(links, dict) else None
-    if not isinstance(url, str):
-        return None
-    tail = url.split("?", 1)[0].rsplit("/", 1)[-1]
-    return tail if tail.isascii() and tail.isdigit() else None
-
-
 def linked_ids(staging: StagingStore, tenant: str, resource: str, names: tuple[str, ...]) -> dict[str, set[str]]:
     """Ids behind each link of ``names`` in the staged, not deleted records of ``resource``: the resource is
     read once, in batches, whatever the number of links. Each record's text is decoded into those top-level
@@ -96,7 +86,7 @@ def linked_ids(staging: StagingStore, tenant: str, resource: str, names: tuple[s
             except msgspec.DecodeError:  # not an object: it links to nothing
                 continue
             for name in names:
-                rid = linked_id(getattr(links, name))
+                rid = linked_id({name: getattr(links, name)}, name)
                 if rid is not None:
                     found[name].add(rid)
     return found

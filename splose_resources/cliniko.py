@@ -33,6 +33,7 @@ from splose_resources.http import (
     send,
     session,
 )
+from splose_resources.listing import InvalidJSON, MalformedPage, decode_page
 from splose_resources.ratelimit import WindowLimiter
 from splose_resources.shared_limits import Budget, shared_state_field
 from splose_resources.storage import Opener
@@ -82,8 +83,9 @@ FILE_REFUSED = "Cliniko's file host refused the file (403)"
 
 @dataclass
 class Page:
-    """One page of a collection. ``total_entries`` is Cliniko's count, a hint only: None when missing or
-    unusable; it may still be wrong. ``has_next`` is whether the envelope links a next page."""
+    """One page of a collection. ``records`` are :class:`~splose_resources.listing.ListedRecord` (a list
+    item that is not an object, as it is). ``total_entries`` is Cliniko's count, a hint only: None when
+    missing or unusable; it may still be wrong. ``has_next`` is whether the envelope links a next page."""
 
     records: list
     total_entries: int | None
@@ -155,13 +157,16 @@ class ClinikoClient:
 
         def attempt() -> Page:
             response = self._api_get(url, resource=resource)
-            body = json_body(response)
-            if not isinstance(body, dict) or not isinstance(body.get(list_key), list):
-                raise TransientError("malformed collection body")
-            links = body.get("links") if isinstance(body.get("links"), dict) else {}
+            try:
+                body = decode_page(response.content, list_key)
+            except InvalidJSON:
+                raise TransientError("truncated or invalid JSON") from None
+            except MalformedPage:
+                raise TransientError("malformed collection body") from None
+            links = body.envelope.get("links") if isinstance(body.envelope.get("links"), dict) else {}
             return Page(
-                records=body[list_key],
-                total_entries=total_entries(body),
+                records=body.records,
+                total_entries=total_entries(body.envelope),
                 has_next=bool(links.get("next")),
                 server_time=_http_date(response.headers.get("Date")),
             )

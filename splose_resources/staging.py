@@ -335,12 +335,17 @@ class StagingBatch:
     def write_part(self, rows: list[dict]) -> None:
         """Append rows (``id``, ``updated_at``, ``state``, ``source``, ``record``) as one part file.
 
-        ``record`` is the text of :func:`record_json` (bytes, stored as the UTF-8 string they are).
+        ``record`` is the record's UTF-8 JSON text (bytes, stored as the string they are): as Cliniko sent
+        it, or :func:`record_json` of a decoded record.
         """
-        if not rows:
+        self.write_columns({f.name: [row[f.name] for row in rows] for f in STAGED_SCHEMA})
+
+    def write_columns(self, columns: dict[str, list]) -> None:
+        """:meth:`write_part` for rows held column by column (a list per field of ``STAGED_SCHEMA``)."""
+        if not columns["id"]:
             return
         table = pa.Table.from_arrays(
-            [pa.array([row[f.name] for row in rows], type=f.type) for f in STAGED_SCHEMA], schema=STAGED_SCHEMA
+            [pa.array(columns[f.name], type=f.type) for f in STAGED_SCHEMA], schema=STAGED_SCHEMA
         )
         with self._lock:
             if self._next_part is None:  # parts a resumed extraction staged before: listed once, not per part
@@ -422,7 +427,8 @@ def scan(source: BinaryIO, columns: list[str], batch_size: int) -> Iterator[pa.R
 
 
 def record_json(record: dict) -> bytes:
-    """The one encoding of a staged record: compact UTF-8 JSON (orjson; keys and values as decoded)."""
+    """The encoding of a record staged from a decoded value (one fetched by id, a tombstone): compact UTF-8
+    JSON (orjson; keys and values as decoded). A listed record is staged as Cliniko sent it."""
     return orjson.dumps(record)
 
 
