@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from pathlib import Path
 import requests
 
 from cliniko_assets.cli_graphql import Dagster
+from sandbox.harness import stop_process_group
 
 PROJECT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
@@ -70,7 +70,7 @@ def dagster_server(home: Path, *, daemon: bool = False, env: dict[str, str] | No
         _wait_until_loaded(url, process, log)
         yield DagsterServer(url=url, home=home, log=log)
     finally:
-        _stop(process)
+        stop_process_group(process, grace=60)
 
 
 def stop_sensor(url: str, name: str) -> None:
@@ -100,13 +100,3 @@ def _wait_until_loaded(url: str, process: subprocess.Popen, log: Path, timeout: 
             pass
         time.sleep(0.5)
     raise RuntimeError(f"Dagster did not load the code location in {timeout:.0f}s:\n{log.read_text()[-3000:]}")
-
-
-def _stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGINT)
-        try:
-            process.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=30)
