@@ -280,7 +280,11 @@ def record_id(record: dict) -> str | None:
 
 def linked_id(record: dict, name: str) -> str | None:
     """The id behind a link such as ``"patient": {"links": {"self": ".../patients/82"}}``."""
-    target = record.get(name)
-    if isinstance(target, dict):
-        return record_id({"links": target.get("links") or {}})
+    return target_id(record.get(name))
+
+
+def target_id(link: object) -> str | None:
+    """The id a link's value (``{"links": {"self": ".../patients/82"}}``) points at; None for anything else."""
+    if isinstance(link, dict):
+        return record_id({"links": link.get("links") or {}})
     return None

@@ -164,9 +164,8 @@ class Crawl:
                     state["flagged"][name] = state["flagged"].get(name, 0) + 1
             if self.listed is not None and not stream.deletions:
                 self.listed.add(rid)
-            stamp = record.get("updated_at")
             ids.append(rid)
-            updated.append(str(stamp) if stamp else None)
+            updated.append(updated_at(record))
             states.append(self.spec.state(record, stream.name))
             sources.append(stream.name)
             texts.append(record_text(record))
@@ -194,14 +193,19 @@ def filters(stream: Stream) -> Params:
 
 
 def staged_row(rid: str, record: dict, state: str, source: str) -> dict:
-    updated = record.get("updated_at") or None
     return {
         "id": rid,
-        "updated_at": str(updated) if updated else None,
+        "updated_at": updated_at(record),
         "state": state,
         "source": source,
         "record": record_text(record),
     }
+
+
+def updated_at(record: dict | ListedRecord) -> str | None:
+    """A record's ``updated_at`` as staged: a string, None when Cliniko sent none (or an empty one)."""
+    stamp = record.get("updated_at")
+    return str(stamp) if stamp else None
 
 
 def staged_columns() -> dict[str, list]:

@@ -31,7 +31,7 @@ from urllib.parse import urlencode
 import msgspec
 import pyarrow.compute as pc
 
-from cliniko_assets.catalog import linked_id
+from cliniko_assets.catalog import target_id
 from cliniko_assets.crawl import staged_row
 from cliniko_assets.mapping import MISSING, UNLISTED
 from splose_resources.cliniko import (
@@ -86,7 +86,7 @@ def linked_ids(staging: StagingStore, tenant: str, resource: str, names: tuple[s
             except msgspec.DecodeError:  # not an object: it links to nothing
                 continue
             for name in names:
-                rid = linked_id({name: getattr(links, name)}, name)
+                rid = target_id(getattr(links, name))
                 if rid is not None:
                     found[name].add(rid)
     return found
