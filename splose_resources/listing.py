@@ -101,7 +101,7 @@ def decode_page(body: bytes, list_key: str) -> DecodedPage:
 def _record(item: msgspec.Raw) -> ListedRecord | Any:
     try:
         record = _RECORD.decode(item)
-    except msgspec.ValidationError:  # not an object
+    except msgspec.ValidationError:  # not an object, or one holding the key the text is kept under: whole
         return _ANY.decode(item)
     record.text = bytes(item)
     return record

@@ -93,3 +93,9 @@ def test_the_count_under_either_spelling_comes_with_the_envelope():
 def test_a_body_that_is_not_a_collection_of_the_resource_is_refused(body, error):
     with pytest.raises(error):
         decode_page(body, "patients")
+
+
+def test_a_record_holding_the_key_the_text_is_kept_under_comes_out_whole_as_its_dict():
+    record = {"id": 7, "~listed text~": "not base64 bytes", "first_name": "Ana"}
+    (decoded,) = decode_page(orjson.dumps({"patients": [record]}), "patients").records
+    assert decoded == record  # decoded whole, as any item a listed record cannot hold, and staged encoded
