@@ -4,7 +4,7 @@ An extraction reads a handful of a listed record's fields before it stages it (i
 timestamps, the flags that give its state) and stages the record whole. Decoding every field of every
 record into dicts, only to encode each record again and free the dicts, was most of what a page cost once
 fetched. Here the page is scanned once with msgspec: the envelope's list is split into each record's text
-as Cliniko sent it (no copy until it is staged), and each record is decoded into :data:`LISTED_FIELDS`
+as Cliniko sent it (copied once, never encoded again), and each record is decoded into :data:`LISTED_FIELDS`
 alone, skipping the rest without building it. What comes out, a :class:`ListedRecord`, reads like the dict
 it stands for (``record.get(name)``) for those fields, and raises for any other: a rule that reads a field
 not kept fails loudly in the tests rather than seeing None. A list item that is not an object (a null,
