@@ -152,7 +152,8 @@ class Crawl:
                 self.outcome.filters_honoured.add(stream.fallback_for)
 
     def take(self, stream: Stream, state: dict, records: list) -> None:
-        ids, updated, states, sources, texts = (self.buffer[n] for n in STAGED_SCHEMA.names)
+        columns = self.buffer  # by name: the unpacking holds whatever order the schema lists them in
+        ids, updated, states, sources, texts = (columns[n] for n in ("id", "updated_at", "state", "source", "record"))
         for record in records:
             self.outcome.fetched += 1
             rid = record_id(record) if isinstance(record, RECORD_TYPES) else None
