@@ -1,8 +1,11 @@
 """Sandbox accounts: a generated clinic database, its shard, the API keys of its users, and its options.
 
 Options: ``legacy_filters`` (an older account: the archived/cancelled filters that an older route stands
-in for are ignored, see ``queries.py``), ``envelopes`` (how its list envelopes deviate from the documented
-shape, see ``envelopes.py``), and a ``churn`` rule set at run time (records deleted while lists are read).
+in for are ignored, see ``queries.py``), ``documented_filters`` (a filter on a field outside the
+resource's documented filter list answers 400), ``no_older_routes`` (the ``/archived``, ``/cancelled``
+and ``/deleted`` routes answer 404; ``q[]=deleted_at:...`` on the main list lists deleted rows; both in
+``queries.py``), ``envelopes`` (how its list envelopes deviate from the documented shape, see
+``envelopes.py``), and a ``churn`` rule set at run time (records deleted while lists are read).
 """
 
 from __future__ import annotations
@@ -64,6 +67,8 @@ class Account:
     db_path: Path
     users: dict[str, int] = field(default_factory=dict)  # role -> user id of that key's user
     legacy_filters: bool = False
+    documented_filters: bool = False
+    no_older_routes: bool = False
     envelopes: str = "realistic"
     churn: Churn | None = None
     write_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -88,6 +93,8 @@ class Account:
             "scale": self.scale,
             "keys": self.keys(),
             "legacy_filters": self.legacy_filters,
+            "documented_filters": self.documented_filters,
+            "no_older_routes": self.no_older_routes,
             "envelopes": self.envelopes,
         }
 
@@ -137,6 +144,8 @@ def open_account(
     cache_dir: Path,
     *,
     legacy_filters: bool = False,
+    documented_filters: bool = False,
+    no_older_routes: bool = False,
     envelopes: str = "realistic",
 ) -> Account:
     """Copy the pristine clinic for (seed, scale) from the cache into the data dir, generating it once."""
@@ -153,7 +162,17 @@ def open_account(
     for stale in (Path(f"{db_path}-wal"), Path(f"{db_path}-shm")):
         stale.unlink(missing_ok=True)  # a previous run's journal would corrupt the fresh copy
     shutil.copyfile(cached, db_path)
-    account = Account(name, seed, scale, shard, db_path, legacy_filters=legacy_filters, envelopes=envelopes)
+    account = Account(
+        name,
+        seed,
+        scale,
+        shard,
+        db_path,
+        legacy_filters=legacy_filters,
+        documented_filters=documented_filters,
+        no_older_routes=no_older_routes,
+        envelopes=envelopes,
+    )
     conn = account.connect()
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(REMOVED_DDL)

@@ -36,6 +36,8 @@ DELETED_ROUTES = {
     "treatment_note_templates",
 }
 CANCELLED_ROUTES = {"appointments", "individual_appointments", "attendees"}
+# The older routes a newer account (``no_older_routes``) no longer serves.
+OLDER_VIEWS = ("archived", "cancelled", "deleted")
 # Parents whose records link to the old appointments routes: /<parent>/:id/appointments[/deleted|/cancelled].
 APPOINTMENT_PARENTS = {"businesses": "business_id", "practitioners": "practitioner_id", "patients": "patient_id"}
 # (parent, child) -> the child's column that holds the parent id.
@@ -123,6 +125,8 @@ class AccountApi:
             return self.page(ListQuery(resource))
         if n == 2 and not s[1].isdigit():
             view = s[1]
+            if view in OLDER_VIEWS and self.account.no_older_routes:
+                return Answer(404, NOT_FOUND)
             allowed = (
                 (view == "archived" and s[0] in ARCHIVED_ROUTES)
                 or (view == "deleted" and s[0] in DELETED_ROUTES)
@@ -147,7 +151,7 @@ class AccountApi:
             return self.page(ListQuery(RESOURCES["practitioners"], view, [cond]))
         if s[2] == "appointments" and s[0] in APPOINTMENT_PARENTS and n in (3, 4):
             view = s[3] if n == 4 else "main"
-            if view not in ("main", "deleted", "cancelled"):
+            if view not in ("main", "deleted", "cancelled") or (view in OLDER_VIEWS and self.account.no_older_routes):
                 return Answer(404, NOT_FOUND)
             cond = (f"{APPOINTMENT_PARENTS[s[0]]} = ?", [parent_id])
             return self.page(ListQuery(RESOURCES["appointments"], view, [cond]))
@@ -161,6 +165,8 @@ class AccountApi:
     def page(self, query: ListQuery) -> Answer:
         account = self.account
         query.legacy = account.legacy_filters
+        query.documented = account.documented_filters
+        query.deleted_filter = account.no_older_routes
         churn(account, self.route)
         envelope = envelope_for(account.seed, account.envelopes, self.route)
         return Answer(200, list_page(self.db, query, self.params, self.base, self.url, account.page_cache, envelope))

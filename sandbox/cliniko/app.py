@@ -99,11 +99,29 @@ class Sandbox:
         self.fault_rng = random.Random(config.fault_seed)
 
     def add_account(
-        self, name: str, seed: int, scale: str, shard: str, legacy_filters: bool = False, envelopes: str = "realistic"
+        self,
+        name: str,
+        seed: int,
+        scale: str,
+        shard: str,
+        legacy_filters: bool = False,
+        envelopes: str = "realistic",
+        *,
+        documented_filters: bool = False,
+        no_older_routes: bool = False,
     ) -> Account:
         validate(name, scale, shard, envelopes)
         account = open_account(
-            name, seed, scale, shard, self.data_dir, self.cache_dir, legacy_filters=legacy_filters, envelopes=envelopes
+            name,
+            seed,
+            scale,
+            shard,
+            self.data_dir,
+            self.cache_dir,
+            legacy_filters=legacy_filters,
+            documented_filters=documented_filters,
+            no_older_routes=no_older_routes,
+            envelopes=envelopes,
         )
         with self.lock:
             self.accounts[name] = account
@@ -346,6 +364,8 @@ class Sandbox:
                 spec.get("shard", "au1"),
                 bool(spec.get("legacy_filters", False)),
                 spec.get("envelopes", "realistic"),
+                documented_filters=bool(spec.get("documented_filters", False)),
+                no_older_routes=bool(spec.get("no_older_routes", False)),
             )
         except ValueError as exc:
             return JSONResponse({"message": str(exc)}, status_code=400)

@@ -38,6 +38,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="repeatable: this account ignores the archived_at/cancelled_at filters that older routes stand in for",
     )
     p.add_argument(
+        "--documented-filters",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="repeatable: this account answers 400 to a filter on a field its resource's docs do not list",
+    )
+    p.add_argument(
+        "--no-older-routes",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="repeatable: this account's /archived, /cancelled and /deleted routes answer 404; "
+        "q[]=deleted_at:? on the main lists lists deleted rows instead",
+    )
+    p.add_argument(
         "--envelopes",
         choices=MODES,
         default="realistic",
@@ -83,6 +98,15 @@ def run(args: argparse.Namespace, config: Config, data_dir: Path) -> None:
     for spec in args.account or [f"demo:1:small:{args.shard}"]:
         name, seed, scale, shard = parse_account_spec(spec, args.shard)
         started = time.monotonic()
-        sandbox.add_account(name, seed, scale, shard, name in args.legacy_filters, args.envelopes)
+        sandbox.add_account(
+            name,
+            seed,
+            scale,
+            shard,
+            name in args.legacy_filters,
+            args.envelopes,
+            documented_filters=name in args.documented_filters,
+            no_older_routes=name in args.no_older_routes,
+        )
         log.info("account %s (seed %s, %s, %s) ready in %.1fs", name, seed, scale, shard, time.monotonic() - started)
     serve(build_app(sandbox), port=args.port, ready_file=args.ready_file)

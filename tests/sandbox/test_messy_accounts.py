@@ -31,6 +31,46 @@ def test_an_older_account_ignores_the_filters_its_older_routes_stand_in_for(api)
     assert api.total("/v1/patients", [("q[]", "archived_at:*")]) > api.total("/v1/patients")
 
 
+def test_an_account_with_documented_filters_refuses_the_fields_its_docs_leave_out(api):
+    strict = new_account(api, documented_filters=True)
+    assert strict.admin_get(f"accounts/{strict.account}")["documented_filters"] is True
+    for path, item in (
+        ("/v1/contacts", "archived_at:*"),
+        ("/v1/patients", "deleted_at:?"),
+        ("/v1/treatment_note_templates", "deleted_at:?"),
+    ):
+        response = strict.get(path, [("q[]", item)])
+        assert response.status_code == 400, path
+        assert item.split(":")[0] in response.json()["message"], path
+    # What the docs list stays accepted; the same clinic on a default account accepts the others too.
+    assert strict.total("/v1/patients", [("q[]", "archived_at:*")]) == api.total(
+        "/v1/patients", [("q[]", "archived_at:*")]
+    )
+    assert api.get("/v1/contacts", [("q[]", "archived_at:*")]).status_code == 200
+    # An older account refuses what only the newer docs list, e.g. archived_at on businesses.
+    older = new_account(api, documented_filters=True, legacy_filters=True)
+    response = older.get("/v1/businesses", [("q[]", "archived_at:*")])
+    assert response.status_code == 400 and "archived_at" in response.json()["message"]
+    assert older.get("/v1/businesses").status_code == 200
+
+
+def test_an_account_without_older_routes_lists_deleted_rows_by_the_deleted_at_filter(api):
+    newer = new_account(api, no_older_routes=True)
+    assert newer.admin_get(f"accounts/{newer.account}")["no_older_routes"] is True
+    for path in ("/v1/patients/deleted", "/v1/patients/archived", "/v1/attendees/cancelled", "/v1/attendees/deleted"):
+        assert newer.get(path).status_code == 404, path
+    for resource in ("individual_appointments", "group_appointments", "attendees", "treatment_notes"):
+        cancelled = [("q[]", "cancelled_at:*")] if resource in ("individual_appointments", "attendees") else []
+        everything = [("q[]", "archived_at:*"), *cancelled]
+        deleted = {r["id"] for r in newer.export(resource) if r.get("deleted_at")}
+        assert deleted, resource
+        listed = {r["id"] for r in newer.items(f"/v1/{resource}", [*everything, ("q[]", "deleted_at:?")])}
+        assert listed == deleted, resource
+        assert newer.total(f"/v1/{resource}", [*everything, ("q[]", "deleted_at:*")]) == len(newer.export(resource))
+        # A default account keeps deleted rows out of its main list whatever the filter says.
+        assert api.total(f"/v1/{resource}", [*everything, ("q[]", "deleted_at:?")]) == 0, resource
+
+
 def test_contacts_and_attachments_are_hard_deleted_without_a_trace(fresh_account):
     api = fresh_account
     contact = api.items("/v1/contacts")[0]
