@@ -6,10 +6,12 @@ import hashlib
 import itertools
 import json
 import os
+import threading
 import time
 from collections.abc import Iterator
 from datetime import date, timedelta
 from functools import partial
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
@@ -149,6 +151,44 @@ def test_v1_lists_follow_every_page_and_show_archived_rows(splose, described):
     assert practitioners["bob@example.com"]["isActive"] is False
     assert practitioners["ann@example.com"]["isActive"] is True
     assert one["title"] == "Main Street"
+
+
+def test_a_next_page_link_back_to_a_page_already_read_stops_the_listing(tmp_path):
+    """A server whose ``nextPage`` leads round in a circle: the listing stops with a clear error instead of
+    reading the same pages for ever (a real HTTP server on loopback answers the pages)."""
+    asked: list[str] = []
+
+    class Pages(BaseHTTPRequestHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            body = json.dumps({"data": [{"id": len(asked)}], "links": {"nextPage": "/v1/services?id_gt=1"}}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Pages)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        splose = SploseResource(
+            api_url=f"http://127.0.0.1:{server.server_address[1]}/v1",
+            platform_token=PLATFORM_TOKEN,
+            rate_limit_state_dir=str(tmp_path),
+            max_attempts=1,
+        )
+        with splose.workspace(WORKSPACE) as ws, pytest.raises(SploseRequestError, match="page already read"):
+            list(ws.v1.services())
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert asked == ["/v1/services?include_archived=true", "/v1/services?id_gt=1"]
+    assert PLATFORM_TOKEN not in str(asked)
 
 
 def test_v1_calls_keep_to_the_v1_budget(sandbox_url, described, tmp_path, monkeypatch):

@@ -200,12 +200,17 @@ class Sandbox:
     def v1_caller(self, request: Request) -> Caller:
         """A v1 call: a workspace key, or the platform token acting for ``X-Splose-Workspace``.
 
-        The platform token has one budget (the import API's), whichever layer it calls.
+        The platform token's v1 calls count against its own budget (the import API's) and, per workspace it
+        acts for, against v1's published limit of a key ("60 calls per minute per key"): the docs do not
+        exempt the token from it, so the sandbox does not either.
         """
         caller = self.authenticate(request)
         if caller.platform and caller.workspace_id is None:
             raise ApiError(400, "The platform token needs an X-Splose-Workspace header on v1 endpoints")
         self._admit(caller, retry_after=False)
+        if caller.platform:
+            as_key = Caller(f"{caller.label} on v1 for {caller.workspace_id}", caller.workspace_id, platform=False)
+            self._admit(as_key, retry_after=False)
         return caller
 
     def import_caller(self, request: Request, *, workspace_key_allowed: bool = False) -> Caller:
@@ -280,12 +285,14 @@ def int_param(request: Request, name: str) -> int | None:
 
 
 def page_links(request: Request, page: Page) -> dict[str, str]:
-    """``nextPage``/``previousPage`` URLs keeping the other query parameters.
+    """``nextPage``/``previousPage`` links keeping the other query parameters.
 
-    A link that does not exist is left out: the spec types both as (non-nullable) strings.
+    As in the spec's examples (``/v1/${object_type}?id_gt=200``), a link is the path and query alone, no
+    scheme or host: a client resolves it against the API's address. A link that does not exist is left
+    out: the spec types both as (non-nullable) strings.
     """
     kept = [(k, v) for k, v in request.query_params.multi_items() if k not in ("id_gt", "id_lt")]
-    base = str(request.url.replace(query=""))
+    base = request.url.path
     links: dict[str, str] = {}
     if page.rows and page.has_after:
         links["nextPage"] = f"{base}?{urlencode([*kept, ('id_gt', page.rows[-1].id)])}"

@@ -150,6 +150,20 @@ def test_rate_limits_are_sliding_windows_per_key(start_splose):
         assert workspace.described["key"] not in str(stats)
 
 
+def test_the_platform_token_on_v1_keeps_to_v1s_limit_per_workspace(start_splose):
+    """v1's "60 calls per minute per key" holds for the platform token too, per workspace it acts for."""
+    with start_splose("--v1-rate-limit", "3", "--import-rate-limit", "100000", "--rate-window", "1") as splose:
+        workspace, other = splose.seed(), splose.seed()
+        calls = hammer(splose.as_platform(workspace.id), f"{splose.url}/v1/locations", 2.6)
+        assert other.v1.get(f"{splose.url}/v1/locations", timeout=5).status_code == 200  # its own v1 budget
+        assert splose.as_platform(other.id).get(f"{splose.url}/v1/locations", timeout=5).status_code == 200
+
+        assert {response.status_code for _, _, response in calls} == {200, 429}
+        assert most_admitted_in_one_window(calls, 1.0) <= 3
+        assert sum(response.status_code == 200 for _, _, response in calls) >= 6
+        assert all("Retry-After" not in r.headers for _, _, r in calls if r.status_code == 429)
+
+
 def test_a_fixed_window_would_be_caught_by_the_rate_limit_check():
     """The check above fails for a limiter that lets a full window through on each side of a boundary."""
     ok, throttled = requests.Response(), requests.Response()

@@ -334,7 +334,7 @@ def test_crosswalk_pages_through_every_external_id_with_its_content_hash(splose,
     url = f"{splose.url}/v1/imports/{imp['id']}/records/clients"
     first = workspace.platform.get(url, timeout=30).json()
     assert len(first["data"]) == CROSSWALK_PAGE_SIZE
-    second = workspace.platform.get(first["links"]["nextPage"], timeout=30).json()
+    second = workspace.platform.get(splose.url + first["links"]["nextPage"], timeout=30).json()
     assert "nextPage" not in second["links"]
     walked = first["data"] + second["data"]
     expected = [
