@@ -15,18 +15,19 @@ import dataclasses
 import itertools
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from itertools import islice
 from typing import Protocol
 
 from cliniko_assets.changes import UNCHANGED, RunCrosswalk, appointment_refs, content_hash, file_fingerprint
 from splose_resources.splose import (
     MAX_BATCH,
+    MAX_BATCH_BYTES,
     FileBatchResult,
     FileUpload,
     RejectedRecord,
     SploseImportClient,
     UpsertedRecord,
     UpsertResult,
+    encoded_batches,
 )
 
 CREATED = "created"
@@ -127,10 +128,9 @@ class DryRunSink:
 
     def upsert(self, entity: str, records: Iterable[dict]) -> UpsertResult:
         result = UpsertResult(entity)
-        iterator = iter(records)
-        while batch := list(islice(iterator, MAX_BATCH)):
+        for batch in encoded_batches(records, MAX_BATCH, MAX_BATCH_BYTES):  # the requests the import would make
             seen: set[str] = set()
-            for record in batch:
+            for record, _ in batch:
                 external_id = str(record["externalId"])
                 if external_id in seen:  # as Splose does: the same external id twice in one batch
                     result.errors.append(RejectedRecord(external_id, "externalId: duplicate in this batch"))

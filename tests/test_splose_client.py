@@ -128,6 +128,11 @@ def platform_stats(url: str) -> dict:
     return requests.get(f"{url}/_sandbox/stats", timeout=10).json()["keys"].get("platform", {})
 
 
+def put_requests(url: str) -> int:
+    routes = requests.get(f"{url}/_sandbox/stats", timeout=10).json()["routes"]
+    return sum(n for route, n in routes.items() if route.startswith("PUT "))
+
+
 def contacts(prefix: str, count: int) -> list[dict]:
     """Contacts with external ids of their own: the crosswalk is per workspace and source, not per import."""
     return [{"externalId": f"{prefix}{n}", "firstName": f"Doc {n}", "lastName": "Smith"} for n in range(1, count + 1)]
@@ -306,6 +311,30 @@ def test_upsert_splits_into_batches_of_500_and_aggregates_actions(splose, sandbo
     assert second.errors == []
     stored = {row["externalId"]: row for row in dump(sandbox_url, "contacts") if row["importId"] == import_id}
     assert len(stored) == 1201
+
+
+def test_upsert_keeps_each_request_under_its_byte_cap_and_rejects_a_record_too_big_alone(
+    splose, sandbox_url, import_id, monkeypatch
+):
+    """Long records split a batch by size before 500; one Splose refuses even alone (HTTP 413: over the
+    sandbox's 32 MB body cap) is reported as rejected and the records after it are still written."""
+    monkeypatch.setattr(splose_module, "MAX_BATCH_BYTES", 64 * 1024)
+    long = [{**record, "notes": "n" * 20_000} for record in contacts("long-", 10)]
+    huge = {**contacts("huge-", 1)[0], "notes": "h" * (33 * 1024 * 1024)}
+    after = contacts("after-", 3)
+    before = put_requests(sandbox_url)
+    with splose.workspace(WORKSPACE) as ws:
+        sized = ws.imports.upsert(import_id, "contacts", long)
+        alone = ws.imports.upsert(import_id, "contacts", [*after[:1], huge, *after[1:]], batch_size=1)
+    puts = put_requests(sandbox_url) - before
+
+    assert (sized.batches, sized.counts) == (4, {"created": 10})  # 20 kB each: three to a 64 kB request
+    assert (alone.batches, alone.counts) == (4, {"created": 3, "rejected": 1})
+    assert [error.external_id for error in alone.errors] == ["huge-1"]
+    assert "HTTP 413" in alone.errors[0].message and "hhh" not in alone.errors[0].message
+    assert puts == 8  # one request each: nothing refused was sent again
+    stored = {row["externalId"] for row in dump(sandbox_url, "contacts") if row["importId"] == import_id}
+    assert stored == {f"long-{n}" for n in range(1, 11)} | {f"after-{n}" for n in range(1, 4)}
 
 
 def test_rejected_records_are_reported_and_the_rest_are_written(splose, import_id):
