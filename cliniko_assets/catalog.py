@@ -13,6 +13,12 @@ Archived and cancelled rows come from the main list with ``q[]=archived_at:*`` /
 Older accounts answer those filters with the default list (archived and cancelled rows left out) and
 serve the rows only on the older routes (``/patients/archived`` ...): a ``fallback_for`` stream is read
 when the main list returned no row with that field set, so an account of either kind is read whole.
+
+Cliniko's docs leave open whether a filter on a field a resource's docs do not list is refused, and
+whether ``q[]=deleted_at:?`` replaces the ``/deleted`` routes. A main list refused (400) for its
+``archived_at:*`` / ``cancelled_at:*`` is listed without it (the older route then serves those rows, where
+there is one); a ``deletions`` route that answers 404 is replaced by the main list with ``DELETED_ROWS``
+(:class:`~cliniko_assets.crawl.Crawl`). What neither variant can list is reported, never dropped silently.
 """
 
 from __future__ import annotations
@@ -85,6 +91,7 @@ CANCELLED = ("cancelled", _listed_or_field("cancelled", "cancelled_at"))
 
 ALL_ROWS = "archived_at:*"
 ALL_CANCELLED = "cancelled_at:*"
+DELETED_ROWS = "deleted_at:?"  # on a main list: its deleted rows, on accounts without the /deleted routes
 # Records other records point at that no list route returned: fetched by id ("unlisted"), or a stub for an
 # id Cliniko answered 404 for ("missing"). Staged by ``cliniko_assets.references`` after the crawl.
 BY_ID = ("unlisted", "missing")
@@ -243,7 +250,7 @@ CATALOG: tuple[ClinikoResourceSpec, ...] = (
         list_key="treatment_note_templates",
         streams=(
             Stream("main", "/treatment_note_templates"),
-            Stream("deleted", "/treatment_note_templates/deleted"),
+            Stream("deleted", "/treatment_note_templates/deleted", deletions=True),
         ),
         state=_flagged(DELETED, default="active"),
         states=("active", "deleted", *BY_ID),

@@ -14,9 +14,9 @@ from functools import partial
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
-from cliniko_assets.catalog import RECORD_TYPES, ClinikoResourceSpec, Stream, is_set, record_id
+from cliniko_assets.catalog import DELETED_ROWS, RECORD_TYPES, ClinikoResourceSpec, Stream, is_set, record_id
 from cliniko_assets.paging import KeysetWalk, Params
-from splose_resources.cliniko import ClinikoError, Page
+from splose_resources.cliniko import ClinikoError, ClinikoNotFound, ClinikoRequestError, Page
 from splose_resources.listing import ListedRecord
 from splose_resources.staging import STAGED_SCHEMA, StagingBatch, record_json
 
@@ -61,20 +61,80 @@ class Crawl:
                 state["detected"] = "not needed: the filtered list returned such rows"
             elif stream.fallback_for and stream.fallback_for in self.honoured:
                 state["detected"] = HONOURED_EARLIER
+            elif state.get("instead"):  # resumed: the route was absent, the main list stands in for it
+                self._deleted_from_main(stream, since, state)
             else:
-                walk = self._walk(stream, since, state)
-                walk.run()
-                state["shortfall"] = walk.shortfall()
-                if stream.fallback_for:
-                    state["detected"] = (
-                        f"used: the filtered list returned no rows with {stream.fallback_for} set; "
-                        f"{state['listed']} read from this route"
-                        if state["listed"]
-                        else "checked: nothing to find"
-                    )
+                self._list(stream, since, state)
             state["complete"] = True
             self.save()
         self._report(stream, state)
+
+    def _list(self, stream: Stream, since: str | None, state: dict) -> None:
+        main = self.spec.streams[0]
+        try:
+            self._run(stream, since, state)
+        except ClinikoNotFound:
+            # A newer account serves no older route; a 404 once records were listed is no such answer.
+            if stream is main or state["windows"] is not None:
+                raise
+            if stream.deletions:
+                state["instead"] = True
+                self._deleted_from_main(stream, since, state)
+                return
+            refused = self._refused_on_main(stream.fallback_for)
+            if refused is None:  # the filter was taken: on an account without older routes, it is the way
+                state["detected"] = "not needed: this route is absent (404), the filtered list is the account's way"
+                return
+            state["detected"] = f"absent (404), and {main.path} refused {refused} (400)"
+            state["not_detected"] = (
+                f"{stream.name} records cannot be listed: {main.path} refused q[]={refused} (400) and "
+                f"{stream.path} is absent (404)"
+            )
+            return
+        if stream is main:
+            state["refused"] = sorted(self.extraction.refused(stream.path) & set(stream.filters))
+        if stream.fallback_for:
+            refused = self._refused_on_main(stream.fallback_for)
+            why = (
+                f"Cliniko refused q[]={refused} on {main.path} (400)"
+                if refused
+                else f"the filtered list returned no rows with {stream.fallback_for} set"
+            )
+            state["detected"] = (
+                f"used: {why}; {state['listed']} read from this route"
+                if state["listed"]
+                else "checked: nothing to find"
+            )
+
+    def _deleted_from_main(self, stream: Stream, since: str | None, state: dict) -> None:
+        """A ``/deleted`` route that is absent (404): the main list with ``deleted_at:?`` lists the deleted rows."""
+        main = self.spec.streams[0]
+        instead = Stream(stream.name, main.path, (*main.filters, DELETED_ROWS), deletions=True)
+        try:
+            self._run(instead, since, state)
+        except (ClinikoNotFound, ClinikoRequestError) as exc:
+            if state["windows"] is not None or (isinstance(exc, ClinikoRequestError) and exc.status != 400):
+                raise
+            state["detected"] = f"absent (404), and {main.path} refused q[]={DELETED_ROWS}"
+            state["not_detected"] = (
+                f"deletions in Cliniko cannot be detected: {stream.path} is absent (404) and {main.path} "
+                f"refused q[]={DELETED_ROWS}"
+            )
+            return
+        state["detected"] = (
+            f"absent (404): deleted rows listed from {main.path} with q[]={DELETED_ROWS} instead; "
+            f"{state['listed']} read"
+        )
+
+    def _run(self, stream: Stream, since: str | None, state: dict) -> None:
+        walk = self._walk(stream, since, state)
+        walk.run()
+        state["shortfall"] = walk.shortfall()
+
+    def _refused_on_main(self, name: str | None) -> str | None:
+        """The main list's filter on ``name`` when Cliniko refused it (400) in this crawl."""
+        refused = self.checkpoint["streams"].get("main", {}).get("refused") or ()
+        return next((f for f in refused if name and f.partition(":")[0] == name), None)
 
     def newest_first(self, stream: Stream, since: str) -> int | None:
         """Ask once for the route's newest records (``sort=updated_at:desc``, a page) and its count. When the
@@ -146,10 +206,23 @@ class Crawl:
     def _report(self, stream: Stream, state: dict) -> None:
         if state.get("shortfall"):
             self.outcome.shortfalls[stream.path] = state["shortfall"]
-        if stream.fallback_for:
-            self.outcome.old_routes[stream.path] = state["detected"]
-            if state["detected"].startswith("not needed"):
+        detected = state.get("detected")
+        if detected is not None:
+            self.outcome.old_routes[stream.path] = detected
+            if stream.fallback_for and detected.startswith("not needed: the filtered list returned"):
                 self.outcome.filters_honoured.add(stream.fallback_for)
+        if state.get("not_detected"):
+            self.outcome.not_detected[stream.name] = state["not_detected"]
+        if state.get("refused"):
+            self.outcome.filters_refused[stream.path] = state["refused"]
+            for refused in state["refused"]:
+                name = refused.partition(":")[0]
+                if not any(s.fallback_for == name for s in self.spec.streams):
+                    rows = name.removesuffix("_at")
+                    self.outcome.not_detected[rows] = (
+                        f"{rows} records cannot be listed: {stream.path} refused q[]={refused} (400) and Cliniko "
+                        "has no older route for them"
+                    )
 
     def take(self, stream: Stream, state: dict, records: list) -> None:
         columns = self.buffer  # by name: the unpacking holds whatever order the schema lists them in

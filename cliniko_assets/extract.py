@@ -304,6 +304,10 @@ def _metadata(outcome: ResourceOutcome) -> dict:
         metadata["old_routes"] = dg.MetadataValue.json(outcome.old_routes)
     if outcome.filters_honoured:
         metadata["filters_honoured"] = dg.MetadataValue.json(sorted(outcome.filters_honoured))
+    if outcome.filters_refused:
+        metadata["filters_refused"] = dg.MetadataValue.json(outcome.filters_refused)
+    if outcome.not_detected:
+        metadata["not_detected"] = dg.MetadataValue.json(outcome.not_detected)
     if outcome.syncs_since_by_id is not None:  # a resource others point at, listed in full again
         metadata["syncs_since_by_id"] = outcome.syncs_since_by_id
         metadata["kept_by_id"] = outcome.kept_by_id
@@ -337,6 +341,12 @@ def _log_findings(context: dg.AssetExecutionContext, tenant: str, outcome: Resou
     for route, detected in outcome.old_routes.items():
         if detected.startswith("used"):
             context.log.warning(f"cliniko/{name} of tenant '{tenant}': older route {route} {detected}.")
+    for detail in outcome.not_detected.values():
+        context.log.warning(
+            f"cliniko/{name} of tenant '{tenant}': {detail}. The rest was staged; those records stay in Splose as "
+            "they were (metadata 'not_detected'). Ask Cliniko support how this account lists them, and until then "
+            "apply such changes in Splose by hand."
+        )
     if outcome.vanished:
         context.log.info(
             f"cliniko/{name} of tenant '{tenant}': {outcome.vanished} record(s) removed in Cliniko, staged as deleted."

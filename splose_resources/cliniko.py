@@ -62,7 +62,11 @@ class ClinikoNotFound(ClinikoError):
 
 
 class ClinikoRequestError(ClinikoError):
-    pass
+    """Cliniko refused the request; ``status`` is its HTTP status, when it answered one."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class ClinikoUnavailable(ClinikoError):
@@ -246,7 +250,8 @@ class ClinikoClient:
         if status >= 400:
             raise ClinikoRequestError(
                 f"Cliniko refused a {resource} request of tenant '{self.tenant}' with {status}: "
-                f"{_safe_message(response)}"
+                f"{_safe_message(response)}",
+                status,
             )
         return response
 

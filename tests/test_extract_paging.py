@@ -178,3 +178,63 @@ def test_a_removal_hidden_by_matching_counts_is_found_by_the_periodic_id_listing
     assert third["id_listing"].startswith("periodic") and third["syncs_since_id_listing"] == 0
     assert third["vanished_in_cliniko"] == 1 and third["state_deleted"] == 1
     assert clinic.staged_records("contacts")[removed][0] == "deleted"
+
+
+def test_an_account_without_older_routes_that_refuses_undocumented_filters_is_imported_and_what_it_hides_reported(
+    clinic, instance, monkeypatch
+):
+    newer = _other_account(clinic, instance, monkeypatch, "strict", documented_filters=True, no_older_routes=True)
+    result = newer.extract(instance)
+    metadata = materializations(result)
+
+    truth = newer.truth()
+    hidden = {"contacts": {"archived", "deleted"}, "patients": {"deleted"}, "treatment_note_templates": {"deleted"}}
+    for resource in RESOURCES:
+        expected = {state: n for state, n in truth[resource].items() if state not in hidden.get(resource, ())}
+        assert newer.staged_states(resource) == expected, resource
+    # Deletions come from the main list filtered on deleted_at where /deleted is gone.
+    for resource in (APPOINTMENTS, "group_appointments", "attendees", "treatment_notes"):
+        detected = metadata[resource]["old_routes"][f"/{resource}/deleted"]
+        assert detected.startswith(f"absent (404): deleted rows listed from /{resource} with q[]=deleted_at:?")
+        assert truth[resource]["deleted"] > 0 and "not_detected" not in metadata[resource], resource
+    # Archived contacts: /contacts refused archived_at:* (400), listed without it, and reported.
+    assert metadata["contacts"]["filters_refused"] == {"/contacts": ["archived_at:*"]}
+    assert metadata["contacts"]["not_detected"] == {
+        "archived": "archived records cannot be listed: /contacts refused q[]=archived_at:* (400) and Cliniko has "
+        "no older route for them"
+    }
+    # Deleted patients and templates: neither /deleted nor deleted_at: reported, the run does not fail.
+    for resource in ("patients", "treatment_note_templates"):
+        assert metadata[resource]["not_detected"] == {
+            "deleted": f"deletions in Cliniko cannot be detected: /{resource}/deleted is absent (404) and "
+            f"/{resource} refused q[]=deleted_at:?"
+        }, resource
+    for resource, route in (("patients", "/patients/archived"), (APPOINTMENTS, "/individual_appointments/cancelled")):
+        assert metadata[resource]["old_routes"][route].startswith("not needed: the filtered list returned"), resource
+    logged = "\n".join(entry.user_message for entry in instance.all_logs(result.run_id))
+    assert f"cliniko/patients of tenant '{newer.tenant}': deletions in Cliniko cannot be detected" in logged
+    assert newer.keys["admin"] not in logged
+
+
+def test_an_older_account_that_refuses_the_newer_filters_reads_the_older_routes(clinic, instance, monkeypatch):
+    older = _other_account(clinic, instance, monkeypatch, "olderstrict", legacy_filters=True, documented_filters=True)
+    metadata = materializations(older.extract(instance))
+
+    truth = older.truth()
+    # archived_at is only in the newer docs of these: refused (400), listed without it, and reported.
+    unlisted = {"businesses", "patient_attachments", "treatment_notes", "contacts"}
+    for resource in RESOURCES:
+        expected = {s: n for s, n in truth[resource].items() if not (resource in unlisted and s == "archived")}
+        if resource == "contacts":
+            expected.pop("deleted", None)  # hard-deleted: never listed by any account
+        assert older.staged_states(resource) == expected, resource
+    for resource in unlisted:
+        assert metadata[resource]["filters_refused"] == {f"/{resource}": ["archived_at:*"]}, resource
+        assert set(metadata[resource]["not_detected"]) == {"archived"}, resource
+    # Where an older route serves them, nothing is missing: it stands in for the refused filter.
+    for resource, route in (("patients", "/patients/archived"), ("appointment_types", "/appointment_types/archived")):
+        assert metadata[resource]["filters_refused"] == {f"/{resource}": ["archived_at:*"]}, resource
+        assert metadata[resource]["old_routes"][route].startswith(
+            f"used: Cliniko refused q[]=archived_at:* on /{resource} (400);"
+        ), resource
+        assert "not_detected" not in metadata[resource], resource
