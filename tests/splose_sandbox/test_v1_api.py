@@ -100,6 +100,11 @@ def test_update_gt_and_update_lt_select_by_update_time(splose, workspace):
     for spelling in ("2024-07-01", "2024-07-01T00:00:00Z", "2024-07-01T00:00:00.000Z"):
         everything = workspace.v1.get(f"{splose.url}/v1/patients", params={"update_gt": spelling}, timeout=5)
         assert len(everything.json()["data"]) == 3
+    # The three forms the API documents, and no other: an offset, other fractions or no zone are a 400.
+    for spelling in ("2024-07-01T00:00:00+00:00", "2024-07-01T00:00:00.1Z", "2024-07-01T00:00:00.000000Z",
+                     "2024-07-01T00:00:00", "2024-07-01T00:00Z"):  # fmt: skip
+        refused = workspace.v1.get(f"{splose.url}/v1/patients", params={"update_gt": spelling}, timeout=5)
+        assert refused.status_code == 400, spelling
 
 
 def test_archived_rows_need_include_archived(splose, workspace):
