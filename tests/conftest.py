@@ -150,6 +150,15 @@ def clinic(sandbox_admin, cliniko_sandbox, tmp_path, monkeypatch) -> Clinic:
     return Clinic(sandbox_admin, account, f"clinic-{number}", staging, monkeypatch)
 
 
+def other_account(clinic: Clinic, instance, monkeypatch, name: str, **options) -> Clinic:
+    """A second account of the same generated clinic (same seed) with account ``options``, its own tenant."""
+    seed = clinic.admin.describe(clinic.account)["seed"]
+    clinic.admin.create_account(f"{clinic.account}{name}", seed=seed, scale="tiny", **options)
+    other = Clinic(clinic.admin, f"{clinic.account}{name}", f"{clinic.tenant}-{name}", clinic.staging, monkeypatch)
+    instance.add_dynamic_partitions("tenants", [other.tenant])
+    return other
+
+
 @pytest.fixture
 def instance(clinic):
     with dg.instance_for_test() as instance:

@@ -7,20 +7,11 @@ import requests
 
 from cliniko_assets.catalog import BY_NAME
 from cliniko_assets.definitions import cliniko_resource
-from tests.conftest import RESOURCES, Clinic, materializations
+from tests.conftest import RESOURCES, Clinic, materializations, other_account
 
 APPOINTMENTS = "individual_appointments"
 FULL_REFRESH = {"resources": {"extraction": {"config": {"full_refresh": True}}}}
 LIVE = {"booked", "arrived", "did_not_arrive", "cancelled", "archived"}
-
-
-def _other_account(clinic: Clinic, instance, monkeypatch, name: str, **options) -> Clinic:
-    """A second account of the same generated clinic (same seed), with its own tenant."""
-    seed = clinic.admin.describe(clinic.account)["seed"]
-    clinic.admin.create_account(f"{clinic.account}{name}", seed=seed, scale="tiny", **options)
-    other = Clinic(clinic.admin, f"{clinic.account}{name}", f"{clinic.tenant}-{name}", clinic.staging, monkeypatch)
-    instance.add_dynamic_partitions("tenants", [other.tenant])
-    return other
 
 
 def _offset_crawl(clinic: Clinic, cliniko_url: str, path: str, per_page: int) -> set[str]:
@@ -41,7 +32,7 @@ def _offset_crawl(clinic: Clinic, cliniko_url: str, path: str, per_page: int) ->
 def test_records_deleted_while_the_crawl_runs_never_hide_a_live_record(clinic, instance, cliniko_sandbox, monkeypatch):
     churn = {"resource": APPOINTMENTS, "every": 2, "deletes": 3, "limit": 45}
     # The same churn against a client that pages by offset: it loses live records without a sign.
-    naive = _other_account(clinic, instance, monkeypatch, "naive")
+    naive = other_account(clinic, instance, monkeypatch, "naive")
     naive.admin.churn(naive.account, **churn)
     seen = _offset_crawl(naive, cliniko_sandbox.url, f"/{APPOINTMENTS}", per_page=10)
     live = {rid for rid, r in naive.export(APPOINTMENTS).items() if not r.get("deleted_at")}
@@ -65,7 +56,7 @@ def test_records_deleted_while_the_crawl_runs_never_hide_a_live_record(clinic, i
 
 
 def test_quirky_envelopes_on_every_route_change_nothing(clinic, instance, monkeypatch):
-    hostile = _other_account(clinic, instance, monkeypatch, "hostile", envelopes="every_quirk")
+    hostile = other_account(clinic, instance, monkeypatch, "hostile", envelopes="every_quirk")
     body = requests.get(
         f"{hostile.admin.url}/v1/patients",
         params={"q[]": "archived_at:*", "per_page": 2},
@@ -104,7 +95,7 @@ def test_wrong_counts_never_size_the_crawl_and_are_reported(clinic, instance):
 
 
 def test_an_older_account_stages_the_same_records_as_a_newer_one(clinic, instance, monkeypatch):
-    older = _other_account(clinic, instance, monkeypatch, "older", legacy_filters=True)
+    older = other_account(clinic, instance, monkeypatch, "older", legacy_filters=True)
     older_meta = materializations(older.extract(instance))
     newer_meta = materializations(clinic.extract(instance))
 
@@ -183,7 +174,7 @@ def test_a_removal_hidden_by_matching_counts_is_found_by_the_periodic_id_listing
 def test_an_account_without_older_routes_that_refuses_undocumented_filters_is_imported_and_what_it_hides_reported(
     clinic, instance, monkeypatch
 ):
-    newer = _other_account(clinic, instance, monkeypatch, "strict", documented_filters=True, no_older_routes=True)
+    newer = other_account(clinic, instance, monkeypatch, "strict", documented_filters=True, no_older_routes=True)
     result = newer.extract(instance)
     metadata = materializations(result)
 
@@ -217,7 +208,7 @@ def test_an_account_without_older_routes_that_refuses_undocumented_filters_is_im
 
 
 def test_an_older_account_that_refuses_the_newer_filters_reads_the_older_routes(clinic, instance, monkeypatch):
-    older = _other_account(clinic, instance, monkeypatch, "olderstrict", legacy_filters=True, documented_filters=True)
+    older = other_account(clinic, instance, monkeypatch, "olderstrict", legacy_filters=True, documented_filters=True)
     metadata = materializations(older.extract(instance))
 
     truth = older.truth()

@@ -15,7 +15,7 @@ from cliniko_assets.sensors import import_requests, run_config_for
 from sandbox.clinic_setup import import_mapping, workspace_seed
 from sandbox.harness import running_server
 from splose_resources.notifier import NotifierResource
-from tests.conftest import materializations, splose_from_env
+from tests.conftest import materializations, other_account, splose_from_env
 
 TOKEN = "platform-" + secrets.token_urlsafe(16)
 
@@ -175,6 +175,36 @@ def test_a_tiny_clinic_imports_end_to_end_and_every_record_is_accounted_for(tiny
     assert tiny_import.status(request["id"])["status"] == "complete"
     (email,) = tiny_import.outbox.iterdir()
     assert "complete" in email.read_text()
+
+
+def test_records_cliniko_will_not_list_on_an_account_make_the_import_complete_with_warnings_naming_them(
+    clinic, splose_sandbox, instance, tmp_path, monkeypatch
+):
+    """An account that refuses undocumented filters (400) and has no /deleted routes (404): archived contacts
+    cannot be listed, deleted patients and templates cannot be detected. The import completes, and says so."""
+    hides = other_account(clinic, instance, monkeypatch, "hides", documented_filters=True, no_older_routes=True)
+    imported = Import(hides, splose_sandbox.url, tmp_path, monkeypatch)
+    request = imported.submit()
+    result = imported.run(instance, request)
+
+    assert result.success
+    status = imported.status(request["id"])
+    assert status["status"] == "complete"
+    lines = status["message"].splitlines()
+    assert lines[0] == "Complete with warnings: 3 item(s) need attention."
+    assert (
+        "- contacts: archived records cannot be listed: /contacts refused q[]=archived_at:* (400) and Cliniko has "
+        "no older route for them, so those records, or those changes to them, are not brought across (make them "
+        "in Splose by hand, and ask Cliniko support how this account lists them)"
+    ) in lines
+    for resource in ("patients", "treatment_note_templates"):
+        assert any(
+            line.startswith(f"- {resource}: deletions in Cliniko cannot be detected: /{resource}/deleted is absent")
+            for line in lines
+        ), resource
+    report = materializations(result)["import_report"]
+    assert report["warnings"] == 3 and len(report["not_detected"]) == 3
+    assert hides.keys["admin"] not in status["message"]
 
 
 def test_running_the_graph_again_creates_and_changes_nothing(tiny_import, instance):
