@@ -8,13 +8,24 @@ with the checkpoint whenever a walk saves (:mod:`cliniko_assets.extraction` comm
 from __future__ import annotations
 
 import logging
+import re
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
 from itertools import pairwise
 from typing import TYPE_CHECKING
 
-from cliniko_assets.catalog import DELETED_ROWS, RECORD_TYPES, ClinikoResourceSpec, Stream, is_set, record_id
+from cliniko_assets.catalog import (
+    ALL_CANCELLED,
+    ALL_ROWS,
+    DELETED_ROWS,
+    RECORD_TYPES,
+    ClinikoResourceSpec,
+    Stream,
+    is_set,
+    record_id,
+)
 from cliniko_assets.paging import KeysetWalk, Params
 from splose_resources.cliniko import ClinikoError, ClinikoNotFound, ClinikoRequestError, Page
 from splose_resources.listing import ListedRecord
@@ -27,6 +38,9 @@ log = logging.getLogger(__name__)
 TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"
 # What an older route's detection says when an earlier sync found the main list honouring its filter.
 HONOURED_EARLIER = "not needed: the filtered list returned such rows in an earlier sync"
+# Filters that only widen a list (archived or cancelled rows too): a route whose account refuses one (400) is
+# listed without it, and the crawl reports what that leaves out.
+WIDENING = (ALL_ROWS, ALL_CANCELLED)
 
 
 class Crawl:
@@ -92,7 +106,7 @@ class Crawl:
             )
             return
         if stream is main:
-            state["refused"] = sorted(self.extraction.refused(stream.path) & set(stream.filters))
+            state["refused"] = sorted(self.extraction.refusals.of(stream.path) & set(stream.filters))
         if stream.fallback_for:
             refused = self._refused_on_main(stream.fallback_for)
             why = (
@@ -290,3 +304,33 @@ def staged_columns() -> dict[str, list]:
 def record_text(record: dict | ListedRecord) -> bytes:
     """What is staged of a record: a listed record's text as Cliniko sent it, or a decoded one encoded."""
     return record.text if isinstance(record, ListedRecord) else record_json(record)
+
+
+class RefusedFilters:
+    """The widening filters each route answered 400 for in one extraction, shared by its page workers."""
+
+    def __init__(self) -> None:
+        self._refused: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def of(self, path: str) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._refused.get(path, ()))
+
+    def without(self, path: str, params: Params) -> Params:
+        """``params`` less the filters ``path`` refused."""
+        refused = self.of(path)
+        return [(k, v) for k, v in params if not (k == "q[]" and v in refused)]
+
+    def note(self, path: str, exc: ClinikoRequestError, params: Params) -> list[str]:
+        """The widening filters a 400 refused, now marked refused: those whose field the message names; all of
+        them when it names no field of the request; none when it names another field (that refusal is not
+        theirs) or the answer was not a 400."""
+        if exc.status != 400:
+            return []
+        sent = [v for k, v in params if k == "q[]"]
+        named = [v for v in sent if re.search(rf"\b{re.escape(v.partition(':')[0])}\b", str(exc))]
+        dropped = [v for v in (named or sent) if v in WIDENING]
+        with self._lock:
+            self._refused.setdefault(path, set()).update(dropped)
+        return dropped

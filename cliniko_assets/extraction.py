@@ -28,7 +28,6 @@ nothing changed since the last listing began (less ``settled_seconds``), it is n
 from __future__ import annotations
 
 import logging
-import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -39,8 +38,8 @@ from functools import partial
 
 from cliniko_assets import references
 from cliniko_assets.attachments import FileStats, stage_files
-from cliniko_assets.catalog import ALL_CANCELLED, ALL_ROWS, RECORD_TYPES, ClinikoResourceSpec, record_id
-from cliniko_assets.crawl import HONOURED_EARLIER, TIMESTAMP, Crawl, filters, moment, staged_row
+from cliniko_assets.catalog import RECORD_TYPES, ClinikoResourceSpec, record_id
+from cliniko_assets.crawl import HONOURED_EARLIER, TIMESTAMP, Crawl, RefusedFilters, filters, moment, staged_row
 from cliniko_assets.paging import KeysetWalk, Params, offset_query
 from splose_resources.cliniko import (
     ClinikoClient,
@@ -57,9 +56,6 @@ ID_LISTING_EVERY = 10
 SETTLED_SECONDS = 3600
 CHECKPOINT_FORMAT = "id-windows"  # a checkpoint of another layout is not resumed
 TICK_SECONDS = 2.0
-# Filters that only widen a list (archived or cancelled rows too): a route whose account refuses one (400) is
-# listed without it, and the crawl reports what that leaves out.
-WIDENING = (ALL_ROWS, ALL_CANCELLED)
 
 log = logging.getLogger(__name__)
 
@@ -133,8 +129,7 @@ class Extraction:
         self.on_downloaded: Callable[[dict, str, int], None] | None = None
         self.download_cpu_seconds = 0.0  # CPU the downloads took on the worker threads (the bytes' own cost)
         self._cpu_lock = threading.Lock()
-        self._refused: dict[str, set[str]] = {}  # route -> WIDENING filters it answered 400 for
-        self._refused_lock = threading.Lock()
+        self.refusals = RefusedFilters()
 
     def run(self, specs: list[ClinikoResourceSpec], previous: dict[str, PreviousSync]) -> Iterator[ResourceOutcome]:
         """Extract ``specs`` concurrently, yielding each resource's outcome as soon as it is committed."""
@@ -382,37 +377,18 @@ class Extraction:
                 self.download_cpu_seconds += time.thread_time() - started
 
     def fetch(self, spec: ClinikoResourceSpec, path: str, params: Params) -> Page:
-        """One page of ``path``, without the widening filters the route refused; a 400 for one of them
-        marks it refused and asks again without it (any other refusal is raised)."""
-        if self._stop.is_set():
-            raise ClinikoError("extraction stopped")
-        refused = self.refused(path)
-        params = [(k, v) for k, v in params if not (k == "q[]" and v in refused)]
-        try:
-            return self.client.get_page(path, params, resource=spec.name, list_key=spec.list_key)
-        except ClinikoRequestError as exc:
-            dropped = _refused_filters(exc, params)
-            if not dropped:
-                raise
-        with self._refused_lock:
-            self._refused.setdefault(path, set()).update(dropped)
-        log.warning("%s of tenant '%s' refused %s (400): listed without it", path, self.tenant, ", ".join(dropped))
-        return self.fetch(spec, path, params)
-
-    def refused(self, path: str) -> frozenset[str]:
-        """The widening filters ``path`` answered 400 for in this extraction."""
-        with self._refused_lock:
-            return frozenset(self._refused.get(path, ()))
-
-
-def _refused_filters(exc: ClinikoRequestError, params: Params) -> list[str]:
-    """The widening filters a 400 refused: those whose field the message names; all of them when it names
-    no field of the request; none when it names another field (that refusal is not theirs)."""
-    if exc.status != 400:
-        return []
-    filters = [v for k, v in params if k == "q[]"]
-    named = [v for v in filters if re.search(rf"\b{re.escape(v.partition(':')[0])}\b", str(exc))]
-    return [v for v in (named or filters) if v in WIDENING]
+        """One page of ``path``, without the widening filters the route refused (:class:`RefusedFilters`)."""
+        while True:
+            if self._stop.is_set():
+                raise ClinikoError("extraction stopped")
+            params = self.refusals.without(path, params)
+            try:
+                return self.client.get_page(path, params, resource=spec.name, list_key=spec.list_key)
+            except ClinikoRequestError as exc:
+                dropped = self.refusals.note(path, exc, params)
+                if not dropped:
+                    raise
+            log.warning("%s of tenant '%s' refused %s (400): listed without it", path, self.tenant, ", ".join(dropped))
 
 
 def _parse(timestamp: str) -> datetime:
