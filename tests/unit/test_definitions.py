@@ -1,5 +1,7 @@
 """The loaded code location, spelled out: an accidental change to the graph shows up here."""
 
+from pathlib import Path
+
 import dagster as dg
 
 from cliniko_assets.definitions import defs
@@ -120,3 +122,10 @@ def test_urls_and_the_token_are_environment_variables_and_the_token_never_prints
     # A secret field: the UI masks its value wherever it would show one (an EnvVar shows by name only).
     fields = type(splose).to_config_schema().as_field().config_type.fields
     assert fields["platform_token"].is_secret and not fields["api_url"].is_secret
+
+
+def test_no_module_of_the_asset_package_is_over_400_lines():
+    package = Path(__file__).resolve().parents[2] / "cliniko_assets"
+    sizes = {path.relative_to(package).as_posix(): len(path.read_text().splitlines()) for path in package.rglob("*.py")}
+    assert len(sizes) > 30
+    assert {name: n for name, n in sizes.items() if n > 400} == {}
