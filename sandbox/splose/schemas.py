@@ -25,20 +25,20 @@ services
 contacts
     type str? (e.g. "Standard", "Doctor"); name str?; title str?; firstName str?; lastName str?;
     preferredName str?; occupation str?; companyName str?; providerNumber str?;
-    doctorType "GP" | "Specialist" | null; email str?; addressL1, addressL2, addressL3, suburb, state,
+    doctorType "GP" | "Specialist" | null; email str? (an address); addressL1, addressL2, addressL3, suburb, state,
     postalCode, country str?; phoneNumbers [{type: Mobile|Home|Work|Fax|Other|null, code str?,
     phoneNumber (required) str}] (default []); archived bool (default false); notes str? (kept, not
     shown by v1). Shown by ``GET /v1/contacts``.
 clients (v1 patients)
-    firstname (required) str; lastname (required) str; middleName, preferredName, title, email, sex,
-    genderIdentity, pronouns, alert str?; birthdate date?; timezone str? (IANA name); extraInfo,
-    extraBillingInfo str?; addressL1, addressL2, addressL3, city, state, postalCode, country str?;
-    phoneNumbers as for contacts; privacyPolicy "No response" | "Accepted" | "Rejected" | "" | null;
-    medicareNum, irn, veteransFileNumber str?; emergencyContactName, emergencyContactNumber,
-    emergencyContactRelationship str?; communicationPreference "NONE" | "SMS" | "SMS_EMAIL" | "EMAIL" |
-    null; archived bool (default false); referringContactExternalId str? (a ``contacts`` record; v1
-    patients have no referrer field, the resolved ``referringContactId`` is in the dump);
-    createdAt datetime? (the Cliniko creation time, shown as v1 ``createdAt``). Shown by
+    firstname (required) str, not empty; lastname (required) str, not empty; email str? (an address);
+    middleName, preferredName, title, sex, genderIdentity, pronouns, alert str?; birthdate date?;
+    timezone str? (IANA name); extraInfo, extraBillingInfo str?; addressL1, addressL2, addressL3, city,
+    state, postalCode, country str?; phoneNumbers as for contacts; privacyPolicy "No response" |
+    "Accepted" | "Rejected" | "" | null; medicareNum, irn, veteransFileNumber str?; emergencyContactName,
+    emergencyContactNumber, emergencyContactRelationship str?; communicationPreference "NONE" | "SMS" |
+    "SMS_EMAIL" | "EMAIL" | null; archived bool (default false); referringContactExternalId str? (a
+    ``contacts`` record; v1 patients have no referrer field, the resolved ``referringContactId`` is in the
+    dump); createdAt datetime? (the Cliniko creation time, shown as v1 ``createdAt``). Shown by
     ``GET /v1/patients``.
 appointments (individual and group)
     start (required) datetime; end (required) datetime, after start; serviceId int?; locationId
@@ -96,6 +96,8 @@ OPT_INT = {"type": ["integer", "null"]}
 BOOL = {"type": "boolean", "default": False}
 DATE = {"type": ["string", "null"], "format": "date"}
 DATETIME = {"type": ["string", "null"], "format": "date-time"}
+EMAIL = {"type": ["string", "null"], "format": "email"}  # v1's patient and contact ``email``: format email
+NAME = {"type": "string", "minLength": 1}  # v1's patient ``firstname`` / ``lastname``: minLength 1
 HHMM = {"type": "string", "pattern": r"^([01]\d|2[0-3]):[0-5]\d$"}
 PHONE_TYPES = ["Mobile", "Home", "Work", "Fax", "Other"]
 APPOINTMENT_STATUSES = ["Arrived", "Did not arrive", "Cancelled", "Completed"]
@@ -155,9 +157,9 @@ CONTACTS = record(
                 "occupation",
                 "companyName",
                 "providerNumber",
-                "email",
             )
         },
+        "email": EMAIL,
         "doctorType": {"type": ["string", "null"], "enum": ["GP", "Specialist", None]},
         **ADDRESS,
         **{name: OPT_STR for name in ("suburb", "state", "postalCode", "country")},
@@ -170,11 +172,12 @@ CONTACTS = record(
 CLIENTS = record(
     ["firstname", "lastname"],
     {
-        "firstname": STR,
-        "lastname": STR,
+        "firstname": NAME,
+        "lastname": NAME,
+        "email": EMAIL,
         **{
             name: OPT_STR
-            for name in ("middleName", "preferredName", "title", "email", "sex", "genderIdentity", "pronouns", "alert")
+            for name in ("middleName", "preferredName", "title", "sex", "genderIdentity", "pronouns", "alert")
         },
         "birthdate": DATE,
         "timezone": {"type": ["string", "null"], "format": "timezone"},

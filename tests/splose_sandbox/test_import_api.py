@@ -156,6 +156,35 @@ def test_unknown_entity_is_404(workspace):
     assert workspace.put(imp["id"], "invoices", []).status_code == 404
 
 
+def test_names_and_email_addresses_follow_v1s_rules_per_record(workspace):
+    """v1's patient: firstname and lastname at least one character, email an address; contacts' email too."""
+    imp = workspace.start_import()
+    clients = workspace.upsert(
+        imp["id"],
+        "clients",
+        [
+            client("ok", email="jo@example.com"),
+            client("no-email", email=None),
+            client("empty-first", firstname=""),
+            {**client("empty-last"), "lastname": ""},
+            client("bad-email", email="not-an-address"),
+        ],
+    )
+    contacts = workspace.upsert(
+        imp["id"],
+        "contacts",
+        [{"externalId": "c-ok", "email": "dr@example.com"}, {"externalId": "c-bad", "email": "dr at example"}],
+    )
+
+    assert sorted(row["externalId"] for row in clients["results"]) == ["no-email", "ok"]
+    refused = {row["externalId"]: row["message"] for row in clients["errors"]}
+    assert sorted(refused) == ["bad-email", "empty-first", "empty-last"]
+    assert "firstname" in refused["empty-first"] and "lastname" in refused["empty-last"]
+    assert "email" in refused["bad-email"]
+    assert [row["externalId"] for row in contacts["results"]] == ["c-ok"]
+    assert [row["externalId"] for row in contacts["errors"]] == ["c-bad"]
+
+
 def test_unresolvable_references_are_rejected_per_record(workspace):
     imp = workspace.start_import()
     main, old = workspace.location("Main Street"), workspace.location("Old Rooms")
