@@ -7,6 +7,7 @@ response validates against the spec's response schema.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from sandbox.splose import spec_facts
 from sandbox.splose.app import (
     V1_PAGE_SIZE,
     ApiError,
@@ -32,7 +34,7 @@ from sandbox.splose.jsonvalues import strict_int
 from sandbox.splose.schemas import CONTACTS
 from sandbox.splose.spec_facts import request_schema, response_properties
 from sandbox.splose.store import Store, StoredObject, iso, utc_now
-from sandbox.splose.validation import RecordError, Schema, normalize, parse_datetime
+from sandbox.splose.validation import EMAIL_PATTERN, RecordError, Schema, normalize, parse_datetime
 
 PAGING_PARAMS = {"id_gt", "id_lt", "update_gt", "update_lt", "include_archived"}
 MAX_AVAILABILITY_DAYS = 100
@@ -320,6 +322,7 @@ def _list_handler(sandbox: Sandbox, resource: Resource):
         caller = sandbox.v1_caller(request)
         check_query(request, allowed)
         params = request.query_params
+        check_query_values(resource.path, params)
         where: list[str] = []
         args: list[Any] = []
         include_archived = params.get("include_archived", "false")
@@ -348,6 +351,25 @@ def _list_handler(sandbox: Sandbox, resource: Resource):
         return JSONResponse({"data": data, "links": page_links(request, page)})
 
     return handler
+
+
+@functools.cache
+def _query_schemas(path: str) -> dict[str, dict[str, Any]]:
+    """The spec's schema of each query parameter of ``GET path``."""
+    parameters = spec_facts.operation(path, "get").get("parameters", [])
+    return {p["name"]: p.get("schema", {}) for p in parameters if p.get("in") == "query"}
+
+
+def check_query_values(path: str, params: Any) -> None:
+    """A 400 for a query value the spec rules out: one outside its enum, or not an address where the
+    parameter's format is ``email`` (``isActive=yes``, ``status=Foo``, ``email=bad``)."""
+    for name, schema in _query_schemas(path).items():
+        for value in params.getlist(name):
+            allowed = [str(v) for v in schema.get("enum") or () if v is not None]
+            if allowed and value not in allowed:
+                raise ApiError(400, f"{name}: must be one of {', '.join(allowed)}", {name: "invalid value"})
+            if schema.get("format") == "email" and not EMAIL_PATTERN.match(value):
+                raise ApiError(400, f"{name}: must be an email address", {name: "invalid value"})
 
 
 def _convert(name: str, value: str, convert: Callable[[str], Any]) -> Any:

@@ -54,6 +54,22 @@ def test_unknown_query_key_is_400(splose, workspace):
 def test_bad_parameter_values_are_400(splose, workspace):
     for params in ({"id_gt": "abc"}, {"include_archived": "yes"}, {"update_gt": "yesterday"}):
         assert workspace.v1.get(f"{splose.url}/v1/patients", params=params, timeout=5).status_code == 400
+    # Values the spec's parameter schemas rule out: outside an enum, or not an address for format email.
+    for path, params in (
+        ("practitioners", {"isActive": "yes"}),
+        ("appointments", {"status": "Foo"}),
+        ("patients", {"email": "not-an-address"}),
+        ("contacts", {"email": "dr at example"}),
+    ):
+        refused = workspace.v1.get(f"{splose.url}/v1/{path}", params=params, timeout=5)
+        assert refused.status_code == 400, (path, params)
+        assert next(iter(params)) in refused.json()["message"]
+    for path, params in (
+        ("practitioners", {"isActive": "false"}),
+        ("appointments", {"status": "Did not arrive"}),
+        ("patients", {"email": "jo@example.com"}),
+    ):
+        assert workspace.v1.get(f"{splose.url}/v1/{path}", params=params, timeout=5).status_code == 200, path
 
 
 def test_pages_of_fifty_follow_next_and_previous_links(splose, workspace):
