@@ -9,7 +9,8 @@ progress notes count those without an appointment.
 """
 
 from collections import Counter, defaultdict
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import replace
 from itertools import islice
 
 import dagster as dg
@@ -31,8 +32,8 @@ from cliniko_assets.transforms import (
 )
 from cliniko_assets.transforms.common import link
 
-NOT_LINKED = "notes_without_appointment"  # progress notes loaded without an appointment (no booking link, or
-# their appointment was not imported): they still attach to their client and practitioner
+NOT_LINKED = "notes_without_appointment"  # progress notes loaded without an appointment (no booking link nor
+# an attendee with one, or their appointment was not imported): they still attach to client and practitioner
 GROUP_CHUNK = 2_000  # group appointments transformed at a time (their attendees read for each chunk)
 GROUP_ENTRIES = "group_entries"  # group appointment id -> attendees it must hold in Splose (read by the report)
 
@@ -177,7 +178,10 @@ def load_progress_note_templates(run: LoadRun, report: RowReport) -> None:
 
 
 def load_progress_notes(run: LoadRun, report: RowReport) -> None:
-    ctx = run.import_context("clients", "appointments", "progressNoteTemplates")
+    ctx = replace(
+        run.import_context("clients", "appointments", "progressNoteTemplates"),
+        booking_of_attendee=_attendee_bookings(run),
+    )
     outcomes = (to_splose_progress_note(r, ctx) for r in run.records("treatment_notes"))
     # Notes without an appointment: held only until Splose answers for them, then counted if loaded.
     waiting: set[str] = set()
@@ -196,6 +200,24 @@ def load_progress_notes(run: LoadRun, report: RowReport) -> None:
 
     load_records(run, report, "progressNotes", (noted(o) for o in outcomes), answered)
     report.facts[NOT_LINKED] = loaded
+
+
+def _attendee_bookings(run: LoadRun) -> Callable[[str], str | None]:
+    """Attendee id -> booking id, read from the staged attendees the first time a note asks (most notes
+    carry their own booking link, and then the attendees are never read)."""
+    bookings: dict[str, str] | None = None
+
+    def booking_of(attendee: str) -> str | None:
+        nonlocal bookings
+        if bookings is None:
+            bookings = {}
+            for record in run.records("attendees"):
+                rid, booking = record_id(record), link(record, "booking")
+                if rid is not None and booking is not None:
+                    bookings[str(rid)] = booking
+        return bookings.get(attendee)
+
+    return booking_of
 
 
 def _chunks(records: Iterator[dict], size: int) -> Iterator[list[dict]]:

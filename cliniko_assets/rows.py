@@ -248,8 +248,9 @@ TABLE: tuple[Row, ...] = (
     Row(
         "progress_notes",
         "Treatment notes -> Progress notes",
-        ("treatment_notes",),
-        "Treatment notes as progress notes, draft or final, linked to client, practitioner and appointment.",
+        ("treatment_notes", "attendees"),
+        "Treatment notes as progress notes, draft or final, linked to client, practitioner and appointment "
+        "(through the attendee for a note written for one).",
         row_loads.load_progress_notes,
         needs=("clients", "referenced_clients", "appointments", "group_appointments", "progress_note_templates"),
         skips=("client not imported", "patient <id> not in Cliniko"),

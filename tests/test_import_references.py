@@ -154,15 +154,25 @@ def test_notes_without_a_booking_attach_to_client_and_practitioner_and_are_count
     clinic, splose_sandbox, instance, tmp_path, monkeypatch
 ):
     imp = Import(clinic, splose_sandbox.url, tmp_path, monkeypatch)
+    _write_notes_for_attendees(clinic, 2)
     result = imp.run(instance, imp.submit())
 
     assert result.success
-    unbooked = {
-        str(n["id"]) for n in live(clinic.admin.export(clinic.account, "treatment_notes")) if "booking" not in n
+    exported = list(live(clinic.admin.export(clinic.account, "treatment_notes")))
+    unbooked = {str(n["id"]) for n in exported if not n.get("booking") and not n.get("attendee")}
+    # Written for an attendee: Cliniko shows the attendee link alone; the note joins the attendee's booking.
+    for_attendee = {
+        str(n["id"]): _target(n["attendee"]) for n in exported if not n.get("booking") and n.get("attendee")
     }
+    booking_of = {str(a["id"]): _target(a["booking"]) for a in clinic.admin.export(clinic.account, "attendees")}
+    splose_ids = {row["externalId"]: row["id"] for row in imp.dump("appointments")}
     notes = {n["externalId"]: n["data"] for n in imp.dump("progressNotes")}
     assert unbooked and unbooked <= set(notes)
     assert all(notes[n]["patientId"] and notes[n]["appointmentId"] is None for n in unbooked)
+    assert for_attendee and set(for_attendee) <= set(notes)
+    assert {n: notes[n]["appointmentId"] for n in for_attendee} == {
+        n: splose_ids[booking_of[attendee]] for n, attendee in for_attendee.items()
+    }
     assert sum(notes[n]["practitionerId"] is not None for n in unbooked) >= len(unbooked) - 1
     without_appointment = sum(n["appointmentExternalId"] is None for n in notes.values())
     assert _rows(result)["progress_notes"]["notes_without_appointment"] == without_appointment >= len(unbooked)
@@ -238,3 +248,36 @@ def test_with_no_time_zone_known_availability_is_skipped_for_the_clinics_attenti
     assert status["status"] == "complete" and status["message"].startswith("Complete with warnings")
     assert all(f"{n} skipped, {reason}" in status["message"] for reason, n in expected.items())
     assert materializations(result)["locations"]["time_zones_from"].get("unknown") == len(zoneless) + 1  # + deleted one
+
+
+def _target(link: dict) -> str:
+    """The id a Cliniko link points at."""
+    return link["links"]["self"].rsplit("/", 1)[-1]
+
+
+def _write_notes_for_attendees(clinic, count: int) -> None:
+    """Make ``count`` booked notes into notes written for a group appointment's attendee, as Cliniko shows one
+    created with ``attendee_id``: an ``attendee`` link, no ``booking`` link, the attendee's patient."""
+    groups = {str(g["id"]) for g in live(clinic.admin.export(clinic.account, "group_appointments"))}
+    attendees = [
+        a
+        for a in live(clinic.admin.export(clinic.account, "attendees"))
+        if not a.get("cancelled_at") and not a.get("archived_at") and _target(a["booking"]) in groups
+    ]
+    notes = [
+        n
+        for n in live(clinic.admin.export(clinic.account, "treatment_notes"))
+        if n.get("booking") and not n.get("archived_at")
+    ]
+    assert len(attendees) >= count and len(notes) >= count
+    ops = [
+        {
+            "op": "update",
+            "resource": "treatment_notes",
+            "id": note["id"],
+            "fields": {"booking": None, "attendee": {"links": {"self": attendee["links"]["self"]}},
+                       "patient": attendee["patient"]},
+        }
+        for note, attendee in zip(notes[:count], attendees[:count], strict=True)
+    ]  # fmt: skip
+    clinic.admin.mutate(clinic.account, ops=ops)

@@ -53,6 +53,9 @@ class ImportContext:
     services_ignored: frozenset[str] = frozenset()
     # ISO 3166-1 alpha-2 region of the clinic (its businesses' country), the default for phone numbers
     default_region: str | None = None
+    # The booking of a Cliniko attendee (attendee id -> booking id): a treatment note written for an
+    # attendee shows an ``attendee`` link and no ``booking`` link, so its appointment is found through it.
+    booking_of_attendee: Callable[[str], str | None] = field(default=lambda _attendee: None)
 
     def is_imported(self, entity: str, external_id: str) -> bool:
         """Whether a dependency made it into Splose; an entity the context does not track counts as present."""

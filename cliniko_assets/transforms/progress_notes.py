@@ -69,7 +69,7 @@ def to_splose_progress_note(treatment_note: Record, ctx: ImportContext) -> dict[
     client = client_for(note, ctx)
     salvage = Salvage(note)
     practitioner = None if link(note, "practitioner") is None else practitioner_for(note, ctx, salvage)
-    booking = link(note, "booking")
+    booking = link(note, "booking") or _booking_of_attendee(note, ctx)
     draft = note.get("draft") is True or (note.get("draft") is None and note.get("_state") == "draft")
     record = {
         "externalId": external_id,
@@ -91,6 +91,12 @@ def to_splose_progress_note(treatment_note: Record, ctx: ImportContext) -> dict[
         ],
     }
     return salvage.finish(record)
+
+
+def _booking_of_attendee(note: Record, ctx: ImportContext) -> str | None:
+    """The appointment of a note written for an attendee (Cliniko shows it an ``attendee`` link alone)."""
+    attendee = link(note, "attendee")
+    return ctx.booking_of_attendee(attendee) if attendee else None
 
 
 def answered_question(question: Record) -> dict[str, Any]:

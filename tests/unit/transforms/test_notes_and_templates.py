@@ -266,6 +266,23 @@ def test_links_to_appointment_and_template_only_when_splose_has_them() -> None:
     assert (unlinked["appointmentExternalId"], unlinked["practitionerId"], unlinked["sections"]) == (None, None, [])
 
 
+def test_a_note_written_for_an_attendee_links_to_the_attendees_booking() -> None:
+    """Cliniko shows a note created with attendee_id an ``attendee`` link and no ``booking`` link."""
+    for_attendee = note(booking=None, attendee=link("attendees/7000"))
+    bookings = {"7000": "5000"}
+    linked = valid("progressNotes", to_splose_progress_note(for_attendee, ctx(booking_of_attendee=bookings.get)))
+    assert linked["appointmentExternalId"] == "5000"
+    unknown = to_splose_progress_note(
+        note(booking=None, attendee=link("attendees/7001")), ctx(booking_of_attendee=bookings.get)
+    )
+    assert unknown["appointmentExternalId"] is None
+    not_imported = ctx(booking_of_attendee=bookings.get, imported={"appointments": frozenset({"5001"})})
+    assert to_splose_progress_note(for_attendee, not_imported)["appointmentExternalId"] is None
+    # Its own booking link comes first; the attendee is only asked when there is none.
+    both = note(attendee=link("attendees/7000"))
+    assert to_splose_progress_note(both, ctx(booking_of_attendee={"7000": "9"}.get))["appointmentExternalId"] == "5000"
+
+
 @pytest.mark.parametrize(
     ("fields", "context", "reason"),
     [
