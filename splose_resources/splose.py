@@ -453,14 +453,24 @@ class SploseImportClient:
         counts: dict[str, Any] | None = None,
         message: str | None = None,
     ) -> dict:
-        """Set the given fields (those left ``None`` are not sent)."""
+        """Set the given fields (those left ``None`` are not sent).
+
+        A 409 for a ``status`` the import already has is not a refusal of this update: the answer to an
+        earlier PATCH was lost and the retry repeats it, or Splose refuses a status it already holds as a
+        move. The rest of the update is then sent without the status."""
         body = {
             name: value
             for name, value in (("status", status), ("counts", counts), ("message", message))
             if value is not None
         }
         call = self._call(f"updating ({', '.join(sorted(body)) or 'nothing'})", import_id)
-        return self._http.json(call, "PATCH", self._import_url(import_id), json=body)
+        try:
+            return self._http.json(call, "PATCH", self._import_url(import_id), json=body)
+        except SploseConflict:
+            if status is None or (current := self.get_import(import_id)).get("status") != status:
+                raise
+        rest = {name: value for name, value in body.items() if name != "status"}
+        return self._http.json(call, "PATCH", self._import_url(import_id), json=rest) if rest else current
 
     def credentials(self, import_id: int) -> Secret:
         """The clinic's Cliniko key, for this run's memory only."""

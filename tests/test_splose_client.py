@@ -9,6 +9,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date, timedelta
 from functools import partial
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -158,42 +159,91 @@ def test_v1_lists_follow_every_page_and_show_archived_rows(splose, described):
     assert one["title"] == "Main Street"
 
 
-def test_a_next_page_link_back_to_a_page_already_read_stops_the_listing(tmp_path):
-    """A server whose ``nextPage`` leads round in a circle: the listing stops with a clear error instead of
-    reading the same pages for ever (a real HTTP server on loopback answers the pages)."""
-    asked: list[str] = []
-
-    class Pages(BaseHTTPRequestHandler):
-        def do_GET(self):
-            asked.append(self.path)
-            body = json.dumps({"data": [{"id": len(asked)}], "links": {"nextPage": "/v1/services?id_gt=1"}}).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Pages)
+@contextmanager
+def loopback_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
+    """A real HTTP server on 127.0.0.1 answering with ``handler``, for answers the sandbox never gives; its
+    base URL (``.../v1``)."""
+    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     try:
-        splose = SploseResource(
-            api_url=f"http://127.0.0.1:{server.server_address[1]}/v1",
-            platform_token=PLATFORM_TOKEN,
-            rate_limit_state_dir=str(tmp_path),
-            max_attempts=1,
-        )
-        with splose.workspace(WORKSPACE) as ws, pytest.raises(SploseRequestError, match="page already read"):
-            list(ws.v1.services())
+        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
     finally:
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+class JsonHandler(BaseHTTPRequestHandler):
+    def answer(self, status: int, body: dict) -> None:
+        data = json.dumps(body).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, *args):
+        pass
+
+
+def test_a_next_page_link_back_to_a_page_already_read_stops_the_listing(tmp_path):
+    """A server whose ``nextPage`` leads round in a circle: the listing stops with a clear error instead of
+    reading the same pages for ever."""
+    asked: list[str] = []
+
+    class Pages(JsonHandler):
+        def do_GET(self):
+            asked.append(self.path)
+            self.answer(200, {"data": [{"id": len(asked)}], "links": {"nextPage": "/v1/services?id_gt=1"}})
+
+    with loopback_server(Pages) as url:
+        splose = SploseResource(
+            api_url=url, platform_token=PLATFORM_TOKEN, rate_limit_state_dir=str(tmp_path), max_attempts=1
+        )
+        with splose.workspace(WORKSPACE) as ws, pytest.raises(SploseRequestError, match="page already read"):
+            list(ws.v1.services())
     assert asked == ["/v1/services?include_archived=true", "/v1/services?id_gt=1"]
-    assert PLATFORM_TOKEN not in str(asked)
+
+
+def test_a_status_the_import_already_has_is_not_a_conflict_and_the_rest_of_the_update_is_sent(tmp_path):
+    """A server that refuses repeating a status (409), as a retried PATCH whose answer was lost would meet:
+    the client sees the import already holds it and sends the counts and message alone."""
+    held = {"id": 7, "status": "complete", "message": "before"}
+    patches: list[dict] = []
+
+    class Imports(JsonHandler):
+        def do_GET(self):
+            self.answer(200, held)
+
+        def do_PATCH(self):
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            patches.append(body)
+            if body.get("status") in (held["status"], "submitted"):
+                self.answer(409, {"message": f"Import 7 is {held['status']}; cannot move to {body['status']}"})
+                return
+            held.update(body)
+            self.answer(200, held)
+
+    with loopback_server(Imports) as url:
+        splose = SploseResource(
+            api_url=url, platform_token=PLATFORM_TOKEN, rate_limit_state_dir=str(tmp_path), max_attempts=1
+        )
+        with splose.imports() as imports:
+            record = imports.update_import(7, status="complete", counts={"rows": 3}, message="after")
+            same = imports.update_import(7, status="complete")
+            with pytest.raises(SploseConflict, match="cannot move to submitted"):
+                imports.update_import(7, status="submitted", message="never")
+
+    assert record == {"id": 7, "status": "complete", "message": "after", "counts": {"rows": 3}}
+    assert same["status"] == "complete"
+    assert patches == [
+        {"status": "complete", "counts": {"rows": 3}, "message": "after"},
+        {"counts": {"rows": 3}, "message": "after"},
+        {"status": "complete"},
+        {"status": "submitted", "message": "never"},
+    ]
+    assert held["message"] == "after"
 
 
 def test_v1_calls_keep_to_the_v1_budget(sandbox_url, described, tmp_path, monkeypatch):
