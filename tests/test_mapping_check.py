@@ -7,10 +7,7 @@ Assertions compare ids and counts only.
 
 from __future__ import annotations
 
-import json
-import threading
 from collections import defaultdict
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -19,6 +16,7 @@ from cliniko_assets.references import REFERENCES
 from cliniko_assets.usage_probe import PROBED, probe_usage
 from splose_resources.cliniko import ClinikoResource
 from splose_resources.http import Secret
+from tests.loopback import JsonHandler, loopback_server
 from tests.test_import import TOKEN, Import, _rows, splose_sandbox  # noqa: F401 (fixture)
 from tests.test_import_references import linked
 
@@ -55,7 +53,7 @@ def test_a_server_that_ignores_the_filter_makes_every_item_count_as_in_use(tmp_p
     """A page with a record of an id not asked for: Cliniko ignored the filter, so nothing is guessed unused."""
     seen: list[str] = []
 
-    class IgnoresFilters(BaseHTTPRequestHandler):
+    class IgnoresFilters(JsonHandler):
         def do_GET(self):
             seen.append(self.path)
             body = {
@@ -69,28 +67,13 @@ def test_a_server_that_ignores_the_filter_makes_every_item_count_as_in_use(tmp_p
                 "total_entries": 1,
                 "links": {"self": self.path},
             }
-            data = json.dumps(body).encode()
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
+            self.answer(200, body)
 
-        def log_message(self, *args):
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), IgnoresFilters)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        monkeypatch.setenv("RATE_LIMIT_STATE_DIR", str(tmp_path / "rate"))
-        resource = ClinikoResource(api_url=f"http://127.0.0.1:{server.server_port}/v1")
+    monkeypatch.setenv("RATE_LIMIT_STATE_DIR", str(tmp_path / "rate"))
+    with loopback_server(IgnoresFilters) as url:
+        resource = ClinikoResource(api_url=f"{url}/v1")
         with resource.client("ignoring", Secret("key-au1")) as client:
             outcome = probe_usage(client, {"practitioners": {"7", "8"}})
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
     assert outcome.used == {"practitioners": {"7", "8"}}
     assert outcome.assumed == {"practitioners": {"7", "8"}}
     assert outcome.requests == 1 and "practitioner_id%3A%3D7%2C8" in seen[0]

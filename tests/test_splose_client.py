@@ -6,13 +6,10 @@ import hashlib
 import itertools
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date, timedelta
 from functools import partial
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import dagster as dg
@@ -36,6 +33,7 @@ from splose_resources.splose import (
     SploseResource,
 )
 from splose_resources.staging import StagingStore
+from tests.loopback import JsonHandler, loopback_server
 
 PLATFORM_TOKEN = "client-test-platform-token-4f8a2c9e71"
 CLINIKO_KEY = "MS0xMjM0NTY3ODkwMTIzNDU2Nzg5MGFiY2RlZg-au2"
@@ -159,34 +157,6 @@ def test_v1_lists_follow_every_page_and_show_archived_rows(splose, described):
     assert one["title"] == "Main Street"
 
 
-@contextmanager
-def loopback_server(handler: type[BaseHTTPRequestHandler]) -> Iterator[str]:
-    """A real HTTP server on 127.0.0.1 answering with ``handler``, for answers the sandbox never gives; its
-    base URL (``.../v1``)."""
-    server = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/v1"
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
-class JsonHandler(BaseHTTPRequestHandler):
-    def answer(self, status: int, body: dict) -> None:
-        data = json.dumps(body).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(data)))
-        self.end_headers()
-        self.wfile.write(data)
-
-    def log_message(self, *args):
-        pass
-
-
 def test_a_next_page_link_back_to_a_page_already_read_stops_the_listing(tmp_path):
     """A server whose ``nextPage`` leads round in a circle: the listing stops with a clear error instead of
     reading the same pages for ever."""
@@ -199,7 +169,7 @@ def test_a_next_page_link_back_to_a_page_already_read_stops_the_listing(tmp_path
 
     with loopback_server(Pages) as url:
         splose = SploseResource(
-            api_url=url, platform_token=PLATFORM_TOKEN, rate_limit_state_dir=str(tmp_path), max_attempts=1
+            api_url=f"{url}/v1", platform_token=PLATFORM_TOKEN, rate_limit_state_dir=str(tmp_path), max_attempts=1
         )
         with splose.workspace(WORKSPACE) as ws, pytest.raises(SploseRequestError, match="page already read"):
             list(ws.v1.services())
@@ -227,7 +197,7 @@ def test_a_status_the_import_already_has_is_not_a_conflict_and_the_rest_of_the_u
 
     with loopback_server(Imports) as url:
         splose = SploseResource(
-            api_url=url, platform_token=PLATFORM_TOKEN, rate_limit_state_dir=str(tmp_path), max_attempts=1
+            api_url=f"{url}/v1", platform_token=PLATFORM_TOKEN, rate_limit_state_dir=str(tmp_path), max_attempts=1
         )
         with splose.imports() as imports:
             record = imports.update_import(7, status="complete", counts={"rows": 3}, message="after")
