@@ -491,7 +491,7 @@ class SploseImportClient:
     def upsert(self, import_id: int, entity: str, records: Iterable[dict], batch_size: int = MAX_BATCH) -> UpsertResult:
         """Upsert every record in batches of ``batch_size`` (at most 500) and at most :data:`MAX_BATCH_BYTES`
         of JSON; rejections do not stop it. A record too big for Splose to take even alone (HTTP 413) is
-        counted as rejected, with Splose's message, and the rest go on."""
+        counted as rejected, its message giving the size, and the rest go on."""
         if entity not in IMPORT_ENTITIES:
             raise ValueError(f"unknown import entity {entity!r}; expected one of {list(IMPORT_ENTITIES)}")
         size = max(1, min(batch_size, MAX_BATCH))
