@@ -44,11 +44,13 @@ IMPORT_KEY = "import_id"
 RUN_IMPORT_KEY = "run_import"  # the import as the mapping step checked it, for the run's loads
 
 
-def latest_metadata(instance: dg.DagsterInstance, name: str, tenant: str) -> tuple[str | None, dict]:
-    """The run id and metadata values of ``splose/<name>``'s latest materialization for ``tenant``
-    (``None`` and nothing when it has none)."""
+def latest_metadata(
+    instance: dg.DagsterInstance, name: str, tenant: str, key: dg.AssetKey | None = None
+) -> tuple[str | None, dict]:
+    """The run id and metadata values of the latest materialization for ``tenant`` of ``splose/<name>`` (or
+    of ``key``) (``None`` and nothing when it has none)."""
     result = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=splose_key(name), asset_partitions=[tenant]), limit=1
+        dg.AssetRecordsFilter(asset_key=key or splose_key(name), asset_partitions=[tenant]), limit=1
     )
     for record in result.records:
         materialization = record.asset_materialization

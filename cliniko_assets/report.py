@@ -15,7 +15,7 @@ from cliniko_assets.failures import step_failures
 from cliniko_assets.lifecycle import ATTENTION, LEFT_BEHIND, bound_import, tell_clinic
 from cliniko_assets.lifecycle import ROWS as COUNT_ROWS
 from cliniko_assets.load import load_assets
-from cliniko_assets.loading import LoadRun, received_rows
+from cliniko_assets.loading import LoadRun, latest_metadata, received_rows
 from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import tenants
 from cliniko_assets.reconciliation import RowReport, reconciliation_markdown, reconciliation_table, splose_key
@@ -145,19 +145,14 @@ def extraction_gaps(instance: dg.DagsterInstance, tenant: str) -> list[str]:
     the import is complete with warnings rather than complete."""
     gaps: list[str] = []
     for spec in CATALOG:
-        result = instance.fetch_materializations(
-            dg.AssetRecordsFilter(asset_key=cliniko_key(spec.name), asset_partitions=[tenant]), limit=1
-        )
-        for record in result.records:
-            materialization = record.asset_materialization
-            value = materialization.metadata.get("not_detected") if materialization is not None else None
-            details = getattr(value, "value", None)
-            if isinstance(details, dict):
-                gaps.extend(
-                    f"{spec.name}: {detail}, so those records, or those changes to them, are not brought across "
-                    "(make them in Splose by hand, and ask Cliniko support how this account lists them)"
-                    for detail in details.values()
-                )
+        _, values = latest_metadata(instance, spec.name, tenant, key=cliniko_key(spec.name))
+        details = values.get("not_detected")
+        if isinstance(details, dict):
+            gaps.extend(
+                f"{spec.name}: {detail}, so those records, or those changes to them, are not brought across "
+                "(make them in Splose by hand, and ask Cliniko support how this account lists them)"
+                for detail in details.values()
+            )
     return gaps
 
 
