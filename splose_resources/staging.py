@@ -59,6 +59,11 @@ STAGED_SCHEMA = pa.schema(
         ("record", pa.string()),
     ]
 )
+# Parquet keeps each row group's minimum and maximum of a column in the file's footer, and its writer holds them
+# until the file is closed. Of a record's text they would be two whole records per row group: a large
+# resource's data file would carry megabytes of them (held while it is written, parsed each time it is read),
+# for a column never searched by value. The key columns keep theirs.
+STATISTICS = [name for name in STAGED_SCHEMA.names if name != "record"]
 DATA_FILE = "data.parquet"
 COMMIT_BATCH_ROWS = 2_000  # rows read at a time while a commit copies the standing rows
 # Arrow's default allocator (jemalloc) keeps what it freed for later reuse: after the largest resource is
@@ -350,7 +355,9 @@ class StagingBatch:
         with self._lock:
             if self._next_part is None:  # parts a resumed extraction staged before: listed once, not per part
                 self._next_part = len(self.parts())
-            _write_table(self.storage, f"{self.incoming}/part-{self._next_part:06d}.parquet", table)
+            _write_table(
+                self.storage, f"{self.incoming}/part-{self._next_part:06d}.parquet", table, statistics=STATISTICS
+            )
             self._next_part += 1
         del table
         release_free_memory(TRIM_EVERY_SECONDS)
@@ -375,7 +382,10 @@ class StagingBatch:
         states: Counter[str] = Counter()
         newest: str | None = None
         kept_ids: list[pa.Array] = []
-        with self.storage.writer(self.target) as out, pq.ParquetWriter(out, STAGED_SCHEMA, compression="zstd") as w:
+        with (
+            self.storage.writer(self.target) as out,
+            pq.ParquetWriter(out, STAGED_SCHEMA, compression="zstd", write_statistics=STATISTICS) as w,
+        ):
             for number, source in enumerate(sources):
                 lo, hi = np.searchsorted(positions, [offsets[number], offsets[number + 1]])
                 for table in self._standing_in(source, positions[lo:hi] - offsets[number]):
@@ -440,6 +450,6 @@ def _staged_record(text: str, state: str, source: str) -> dict:
     return record
 
 
-def _write_table(storage: Storage, key: str, table: pa.Table) -> None:
+def _write_table(storage: Storage, key: str, table: pa.Table, statistics: bool | list[str] = True) -> None:
     with storage.writer(key) as out:
-        pq.write_table(table, out, compression="zstd")
+        pq.write_table(table, out, compression="zstd", write_statistics=statistics)

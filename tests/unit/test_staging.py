@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 
+import pyarrow.parquet as pq
 import pytest
 
 from sandbox.local import PROJECT
@@ -198,3 +199,22 @@ def test_a_process_that_stages_keeps_two_arenas_and_maps_large_blocks_unless_the
     assert arenas <= ARENA_MAX and mapped == 1
     arenas, mapped = _malloc("staging", MALLOC_ARENA_MAX="4", MALLOC_MMAP_THRESHOLD_=str(8 << 20))
     assert ARENA_MAX < arenas <= 4 and mapped == 0
+
+
+def test_staged_files_keep_no_statistics_of_the_records_text_only_of_the_key_columns(store, root):
+    batch = store.batch("clinic-a", "treatment_notes")
+    note = "x" * 3_000
+    batch.write_part([_row(str(n), "2024-01-01T00:00:00Z", content=note) for n in range(1, 4)])
+    part = next((root / "clinic-a" / "cliniko" / "treatment_notes" / "incoming").glob("part-*.parquet"))
+    batch.write_part([_row(str(n), "2024-01-02T00:00:00Z", content=note) for n in range(3, 6)])
+    files = {"part": pq.ParquetFile(part).metadata}
+    batch.commit(replace=True)
+    files["data"] = pq.ParquetFile(root / "clinic-a" / "cliniko" / "treatment_notes" / "data.parquet").metadata
+
+    for name, metadata in files.items():
+        group = metadata.row_group(0)
+        columns = {group.column(i).path_in_schema: group.column(i) for i in range(group.num_columns)}
+        assert not columns["record"].is_stats_set, name
+        assert (columns["id"].statistics.min, columns["id"].statistics.max) in {("1", "3"), ("1", "2"), ("3", "5")}
+    assert files["data"].serialized_size < 3_000  # not one record's text in the footer
+    assert store.count_rows("clinic-a", "treatment_notes") == 5
