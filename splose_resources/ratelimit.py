@@ -106,10 +106,13 @@ class _SharedBudget:
             state = bytearray(handle.read())
             original = bytes(state)
             yield state
+            # Rewritten in place, cut only when it shrank: most writes keep its size, and a truncate on every
+            # one cost a metadata update per slot taken.
             if bytes(state) != original:
                 handle.seek(0)
-                handle.truncate()
                 handle.write(state)
+                if len(state) < len(original):
+                    handle.truncate()
 
 
 class SlidingWindowLimiter(_SharedBudget):

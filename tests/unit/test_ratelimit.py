@@ -1,6 +1,7 @@
 import math
 import multiprocessing
 import time
+from array import array
 from pathlib import Path
 
 from splose_resources.ratelimit import FixedWindowLimiter
@@ -132,3 +133,22 @@ def test_threads_of_one_process_take_their_slots_in_fewer_file_writes(tmp_path):
     assert len(opened) < 40  # the state file locked and read (written at most once each): 80 at one per request
     with limiter._state() as state:
         assert state[2] == per_window[max(per_window)]  # the file counts every slot taken
+
+
+def test_a_shared_state_file_rewritten_in_place_is_cut_when_its_sends_expire(tmp_path, monkeypatch):
+    from splose_resources import ratelimit
+
+    clock = FakeClock(2_000_000.0)
+    monkeypatch.setattr(ratelimit, "time", clock)
+    limiter = ratelimit.SlidingWindowLimiter(
+        scope="splose", secret="token", limit=5, window_seconds=60, state_dir=tmp_path
+    )
+    for _ in range(5):
+        limiter.acquire()
+        clock.now += 1
+    (state,) = tmp_path.iterdir()
+    assert state.stat().st_size == 5 * 8  # one double per send in the window
+
+    clock.now += 120  # every send has left the window: the next one is alone in it
+    assert limiter.acquire() == 0.0
+    assert state.read_bytes() == array("d", [clock.now]).tobytes()  # no stale send left after it
