@@ -44,14 +44,10 @@ IMPORT_KEY = "import_id"
 RUN_IMPORT_KEY = "run_import"  # the import as the mapping step checked it, for the run's loads
 
 
-def latest_metadata(
-    instance: dg.DagsterInstance, name: str, tenant: str, key: dg.AssetKey | None = None
-) -> tuple[str | None, dict]:
-    """The run id and metadata values of the latest materialization for ``tenant`` of ``splose/<name>`` (or
-    of ``key``) (``None`` and nothing when it has none)."""
-    result = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key or splose_key(name), asset_partitions=[tenant]), limit=1
-    )
+def latest_metadata(instance: dg.DagsterInstance, key: dg.AssetKey, tenant: str) -> tuple[str | None, dict]:
+    """The run id and metadata values of ``key``'s latest materialization for ``tenant`` (``None`` and
+    nothing when it has none)."""
+    result = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key, asset_partitions=[tenant]), limit=1)
     for record in result.records:
         materialization = record.asset_materialization
         if materialization is not None:
@@ -70,7 +66,7 @@ def import_of_load(
     tenant = validate_tenant(context.partition_key)
     import_id, _ = chosen_import_id(context, import_request, tenant)
     if import_id is not None:
-        run_id, values = latest_metadata(context.instance, CHECK_ASSET, tenant)
+        run_id, values = latest_metadata(context.instance, splose_key(CHECK_ASSET), tenant)
         facts = values.get(RUN_IMPORT_KEY)
         if run_id == context.run.run_id and isinstance(facts, dict) and facts["import_id"] == import_id:
             return RunImport.from_facts(tenant, facts)
@@ -135,7 +131,7 @@ class LoadRun:
 
     def received(self, name: str) -> dict | None:
         """The metadata of ``splose/<name>``'s latest materialization for this tenant, if of this import."""
-        _, values = latest_metadata(self.context.instance, name, self.tenant)
+        _, values = latest_metadata(self.context.instance, splose_key(name), self.tenant)
         return values if values and str(values.get(IMPORT_KEY)) == str(self.import_id) else None
 
     def mapping(self) -> ResolvedMapping:

@@ -145,7 +145,7 @@ def extraction_gaps(instance: dg.DagsterInstance, tenant: str) -> list[str]:
     the import is complete with warnings rather than complete."""
     gaps: list[str] = []
     for spec in CATALOG:
-        _, values = latest_metadata(instance, spec.name, tenant, key=cliniko_key(spec.name))
+        _, values = latest_metadata(instance, cliniko_key(spec.name), tenant)
         details = values.get("not_detected")
         if isinstance(details, dict):
             gaps.extend(
