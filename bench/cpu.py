@@ -44,7 +44,14 @@ from pathlib import Path
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
-from bench.child import cpu_seconds, run_child_usage, self_cpu_seconds, stop_on_sigterm, use_project_code  # noqa: E402
+from bench.child import (  # noqa: E402
+    cpu_seconds,
+    embedded_storage,
+    run_child_usage,
+    self_cpu_seconds,
+    stop_on_sigterm,
+    use_project_code,
+)
 
 USER_AGENT = "Splose Cliniko importer benchmark (integrations@splose.com)"
 TENANT = "bench-clinic"
@@ -74,7 +81,11 @@ def child_pipeline() -> dict:
     from cliniko_assets.mapping import ImportRequestResource
     from splose_resources.splose import SploseResource
 
-    with dg.instance_for_test() as instance:  # a deployment's instance exists before any extraction starts
+    code = Path(os.environ.get(CODE_DIR) or PROJECT)
+    with (
+        tempfile.TemporaryDirectory() as home,  # the embedded default's storage, in a home of the instance's own
+        dg.instance_for_test(overrides=embedded_storage(code, home)) as instance,  # made before the work starts
+    ):
         instance.add_dynamic_partitions("tenants", [TENANT])
         before = self_cpu_seconds()
         result = dg.materialize(

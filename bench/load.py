@@ -96,12 +96,20 @@ from collections import Counter
 from pathlib import Path
 
 import requests
+import yaml
 
 PROJECT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(PROJECT))
 
 from bench import cpu  # noqa: E402
-from bench.child import CpuClock, run_child_tree, run_child_usage, stop_on_sigterm, use_project_code  # noqa: E402
+from bench.child import (  # noqa: E402
+    CpuClock,
+    embedded_storage,
+    run_child_tree,
+    run_child_usage,
+    stop_on_sigterm,
+    use_project_code,
+)
 from sandbox.admin import ClinikoSandboxAdmin  # noqa: E402
 from sandbox.demo import submit_import  # noqa: E402
 from sandbox.harness import running_server  # noqa: E402
@@ -287,7 +295,9 @@ def bench_scale(
                 "DAGSTER_HOME": str(Path(workdir) / "home"),
             }
             Path(env["DAGSTER_HOME"]).mkdir()
-            (Path(env["DAGSTER_HOME"]) / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+            code = Path(os.environ.get(cpu.CODE_DIR) or PROJECT)  # the instance config of the code measured
+            instance = {**embedded_storage(code), "telemetry": {"enabled": False}}
+            (Path(env["DAGSTER_HOME"]) / "dagster.yaml").write_text(yaml.safe_dump(instance))
             admin.reset_stats()
             print(f"[{scale}] running import {import_id} (time scale {time_scale:g})...", flush=True)
             stop = threading.Event()
