@@ -7,8 +7,8 @@ runs SQLAlchemy's first-connect set-up, compiles its statement afresh (the compi
 lives on the engine), opens the file, reads its schema and, closing it, checkpoints its write-ahead log.
 An import's steps do that about 1,200 times (the small clinic).
 
-:class:`SqliteStorage` is the same storage in the same files (``<dagster_home>/storage``, Dagster's
-default layout, so an existing home keeps its runs) with, in each process:
+:class:`SqliteStorage` is the same storage in the same files (``history/`` and ``schedules/`` of the
+instance's home, Dagster's default layout, so an existing home keeps its runs) with, in each process:
 
 - one engine per database file, the ``ENGINES`` most recently used;
 - the asset index's and the runs database's connections pooled (``QueuePool``): opened once, reused;
@@ -170,8 +170,8 @@ class RunStorage(SqliteRunStorage):
 
 
 class SqliteStorage(DagsterSqliteStorage):
-    """Dagster's SQLite storage under ``<dagster_home>/storage`` (its default place), with the run and event log
-    storages above; the schedule storage is Dagster's (the daemon's ticks, not a run's steps)."""
+    """Dagster's SQLite storage in its default place in the instance's home (``history/``, ``schedules/``), with
+    the run and event log storages above; the schedule storage is Dagster's (the daemon's ticks, not a run's)."""
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         self.base_dir = base_dir
@@ -187,4 +187,4 @@ class SqliteStorage(DagsterSqliteStorage):
 
     @classmethod
     def from_config_value(cls, inst_data: ConfigurableClassData, config_value: dict) -> SqliteStorage:  # type: ignore[override]
-        return cls.from_local(os.path.join(config_value["dagster_home"], "storage"), inst_data=inst_data)
+        return cls.from_local(config_value["dagster_home"], inst_data=inst_data)
