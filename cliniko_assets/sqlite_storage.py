@@ -11,10 +11,10 @@ An import's steps do that about 1,200 times (the small clinic).
 instance's home, Dagster's default layout, so an existing home keeps its runs) with, in each process:
 
 - one engine per database file, the ``ENGINES`` most recently used;
-- the asset index's and the runs database's connections pooled (``QueuePool``): opened once, reused;
-- a run's own database still opened and closed for each use (``NullPool``, as Dagster's): closing it
-  checkpoints the log into the file, and that change of the file is what the UI's live view of a running
-  run watches for.
+- their connections pooled (``QueuePool``): opened once, reused;
+- after each use of a run's own database, its write-ahead log checkpointed into the file (``PASSIVE``:
+  never waiting on a reader), as closing the last connection did: that change of the file is what the UI's
+  live view of a running run watches for.
 
 A pooled connection is never used by two threads at once (the pool hands it to one; the event log holds
 its lock) and never across a fork: a forked child drops the pools it inherited, unclosed, and opens its own.
@@ -48,33 +48,32 @@ from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 from dagster._serdes import ConfigurableClassData
 from sqlalchemy import create_engine
 from sqlalchemy.engine import Connection, Engine
-from sqlalchemy.pool import NullPool, Pool, QueuePool
+from sqlalchemy.pool import Pool, QueuePool
 
 ENGINES = 32  # engines kept per storage: a process reads a handful of runs' databases at a time
 CONNECT_ARGS = {"timeout": SQLITE_BUSY_TIMEOUT_SECONDS, "check_same_thread": False}
-_POOLED: weakref.WeakSet[Engines] = weakref.WeakSet()  # every Engines whose engines pool, for a fork
+_POOLED: weakref.WeakSet[Engines] = weakref.WeakSet()  # every Engines, for a fork
 _INHERITED: list[Pool] = []  # a forked child's inherited pools: kept, so their connections are never closed
 
 
 class Engines:
-    """SQLAlchemy engines by connection string, the ``size`` most recently used kept; ``pooled`` keeps each
-    engine's connections open between uses (else each use opens and closes its own)."""
+    """SQLAlchemy engines by connection string, the ``size`` most recently used kept, each keeping its
+    connections open between uses."""
 
-    def __init__(self, pooled: bool, size: int = ENGINES) -> None:
+    def __init__(self, size: int = ENGINES) -> None:
         self._size = size
-        self._pool: type[Pool] = QueuePool if pooled else NullPool
         self._engines: OrderedDict[str, Engine] = OrderedDict()
         self._lock = threading.Lock()
         self.created = 0  # engines made, for the tests
-        if pooled:
-            _POOLED.add(self)
+        _POOLED.add(self)
 
     def get(self, conn_string: str) -> Engine:
         with self._lock:
             engine = self._engines.pop(conn_string, None)
             if engine is None:
-                kwargs = {"pool_size": 2, "max_overflow": -1} if self._pool is QueuePool else {}
-                engine = create_engine(conn_string, poolclass=self._pool, connect_args=CONNECT_ARGS, **kwargs)
+                engine = create_engine(
+                    conn_string, poolclass=QueuePool, pool_size=1, max_overflow=-1, connect_args=CONNECT_ARGS
+                )
                 self.created += 1
             self._engines[conn_string] = engine
             while len(self._engines) > self._size:  # a connection in use stays open until it is returned
@@ -106,8 +105,8 @@ class EventLogStorage(SqliteEventLogStorage):
     """Dagster's SQLite event log storage (a database per run, and the asset index), one engine a database."""
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
-        self.run_engines = Engines(pooled=False)
-        self.index_engines = Engines(pooled=True, size=1)
+        self.run_engines = Engines()
+        self.index_engines = Engines(size=1)
         self._present: set[tuple[str, str]] = set()  # (kind, name) of the index's tables, columns, migrations
         super().__init__(base_dir, inst_data)
 
@@ -136,15 +135,18 @@ class EventLogStorage(SqliteEventLogStorage):
         return self._known("column", column_name, lambda: super(EventLogStorage, self).has_asset_key_col(column_name))
 
     @contextmanager
-    def _connect(self, shard: str) -> Iterator[Connection]:  # Dagster's, with the engine kept
+    def _connect(self, shard: str) -> Iterator[Connection]:  # Dagster's, with the engine and connection kept
         with self._db_lock:
-            engines = self.index_engines if shard == INDEX_SHARD_NAME else self.run_engines
-            engine = engines.get(self.conn_string_for_shard(shard))
+            index = shard == INDEX_SHARD_NAME
+            engine = (self.index_engines if index else self.run_engines).get(self.conn_string_for_shard(shard))
             if shard not in self._initialized_dbs:
                 self._initdb(engine)
                 self._initialized_dbs.add(shard)
-            with engine.connect() as conn, conn.begin():
-                yield conn
+            with engine.connect() as conn:
+                with conn.begin():
+                    yield conn
+                if not index:  # what was written reaches the run's file, which the UI's live view watches
+                    conn.exec_driver_sql("PRAGMA wal_checkpoint(PASSIVE)")
 
     def dispose(self) -> None:
         super().dispose()
@@ -156,7 +158,7 @@ class RunStorage(SqliteRunStorage):
     """Dagster's SQLite run storage, its connections pooled."""
 
     def __init__(self, conn_string: str, inst_data: ConfigurableClassData | None = None) -> None:
-        self.engines = Engines(pooled=True, size=1)
+        self.engines = Engines(size=1)
         super().__init__(conn_string, inst_data)
 
     @contextmanager

@@ -142,7 +142,7 @@ def test_a_forked_process_opens_its_own_connections_and_the_parents_stay_usable(
 
 
 def test_engines_keep_the_most_recently_used(tmp_path):
-    engines = Engines(pooled=False, size=2)
+    engines = Engines(size=2)
     a, b, c = (f"sqlite:///{tmp_path / name}.db" for name in "abc")
     first_a = engines.get(a)
     engines.get(b)
