@@ -243,16 +243,11 @@ def use_project_code(directory: str) -> None:
     sys.path.insert(0, directory)
 
 
-def embedded_storage(code: Path = PROJECT, home: str | None = None) -> dict:
-    """The ``storage`` of the embedded default's instance config (``dagster.local.yaml``) of the checkout at
-    ``code``, so a bench's instance stores its runs as ``make demo``'s does (none, Dagster's default, for a
-    checkout whose config names none); with ``home``, kept in that folder rather than DAGSTER_HOME's."""
+def embedded_instance(code: Path = PROJECT) -> dict:
+    """The ``instance_class`` of the embedded default's instance config (``dagster.local.yaml``) of the
+    checkout at ``code``, so a bench's instance stores its runs as ``make demo``'s does (none, Dagster's
+    own, for a checkout whose config names none)."""
     import yaml
 
-    storage = yaml.safe_load((code / "dagster.local.yaml").read_text()).get("storage")
-    if storage is None:
-        return {}
-    if home is not None:
-        custom = storage["custom"]
-        storage = {"custom": {**custom, "config": {**custom["config"], "dagster_home": home}}}
-    return {"storage": storage}
+    config = yaml.safe_load((code / "dagster.local.yaml").read_text())
+    return {"instance_class": config["instance_class"]} if "instance_class" in config else {}

@@ -46,7 +46,7 @@ sys.path.insert(0, str(PROJECT))
 
 from bench.child import (  # noqa: E402
     cpu_seconds,
-    embedded_storage,
+    embedded_instance,
     run_child_usage,
     self_cpu_seconds,
     stop_on_sigterm,
@@ -82,10 +82,8 @@ def child_pipeline() -> dict:
     from splose_resources.splose import SploseResource
 
     code = Path(os.environ.get(CODE_DIR) or PROJECT)
-    with (
-        tempfile.TemporaryDirectory() as home,  # the embedded default's storage, in a home of the instance's own
-        dg.instance_for_test(overrides=embedded_storage(code, home)) as instance,  # made before the work starts
-    ):
+    # The embedded default's instance (its storage), made before the work starts.
+    with dg.instance_for_test(overrides=embedded_instance(code)) as instance:
         instance.add_dynamic_partitions("tenants", [TENANT])
         before = self_cpu_seconds()
         result = dg.materialize(

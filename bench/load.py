@@ -104,7 +104,7 @@ sys.path.insert(0, str(PROJECT))
 from bench import cpu  # noqa: E402
 from bench.child import (  # noqa: E402
     CpuClock,
-    embedded_storage,
+    embedded_instance,
     run_child_tree,
     run_child_usage,
     stop_on_sigterm,
@@ -296,7 +296,7 @@ def bench_scale(
             }
             Path(env["DAGSTER_HOME"]).mkdir()
             code = Path(os.environ.get(cpu.CODE_DIR) or PROJECT)  # the instance config of the code measured
-            instance = {**embedded_storage(code), "telemetry": {"enabled": False}}
+            instance = {**embedded_instance(code), "telemetry": {"enabled": False}}
             (Path(env["DAGSTER_HOME"]) / "dagster.yaml").write_text(yaml.safe_dump(instance))
             admin.reset_stats()
             print(f"[{scale}] running import {import_id} (time scale {time_scale:g})...", flush=True)

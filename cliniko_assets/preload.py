@@ -12,7 +12,8 @@ import importlib
 
 from cliniko_assets.definitions import defs
 
-# What DagsterInstance.from_ref imports in a step process, for the embedded SQLite instance and for Postgres.
+# What DagsterInstance.from_ref imports in a step process, for the embedded SQLite instance (its instance class
+# and storage, cliniko_assets.sqlite_storage) and for Postgres.
 # Dagster's own module paths: one that a later release moves is skipped (the step then imports what it needs).
 INSTANCE_MODULES = (
     "dagster._core.instance.factory",
@@ -25,6 +26,7 @@ INSTANCE_MODULES = (
     "dagster._core.storage.runs.sqlite",
     "dagster._core.storage.schedules.sqlite",
     "dagster._core.storage.local_compute_log_manager",
+    "cliniko_assets.sqlite_storage",
     "dagster_postgres",
     "upath.implementations.local",
 )

@@ -19,14 +19,11 @@ instance's home, Dagster's default layout, so an existing home keeps its runs) w
 A pooled connection is never used by two threads at once (the pool hands it to one; the event log holds
 its lock) and never across a fork: a forked child drops the pools it inherited, unclosed, and opens its own.
 
-Configured in ``dagster.local.yaml``::
+Configured in ``dagster.local.yaml``, as the instance's class (its default storage is this one)::
 
-    storage:
-      custom:
-        module: cliniko_assets.sqlite_storage
-        class: SqliteStorage
-        config:
-          dagster_home: {env: DAGSTER_HOME}
+    instance_class:
+      module: cliniko_assets.sqlite_storage
+      class: EmbeddedInstance
 """
 
 from __future__ import annotations
@@ -35,10 +32,12 @@ import os
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
-from dagster import StringSource
+import yaml
+from dagster import DagsterInstance
+from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.base_storage import DagsterStorage
 from dagster._core.storage.event_log.sqlite.sqlite_event_log import INDEX_SHARD_NAME, SqliteEventLogStorage
 from dagster._core.storage.runs.sqlite.sqlite_run_storage import SqliteRunStorage
@@ -172,8 +171,8 @@ class RunStorage(SqliteRunStorage):
 
 
 class SqliteStorage(DagsterSqliteStorage):
-    """Dagster's SQLite storage in its default place in the instance's home (``history/``, ``schedules/``), with
-    the run and event log storages above; the schedule storage is Dagster's (the daemon's ticks, not a run's)."""
+    """Dagster's SQLite storage in its default place, the instance's home (``history/``, ``schedules/``), with the
+    run and event log storages above; the schedule storage is Dagster's (the daemon's ticks, not a run's)."""
 
     def __init__(self, base_dir: str, inst_data: ConfigurableClassData | None = None) -> None:
         self.base_dir = base_dir
@@ -184,9 +183,20 @@ class SqliteStorage(DagsterSqliteStorage):
         DagsterStorage.__init__(self)
 
     @classmethod
-    def config_type(cls) -> dict:
-        return {"dagster_home": StringSource}
+    def from_config_value(cls, inst_data: ConfigurableClassData, config_value: dict) -> SqliteStorage:  # type: ignore[override]
+        return cls.from_local(inst_data=inst_data, **config_value)
+
+
+class EmbeddedInstance(DagsterInstance):
+    """Dagster's instance whose storage, unless its config names one, is :class:`SqliteStorage` in its home:
+    Dagster's default, with the home's path filled in wherever the instance is opened (``DAGSTER_HOME``, or
+    ``DagsterInstance.from_config(path)``), and handed as it is to the runs and steps it launches."""
 
     @classmethod
-    def from_config_value(cls, inst_data: ConfigurableClassData, config_value: dict) -> SqliteStorage:  # type: ignore[override]
-        return cls.from_local(config_value["dagster_home"], inst_data=inst_data)
+    def config_schema(cls) -> dict:
+        return {}
+
+    @staticmethod
+    def config_defaults(base_dir: str) -> Mapping[str, ConfigurableClassData | None]:
+        storage = ConfigurableClassData(__name__, SqliteStorage.__name__, yaml.dump({"base_dir": base_dir}))
+        return {**InstanceRef.config_defaults(base_dir), "storage": storage}

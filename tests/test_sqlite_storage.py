@@ -36,8 +36,8 @@ def two_steps() -> dg.JobDefinition:
 def _home(path: Path, *, embedded: bool) -> Path:
     """A DAGSTER_HOME with Dagster's default storage, or the embedded default's (``dagster.local.yaml``)."""
     path.mkdir(exist_ok=True)
-    storage = yaml.safe_load((PROJECT / "dagster.local.yaml").read_text())["storage"]
-    config = {"telemetry": {"enabled": False}, **({"storage": storage} if embedded else {})}
+    instance_class = yaml.safe_load((PROJECT / "dagster.local.yaml").read_text())["instance_class"]
+    config = {"telemetry": {"enabled": False}, **({"instance_class": instance_class} if embedded else {})}
     (path / "dagster.yaml").write_text(yaml.safe_dump(config))
     return path
 
@@ -68,6 +68,15 @@ def test_a_home_of_dagsters_default_storage_keeps_its_runs_and_assets_on_the_emb
         assert after.get_latest_materialization_event(dg.AssetKey("first")).run_id == run_id
         assert {p.name for p in home.iterdir()} >= {"history", "schedules"}
         assert not (home / "storage" / "history").exists()
+
+
+def test_an_instance_opened_from_its_folder_alone_finds_its_storage_there(tmp_path, monkeypatch):
+    home = _home(tmp_path / "home", embedded=True)
+    monkeypatch.delenv("DAGSTER_HOME", raising=False)
+    with dg.DagsterInstance.from_config(str(home)) as instance:
+        assert isinstance(instance.event_log_storage, EventLogStorage)
+        run_id = dg.materialize([first], instance=instance).run_id
+    assert (home / "history" / "runs" / f"{run_id}.db").exists()
 
 
 def test_a_run_with_step_processes_stores_through_one_engine_per_database(instance):
