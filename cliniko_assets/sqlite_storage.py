@@ -120,7 +120,7 @@ class EventLogStorage(SqliteEventLogStorage):
         return True
 
     def has_table(self, table_name: str) -> bool:
-        def check() -> bool:
+        def check() -> bool:  # not through _connect: Dagster asks while it holds the lock, in a transaction
             engine = self.index_engines.get(self.conn_string_for_shard(INDEX_SHARD_NAME))
             with engine.connect() as conn:
                 return bool(engine.dialect.has_table(conn, table_name))
