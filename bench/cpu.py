@@ -5,8 +5,8 @@ budget) serves one generated clinic; three contenders extract it one after the o
 process of its own, in the same run of this script:
 
 - ``pipeline``: this project's extraction, the ``cliniko/*`` assets (both steps) materialized on an ephemeral
-  Dagster instance of the embedded default's instance class (its storage) (keyset paging, staging to Parquet, checkpoints, the by-id pass, the attachments'
-  bytes: everything a real extraction does);
+  Dagster instance of the embedded default's instance class, its storage included (keyset paging, staging
+  to Parquet, checkpoints, the by-id pass, the attachments' bytes: everything a real extraction does);
 - ``dlt``: dlt's ``rest_api`` source over the same routes (Basic auth, ``links.next`` followed with its
   ``JSONLinkPaginator``, 100 per page), run through ``pipeline.extract`` (dlt's own staging of the
   rows), not normalized or loaded anywhere;

@@ -3,8 +3,9 @@
 For each scale, one run of this script starts both sandboxes, sets up the clinic's Splose workspace
 and submits its import request (as ``make demo`` does), then runs the import in a child process: the
 import-request sensor builds the run, and ``import_job`` runs on an instance of its own (the embedded
-default's instance class and storage, ``dagster.local.yaml``) with a private STAGING_URI and RATE_LIMIT_STATE_DIR. Then it reads what the Cliniko sandbox counted for the import's
-key and what the splose/* materializations report. Printed per scale:
+default's instance class and storage, ``dagster.local.yaml``) with a private STAGING_URI and
+RATE_LIMIT_STATE_DIR. Then it reads what the Cliniko sandbox counted for the import's key and what the
+splose/* materializations report. Printed per scale:
 
 - ``written``: Splose records written = created + updated + unchanged summed over the splose/*
   materializations (group appointments' attendees included);
