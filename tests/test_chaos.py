@@ -19,6 +19,7 @@ import textwrap
 
 import dagster as dg
 import pytest
+import yaml
 
 from cliniko_assets.partitions import tenants
 from cliniko_assets.sensors import import_requests, run_config_for
@@ -88,7 +89,10 @@ class Chaos:
         self.tiny = tiny
         self.home = home
         home.mkdir()
-        (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+        # The embedded default's instance (its SQLite storage, connections kept open), as `make demo` runs.
+        local = yaml.safe_load((PROJECT / "dagster.local.yaml").read_text())
+        config = {"instance_class": local["instance_class"], "telemetry": {"enabled": False}}
+        (home / "dagster.yaml").write_text(yaml.safe_dump(config))
         with self.instance() as instance:
             instance.add_dynamic_partitions(tenants.name, [tiny.clinic.tenant])
 
