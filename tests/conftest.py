@@ -180,3 +180,12 @@ def materializations(result: dg.ExecuteInProcessResult) -> dict[str, dict]:
 
 RESOURCES = [spec.name for spec in CATALOG]
 PROJECT = Path(__file__).resolve().parent.parent
+
+
+def embedded_instance_config() -> dict:
+    """An instance config on the embedded default's instance class (``dagster.local.yaml``: its SQLite
+    storage, connections kept open), telemetry off: a test's home stores its runs as ``make demo``'s does."""
+    import yaml
+
+    local = yaml.safe_load((PROJECT / "dagster.local.yaml").read_text())
+    return {"instance_class": local["instance_class"], "telemetry": {"enabled": False}}

@@ -23,7 +23,7 @@ import yaml
 
 from cliniko_assets.partitions import tenants
 from cliniko_assets.sensors import import_requests, run_config_for
-from tests.conftest import PROJECT, splose_from_env
+from tests.conftest import PROJECT, embedded_instance_config, splose_from_env
 from tests.test_import import Import, splose_sandbox  # noqa: F401 (the module's Splose sandbox)
 from tests.test_import_resilience import _assert_every_row_reconciles, _assert_splose_holds_what_was_loaded, _rows
 from tests.test_trust import read_email, settle
@@ -89,10 +89,7 @@ class Chaos:
         self.tiny = tiny
         self.home = home
         home.mkdir()
-        # The embedded default's instance (its SQLite storage, connections kept open), as `make demo` runs.
-        local = yaml.safe_load((PROJECT / "dagster.local.yaml").read_text())
-        config = {"instance_class": local["instance_class"], "telemetry": {"enabled": False}}
-        (home / "dagster.yaml").write_text(yaml.safe_dump(config))
+        (home / "dagster.yaml").write_text(yaml.safe_dump(embedded_instance_config()))  # as `make demo` runs
         with self.instance() as instance:
             instance.add_dynamic_partitions(tenants.name, [tiny.clinic.tenant])
 

@@ -12,7 +12,7 @@ import yaml
 from dagster._core.events.log import EventLogEntry
 
 from cliniko_assets.sqlite_storage import Engines, EventLogStorage, RunStorage
-from tests.conftest import PROJECT
+from tests.conftest import embedded_instance_config
 
 
 @dg.asset
@@ -36,8 +36,7 @@ def two_steps() -> dg.JobDefinition:
 def _home(path: Path, *, embedded: bool) -> Path:
     """A DAGSTER_HOME with Dagster's default storage, or the embedded default's (``dagster.local.yaml``)."""
     path.mkdir(exist_ok=True)
-    instance_class = yaml.safe_load((PROJECT / "dagster.local.yaml").read_text())["instance_class"]
-    config = {"telemetry": {"enabled": False}, **({"instance_class": instance_class} if embedded else {})}
+    config = embedded_instance_config() if embedded else {"telemetry": {"enabled": False}}
     (path / "dagster.yaml").write_text(yaml.safe_dump(config))
     return path
 
