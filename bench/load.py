@@ -35,10 +35,11 @@ Then, per scale, CPU and memory (a second table):
 
 - ``extract CPU s/1k``: CPU seconds of the import's extraction steps per 1,000 records they fetched;
   ``load CPU s/1k written``: CPU seconds of every other step (mapping, loads, report) per 1,000 Splose
-  records written. Step ``patient_files`` both downloads and uploads the files: the CPU its uploads took on
-  their own threads (``upload_cpu_seconds`` of ``splose/files``) counts as the loads', the rest as
-  extraction. By default the steps run side by side, each in a process of its own that Dagster's
-  forkserver starts with the project already imported: a step's CPU is its process's, read from ``/proc``
+  records written. Step ``patient_files`` both downloads and uploads the files: the CPU its load took
+  (``upload_cpu_seconds`` of ``splose/files``: the uploads on their own threads, and on the step's thread the
+  load's set-up, each file handed over and the rest sent) counts as the loads', the rest as extraction. By
+  default the steps run side by side, each in a process of its own that Dagster's forkserver starts with the
+  project already imported: a step's CPU is its process's, read from ``/proc``
   every 0.25 s (the last fraction of an interval before it exits is missed). With ``--in-process`` the
   steps run one at a time in the child, and each one's CPU is the child's, sampled every 0.1 s, at the
   step's start and end;
@@ -126,8 +127,8 @@ CLINIKO_LATENCY_MS = 150.0
 CLINIKO_JITTER_MS = 50.0
 STEPS_VARIABLE = "BENCH_LOAD_STEPS"  # "in-process": the import's steps one at a time in the child
 # The steps that extract; every other step maps or loads.
-# patient_files also uploads the files as they download: the CPU its uploads took (upload_cpu_seconds of
-# splose/files, measured on their threads) counts as the loads'.
+# patient_files also uploads the files as they download: the CPU its load took (upload_cpu_seconds of
+# splose/files, measured with time.thread_time on the threads that did it) counts as the loads'.
 EXTRACTING = ("cliniko_clinic", "cliniko_extract", "patient_files")
 
 
@@ -485,12 +486,12 @@ def print_cpu(rows: list[dict], others: dict[str, dict[str, dict]]) -> None:
     if len(rows) > 1:
         first, last = rows[0], rows[-1]
         print(f"\npeak RSS {last['scale']} / {first['scale']}: {last['peak_rss_mb'] / first['peak_rss_mb']:.2f}x")
-    print("\n(extract CPU: the import's cliniko_* steps and patient_files, less the CPU its file uploads took on")
-    print(" their threads / records fetched; lists: the same less the CPU the downloads of attachments' bytes took")
-    print(" on their threads (download_cpu_seconds of cliniko/patient_attachments): the same routes and records as")
-    print(" the contenders below, which fetch no bytes; load CPU: every other step of the import and those uploads /")
-    print(" Splose records written; each step's CPU is that of its own process (side by side) or of the child between")
-    print(" the step's start and end (--in-process).")
+    print("\n(extract CPU: the import's cliniko_* steps and patient_files, less the CPU its load of the files took")
+    print(" (upload_cpu_seconds of splose/files) / records fetched; lists: the same less the CPU the downloads of")
+    print(" attachments' bytes took on their threads (download_cpu_seconds of cliniko/patient_attachments): the same")
+    print(" routes and records as the contenders below, which fetch no bytes; load CPU: every other step of the")
+    print(" import and that load of the files / Splose records written; each step's CPU is that of its own process")
+    print(" (side by side) or of the child between the step's start and end (--in-process).")
     print(" <name> s/1k: that extraction's CPU, imports excluded, per 1,000 records of the same clinic, extracted from")
     print(" an unthrottled sandbox after the import (bench/cpu.py); x = it / the import's lists s/1k. Measured")
     print(" above in this run. process CPU s: every process of the import (the run and each step's), sampled from")

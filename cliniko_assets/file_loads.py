@@ -107,12 +107,14 @@ class FileUploads:
     what was not sent yet (unchanged files, those downloaded by an earlier run)."""
 
     def __init__(self, run: LoadRun, report: RowReport, sent: InFlight[FileBatchResult | SploseRequestError]) -> None:
+        started = time.thread_time()
         self.run = run
         self.report = report
         self.batch = FileBatch(run, report, sent, max_wait=STREAM_SECONDS)
         self.ctx = run.import_context("clients")
         run.writes().crosswalk("files")  # read here, not on the thread that hands files over
         self.sent_early: set[str] = set()
+        self.batch.cpu_seconds.append(time.thread_time() - started)  # the load's set-up: mapping, crosswalks read
 
     def downloaded(self, attachment: dict, sha256: str, size: int) -> None:
         """An attachment whose bytes were just staged: sent with the next batch if it is to be loaded (any
@@ -159,8 +161,9 @@ class FileUploads:
         self.batch.cpu_seconds.append(time.thread_time() - started)
 
     def metadata(self) -> dict:
-        """Once every batch is answered; with the CPU seconds the uploads took on their threads (in a step that
-        also downloads, the part of its CPU that is the load's)."""
+        """Once every batch is answered; with the CPU seconds the load took (in a step that also downloads, the
+        part of its CPU that is the load's): the uploads on their threads, and on the step's own the load's
+        set-up (the mapping and crosswalks read), each file handed over and the rest counted and sent."""
         return {
             "checksum_mismatches": self.batch.checksum_mismatches,
             "checksums_verified": self.report.loaded,
