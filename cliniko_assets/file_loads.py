@@ -41,7 +41,7 @@ class FileBatch:
     pending: dict[str, FileUpload] = field(default_factory=dict)
     size: int = 0
     checksum_mismatches: int = 0
-    cpu_seconds: list[float] = field(default_factory=list)  # CPU of the threads' uploads (appended: thread-safe)
+    cpu_seconds: list[float] = field(default_factory=list)  # CPU the load took, on any thread (appended: thread-safe)
     max_wait: float | None = None  # seconds the first file of a batch may wait for it to fill (None: no limit)
     first_added: float = 0.0
 
