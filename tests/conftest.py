@@ -56,9 +56,18 @@ def pytest_sessionfinish(session, exitstatus):
 LOCAL_KEY_RESOURCES = {"splose": SploseResource(), "import_request": ImportRequestResource(local_development=True)}
 
 
+def initialized(resource: dg.ConfigurableResource):
+    """``resource`` with its config processed (environment variables read now), for use outside a run: as
+    ``process_config_and_initialize`` gives it, with the throwaway instance Dagster opens for its init context
+    closed again (left open, its in-memory database is finalized at the interpreter's exit, and SQLAlchemy
+    prints "Cannot operate on a closed database"). The project's resources keep nothing to tear down."""
+    with resource.process_config_and_initialize_cm() as value:
+        return value
+
+
 def splose_from_env(**settings) -> SploseResource:
     """The code location's Splose resource with its environment variables read now, for use outside a run."""
-    return splose_resource(**settings).process_config_and_initialize()
+    return initialized(splose_resource(**settings))
 
 
 @pytest.fixture(scope="session")

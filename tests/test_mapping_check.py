@@ -16,6 +16,7 @@ from cliniko_assets.references import REFERENCES
 from cliniko_assets.usage_probe import PROBED, probe_usage
 from splose_resources.cliniko import ClinikoResource
 from splose_resources.http import Secret
+from tests.conftest import initialized
 from tests.loopback import JsonHandler, loopback_server
 from tests.test_import import TOKEN, Import, _rows, splose_sandbox  # noqa: F401 (fixture)
 from tests.test_import_references import linked
@@ -37,9 +38,7 @@ def test_the_probe_finds_exactly_the_items_with_data_asking_once_per_item_in_use
     listed = {resource: set(clinic.export(resource)) for resource in PROBED}
     asked = {resource: listed[resource] | {"999999999"} for resource in PROBED}  # and an id nothing points at
 
-    with (
-        cliniko_resource().process_config_and_initialize().client(clinic.tenant, Secret(clinic.keys["admin"])) as client
-    ):
+    with initialized(cliniko_resource()).client(clinic.tenant, Secret(clinic.keys["admin"])) as client:
         outcome = probe_usage(client, asked)
 
     for resource in PROBED:

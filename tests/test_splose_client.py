@@ -33,6 +33,7 @@ from splose_resources.splose import (
     SploseResource,
 )
 from splose_resources.staging import StagingStore
+from tests.conftest import initialized
 from tests.loopback import JsonHandler, loopback_server
 
 PLATFORM_TOKEN = "client-test-platform-token-4f8a2c9e71"
@@ -110,7 +111,7 @@ def splose(sandbox_url, tmp_path, monkeypatch) -> SploseResource:
         rate_limit_state_dir=str(tmp_path / "limits"),
     )
     assert PLATFORM_TOKEN not in repr(configured)
-    return configured.process_config_and_initialize()
+    return initialized(configured)
 
 
 @pytest.fixture
