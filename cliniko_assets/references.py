@@ -69,27 +69,55 @@ BY_ID_SOURCE = "by_id"  # the staged source of a record found by id
 SETTINGS_ROUTES = (("/settings", "settings"), ("/settings/public", "settings/public"))
 
 
+# A link as Cliniko writes it, ``{"links": {"self": ".../patients/82"}}``, decoded into these and nothing else.
+_Self = msgspec.defstruct("_Self", [("url", str | None, None)], rename={"url": "self"}, gc=False)
+_Link = msgspec.defstruct("_Link", [("links", _Self | None, None)], gc=False)
+
+
 def linked_ids(staging: StagingStore, tenant: str, resource: str, names: tuple[str, ...]) -> dict[str, set[str]]:
     """Ids behind each link of ``names`` in the staged, not deleted records of ``resource``: the resource is
     read once, in batches, whatever the number of links. Each record's text is decoded into those top-level
     fields alone (msgspec skips the rest without building it): a link nested deeper is not the record's, and
-    this costs less than matching each link in the text or decoding whole records."""
+    this costs less than matching each link in the text or decoding whole records. A link of the usual shape
+    is decoded into its URL alone and each URL's id is worked out once (an appointment's practitioner and
+    business repeat in every record); a record with a link of any other shape is decoded again as it is
+    (:func:`~cliniko_assets.catalog.target_id`)."""
     found: dict[str, set[str]] = {name: set() for name in names}
-    decoder = msgspec.json.Decoder(msgspec.defstruct("Links", [(name, object, None) for name in names]))
+    typed = msgspec.json.Decoder(msgspec.defstruct("Links", [(name, _Link | None, None) for name in names]))
+    generic = msgspec.json.Decoder(msgspec.defstruct("AnyLinks", [(name, object, None) for name in names]))
+    ids: dict[str | None, str | None] = {None: None}  # URL -> the id it ends in
     for batch in staging.iter_batches(tenant, resource, ["state", "record"], batch_size=1_000):
         records = batch.filter(pc.not_equal(batch.column("state"), "deleted")).column("record")
         for text in records.to_pylist():
             if text is None:
                 continue
             try:
-                links = decoder.decode(text)
-            except msgspec.DecodeError:  # not an object: it links to nothing
+                links = typed.decode(text)
+            except msgspec.ValidationError:  # a link of another shape (or not an object): read as it is
+                _add_any(generic, text, names, found)
+                continue
+            except msgspec.DecodeError:  # not JSON: it links to nothing
                 continue
             for name in names:
-                rid = target_id(getattr(links, name))
+                link = getattr(links, name)
+                url = link.links.url if link is not None and link.links is not None else None
+                if url not in ids:
+                    ids[url] = target_id({"links": {"self": url}})
+                rid = ids[url]
                 if rid is not None:
                     found[name].add(rid)
     return found
+
+
+def _add_any(decoder: msgspec.json.Decoder, text: str, names: tuple[str, ...], found: dict[str, set[str]]) -> None:
+    try:
+        links = decoder.decode(text)
+    except msgspec.DecodeError:  # not an object: it links to nothing
+        return
+    for name in names:
+        rid = target_id(getattr(links, name))
+        if rid is not None:
+            found[name].add(rid)
 
 
 def referenced_ids(staging: StagingStore, tenant: str) -> dict[str, set[str]]:

@@ -89,6 +89,40 @@ def test_each_linking_resource_is_read_once_and_each_of_its_links_goes_to_the_re
     assert {"individual_appointments", "treatment_notes"} <= set(reads)
 
 
+def test_a_link_of_another_shape_is_read_as_it_is_and_the_records_other_links_still_count(tmp_path):
+    staging = StagingStore(uri=str(tmp_path))
+
+    def link(resource: str, rid: int) -> dict:
+        return {"links": {"self": f"{BASE}/{resource}/{rid}"}}
+
+    practitioner = link("practitioners", 21)
+    appointments = [
+        # Not the usual {"links": {"self": url}}: each record is read again whole, its usual links still count.
+        ({"id": 1, "patient": "patients/81", "practitioner": link("practitioners", 23)}, "booked"),
+        ({"id": 2, "patient": [{"links": {"self": f"{BASE}/patients/82"}}], "practitioner": practitioner}, "booked"),
+        ({"id": 3, "patient": {"links": None}, "practitioner": link("practitioners", 22)}, "booked"),
+        ({"id": 4, "patient": {"links": {"self": None}}}, "booked"),
+        ({"id": 5, "patient": {"links": {"self": f"{BASE}/patients/85", "next": 1}, "name": "x"}}, "booked"),
+        # The same URL again, and one that does not end in an id: each URL's id is worked out once, right.
+        ({"id": 6, "patient": {"links": {"self": f"{BASE}/patients/85"}}, "practitioner": practitioner}, "booked"),
+        ({"id": 7, "patient": {"links": {"self": f"{BASE}/patients"}}}, "booked"),
+    ]
+    stage(staging, "t", "individual_appointments", appointments, compact=True)
+    # Texts that are not an object, or not JSON, link to nothing; the others still count.
+    attendees = staging.batch("t", "attendees")
+    attendees.write_part(
+        [{"id": str(i), "updated_at": None, "state": "booked", "source": "main", "record": text}
+         for i, text in enumerate(["[1, 2]", "null", "{not json", '{"patient": {"links": {"self": "/patients/86"}}}'])]
+    )  # fmt: skip
+    attendees.commit(replace=True)
+
+    assert linked_ids(staging, "t", "individual_appointments", ("patient", "practitioner")) == {
+        "patient": {"85"},
+        "practitioner": {"21", "22", "23"},
+    }
+    assert linked_ids(staging, "t", "attendees", ("patient",)) == {"patient": {"86"}}
+
+
 def test_the_account_settings_are_written_privately_and_read_back(tmp_path):
     staging = StagingStore(uri=str(tmp_path))
     assert read_account_settings(staging, "t") == {}
