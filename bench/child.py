@@ -20,6 +20,7 @@ from sandbox.harness import stop_process_group
 
 PROJECT = Path(__file__).resolve().parent.parent
 STOP_SECONDS = 10  # how long a child interrupted with its processes gets to stop before they are killed
+SETTLE_TICKS = 5  # watch ticks after which a child seen ended is counted even if its parent's counters stand
 
 
 def stop_on_sigterm() -> None:
@@ -65,14 +66,17 @@ def run_child_usage(script: str, args: list[str], env: dict[str, str]) -> tuple[
 
 @dataclass
 class TreeUsage:
-    """What a child and every process under it used, sampled every ``every`` seconds from ``/proc``.
+    """What a child and every process under it used, read from ``/proc`` (:class:`TreeSampler`).
 
     ``peak_rss_mb``: the largest RSS any one process reached (a Dagster step process, typically);
     ``peak_pss_mb``: the largest total PSS of the whole tree at one sample (shared pages split between the
-    processes sharing them: the tree's real footprint); ``cpu_s``: user + system CPU of every process seen,
-    each at its last sample (a process's last fraction of a sample interval is missed), and ``cpu_by_pid`` the
-    same per process; ``rss_by_pid``: the largest RSS each process reached (:meth:`peaks_by` and
-    :meth:`cpu_by` name them).
+    processes sharing them: the tree's real footprint); ``cpu_by_pid``: user + system CPU of each process
+    seen, all it used when it ended while its parent was watched, else what it was last read using;
+    ``unseen_cpu_s``: what processes never seen used (reaped by a process of the tree between two reads of
+    it); ``cpu_s``: the sum of both; ``ended_counted``: how many processes were counted as they ended,
+    ``ended_shared``: how many of those ended in one watch interval with another and shared what their parent's
+    counters gained; ``rss_by_pid``: the largest RSS each process reached (:meth:`peaks_by` and :meth:`cpu_by`
+    name them).
     """
 
     peak_rss_mb: float = 0.0
@@ -81,6 +85,9 @@ class TreeUsage:
     processes: int = 0
     rss_by_pid: dict[int, float] = field(default_factory=dict)
     cpu_by_pid: dict[int, float] = field(default_factory=dict)
+    ended_counted: int = 0
+    ended_shared: int = 0
+    unseen_cpu_s: float = 0.0
 
     def peaks_by(self, names: dict[int, str], other: str = "run") -> dict[str, float]:
         """The largest RSS (MB) reached under each name of ``names`` (pid -> name, e.g. a Dagster step's key);
@@ -101,59 +108,178 @@ class TreeUsage:
         return used
 
 
+@dataclass
+class _Process:
+    """A process of the tree as last read: its own CPU, the CPU of the children it reaped (the kernel adds a
+    child's, with what that child reaped, when its parent reaps it), its children, and the threads that
+    started them."""
+
+    own: float = 0.0
+    reaped: float = 0.0
+    children: set[int] = field(default_factory=set)
+    tasks: set[str] = field(default_factory=set)
+    ended: dict[int, int] = field(default_factory=dict)  # its children seen gone -> the watch tick they were
+    base: float = 0.0  # ``reaped`` when its children seen gone were last counted
+    counted: float = 0.0  # what its children it reaped were counted with (their own CPU and what they reaped)
+
+
 class TreeSampler:
-    def __init__(self, root: int, every: float = 0.25) -> None:
+    """Samples a process tree's memory every ``every`` seconds (with a walk of the whole tree) and its processes'
+    CPU every ``watch_every`` seconds.
+
+    A sample reads a process's CPU so far, so what it used after its last sample would be missed: a Dagster
+    step that lives 0.2 s would hardly count. So each process's parent is watched for it ending: when a parent
+    reaps a child, the kernel adds all the child used, and what the child's own reaped children used, to the
+    parent's counters of reaped children (``cutime``/``cstime`` in ``/proc/<pid>/stat``). A jump of those
+    counters once a child is gone is that child's CPU, less what its own reaped children used by the last
+    time it was read (counted as theirs, or for a child never seen, in ``unseen_cpu_s``). Children gone in the
+    same watch interval share the jump beyond what each was last read using, in proportion to it. The root
+    (no parent in the tree) counts what it was last read using.
+    """
+
+    def __init__(self, root: int, every: float = 0.25, watch_every: float = 0.02) -> None:
         self.root = root
         self.every = every
+        self.watch_every = watch_every
         self.usage = TreeUsage()
-        self._cpu: dict[int, float] = {}
+        self._processes: dict[int, _Process] = {}
+        self._ended: dict[int, float] = {}  # pid -> all the CPU it used itself, counted when it ended
+        self._lock = threading.Lock()
+        self._tick_count = 0
         self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._threads = [
+            threading.Thread(target=self._run, daemon=True),
+            threading.Thread(target=self._watch_endings, daemon=True),
+        ]
         self._tick = os.sysconf("SC_CLK_TCK")
 
     def __enter__(self) -> TreeSampler:
-        self._thread.start()
+        self.sample()  # the root is watched before its first child can end
+        for thread in self._threads:
+            thread.start()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
-        self._thread.join()
-        self.usage.cpu_s = sum(self._cpu.values())
-        self.usage.cpu_by_pid = dict(self._cpu)
-        self.usage.processes = len(self._cpu)
+        for thread in self._threads:
+            thread.join()
+        with self._lock:
+            cpu = {pid: process.own for pid, process in self._processes.items()} | self._ended
+        self.usage.cpu_by_pid = cpu
+        self.usage.cpu_s = sum(cpu.values()) + self.usage.unseen_cpu_s
+        self.usage.processes = len(cpu)
 
     def _run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stop.wait(self.every):
             self.sample()
-            self._stop.wait(self.every)
+
+    def _watch_endings(self) -> None:
+        while not self._stop.wait(self.watch_every):
+            self.watch()
 
     def sample(self) -> None:
+        """Every process's memory, and the tree walked: each process's children and the threads they came from."""
         total_pss = 0.0
-        for pid in self._tree():
+        tree = self._tree()
+        for pid, (children, tasks) in tree.items():
             try:
-                stat = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
                 rss_pages = int(Path(f"/proc/{pid}/statm").read_text().split()[1])
                 pss_kb = _pss_kb(pid)
             except (OSError, IndexError, ValueError):
                 continue  # it ended meanwhile
-            self._cpu[pid] = (int(stat[11]) + int(stat[12])) / self._tick  # utime, stime: its own CPU only
+            with self._lock:
+                process = self._processes.get(pid)
+                if process is None and pid not in self._ended:
+                    process = self._read(pid, _Process())
+                    if process is not None:
+                        self._processes[pid] = process
+                if process is not None:
+                    process.children |= children - set(process.ended)
+                    process.tasks |= tasks
             rss_mb = rss_pages * os.sysconf("SC_PAGE_SIZE") / 2**20
             self.usage.rss_by_pid[pid] = max(self.usage.rss_by_pid.get(pid, 0.0), rss_mb)
             self.usage.peak_rss_mb = max(self.usage.peak_rss_mb, rss_mb)
             total_pss += pss_kb / 1024
         self.usage.peak_pss_mb = max(self.usage.peak_pss_mb, total_pss)
 
-    def _tree(self) -> list[int]:
-        found, stack = [], [self.root]
+    def watch(self) -> None:
+        """One watch tick: each process's CPU read again, and its children; a child gone is counted once its
+        parent's counters had a tick to take it in (one that used no clock tick leaves them as they were)."""
+        with self._lock:
+            self._tick_count += 1
+            for pid in list(self._processes):
+                process = self._processes.get(pid)  # None: counted as it ended, earlier in this tick
+                if process is None or self._read(pid, process) is None:
+                    continue  # ended: counted by its parent, or (the root) as last read
+                children = _children(pid, process.tasks)
+                for child in process.children - children:
+                    process.ended.setdefault(child, self._tick_count)
+                for child in children - process.children:
+                    if child not in self._processes and child not in self._ended:
+                        self._processes[child] = self._read(child, _Process(tasks={str(child)})) or _Process()
+                process.children = (process.children | children) - set(process.ended)
+                if process.ended:
+                    waited = self._tick_count - max(process.ended.values())
+                    if waited >= 1 and (process.reaped > process.base or waited >= SETTLE_TICKS):
+                        self._count_ended(process)
+
+    def _count_ended(self, parent: _Process) -> None:
+        ended = {pid: self._processes.pop(pid, None) or _Process() for pid in parent.ended}
+        used = {pid: child.own for pid, child in ended.items()}
+        left = max(parent.reaped - parent.base - sum(used.values()) - sum(c.reaped for c in ended.values()), 0.0)
+        for pid, child in ended.items():
+            share = used[pid] / sum(used.values()) if sum(used.values()) > 0 else 1 / len(ended)
+            self._ended[pid] = used[pid] + left * share
+            self.usage.unseen_cpu_s += max(child.reaped - child.counted, 0.0)  # children it reaped, never seen
+        parent.counted += parent.reaped - parent.base
+        self.usage.ended_counted += len(ended)
+        if len(ended) > 1:
+            self.usage.ended_shared += len(ended)
+        parent.base = parent.reaped
+        parent.ended.clear()
+
+    def _read(self, pid: int, process: _Process) -> _Process | None:
+        """``process`` with its CPU read again; None once it has ended (or is a zombie)."""
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as handle:
+                stat = handle.read().rsplit(b")", 1)[1].split()
+        except (OSError, IndexError):
+            return None
+        if stat[0] == b"Z":
+            return None
+        process.own = (int(stat[11]) + int(stat[12])) / self._tick  # utime, stime
+        process.reaped = (int(stat[13]) + int(stat[14])) / self._tick  # cutime, cstime
+        return process
+
+    def _tree(self) -> dict[int, tuple[set[int], set[str]]]:
+        """Every process under the root: its children and the threads they came from."""
+        found: dict[int, tuple[set[int], set[str]]] = {}
+        stack = [self.root]
         while stack:
             pid = stack.pop()
-            found.append(pid)
+            children, tasks = found.setdefault(pid, (set(), {str(pid)}))
             for task in _tasks(pid):
                 try:
-                    stack.extend(int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split())
+                    started = [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
                 except OSError:
                     continue
+                if started:
+                    children.update(started)
+                    tasks.add(task)
+                stack.extend(started)
         return found
+
+
+def _children(pid: int, tasks: set[str]) -> set[int]:
+    """The children of ``pid`` that its threads ``tasks`` started."""
+    children: set[int] = set()
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children", "rb") as handle:
+                children.update(int(c) for c in handle.read().split())
+        except OSError:
+            continue
+    return children
 
 
 def _tasks(pid: int) -> list[str]:

@@ -39,8 +39,10 @@ Then, per scale, CPU and memory (a second table):
   (``upload_cpu_seconds`` of ``splose/files``: the uploads on their own threads, and on the step's thread the
   load's set-up, each file handed over and the rest sent) counts as the loads', the rest as extraction. By
   default the steps run side by side, each in a process of its own that Dagster's forkserver starts with the
-  project already imported: a step's CPU is its process's, read from ``/proc``
-  every 0.25 s (the last fraction of an interval before it exits is missed). With ``--in-process`` the
+  project already imported: a step's CPU is all its process used, read from ``/proc`` as the process ends
+  (``bench/child.py``'s ``TreeSampler``: the jump of its parent's counters of reaped children's CPU, the
+  fork server's; before, the last of the samples taken every 0.25 s, which missed a step's last fraction of an
+  interval and, for a step shorter than one, all of it). With ``--in-process`` the
   steps run one at a time in the child, and each one's CPU is the child's, sampled every 0.1 s, at the
   step's start and end;
 - ``lists s/1k``: the extraction CPU less what the downloads of attachments' bytes took on their worker threads
@@ -494,9 +496,9 @@ def print_cpu(rows: list[dict], others: dict[str, dict[str, dict]]) -> None:
     print(" (side by side) or of the child between the step's start and end (--in-process).")
     print(" <name> s/1k: that extraction's CPU, imports excluded, per 1,000 records of the same clinic, extracted from")
     print(" an unthrottled sandbox after the import (bench/cpu.py); x = it / the import's lists s/1k. Measured")
-    print(" above in this run. process CPU s: every process of the import (the run and each step's), sampled from")
-    print(" /proc every 0.25 s; RSS MB: the largest RSS any one of them reached; PSS MB: the largest total PSS of them")
-    print(" all at one sample, shared pages split between the processes sharing them.)")
+    print(" above in this run. process CPU s: every process of the import (the run and each step's), each step's read")
+    print(" from /proc as it ends; RSS MB: the largest RSS any one of them reached (sampled every 0.25 s); PSS MB: the")
+    print(" largest total PSS of them all at one sample, shared pages split between the processes sharing them.)")
 
 
 def print_splose_requests(rows: list[dict]) -> None:
