@@ -73,10 +73,8 @@ class TreeUsage:
     processes sharing them: the tree's real footprint); ``cpu_by_pid``: user + system CPU of each process
     seen, all it used when it ended while its parent was watched, else what it was last read using;
     ``unseen_cpu_s``: what processes never seen used (reaped by a process of the tree between two reads of
-    it); ``cpu_s``: the sum of both; ``ended_counted``: how many processes were counted as they ended,
-    ``ended_shared``: how many of those ended in one watch interval with another and shared what their parent's
-    counters gained; ``rss_by_pid``: the largest RSS each process reached (:meth:`peaks_by` and :meth:`cpu_by`
-    name them).
+    it); ``cpu_s``: the sum of both; ``ended_counted``: how many processes were counted as they ended;
+    ``rss_by_pid``: the largest RSS each process reached (:meth:`peaks_by` and :meth:`cpu_by` name them).
     """
 
     peak_rss_mb: float = 0.0
@@ -86,7 +84,6 @@ class TreeUsage:
     rss_by_pid: dict[int, float] = field(default_factory=dict)
     cpu_by_pid: dict[int, float] = field(default_factory=dict)
     ended_counted: int = 0
-    ended_shared: int = 0
     unseen_cpu_s: float = 0.0
 
     def peaks_by(self, names: dict[int, str], other: str = "run") -> dict[str, float]:
@@ -189,10 +186,15 @@ class TreeSampler:
                 continue  # it ended meanwhile
             with self._lock:
                 process = self._processes.get(pid)
-                if process is None and pid not in self._ended:
+                if process is None:
+                    # Counted as it ended, a process is read again only if it used more since: one seen gone that
+                    # runs on (moved to another thread of its parent as the thread that started it ended).
                     process = self._read(pid, _Process())
-                    if process is not None:
+                    if process is not None and process.own > self._ended.get(pid, -1.0):
+                        self._ended.pop(pid, None)
                         self._processes[pid] = process
+                    else:
+                        process = None
                 if process is not None:
                     process.children |= children - set(process.ended)
                     process.tasks |= tasks
@@ -233,8 +235,6 @@ class TreeSampler:
             self.usage.unseen_cpu_s += max(child.reaped - child.counted, 0.0)  # children it reaped, never seen
         parent.counted += parent.reaped - parent.base
         self.usage.ended_counted += len(ended)
-        if len(ended) > 1:
-            self.usage.ended_shared += len(ended)
         parent.base = parent.reaped
         parent.ended.clear()
 
