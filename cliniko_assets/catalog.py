@@ -276,12 +276,15 @@ RECORD_TYPES = (dict, ListedRecord)  # what a listed page's item must be to be r
 
 
 def record_id(record: dict) -> str | None:
-    """A record's id as a string; deletion stubs carry it only in ``links.self``."""
+    """A record's id as a string; deletion stubs carry it only in ``links.self``. None when it has neither (a
+    ``links`` that is not an object, or a ``self`` that is not a URL, included): the caller counts the record
+    unreadable, or the link dangling."""
     value = record.get("id")
     if value not in (None, ""):
         return str(value)
-    link = ((record.get("links") or {}).get("self") or "").split("?", 1)[0].rstrip("/")
-    tail = link.rsplit("/", 1)[-1]
+    links = record.get("links")
+    url = links.get("self") if isinstance(links, dict) else None
+    tail = url.split("?", 1)[0].rstrip("/").rsplit("/", 1)[-1] if isinstance(url, str) else ""
     return tail if tail.isdigit() else None
 
 

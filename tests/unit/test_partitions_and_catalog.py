@@ -38,6 +38,15 @@ def test_ids_come_from_the_record_or_its_self_link():
 
 
 @pytest.mark.parametrize(
+    "links", [["https://x/v1/patients/82"], "https://x/v1/patients/82", {"self": 82}, {"self": None}]
+)
+def test_links_of_another_shape_give_no_id_rather_than_an_error(links):
+    # A stub without an id is then counted unreadable by the crawl, a link dangling by the mapping.
+    assert record_id({"deleted_at": "2020-01-01T00:00:00Z", "links": links}) is None
+    assert linked_id({"patient": {"links": links}}, "patient") is None
+
+
+@pytest.mark.parametrize(
     ("resource", "record", "source", "state"),
     [
         ("patients", {"archived_at": "", "deleted_at": ""}, "main", "active"),

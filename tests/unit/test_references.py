@@ -106,6 +106,7 @@ def test_a_link_of_another_shape_is_read_as_it_is_and_the_records_other_links_st
         # The same URL again, and one that does not end in an id: each URL's id is worked out once, right.
         ({"id": 6, "patient": {"links": {"self": f"{BASE}/patients/85"}}, "practitioner": practitioner}, "booked"),
         ({"id": 7, "patient": {"links": {"self": f"{BASE}/patients"}}}, "booked"),
+        ({"id": 8, "patient": {"links": [f"{BASE}/patients/88"]}, "practitioner": link("practitioners", 24)}, "booked"),
     ]
     stage(staging, "t", "individual_appointments", appointments, compact=True)
     # Texts that are not an object, or not JSON, link to nothing; the others still count.
@@ -118,7 +119,7 @@ def test_a_link_of_another_shape_is_read_as_it_is_and_the_records_other_links_st
 
     assert linked_ids(staging, "t", "individual_appointments", ("patient", "practitioner")) == {
         "patient": {"85"},
-        "practitioner": {"21", "22", "23"},
+        "practitioner": {"21", "22", "23", "24"},
     }
     assert linked_ids(staging, "t", "attendees", ("patient",)) == {"patient": {"86"}}
 
