@@ -259,10 +259,7 @@ class TreeSampler:
             pid = stack.pop()
             children, tasks = found.setdefault(pid, (set(), {str(pid)}))
             for task in _tasks(pid):
-                try:
-                    started = [int(c) for c in Path(f"/proc/{pid}/task/{task}/children").read_text().split()]
-                except OSError:
-                    continue
+                started = _children(pid, {task})
                 if started:
                     children.update(started)
                     tasks.add(task)
