@@ -220,6 +220,14 @@ class Crawl:
     def _report(self, stream: Stream, state: dict) -> None:
         if state.get("shortfall"):
             self.outcome.shortfalls[stream.path] = state["shortfall"]
+        paged = state.get("by_page")
+        if paged:
+            self.outcome.by_page[stream.path] = "Cliniko refused q[]=id:> and id:< (400): listed by page number, " + (
+                f"{paged['pass']} pass(es)"
+                if paged.get("settled")
+                else f"{paged['pass']} passes, and its count changed during each: a record deleted while it was "
+                "listed can have moved another past the pages read"
+            )
         detected = state.get("detected")
         if detected is not None:
             self.outcome.old_routes[stream.path] = detected
@@ -324,12 +332,15 @@ class RefusedFilters:
 
     def note(self, path: str, exc: ClinikoRequestError, params: Params) -> list[str]:
         """The widening filters a 400 refused, now marked refused: those whose field the message names; all of
-        them when it names no field of the request; none when it names another field (that refusal is not
-        theirs) or the answer was not a 400."""
+        them when it names no field of the request, unless it bounds ids (the route's first page, unbounded,
+        took them: the walk answers a refusal of its bounds); none when it names another field (that refusal is
+        not theirs) or the answer was not a 400."""
         if exc.status != 400:
             return []
         sent = [v for k, v in params if k == "q[]"]
         named = [v for v in sent if re.search(rf"\b{re.escape(v.partition(':')[0])}\b", str(exc))]
+        if not named and any(v.startswith(("id:>", "id:<")) for v in sent):
+            return []
         dropped = [v for v in (named or sent) if v in WIDENING]
         with self._lock:
             self._refused.setdefault(path, set()).update(dropped)

@@ -308,6 +308,8 @@ def _metadata(outcome: ResourceOutcome) -> dict:
         metadata["filters_refused"] = dg.MetadataValue.json(outcome.filters_refused)
     if outcome.not_detected:
         metadata["not_detected"] = dg.MetadataValue.json(outcome.not_detected)
+    if outcome.by_page:
+        metadata["listed_by_page"] = dg.MetadataValue.json(outcome.by_page)
     if outcome.syncs_since_by_id is not None:  # a resource others point at, listed in full again
         metadata["syncs_since_by_id"] = outcome.syncs_since_by_id
         metadata["kept_by_id"] = outcome.kept_by_id
@@ -346,6 +348,11 @@ def _log_findings(context: dg.AssetExecutionContext, tenant: str, outcome: Resou
             f"cliniko/{name} of tenant '{tenant}': {detail}. The rest was staged; those records stay in Splose as "
             "they were (metadata 'not_detected'). Ask Cliniko support how this account lists them, and until then "
             "apply such changes in Splose by hand."
+        )
+    for route, how in outcome.by_page.items():
+        context.log.warning(
+            f"cliniko/{name} of tenant '{tenant}': {route}: {how}. What was listed is staged (metadata "
+            "'listed_by_page'); if a record may be missing, re-run with full_refresh when the clinic is quiet."
         )
     if outcome.vanished:
         context.log.info(

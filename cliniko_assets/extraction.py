@@ -90,6 +90,7 @@ class ResourceOutcome:
     filters_honoured: set[str] = field(default_factory=set)  # this sync's or an earlier one's (PreviousSync)
     filters_refused: dict[str, list[str]] = field(default_factory=dict)  # route -> filters Cliniko refused (400)
     not_detected: dict[str, str] = field(default_factory=dict)  # rows (archived, deleted ...) -> why unlisted
+    by_page: dict[str, str] = field(default_factory=dict)  # route -> how it was listed by page number, and why
     id_listing: str | None = None  # why the full id list was compared with staging (or why not)
     syncs_since_id_listing: int | None = None
     syncs_since_by_id: int | None = None

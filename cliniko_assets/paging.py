@@ -13,26 +13,42 @@ at most ``most`` - 1 pages at evenly spaced offsets, whatever it claims; those p
 are, and the id windows between them are walked page by page, side by side. A page out of id order (the
 server ignored ``sort=id`` or an id bound) stops the route with :class:`PagingAnomaly` rather than guess.
 
+A route that refuses the id bounds (400 for a window whose query without them was answered: the docs type
+treatment notes' ``id`` filter as String, whose operators have no ``>`` or ``<``) is listed by page
+number instead (``sort=id``, ``page=1, 2, ...``), pages fetched side by side and taken in order. Offsets
+move when a record is deleted, so a pass during which Cliniko's count changed (any page's count, or the
+count asked once more at its end) is walked again, up to :data:`PAGE_PASSES` passes; what the last pass
+found is reported with the route (``by_page``), never hidden.
+
 ``state`` is plain JSON kept in the extraction's checkpoint: ``windows`` (``[after, before]`` still to
-walk; None until page 1 is staged), ``expected`` (page 1's count) and ``listed`` (records taken).
+walk; None until page 1 is staged), ``expected`` (page 1's count), ``listed`` (records taken) and, once
+listed by page number, ``by_page`` (``pass``, ``next`` page, ``after``: the last id taken, the pass's
+first ``count``, whether it ``changed``, and when done whether it ``settled``).
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import replace
 
 from cliniko_assets.catalog import RECORD_TYPES, record_id
-from splose_resources.cliniko import ClinikoError, Page
+from splose_resources.cliniko import ClinikoError, ClinikoRequestError, Page
 
 Params = list[tuple[str, str]]
 Window = list  # [after, before]: ids strictly between them are still to list; None means unbounded
 CHECKPOINT_EVERY_PAGES = 5
 PAGES_PER_WINDOW = 4
+PAGE_PASSES = 3  # passes by page number while Cliniko's count of the route keeps changing
 
 
 class PagingAnomaly(ClinikoError):
     """Cliniko answered a page that contradicts its query: a complete listing cannot be guaranteed."""
+
+
+class _BoundsRefused(Exception):
+    """A window's request was refused (400) where the same query without its id bounds was answered."""
 
 
 def keyset_query(params: Params, per_page: int, after: int | None = None, before: int | None = None) -> Params:
@@ -110,9 +126,17 @@ class KeysetWalk:
         self.label = label
 
     def run(self) -> None:
-        if self.state.get("windows") is None:
-            self._start()
-        self._walk()
+        if self.state.get("by_page") is None:
+            try:
+                if self.state.get("windows") is None:
+                    self._start()
+                self._walk()
+                return
+            except _BoundsRefused:
+                self.state["by_page"] = {"pass": 1, "next": 1, "count": None, "changed": False, "after": None}
+                self.state["listed"] = 0  # what is taken again by page; staging keeps one row an id
+                self.save()
+        self._by_page()
 
     def shortfall(self) -> int:
         """Records Cliniko counts in the route beyond those listed. The count is asked for again first:
@@ -163,7 +187,12 @@ class KeysetWalk:
                 done, _ = wait(running, return_when=FIRST_COMPLETED)
                 for future in done:
                     window = running.pop(future)
-                    page = future.result()
+                    try:
+                        page = future.result()
+                    except ClinikoRequestError as exc:
+                        if exc.status == 400:  # page 1 had the same query without the bounds
+                            raise _BoundsRefused from exc
+                        raise
                     ids = self._ids(page, *window)
                     self._take(page)
                     if self._more(page, ids):
@@ -178,6 +207,74 @@ class KeysetWalk:
             for future in running:
                 future.cancel()
         self.save()
+
+    def _by_page(self) -> None:
+        """Page numbers until a pass sees Cliniko's count unchanged, or :data:`PAGE_PASSES` passes."""
+        paged = self.state["by_page"]
+        while True:
+            self._pass(paged)
+            now = self.fetch(offset_query(self.params, 1, 1)).total_entries
+            paged["changed"] = paged["changed"] or (now is not None and now != paged["count"])
+            if not paged["changed"] or paged["pass"] >= PAGE_PASSES:
+                break
+            paged.update({"pass": paged["pass"] + 1, "next": 1, "count": None, "changed": False, "after": None})
+            self.state["listed"] = 0
+            self.save()
+        paged["settled"] = not paged["changed"]
+        self.state["expected"] = now if now is not None else paged["count"]
+        self.save()
+
+    def _pass(self, paged: dict) -> None:
+        """One pass from page ``next``: up to ``most`` pages in flight (as far as the count reaches), taken in order."""
+        ahead: deque[tuple[int, Future]] = deque()
+        submitted = paged["next"] - 1
+
+        def submit() -> None:
+            nonlocal submitted
+            submitted += 1
+            ahead.append((submitted, self.pool.submit(self.fetch, offset_query(self.params, self.per_page, submitted))))
+
+        def fill() -> None:
+            last = -(-paged["count"] // self.per_page) if paged["count"] is not None else None
+            while len(ahead) < self.most and (submitted < last if last is not None else not ahead):
+                submit()
+            if not ahead:  # the last page said more than the count: one more
+                submit()
+
+        try:
+            fill()
+            while ahead:
+                number, future = ahead.popleft()
+                page = future.result()
+                if page.total_entries is not None:
+                    if paged["count"] is None:
+                        paged["count"] = page.total_entries
+                    elif page.total_entries != paged["count"]:
+                        paged["changed"] = True
+                self._take_new(page, paged)
+                paged["next"] = number + 1
+                if number % CHECKPOINT_EVERY_PAGES == 0:
+                    self.save()
+                if not (page.records and (page.has_next or len(page.records) >= self.per_page)):
+                    break
+                fill()
+        finally:
+            for _, future in ahead:
+                future.cancel()
+
+    def _take_new(self, page: Page, paged: dict) -> None:
+        """A page by number, less the records a page before it already gave: a record that came back into
+        the list (unarchived, say) moves those after it one place on, which marks the pass changed."""
+        after = paged["after"]
+        ids = self._ids(page, None, None)
+        if after is not None and ids and ids[0] <= after:
+            if ids[-1] <= after:
+                raise self._anomaly("with a page repeating the one before")
+            fresh = [r for r in page.records if (rid := _numeric_id(r)) is None or int(rid) > after]
+            page = replace(page, records=fresh)
+            paged["changed"] = True
+        self._take(page)
+        paged["after"] = ids[-1] if ids else after
 
     def _take(self, page: Page) -> None:
         self.state["listed"] += len(page.records)

@@ -2,10 +2,11 @@
 
 Options: ``legacy_filters`` (an older account: the archived/cancelled filters that an older route stands
 in for are ignored, see ``queries.py``), ``documented_filters`` (a filter on a field outside the
-resource's documented filter list answers 400), ``no_older_routes`` (the ``/archived``, ``/cancelled``
-and ``/deleted`` routes answer 404; ``q[]=deleted_at:...`` on the main list lists deleted rows; both in
-``queries.py``), ``envelopes`` (how its list envelopes deviate from the documented shape, see
-``envelopes.py``), and a ``churn`` rule set at run time (records deleted while lists are read).
+resource's documented filter list, or with an operator its documented type lacks, answers 400),
+``no_older_routes`` (the ``/archived``, ``/cancelled`` and ``/deleted`` routes answer 404;
+``q[]=deleted_at:...`` on the main list lists deleted rows; both in ``queries.py``), ``envelopes`` (how
+its list envelopes deviate from the documented shape, see ``envelopes.py``), and a ``churn`` rule set at
+run time (records deleted while lists are read).
 """
 
 from __future__ import annotations

@@ -20,7 +20,9 @@ Choices where Cliniko's docs are silent (see cliniko-api.md section 7):
   resource's documented filter list leaves out (cliniko-api.md section 4: ``archived_at`` on contacts,
   ``deleted_at`` on patients and treatment note templates); with ``legacy_filters`` too, the older docs'
   lists apply, so the newer docs' additions (``archived_at`` on businesses, patients, appointment types,
-  attachments and treatment notes, ``deleted_at`` on appointments and notes ...) answer 400 as well.
+  attachments and treatment notes, ``deleted_at`` on appointments and notes ...) answer 400 as well. It also
+  refuses an operator the field's documented type lacks: treatment notes' ``id`` and other id filters are
+  typed String, so ``q[]=id:>`` and ``id:<`` (keyset paging's bounds) answer 400 there.
 * An account with ``no_older_routes`` mimics a newer account: ``/archived``, ``/cancelled`` and ``/deleted``
   answer 404, and a main list that filters on ``deleted_at`` (``:?``, ``:*``, comparisons) includes deleted
   rows, as ``archived_at`` does archived ones.
@@ -384,14 +386,27 @@ NEWER_DOCS_ONLY = {
 }
 
 
+# Fields whose filter the docs type as String though they hold ids (treatment_notes.md, "Filtering Treatment
+# Notes"): String's operators (cliniko-api.md section 2.2) have no comparison, so id bounds are refused.
+STRING_TYPED = {
+    "treatment_notes": frozenset(
+        {"attendee_id", "booking_id", "id", "patient_id", "practitioner_id", "treatment_note_template_id"}
+    ),
+}
+STRING_OPERATORS = frozenset({"=", "!=", "~", "~~", "?", "!?"})
+
+
 def refuse_undocumented(resource: str, filters: Iterable[Filter], older: bool) -> None:
-    """400 for a filter on a field the resource's documented list (the older docs' when ``older``) leaves out."""
+    """400 for a filter on a field the resource's documented list (the older docs' when ``older``) leaves out,
+    and for an operator the field's documented type does not have."""
     refused = UNDOCUMENTED.get(resource, frozenset()) | (
         NEWER_DOCS_ONLY.get(resource, frozenset()) if older else frozenset()
     )
     for f in filters:
         if f.field in refused:
             raise BadRequest(f"Unknown filter field {f.field!r} for {resource}")
+        if f.field in STRING_TYPED.get(resource, ()) and f.op not in STRING_OPERATORS:
+            raise BadRequest(f"Invalid operator {f.op!r} for the String filter {f.field!r} of {resource}")
 
 
 @dataclass
@@ -586,6 +601,8 @@ def _page_ids(
     tables (bookings) are merged as sorted streams rather than sorted after a union."""
     keyset = cache is not None and terms == [("id", "ASC")]
     bounds = [f for f in filters if keyset and f.field == "id" and f.op in _BOUNDS]
+    if query.documented:  # the bounds too, though the cached id list answers them
+        refuse_undocumented(query.resource.name, bounds, query.legacy)
     where, args = query.where([f for f in filters if f not in bounds])
     tables = query.resource.tables
     keys = ", ".join(f"{expr} AS k{i}" for i, (expr, _) in enumerate(terms))

@@ -54,6 +54,21 @@ def test_an_account_with_documented_filters_refuses_the_fields_its_docs_leave_ou
     assert older.get("/v1/businesses").status_code == 200
 
 
+def test_an_account_with_documented_filters_refuses_comparisons_on_the_ids_its_docs_type_as_string(api):
+    strict = new_account(api, documented_filters=True)
+    note = strict.items("/v1/treatment_notes", [("sort", "id"), ("per_page", "5")])[2]
+    for item in (f"id:>{note['id']}", f"id:<{note['id']}", f"id:>={note['id']}", "patient_id:<1"):
+        for sort in ([], [("sort", "id")]):  # keyset paging's own query included
+            response = strict.get("/v1/treatment_notes", [*sort, ("q[]", item)])
+            assert response.status_code == 400, item
+            assert item.partition(":")[0] in response.json()["message"], item
+    # String's own operators are accepted; so are comparisons where the docs type the id as a number.
+    assert [r["id"] for r in strict.items("/v1/treatment_notes", [("q[]", f"id:={note['id']}")])] == [note["id"]]
+    assert strict.get("/v1/treatment_notes", [("q[]", "id:?")]).status_code == 200
+    assert strict.get("/v1/patients", [("q[]", "id:>1")]).status_code == 200
+    assert api.get("/v1/treatment_notes", [("q[]", f"id:>{note['id']}")]).status_code == 200
+
+
 def test_an_account_without_older_routes_lists_deleted_rows_by_the_deleted_at_filter(api):
     newer = new_account(api, no_older_routes=True)
     assert newer.admin_get(f"accounts/{newer.account}")["no_older_routes"] is True

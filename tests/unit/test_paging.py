@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import json
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 
-from cliniko_assets.paging import KeysetWalk, PagingAnomaly, keyset_query, sample_pages, windows_between
-from splose_resources.cliniko import Page, total_entries
+from cliniko_assets.paging import (
+    PAGE_PASSES,
+    KeysetWalk,
+    PagingAnomaly,
+    keyset_query,
+    sample_pages,
+    windows_between,
+)
+from splose_resources.cliniko import ClinikoRequestError, Page, total_entries
 
 
 @pytest.mark.parametrize(
@@ -58,21 +66,48 @@ def test_keyset_queries_keep_the_routes_own_filters():
 
 class Collection:
     """A list served the way Cliniko pages one (every filter honoured), deleting its oldest live record
-    every ``delete_every`` requests, or answering in no particular order when ``ignore_sort``."""
+    every ``delete_every`` requests (the first ``deletions`` of them, when set), or answering in no particular
+    order when ``ignore_sort``. With ``refuse_bounds`` an id bound is a 400, as a String-typed ``id`` filter
+    would be; ``revive`` records come back into the list (unarchived) at the request numbered by each;
+    ``ignore_page`` answers page 1 whatever page is asked."""
 
-    def __init__(self, size: int, *, delete_every: int = 0, ignore_sort: bool = False, total: int | None = None):
+    def __init__(
+        self,
+        size: int,
+        *,
+        delete_every: int = 0,
+        deletions: int | None = None,
+        ignore_sort: bool = False,
+        total: int | None = None,
+        refuse_bounds: bool = False,
+        revive: dict[int, int] | None = None,
+        ignore_page: bool = False,
+    ):
         self.live = set(range(1_000, 1_000 + 3 * size, 3))
         self.delete_every = delete_every
+        self.deletions = deletions
         self.ignore_sort = ignore_sort
         self.total = total
+        self.refuse_bounds = refuse_bounds
+        self.revive = revive or {}
+        self.ignore_page = ignore_page
         self.requests = 0
+        self.deleted: list[int] = []
 
     def fetch(self, params: list[tuple[str, str]]) -> Page:
         self.requests += 1
-        if self.delete_every and self.requests % self.delete_every == 0:
-            self.live.discard(min(self.live))
+        if self.refuse_bounds and any(p[0] == "q[]" for p in params):
+            raise ClinikoRequestError("Cliniko refused the request (400)", status=400)
+        if self.requests in self.revive:
+            self.live.add(self.revive[self.requests])
+        deleting = self.deletions is None or len(self.deleted) < self.deletions
+        if self.delete_every and self.requests % self.delete_every == 0 and deleting:
+            self.deleted.append(min(self.live))
+            self.live.discard(self.deleted[-1])
         values = dict(params)
         rows = sorted(self.live)
+        if self.ignore_page:
+            values["page"] = "1"
         for _, bound in (p for p in params if p[0] == "q[]"):
             op, value = bound[3], int(bound[4:])
             rows = [r for r in rows if (r > value if op == ">" else r < value)]
@@ -133,3 +168,107 @@ def test_a_count_that_is_no_count_costs_a_few_requests_and_is_reported(pool):
 def test_a_list_out_of_id_order_stops_the_route_instead_of_guessing(pool):
     with pytest.raises(PagingAnomaly, match="/things of tenant 'x' out of id order"):
         _walk(pool, Collection(40, ignore_sort=True), []).run()
+
+
+def test_a_route_that_refuses_id_bounds_is_listed_by_page_number_completely(pool):
+    collection = Collection(200, refuse_bounds=True)
+    taken: list[int] = []
+    walk = _walk(pool, collection, taken)
+    walk.run()
+    assert set(taken) == collection.live
+    assert walk.state["by_page"]["settled"] is True and walk.state["by_page"]["pass"] == 1
+    assert walk.state["listed"] == 200 and walk.shortfall() == 0
+
+
+def test_a_deletion_while_listed_by_page_walks_the_route_again_until_its_count_holds(pool):
+    # One deletion early in the first pass moves every later record one place back: the record that was
+    # first on the next page is never read in that pass. The count changed, so the route is walked again.
+    collection = Collection(200, refuse_bounds=True, delete_every=20, deletions=1)
+    walk = _walk(pool, collection, [])
+    by_pass: dict[int, set[int]] = {}
+    walk.take = lambda records: by_pass.setdefault(walk.state.get("by_page", {}).get("pass", 0), set()).update(
+        int(r["id"]) for r in records
+    )
+    walk.run()
+    assert collection.live - by_pass[1]  # the first pass by page missed a live record ...
+    assert collection.live <= by_pass[2]  # ... the second found it
+    assert walk.state["by_page"]["pass"] == 2 and walk.state["by_page"]["settled"] is True
+    assert walk.shortfall() == 0
+
+
+def test_a_route_whose_count_never_holds_is_reported_unsettled_after_the_last_pass(pool):
+    collection = Collection(200, refuse_bounds=True, delete_every=7)
+    walk = _walk(pool, collection, [])
+    walk.run()
+    assert walk.state["by_page"]["pass"] == PAGE_PASSES and walk.state["by_page"]["settled"] is False
+
+
+def test_a_record_back_in_the_list_while_listed_by_page_is_taken_once(pool):
+    collection = Collection(60, refuse_bounds=True)
+    revived = 1_001  # between the first two live ids: every later record moves one place on
+    collection.revive = {8: revived}
+    taken: list[int] = []
+    walk = _walk(pool, collection, taken)
+    walk.run()
+    assert set(taken) == collection.live and revived in taken
+    assert walk.state["listed"] == len(collection.live)  # the last pass took each record once
+    assert walk.state["by_page"]["pass"] == 2 and walk.state["by_page"]["settled"] is True
+
+
+def test_pages_that_ignore_the_page_number_stop_the_route_instead_of_looping(pool):
+    with pytest.raises(PagingAnomaly, match="repeating the one before"):
+        _walk(pool, Collection(40, refuse_bounds=True, ignore_page=True), []).run()
+
+
+def test_a_refusal_drops_the_widening_filters_it_can_be_about_and_never_for_id_bounds():
+    from cliniko_assets.crawl import RefusedFilters
+
+    def refused(message: str, params: list[tuple[str, str]], status: int = 400) -> list[str]:
+        return RefusedFilters().note("/things", ClinikoRequestError(message, status=status), params)
+
+    widening = [("q[]", "archived_at:*"), ("q[]", "cancelled_at:*")]
+    bounded = [*widening, ("sort", "id"), ("q[]", "id:>5")]
+    assert refused("Unknown filter field 'archived_at'", widening) == ["archived_at:*"]
+    assert refused("Bad Request", widening) == ["archived_at:*", "cancelled_at:*"]  # it can be about either
+    # A window's request: the same query without its bounds was answered, so the bounds are what was refused.
+    assert refused("Bad Request", bounded) == []
+    assert refused("Invalid operator '>' for the String filter 'id'", bounded) == []
+    assert refused("Unknown filter field 'cancelled_at'", bounded) == ["cancelled_at:*"]
+    assert refused("Unknown filter field 'archived_at'", widening, status=422) == []
+
+
+def test_a_walk_by_page_stopped_midway_resumes_from_its_checkpoint(pool):
+    collection = Collection(200, refuse_bounds=True)
+    state = {"windows": None, "expected": None, "listed": 0}
+    saved: list[dict] = []
+    first: list[int] = []
+
+    def fetch(params: list[tuple[str, str]]) -> Page:
+        if dict(params).get("page") == "25":
+            raise ConnectionError("the run was stopped")
+        return collection.fetch(params)
+
+    walk = KeysetWalk(
+        fetch, [], per_page=5, most=4, pool=pool, take=lambda rs: first.extend(int(r["id"]) for r in rs),
+        save=lambda: saved.append(json.loads(json.dumps(state))), state=state, label="/things of tenant 'x'",
+    )  # fmt: skip
+    with pytest.raises(ConnectionError):
+        walk.run()
+    resumed_from = saved[-1]  # what the checkpoint holds, as a resumed run reads it
+    assert resumed_from["by_page"]["next"] > 1 and resumed_from["listed"] == 5 * (resumed_from["by_page"]["next"] - 1)
+    rest: list[int] = []
+    asked: list[int] = []
+
+    def resumed_fetch(params: list[tuple[str, str]]) -> Page:
+        values = dict(params)
+        if values["per_page"] != "1":  # not the count asked at the end
+            asked.append(int(values["page"]))
+        return collection.fetch(params)
+
+    walk = _walk(pool, collection, rest)
+    walk.fetch, walk.state = resumed_fetch, resumed_from
+    start = resumed_from["by_page"]["next"]
+    walk.run()
+    assert min(asked) == start  # on from the checkpoint, not from page 1
+    assert collection.live <= set(first) | set(rest) and walk.state["listed"] == 200
+    assert walk.state["by_page"]["settled"] is True and walk.shortfall() == 0
