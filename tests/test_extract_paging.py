@@ -236,3 +236,28 @@ def test_an_older_account_that_refuses_the_newer_filters_reads_the_older_routes(
             f"used: Cliniko refused q[]=archived_at:* on /{resource} (400);"
         ), resource
         assert "not_detected" not in metadata[resource], resource
+
+
+def test_notes_listed_by_page_number_while_notes_are_deleted_are_walked_again_and_none_is_lost(
+    clinic, instance, monkeypatch
+):
+    # An account that refuses id bounds on treatment notes (their id filter is typed String), whose oldest
+    # notes are deleted while the list is read: every later note moves back a place, past pages already read.
+    strict = other_account(clinic, instance, monkeypatch, "strictchurn", documented_filters=True)
+    strict.admin.churn(strict.account, resource="treatment_notes", every=3, deletes=1, limit=4)
+    result = strict.extract(instance, cliniko=cliniko_resource(page_size=5), selection=["treatment_notes"])
+
+    staged = strict.staged_records("treatment_notes")
+    live = {rid for rid, r in strict.export("treatment_notes").items() if not r.get("deleted_at")}
+    churned = set(strict.admin.churned(strict.account))
+    assert len(churned) == 4
+    assert live <= {rid for rid, (state, _) in staged.items() if state != "deleted"}
+    assert {rid for rid, (state, _) in staged.items() if state == "deleted"} >= churned
+    assert strict.staged_states("treatment_notes") == strict.truth()["treatment_notes"]
+    meta = materializations(result)["treatment_notes"]
+    how = meta["listed_by_page"]["/treatment_notes"]
+    assert how.startswith("Cliniko refused q[]=id:> and id:< (400): listed by page number, ") and how.endswith(
+        " pass(es)"
+    )
+    assert int(how.rsplit(" ", 2)[1]) >= 2  # the count changed during the first pass: walked again
+    assert meta["shortfall"] == 0
