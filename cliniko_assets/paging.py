@@ -269,7 +269,7 @@ class KeysetWalk:
         ids = self._ids(page, None, None)
         if after is not None and ids and ids[0] <= after:
             if ids[-1] <= after:
-                raise self._anomaly("with a page repeating the one before")
+                raise self._anomaly("with a page repeating the one before", "the page number", "paging it by number")
             fresh = [r for r in page.records if (rid := _numeric_id(r)) is None or int(rid) > after]
             page = replace(page, records=fresh)
             paged["changed"] = True
@@ -295,11 +295,13 @@ class KeysetWalk:
             raise self._anomaly("without readable ids")
         return ids
 
-    def _anomaly(self, what: str) -> PagingAnomaly:
+    def _anomaly(
+        self, what: str, ignored: str = "sort=id or an id filter", ask: str = "sorting it by id"
+    ) -> PagingAnomaly:
         return PagingAnomaly(
-            f"Cliniko listed {self.label} {what} (it did not honour sort=id or an id filter), so a complete "
+            f"Cliniko listed {self.label} {what} (it did not honour {ignored}), so a complete "
             "listing cannot be guaranteed; the resource's staged data was left as it was. Re-run the "
-            "extraction; if this recurs, ask Cliniko support about sorting that route by id."
+            f"extraction; if this recurs, ask Cliniko support about {ask}."
         )
 
 
