@@ -207,6 +207,39 @@ def test_records_cliniko_will_not_list_on_an_account_make_the_import_complete_wi
     assert hides.keys["admin"] not in status["message"]
 
 
+def test_attendees_of_individual_appointments_as_real_accounts_list_them_change_no_row_but_their_own(
+    clinic, splose_sandbox, instance, tmp_path, monkeypatch
+):
+    """A real account's /attendees holds one attendee per individual appointment too. Each is the appointment's
+    own patient, imported with the appointment: the import is the same clinic's, row for row, but for those
+    attendees, counted and skipped as expected."""
+    rows = {}
+    for name, account in (
+        ("plain", clinic),
+        ("attended", other_account(clinic, instance, monkeypatch, "attended", individual_attendees=True)),
+    ):
+        imported = Import(account, splose_sandbox.url, tmp_path / name, monkeypatch)
+        request = imported.submit()
+        result = imported.run(instance, request)
+        assert result.success, name
+        status = imported.status(request["id"])
+        assert status["status"] == "complete" and status["message"].startswith("Complete"), name
+        assert "warning" not in status["message"].lower(), name
+        rows[name] = _rows(result)
+    individual = len(clinic.export("individual_appointments"))
+    plain, attended = rows["plain"], rows["attended"]
+    for row in set(plain) - {"attendees"}:
+        keys = ("cliniko", "loaded", "skipped", "rejected", "skipped_by_reason")
+        assert {k: attended[row][k] for k in keys} == {k: plain[row][k] for k in keys}, row
+    assert attended["attendees"]["cliniko"] == plain["attendees"]["cliniko"] + individual
+    assert attended["attendees"]["loaded"] == plain["attendees"]["loaded"]
+    assert attended["attendees"]["skipped_by_reason"] == {
+        **plain["attendees"]["skipped_by_reason"],
+        "booking is not a group appointment": individual,
+    }
+    assert attended["attendees"]["unaccounted"] == 0
+
+
 def test_running_the_graph_again_creates_and_changes_nothing(tiny_import, instance):
     request = tiny_import.submit()
     first = _rows(tiny_import.run(instance, request))

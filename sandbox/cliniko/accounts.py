@@ -6,13 +6,17 @@ resource's documented filter list, or with an operator its documented type lacks
 ``no_older_routes`` (the ``/archived``, ``/cancelled`` and ``/deleted`` routes answer 404;
 ``q[]=deleted_at:...`` on the main list lists deleted rows; both in ``queries.py``), ``envelopes`` (how
 its list envelopes deviate from the documented shape, see ``envelopes.py``), and a ``churn`` rule set at
-run time (records deleted while lists are read).
+run time (records deleted while lists are read). ``individual_attendees``: the account's ``/attendees`` also
+holds one attendee per individual appointment (its booking's, its patient, cancelled, archived and deleted
+with it), as a real account's does: an individual appointment is a booking with one attendee; the
+generator's clinics have attendees of group appointments only.
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 import shutil
 import sqlite3
@@ -21,8 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from sandbox.cliniko.envelopes import MODES
-from sandbox.cliniko.generator import SCALE_NAMES, anchor_for, build_database, cache_name
+from sandbox.cliniko.generator import SCALE_NAMES, anchor_for, build_database, cache_name, individual_attendee
 from sandbox.cliniko.queries import PageCache
+from sandbox.cliniko.schema import INSERT_SQL, row_for
 
 SHARD = re.compile(r"^[a-z]{2}\d{1,2}$")
 ROLES = ("admin", "receptionist", "practitioner")
@@ -70,6 +75,7 @@ class Account:
     legacy_filters: bool = False
     documented_filters: bool = False
     no_older_routes: bool = False
+    individual_attendees: bool = False
     envelopes: str = "realistic"
     churn: Churn | None = None
     write_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -96,6 +102,7 @@ class Account:
             "legacy_filters": self.legacy_filters,
             "documented_filters": self.documented_filters,
             "no_older_routes": self.no_older_routes,
+            "individual_attendees": self.individual_attendees,
             "envelopes": self.envelopes,
         }
 
@@ -147,6 +154,7 @@ def open_account(
     legacy_filters: bool = False,
     documented_filters: bool = False,
     no_older_routes: bool = False,
+    individual_attendees: bool = False,
     envelopes: str = "realistic",
 ) -> Account:
     """Copy the pristine clinic for (seed, scale) from the cache into the data dir, generating it once."""
@@ -172,14 +180,34 @@ def open_account(
         legacy_filters=legacy_filters,
         documented_filters=documented_filters,
         no_older_routes=no_older_routes,
+        individual_attendees=individual_attendees,
         envelopes=envelopes,
     )
     conn = account.connect()
     conn.execute("PRAGMA journal_mode=WAL")
     conn.execute(REMOVED_DDL)
+    if individual_attendees:
+        add_individual_attendees(conn)
     account.users = _key_users(conn)
     conn.close()
     return account
+
+
+def add_individual_attendees(conn: sqlite3.Connection) -> None:
+    """One attendee per individual appointment (see the module's ``individual_attendees``), ids after the
+    appointment's own and clear of the group appointments' attendees."""
+    taken = {row[0] for row in conn.execute("SELECT id FROM attendees")}
+    rows = []
+    for (body,) in conn.execute("SELECT body FROM individual_appointments ORDER BY id"):
+        appointment = json.loads(body)
+        attendee_id = int(appointment["id"]) + 1
+        while attendee_id in taken:
+            attendee_id += 1
+        taken.add(attendee_id)
+        rows.append(row_for("attendees", individual_attendee(appointment, attendee_id)))
+    conn.execute("BEGIN")
+    conn.executemany(INSERT_SQL["attendees"], rows)
+    conn.execute("COMMIT")
 
 
 def _key_users(conn: sqlite3.Connection) -> dict[str, int]:

@@ -109,6 +109,7 @@ class Sandbox:
         *,
         documented_filters: bool = False,
         no_older_routes: bool = False,
+        individual_attendees: bool = False,
     ) -> Account:
         validate(name, scale, shard, envelopes)
         account = open_account(
@@ -121,6 +122,7 @@ class Sandbox:
             legacy_filters=legacy_filters,
             documented_filters=documented_filters,
             no_older_routes=no_older_routes,
+            individual_attendees=individual_attendees,
             envelopes=envelopes,
         )
         with self.lock:
@@ -366,6 +368,7 @@ class Sandbox:
                 spec.get("envelopes", "realistic"),
                 documented_filters=bool(spec.get("documented_filters", False)),
                 no_older_routes=bool(spec.get("no_older_routes", False)),
+                individual_attendees=bool(spec.get("individual_attendees", False)),
             )
         except ValueError as exc:
             return JSONResponse({"message": str(exc)}, status_code=400)

@@ -53,6 +53,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "q[]=deleted_at:? on the main lists lists deleted rows instead",
     )
     p.add_argument(
+        "--individual-attendees",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="repeatable: this account's /attendees also holds one attendee per individual appointment, "
+        "as real accounts' do",
+    )
+    p.add_argument(
         "--envelopes",
         choices=MODES,
         default="realistic",
@@ -107,6 +115,7 @@ def run(args: argparse.Namespace, config: Config, data_dir: Path) -> None:
             args.envelopes,
             documented_filters=name in args.documented_filters,
             no_older_routes=name in args.no_older_routes,
+            individual_attendees=name in args.individual_attendees,
         )
         log.info("account %s (seed %s, %s, %s) ready in %.1fs", name, seed, scale, shard, time.monotonic() - started)
     serve(build_app(sandbox), port=args.port, ready_file=args.ready_file)

@@ -1059,6 +1059,41 @@ class Generator:
         return note
 
 
+def individual_attendee(appointment: dict, attendee_id: int) -> dict:
+    """The one attendee of an individual appointment, as a real account's ``/attendees`` holds it: the
+    appointment's booking, patient, arrival, cancellation, archiving and deletion."""
+    aid = appointment["id"]
+    arrived = True if appointment.get("patient_arrived") else False if appointment.get("did_not_arrive") else None
+    return {
+        "id": str(attendee_id),
+        "arrived": arrived,
+        "notes": None,
+        "booking_ip_address": appointment.get("booking_ip_address"),
+        "cancellation_note": appointment.get("cancellation_note"),
+        "cancellation_reason": appointment.get("cancellation_reason"),
+        "cancellation_reason_description": appointment.get("cancellation_reason_description") or "",
+        "cancellation_url": f"https://bookings.example/cancel/{attendee_id}",
+        "cancelled_at": appointment.get("cancelled_at"),
+        "email_reminder_sent": appointment.get("email_reminder_sent"),
+        "sms_reminder_sent": appointment.get("sms_reminder_sent"),
+        "sent_email_reminders_count": int(bool(appointment.get("email_reminder_sent"))),
+        "sent_sms_reminders_count": int(bool(appointment.get("sms_reminder_sent"))),
+        "invoice_status": appointment.get("invoice_status"),
+        "treatment_note_status": None,
+        "online_booking_policy_accepted": None,
+        "telehealth_url": appointment.get("telehealth_url"),
+        "archived_at": appointment.get("archived_at"),
+        "deleted_at": appointment.get("deleted_at"),
+        "created_at": appointment["created_at"],
+        "updated_at": appointment["updated_at"],
+        "booking": link(f"/bookings/{aid}"),
+        "patient": appointment["patient"],
+        "patient_case": None,
+        "invoices": link(f"/attendees/{attendee_id}/invoices"),
+        **link(f"/attendees/{attendee_id}"),
+    }
+
+
 def settled_row(resource: str, body: dict) -> tuple:
     """Archiving, deleting or cancelling a record touches it: ``updated_at`` is never older than those."""
     body["updated_at"] = max(

@@ -122,3 +122,35 @@ def test_churn_deletes_the_oldest_records_while_a_list_is_read(fresh_account):
     assert set(churned) <= stubs
     api.admin_post(f"accounts/{api.account}/churn", {})
     assert api.admin_get(f"accounts/{api.account}/churn")["churn"] is None
+
+
+def test_an_account_with_individual_attendees_lists_one_attendee_per_individual_appointment(api):
+    real = new_account(api, individual_attendees=True)
+    assert real.admin_get(f"accounts/{real.account}")["individual_attendees"] is True
+    appointments = {r["id"]: r for r in real.export("individual_appointments")}
+    groups = {r["id"] for r in real.export("group_appointments")}
+    attendees = real.export("attendees")
+
+    def booking(attendee: dict) -> str:
+        return attendee["booking"]["links"]["self"].rsplit("/", 1)[-1]
+
+    individual = {booking(a): a for a in attendees if booking(a) not in groups}
+    assert individual.keys() == appointments.keys() and len(individual) == len(attendees) - sum(
+        booking(a) in groups for a in attendees
+    )
+    for aid, appointment in appointments.items():
+        attendee = individual[aid]
+        assert attendee["patient"] == appointment["patient"], aid
+        for field in ("cancelled_at", "archived_at", "deleted_at"):
+            assert attendee[field] == appointment[field], (aid, field)
+    assert len({a["id"] for a in attendees}) == len(attendees)
+    # Listed as Cliniko lists attendees: deleted ones only on /deleted, cancelled ones with cancelled_at:*.
+    everything = [("q[]", "archived_at:*"), ("q[]", "cancelled_at:*")]
+    assert real.total("/v1/attendees", everything) == sum(not a["deleted_at"] for a in attendees)
+    one = next(a for a in appointments.values() if not (a["deleted_at"] or a["archived_at"] or a["cancelled_at"]))
+    nested = real.items(f"/v1/individual_appointments/{one['id']}/attendees")
+    assert [r["id"] for r in nested] == [individual[one["id"]]["id"]]
+    assert sum(real.truth()["attendees"].values()) == len(attendees)
+    # A default account's generated clinic has attendees of group appointments only.
+    plain = api.export("individual_appointments")[0]
+    assert api.items(f"/v1/individual_appointments/{plain['id']}/attendees") == []
