@@ -265,7 +265,13 @@ def report_progress(admin: ClinikoSandboxAdmin, scale: str, window: float, every
 
 
 def bench_scale(
-    scale: str, time_scale: float, concurrency: int, splose_latency_ms: float, progress: float, skip_resyncs: bool
+    scale: str,
+    time_scale: float,
+    concurrency: int,
+    splose_latency_ms: float,
+    progress: float,
+    skip_resyncs: bool,
+    individual_attendees: bool = False,
 ) -> dict:
     window = 60 / time_scale
     cliniko_latency = CLINIKO_LATENCY_MS / time_scale
@@ -276,6 +282,7 @@ def bench_scale(
             "--account", f"{ACCOUNT}:1:{scale}:au1", "--latency-ms", f"{cliniko_latency:.3f}",
             "--jitter-ms", f"{CLINIKO_JITTER_MS / time_scale:.3f}", "--rate-limit", str(CLINIKO_LIMIT),
             "--rate-window", f"{window:g}", "--data-dir", str(Path(workdir) / "cliniko"),
+            *(["--individual-attendees", ACCOUNT] if individual_attendees else []),
         ]  # fmt: skip
         splose_args = [
             f"--platform-token={token}", "--db", str(Path(workdir) / "splose.db"), "--import-rate-limit", "600",
@@ -433,6 +440,12 @@ def main() -> None:
         "figures need; by default they run side by side, as the code location runs them",
     )
     parser.add_argument("--no-resyncs", action="store_true", help="measure the first import only")
+    parser.add_argument(
+        "--individual-attendees",
+        action="store_true",
+        help="the clinic's /attendees also holds one attendee per individual appointment, as a real account's does "
+        "(the sandbox's individual_attendees option); the table's runs are without it",
+    )
     parser.add_argument("--progress", type=float, default=60.0, help="seconds between progress lines (0: none)")
     parser.add_argument(
         "--cpu-contenders",
@@ -445,7 +458,8 @@ def main() -> None:
     rows = []
     for scale in args.scales.split(","):
         rows.append(bench_scale(scale, args.large_time_scale if scale == "large" else 1.0, args.concurrency,
-                                args.splose_latency_ms, args.progress, args.no_resyncs))  # fmt: skip
+                                args.splose_latency_ms, args.progress, args.no_resyncs,
+                                args.individual_attendees))  # fmt: skip
         if args.json:
             print(json.dumps(rows[-1]), flush=True)
     print()

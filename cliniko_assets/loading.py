@@ -15,7 +15,7 @@ everything in memory and write nothing.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from functools import partial
 
 import dagster as dg
@@ -98,10 +98,11 @@ class LoadRun:
     def included(self, data_type: str) -> bool:
         return self.request.included(data_type)
 
-    def records(self, resource: str, by_id: bool | None = None) -> Iterator[dict]:
-        """The staged records of ``resource``; with ``by_id``, only those found by id (True) or listed (False)."""
+    def records(self, resource: str, by_id: bool | None = None, ids: Collection[str] | None = None) -> Iterator[dict]:
+        """The staged records of ``resource``; with ``by_id``, only those found by id (True) or listed (False);
+        with ``ids``, only those (the others are never decoded)."""
         source = None if by_id is None else BY_ID_SOURCE
-        for batch in self.staging.iter_records(self.tenant, resource, source=source, other=by_id is False):
+        for batch in self.staging.iter_records(self.tenant, resource, source=source, other=by_id is False, ids=ids):
             yield from batch
 
     def count(self, resource: str, by_id: bool | None = None) -> int:

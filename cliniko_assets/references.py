@@ -25,6 +25,7 @@ phone numbers; only those two values are kept (``account.json`` beside the stage
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from urllib.parse import urlencode
 
@@ -74,50 +75,64 @@ _Self = msgspec.defstruct("_Self", [("url", str | None, None)], rename={"url": "
 _Link = msgspec.defstruct("_Link", [("links", _Self | None, None)], gc=False)
 
 
+class _LinkReader:
+    """A staged record's text decoded into the ids behind its top-level links ``names`` alone (msgspec skips
+    the rest without building it): a link nested deeper is not the record's, and this costs less than matching
+    each link in the text or decoding whole records. A link of the usual shape is decoded into its URL alone
+    and each URL's id is worked out once (an appointment's practitioner and business repeat in every record);
+    a record with a link of any other shape is decoded again as it is
+    (:func:`~cliniko_assets.catalog.target_id`); a text that is not a JSON object links to nothing."""
+
+    def __init__(self, names: tuple[str, ...]) -> None:
+        self.names = names
+        self.typed = msgspec.json.Decoder(msgspec.defstruct("Links", [(name, _Link | None, None) for name in names]))
+        self.generic = msgspec.json.Decoder(msgspec.defstruct("AnyLinks", [(name, object, None) for name in names]))
+        self.ids: dict[str | None, str | None] = {None: None}  # URL -> the id it ends in
+
+    def read(self, text: str | None) -> list[str | None]:
+        if text is None:
+            return [None] * len(self.names)
+        try:
+            links = self.typed.decode(text)
+        except msgspec.ValidationError:  # a link of another shape (or not an object): read as it is
+            try:
+                links = self.generic.decode(text)
+            except msgspec.DecodeError:  # not an object
+                return [None] * len(self.names)
+            return [target_id(getattr(links, name)) for name in self.names]
+        except msgspec.DecodeError:  # not JSON
+            return [None] * len(self.names)
+        found = []
+        for name in self.names:
+            link = getattr(links, name)
+            url = link.links.url if link is not None and link.links is not None else None
+            if url not in self.ids:
+                self.ids[url] = target_id({"links": {"self": url}})
+            found.append(self.ids[url])
+        return found
+
+
 def linked_ids(staging: StagingStore, tenant: str, resource: str, names: tuple[str, ...]) -> dict[str, set[str]]:
     """Ids behind each link of ``names`` in the staged, not deleted records of ``resource``: the resource is
-    read once, in batches, whatever the number of links. Each record's text is decoded into those top-level
-    fields alone (msgspec skips the rest without building it): a link nested deeper is not the record's, and
-    this costs less than matching each link in the text or decoding whole records. A link of the usual shape
-    is decoded into its URL alone and each URL's id is worked out once (an appointment's practitioner and
-    business repeat in every record); a record with a link of any other shape is decoded again as it is
-    (:func:`~cliniko_assets.catalog.target_id`)."""
+    read once, in batches, whatever the number of links, each text decoded into those links alone
+    (:class:`_LinkReader`)."""
     found: dict[str, set[str]] = {name: set() for name in names}
-    typed = msgspec.json.Decoder(msgspec.defstruct("Links", [(name, _Link | None, None) for name in names]))
-    generic = msgspec.json.Decoder(msgspec.defstruct("AnyLinks", [(name, object, None) for name in names]))
-    ids: dict[str | None, str | None] = {None: None}  # URL -> the id it ends in
+    reader = _LinkReader(names)
     for batch in staging.iter_batches(tenant, resource, ["state", "record"], batch_size=1_000):
-        records = batch.filter(pc.not_equal(batch.column("state"), "deleted")).column("record")
-        for text in records.to_pylist():
-            if text is None:
-                continue
-            try:
-                links = typed.decode(text)
-            except msgspec.ValidationError:  # a link of another shape (or not an object): read as it is
-                _add_any(generic, text, names, found)
-                continue
-            except msgspec.DecodeError:  # not JSON: it links to nothing
-                continue
-            for name in names:
-                link = getattr(links, name)
-                url = link.links.url if link is not None and link.links is not None else None
-                if url not in ids:
-                    ids[url] = target_id({"links": {"self": url}})
-                rid = ids[url]
+        for text in batch.filter(pc.not_equal(batch.column("state"), "deleted")).column("record").to_pylist():
+            for name, rid in zip(names, reader.read(text), strict=True):
                 if rid is not None:
                     found[name].add(rid)
     return found
 
 
-def _add_any(decoder: msgspec.json.Decoder, text: str, names: tuple[str, ...], found: dict[str, set[str]]) -> None:
-    try:
-        links = decoder.decode(text)
-    except msgspec.DecodeError:  # not an object: it links to nothing
-        return
-    for name in names:
-        rid = target_id(getattr(links, name))
-        if rid is not None:
-            found[name].add(rid)
+def record_links(staging: StagingStore, tenant: str, resource: str, name: str) -> Iterator[tuple[str, str | None]]:
+    """(staged id, the id behind its link ``name``) of every staged record of ``resource``, deleted ones too,
+    each text decoded into that link alone (:class:`_LinkReader`)."""
+    reader = _LinkReader((name,))
+    for batch in staging.iter_batches(tenant, resource, ["id", "record"], batch_size=1_000):
+        for rid, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
+            yield rid, reader.read(text)[0]
 
 
 def referenced_ids(staging: StagingStore, tenant: str) -> dict[str, set[str]]:

@@ -19,6 +19,7 @@ from cliniko_assets.catalog import linked_id, record_id
 from cliniko_assets.crosswalks import key_set
 from cliniko_assets.loading import LoadRun, load_records
 from cliniko_assets.reconciliation import RowReport, counts_metadata
+from cliniko_assets.references import record_links
 from cliniko_assets.transforms import (
     Skip,
     to_splose_appointment,
@@ -92,7 +93,14 @@ def load_group_appointments(run: LoadRun, report: RowReport) -> dict:
     """One appointment per group with one entry per attendee; the attendees row is counted alongside."""
     ctx = run.import_context("clients")
     groups = {record_id(group) or "" for group in run.records("group_appointments")}
-    per_booking = Counter(linked_id(attendee, "booking") or "" for attendee in run.records("attendees"))
+    # Each attendee's booking, read without decoding the attendee: a real account's attendees are mostly those
+    # of individual appointments, one each, and only the groups' are decoded, a chunk of groups at a time.
+    per_booking: Counter[str] = Counter()
+    of_group: dict[str, list[str]] = defaultdict(list)  # group id -> its attendees' ids
+    for attendee_id, booking in record_links(run.staging, run.tenant, "attendees", "booking"):
+        per_booking[booking or ""] += 1
+        if booking in groups:
+            of_group[booking].append(attendee_id)
     attendee_report = run.side_reports["attendees"]
     attendee_report.cliniko = sum(per_booking.values())
     for booking, count in per_booking.items():
@@ -105,7 +113,7 @@ def load_group_appointments(run: LoadRun, report: RowReport) -> dict:
         for chunk in _chunks(run.records("group_appointments"), GROUP_CHUNK):
             wanted = {record_id(group) or "" for group in chunk}
             attendees: dict[str, list[dict]] = defaultdict(list)
-            for attendee in run.records("attendees"):
+            for attendee in run.records("attendees", ids=[aid for gid in wanted for aid in of_group.get(gid, ())]):
                 booking = linked_id(attendee, "booking") or ""
                 if booking in wanted:
                     attendees[booking].append(attendee)

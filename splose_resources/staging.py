@@ -28,7 +28,7 @@ import re
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -208,16 +208,29 @@ class StagingStore(dg.ConfigurableResource):
         return pa.Table.from_batches(batches).to_pandas()
 
     def iter_records(
-        self, tenant: str, resource: str, batch_size: int = 500, source: str | None = None, other: bool = False
+        self,
+        tenant: str,
+        resource: str,
+        batch_size: int = 500,
+        source: str | None = None,
+        other: bool = False,
+        ids: Collection[str] | None = None,
     ) -> Iterator[list[dict]]:
         """Staged records as dicts, a batch at a time, without loading the whole resource; with ``source``, only
-        those staged from it (``other``: only those that were not), chosen before any record is decoded."""
-        for batch in self.iter_batches(tenant, resource, ["state", "source", "record"], batch_size):
+        those staged from it (``other``: only those that were not); with ``ids``, only those; chosen before any
+        record is decoded."""
+        wanted = None if ids is None else pa.array(sorted(ids), pa.string())
+        if wanted is not None and not len(wanted):
+            return
+        columns = ["state", "source", "record"] if wanted is None else ["state", "source", "record", "id"]
+        for batch in self.iter_batches(tenant, resource, columns, batch_size):
             if source is not None:
                 same = pc.fill_null(pc.equal(batch.column(1), source), False)  # no source: not from it
                 batch = batch.filter(pc.invert(same) if other else same)
-                if not batch.num_rows:
-                    continue
+            if wanted is not None:
+                batch = batch.filter(pc.is_in(batch.column(3), value_set=wanted))
+            if not batch.num_rows:
+                continue
             states, sources, records = (batch.column(i).to_pylist() for i in range(3))
             yield [_staged_record(r, s, src) for s, src, r in zip(states, sources, records, strict=True)]
 
