@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import json
 
-from cliniko_assets.references import linked_ids, read_account_settings, referenced_ids, write_account_settings
+from cliniko_assets.references import (
+    linked_ids,
+    read_account_settings,
+    record_links,
+    referenced_ids,
+    write_account_settings,
+)
 from splose_resources.staging import StagingStore
 
 BASE = "https://api.au1.cliniko.com/v1"
@@ -131,3 +137,21 @@ def test_the_account_settings_are_written_privately_and_read_back(tmp_path):
     path = tmp_path / "t" / "cliniko" / "businesses" / "account.json"
     assert oct(path.stat().st_mode & 0o777) == "0o600"
     assert read_account_settings(staging, "t")["time_zone"] == "Melbourne"
+
+
+def test_each_records_link_is_read_with_its_staged_id_deleted_ones_too_and_odd_shapes_as_they_are(tmp_path):
+    staging = StagingStore(uri=str(tmp_path))
+    attendees = [
+        ({"id": 1, "booking": {"links": {"self": f"{BASE}/bookings/500"}}}, "booked"),
+        ({"id": 2, "booking": {"links": {"self": f"{BASE}/bookings/500"}, "extra": 1}}, "cancelled"),
+        ({"id": 3, "booking": {"links": {"self": f"{BASE}/bookings/501"}}}, "deleted"),
+        ({"id": 4, "booking": None}, "booked"),
+        ({"id": 5, "booking": "bookings/502"}, "booked"),  # not a link: links to nothing
+        ({"id": 6, "booking": {"links": {"self": 503}}}, "booked"),  # another shape: read as it is
+        ({"id": 7, "patient": {"links": {"self": f"{BASE}/patients/9"}}}, "booked"),
+    ]
+    stage(staging, "t", "attendees", attendees, compact=False)
+    assert dict(record_links(staging, "t", "attendees", "booking")) == {
+        "1": "500", "2": "500", "3": "501", "4": None, "5": None, "6": None, "7": None,
+    }  # fmt: skip
+    assert list(record_links(staging, "t", "group_appointments", "booking")) == []  # nothing staged

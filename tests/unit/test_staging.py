@@ -181,6 +181,29 @@ libc.free(block)
 """
 
 
+def test_records_asked_for_by_id_are_the_only_ones_read_and_a_source_still_applies(store, monkeypatch):
+    from splose_resources import staging
+
+    batch = store.batch("clinic-a", "attendees")
+    rows = [_row(str(n), "2024-01-01T00:00:00Z") for n in range(1, 9)]
+    rows[6]["source"] = "by_id"
+    batch.write_part(rows)
+    batch.commit(replace=True)
+    decoded = []
+    read = staging._staged_record
+    monkeypatch.setattr(staging, "_staged_record", lambda *a: decoded.append(a) or read(*a))
+
+    def ids(**options) -> list[str]:
+        chunks = store.iter_records("clinic-a", "attendees", batch_size=3, **options)
+        return [r["id"] for chunk in chunks for r in chunk]
+
+    assert ids(ids={"2", "7", "5", "99"}) == ["2", "5", "7"]
+    assert len(decoded) == 3  # the others were never decoded
+    assert ids(ids=["7", "8"], source="by_id") == ["7"]
+    assert ids(ids=["7", "8"], source="by_id", other=True) == ["8"]
+    assert ids(ids=[]) == [] and ids() == [str(n) for n in range(1, 9)]
+
+
 def _malloc(what: str, **env: str) -> tuple[int, int]:
     environment = {k: v for k, v in os.environ.items() if not k.startswith("MALLOC_")} | env
     done = subprocess.run(
