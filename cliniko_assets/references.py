@@ -131,7 +131,7 @@ def record_links(staging: StagingStore, tenant: str, resource: str, name: str) -
     each text decoded into that link alone (:class:`_LinkReader`)."""
     reader = _LinkReader((name,))
     for batch in staging.iter_batches(tenant, resource, ["id", "record"], batch_size=1_000):
-        for rid, text in zip(batch.column(0).to_pylist(), batch.column(1).to_pylist(), strict=True):
+        for rid, text in zip(batch.column("id").to_pylist(), batch.column("record").to_pylist(), strict=True):
             yield rid, reader.read(text)[0]
 
 

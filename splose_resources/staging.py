@@ -228,7 +228,7 @@ class StagingStore(dg.ConfigurableResource):
                 same = pc.fill_null(pc.equal(batch.column(1), source), False)  # no source: not from it
                 batch = batch.filter(pc.invert(same) if other else same)
             if wanted is not None:
-                batch = batch.filter(pc.is_in(batch.column(3), value_set=wanted))
+                batch = batch.filter(pc.is_in(batch.column("id"), value_set=wanted))
             if not batch.num_rows:
                 continue
             states, sources, records = (batch.column(i).to_pylist() for i in range(3))
