@@ -8,12 +8,14 @@ hold, availability rows belong to the day they came from (files: :mod:`cliniko_a
 progress notes count those without an appointment.
 """
 
+from array import array
 from collections import Counter, defaultdict
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import replace
 from itertools import islice
 
 import dagster as dg
+import numpy as np
 
 from cliniko_assets.catalog import linked_id, record_id
 from cliniko_assets.crosswalks import key_set
@@ -94,18 +96,19 @@ def load_group_appointments(run: LoadRun, report: RowReport) -> dict:
     ctx = run.import_context("clients")
     groups = {record_id(group) or "" for group in run.records("group_appointments")}
     # Each attendee's booking, read without decoding the attendee: a real account's attendees are mostly those
-    # of individual appointments, one each, and only the groups' are decoded, a chunk of groups at a time.
-    per_booking: Counter[str] = Counter()
+    # of individual appointments, one each, and only the groups' are kept (their ids) and decoded, a chunk of
+    # groups at a time; the others are counted.
     of_group: dict[str, list[str]] = defaultdict(list)  # group id -> its attendees' ids
+    others: Counter[str] = Counter()  # why the rest are not a group's
     for attendee_id, booking in record_links(run.staging, run.tenant, "attendees", "booking"):
-        per_booking[booking or ""] += 1
         if booking in groups:
             of_group[booking].append(attendee_id)
+        else:  # attendees of individual appointments or of bookings that no longer exist
+            others["booking is not a group appointment" if booking else "no booking link"] += 1
     attendee_report = run.side_reports["attendees"]
-    attendee_report.cliniko = sum(per_booking.values())
-    for booking, count in per_booking.items():
-        if booking not in groups:  # attendees of individual appointments or of bookings that no longer exist
-            attendee_report.skip("booking is not a group appointment" if booking else "no booking link", count)
+    attendee_report.cliniko = sum(map(len, of_group.values())) + sum(others.values())
+    for reason, count in others.items():
+        attendee_report.skip(reason, count)
     entries: dict[str, list[str]] = {}
 
     def outcomes() -> Iterator[dict | Skip]:
@@ -213,19 +216,54 @@ def load_progress_notes(run: LoadRun, report: RowReport) -> None:
 def _attendee_bookings(run: LoadRun) -> Callable[[str], str | None]:
     """Attendee id -> booking id, read from the staged attendees the first time a note asks (most notes
     carry their own booking link, and then the attendees are never read)."""
-    bookings: dict[str, str] | None = None
+    index: _BookingIndex | None = None
 
     def booking_of(attendee: str) -> str | None:
-        nonlocal bookings
-        if bookings is None:
-            bookings = {}
-            for record in run.records("attendees"):
-                rid, booking = record_id(record), link(record, "booking")
-                if rid is not None and booking is not None:
-                    bookings[str(rid)] = booking
-        return bookings.get(attendee)
+        nonlocal index
+        if index is None:
+            index = _BookingIndex(record_links(run.staging, run.tenant, "attendees", "booking"))
+        return index.get(attendee)
 
     return booking_of
+
+
+class _BookingIndex:
+    """Attendee id -> booking id as two sorted arrays of numbers rather than a dict of strings: a real account
+    has an attendee per individual appointment, half a million in a large clinic (a dict of them held about
+    90 MB); an id that is not a plain number is kept in a dict beside them."""
+
+    def __init__(self, pairs: Iterable[tuple[str, str | None]]) -> None:
+        keys, values = array("Q"), array("Q")
+        self.odd: dict[str, str] = {}
+        for attendee, booking in pairs:
+            if booking is None:
+                continue
+            key, value = _number(attendee), _number(booking)
+            if key is None or value is None:
+                self.odd[attendee] = booking
+            else:
+                keys.append(key)
+                values.append(value)
+        order = np.argsort(np.frombuffer(keys, dtype=np.uint64), kind="stable")
+        self.keys = np.frombuffer(keys, dtype=np.uint64)[order]
+        self.values = np.frombuffer(values, dtype=np.uint64)[order]
+
+    def get(self, attendee: str) -> str | None:
+        if attendee in self.odd:
+            return self.odd[attendee]
+        key = _number(attendee)
+        if key is None:
+            return None
+        at = int(np.searchsorted(self.keys, np.uint64(key)))
+        return str(self.values[at]) if at < len(self.keys) and int(self.keys[at]) == key else None
+
+
+def _number(value: str) -> int | None:
+    """``value`` as an unsigned 64-bit number when it is one written plainly (no sign, no leading zero)."""
+    if not value.isascii() or not value.isdigit() or (len(value) > 1 and value[0] == "0"):
+        return None
+    number = int(value)
+    return number if number < 2**64 else None
 
 
 def _chunks(records: Iterator[dict], size: int) -> Iterator[list[dict]]:

@@ -155,3 +155,13 @@ def test_each_records_link_is_read_with_its_staged_id_deleted_ones_too_and_odd_s
         "1": "500", "2": "500", "3": "501", "4": None, "5": None, "6": None, "7": None,
     }  # fmt: skip
     assert list(record_links(staging, "t", "group_appointments", "booking")) == []  # nothing staged
+
+
+def test_the_attendee_index_answers_every_attendee_with_a_booking_whatever_its_ids_look_like():
+    from cliniko_assets.row_loads import _BookingIndex
+
+    pairs = [("10", "500"), ("3", "7"), ("007", "9"), ("x", "8"), (str(2**64), "1"), ("4", None), ("5", "0012")]
+    index = _BookingIndex(pairs)
+    assert {attendee: index.get(attendee) for attendee, _ in pairs} == dict(pairs)
+    assert index.get("99") is None and index.get("7") is None and index.get("") is None
+    assert len(index.keys) == 2  # the plain numbers; the rest beside them
