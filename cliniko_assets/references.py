@@ -73,13 +73,15 @@ SETTINGS_ROUTES = (("/settings", "settings"), ("/settings/public", "settings/pub
 # A link as Cliniko writes it, ``{"links": {"self": ".../patients/82"}}``, decoded into these and nothing else.
 _Self = msgspec.defstruct("_Self", [("url", str | None, None)], rename={"url": "self"}, gc=False)
 _Link = msgspec.defstruct("_Link", [("links", _Self | None, None)], gc=False)
+URLS_KEPT = 10_000  # URLs whose id a link reader keeps
 
 
 class _LinkReader:
     """A staged record's text decoded into the ids behind its top-level links ``names`` alone (msgspec skips
     the rest without building it): a link nested deeper is not the record's, and this costs less than matching
     each link in the text or decoding whole records. A link of the usual shape is decoded into its URL alone
-    and each URL's id is worked out once (an appointment's practitioner and business repeat in every record);
+    and each URL's id is worked out once, for the first :data:`URLS_KEPT` URLs (an appointment's practitioner and
+    business repeat in every record; an attendee's booking is its own, and half a million of them were 90 MB);
     a record with a link of any other shape is decoded again as it is
     (:func:`~cliniko_assets.catalog.target_id`); a text that is not a JSON object links to nothing."""
 
@@ -106,9 +108,12 @@ class _LinkReader:
         for name in self.names:
             link = getattr(links, name)
             url = link.links.url if link is not None and link.links is not None else None
-            if url not in self.ids:
-                self.ids[url] = target_id({"links": {"self": url}})
-            found.append(self.ids[url])
+            rid = self.ids.get(url, "")
+            if rid == "":  # not kept: worked out (an id is never empty)
+                rid = target_id({"links": {"self": url}})
+                if len(self.ids) < URLS_KEPT:
+                    self.ids[url] = rid
+            found.append(rid)
         return found
 
 

@@ -165,3 +165,13 @@ def test_the_attendee_index_answers_every_attendee_with_a_booking_whatever_its_i
     assert {attendee: index.get(attendee) for attendee, _ in pairs} == dict(pairs)
     assert index.get("99") is None and index.get("7") is None and index.get("") is None
     assert len(index.keys) == 2  # the plain numbers; the rest beside them
+
+
+def test_a_link_reader_keeps_the_ids_of_a_bounded_number_of_urls_and_still_reads_every_link(monkeypatch):
+    from cliniko_assets import references
+
+    monkeypatch.setattr(references, "URLS_KEPT", 3)
+    reader = references._LinkReader(("booking",))
+    texts = [json.dumps({"booking": {"links": {"self": f"{BASE}/bookings/{n}"}}}) for n in (1, 2, 1, 3, 4, 5, 4)]
+    assert [reader.read(text)[0] for text in texts] == ["1", "2", "1", "3", "4", "5", "4"]
+    assert len(reader.ids) == 3  # None's, 1's and 2's: an attendee's booking is its own, half a million at large
