@@ -81,7 +81,7 @@ class _LinkReader:
     the rest without building it): a link nested deeper is not the record's, and this costs less than matching
     each link in the text or decoding whole records. A link of the usual shape is decoded into its URL alone
     and each URL's id is worked out once, for the first :data:`URLS_KEPT` URLs (an appointment's practitioner and
-    business repeat in every record; an attendee's booking is its own, and half a million of them were 90 MB);
+    business repeat in every record; an attendee's booking is its own: half a million of them held 108 MB);
     a record with a link of any other shape is decoded again as it is
     (:func:`~cliniko_assets.catalog.target_id`); a text that is not a JSON object links to nothing."""
 
