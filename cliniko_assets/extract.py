@@ -310,6 +310,8 @@ def _metadata(outcome: ResourceOutcome) -> dict:
         metadata["not_detected"] = dg.MetadataValue.json(outcome.not_detected)
     if outcome.by_page:
         metadata["listed_by_page"] = dg.MetadataValue.json(outcome.by_page)
+    if outcome.listed_in_full:
+        metadata["listed_in_full"] = dg.MetadataValue.json(outcome.listed_in_full)
     if outcome.syncs_since_by_id is not None:  # a resource others point at, listed in full again
         metadata["syncs_since_by_id"] = outcome.syncs_since_by_id
         metadata["kept_by_id"] = outcome.kept_by_id
@@ -354,6 +356,8 @@ def _log_findings(context: dg.AssetExecutionContext, tenant: str, outcome: Resou
             f"cliniko/{name} of tenant '{tenant}': {route}: {how}. What was listed is staged (metadata "
             "'listed_by_page'); if a record may be missing, re-run with full_refresh when the clinic is quiet."
         )
+    for route, why in outcome.listed_in_full.items():
+        context.log.info(f"cliniko/{name} of tenant '{tenant}': {route}: {why} (metadata 'listed_in_full').")
     if outcome.vanished:
         context.log.info(
             f"cliniko/{name} of tenant '{tenant}': {outcome.vanished} record(s) removed in Cliniko, staged as deleted."

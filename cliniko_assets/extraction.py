@@ -91,6 +91,7 @@ class ResourceOutcome:
     filters_refused: dict[str, list[str]] = field(default_factory=dict)  # route -> filters Cliniko refused (400)
     not_detected: dict[str, str] = field(default_factory=dict)  # rows (archived, deleted ...) -> why unlisted
     by_page: dict[str, str] = field(default_factory=dict)  # route -> how it was listed by page number, and why
+    listed_in_full: dict[str, str] = field(default_factory=dict)  # route -> why a sync listed all of it again
     id_listing: str | None = None  # why the full id list was compared with staging (or why not)
     syncs_since_id_listing: int | None = None
     syncs_since_by_id: int | None = None

@@ -261,3 +261,38 @@ def test_notes_listed_by_page_number_while_notes_are_deleted_are_walked_again_an
     )
     assert int(how.rsplit(" ", 2)[1]) >= 2  # the count changed during the first pass: walked again
     assert meta["shortfall"] == 0
+
+
+def test_a_resync_of_an_account_refusing_deleted_at_on_its_deleted_routes_lists_them_in_full(
+    clinic, instance, monkeypatch
+):
+    # Cliniko documents no q[]=deleted_at filter for patients: an account that refuses undocumented filters
+    # answers a re-sync's q[]=deleted_at:>= on /patients/deleted with 400. Its deleted rows are listed in full
+    # instead; the rest stays incremental. (Templates are listed in full on every sync.)
+    strict = other_account(clinic, instance, monkeypatch, "strictresync", documented_filters=True)
+    strict.extract(instance)
+    changed = strict.admin.mutate(strict.account, seed=7, deletes=3, updates=2, resources=["patients"])["changed"]
+    template = next(rid for rid, r in strict.export("treatment_note_templates").items() if not r.get("deleted_at"))
+    strict.admin.mutate(strict.account, ops=[{"op": "delete", "resource": "treatment_note_templates", "id": template}])
+    assert len(changed["patients"]["deleted"]) == 3
+    strict.admin.reset_stats()
+
+    second = materializations(strict.extract(instance))
+
+    truth = strict.truth()  # (its contacts' archived rows are not listed: /contacts refuses archived_at:*)
+    for resource in ("patients", "treatment_note_templates", "treatment_notes", "individual_appointments"):
+        assert strict.staged_states(resource) == truth[resource], resource
+    meta = second["patients"]
+    assert meta["mode"] == "incremental"
+    assert [f.partition(":>=")[0] for f in meta["filters_refused"]["/patients/deleted"]] == ["deleted_at"]
+    deleted = sum(1 for r in strict.export("patients").values() if r.get("deleted_at"))
+    assert meta["listed_in_full"]["/patients/deleted"] == (
+        f"Cliniko refused q[]={meta['filters_refused']['/patients/deleted'][0]} (400): every deleted record listed "
+        f"again ({deleted} read)"
+    )
+    assert meta["state_deleted"] == deleted > 3
+    assert second["treatment_note_templates"]["state_deleted"] == truth["treatment_note_templates"]["deleted"]
+    # Where the filter is documented, the deleted routes stay incremental.
+    for resource in ("treatment_notes", "individual_appointments"):
+        assert second[resource]["mode"] == "incremental", resource
+        assert "listed_in_full" not in second[resource] and "filters_refused" not in second[resource], resource
