@@ -46,6 +46,7 @@ PRODUCTION_URL = "https://api.{shard}.cliniko.com/v1"
 def shard_from_key(api_key: str) -> str:
     """The shard a key belongs to: the text after its last '-', when it looks like one; else au1."""
     _, sep, suffix = api_key.strip().rpartition("-")
+    suffix = suffix.lower()  # Cliniko's docs match the shard case-insensitively (/\w{2}\d{1,2}/i); hosts are lower case
     return suffix if sep and SHARD_PATTERN.match(suffix) else DEFAULT_SHARD
 
 

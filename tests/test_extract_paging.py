@@ -175,7 +175,7 @@ def test_an_account_without_older_routes_that_refuses_undocumented_filters_is_im
     clinic, instance, monkeypatch
 ):
     newer = other_account(clinic, instance, monkeypatch, "strict", documented_filters=True, no_older_routes=True)
-    result = newer.extract(instance, cliniko=cliniko_resource(page_size=10))  # lists of several pages
+    result = newer.extract(instance, cliniko=cliniko_resource(page_size=3))  # lists of several pages
     metadata = materializations(result)
 
     truth = newer.truth()
@@ -202,12 +202,17 @@ def test_an_account_without_older_routes_that_refuses_undocumented_filters_is_im
         }, resource
     for resource, route in (("patients", "/patients/archived"), (APPOINTMENTS, "/individual_appointments/cancelled")):
         assert metadata[resource]["old_routes"][route].startswith("not needed: the filtered list returned"), resource
-    # Treatment notes' id filter is typed String: its id bounds refused (400), the list is read by page number
-    # (every note staged, above), and said so; every other resource is walked by id.
-    assert metadata["treatment_notes"]["listed_by_page"] == {
-        "/treatment_notes": "Cliniko refused q[]=id:> and id:< (400): listed by page number, 1 pass(es)"
-    }
-    assert [r for r in RESOURCES if "listed_by_page" in metadata[r]] == ["treatment_notes"]
+    # The docs type the id filter of treatment notes, businesses, practitioners and appointment types as String:
+    # where a list holds more than a page, its id bounds are refused (400) and it is read by page number (every
+    # record staged, above), and said so; every other resource is walked by id.
+    string_ids = ("businesses", "practitioners", "appointment_types", "treatment_notes")
+    paged = [r for r in string_ids if metadata[r]["fetched"] > 3]
+    assert paged == list(string_ids), paged
+    for resource in paged:
+        assert metadata[resource]["listed_by_page"] == {
+            f"/{resource}": "Cliniko refused q[]=id:> and id:< (400): listed by page number, 1 pass(es)"
+        }, resource
+    assert [r for r in RESOURCES if "listed_by_page" in metadata[r]] == [r for r in RESOURCES if r in paged]
     logged = "\n".join(entry.user_message for entry in instance.all_logs(result.run_id))
     assert f"cliniko/patients of tenant '{newer.tenant}': deletions in Cliniko cannot be detected" in logged
     assert f"cliniko/treatment_notes of tenant '{newer.tenant}': /treatment_notes: Cliniko refused" in logged

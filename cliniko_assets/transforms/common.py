@@ -192,7 +192,8 @@ def timestamp(record: Record, name: str) -> str | None:
         moment = datetime.fromisoformat(value.replace("z", "Z"))
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=UTC)
-        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        moment = moment.astimezone(UTC)  # (strftime's %Y does not pad a year before 1000 to four digits)
+        return f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}Z"
     except (ValueError, OverflowError) as error:
         raise Malformed(name) from error
 

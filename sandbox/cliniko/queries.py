@@ -390,6 +390,9 @@ NEWER_DOCS_ONLY = {
 # Fields whose filter the docs type as String though they hold ids (treatment_notes.md, "Filtering Treatment
 # Notes"): String's operators (cliniko-api.md section 2.2) have no comparison, so id bounds are refused.
 STRING_TYPED = {
+    "appointment_types": frozenset({"id"}),
+    "businesses": frozenset({"id"}),
+    "practitioners": frozenset({"id"}),
     "treatment_notes": frozenset(
         {"attendee_id", "booking_id", "id", "patient_id", "practitioner_id", "treatment_note_template_id"}
     ),

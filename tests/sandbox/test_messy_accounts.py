@@ -67,6 +67,13 @@ def test_an_account_with_documented_filters_refuses_comparisons_on_the_ids_its_d
     assert strict.get("/v1/treatment_notes", [("q[]", "id:?")]).status_code == 200
     assert strict.get("/v1/patients", [("q[]", "id:>1")]).status_code == 200
     assert api.get("/v1/treatment_notes", [("q[]", f"id:>{note['id']}")]).status_code == 200
+    # The docs type the id filter as String on businesses, practitioners and appointment types too.
+    for path in ("/v1/businesses", "/v1/practitioners", "/v1/appointment_types"):
+        first = strict.items(path, [("sort", "id")])[0]
+        response = strict.get(path, [("sort", "id"), ("q[]", f"id:>{first['id']}")])
+        assert response.status_code == 400 and "id" in response.json()["message"], path
+        assert [r["id"] for r in strict.items(path, [("q[]", f"id:={first['id']}")])] == [first["id"]], path
+        assert api.get(path, [("q[]", f"id:>{first['id']}")]).status_code == 200, path
 
 
 def test_an_account_without_older_routes_lists_deleted_rows_by_the_deleted_at_filter(api):

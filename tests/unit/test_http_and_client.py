@@ -27,7 +27,8 @@ from splose_resources.http import (
         ("MS0xMjM0NTY3ODkwYWJjZGVm", "au1"),
         ("with-dash-but-no-shard", "au1"),
         ("key-us12", "us12"),
-        ("key-AU2", "au1"),
+        ("key-AU2", "au2"),  # the docs match the shard case-insensitively
+        ("key-A2", "au1"),
     ],
 )
 def test_shard_is_the_suffix_after_the_last_dash(key, shard):

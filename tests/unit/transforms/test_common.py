@@ -54,6 +54,7 @@ def test_link_reads_the_last_path_segment_or_a_plain_id_field() -> None:
         ("2016-06-28T21:33:26+00:00", "2016-06-28T21:33:26Z"),
         ("2016-06-29T07:33:26+10:00", "2016-06-28T21:33:26Z"),
         ("2016-06-28T21:33:26", "2016-06-28T21:33:26Z"),
+        ("0999-06-01T10:00:00Z", "0999-06-01T10:00:00Z"),  # a mistyped year keeps Splose's four digits
         ("", None),
         (None, None),
     ],
