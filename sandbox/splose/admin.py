@@ -32,7 +32,7 @@ from sandbox.splose.app import ApiError, Sandbox, endpoint, json_body
 from sandbox.splose.imports import import_json
 from sandbox.splose.store import Store
 
-SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+SLUG = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")  # fullmatch: "$" would let a final newline through
 SEEDED_KINDS = ("locations", "practitioners", "services")
 DUMP_TABLES = (
     "locations",
@@ -63,7 +63,7 @@ def _require(item: dict[str, Any], names: tuple[str, ...], where: str) -> None:
 def seed_workspace(store: Store, seed: dict[str, Any]) -> tuple[dict[str, Any], bool]:
     """Create the workspace a seed document describes; returns (description, created)."""
     workspace_id = seed.get("id")
-    if not isinstance(workspace_id, str) or not SLUG.match(workspace_id):
+    if not isinstance(workspace_id, str) or not SLUG.fullmatch(workspace_id):
         raise SeedError(f"id: {workspace_id!r} is not a slug (lowercase letters, digits, '-')")
     if store.workspace(workspace_id) is not None:
         return describe_workspace(store, workspace_id), False

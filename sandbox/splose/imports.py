@@ -30,7 +30,7 @@ from sandbox.splose.app import (
     json_body,
     page_links,
 )
-from sandbox.splose.jsonvalues import echo, shown, strict_int
+from sandbox.splose.jsonvalues import JsonBodyError, echo, parse_json, plain_problem, shown, strict_int
 from sandbox.splose.lifecycle import (
     PATCH_TARGETS,
     STATUSES,
@@ -40,6 +40,7 @@ from sandbox.splose.lifecycle import (
     check_patch,
     count_kinds,
     delete_deadline,
+    without_references,
 )
 from sandbox.splose.multipart import Form, MultipartError, UploadedFile, read_form
 from sandbox.splose.schemas import ENTITY_SCHEMAS, FILE_FIELDS, validate_record
@@ -48,8 +49,9 @@ from sandbox.splose.validation import LONG_TEXT, RecordError, normalize, parse_d
 
 MAX_BATCH = 500
 SOURCES = ("cliniko",)
-SHARD_PATTERN = re.compile(r"^[a-z]{2}\d{1,2}$")
-KEY_PATTERN = re.compile(r"^[A-Za-z0-9_\-]+$")
+# Matched with ``fullmatch``: a ``$`` would let a final newline through.
+SHARD_PATTERN = re.compile(r"[a-z]{2}\d{1,2}")
+KEY_PATTERN = re.compile(r"[A-Za-z0-9_\-]+")
 MIN_KEY_LENGTH = 20
 DEFAULT_SHARD = "au1"
 CROSSWALK_ENTITIES = (*ENTITY_SCHEMAS, "files")
@@ -61,7 +63,7 @@ MAX_FILE_BATCH = 100
 def shard_of(key: str) -> str:
     """Cliniko's shard is the key's suffix after the last '-' (``...-uk2``); keys without one are au1."""
     _, sep, suffix = key.rpartition("-")
-    return suffix if sep and SHARD_PATTERN.match(suffix) else DEFAULT_SHARD
+    return suffix if sep and SHARD_PATTERN.fullmatch(suffix) else DEFAULT_SHARD
 
 
 def key_problem(key: Any) -> str | None:
@@ -71,7 +73,7 @@ def key_problem(key: Any) -> str | None:
         return "must not contain whitespace"
     if len(key) < MIN_KEY_LENGTH:
         return f"too short to be a Cliniko API key (at least {MIN_KEY_LENGTH} characters)"
-    if not KEY_PATTERN.match(key):
+    if not KEY_PATTERN.fullmatch(key):
         return "contains characters a Cliniko API key never has (letters, digits, '-' and '_' only)"
     return None
 
@@ -258,6 +260,7 @@ class Imports:
             doomed = cascade(everything, {obj.id for obj in everything if obj.import_id == current.id})
             removed = [obj for obj in everything if obj.id in doomed]
             self.store.delete_objects(doomed)
+            cleared = self._clear_references(current, [obj for obj in everything if obj.id not in doomed], doomed)
             self.store.update_import(current.id, status="deleted")
             updated = self.store.get_import(current.id)
         for obj in removed:
@@ -269,8 +272,22 @@ class Imports:
                 **import_json(updated, self.delete_window),
                 "deletedRecords": count_kinds(removed),
                 "cascadedRecords": count_kinds(obj for obj in removed if obj.import_id != current.id),
+                "clearedReferences": count_kinds(cleared),
             }
         )
+
+    def _clear_references(
+        self, current: ImportRequest, kept: list[StoredObject], removed: set[int]
+    ) -> list[StoredObject]:
+        """Null every reference a kept record (one no import created: the cascade spares only those) holds
+        to a removed one; the records changed."""
+        changed = []
+        for obj in kept:
+            data = without_references(obj.data, removed)
+            if data is not None:
+                self.store.update_object(obj, data, current.id, obj.content_hash, action="referenceCleared")
+                changed.append(obj)
+        return changed
 
     # -- records ----------------------------------------------------------------------------------
 
@@ -473,13 +490,19 @@ class Imports:
         results: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
         first_seen: dict[str, int] = {}
+        stored_from: dict[str, int] = {}  # file part -> the entry whose file it became (it is moved away)
         for index, entry in enumerate(manifest):
             external_id = entry.get("externalId")
             try:
                 _check_first_in_batch(first_seen, external_id, index)
+                problem = plain_problem(entry)
+                if problem:
+                    raise RecordError(problem)
                 fields = {k: v if isinstance(v, str) else json.dumps(v) for k, v in entry.items() if v is not None}
-                upload = form.files.get(str(fields.pop("part", "")))
-                results.append(self._store_file(current, fields, upload))
+                part = str(fields.pop("part", ""))
+                _check_part_unused(stored_from, part, index)
+                results.append(self._store_file(current, fields, form.files.get(part)))
+                stored_from[part] = index
             except RecordError as error:
                 errors.append({"externalId": echo(external_id), "message": str(error)})
             except ApiError as error:
@@ -525,10 +548,15 @@ class Imports:
 
 
 def _batch_manifest(form: Form) -> list[dict[str, Any]]:
+    """The batch's manifest, parsed as strictly as a JSON body: JSON that is not acceptable is a 400, as a
+    body's is; the values of each entry are checked with that entry (see ``_store_batch``)."""
+    text = form.fields.get("manifest")
+    if text is None:
+        raise ApiError(422, "The batch has no manifest: a JSON list of files", {"manifest": "required"})
     try:
-        manifest = json.loads(form.fields.get("manifest", ""))
-    except ValueError as error:
-        raise ApiError(422, "The batch has no manifest: a JSON list of files", {"manifest": "required"}) from error
+        manifest = parse_json(text.encode("utf-8"), "the manifest")
+    except JsonBodyError as error:
+        raise ApiError(400, f"The manifest is refused: {error}", {"manifest": str(error)}) from error
     if not isinstance(manifest, list) or not all(isinstance(entry, dict) for entry in manifest):
         raise ApiError(422, "The manifest must be a JSON list of objects", {"manifest": "must be a list"})
     if len(manifest) > MAX_FILE_BATCH:
@@ -580,6 +608,15 @@ def _check_first_in_batch(first_seen: dict[str, int], external_id: Any, index: i
             f"[{first_seen[external_id]}], this is records[{index}]); send each record once per request"
         )
     first_seen[external_id] = index
+
+
+def _check_part_unused(stored_from: dict[str, int], part: str, index: int) -> None:
+    """A file part already stored for an earlier entry of the batch cannot be stored again."""
+    if part in stored_from:
+        raise RecordError(
+            f"part: {shown(part)} is already the file of manifest[{stored_from[part]}] (this is manifest[{index}]);"
+            " send each file in a part of its own"
+        )
 
 
 def _normalize_datetimes(data: dict[str, Any]) -> None:

@@ -20,6 +20,7 @@ INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 MAX_DEPTH = 32
 MAX_INT_CHARS = 20  # "-9223372036854775808"; anything longer cannot be a 64-bit integer
 _INTEGER = re.compile(r"-?[0-9]+")
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?([eE][-+]?[0-9]+)?")  # a JSON number's digits (leading zeros allowed)
 
 
 class OutOfRange:
@@ -49,22 +50,23 @@ def _refuse_constant(name: str) -> Any:
     raise JsonBodyError(f"{name} is not a JSON value")
 
 
-def parse_json(raw: bytes) -> Any:
-    """Parse a request body strictly; :class:`JsonBodyError` names what is wrong with it."""
+def parse_json(raw: bytes, what: str = "the body") -> Any:
+    """Parse JSON a client sent strictly: a request body, or ``what`` names another carrier (a form field);
+    :class:`JsonBodyError` names what is wrong with it."""
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as error:
-        raise JsonBodyError(f"the body is not UTF-8 (invalid byte at offset {error.start})") from error
+        raise JsonBodyError(f"{what} is not UTF-8 (invalid byte at offset {error.start})") from error
     try:
         value = json.loads(text, parse_int=_parse_int, parse_float=_parse_float, parse_constant=_refuse_constant)
     except RecursionError as error:
-        raise JsonBodyError(f"the body is nested more than {MAX_DEPTH} levels deep") from error
+        raise JsonBodyError(f"{what} is nested more than {MAX_DEPTH} levels deep") from error
     except JsonBodyError:
         raise
     except ValueError as error:
-        raise JsonBodyError(f"the body is not valid JSON ({error})") from error
+        raise JsonBodyError(f"{what} is not valid JSON ({error})") from error
     if nesting_depth(value) > MAX_DEPTH:
-        raise JsonBodyError(f"the body is nested more than {MAX_DEPTH} levels deep")
+        raise JsonBodyError(f"{what} is nested more than {MAX_DEPTH} levels deep")
     return value
 
 
@@ -148,3 +150,20 @@ def strict_int(text: str) -> int:
     if not INT64_MIN <= number <= INT64_MAX:
         raise ValueError(f"{shown(text)} is out of range (64-bit integers only)")
     return number
+
+
+def strict_number(text: str) -> int | float:
+    """An ASCII decimal number (``ValueError`` otherwise: ``float()`` also takes ``'nan'`` and ``'1_0'``), as an
+    ``int`` when it is integral (``6.0`` and ``6e0`` are 6; it must then fit 64 bits), else a finite float."""
+    if _INTEGER.fullmatch(text):
+        return strict_int(text)
+    if not _NUMBER.fullmatch(text):
+        raise ValueError(f"{shown(text)} is not a number")
+    number = float(text)
+    if not math.isfinite(number):
+        raise ValueError(f"{shown(text)} is out of range (finite numbers only)")
+    if not number.is_integer():
+        return number
+    if not INT64_MIN <= number <= INT64_MAX:
+        raise ValueError(f"{shown(text)} is out of range (64-bit integers only)")
+    return int(number)

@@ -20,9 +20,16 @@ deadline (``completedAt`` + the delete window) cannot be moved by any sequence o
 At most one import per workspace is active (``submitted`` or ``running``): creating another, or moving a
 finished one back to ``running``, while one is active is a 409 naming it.
 
-DELETE removes what the import created and, so that no reference dangles, every record (of any import,
-or made through v1) that refers to a removed record, transitively: a re-sync's appointment of a
-deleted client, a file of a deleted client, a progress note of a deleted appointment.
+DELETE removes what the import created and, so that no reference dangles, every record of another import
+that refers to a removed record, transitively: a re-sync's appointment of a deleted client, a file of a
+deleted client, a progress note of a deleted appointment (``splose-api.md``: "records of other imports
+that refer to a deleted record are deleted with it").
+
+A record no import created (one the clinic made through v1, such as ``POST /v1/patients``, or a seeded
+one) is the clinic's own and is never deleted by an undo: where it refers to a removed record (a walk-in
+patient whose ``invoiceRecipientId`` is an imported contact) it keeps existing with that reference
+cleared (``null``, as if it had never been set), and its ``updatedAt`` moves so a delta sync sees the
+change. The DELETE answer counts those records under ``clearedReferences``.
 """
 
 from __future__ import annotations
@@ -123,9 +130,11 @@ def references(data: dict[str, Any]) -> set[int]:
 
 
 def cascade(objects: Iterable[StoredObject], doomed: set[int]) -> set[int]:
-    """``doomed`` plus every object that refers, directly or through others, to one of them."""
+    """``doomed`` plus every imported object that refers, directly or through others, to one of them."""
     referrers: dict[int, set[int]] = defaultdict(set)
     for obj in objects:
+        if obj.import_id is None:
+            continue  # the clinic's own record: see ``without_references``
         for ref in references(obj.data):
             referrers[ref].add(obj.id)
     closed = set(doomed)
@@ -135,6 +144,19 @@ def cascade(objects: Iterable[StoredObject], doomed: set[int]) -> set[int]:
         closed |= new
         frontier.extend(new)
     return closed
+
+
+def without_references(data: dict[str, Any], removed: set[int]) -> dict[str, Any] | None:
+    """``data`` with every reference to a ``removed`` id set to null, or None when it refers to none of them."""
+    if not references(data) & removed:
+        return None
+    cleared = {**data, **{name: None for name in REFERENCE_FIELDS if data.get(name) in removed}}
+    if data.get("appointmentPatients"):
+        cleared["appointmentPatients"] = [
+            {**patient, "patientId": None} if patient.get("patientId") in removed else patient
+            for patient in data["appointmentPatients"]
+        ]
+    return cleared
 
 
 def count_kinds(objects: Iterable[StoredObject]) -> dict[str, int]:

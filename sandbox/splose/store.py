@@ -269,10 +269,16 @@ class Store:
         )
 
     def update_object(
-        self, obj: StoredObject, data: dict[str, Any], import_id: int, content_hash: str | None = None
+        self,
+        obj: StoredObject,
+        data: dict[str, Any],
+        import_id: int,
+        content_hash: str | None = None,
+        *,
+        action: str = "updated",
     ) -> None:
         now = iso(utc_now())
-        history = [*obj.history, {"importId": import_id, "action": "updated", "at": now}]
+        history = [*obj.history, {"importId": import_id, "action": action, "at": now}]
         self.execute(
             "UPDATE objects SET data = ?, archived = ?, updated_at = ?, history = ?, content_hash = ? WHERE id = ?",
             (json.dumps(data), int(bool(data.get("archived"))), now, json.dumps(history), content_hash, obj.id),

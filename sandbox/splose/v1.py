@@ -8,7 +8,6 @@ response validates against the spec's response schema.
 from __future__ import annotations
 
 import functools
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
@@ -30,7 +29,7 @@ from sandbox.splose.app import (
     json_body,
     page_links,
 )
-from sandbox.splose.jsonvalues import strict_int
+from sandbox.splose.jsonvalues import strict_int, strict_number
 from sandbox.splose.schemas import CONTACTS
 from sandbox.splose.spec_facts import request_schema, response_properties
 from sandbox.splose.store import Store, StoredObject, iso, utc_now
@@ -305,8 +304,9 @@ RESOURCES = [
         {
             "start_gt": Filter("AND json_extract(data, '$.start') > ?", _datetime_param),
             "start_lt": Filter("AND json_extract(data, '$.start') < ?", _datetime_param),
-            "patientId": Filter(_in_list("appointmentPatients", "patientId"), strict_int),
-            "practitionerId": Filter(_json_eq("practitionerId"), strict_int),
+            # ``type: number`` in the spec: an integral number (``6.0``) is that id, any other matches nothing.
+            "patientId": Filter(_in_list("appointmentPatients", "patientId"), strict_number),
+            "practitionerId": Filter(_json_eq("practitionerId"), strict_number),
             "status": Filter(_in_list("appointmentPatients", "status")),
             "status_update_gt": Filter(_in_list("appointmentPatients", "statusUpdatedAt", ">"), _datetime_param),
             "status_update_lt": Filter(_in_list("appointmentPatients", "statusUpdatedAt", "<"), _datetime_param),
@@ -368,7 +368,7 @@ def check_query_values(path: str, params: Any) -> None:
             allowed = [str(v) for v in schema.get("enum") or () if v is not None]
             if allowed and value not in allowed:
                 raise ApiError(400, f"{name}: must be one of {', '.join(allowed)}", {name: "invalid value"})
-            if schema.get("format") == "email" and not EMAIL_PATTERN.match(value):
+            if schema.get("format") == "email" and not EMAIL_PATTERN.fullmatch(value):
                 raise ApiError(400, f"{name}: must be an email address", {name: "invalid value"})
 
 
@@ -380,10 +380,15 @@ def _convert(name: str, value: str, convert: Callable[[str], Any]) -> Any:
 
 
 def _path_id(request: Request, name: str = "id") -> int:
+    """Every v1 path id is ``type: integer, minimum: 0, exclusiveMinimum: true``: anything else is a bad
+    parameter (400), not a missing object."""
     try:
-        return strict_int(request.path_params[name])
+        number = strict_int(request.path_params[name])
     except ValueError as error:
         raise ApiError(400, f"{name}: {error}", {name: "must be a 64-bit integer"}) from error
+    if number <= 0:
+        raise ApiError(400, f"{name}: {number} must be greater than 0", {name: "must be greater than 0"})
+    return number
 
 
 def _get_handler(sandbox: Sandbox, resource: Resource):
@@ -504,12 +509,7 @@ def _availability_handler(sandbox: Sandbox):
 def _number_param(request: Request, name: str) -> float | None:
     """A ``type: number`` query parameter (the spec types ``locationId`` so): any finite number."""
     value = request.query_params.get(name)
-    if value is None:
-        return None
-    number = _convert(name, value, float)
-    if not math.isfinite(number):
-        raise ApiError(400, f"{name}: {value!r} is not a finite number", {name: "must be a finite number"})
-    return number
+    return None if value is None else _convert(name, value, strict_number)
 
 
 def _date_param(request: Request, name: str) -> date:

@@ -5,6 +5,10 @@ Schemas are dicts: ``type`` (a name or a list of names, ``"null"`` for nullable)
 ``timezone``, ``email``), ``properties``/``required``/``default`` and ``items``. Unknown keys of an
 object are an error, never silently dropped.
 
+A ``pattern`` or a format must hold for the whole string (``re.fullmatch``): JSON Schema patterns are
+ECMA-262, where ``$`` is the end of the string, while Python's ``$`` also matches before a final newline,
+so under ``re.match`` an availability ``startTime`` of 09:00 and a newline would pass ``schemas.HHMM``.
+
 Whatever a schema says, what Splose stores obeys its columns (a realistic service is never kinder):
 a string holds valid Unicode (no lone surrogate) and at most :data:`SHORT_TEXT` characters, or
 :data:`LONG_TEXT` for free-text fields (:data:`LONG_TEXT_FIELDS`); an integer fits 64 bits; an
@@ -48,8 +52,9 @@ JSON_TYPES: dict[str, tuple[type, ...]] = {
     "object": (dict,),
     "null": (type(None),),
 }
-DATETIME_PATTERN = re.compile(r"^\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d{3})?Z)?$")  # the three forms, no other
-EMAIL_PATTERN = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
+# Matched with ``fullmatch`` only (see the module docstring).
+DATETIME_PATTERN = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2}:\d{2}(\.\d{3})?Z)?")  # the three forms, no other
+EMAIL_PATTERN = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
 
 
 class RecordError(ValueError):
@@ -126,7 +131,7 @@ def _check_string(schema: Schema, value: str, where: str) -> None:
     limit = max_length(schema, where)
     if len(value) > limit:
         raise RecordError(f"{where}: {len(value)} characters is over the maximum of {limit}")
-    if "pattern" in schema and not re.match(schema["pattern"], value):
+    if "pattern" in schema and not re.fullmatch(schema["pattern"], value):
         raise RecordError(f"{where}: {shown(value)} does not match {schema['pattern']}")
     fmt = schema.get("format")
     if fmt and not format_ok(fmt, value):
@@ -142,7 +147,7 @@ def format_ok(fmt: str, value: str) -> bool:
         if fmt == "timezone":
             return bool(ZoneInfo(value))
         if fmt == "email":
-            return bool(EMAIL_PATTERN.match(value))
+            return bool(EMAIL_PATTERN.fullmatch(value))
     except (ValueError, OSError, ZoneInfoNotFoundError):
         return False
     return True
@@ -150,7 +155,7 @@ def format_ok(fmt: str, value: str) -> bool:
 
 def parse_datetime(text: str) -> datetime:
     """A UTC datetime in one of the forms v1 accepts (``2023-07-01``, ``...T00:00:00Z``, ``...T00:00:00.000Z``)."""
-    if not DATETIME_PATTERN.match(text):
+    if not DATETIME_PATTERN.fullmatch(text):
         raise ValueError(f"{shown(text)} is not a UTC datetime")
     moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
     return moment if moment.tzinfo else moment.replace(tzinfo=ZoneInfo("UTC"))

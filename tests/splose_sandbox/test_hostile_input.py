@@ -236,3 +236,124 @@ def test_parameters_out_of_range_are_client_errors(splose, workspace):
         f"{url}/availabilities/{ann}", params={"startDate": "9999-12-01", "endDate": "9999-12-31"}, timeout=5
     )
     assert far.status_code == 200
+
+
+def post_manifest(workspace, import_id: int, manifest: str, contents: dict[str, bytes]) -> requests.Response:
+    """A file batch whose manifest field is ``manifest`` exactly as given (raw text, not ``json.dumps``)."""
+    return workspace.platform.post(
+        f"{workspace.splose.url}/v1/imports/{import_id}/files/batch",
+        data={"manifest": manifest},
+        files={part: (f"{part}.pdf", content, "application/pdf") for part, content in contents.items()},
+        timeout=30,
+    )
+
+
+def test_a_file_batch_manifest_that_is_not_acceptable_json_is_400_with_a_reason(workspace):
+    imp = workspace.start_import()
+    workspace.upsert(imp["id"], "clients", [client("1")])
+    cases = {
+        "nested": ("[" * 5000 + "]" * 5000, "nested more than 32 levels"),
+        "not json": ('[{"externalId": "f1"', "not valid JSON"),
+        "nan": ('[{"externalId": "f1", "clientExternalId": "1", "part": "a", "description": NaN}]', "NaN"),
+    }
+    for name, (manifest, reason) in cases.items():
+        answer = post_manifest(workspace, imp["id"], manifest, {"a": b"%PDF"})
+        assert answer.status_code == 400, (name, answer.text)
+        assert answer.json()["message"].startswith("The manifest is refused:"), name
+        assert reason in answer.json()["message"], name
+    assert workspace.dump("files") == []
+
+
+def test_a_file_batch_manifest_entry_with_a_value_that_cannot_be_stored_is_refused_on_its_own(workspace):
+    imp = workspace.start_import()
+    workspace.upsert(imp["id"], "clients", [client("1")])
+    entry = '{"externalId": "%s", "clientExternalId": "1", "part": "a"%s}'
+    manifest = (
+        "["
+        + ", ".join(
+            [
+                entry % ("ok", ""),
+                entry % ("inf", ', "description": 1e400'),
+                entry % ("huge", f', "description": {HUGE_LITERAL}'),
+                entry % ("big", f', "description": {BIG}'),
+                entry % ("surrogate", ', "description": "\\ud800"'),
+            ]
+        )
+        + "]"
+    )
+    answer = post_manifest(workspace, imp["id"], manifest, {"a": b"%PDF"})
+    assert answer.status_code == 200, answer.text
+    assert [row["externalId"] for row in answer.json()["results"]] == ["ok"]
+    messages = {row["externalId"]: row["message"] for row in answer.json()["errors"]}
+    assert set(messages) == {"inf", "huge", "big", "surrogate"}
+    assert all(message.startswith("description: ") for message in messages.values()), messages
+    assert "out of range" in messages["inf"] and "out of range" in messages["big"]
+    assert "surrogate" in messages["surrogate"]
+    assert [(row["externalId"], row["data"]["description"]) for row in workspace.dump("files")] == [("ok", None)]
+
+
+def test_two_manifest_entries_naming_one_file_part_store_it_once(workspace):
+    imp = workspace.start_import()
+    workspace.upsert(imp["id"], "clients", [client("1")])
+    entries = [{"externalId": name, "clientExternalId": "1", "part": "a"} for name in ("first", "second")]
+    answer = post_manifest(workspace, imp["id"], json.dumps(entries), {"a": b"%PDF"})
+    assert answer.status_code == 200, answer.text
+    assert [row["externalId"] for row in answer.json()["results"]] == ["first"]
+    assert answer.json()["errors"] == [
+        {
+            "externalId": "second",
+            "message": "part: 'a' is already the file of manifest[0] (this is manifest[1]); send each file in a"
+            " part of its own",
+        }
+    ]
+    assert [row["externalId"] for row in workspace.dump("files")] == ["first"]
+
+
+def test_a_trailing_newline_never_satisfies_a_pattern_or_a_format(splose, workspace):
+    """Python's ``$`` matches before a final newline; the spec's patterns are ECMA-262, where it is the end."""
+    imp = workspace.start_import()
+    ann, main = workspace.practitioner("ann@example.com"), workspace.location("Main Street")
+    weekly = {"practitionerId": ann, "locationId": main, "weekday": 1, "endTime": "12:00", "timezone": "UTC"}
+    hours = workspace.upsert(
+        imp["id"],
+        "availability",
+        [
+            {**weekly, "externalId": "ok", "startTime": "09:00"},
+            {**weekly, "externalId": "newline", "startTime": "09:00\n"},
+            {**weekly, "externalId": "short", "startTime": "9:00"},
+        ],
+    )
+    assert [row["externalId"] for row in hours["results"]] == ["ok"]
+    messages = {row["externalId"]: row["message"] for row in hours["errors"]}
+    assert messages["newline"].startswith("startTime: '09:00\\n' does not match")
+    assert messages["short"].startswith("startTime: '9:00' does not match")
+
+    services = workspace.upsert(
+        imp["id"],
+        "services",
+        [
+            {"externalId": "ok", "name": "Consult", "duration": 30, "color": "#abcdef"},
+            {"externalId": "newline", "name": "Consult", "duration": 30, "color": "#abcdef\n"},
+        ],
+    )
+    assert [row["externalId"] for row in services["results"]] == ["ok"]
+    assert services["errors"][0]["message"].startswith("color: '#abcdef\\n' does not match")
+
+    clients = workspace.upsert(
+        imp["id"], "clients", [client("ok", email="a@b.co"), client("newline", email="a@b.co\n")]
+    )
+    assert [row["externalId"] for row in clients["results"]] == ["ok"]
+    assert clients["errors"][0]["message"] == "email: 'a@b.co\\n' is not a valid email"
+
+    url = f"{splose.url}/v1"  # POST /contacts's email is format email (POST /patients's is any string)
+    contact = {"type": "Doctor", "name": "Dr Hall", "email": "a@b.co\n"}
+    answer = workspace.v1.post(f"{url}/contacts", json=contact, timeout=5)
+    assert answer.status_code == 400
+    assert answer.json()["message"] == "email: 'a@b.co\\n' is not a valid email"
+    for path in ("/patients", "/contacts"):  # the spec gives these two email parameters format email
+        answer = workspace.v1.get(f"{url}{path}", params={"email": "a@b.co\n"}, timeout=5)
+        assert answer.status_code == 400, path
+        assert answer.json()["message"] == "email: must be an email address", path
+    seeded = requests.post(f"{splose.url}/_sandbox/workspaces", json={"id": "clinic-newline\n"}, timeout=5)
+    assert seeded.status_code == 400
+    assert "is not a slug" in seeded.json()["message"]

@@ -123,9 +123,6 @@ def test_delete_cascades_to_records_of_other_imports_that_refer_to_what_it_delet
         ],
     )
     workspace.finish(first["id"])
-    gp = workspace.dump("contacts")[0]["id"]
-    walk_in = {"firstname": "Walk", "lastname": "In", "invoiceRecipientId": gp}  # made through v1, billed to gp
-    assert workspace.v1.post(f"{workspace.splose.url}/v1/patients", json=walk_in, timeout=5).status_code == 200
 
     resync = workspace.start_import()
     workspace.upsert(resync["id"], "clients", [{"externalId": "3", "firstname": "Cy", "lastname": "New"}])
@@ -165,11 +162,11 @@ def test_delete_cascades_to_records_of_other_imports_that_refer_to_what_it_delet
     deleted = workspace.delete(first["id"])
 
     assert deleted.status_code == 200, deleted.text
-    # a1 is client 1's appointment, a2 repeats a1, n1 is a2's note, f1 is client 1's file; the walk-in is billed to gp.
-    assert deleted.json()["cascadedRecords"] == {"clients": 1, "appointments": 2, "progressNotes": 1, "files": 1}
+    # a1 is client 1's appointment, a2 repeats a1, n1 is a2's note, f1 is client 1's file.
+    assert deleted.json()["cascadedRecords"] == {"appointments": 2, "progressNotes": 1, "files": 1}
     assert deleted.json()["deletedRecords"] == {
         "contacts": 1,
-        "clients": 3,
+        "clients": 2,
         "appointments": 2,
         "progressNotes": 1,
         "files": 1,
@@ -184,3 +181,34 @@ def test_delete_cascades_to_records_of_other_imports_that_refer_to_what_it_delet
     appointments = workspace.dump("appointments")
     patient_refs = {p["patientId"] for row in appointments for p in row["data"]["appointmentPatients"]}
     assert note_refs | patient_refs <= live
+
+
+def test_delete_keeps_a_record_made_through_v1_and_clears_its_reference_to_what_it_deleted(workspace):
+    url = f"{workspace.splose.url}/v1"
+    imp = workspace.start_import()
+    workspace.upsert(imp["id"], "contacts", [{"externalId": "gp", "firstName": "Greta"}])
+    workspace.finish(imp["id"])
+    gp = workspace.dump("contacts")[0]["id"]
+    walk_in = {"firstname": "Walk", "lastname": "In", "invoiceRecipientId": gp}  # the clinic's own, billed to gp
+    created = workspace.v1.post(f"{url}/patients", json=walk_in, timeout=5)
+    assert created.status_code == 200, created.text
+    other = workspace.v1.post(f"{url}/patients", json={"firstname": "Al", "lastname": "Ive"}, timeout=5).json()
+    time.sleep(0.01)  # updatedAt has millisecond resolution: the undo's change is stamped after both creates
+
+    deleted = workspace.delete(imp["id"])
+
+    assert deleted.status_code == 200, deleted.text
+    assert deleted.json()["deletedRecords"] == {"contacts": 1}
+    assert deleted.json()["cascadedRecords"] == {}
+    assert deleted.json()["clearedReferences"] == {"clients": 1}
+    kept = workspace.v1.get(f"{url}/patients/{created.json()['id']}", timeout=5)
+    assert kept.status_code == 200, kept.text
+    assert (kept.json()["firstname"], kept.json()["invoiceRecipientId"]) == ("Walk", None)
+    changed = workspace.v1.get(f"{url}/patients", params={"update_gt": other["updatedAt"]}, timeout=5)
+    assert [row["id"] for row in changed.json()["data"]] == [created.json()["id"]]
+    assert workspace.v1.get(f"{url}/patients/{other['id']}", timeout=5).json() == other
+    assert workspace.dump("contacts") == []
+    history = {row["id"]: row["history"] for row in workspace.dump("clients")}
+    assert [(entry["importId"], entry["action"]) for entry in history[created.json()["id"]]] == [
+        (imp["id"], "referenceCleared")
+    ]

@@ -72,6 +72,52 @@ def test_bad_parameter_values_are_400(splose, workspace):
         assert workspace.v1.get(f"{splose.url}/v1/{path}", params=params, timeout=5).status_code == 200, path
 
 
+def test_a_path_id_of_zero_or_below_is_400_as_the_spec_bounds_it(splose, workspace):
+    """Every v1 path id is ``type: integer, minimum: 0, exclusiveMinimum: true``: 0 and below are bad parameters."""
+    url = f"{splose.url}/v1"
+    week = {"startDate": "2024-07-01", "endDate": "2024-07-07"}
+    requests = [
+        (f"/{resource}/{number}", {}) for resource in ("patients", "locations", "appointments") for number in (0, -5)
+    ]
+    for path, params in [*requests, ("/availabilities/0", week), ("/availabilities/-5", week)]:
+        answer = workspace.v1.get(f"{url}{path}", params=params, timeout=5)
+        assert answer.status_code == 400, (path, answer.text)
+        assert "must be greater than 0" in answer.json()["message"], path
+    assert workspace.v1.get(f"{url}/patients/1", timeout=5).status_code == 404  # in range, not there
+
+
+def test_appointment_id_filters_take_any_integral_number_as_the_spec_types_them_number(splose, workspace):
+    """``patientId`` and ``practitionerId`` of ``GET /appointments`` are ``type: number``, as ``locationId`` is."""
+    ann, main = workspace.practitioner("ann@example.com"), workspace.location("Main Street")
+    imp = workspace.start_import()
+    workspace.upsert(imp["id"], "clients", [{"externalId": "1", "firstname": "Jo", "lastname": "Doe"}])
+    visit = {"start": "2024-07-01T00:00:00Z", "end": "2024-07-01T01:00:00Z", "locationId": main}
+    workspace.upsert(
+        imp["id"],
+        "appointments",
+        [
+            {**visit, "externalId": "a1", "practitionerId": ann,
+             "appointmentPatients": [{"externalId": "a1", "clientExternalId": "1"}]},
+            {**visit, "externalId": "a2", "appointmentPatients": [{"externalId": "a2", "clientExternalId": "1"}]},
+        ],
+    )  # fmt: skip
+    patient = workspace.dump("clients")[0]["id"]
+    url = f"{splose.url}/v1/appointments"
+    for name, value, expected in (
+        ("practitionerId", f"{ann}.0", 1),
+        ("practitionerId", f"{ann}e0", 1),
+        ("practitionerId", str(ann), 1),
+        ("practitionerId", f"{ann}.5", 0),
+        ("patientId", f"{patient}.0", 2),
+        ("patientId", f"{patient}.00", 2),
+    ):
+        answer = workspace.v1.get(url, params={name: value}, timeout=5)
+        assert answer.status_code == 200, (name, value, answer.text)
+        assert len(answer.json()["data"]) == expected, (name, value)
+    for name, value in (("practitionerId", "abc"), ("patientId", "1e400"), ("patientId", "nan"), ("patientId", "1_0")):
+        assert workspace.v1.get(url, params={name: value}, timeout=5).status_code == 400, (name, value)
+
+
 def test_pages_of_fifty_follow_next_and_previous_links(splose, workspace):
     imp = workspace.start_import()
     created = workspace.upsert(imp["id"], "clients", clients(120))["results"]

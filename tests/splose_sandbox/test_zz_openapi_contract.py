@@ -49,3 +49,23 @@ def test_the_contract_check_catches_a_drifting_response():
     assert violations({**record, "body": {**good, "privacyPolicy": "Maybe"}})
     assert violations({**record, "body": {**good, "communicationPreference": None}})
     assert response_schema("GET", "/patients/{id}")["properties"]["deletedAt"]["anyOf"][2]["enum"] == [None]
+
+
+def test_the_contract_check_reads_patterns_and_formats_to_the_end_of_the_string():
+    """The spec's ``pattern`` is ECMA-262 (``$`` is the end of the string) and an email is one address."""
+    slot = {"date": "2024-01-04", "locationId": 1, "startTime": "09:00", "endTime": "10:00", "repeatInterval": None}
+    hours = {"method": "GET", "path_template": "/availabilities/{practitionerId}", "status": 200}
+    assert violations({**hours, "body": {"data": [slot]}}) == []
+    for field, value in (("startTime", "09:00\n"), ("endTime", "9:00"), ("startTime", "x09:00")):
+        assert violations({**hours, "body": {"data": [{**slot, field: value}]}}), (field, value)
+    practitioner = {
+        **dict.fromkeys(["title", "profession", "description", "deletedAt"]),
+        **{"id": 1, "firstname": "A", "lastname": "B", "roleName": "Practitioner"},
+        **{"connections": [], "providerNumbers": []},
+    }
+    record = {"method": "GET", "path_template": "/practitioners/{id}", "status": 200}  # its email: format email
+    assert violations({**record, "body": {**practitioner, "email": "a@b.co"}}) == []
+    for email in ("a@b.co\n", "a b@c.co", "nobody"):
+        assert violations({**record, "body": {**practitioner, "email": email}}) == [
+            f"GET /practitioners/{{id}}: email: {email!r} is not a 'email'"
+        ]
