@@ -1,10 +1,9 @@
 """Extracting a tenant's Cliniko resources into staging.
 
-Every page of every selected resource goes through one pool of worker threads that share the key's
-request budget, so the budget is used whatever the mix of resources. Each route is listed by
-:class:`~cliniko_assets.paging.KeysetWalk` (keyset paging by id, in parallel id windows), which no
-deletion or addition during the crawl can make skip a live record; afterwards the records listed are
-compared with the count Cliniko reports, and a shortfall is reported, never hidden.
+Every page of every selected resource goes through one pool of worker threads sharing the key's budget,
+so it is used whatever the mix of resources. Each route is listed by :class:`~cliniko_assets.paging.KeysetWalk`
+(keyset paging by id, in parallel id windows), which no deletion or addition during the crawl can make skip
+a live record; the records listed are then compared with Cliniko's count, a shortfall reported, never hidden.
 
 Archived and cancelled rows that an older account leaves out of its filtered lists are read from the
 older routes when the main list held none of them (see :mod:`cliniko_assets.catalog`); resources

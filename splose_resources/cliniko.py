@@ -39,7 +39,7 @@ from splose_resources.shared_limits import Budget, shared_state_field
 from splose_resources.storage import Opener
 
 DEFAULT_SHARD = "au1"
-SHARD_PATTERN = re.compile(r"^[a-z]{2}\d{1,2}$")
+SHARD_PATTERN = re.compile(r"^[a-z]{2}\d{1,2}\Z")
 PRODUCTION_URL = "https://api.{shard}.cliniko.com/v1"
 
 

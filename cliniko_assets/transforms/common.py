@@ -205,7 +205,7 @@ def require_timestamp(record: Record, name: str) -> str:
     return found
 
 
-EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}$")
+EMAIL = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s.]{2,}\Z")
 
 
 def email(record: Record, name: str) -> str | None:

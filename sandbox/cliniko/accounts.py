@@ -29,10 +29,10 @@ from sandbox.cliniko.generator import SCALE_NAMES, anchor_for, build_database, c
 from sandbox.cliniko.queries import PageCache
 from sandbox.cliniko.schema import INSERT_SQL, row_for
 
-SHARD = re.compile(r"^[a-z]{2}\d{1,2}$")
+SHARD = re.compile(r"^[a-z]{2}\d{1,2}\Z")
 ROLES = ("admin", "receptionist", "practitioner")
 KEY_ROLES = {"admin": "administrator", "receptionist": "receptionist", "practitioner": "practitioner"}
-NAME = re.compile(r"^[A-Za-z0-9_.]{1,64}$")
+NAME = re.compile(r"^[A-Za-z0-9_.]{1,64}\Z")
 # Records removed without a trace (contacts, patient attachments): gone from every route, kept here only
 # for the ground truth and the export.
 REMOVED_DDL = "CREATE TABLE IF NOT EXISTS _removed (resource TEXT, id INTEGER, body TEXT, PRIMARY KEY (resource, id))"

@@ -37,9 +37,9 @@ from sandbox.cliniko.queries import render
 from sandbox.cliniko.schema import RESOURCES, UNLISTED
 from sandbox.cliniko.settings import patch_settings, settings_body
 
-API_PATH = re.compile(r"^(?:/(?P<shard>[a-z]{2}\d{1,2}))?/v1(?:/(?P<rest>.*))?$")
+API_PATH = re.compile(r"^(?:/(?P<shard>[a-z]{2}\d{1,2}))?/v1(?:/(?P<rest>.*))?\Z")
 WRONG_TOTAL = re.compile(r'(?P<key>"total_ent(?:ries|ires)"): "?(?P<n>\d+)"?')
-USER_AGENT = re.compile(r"^.+ \([^()\s]+@[^()\s]+\)$")
+USER_AGENT = re.compile(r"^.+ \([^()\s]+@[^()\s]+\)\Z")
 DENIED = "HTTP Basic: Access denied."
 S3_ERROR = (
     '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>{code}</Code><Message>{message}</Message>'

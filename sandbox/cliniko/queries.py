@@ -226,7 +226,7 @@ OPERATORS = {
 }
 # Longest first, so ">=" is not read as ">" followed by "=...".
 _ALL_OPS = ("!?", "!=", ">=", "<=", "~~", "?", "=", ">", "<", "~", "*")
-_DATE = re.compile(r"^[0-9*]{4}-[0-9*]{2}-[0-9*]{2}$")
+_DATE = re.compile(r"^[0-9*]{4}-[0-9*]{2}-[0-9*]{2}\Z")
 
 
 @dataclass
