@@ -95,11 +95,12 @@ class ImportRequestResource(dg.ConfigurableResource):
 class MappingProblem:
     kind: str
     cliniko_id: str
-    name: str
+    name: str  # a business's or service's name; "" for a person, who is named by id alone
     problem: str
 
     def line(self) -> str:
-        return f"- {self.kind} '{self.name}' (Cliniko id {self.cliniko_id}): {self.problem}"
+        named = f" '{self.name}'" if self.name else ""  # people (practitioners, users) go by their id alone
+        return f"- {self.kind}{named} (Cliniko id {self.cliniko_id}): {self.problem}"
 
 
 @dataclass

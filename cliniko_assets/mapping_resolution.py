@@ -34,11 +34,6 @@ def _label(record: dict, *fields: str) -> str:
     return "(no name)" if record.get("_state") != MISSING else "(not in Cliniko)"
 
 
-def _person(record: dict) -> str:
-    name = " ".join(str(record[f]) for f in ("first_name", "last_name") if is_set(record.get(f)))
-    return name or _label(record)
-
-
 def _lacks(kind: str, target: str) -> str:
     return f"mapped to {kind} {target}, which the Splose workspace does not have"
 
@@ -148,7 +143,7 @@ class _Resolver:
             if target is None:
                 continue
             if (pid := _as_id(target)) is None or pid not in self.people:
-                self.problem(MappingProblem("user", uid, _person(user), _lacks("practitioner", target)))
+                self.problem(MappingProblem("user", uid, "", _lacks("practitioner", target)))
             else:
                 self.resolved.users[uid] = pid
         return users_by_id
@@ -170,7 +165,6 @@ class _Resolver:
             self.practitioner(practitioner, pid, user_id)
 
     def practitioner(self, practitioner: dict, pid: str, user_id: str | None) -> None:
-        name = _person(practitioner)
         target = self.mapping.practitioners.get(pid)
         via_user = target is None and user_id in self.resolved.users
         used = pid in self.usage.practitioners
@@ -180,9 +174,9 @@ class _Resolver:
             self.resolved.practitioners[pid] = self.resolved.users[user_id or ""]
         elif target is None:
             if used and is_listed(practitioner):
-                self.problem(MappingProblem("practitioner", pid, name, "not mapped to a Splose practitioner"))
+                self.problem(MappingProblem("practitioner", pid, "", "not mapped to a Splose practitioner"))
         elif (sid := _as_id(target)) is None or sid not in self.people:
-            self.problem(MappingProblem("practitioner", pid, name, _lacks("practitioner", target)))
+            self.problem(MappingProblem("practitioner", pid, "", _lacks("practitioner", target)))
         else:
             self.resolved.practitioners[pid] = sid
 
