@@ -23,6 +23,7 @@ import dagster as dg
 import requests
 from pydantic import Field, PrivateAttr
 
+from splose_resources.deployment import check_run, from_environment
 from splose_resources.http import (
     RetriesExhausted,
     RetryPolicy,
@@ -35,7 +36,7 @@ from splose_resources.http import (
 )
 from splose_resources.listing import InvalidJSON, MalformedPage, decode_page
 from splose_resources.ratelimit import WindowLimiter
-from splose_resources.shared_limits import Budget, shared_state_field
+from splose_resources.shared_limits import SHARED_STATE_VARIABLE, Budget, shared_state_field
 from splose_resources.storage import Opener
 
 DEFAULT_SHARD = "au1"
@@ -290,10 +291,10 @@ class ClinikoClient:
 class ClinikoResource(dg.ConfigurableResource):
     """Hands out a :class:`ClinikoClient` per tenant, sharing the key's budget across processes."""
 
-    api_url: str = Field(
-        default=PRODUCTION_URL,
-        description=f"The Cliniko API, '{{shard}}' standing for the key's shard ({PRODUCTION_URL} in "
-        "production); the code location reads CLINIKO_API_URL.",
+    api_url: str | None = Field(
+        default=None,
+        description=f"The Cliniko API, '{{shard}}' standing for the key's shard; CLINIKO_API_URL, else "
+        f"{PRODUCTION_URL}. The deployment's setting: a run's config cannot set it.",
     )
     user_agent: str = "Splose Cliniko importer (integrations@splose.com)"
     requests_per_window: int = 200
@@ -308,8 +309,11 @@ class ClinikoResource(dg.ConfigurableResource):
 
     _keys: dict[str, Secret] = PrivateAttr(default_factory=dict)
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        check_run(context)
+
     def base_url_for(self, shard: str) -> str:
-        return (self.api_url or PRODUCTION_URL).replace("{shard}", shard)
+        return (from_environment(self.api_url, "CLINIKO_API_URL") or PRODUCTION_URL).replace("{shard}", shard)
 
     @contextmanager
     def client(self, tenant: str, api_key: Secret, log: logging.Logger | None = None) -> Iterator[ClinikoClient]:
@@ -321,7 +325,7 @@ class ClinikoResource(dg.ConfigurableResource):
             tenant=tenant,
             limit=self.requests_per_window,
             window_seconds=self.window_seconds,
-            shared_url=self.shared_state_postgres_url,
+            shared_url=from_environment(self.shared_state_postgres_url, SHARED_STATE_VARIABLE),
             state_dir=self.rate_limit_state_dir,
         ).fixed_window()
         client = ClinikoClient(

@@ -27,7 +27,8 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from cliniko_assets.partitions import validate_tenant
-from splose_resources.shared_limits import SharedStore, shared_state_field
+from splose_resources.deployment import check_run, from_environment
+from splose_resources.shared_limits import SHARED_STATE_VARIABLE, SharedStore, shared_state_field
 from splose_resources.staging import instance_home
 from splose_resources.storage import private_dir, write_private
 
@@ -59,14 +60,21 @@ class NotifierResource(dg.ConfigurableResource):
     )
     sender: str = "imports@splose.com"
     smtp_host: str | None = Field(default=None, description="Mail server; unset: messages go to the outbox.")
-    smtp_port: int = 25
+    smtp_port: int | None = Field(default=None, description="The mail server's port: SMTP_PORT, else 25.")
     smtp_username: str | None = Field(default=None, description="Set: STARTTLS, then login (never in clear).")
     smtp_password: str | None = Field(default=None, repr=False, json_schema_extra={"dagster__is_secret": True})
     shared_state_postgres_url: str | None = shared_state_field()
     _instance_home: Path | None = PrivateAttr(default=None)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        check_run(context)
         self._instance_home = instance_home(context)
+
+    def _setting(self, name: str) -> str | None:
+        """A deployment setting of the mail server or the shared state (see :mod:`splose_resources.deployment`)."""
+        variable = {"shared_state_postgres_url": SHARED_STATE_VARIABLE}.get(name, name.upper())
+        value = from_environment(getattr(self, name), variable)
+        return None if value is None else str(value)
 
     def outbox_dir(self) -> Path:
         if self.outbox:
@@ -98,10 +106,11 @@ class NotifierResource(dg.ConfigurableResource):
     @contextmanager
     def _claim(self, tenant: str, import_id: int, outcome: str, path: Path) -> Iterator[bool]:
         """True when this process is to send the message; a failed send gives the claim back."""
-        if not self.shared_state_postgres_url:
+        shared_url = self._setting("shared_state_postgres_url")
+        if not shared_url:
             yield not (path.exists() or (path.parent / "sent" / path.name).exists())
             return
-        store = SharedStore.for_url(self.shared_state_postgres_url)
+        store = SharedStore.for_url(shared_url)
         store.ensure_schema("import_emails", EMAILS_SCHEMA)
         with store.transaction() as cursor:
             cursor.execute(
@@ -130,19 +139,21 @@ class NotifierResource(dg.ConfigurableResource):
                 )
 
     def _deliver(self, message: EmailMessage, path: Path, import_id: int) -> None:
-        if not self.smtp_host:
+        host, username = self._setting("smtp_host"), self._setting("smtp_username")
+        port = int(self._setting("smtp_port") or 25)
+        if not host:
             write_private(path, bytes(message))
             return
         try:
-            with smtplib.SMTP(self.smtp_host, self.smtp_port, timeout=SMTP_TIMEOUT_SECONDS) as smtp:
-                if self.smtp_username:
+            with smtplib.SMTP(host, port, timeout=SMTP_TIMEOUT_SECONDS) as smtp:
+                if username:
                     smtp.starttls()
-                    smtp.login(self.smtp_username, self.smtp_password or "")
+                    smtp.login(username, self._setting("smtp_password") or "")
                 smtp.send_message(message)
         except (OSError, smtplib.SMTPException) as error:
             raise NotifierError(
                 f"Could not email the clinic about import {import_id} through the mail server "
-                f"{self.smtp_host}:{self.smtp_port} ({type(error).__name__}); check SMTP_HOST, SMTP_PORT and "
+                f"{host}:{port} ({type(error).__name__}); check SMTP_HOST, SMTP_PORT and "
                 "the server's credentials. Nothing was recorded as sent: the next attempt sends it."
             ) from None
         write_private(private_dir(path.parent / "sent") / path.name, bytes(message))

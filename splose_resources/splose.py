@@ -37,6 +37,7 @@ import requests
 from pydantic import Field
 from requests_toolbelt import MultipartEncoder
 
+from splose_resources.deployment import check_run, from_environment
 from splose_resources.http import (
     RetriesExhausted,
     RetryPolicy,
@@ -48,7 +49,7 @@ from splose_resources.http import (
     session,
 )
 from splose_resources.ratelimit import RateLimiter
-from splose_resources.shared_limits import Budget, shared_state_field
+from splose_resources.shared_limits import SHARED_STATE_VARIABLE, Budget, shared_state_field
 from splose_resources.storage import Opener
 
 T = TypeVar("T")
@@ -644,9 +645,10 @@ class SploseResource(dg.ConfigurableResource):
     """Hands out Splose clients. ``definitions.py`` sets the URL and the token from the environment
     (``dg.EnvVar``, read at run time); the token is never a plain value in code or run config."""
 
-    api_url: str = Field(
-        default=PRODUCTION_URL,
-        description=f"The Splose API ({PRODUCTION_URL} in production); the code location reads SPLOSE_API_URL.",
+    api_url: str | None = Field(
+        default=None,
+        description=f"The Splose API: SPLOSE_API_URL, else {PRODUCTION_URL}. The deployment's setting: a run's "
+        "config cannot set it.",
     )
     platform_token: str = Field(
         default="",
@@ -668,11 +670,14 @@ class SploseResource(dg.ConfigurableResource):
     read_timeout_seconds: float = 120.0
     max_attempts: int = 8
 
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        check_run(context)
+
     def base_url(self) -> str:
-        return self.api_url or PRODUCTION_URL
+        return from_environment(self.api_url, "SPLOSE_API_URL") or PRODUCTION_URL
 
     def token(self) -> Secret:
-        value = self.platform_token.strip()
+        value = (from_environment(self.platform_token, TOKEN_VARIABLE) or "").strip()
         if not value:
             raise SploseAuthError(
                 f"No Splose platform token: set the environment variable {TOKEN_VARIABLE} to the import-scoped "
@@ -735,7 +740,7 @@ class SploseResource(dg.ConfigurableResource):
             tenant=tenant,
             limit=limit,
             window_seconds=self.window_seconds,
-            shared_url=self.shared_state_postgres_url,
+            shared_url=from_environment(self.shared_state_postgres_url, SHARED_STATE_VARIABLE),
             state_dir=self.rate_limit_state_dir,
         ).sliding_window()
 

@@ -26,6 +26,7 @@ from splose_resources.cliniko import FILE_MISSING, FILE_REFUSED
 from splose_resources.notifier import NotifierResource
 from splose_resources.splose import SploseNotFound
 from tests.conftest import RESOURCES, Clinic, materializations, splose_from_env
+from tests.loopback import JsonHandler, loopback_server
 from tests.s3_server import s3_server, s3_staging  # noqa: F401 (fixtures)
 from tests.test_import import (  # noqa: F401 (fixtures)
     TOKEN,
@@ -414,3 +415,63 @@ def test_a_failed_resync_keeps_the_import_complete_and_says_so_once(tiny_import,
     ]
     told = read_email(tiny_import.outbox / f"import-{request['id']}-failed-{resync.run_id}.eml")
     assert told.startswith("Your Cliniko sync needs attention") and "is writing its staged data" in told
+
+
+class _Capture(JsonHandler):
+    """Anything a run sends where run config pointed it."""
+
+    seen: list[str] = []
+
+    def do_GET(self):
+        type(self).seen.append(f"{self.command} {self.path}")
+        self.answer(200, {})
+
+    do_POST = do_PUT = do_PATCH = do_DELETE = do_GET
+
+
+def test_run_config_cannot_set_where_the_services_are_their_secrets_or_the_staging_root(
+    tiny_import, instance, tmp_path
+):
+    # A launchpad's run config could point the Splose client (with the platform token, which reads any
+    # workspace's Cliniko key) or the Cliniko client (with the clinic's key) at any host, or put a clinic's
+    # staging under another's root. Each is refused before anything is sent; nothing reaches the host.
+    tenant = tiny_import.clinic.tenant
+    request = tiny_import.submit()
+    config = run_config_for(request)
+    job = defs.resolve_job_def("import_job")
+    before = cliniko_requests(tiny_import.clinic)
+    with loopback_server(_Capture) as url:
+        for key, field, value in (
+            ("splose", "api_url", f"{url}/v1"),
+            ("splose", "platform_token", {"env": "SPLOSE_PLATFORM_TOKEN"}),
+            ("cliniko", "api_url", url),
+            ("staging", "uri", str(tmp_path / "clinic-other")),
+            ("notifier", "smtp_host", "127.0.0.1"),
+        ):
+            resources = {**config.get("resources", {}), key: {"config": {field: value}}}
+            result = job.execute_in_process(
+                instance=instance,
+                partition_key=tenant,
+                run_config={**config, "resources": resources},
+                raise_on_error=False,
+            )
+            assert not result.success, (key, field)
+            (failure,) = [e for e in result.all_events if e.event_type_value == "RESOURCE_INIT_FAILURE"]
+            message = failure.event_specific_data.error.message
+            assert f"sets resources.{key}.config.{field}" in message and "never a run's" in message, message
+            assert tiny_import.clinic.keys["admin"] not in message and TOKEN not in message
+    assert _Capture.seen == []
+    assert cliniko_requests(tiny_import.clinic) == before
+    assert not (tmp_path / "clinic-other").exists()
+    assert tiny_import.status(request["id"])["status"] == "submitted"
+
+    # A run whose config sets a resource's other fields alone (Dagster rebuilds that resource from them, every
+    # other field at its default) still goes where the deployment does: the sandboxes, the clinic's staging.
+    resources = {**config.get("resources", {}), "cliniko": {"config": {"concurrency": 3}}, "splose": {"config": {}}}
+    result = job.execute_in_process(
+        instance=instance, partition_key=tenant, run_config={**config, "resources": resources}
+    )
+    assert result.success
+    assert cliniko_requests(tiny_import.clinic) > before
+    assert tiny_import.status(request["id"])["status"] == "complete"
+    assert len(tiny_import.dump("clients")) > 0

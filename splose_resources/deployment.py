@@ -1,0 +1,80 @@
+"""Deployment settings: where Cliniko and Splose are, the platform token, staging's root, the shared state and
+the mail server. They are the deployment's, read from the environment the code location runs in (the
+variables :mod:`cliniko_assets.definitions` names), never a run's:
+
+- a run whose config sets one (``resources: {splose: {config: {api_url: ...}}}``, which the launchpad
+  allows) is refused before the resource does anything: such a run could send the platform token, a
+  clinic's Cliniko key or its patients' data to any host, or stage one clinic's data under another's root;
+- a run whose config sets a resource's other fields (``cliniko: {config: {concurrency: 8}}``) gets a
+  resource Dagster rebuilt from those fields alone, every other one at its class default: the deployment
+  settings are then read from the same variables, so such a run still goes where the deployment does and
+  shares its budget.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import Any
+
+# Resource key -> its fields that are the deployment's -> the environment variable the code location reads.
+DEPLOYMENT_FIELDS: dict[str, dict[str, str | None]] = {
+    "cliniko": {
+        "api_url": "CLINIKO_API_URL",
+        "shared_state_postgres_url": "SHARED_STATE_POSTGRES_URL",
+        "rate_limit_state_dir": None,
+    },
+    "splose": {
+        "api_url": "SPLOSE_API_URL",
+        "platform_token": "SPLOSE_PLATFORM_TOKEN",
+        "shared_state_postgres_url": "SHARED_STATE_POSTGRES_URL",
+        "rate_limit_state_dir": None,
+    },
+    "staging": {"uri": "STAGING_URI"},
+    "notifier": {
+        "outbox": None,
+        "smtp_host": "SMTP_HOST",
+        "smtp_port": "SMTP_PORT",
+        "smtp_username": "SMTP_USERNAME",
+        "smtp_password": "SMTP_PASSWORD",
+        "shared_state_postgres_url": "SHARED_STATE_POSTGRES_URL",
+    },
+}
+
+
+class DeploymentSettingInRunConfig(ValueError):
+    """A run's config sets what only the deployment sets."""
+
+
+def from_environment(value: Any, variable: str) -> Any:
+    """``value`` as the resource has it, or, when it has none, the deployment's variable (None when unset)."""
+    if value not in (None, ""):
+        return value
+    return os.environ.get(variable) or None
+
+
+def refuse_in_run_config(run_config: Mapping[str, Any] | None) -> None:
+    """Refuse a run whose config sets a deployment setting of any resource; names each one and what to do."""
+    resources = (run_config or {}).get("resources") or {}
+    found = []
+    for key, fields in DEPLOYMENT_FIELDS.items():
+        config = (resources.get(key) or {}).get("config") if isinstance(resources.get(key), Mapping) else None
+        if isinstance(config, Mapping):
+            found += [
+                f"resources.{key}.config.{name}" + (f" (the deployment's {fields[name]})" if fields[name] else "")
+                for name in fields
+                if name in config
+            ]
+    if found:
+        raise DeploymentSettingInRunConfig(
+            f"This run's config sets {', '.join(found)}: where Cliniko, Splose, staging and the mail server are, "
+            "their tokens and the shared state are the deployment's settings, never a run's. Remove them from the "
+            "run config and launch again; to change them, change the code location's environment."
+        )
+
+
+def check_run(context: Any) -> None:
+    """For a resource's ``setup_for_execution``: refuse the run (a sensor's tick has none) as above."""
+    run = getattr(context, "run", None)
+    if run is not None:
+        refuse_in_run_config(run.run_config)
