@@ -134,7 +134,7 @@ STEPS_VARIABLE = "BENCH_LOAD_STEPS"  # "in-process": the import's steps one at a
 EXTRACTING = ("cliniko_clinic", "cliniko_extract", "patient_files")
 
 
-def child_import(window: float, concurrency: int, outbox: str, resync: str) -> dict:
+def child_import(window: float, concurrency: int, resync: str) -> dict:
     """Run the import job: built by the import-request sensor (a first import), or for import ``resync`` (a
     re-sync of it, incremental, on the same instance and staging); everything it reports, as JSON."""
     import dagster as dg
@@ -158,7 +158,7 @@ def child_import(window: float, concurrency: int, outbox: str, resync: str) -> d
             run_config = dict(run_request.run_config)
             run_config["resources"] = {**run_config["resources"], "extraction": {"config": {"full_refresh": True}}}
         run_config["loggers"] = {"console": {"config": {"log_level": "WARNING"}}}
-        run_config["resources"] = {**run_config["resources"], **_budgets(window, concurrency, outbox)}
+        run_config["resources"] = {**run_config["resources"], **_budgets(window, concurrency)}
         tags = {**tags, "dagster/partition": partition_key}
         if os.environ.get(STEPS_VARIABLE) == "in-process":  # one step at a time: each step's CPU is this process's
             clock = CpuClock().start()
@@ -218,21 +218,13 @@ def child_import(window: float, concurrency: int, outbox: str, resync: str) -> d
     }
 
 
-def _budgets(window: float, concurrency: int, outbox: str) -> dict:
-    """The resources' budgets and outbox for the bench, as run config (which replaces the code location's
-    configuration of a resource: its URLs and token are given again)."""
+def _budgets(window: float, concurrency: int) -> dict:
+    """The resources' budgets for the bench, as run config (a resource given run config is rebuilt from it
+    alone; its URLs and token, the deployment's, are read from the environment, and the emails go to the
+    outbox in the bench's DAGSTER_HOME)."""
     return {
-        "cliniko": {
-            "config": {"api_url": {"env": "CLINIKO_API_URL"}, "window_seconds": window, "concurrency": concurrency}
-        },
-        "splose": {
-            "config": {
-                "api_url": {"env": "SPLOSE_API_URL"},
-                "platform_token": {"env": "SPLOSE_PLATFORM_TOKEN"},
-                "window_seconds": window,
-            }
-        },
-        "notifier": {"config": {"outbox": outbox}},
+        "cliniko": {"config": {"window_seconds": window, "concurrency": concurrency}},
+        "splose": {"config": {"window_seconds": window}},
     }
 
 
@@ -315,7 +307,7 @@ def bench_scale(
             watcher = threading.Thread(target=report_progress, args=(admin, scale, window, progress, stop), daemon=True)
             if progress > 0:
                 watcher.start()
-            child_args = ["import", f"{window:g}", str(concurrency), str(Path(workdir) / "outbox")]
+            child_args = ["import", f"{window:g}", str(concurrency)]
             splose_before = splose_requests(splose.url)
             # Launched as a budget window opens: a run started in a window's last seconds could not spend that
             # window's budget before Dagster has started its first step, so the ratio would hang on the phase.
@@ -425,7 +417,7 @@ def main() -> None:
     if len(sys.argv) > 1 and sys.argv[1] == "import":
         if os.environ.get(cpu.CODE_DIR):
             use_project_code(os.environ[cpu.CODE_DIR])
-        print(json.dumps(child_import(float(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5])))
+        print(json.dumps(child_import(float(sys.argv[2]), int(sys.argv[3]), sys.argv[4])))
         return
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scales", default="small,large")

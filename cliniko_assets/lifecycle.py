@@ -61,6 +61,7 @@ def bound_import(
     the report or by the failure sensor). ``None`` only for local development runs without an import.
     """
     tenant = validate_tenant(context.partition_key)
+    refuse_other_tenants_reexecution(context.instance, context.run, tenant)
     import_id, source = chosen_import_id(context, import_request, tenant)
     if import_id is None and import_request.local_development:
         return None
@@ -87,6 +88,22 @@ def bound_import(
     run_import = run_import_for(record, tenant, import_request, source)
     record_on_run(context, run_import)
     return run_import
+
+
+def refuse_other_tenants_reexecution(instance: dg.DagsterInstance, run: dg.DagsterRun, tenant: str) -> None:
+    """A re-execution takes its parent's plan and outputs: one whose partition was changed to another tenant
+    would load and report this tenant from what the other's run left (or from nothing). Refused, naming both."""
+    for run_id in dict.fromkeys(r for r in (run.parent_run_id, run.root_run_id) if r):
+        parent = instance.get_run_by_id(run_id)
+        other = parent.tags.get(PARTITION_TAG) if parent is not None else None
+        if other and other != tenant:
+            raise dg.Failure(
+                description=f"This run re-executes run {run_id[:8]} of tenant '{other}' with partition '{tenant}': a "
+                f"re-execution reuses its parent's plan and outputs, so it would import tenant '{tenant}' from what "
+                f"tenant '{other}''s run left. Refused before anything was read or written. Launch a new run for "
+                f"partition '{tenant}' instead (or re-execute run {run_id[:8]} for '{other}' as it was).",
+                metadata={"tenant": tenant, "parent_run_tenant": other, "what_to_do": "launch a new run"},
+            )
 
 
 def _import_of(imports: SploseImportClient, import_id: int, tenant: str) -> dict:

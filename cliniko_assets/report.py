@@ -113,7 +113,9 @@ def import_report(
             integrity = referential_integrity(run, workspace)
             _refuse_unaccounted(run, rows, integrity)
             reports = list(rows.values())
-            gaps = extraction_gaps(context.instance, run.tenant)
+            extracted = latest_extractions(context.instance, run.tenant)
+            _refuse_unextracted(run, extracted)
+            gaps = extraction_gaps(extracted)
             attention = [line for report in reports for line in needs_attention(report)] + gaps
             notes = [line for report in reports for line in row_notes(report)]
             message = completion_message(run.tenant, attention) + "".join(f"\n{line}" for line in notes)
@@ -138,15 +140,35 @@ def import_report(
     )
 
 
-def extraction_gaps(instance: dg.DagsterInstance, tenant: str) -> list[str]:
+def latest_extractions(instance: dg.DagsterInstance, tenant: str) -> dict[str, dict | None]:
+    """Each ``cliniko/*`` asset's latest metadata for ``tenant``; None for one never materialized for it."""
+    found = {spec.name: latest_metadata(instance, cliniko_key(spec.name), tenant) for spec in CATALOG}
+    return {name: values if run_id else None for name, (run_id, values) in found.items()}
+
+
+def _refuse_unextracted(run: LoadRun, extracted: dict[str, dict | None]) -> None:
+    """An import whose Cliniko data was never extracted for its tenant is not complete, whatever the loads
+    found: they found nothing (a run re-executed from another tenant's, a selection without the extraction)."""
+    never = [name for name, values in extracted.items() if values is None]
+    if never:
+        assets = ", ".join(f"cliniko/{name}" for name in never)
+        raise dg.Failure(
+            description=f"Import {run.import_id} of tenant '{run.tenant}' cannot be reported complete: its Cliniko "
+            f"data was never extracted for this tenant (no materialization of {assets} "
+            f"for partition '{run.tenant}'). Launch the whole import for partition '{run.tenant}' (not a "
+            "re-execution of another tenant's run, nor a selection without the cliniko assets).",
+            metadata={"tenant": run.tenant, "never_extracted": dg.MetadataValue.json(never)},
+        )
+
+
+def extraction_gaps(extracted: dict[str, dict | None]) -> list[str]:
     """What the tenant's latest extraction could not list (Cliniko refused a filter and has no route for it,
     or a route is absent: metadata ``not_detected`` of each ``cliniko/*`` asset), one warning per kind of
     record. Those records (archived, cancelled), or those changes (deletions), are not brought across, so
     the import is complete with warnings rather than complete."""
     gaps: list[str] = []
     for spec in CATALOG:
-        _, values = latest_metadata(instance, cliniko_key(spec.name), tenant)
-        details = values.get("not_detected")
+        details = (extracted[spec.name] or {}).get("not_detected")
         if isinstance(details, dict):
             gaps.extend(
                 f"{spec.name}: {detail}, so those records, or those changes to them, are not brought across "

@@ -55,15 +55,9 @@ def test_steps_run_side_by_side_within_the_keys_budget_and_loads_overlap_the_ext
             instance.add_dynamic_partitions("tenants", ["side-by-side"])
             run_config = run_config_for({"id": import_id})
             run_config["resources"] |= {
-                # Run config for a resource replaces the code location's: its URL is given again.
-                "cliniko": {
-                    "config": {
-                        "api_url": {"env": "CLINIKO_API_URL"},
-                        "window_seconds": WINDOW,
-                        "requests_per_window": LIMIT,
-                    }
-                },
-                "notifier": {"config": {"outbox": str(tmp_path / "outbox")}},
+                # Run config for a resource replaces the code location's: its URL, the deployment's, is then read
+                # from the environment (it cannot be given in run config).
+                "cliniko": {"config": {"window_seconds": WINDOW, "requests_per_window": LIMIT}},
             }
             code_location = ReconstructableRepository.for_module("cliniko_assets.definitions", "defs", str(PROJECT))
             with dg.execute_job(

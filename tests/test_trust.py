@@ -15,6 +15,7 @@ from datetime import datetime
 
 import dagster as dg
 import pytest
+from dagster._core.definitions.reconstruct import ReconstructableRepository
 
 from cliniko_assets.definitions import defs
 from cliniko_assets.lifecycle import IMPORT_ID_TAG, PARTITION_TAG
@@ -25,7 +26,7 @@ from sandbox.harness import running_server
 from splose_resources.cliniko import FILE_MISSING, FILE_REFUSED
 from splose_resources.notifier import NotifierResource
 from splose_resources.splose import SploseNotFound
-from tests.conftest import RESOURCES, Clinic, materializations, splose_from_env
+from tests.conftest import PROJECT, RESOURCES, Clinic, materializations, splose_from_env
 from tests.loopback import JsonHandler, loopback_server
 from tests.s3_server import s3_server, s3_staging  # noqa: F401 (fixtures)
 from tests.test_import import (  # noqa: F401 (fixtures)
@@ -81,6 +82,10 @@ def emails(tiny: Import) -> list[str]:
 
 def step_failure(result: dg.ExecuteInProcessResult) -> str:
     (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"][:1]
+    return step_failure_text(failure)
+
+
+def step_failure_text(failure: dg.DagsterEvent) -> str:
     data = failure.event_specific_data
     return data.user_failure_data.description if data.user_failure_data else data.error.message
 
@@ -475,3 +480,52 @@ def test_run_config_cannot_set_where_the_services_are_their_secrets_or_the_stagi
     assert cliniko_requests(tiny_import.clinic) > before
     assert tiny_import.status(request["id"])["status"] == "complete"
     assert len(tiny_import.dump("clients")) > 0
+
+
+def test_a_reexecution_of_one_tenants_run_for_another_is_refused_and_no_import_is_complete_unextracted(
+    tiny_import, instance, splose_sandbox, tmp_path, monkeypatch
+):
+    # Tenant A's run fails at the mapping check, after its extraction. Re-executed from failure with the
+    # partition changed to B (the launchpad allows it), the new run would skip B's extraction and load and
+    # report B from A's plan: B's import "complete" with nothing in it. Refused, naming both tenants.
+    tenant_b = Import(other_clinic(tiny_import.clinic, monkeypatch), splose_sandbox.url, tmp_path, monkeypatch)
+    instance.add_dynamic_partitions(tenants.name, [tenant_b.clinic.tenant])
+    a, b = tiny_import.clinic.tenant, tenant_b.clinic.tenant
+    mapping = {kind: dict(entries) for kind, entries in tiny_import.mapping.items()}
+    mapping["locations"].pop(next(b for b, t in mapping["locations"].items() if t != "ignore"))
+    request_a, request_b = tiny_import.submit(mapping), tenant_b.submit()
+    job = ReconstructableRepository.for_module(
+        "cliniko_assets.definitions", "defs", str(PROJECT)
+    ).get_reconstructable_job("import_job")
+    with dg.execute_job(
+        job, instance=instance, run_config=run_config_for(request_a), tags={PARTITION_TAG: a}
+    ) as parent:
+        assert not parent.success
+    before = cliniko_requests(tenant_b.clinic)
+    with dg.execute_job(
+        job,
+        instance=instance,
+        reexecution_options=dg.ReexecutionOptions.from_failure(parent.run_id, instance),
+        run_config={},  # the parent's import id cleared: the run would take tenant B's latest import
+        tags={PARTITION_TAG: b},
+    ) as child:
+        assert not child.success
+        failures = [step_failure_text(e) for e in child.all_events if e.event_type_value == "STEP_FAILURE"]
+    refusal = f"re-executes run {parent.run_id[:8]} of tenant '{a}' with partition '{b}'"
+    assert failures and all(refusal in failure for failure in failures), failures
+    assert cliniko_requests(tenant_b.clinic) == before
+    assert tenant_b.status(request_b["id"])["status"] == "submitted" and tenant_b.dump("clients") == []
+
+    # B's loads and report alone (a selection without the extraction): the report refuses to call it complete.
+    result = defs.resolve_job_def("import_job").execute_in_process(
+        instance=instance,
+        partition_key=b,
+        run_config=run_config_for(request_b),
+        asset_selection=[
+            k for k in defs.resolve_job_def("import_job").asset_layer.executable_asset_keys if k.path[0] == "splose"
+        ],
+        raise_on_error=False,
+    )
+    assert not result.success
+    assert "cannot be reported complete: its Cliniko data was never extracted for this tenant" in step_failure(result)
+    assert tenant_b.status(request_b["id"])["status"] != "complete"
