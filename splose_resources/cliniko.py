@@ -23,7 +23,7 @@ import dagster as dg
 import requests
 from pydantic import Field, PrivateAttr
 
-from splose_resources.deployment import check_run, from_environment
+from splose_resources.deployment import check_run, setting
 from splose_resources.http import (
     RetriesExhausted,
     RetryPolicy,
@@ -36,7 +36,7 @@ from splose_resources.http import (
 )
 from splose_resources.listing import InvalidJSON, MalformedPage, decode_page
 from splose_resources.ratelimit import WindowLimiter
-from splose_resources.shared_limits import SHARED_STATE_VARIABLE, Budget, shared_state_field
+from splose_resources.shared_limits import Budget, shared_state_field
 from splose_resources.storage import Opener
 
 DEFAULT_SHARD = "au1"
@@ -313,7 +313,7 @@ class ClinikoResource(dg.ConfigurableResource):
         check_run(context)
 
     def base_url_for(self, shard: str) -> str:
-        return (from_environment(self.api_url, "CLINIKO_API_URL") or PRODUCTION_URL).replace("{shard}", shard)
+        return (setting("cliniko", self, "api_url") or PRODUCTION_URL).replace("{shard}", shard)
 
     @contextmanager
     def client(self, tenant: str, api_key: Secret, log: logging.Logger | None = None) -> Iterator[ClinikoClient]:
@@ -325,7 +325,7 @@ class ClinikoResource(dg.ConfigurableResource):
             tenant=tenant,
             limit=self.requests_per_window,
             window_seconds=self.window_seconds,
-            shared_url=from_environment(self.shared_state_postgres_url, SHARED_STATE_VARIABLE),
+            shared_url=setting("cliniko", self, "shared_state_postgres_url"),
             state_dir=self.rate_limit_state_dir,
         ).fixed_window()
         client = ClinikoClient(

@@ -17,7 +17,8 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
-# Resource key -> its fields that are the deployment's -> the environment variable the code location reads.
+# Resource key -> its fields that are the deployment's -> the environment variable the code location reads
+# (SHARED_STATE_POSTGRES_URL is shared_limits.SHARED_STATE_VARIABLE, not imported: shared_limits imports staging).
 DEPLOYMENT_FIELDS: dict[str, dict[str, str | None]] = {
     "cliniko": {
         "api_url": "CLINIKO_API_URL",
@@ -46,9 +47,12 @@ class DeploymentSettingInRunConfig(ValueError):
     """A run's config sets what only the deployment sets."""
 
 
-def from_environment(value: Any, variable: str) -> Any:
-    """``value`` as the resource has it, or, when it has none, the deployment's variable (None when unset)."""
-    if value not in (None, ""):
+def setting(key: str, resource: Any, name: str) -> Any:
+    """``resource``'s (the resource ``key``'s) deployment setting ``name``: as the resource has it, or, when it
+    has none, the variable the deployment sets it with (None when that is unset too)."""
+    value = getattr(resource, name)
+    variable = DEPLOYMENT_FIELDS[key][name]
+    if value not in (None, "") or variable is None:
         return value
     return os.environ.get(variable) or None
 

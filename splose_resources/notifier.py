@@ -27,8 +27,8 @@ import dagster as dg
 from pydantic import Field, PrivateAttr
 
 from cliniko_assets.partitions import validate_tenant
-from splose_resources.deployment import check_run, from_environment
-from splose_resources.shared_limits import SHARED_STATE_VARIABLE, SharedStore, shared_state_field
+from splose_resources.deployment import check_run, setting
+from splose_resources.shared_limits import SharedStore, shared_state_field
 from splose_resources.staging import instance_home
 from splose_resources.storage import private_dir, write_private
 
@@ -72,8 +72,7 @@ class NotifierResource(dg.ConfigurableResource):
 
     def _setting(self, name: str) -> str | None:
         """A deployment setting of the mail server or the shared state (see :mod:`splose_resources.deployment`)."""
-        variable = {"shared_state_postgres_url": SHARED_STATE_VARIABLE}.get(name, name.upper())
-        value = from_environment(getattr(self, name), variable)
+        value = setting("notifier", self, name)
         return None if value is None else str(value)
 
     def outbox_dir(self) -> Path:

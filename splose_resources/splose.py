@@ -37,7 +37,7 @@ import requests
 from pydantic import Field
 from requests_toolbelt import MultipartEncoder
 
-from splose_resources.deployment import check_run, from_environment
+from splose_resources.deployment import check_run, setting
 from splose_resources.http import (
     RetriesExhausted,
     RetryPolicy,
@@ -49,7 +49,7 @@ from splose_resources.http import (
     session,
 )
 from splose_resources.ratelimit import RateLimiter
-from splose_resources.shared_limits import SHARED_STATE_VARIABLE, Budget, shared_state_field
+from splose_resources.shared_limits import Budget, shared_state_field
 from splose_resources.storage import Opener
 
 T = TypeVar("T")
@@ -674,10 +674,10 @@ class SploseResource(dg.ConfigurableResource):
         check_run(context)
 
     def base_url(self) -> str:
-        return from_environment(self.api_url, "SPLOSE_API_URL") or PRODUCTION_URL
+        return setting("splose", self, "api_url") or PRODUCTION_URL
 
     def token(self) -> Secret:
-        value = (from_environment(self.platform_token, TOKEN_VARIABLE) or "").strip()
+        value = (setting("splose", self, "platform_token") or "").strip()
         if not value:
             raise SploseAuthError(
                 f"No Splose platform token: set the environment variable {TOKEN_VARIABLE} to the import-scoped "
@@ -740,7 +740,7 @@ class SploseResource(dg.ConfigurableResource):
             tenant=tenant,
             limit=limit,
             window_seconds=self.window_seconds,
-            shared_url=from_environment(self.shared_state_postgres_url, SHARED_STATE_VARIABLE),
+            shared_url=setting("splose", self, "shared_state_postgres_url"),
             state_dir=self.rate_limit_state_dir,
         ).sliding_window()
 

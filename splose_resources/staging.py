@@ -44,7 +44,7 @@ import pyarrow.parquet as pq
 from pydantic import Field, PrivateAttr
 
 from cliniko_assets.partitions import validate_tenant
-from splose_resources.deployment import check_run, from_environment
+from splose_resources.deployment import check_run, setting
 from splose_resources.standing import standing_rows
 from splose_resources.storage import LockHeld, StagingUnavailable, Storage, storage_for
 from splose_resources.storage import open_private as open_private  # the local private writes, re-exported
@@ -147,7 +147,7 @@ class StagingStore(dg.ConfigurableResource):
     def storage(self) -> Storage:
         if self._storage is None:
             home = str(self._instance_home / "staging") if self._instance_home else None
-            value = from_environment(self.uri, "STAGING_URI") or home
+            value = setting("staging", self, "uri") or home
             if not value:
                 raise StagingUnavailable(
                     "Staging has no root: set STAGING_URI (read by the code location), or use the store inside a "

@@ -129,3 +129,27 @@ def test_no_module_of_the_asset_package_is_over_400_lines():
     sizes = {path.relative_to(package).as_posix(): len(path.read_text().splitlines()) for path in package.rglob("*.py")}
     assert len(sizes) > 30
     assert {name: n for name, n in sizes.items() if n > 400} == {}
+
+
+def test_each_module_of_the_resources_and_each_entry_point_imports_first_in_a_fresh_interpreter():
+    """An import cycle breaks only the processes that import one of its modules first (a daemon's code server
+    did, importing the definitions: deployment -> shared_limits -> ratelimit -> staging -> deployment)."""
+    import subprocess
+    import sys
+
+    project = Path(__file__).resolve().parents[2]
+    modules = sorted(f"splose_resources.{path.stem}" for path in (project / "splose_resources").glob("[!_]*.py"))
+    modules += ["cliniko_assets.definitions", "cliniko_assets.preload", "cliniko_assets.cli"]
+    failed = {}
+    for start in range(0, len(modules), 4):  # four interpreters at a time, each importing its module first
+        runs = {
+            name: subprocess.Popen(
+                [sys.executable, "-c", f"import {name}"], cwd=project, stderr=subprocess.PIPE, text=True
+            )
+            for name in modules[start : start + 4]
+        }
+        for name, process in runs.items():
+            _, err = process.communicate(timeout=300)
+            if process.returncode:
+                failed[name] = err.strip().splitlines()[-1:]
+    assert len(modules) >= 15 and failed == {}
