@@ -298,9 +298,26 @@ def capped_splose(tmp_path):
         yield server
 
 
+def _with_a_big_file_to_import(clinic: Clinic, instance, monkeypatch) -> Clinic:
+    """``clinic``, or a tiny clinic of another seed, whose file over 5 MB belongs to a patient not deleted (the
+    generator gives it a random patient: for some seeds, one whose files are skipped as "client not imported")."""
+    for seed in (None, *range(700, 720)):
+        if seed is not None:
+            account = f"bigfile{seed}"
+            clinic.admin.create_account(account, seed=seed, scale="tiny")
+            clinic = Clinic(clinic.admin, account, f"bigfile-{seed}", clinic.staging, monkeypatch)
+            instance.add_dynamic_partitions(tenants.name, [clinic.tenant])
+        deleted = {str(p["id"]) for p in clinic.admin.export(clinic.account, "patients") if p.get("deleted_at")}
+        big = [a for a in clinic.admin.export(clinic.account, "patient_attachments") if a["size"] > 5 * 1024 * 1024]
+        if big and big[0]["patient"]["links"]["self"].rsplit("/", 1)[-1] not in deleted:
+            return clinic
+    raise AssertionError("no tiny clinic of 21 seeds has a big file of a live patient")
+
+
 def test_unreadable_and_rejected_files_make_it_complete_with_warnings_naming_them(
     clinic, instance, capped_splose, tmp_path, monkeypatch
 ):
+    clinic = _with_a_big_file_to_import(clinic, instance, monkeypatch)
     tiny = Import(clinic, capped_splose.url, tmp_path, monkeypatch)
     attachments = list(clinic.admin.export(clinic.account, "patient_attachments"))
     deleted = {str(p["id"]) for p in clinic.admin.export(clinic.account, "patients") if p.get("deleted_at")}
