@@ -333,14 +333,17 @@ def record_text(record: dict | ListedRecord) -> bytes:
     return record.text if isinstance(record, ListedRecord) else record_json(record)
 
 
+def names(exc: ClinikoRequestError, field: str) -> bool:
+    """Whether Cliniko's message in ``exc`` names the filter field ``field``."""
+    return re.search(rf"\b{re.escape(field)}\b", str(exc)) is not None
+
+
 def refuses_field(exc: ClinikoRequestError, field: str, others: Params) -> bool:
     """Whether ``exc`` is a 400 for the filter on ``field``: it names that field, or none of the ``others``."""
     if exc.status != 400:
         return False
     fields = {v.partition(":")[0] for k, v in others if k == "q[]"} - {field}
-    return re.search(rf"\b{re.escape(field)}\b", str(exc)) is not None or not any(
-        re.search(rf"\b{re.escape(name)}\b", str(exc)) for name in fields
-    )
+    return names(exc, field) or not any(names(exc, name) for name in fields)
 
 
 class RefusedFilters:
@@ -367,7 +370,7 @@ class RefusedFilters:
         if exc.status != 400:
             return []
         sent = [v for k, v in params if k == "q[]"]
-        named = [v for v in sent if re.search(rf"\b{re.escape(v.partition(':')[0])}\b", str(exc))]
+        named = [v for v in sent if names(exc, v.partition(":")[0])]
         if not named and any(v.startswith(("id:>", "id:<")) for v in sent):
             return []
         dropped = [v for v in (named or sent) if v in WIDENING]
