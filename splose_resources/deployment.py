@@ -62,7 +62,8 @@ def refuse_in_run_config(run_config: Mapping[str, Any] | None) -> None:
     resources = (run_config or {}).get("resources") or {}
     found = []
     for key, fields in DEPLOYMENT_FIELDS.items():
-        config = (resources.get(key) or {}).get("config") if isinstance(resources.get(key), Mapping) else None
+        entry = resources.get(key)
+        config = entry.get("config") if isinstance(entry, Mapping) else None
         if isinstance(config, Mapping):
             found += [
                 f"resources.{key}.config.{name}" + (f" (the deployment's {fields[name]})" if fields[name] else "")
