@@ -218,12 +218,12 @@ class Extraction:
             outcome.files = stage_files(self, spec, pages, outcome)
 
     def _cursor(self, newest: str | None, checkpoint: dict) -> str | None:
-        """Where the next sync starts asking (less the overlap): the newest ``updated_at`` staged, never later
-        than the moment this crawl started, nor earlier than :meth:`_settled_before` it. A clinic whose newest
-        change is days old (or shared by hundreds of records) is not read again, page after page, every sync."""
-        started = checkpoint.get("started_at")
-        cursor = min(filter(None, (newest, started)), default=None, key=_parse)
-        return max(filter(None, (cursor, self._settled_before(checkpoint))), default=None, key=_parse)
+        """Where the next sync starts asking (less the overlap): on Cliniko's clock :meth:`_settled_before` the crawl,
+        whatever the newest ``updated_at`` staged (a late write is older than a busy clinic's newest change); on the
+        local clock the newest ``updated_at`` staged, never later than the moment the crawl started."""
+        if (settled := self._settled_before(checkpoint)) is not None:
+            return settled
+        return min(filter(None, (newest, checkpoint.get("started_at"))), default=None, key=_parse)
 
     def _settled_before(self, checkpoint: dict) -> str | None:
         """``settled`` before this crawl began, when that moment is Cliniko's own clock (its ``Date``): a change
