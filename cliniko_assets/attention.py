@@ -57,8 +57,24 @@ SKIP_REASONS: dict[str, str] = {
     FILE_KEPT_FAILING: PROBLEM,
 }
 
+# Skips meaning the record must not be in Splose: one that an earlier import brought across is removed from it.
+# A record Splose holds whose client is "not imported" has a client on its way out (deleted in Cliniko):
+# it goes with it, before it (Splose removes nothing that is still referred to).
+GONE = (
+    "deleted in Cliniko",
+    "location ignored",
+    "appointment type ignored by the clinic",
+    "no availability ranges",
+    "client not imported",
+)
+NO_LONGER_IN_CLINIKO = "no longer in Cliniko"  # held in Splose, and no longer listed by Cliniko at all
+TO_REMOVE = "to_remove"  # a row's count of what it marked for removal from Splose
+
 # Counts worth a line of their own under a row, by metadata name.
-FACT_LABELS = {"notes_without_appointment": "not linked to an appointment (attached to client and practitioner)"}
+FACT_LABELS = {
+    "notes_without_appointment": "not linked to an appointment (attached to client and practitioner)",
+    TO_REMOVE: "brought across earlier, now deleted in Cliniko or ignored: removed by splose/import_report",
+}
 
 
 class Row(Protocol):

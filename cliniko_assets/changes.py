@@ -12,6 +12,11 @@ and keeps it in the tenant's staging (``splose/``, wherever the run's steps exec
 records what Splose answered to its own writes in a file of its own when it is done (steps that run at
 the same time never write the same file), so the next step sees the crosswalk as it is now without
 reading it again. Files of another run are never trusted.
+
+A record Splose holds that Cliniko no longer has (deleted there, or now ignored by the clinic's mapping) is
+marked for removal by the load that finds it (:meth:`RunCrosswalk.retire`, kept in a file of the step's
+own like its writes) and removed by the import report, once every load is done
+(:mod:`cliniko_assets.removals`).
 """
 
 from __future__ import annotations
@@ -37,6 +42,7 @@ RUN = b"run"  # the footer key of the run a staged crosswalk belongs to
 REFS = [pa.field("clients", pa.list_(pa.string())), pa.field("practitioner_id", pa.int64())]
 WRITTEN_SCHEMA = pa.schema([*SCHEMA, *REFS])
 HELD_SCHEMA = pa.schema([SCHEMA.field("key"), SCHEMA.field("external_id"), *REFS])  # kept until the step is done
+RETIRE_SCHEMA = pa.schema([pa.field("external_id", pa.string()), pa.field("reason", pa.string())])
 READ_BATCH = 65_536
 
 
@@ -75,6 +81,7 @@ class RunCrosswalk:
         self.writer = writer
         self._entries: dict[str, CrosswalkTable] = {}
         self._written: dict[str, list[pa.RecordBatch]] = {}
+        self._retired: dict[str, dict[str, str]] = {}
         self._reading = threading.Lock()
 
     # -- reading ----------------------------------------------------------------------------------
@@ -146,13 +153,41 @@ class RunCrosswalk:
         if written:
             self._written.setdefault(entity, []).append(_written_batch(written, refs))
 
+    def retire(self, entity: str, external_id: str, reason: str) -> bool:
+        """Mark a record for removal from Splose (why: ``reason``) if Splose holds it; whether it does."""
+        if external_id not in self.entries(entity):
+            return False
+        self._retired.setdefault(entity, {})[external_id] = reason
+        return True
+
     def save(self) -> None:
-        """Keep this step's writes for the run's next steps (once, when the step is done)."""
+        """Keep this step's writes, and what it marked for removal, for the run's next steps (once, when the
+        step is done)."""
         schema = WRITTEN_SCHEMA.with_metadata({RUN: self.run_id.encode()})
         for entity, written in self._written.items():
             table = self.entries(entity)
             rows = (_with_entries(batch, table) for batch in _last_of_each(written))
             self.staging.write_parquet(self.tenant, self._written_name(entity), schema, rows)
+        retire_schema = RETIRE_SCHEMA.with_metadata({RUN: self.run_id.encode()})
+        for entity, retired in self._retired.items():
+            columns = [pa.array(list(retired), pa.string()), pa.array(list(retired.values()), pa.string())]
+            batch = pa.RecordBatch.from_arrays(columns, schema=RETIRE_SCHEMA)
+            self.staging.write_parquet(self.tenant, self._retire_name(entity), retire_schema, [batch])
+
+    def retired(self, entity: str) -> dict[str, str]:
+        """External id -> reason of every ``entity`` record a step of this run (this one included) marked for
+        removal."""
+        found: dict[str, str] = dict(self._retired.get(entity, {}))
+        for name in self._listed(f"retire-{self.import_id}-{entity}-by-"):
+            with self.staging.parquet(self.tenant, name) as staged:
+                if not self._of_this_run(staged):
+                    continue
+                for batch in staged.iter_batches(READ_BATCH, use_threads=False):
+                    found.update(zip(*(batch.column(n).to_pylist() for n in RETIRE_SCHEMA.names), strict=True))
+        return found
+
+    def _retire_name(self, entity: str) -> str:
+        return f"{FOLDER}/retire-{self.import_id}-{entity}-by-{self.writer}.parquet"
 
     def _name(self, entity: str) -> str:
         return f"{FOLDER}/crosswalk-{self.import_id}-{entity}.parquet"

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING
 
+from cliniko_assets.attention import GONE
 from cliniko_assets.catalog import record_id
 from cliniko_assets.in_flight import InFlight
 from cliniko_assets.reconciliation import RowReport
@@ -144,6 +145,7 @@ class FileUploads:
             run.advance()
             if attachment.get("_state") == "deleted":
                 report.skip("deleted in Cliniko", record_id=aid)
+                run.retire(report, "files", aid, "deleted in Cliniko")
                 continue
             if attachment.get("processing_completed") is False:
                 report.skip("not yet processed by Cliniko", record_id=aid)
@@ -155,6 +157,8 @@ class FileUploads:
             upload = self._upload(aid, attachment, str(staged["sha256"]), int(staged["size"]))
             if isinstance(upload, Skip):
                 report.skip(upload.reason, record_id=aid)
+                if upload.reason in GONE:
+                    run.retire(report, "files", aid, upload.reason)
                 continue
             self.batch.add(aid, upload, int(staged["size"]))
         self.batch.flush()

@@ -15,11 +15,12 @@ everything in memory and write nothing.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Container, Iterable, Iterator
 from functools import partial
 
 import dagster as dg
 
+from cliniko_assets.attention import GONE, NO_LONGER_IN_CLINIKO, TO_REMOVE
 from cliniko_assets.changes import UNCHANGED, RunCrosswalk
 from cliniko_assets.crosswalks import key_set
 from cliniko_assets.in_flight import InFlight
@@ -29,6 +30,7 @@ from cliniko_assets.partitions import validate_tenant
 from cliniko_assets.progress import LoadProgress
 from cliniko_assets.reconciliation import RowReport, reconciliation_check, report_metadata, splose_key
 from cliniko_assets.references import BY_ID_SOURCE
+from cliniko_assets.removals import held_back
 from cliniko_assets.resolution import RunImport, chosen_import_id
 from cliniko_assets.sinks import Sink, SploseSink
 from cliniko_assets.transforms import ImportContext, Skip, pop_warnings
@@ -158,8 +160,22 @@ class LoadRun:
         data["problems"] = []
         return {MAPPING_KEY: dg.MetadataValue.json(data)}
 
+    def retire(self, report: RowReport, entity: str, external_id: str, reason: str) -> None:
+        """Mark a record for removal from Splose if Splose holds it (the import report removes it), counted on
+        the row (metadata ``to_remove``)."""
+        if self.writes().retire(entity, external_id, reason):
+            report.facts[TO_REMOVE] = report.facts.get(TO_REMOVE, 0) + 1
+
     def import_context(self, *entities: str) -> ImportContext:
-        imported = {entity: key_set(self.writes().crosswalk(entity)) for entity in entities}
+        """The mapping, and the records of ``entities`` Splose holds, less those this run marked for removal
+        (what points at them is not linked to them: they are on their way out), unless their removal will be
+        held back (:func:`~cliniko_assets.removals.held_back`)."""
+        sink = self.writes()
+        imported = {}
+        for entity in entities:
+            held, gone = sink.crosswalk(entity), sink.retired(entity)
+            leaving = gone if gone and not held_back(len(gone), len(held), self.request.remove_most) else ()
+            imported[entity] = _Without(key_set(held), leaving)
         return self.mapping().context(imported)
 
     def finish(self, name: str, report: RowReport, extra: dict | None = None) -> dg.MaterializeResult:
@@ -197,9 +213,15 @@ def load_records(
     entity: str,
     outcomes: Iterable[dict | Skip],
     answer: Callable[[str, str], None] | None = None,
+    vanished: bool = False,
 ) -> None:
     """Upsert every transformed record in batches of 500 and count skips; ``answer(external_id, action)`` is
     told what happened to each record sent or found unchanged.
+
+    A record skipped for a reason that means it must not be in Splose (:data:`GONE`: deleted in Cliniko,
+    ignored by the clinic's mapping) that an earlier import brought across is marked for removal; with
+    ``vanished`` (a resource Cliniko deletes without a trace, listed in full) so is every record Splose holds
+    that the outcomes do not name at all.
 
     Up to the sink's ``in_flight`` batches are on their way to Splose at once (each is independent: a
     record never points at another of the same stream), so transforming the next batch overlaps
@@ -207,6 +229,7 @@ def load_records(
     """
     sink = run.writes()
     pending: list[dict] = []
+    seen: set[str] | None = set() if vanished else None
 
     def answered(result: UpsertResult) -> None:
         report.absorb(result)
@@ -220,7 +243,13 @@ def load_records(
             run.advance()
             if isinstance(outcome, Skip):
                 report.count_skip(outcome)
+                if seen is not None:
+                    seen.add(outcome.cliniko_id)
+                if outcome.reason in GONE and outcome.cliniko_id:
+                    run.retire(report, entity, outcome.cliniko_id, outcome.reason)
                 continue
+            if seen is not None:
+                seen.add(str(outcome["externalId"]))
             report.warnings.update(pop_warnings(outcome))
             if sink.unchanged(entity, outcome):  # Splose holds it as it is: not sent (batches stay full)
                 report.unchanged += 1
@@ -233,3 +262,17 @@ def load_records(
                 pending = []
         if pending:
             batches.send(partial(sink.upsert, entity, pending), answered)
+    if seen is not None:
+        for external_id in [held for held in sink.held(entity) if held not in seen]:
+            run.retire(report, entity, external_id, NO_LONGER_IN_CLINIKO)
+
+
+class _Without(Container[str]):
+    """The external ids of ``held`` but those in ``gone``."""
+
+    def __init__(self, held: Container[str], gone: Collection[str]) -> None:
+        self.held = held
+        self.gone = gone
+
+    def __contains__(self, external_id: object) -> bool:
+        return external_id in self.held and external_id not in self.gone

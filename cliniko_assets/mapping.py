@@ -84,6 +84,12 @@ class ImportRequestResource(dg.ConfigurableResource):
         default=None,
         description="Data types to bring (table rows; an empty list means everything); empty: the import request's.",
     )
+    remove_most: bool = Field(
+        default=False,
+        description="Let the import report remove more than half of what Splose holds of a kind of record (over "
+        "20) when Cliniko no longer has it or the mapping now ignores it; without it such a removal is held back "
+        "and reported, in case a wrong mapping or a broken account caused it.",
+    )
     local_development: bool = Field(
         default=False,
         description="Local development only: without an import id, extract with the key in "

@@ -19,6 +19,7 @@ from cliniko_assets.loading import LoadRun, latest_metadata, received_rows
 from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import tenants
 from cliniko_assets.reconciliation import RowReport, reconciliation_markdown, reconciliation_table, splose_key
+from cliniko_assets.removals import Removals, remove_retired
 from cliniko_assets.row_loads import GROUP_ENTRIES
 from cliniko_assets.rows import LOAD_ORDER, MAPPING_ROWS, ROWS, reconciled_rows
 from splose_resources.notifier import NotifierResource
@@ -42,17 +43,23 @@ def read_reports(run: LoadRun) -> dict[str, RowReport]:
     return reconciled_rows(received_rows(run, [row.name for row in (*MAPPING_ROWS, *LOAD_ORDER)]))
 
 
-def referential_integrity(run: LoadRun, workspace: SploseWorkspace) -> dict[str, int]:
+def run_crosswalk(run: LoadRun, workspace: SploseWorkspace) -> RunCrosswalk:
+    return RunCrosswalk(
+        workspace.imports, run.import_id, run.staging, run.tenant, run.context.run.run_id, "import_report"
+    )
+
+
+def referential_integrity(
+    run: LoadRun, workspace: SploseWorkspace, known: RunCrosswalk, removals: Removals
+) -> dict[str, int]:
     """Check what this run wrote, and the whole workspace with one count, without a request per page.
 
     Splose resolved every reference when it accepted a record (and deletes what points at a deleted
     record), so what is checked here is this run's own writes against the crosswalks as Splose answered
     them: every appointment it wrote has its clients and a practitioner of the mapping, and every group
-    appointment all its attendees; and Splose's count of every entity the run read equals its crosswalk.
+    appointment all its attendees; and Splose's count of every entity the run read equals its crosswalk,
+    less what the report removed.
     """
-    known = RunCrosswalk(
-        workspace.imports, run.import_id, run.staging, run.tenant, run.context.run.run_id, "import_report"
-    )
     counts = workspace.imports.counts(run.import_id)
     mapping = run.mapping()
     practitioners = {*mapping.practitioners.values(), *mapping.users.values()}
@@ -64,7 +71,7 @@ def referential_integrity(run: LoadRun, workspace: SploseWorkspace) -> dict[str,
         found["missing_clients"] += sum(c not in known.entries("clients") for c in clients)
         found["missing_practitioners"] += practitioner is not None and practitioner not in practitioners
         found["incomplete_groups"] += external_id in group_entries and len(clients) != group_entries[external_id]
-    held = len(known.entries("appointments"))
+    held = len(known.entries("appointments")) - removals.gone("appointments")
     return {
         "appointments_read_back": counts.get("appointments", 0),
         "appointments_written": found["appointments_written"],
@@ -72,7 +79,9 @@ def referential_integrity(run: LoadRun, workspace: SploseWorkspace) -> dict[str,
         "missing_clients": found["missing_clients"],
         "missing_practitioners": found["missing_practitioners"],
         "incomplete_groups": found["incomplete_groups"],
-        "count_mismatches": sum(len(known.entries(e)) != counts.get(e, 0) for e in known.known_entities()),
+        "count_mismatches": sum(
+            len(known.entries(e)) - removals.gone(e) != counts.get(e, 0) for e in known.known_entities()
+        ),
     }
 
 
@@ -110,14 +119,16 @@ def import_report(
         where.import_id = run.import_id
         rows = read_reports(run)
         with splose.workspace(run.tenant, log=context.log) as workspace:
-            integrity = referential_integrity(run, workspace)
+            known = run_crosswalk(run, workspace)
+            removals = remove_retired(known, workspace.imports, run.import_id, import_request.remove_most)
+            integrity = referential_integrity(run, workspace, known, removals)
             _refuse_unaccounted(run, rows, integrity)
             reports = list(rows.values())
             extracted = latest_extractions(context.instance, run.tenant)
             _refuse_unextracted(run, extracted)
             gaps = extraction_gaps(extracted)
-            attention = [line for report in reports for line in needs_attention(report)] + gaps
-            notes = [line for report in reports for line in row_notes(report)]
+            attention = [line for report in reports for line in needs_attention(report)] + gaps + removals.attention()
+            notes = [line for report in reports for line in row_notes(report)] + removals.notes()
             message = completion_message(run.tenant, attention) + "".join(f"\n{line}" for line in notes)
             counts = {COUNT_ROWS: {name: row_counts(report) for name, report in rows.items()}, ATTENTION: attention}
             record = workspace.imports.update_import(run.import_id, status="complete", counts=counts, message=message)
@@ -132,6 +143,7 @@ def import_report(
             "warnings": len(attention),
             "needs_attention": dg.MetadataValue.json(attention_records(reports)),
             "not_detected": dg.MetadataValue.json(gaps),
+            **{key: dg.MetadataValue.json(value) for key, value in removals.metadata().items()},
             "cliniko_records": sum(r.cliniko for r in reports),
             "loaded": sum(r.loaded for r in reports),
             "skipped": sum(sum(r.skipped.values()) for r in reports),

@@ -49,6 +49,7 @@ class RunImport:
     include: tuple[str, ...]
     source: str
     mapping_source: str
+    remove_most: bool = False  # more than half of a kind of record may leave Splose (run config confirms it)
 
     def included(self, data_type: str) -> bool:
         return not self.include or data_type in self.include
@@ -65,6 +66,7 @@ class RunImport:
             "include": list(self.include),
             "source": self.source,
             "mapping_source": self.mapping_source,
+            "remove_most": self.remove_most,
         }
 
     @classmethod
@@ -76,6 +78,7 @@ class RunImport:
             include=tuple(facts["include"]),
             source=str(facts["source"]),
             mapping_source=str(facts["mapping_source"]),
+            remove_most=bool(facts.get("remove_most", False)),
         )
 
 
@@ -137,6 +140,7 @@ def run_import_for(record: dict, tenant: str, import_request: ImportRequestResou
         include=tuple(include if include is not None else record.get("include") or []),
         source=source,
         mapping_source=FROM_CONFIG if mapping is not None else FROM_REQUEST,
+        remove_most=import_request.remove_most,
     )
 
 

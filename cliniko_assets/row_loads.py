@@ -17,8 +17,8 @@ from itertools import islice
 import dagster as dg
 import numpy as np
 
+from cliniko_assets.attention import GONE, NO_LONGER_IN_CLINIKO
 from cliniko_assets.catalog import linked_id, record_id
-from cliniko_assets.crosswalks import key_set
 from cliniko_assets.loading import LoadRun, load_records
 from cliniko_assets.reconciliation import RowReport, counts_metadata
 from cliniko_assets.references import record_links
@@ -44,7 +44,7 @@ GROUP_ENTRIES = "group_entries"  # group appointment id -> attendees it must hol
 def load_provider_numbers(run: LoadRun, report: RowReport) -> None:
     ctx = run.import_context()
     outcomes = (to_splose_provider_number(r, ctx) for r in run.records("practitioner_reference_numbers"))
-    load_records(run, report, "providerNumbers", outcomes)
+    load_records(run, report, "providerNumbers", outcomes, vanished=True)  # listed in full, no deletion feed
 
 
 def load_contacts(run: LoadRun, report: RowReport) -> None:
@@ -76,7 +76,7 @@ def load_appointments(run: LoadRun, report: RowReport) -> dict:
                 yield to_splose_appointment(record, ctx)
 
     load_records(run, report, "appointments", outcomes(repeats=False))
-    imported = key_set(run.writes().crosswalk("appointments"))
+    imported = run.import_context("appointments").imported["appointments"]  # less those to be removed
     unlinked = 0
 
     def linked(outcome: dict | Skip) -> dict | Skip:
@@ -152,12 +152,15 @@ def load_availability(run: LoadRun, report: RowReport) -> None:
     ctx = run.import_context()
     rows: list[dict] = []
     owners: dict[str, str] = {}
+    kept: set[str] = set()  # availabilities skipped for a reason that leaves what Splose holds of them as it is
     for record in run.records("daily_availabilities"):
         report.cliniko += 1
         run.advance()
         outcome = to_splose_availability(record, ctx)
         if isinstance(outcome, Skip):
             report.count_skip(outcome)
+            if outcome.reason not in GONE:
+                kept.add(outcome.cliniko_id)
             continue
         if not outcome:
             report.skip("no availability ranges")
@@ -166,6 +169,11 @@ def load_availability(run: LoadRun, report: RowReport) -> None:
             owners[row["externalId"]] = record_id(record) or ""
         rows.extend(outcome)
     result = run.writes().upsert("availability", rows)
+    # One Splose record per range, "<availability id>:<n>": a range Splose holds that this run did not send (the
+    # day lost a range, was emptied, deleted or ignored) is removed, unless its day was skipped for a problem.
+    for held in [key for key in run.writes().held("availability") if key not in owners]:
+        if held.rpartition(":")[0] not in kept:
+            run.retire(report, "availability", held, NO_LONGER_IN_CLINIKO)
     failed = {owners.get(e.external_id or "", "") for e in result.errors}
     actions: dict[str, set[str]] = defaultdict(set)
     for upserted in result.records:
@@ -185,7 +193,7 @@ def load_availability(run: LoadRun, report: RowReport) -> None:
 
 def load_progress_note_templates(run: LoadRun, report: RowReport) -> None:
     outcomes = (to_splose_progress_note_template(r) for r in run.records("treatment_note_templates"))
-    load_records(run, report, "progressNoteTemplates", outcomes)
+    load_records(run, report, "progressNoteTemplates", outcomes, vanished=True)  # listed in full, no deletion feed
 
 
 def load_progress_notes(run: LoadRun, report: RowReport) -> None:

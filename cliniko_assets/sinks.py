@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from typing import Protocol
 
 from cliniko_assets.changes import UNCHANGED, RunCrosswalk, appointment_refs, content_hash, file_fingerprint
@@ -46,6 +46,12 @@ class Sink(Protocol):
     def held_file(self, upload: FileUpload) -> dict | None: ...
 
     def unchanged(self, entity: str, record: dict) -> bool: ...
+
+    def retire(self, entity: str, external_id: str, reason: str) -> bool: ...
+
+    def held(self, entity: str) -> Iterable[str]: ...
+
+    def retired(self, entity: str) -> Collection[str]: ...
 
     def save(self) -> None: ...
 
@@ -89,6 +95,18 @@ class SploseSink:
 
     def crosswalk(self, entity: str) -> Mapping[str, int]:
         return self.known.ids(entity)
+
+    def retire(self, entity: str, external_id: str, reason: str) -> bool:
+        """Mark a record Splose holds for removal (the import report removes it); whether Splose holds it."""
+        return self.known.retire(entity, external_id, reason)
+
+    def held(self, entity: str) -> Iterable[str]:
+        """The external ids of every ``entity`` record Splose holds (as this run knows them)."""
+        return iter(self.known.entries(entity))
+
+    def retired(self, entity: str) -> Collection[str]:
+        """The external ids of ``entity`` records this run marked for removal (they are not imported any more)."""
+        return self.known.retired(entity).keys()
 
     def held_file(self, upload: FileUpload) -> dict | None:
         """Splose's answer for a file it holds as it is (same bytes and fields): nothing is read or sent."""
@@ -147,6 +165,15 @@ class DryRunSink:
 
     def unchanged(self, entity: str, record: dict) -> bool:
         return False  # a dry run counts every record as one it would load
+
+    def retire(self, entity: str, external_id: str, reason: str) -> bool:
+        return False  # a dry run removes nothing (the preview counts what it would load)
+
+    def held(self, entity: str) -> Iterable[str]:
+        return ()
+
+    def retired(self, entity: str) -> Collection[str]:
+        return ()
 
     def save(self) -> None:
         return None

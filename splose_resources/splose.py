@@ -6,7 +6,8 @@ Two layers, kept apart (``splose-api.md``):
   patients, contacts, appointments and availabilities of one workspace, for the mapping step and for
   verification.
 - :class:`SploseImportClient`, this project's import API: the import request queue, the Cliniko key of
-  a request, idempotent bulk upserts keyed by external id, the crosswalk, streamed file uploads, undo.
+  a request, idempotent bulk upserts keyed by external id, removal by external id of what the source
+  deleted, the crosswalk, streamed file uploads, undo.
 
 Both speak with the one platform token, acting for a workspace through the ``X-Splose-Workspace``
 header. The code location gives it as ``dg.EnvVar("SPLOSE_PLATFORM_TOKEN")`` (read at run time; the UI
@@ -108,7 +109,7 @@ class SploseUnavailable(SploseError):
 class UpsertedRecord(NamedTuple):
     external_id: str
     id: int
-    action: str  # created | updated | unchanged
+    action: str  # created | updated | unchanged (an upsert); removed (a removal)
 
 
 class CrosswalkEntry(NamedTuple):
@@ -143,6 +144,18 @@ class UpsertResult:
     @property
     def ids(self) -> dict[str, int]:
         return {record.external_id: record.id for record in self.records}
+
+
+@dataclass
+class RemoveResult:
+    """Everything Splose answered for one entity's removals, over every batch: what it removed, the external
+    ids it held no record for (already gone), and what it kept (still referred to, or sent twice)."""
+
+    entity: str
+    removed: list[UpsertedRecord] = field(default_factory=list)
+    absent: list[str] = field(default_factory=list)
+    errors: list[RejectedRecord] = field(default_factory=list)
+    batches: int = 0
 
 
 @dataclass(frozen=True)
@@ -515,6 +528,36 @@ class SploseImportClient:
                 UpsertedRecord(str(item["externalId"]), int(item["id"]), item["action"])
                 for item in body.get("results") or []
             )
+            result.errors.extend(
+                RejectedRecord(item.get("externalId"), str(item.get("message", ""))[:MAX_MESSAGE_CHARS])
+                for item in body.get("errors") or []
+            )
+            result.batches += 1
+        return result
+
+    def remove(
+        self, import_id: int, entity: str, external_ids: Iterable[str], batch_size: int = MAX_BATCH
+    ) -> RemoveResult:
+        """Remove this source's ``entity`` records (``files`` too) by external id, in batches of ``batch_size``
+        (at most 500), each batch all or nothing on Splose's side. Splose never cascades: a record still
+        referred to by one not removed with it (an appointment of a client) is kept and reported in
+        ``errors``, so remove the referrers first. A batch retried after its answer was lost reports what
+        the lost answer removed as ``absent``."""
+        if entity not in CROSSWALK_ENTITIES:
+            raise ValueError(f"unknown import entity {entity!r}; expected one of {list(CROSSWALK_ENTITIES)}")
+        size = max(1, min(batch_size, MAX_BATCH))
+        result = RemoveResult(entity)
+        url = self._import_url(import_id, f"records/{entity}/remove")
+        pending = list(external_ids)
+        for start in range(0, len(pending), size):
+            batch = pending[start : start + size]
+            call = self._call(f"removing batch {result.batches + 1} of {len(batch)} {entity}", import_id)
+            body = self._http.json(call, "POST", url, json={"externalIds": batch})
+            for item in body.get("results") or []:
+                if item.get("action") == "removed":
+                    result.removed.append(UpsertedRecord(str(item["externalId"]), int(item["id"]), "removed"))
+                else:
+                    result.absent.append(str(item["externalId"]))
             result.errors.extend(
                 RejectedRecord(item.get("externalId"), str(item.get("message", ""))[:MAX_MESSAGE_CHARS])
                 for item in body.get("errors") or []

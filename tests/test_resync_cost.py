@@ -103,8 +103,16 @@ def test_a_resync_with_a_few_changes_sends_only_those(tiny_import, costs, instan
     allowed = 2 * (changed_records / BATCH + changed_files + UNCHANGED_SPLOSE_LIMIT)
     assert sum(splose.values()) <= allowed, dict(splose)
     assert changed_files == 0
-    sent = sum(row["created"] + row["updated"] for row in rows.values())
+    # Sent: the changed records, and the group appointments a deleted patient attended (without them now).
+    groups = ("group_appointments", "attendees")
+    sent = sum(row["created"] + row["updated"] for name, row in rows.items() if name not in groups)
     assert 0 < sent <= changed_records
+    regrouped = rows["group_appointments"]["created"] + rows["group_appointments"]["updated"]
+    assert regrouped <= rows["attendees"]["skipped_by_reason"].get("client not imported", 0)
+    # A deleted patient leaves Splose, and what Splose held of theirs before them.
+    deleted = set(changed.get("patients", {}).get("deleted", []))
+    assert deleted and not deleted & {row["externalId"] for row in tiny_import.dump("clients")}
+    assert rows["clients"].get("to_remove", 0) == len(deleted)
     # A patient deleted in Cliniko is reported as such, never as loaded or lost.
     deleted_patients = len(changed.get("patients", {}).get("deleted", []))
     deleted_before = first_rows["clients"]["skipped_by_reason"].get("deleted in Cliniko", 0)

@@ -3,6 +3,14 @@
 Callers: the platform token (acting for ``X-Splose-Workspace``) everywhere; a workspace key only on
 ``POST /imports``. On endpoints under ``/imports/{id}`` the import names its workspace; a workspace
 header, when sent, must be that workspace.
+
+``POST /imports/{id}/records/{entity}/remove`` with ``{"externalIds": [...]}`` (1 to 500 strings) takes out
+of the workspace what the source deleted: every record PUT takes, and ``files`` (their stored bytes go
+too). A record is found by the upsert's key (workspace, source, entity, external id), whichever import
+made it, and each id is answered ``removed`` (with its Splose id) or ``absent`` (already gone). An id
+sent twice, or a record that a record outside the request still refers to, is an error naming the kinds
+and counts of its referrers: removal never cascades and never clears a reference, so the caller removes
+the referrers first (an appointment before its client). The request is one transaction.
 """
 
 from __future__ import annotations
@@ -40,6 +48,7 @@ from sandbox.splose.lifecycle import (
     check_patch,
     count_kinds,
     delete_deadline,
+    still_referred,
     without_references,
 )
 from sandbox.splose.multipart import Form, MultipartError, UploadedFile, read_form
@@ -340,6 +349,47 @@ class Imports:
                     errors.append({"externalId": echo(external_id), "message": str(error)})
         return results, errors
 
+    async def remove_records(self, request: Request) -> Response:
+        current = self._writable(request)
+        entity = self._entity(request, CROSSWALK_ENTITIES)
+        external_ids = _external_ids(await json_body(request))
+        results, errors, removed = await run_in_threadpool(self._remove_batch, current, entity, external_ids)
+        if entity == "files":
+            for object_id in removed:
+                self._file_path(current.workspace_id, object_id).unlink(missing_ok=True)
+        return JSONResponse({"results": results, "errors": errors})
+
+    def _remove_batch(
+        self, current: ImportRequest, entity: str, external_ids: list[str]
+    ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[int]]:
+        """Remove, in one transaction, every requested record nothing outside the request refers to; the
+        answer's results and errors, and the ids removed."""
+        first_seen: dict[str, int] = {}
+        errors: list[dict[str, Any]] = []
+        found: dict[str, StoredObject | None] = {}
+        with self.store.transaction():
+            self._check_not_deleted(current.id)
+            for index, external_id in enumerate(external_ids):
+                try:
+                    _check_first_in_batch(first_seen, external_id, index, "externalIds")
+                except RecordError as error:
+                    errors.append({"externalId": external_id, "message": str(error)})
+                    continue
+                found[external_id] = self.store.find_external(current.workspace_id, entity, current.source, external_id)
+            requested = {obj.id for obj in found.values() if obj is not None}
+            kept = still_referred(self.store.workspace_objects(current.workspace_id), requested) if requested else {}
+            removed = sorted(requested - kept.keys())
+            self.store.delete_objects(removed)
+        results: list[dict[str, Any]] = []
+        for external_id, obj in found.items():
+            if obj is None:
+                results.append({"externalId": external_id, "id": None, "action": "absent"})
+            elif obj.id in kept:
+                errors.append({"externalId": external_id, "message": _referred_message(kept[obj.id])})
+            else:
+                results.append({"externalId": external_id, "id": obj.id, "action": "removed"})
+        return results, errors, removed
+
     def _upsert_record(self, current: ImportRequest, entity: str, raw: Any) -> dict[str, Any]:
         content_hash = _content_hash(raw.pop("contentHash", None) if isinstance(raw, dict) else None)
         data = validate_record(entity, raw)
@@ -598,16 +648,43 @@ def _content_hash(value: Any) -> str | None:
     return value
 
 
-def _check_first_in_batch(first_seen: dict[str, int], external_id: Any, index: int) -> None:
+def _check_first_in_batch(first_seen: dict[str, int], external_id: Any, index: int, where: str = "records") -> None:
     """The same ``externalId`` twice in one batch: the second (and any later) occurrence is refused."""
     if not isinstance(external_id, str):
         return
     if external_id in first_seen:
         raise RecordError(
-            f"externalId: {shown(external_id)} appears more than once in this batch (first at records"
-            f"[{first_seen[external_id]}], this is records[{index}]); send each record once per request"
+            f"externalId: {shown(external_id)} appears more than once in this batch (first at {where}"
+            f"[{first_seen[external_id]}], this is {where}[{index}]); send each record once per request"
         )
     first_seen[external_id] = index
+
+
+def _external_ids(body: dict[str, Any]) -> list[str]:
+    """A removal's ``externalIds``: 1 to :data:`MAX_BATCH` non-empty strings (400 otherwise; 413 over, as PUT)."""
+    errors = {name: "unknown field" for name in sorted(set(body) - {"externalIds"})}
+    external_ids = body.get("externalIds")
+    if not isinstance(external_ids, list) or not external_ids:
+        errors["externalIds"] = f"must be a list of 1 to {MAX_BATCH} external ids"
+    elif len(external_ids) > MAX_BATCH:
+        raise ApiError(413, f"At most {MAX_BATCH} external ids per request; this one has {len(external_ids)}")
+    else:
+        errors.update(
+            {
+                f"externalIds[{index}]": f"{shown(value)} is not an external id (a non-empty string)"
+                for index, value in enumerate(external_ids)
+                if not isinstance(value, str) or not value
+            }
+        )
+    if errors:
+        raise ApiError(400, 'The body must be {"externalIds": ["...", ...]}', errors)
+    return external_ids
+
+
+def _referred_message(referrers: dict[str, int]) -> str:
+    """Why a record stays: the kinds and counts of what still refers to it (never their fields)."""
+    kinds = " and ".join(f"{count} {kind}" for kind, count in sorted(referrers.items()))
+    return f"still referred to by {kinds}: remove those first"
 
 
 def _check_part_unused(stored_from: dict[str, int], part: str, index: int) -> None:
@@ -642,6 +719,7 @@ def routes(sandbox: Sandbox) -> list[Route]:
         route("/imports/{id}", api.delete, "DELETE"),
         route("/imports/{id}/credentials", api.credentials, "GET"),
         route("/imports/{id}/records/{entity}", api.put_records, "PUT"),
+        route("/imports/{id}/records/{entity}/remove", api.remove_records, "POST"),
         route("/imports/{id}/records/{entity}", api.crosswalk, "GET"),
         route("/imports/{id}/counts", api.counts, "GET"),
         route("/imports/{id}/files", api.upload, "POST"),

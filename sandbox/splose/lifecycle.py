@@ -30,6 +30,10 @@ one) is the clinic's own and is never deleted by an undo: where it refers to a r
 patient whose ``invoiceRecipientId`` is an imported contact) it keeps existing with that reference
 cleared (``null``, as if it had never been set), and its ``updatedAt`` moves so a delta sync sees the
 change. The DELETE answer counts those records under ``clearedReferences``.
+
+Removing records by external id (``POST /imports/{id}/records/{entity}/remove``) never cascades and never
+clears a reference: a requested record that a record outside the request still refers to stays, and so
+does every requested record it refers to (:func:`still_referred`).
 """
 
 from __future__ import annotations
@@ -144,6 +148,30 @@ def cascade(objects: Iterable[StoredObject], doomed: set[int]) -> set[int]:
         closed |= new
         frontier.extend(new)
     return closed
+
+
+def still_referred(objects: Iterable[StoredObject], requested: set[int]) -> dict[int, dict[str, int]]:
+    """The ``requested`` ids that must stay, each with its referrers outside the removal, by kind.
+
+    A requested record stays while any record of ``objects`` not removed with it refers to it, and a record
+    that stays keeps every requested record it refers to: a fixpoint, so an appointment and the one it
+    repeats go together, or stay together while a note still refers to the repeat."""
+    referrers: dict[int, list[StoredObject]] = defaultdict(list)
+    refers_to: dict[int, set[int]] = {}
+    for obj in objects:
+        refs = references(obj.data) - {obj.id}
+        for ref in refs & requested:
+            referrers[ref].append(obj)
+        if obj.id in requested:
+            refers_to[obj.id] = refs & requested
+    kept = {ref for ref in requested if any(obj.id not in requested for obj in referrers[ref])}
+    frontier = list(kept)
+    while frontier:
+        new = refers_to.get(frontier.pop(), set()) - kept
+        kept |= new
+        frontier.extend(new)
+    removed = requested - kept
+    return {ref: count_kinds(obj for obj in referrers[ref] if obj.id not in removed) for ref in kept}
 
 
 def without_references(data: dict[str, Any], removed: set[int]) -> dict[str, Any] | None:

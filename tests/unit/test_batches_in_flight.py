@@ -60,9 +60,13 @@ class Run:
     def __init__(self, sink: SlowSink) -> None:
         self.sink = sink
         self.advanced = 0
+        self.retired: list[tuple[str, str, str]] = []
 
     def writes(self) -> SlowSink:
         return self.sink
+
+    def retire(self, report: RowReport, entity: str, external_id: str, reason: str) -> None:
+        self.retired.append((entity, external_id, reason))
 
     def advance(self, count: int = 1) -> None:
         self.advanced += count
@@ -83,6 +87,7 @@ def test_batches_are_sent_side_by_side_and_every_answer_is_counted():
     assert (report.cliniko, report.created, report.unchanged, sum(report.skipped.values())) == (1602, 1600, 1, 1)
     assert len(actions) == 1601 and actions["7-same"] == "unchanged" and actions["1599"] == "created"
     assert run.advanced == 1602
+    assert run.retired == [("clients", "x1", "deleted in Cliniko")]  # removed from Splose if it holds it
 
 
 def test_a_sink_that_takes_one_batch_at_a_time_gets_one():

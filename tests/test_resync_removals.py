@@ -1,0 +1,174 @@
+"""A re-sync takes out of Splose what Cliniko no longer has: records deleted there (with a deletion feed or
+without a trace), an availability's lost ranges, and what the clinic's mapping now ignores. Real sandboxes,
+a real Dagster instance, the import job as the daemon runs it (in process)."""
+
+from __future__ import annotations
+
+from cliniko_assets.definitions import defs
+from sandbox.splose.lifecycle import references
+from splose_resources.notifier import NotifierResource
+from tests.conftest import materializations
+from tests.test_import import _rows, splose_sandbox, tiny_import  # noqa: F401 (fixtures)
+
+ENTITIES = ("clients", "appointments", "progressNotes", "files", "availability", "providerNumbers")
+
+
+def held(tiny_import) -> dict[str, dict[str, dict]]:
+    """What the workspace holds: entity -> external id -> stored record (ids and references only are read)."""
+    return {entity: {row["externalId"]: row for row in tiny_import.dump(entity)} for entity in ENTITIES}
+
+
+def referred(stored: dict[str, dict[str, dict]]) -> set[int]:
+    """The Splose ids some stored record refers to."""
+    return {ref for rows in stored.values() for row in rows.values() for ref in references(row["data"])}
+
+
+def test_a_resync_removes_from_splose_what_cliniko_deleted_and_what_the_mapping_now_ignores(tiny_import, instance):
+    request = tiny_import.submit()
+    assert tiny_import.run(instance, request).success
+    clinic = tiny_import.clinic
+    before = held(tiny_import)
+    pointed_at = referred(before)
+
+    def unreferenced(entity: str, resource: str) -> str:
+        """A record of ``resource`` Splose holds as ``entity`` and nothing in Splose points at."""
+        cliniko = clinic.export(resource)
+        return next(
+            ext for ext, row in sorted(before[entity].items()) if row["id"] not in pointed_at and ext in cliniko
+        )
+
+    appointment = unreferenced("appointments", "individual_appointments")
+    note = unreferenced("progressNotes", "treatment_notes")
+    attachment = unreferenced("files", "patient_attachments")
+    number = unreferenced("providerNumbers", "practitioner_reference_numbers")
+    client = unreferenced("clients", "patients")
+    days = clinic.export("daily_availabilities")
+    shrunk = next(
+        d
+        for d, r in sorted(days.items())
+        if len(r.get("availabilities") or []) >= 2 and f"{d}:1" in before["availability"]
+    )
+    gone_day = next(d for d in sorted(days) if d != shrunk and f"{d}:0" in before["availability"])
+    clinic.admin.mutate(
+        clinic.account,
+        ops=[
+            {"op": "delete", "resource": "individual_appointments", "id": appointment},
+            {"op": "delete", "resource": "treatment_notes", "id": note},
+            {"op": "delete", "resource": "patient_attachments", "id": attachment},
+            {"op": "delete", "resource": "practitioner_reference_numbers", "id": number},
+            {"op": "delete", "resource": "patients", "id": client},
+            {
+                "op": "update",
+                "resource": "daily_availabilities",
+                "id": shrunk,
+                "fields": {"availabilities": days[shrunk]["availabilities"][:1]},
+            },
+            {"op": "delete", "resource": "daily_availabilities", "id": gone_day},
+        ],
+    )
+
+    result = tiny_import.run(instance, request)
+
+    assert result.success
+    after = held(tiny_import)
+    assert appointment not in after["appointments"] and note not in after["progressNotes"]
+    assert attachment not in after["files"] and number not in after["providerNumbers"]
+    assert client not in after["clients"]
+    assert sorted(k for k in after["availability"] if k.partition(":")[0] == shrunk) == [f"{shrunk}:0"]
+    assert [k for k in after["availability"] if k.partition(":")[0] == gone_day] == []
+    # Nothing else went: every other record Splose held is still there.
+    removed = {
+        "appointments": {appointment},
+        "progressNotes": {note},
+        "files": {attachment},
+        "providerNumbers": {number},
+        "clients": {client},
+        "availability": {
+            k
+            for k in before["availability"]
+            if k.partition(":")[0] == gone_day or (k.startswith(f"{shrunk}:") and k != f"{shrunk}:0")
+        },
+    }
+    for entity in ENTITIES:
+        assert set(before[entity]) - set(after[entity]) == removed.get(entity, set()), entity
+    report = materializations(result)["import_report"]
+    assert report["removed_from_splose"] == {e: len(ids) for e, ids in removed.items()}
+    assert report["not_removed"] == {} and report["count_mismatches"] == 0
+    rows = _rows(result)
+    assert rows["availability"]["to_remove"] == len(removed["availability"])
+    assert rows["provider_numbers"]["to_remove"] == 1
+    status = tiny_import.status(int(request["id"]))
+    assert status["status"] == "complete"
+    assert "removed from Splose" in status["message"]
+
+    again = tiny_import.run(instance, request)  # nothing left to remove: no removal asked for
+    assert again.success and materializations(again)["import_report"]["removed_from_splose"] == {}
+
+
+def test_a_location_the_mapping_now_ignores_takes_its_appointments_out_of_splose(tiny_import, instance):
+    request = tiny_import.submit()
+    assert tiny_import.run(instance, request).success
+    before = held(tiny_import)
+    locations = tiny_import.mapping["locations"]
+    targets = [str(target) for target in locations.values()]
+    business = next(bid for bid, target in sorted(locations.items()) if targets.count(str(target)) == 1)
+    location = int(locations[business])  # no other business goes to it: all its appointments are the business's
+    at_location = {ext for ext, row in before["appointments"].items() if row["data"].get("locationId") == location}
+    assert at_location
+    mapping = {kind: {k: str(v) for k, v in items.items()} for kind, items in tiny_import.mapping.items()}
+    mapping["locations"][business] = "ignore"
+    config = {"import_id": str(request["id"]), "mapping": mapping}
+    result = defs.resolve_job_def("import_job").execute_in_process(
+        instance=instance,
+        partition_key=tiny_import.clinic.tenant,
+        run_config={"resources": {"import_request": {"config": config}}},
+        resources={"staging": tiny_import.clinic.staging, "notifier": NotifierResource(outbox=str(tiny_import.outbox))},
+    )
+
+    assert result.success
+    after = set(held(tiny_import)["appointments"])  # ids only: the records are patient data
+    report = materializations(result)["import_report"]
+    assert report["not_removed"] == {}  # the notes of those appointments are no longer linked to them
+    assert sorted(at_location & after) == []
+    assert report["removed_from_splose"]["appointments"] == len(at_location)
+    assert set(before["appointments"]) - after == at_location
+
+
+def run_with(tiny_import, instance, config: dict):
+    return defs.resolve_job_def("import_job").execute_in_process(
+        instance=instance,
+        partition_key=tiny_import.clinic.tenant,
+        run_config={"resources": {"import_request": {"config": config}}},
+        resources={"staging": tiny_import.clinic.staging, "notifier": NotifierResource(outbox=str(tiny_import.outbox))},
+    )
+
+
+def test_removing_most_of_what_splose_holds_waits_for_the_run_to_confirm_it(tiny_import, instance):
+    """Every location ignored at once (a wrong mapping looks the same): nothing leaves Splose, the clinic is told
+    how to confirm, the notes keep their appointments; a run confirming it removes them."""
+    request = tiny_import.submit()
+    assert tiny_import.run(instance, request).success
+    before = held(tiny_import)
+    mapping = {kind: {k: str(v) for k, v in items.items()} for kind, items in tiny_import.mapping.items()}
+    mapping["locations"] = dict.fromkeys(mapping["locations"], "ignore")
+    config = {"import_id": str(request["id"]), "mapping": mapping}
+
+    held_back = run_with(tiny_import, instance, config)
+
+    assert held_back.success
+    report = materializations(held_back)["import_report"]
+    assert report["removals_held_back"]["appointments"] > len(before["appointments"]) / 2
+    assert "appointments" not in report["removed_from_splose"]  # half or fewer of a kind still go (reference numbers)
+    after = held(tiny_import)
+    for entity in ("clients", "appointments", "progressNotes", "files"):
+        assert set(after[entity]) == set(before[entity]), entity
+    linked = {ext for ext, row in before["progressNotes"].items() if row["data"].get("appointmentId")}
+    assert {ext for ext, row in after["progressNotes"].items() if row["data"].get("appointmentId")} == linked
+    status = tiny_import.status(int(request["id"]))
+    assert status["status"] == "complete" and "remove_most: true" in status["message"]
+
+    confirmed = run_with(tiny_import, instance, {**config, "remove_most": True})
+
+    assert confirmed.success
+    assert materializations(confirmed)["import_report"]["removals_held_back"] == {}
+    assert held(tiny_import)["appointments"] == {}
