@@ -19,7 +19,7 @@ from cliniko_assets.monitoring import stale_queued_runs
 from cliniko_assets.preview import import_preview
 from cliniko_assets.report import import_report
 from cliniko_assets.schedules import nightly_resync
-from cliniko_assets.sensors import import_failed, import_requests
+from cliniko_assets.sensors import import_cancelled, import_failed, import_requests
 from cliniko_assets.undo import purge_deleted_imports_job, purge_deleted_imports_schedule, undo_import_job
 from splose_resources.cliniko import ClinikoResource
 from splose_resources.notifier import NotifierResource
@@ -77,7 +77,7 @@ def notifier_resource() -> NotifierResource:
 defs = dg.Definitions(
     assets=[*EXTRACTION_ASSETS, splose_mapping_check, splose_mapping, *load_assets, import_report, import_preview],
     jobs=[import_job, extract_job, preview_job, undo_import_job, purge_deleted_imports_job],
-    sensors=[import_requests, import_failed, stale_queued_runs],
+    sensors=[import_requests, import_failed, import_cancelled, stale_queued_runs],
     schedules=[nightly_resync, purge_deleted_imports_schedule],
     resources={
         "cliniko": cliniko_resource(),

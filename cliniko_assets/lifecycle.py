@@ -13,6 +13,8 @@ Rules (the state machine of the Splose import API: ``submitted -> running -> com
 - ``failed`` carries the pipeline's own message (:func:`failure_message`), never Dagster's wrapper text.
 - An import that completed once is never downgraded: a later failure (a re-sync, a dead run cleaned up
   after completion) leaves it ``complete`` and says what happened in its message.
+- A cancelled run settles its import as a failed one does (sensor ``import_cancelled``): left ``running``,
+  the request would refuse the clinic's next import.
 - The clinic hears about each outcome once (:func:`tell_clinic`): the email's file name is derived from
   the import and its outcome, so a retry, a re-evaluated sensor or a re-sync never sends it twice.
 """
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Callable
 
 import dagster as dg
 from dagster._core.storage.tags import WILL_RETRY_TAG
@@ -196,8 +199,26 @@ def superseded(instance: dg.DagsterInstance, run: dg.DagsterRun, import_id: str)
     return False
 
 
+def cancelled_message(run: dg.DagsterRun, tenant: str) -> str:
+    return (
+        f"The import run of tenant '{tenant}' was cancelled before it finished (run {run.run_id[:8]}). Nothing is "
+        "lost: the extraction resumes and the loads are idempotent. Re-run the import (Dagster UI: the run > "
+        f"Re-execute, or cliniko-import import {tenant}) to finish it; the clinic may also submit a new import."
+    )
+
+
 def settle_failed_run(context: dg.RunFailureSensorContext, splose: SploseResource, notifier: NotifierResource) -> str:
     """What the failure sensor does for one failed run; returns what it did, for the tick's log."""
+    tenant = context.dagster_run.tags.get(PARTITION_TAG, "")
+    return settle_unfinished_run(context, splose, notifier, lambda: failure_message(context, tenant))
+
+
+def settle_unfinished_run(
+    context: dg.RunStatusSensorContext, splose: SploseResource, notifier: NotifierResource, why: Callable[[], str]
+) -> str:
+    """What a sensor does for one run that ended without finishing (failed, or cancelled): the import it was
+    running becomes ``failed`` with ``why()`` (or stays complete, saying the latest sync did not finish), the
+    clinic told; returns what it did, for the tick's log."""
     run = context.dagster_run
     import_id = import_id_of(run)
     tenant = run.tags.get(PARTITION_TAG, "")
@@ -215,7 +236,7 @@ def settle_failed_run(context: dg.RunFailureSensorContext, splose: SploseResourc
             return f"import {import_id} is not of tenant '{tenant}': left untouched"
         if record["status"] == "deleted":
             return f"import {import_id} was deleted: left as it is"
-        message = failure_message(context, tenant)
+        message = why()
         note = f"Complete; the latest sync (run {run.run_id[:8]}) failed, what was imported before is unchanged: "
         if record["status"] == "complete":
             if str(record.get("message") or "").startswith(note):  # this tick died before its email

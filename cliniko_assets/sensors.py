@@ -8,7 +8,14 @@ tick launches (the run key keeps it to one run).
 import dagster as dg
 
 from cliniko_assets.jobs import import_job
-from cliniko_assets.lifecycle import IMPORT_ID_TAG, PARTITION_TAG, import_id_of, settle_failed_run
+from cliniko_assets.lifecycle import (
+    IMPORT_ID_TAG,
+    PARTITION_TAG,
+    cancelled_message,
+    import_id_of,
+    settle_failed_run,
+    settle_unfinished_run,
+)
 from cliniko_assets.partitions import InvalidTenant, tenants, validate_tenant
 from splose_resources.notifier import NotifierResource
 from splose_resources.splose import SploseImportClient, SploseResource
@@ -104,3 +111,12 @@ def import_failed(context: dg.RunFailureSensorContext, splose: SploseResource, n
     or a later run of it speaks for it (:func:`cliniko_assets.lifecycle.settle_failed_run`).
     """
     context.log.info(settle_failed_run(context, splose, notifier))
+
+
+@dg.run_status_sensor(run_status=dg.DagsterRunStatus.CANCELED, default_status=dg.DefaultSensorStatus.RUNNING)
+def import_cancelled(context: dg.RunStatusSensorContext, splose: SploseResource, notifier: NotifierResource) -> None:
+    """A cancelled run settles its import as a failed one does: ``failed`` (or still complete, saying the latest
+    sync was cancelled), so the request is not left ``running``, which would refuse the clinic's next import."""
+    tenant = context.dagster_run.tags.get(PARTITION_TAG, "")
+    message = cancelled_message(context.dagster_run, tenant)
+    context.log.info(settle_unfinished_run(context, splose, notifier, lambda: message))

@@ -93,7 +93,12 @@ def test_jobs_sensors_and_schedules():
         "undo_import_job",
         "purge_deleted_imports_job",
     }
-    assert [sensor.name for sensor in defs.sensors] == ["import_requests", "import_failed", "stale_queued_runs"]
+    assert [sensor.name for sensor in defs.sensors] == [
+        "import_requests",
+        "import_failed",
+        "import_cancelled",
+        "stale_queued_runs",
+    ]
     schedules = {(s.name, s.cron_schedule, s.job_name) for s in defs.schedules}
     assert schedules == {
         ("nightly_resync", "0 2 * * *", "import_job"),
