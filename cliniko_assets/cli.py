@@ -91,11 +91,21 @@ def status(options: Options, args: argparse.Namespace) -> int:
         options.out("No tenants yet: an import request submitted in Splose registers its workspace as a tenant.")
         return 0
     for tenant in tenants:
-        run = options.dagster.latest_import_run(tenant)
-        options.out(f"{tenant}: {_run_line(run)}")
+        run, undone = options.dagster.latest_import_and_undo(tenant)
+        undo = f"; then undone by run {_run_ref(undone)}: deleted in Splose" if undone else ""
+        options.out(f"{tenant}: {_run_line(run)}{undo}")
         if args.tenant:
-            report = options.dagster.latest_report(tenant)
-            options.out(report or "  no import report yet")
+            found = options.dagster.latest_report_of_run(tenant)
+            if found is None:
+                options.out("  no import report yet")
+                continue
+            text, report_run, when = found
+            heading = f"  import report of run {report_run or '(none)'} ({when})"
+            if run is not None and report_run != run.run_id:
+                heading += f"; the latest import run, {run.run_id} ({run.status.lower()}), wrote no report"
+            if undone:
+                heading += "; that import was undone since"
+            options.out(f"{heading}:\n{text}")
     return 0
 
 
@@ -179,7 +189,11 @@ def _run_line(run: RunSummary | None) -> str:
     if run is None:
         return "no import run yet"
     import_id = f"import {run.import_id}, " if run.import_id else ""
-    return f"{import_id}run {run.run_id} {run.status.lower()}" + (f" ({run.when})" if run.when else "")
+    return f"{import_id}run {_run_ref(run)}"
+
+
+def _run_ref(run: RunSummary) -> str:
+    return f"{run.run_id} {run.status.lower()}" + (f" ({run.when})" if run.when else "")
 
 
 COMMANDS: dict[str, Callable[[Options, argparse.Namespace], int]] = {

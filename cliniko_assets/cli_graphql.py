@@ -177,11 +177,22 @@ class Dagster:
     def latest_import_run(self, tenant: str) -> RunSummary | None:
         """The tenant's latest run that loaded into Splose: an ``import_job`` run, or a run launched from the
         asset graph (an asset job or asset backfill) that materialized any ``splose/*`` asset but the preview."""
+        return self.latest_import_and_undo(tenant)[0]
+
+    def latest_import_and_undo(self, tenant: str) -> tuple[RunSummary | None, RunSummary | None]:
+        """The tenant's latest import run (:meth:`latest_import_run`), and the successful undo run that came
+        after it, if any: then the import is deleted in Splose, whatever its report said."""
         tenant_tag = {"tags": [{"key": "dagster/partition", "value": tenant}]}
         found = self.query(IMPORT_RUNS, filter=tenant_tag, limit=IMPORT_RUN_LOOKBACK)["runsOrError"]
         if found["__typename"] != "Runs":
             raise WebserverError(f"The webserver at {self.url} could not list runs: {found.get('message', '')}")
-        return next((_summary(run) for run in found["results"] if _is_import(run)), None)
+        undone = None
+        for run in found["results"]:  # newest first
+            if _is_import(run):
+                return _summary(run), undone
+            if undone is None and run["jobName"] == UNDO_JOB and run["status"] == "SUCCESS":
+                undone = _summary(run)
+        return None, undone
 
     def run(self, run_id: str) -> RunSummary:
         found = self.query(RUN, runId=run_id)["runOrError"]
@@ -197,10 +208,16 @@ class Dagster:
         return summary
 
     def latest_report(self, tenant: str) -> str | None:
+        found = self._markdown(REPORT_ASSET, tenant)
+        return found[0] if found else None
+
+    def latest_report_of_run(self, tenant: str) -> tuple[str, str, str] | None:
+        """The tenant's latest import report: its text, the run that wrote it, and when."""
         return self._markdown(REPORT_ASSET, tenant)
 
     def latest_preview(self, tenant: str) -> str | None:
-        return self._markdown(PREVIEW_ASSET, tenant)
+        found = self._markdown(PREVIEW_ASSET, tenant)
+        return found[0] if found else None
 
     def launch(self, tenant: str, job: str, tags: dict[str, str] | None = None) -> str:
         try:
@@ -255,13 +272,17 @@ class Dagster:
             raise WebserverError(f"The webserver at {self.url} could not list runs: {found.get('message', '')}")
         return [_summary(run) for run in found["results"]]
 
-    def _markdown(self, asset: list[str], tenant: str) -> str | None:
+    def _markdown(self, asset: list[str], tenant: str) -> tuple[str, str, str] | None:
+        """The latest materialization's markdown of ``asset`` for ``tenant``, its run id and its time."""
         found = self.query(LATEST_MATERIALIZATION, assetKey={"path": asset}, partitions=[tenant])["assetOrError"]
         if found["__typename"] != "Asset" or not found["assetMaterializations"]:
             return None
-        entries = found["assetMaterializations"][0]["metadataEntries"]
+        latest = found["assetMaterializations"][0]
+        entries = latest["metadataEntries"]
         texts = [entry["mdStr"] for entry in entries if entry["__typename"] == "MarkdownMetadataEntry"]
-        return "\n\n".join(texts) or None
+        if not texts:
+            return None
+        return "\n\n".join(texts), latest.get("runId") or "", _when(float(latest["timestamp"]) / 1000)
 
     def _repository(self) -> tuple[str, str]:
         found = self.query(REPOSITORIES)["repositoriesOrError"]
@@ -276,7 +297,7 @@ class Dagster:
 def _summary(run: dict) -> RunSummary:
     tags = {tag["key"]: tag["value"] for tag in run.get("tags") or []}
     moment = run.get("endTime") or run.get("startTime")
-    when = datetime.fromtimestamp(moment, tz=UTC).strftime("%Y-%m-%d %H:%M UTC") if moment else ""
+    when = _when(moment) if moment else ""
     return RunSummary(
         run_id=run["runId"],
         status=run["status"],
@@ -284,6 +305,10 @@ def _summary(run: dict) -> RunSummary:
         import_id=tags.get("splose/import_id", ""),
         when=when,
     )
+
+
+def _when(moment: float) -> str:
+    return datetime.fromtimestamp(moment, tz=UTC).strftime("%Y-%m-%d %H:%M UTC")
 
 
 def _is_import(run: dict) -> bool:

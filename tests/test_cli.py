@@ -83,3 +83,40 @@ def test_status_shows_a_tenant_run_launched_from_the_asset_graph(webserver, caps
     code, out, _ = run_cli(capsys, webserver.url, "status", "clinic-c")
     assert code == 0
     assert out.splitlines()[0] == f"clinic-c: import 41, run {from_graph.run_id} success"
+
+
+def test_status_says_which_run_wrote_the_report_and_that_an_import_was_undone_since(webserver, capsys):
+    """A failed re-sync wrote no report: the one shown is an earlier run's, and says so. An undo after the
+    import: the import is deleted in Splose, whatever its last report said."""
+    partition = {"dagster/partition": "clinic-d"}
+    with dg.DagsterInstance.from_config(str(webserver.home)) as instance:
+        instance.add_dynamic_partitions("tenants", ["clinic-d"])
+        instance.report_runless_asset_event(
+            dg.AssetMaterialization(
+                asset_key=["splose", "import_report"],
+                partition="clinic-d",
+                metadata={"summary": dg.MetadataValue.md("Complete: every record is accounted for.")},
+            )
+        )
+        failed = instance.add_run(
+            dg.DagsterRun(job_name="import_job", status=dg.DagsterRunStatus.FAILURE, tags={**partition})
+        )
+
+    code, out, _ = run_cli(capsys, webserver.url, "status", "clinic-d")
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0] == f"clinic-d: run {failed.run_id} failure"
+    assert f"the latest import run, {failed.run_id} (failure), wrote no report" in lines[1]
+    assert "Complete: every record is accounted for." in out
+
+    with dg.DagsterInstance.from_config(str(webserver.home)) as instance:
+        undo = instance.add_run(
+            dg.DagsterRun(job_name="undo_import_job", status=dg.DagsterRunStatus.SUCCESS, tags={**partition})
+        )
+
+    code, out, _ = run_cli(capsys, webserver.url, "status", "clinic-d")
+    assert (
+        out.splitlines()[0]
+        == f"clinic-d: run {failed.run_id} failure; then undone by run {undo.run_id} success: deleted in Splose"
+    )
+    assert "that import was undone since" in out.splitlines()[1]
