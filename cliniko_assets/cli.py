@@ -68,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--url", help=f"the Dagster webserver (default $DAGSTER_WEBSERVER_URL or {DEFAULT_URL})")
     parser.add_argument("--no-wait", action="store_true", help="return once launched instead of waiting")
     parser.add_argument("--poll-seconds", type=float, default=3.0, help=argparse.SUPPRESS)
+    # Also after the command (``backfill --all --no-wait``); given there, it is not reset by the default above.
+    after = argparse.ArgumentParser(add_help=False)
+    after.add_argument("--no-wait", action="store_true", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("status", help="latest import, run and counts").add_argument("tenant", nargs="?")
     for name, text in (
@@ -76,9 +79,9 @@ def _parser() -> argparse.ArgumentParser:
         ("cancel", "cancel the tenant's queued and running runs"),
         ("delete-import", "undo the tenant's latest import (48-hour window)"),
     ):
-        commands.add_parser(name, help=text).add_argument("tenant")
-    commands.add_parser("resync", help="re-sync tenants").add_argument("tenants", nargs="+")
-    backfill = commands.add_parser("backfill", help="one backfill over tenants, one run each")
+        commands.add_parser(name, help=text, parents=[after]).add_argument("tenant")
+    commands.add_parser("resync", help="re-sync tenants", parents=[after]).add_argument("tenants", nargs="+")
+    backfill = commands.add_parser("backfill", help="one backfill over tenants, one run each", parents=[after])
     which = backfill.add_mutually_exclusive_group(required=True)
     which.add_argument("--all", action="store_true", help="every tenant")
     which.add_argument("tenants", nargs="*", default=[])

@@ -27,7 +27,7 @@ from pydantic import Field
 from cliniko_assets import references
 from cliniko_assets.catalog import BY_NAME, CATALOG
 from cliniko_assets.extraction import ID_LISTING_EVERY, SETTLED_SECONDS, Extraction, PreviousSync, ResourceOutcome
-from cliniko_assets.failures import step_failures
+from cliniko_assets.failures import KNOWN, remedy, step_failures
 from cliniko_assets.lifecycle import bound_import
 from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import tenants, validate_tenant
@@ -199,17 +199,28 @@ def extract(
             yield from _references(context, client, staging, failures)
         context.log.info(f"Cliniko requests for tenant '{tenant}': {client.requests_made()}")
     if failures:
-        raise dg.Failure(
-            description=(
-                f"Extraction of tenant '{tenant}' failed for {len(failures)} asset(s): "
-                + "; ".join(f"cliniko/{name}: {error}" for name, error in failures.items())
-                + " Assets not listed here were staged; re-running resumes the failed ones."
-            ),
-            metadata={
-                "failed_assets": [f"cliniko/{name}" for name in failures],
-                "what_to_do": "fix what each asset's error names, then re-run: the extraction resumes",
-            },
-        )
+        raise extraction_failure(tenant, failures)
+
+
+def extraction_failure(tenant: str, failures: dict[str, object]) -> dg.Failure:
+    """One failure for the step's failed assets: each message once, with the assets it stopped (a revoked key
+    stops them all with the same words), the errors' kinds and what to do about each."""
+    grouped: dict[str, list[str]] = {}
+    for name, error in failures.items():
+        grouped.setdefault(str(error), []).append(f"cliniko/{name}")
+    remedies = [remedy(e) if isinstance(e, KNOWN) else "fix what the error names" for e in failures.values()]
+    return dg.Failure(
+        description=(
+            f"Extraction of tenant '{tenant}' failed for {len(failures)} asset(s): "
+            + "; ".join(f"{', '.join(sorted(assets))}: {message}" for message, assets in grouped.items())
+            + " Assets not listed here were staged; re-running resumes the failed ones."
+        ),
+        metadata={
+            "failed_assets": [f"cliniko/{name}" for name in failures],
+            "error": ", ".join(sorted({type(error).__name__ for error in failures.values()})),
+            "what_to_do": "; ".join(dict.fromkeys(remedies)) + ", then re-run: the extraction resumes",
+        },
+    )
 
 
 def _references(

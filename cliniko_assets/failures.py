@@ -71,7 +71,8 @@ def step_failures(tenant: str, subject: str) -> Iterator[Where]:
             allow_retries=failure.allow_retries,
         ) from None
     except KNOWN as error:
+        message = str(error)
         raise dg.Failure(
-            description=str(error),
+            description=message if f"'{tenant}'" in message else f"Tenant '{tenant}', {subject}: {message}",
             metadata={**where.metadata(), "error": type(error).__name__, "what_to_do": remedy(error)},
         ) from None

@@ -276,8 +276,8 @@ class ClinikoClient:
     def _auth_message(self, status: int, resource: str) -> str:
         if status == 401:
             return (
-                f"Cliniko rejected the API key of tenant '{self.tenant}' (HTTP 401) while reading {resource}. "
-                f"The key is for shard '{self.shard}' ({PRODUCTION_URL.format(shard=self.shard)}); it may be "
+                f"Cliniko rejected the API key of tenant '{self.tenant}' (HTTP 401), for every resource. "
+                f"The key is for shard '{self.shard}' ({self.base_url}); it may be "
                 "revoked, mistyped, missing its '-<shard>' suffix or for another shard. Ask the clinic for a "
                 "new key (Cliniko: My Info > Manage API keys) and submit it again. Not retried."
             )

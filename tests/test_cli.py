@@ -120,3 +120,10 @@ def test_status_says_which_run_wrote_the_report_and_that_an_import_was_undone_si
         == f"clinic-d: run {failed.run_id} failure; then undone by run {undo.run_id} success: deleted in Splose"
     )
     assert "that import was undone since" in out.splitlines()[1]
+
+
+def test_no_wait_is_taken_before_or_after_the_command():
+    parser = cli._parser()
+    assert parser.parse_args(["backfill", "--all", "--no-wait"]).no_wait is True
+    assert parser.parse_args(["--no-wait", "import", "clinic-a"]).no_wait is True
+    assert parser.parse_args(["resync", "clinic-a", "clinic-b"]).no_wait is False

@@ -316,11 +316,17 @@ def test_the_request_budget_is_never_exceeded(tmp_path, monkeypatch):
 
 def test_bad_key_wrong_shard_and_missing_permission_fail_clearly(clinic, instance, cliniko_sandbox, monkeypatch):
     clinic.use_key("revoked", monkeypatch)
-    result = clinic.extract(instance, raise_on_error=False, selection=["patients"])
+    result = clinic.extract(instance, raise_on_error=False, selection=["patients", "contacts"])
     assert not result.success
     message = _failure(result)
     assert clinic.tenant in message and "patients" in message and "401" in message and "new key" in message
     assert clinic.keys["revoked"] not in message
+    assert message.count("HTTP 401") == 1 and "cliniko/contacts, cliniko/patients: " in message  # said once
+    assert f"({cliniko_sandbox.url}/v1)" in message  # where the key was refused: this deployment's Cliniko
+    (failure,) = [e for e in result.all_events if e.event_type_value == "STEP_FAILURE"]
+    metadata = {k: v.value for k, v in failure.event_specific_data.user_failure_data.metadata.items()}
+    assert sorted(metadata["failed_assets"]) == ["cliniko/contacts", "cliniko/patients"]
+    assert metadata["error"] == "ClinikoAuthError" and "new Cliniko API key" in metadata["what_to_do"]
 
     clinic.use_key("other_shard", monkeypatch)
     monkeypatch.setenv("CLINIKO_API_URL", f"{cliniko_sandbox.url}/{{shard}}/v1")
