@@ -141,17 +141,23 @@ def test_a_resync_asks_again_only_for_what_was_not_settled_when_the_last_sync_be
     late = clinic.admin.mutate(clinic.account, seed=11, updates=8, creates=4, stamped_seconds_ago=1800)["changed"]
     assert any(r in late for r in incremental)
     third = materializations(clinic.extract(instance))
+    assert_staged_as_cliniko_has_them(clinic, late)
+    for resource, kinds in late.items():
+        if resource in incremental:
+            assert third[resource]["fetched"] == len(set().union(*kinds.values())), resource
+
+
+def assert_staged_as_cliniko_has_them(clinic, changed: dict) -> None:
+    """Every resource's states as Cliniko's truth, and each changed record staged as Cliniko exports it."""
     truth = clinic.truth()
     for resource in RESOURCES:
         assert clinic.staged_states(resource) == truth[resource], resource
-    for resource, kinds in late.items():
+    for resource, kinds in changed.items():
         staged = clinic.staged_records(resource)
         exported = clinic.export(resource)
         for rid in set().union(*kinds.values()):
             same = staged[rid][1] == {k: v for k, v in exported[rid].items() if not k.startswith("_")}
             assert same, (resource, rid)  # ids only: the records are patient data
-        if resource in incremental:
-            assert third[resource]["fetched"] == len(set().union(*kinds.values())), resource
 
 
 def test_a_late_write_older_than_a_change_already_staged_is_found(clinic, instance):
@@ -166,15 +172,7 @@ def test_a_late_write_older_than_a_change_already_staged_is_found(clinic, instan
     late = clinic.admin.mutate(clinic.account, seed=13, updates=8, creates=4, stamped_seconds_ago=1800)["changed"]
     assert any(r in late for r in incremental)
     materializations(clinic.extract(instance))
-    truth = clinic.truth()
-    for resource in RESOURCES:
-        assert clinic.staged_states(resource) == truth[resource], resource
-    for resource, kinds in late.items():
-        staged = clinic.staged_records(resource)
-        exported = clinic.export(resource)
-        for rid in set().union(*kinds.values()):
-            same = staged[rid][1] == {k: v for k, v in exported[rid].items() if not k.startswith("_")}
-            assert same, (resource, rid)  # ids only: the records are patient data
+    assert_staged_as_cliniko_has_them(clinic, late)
 
 
 def test_a_resource_listed_in_full_is_listed_again_only_when_it_changed(clinic, instance):
