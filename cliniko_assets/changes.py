@@ -71,7 +71,14 @@ class RunCrosswalk:
     """The crosswalk as this run knows it: read once from Splose, kept current with the run's writes."""
 
     def __init__(
-        self, imports: SploseImportClient, import_id: int, staging: StagingStore, tenant: str, run_id: str, writer: str
+        self,
+        imports: SploseImportClient,
+        import_id: int,
+        staging: StagingStore,
+        tenant: str,
+        run_id: str,
+        writer: str,
+        ancestors: tuple[str, ...] = (),
     ) -> None:
         self.imports = imports
         self.import_id = import_id
@@ -79,6 +86,8 @@ class RunCrosswalk:
         self.tenant = tenant
         self.run_id = run_id
         self.writer = writer
+        # A re-execution keeps what the steps it does not run again marked for removal: its runs' files count.
+        self._marked_by = {run_id.encode(), *(ancestor.encode() for ancestor in ancestors)}
         self._entries: dict[str, CrosswalkTable] = {}
         self._written: dict[str, list[pa.RecordBatch]] = {}
         self._retired: dict[str, dict[str, str]] = {}
@@ -169,7 +178,9 @@ class RunCrosswalk:
             rows = (_with_entries(batch, table) for batch in _last_of_each(written))
             self.staging.write_parquet(self.tenant, self._written_name(entity), schema, rows)
         retire_schema = RETIRE_SCHEMA.with_metadata({RUN: self.run_id.encode()})
-        for entity, retired in self._retired.items():
+        earlier = set(self._listed("retire-"))  # an earlier run's marks of this step: replaced, none kept
+        marks = {e: {} for e in self._entries if self._retire_name(e) in earlier} | self._retired
+        for entity, retired in marks.items():
             columns = [pa.array(list(retired), pa.string()), pa.array(list(retired.values()), pa.string())]
             batch = pa.RecordBatch.from_arrays(columns, schema=RETIRE_SCHEMA)
             self.staging.write_parquet(self.tenant, self._retire_name(entity), retire_schema, [batch])
@@ -179,8 +190,11 @@ class RunCrosswalk:
         removal."""
         found: dict[str, str] = dict(self._retired.get(entity, {}))
         for name in self._listed(f"retire-{self.import_id}-{entity}-by-"):
+            if name == self._retire_name(entity):
+                continue  # this step's own marks are those in memory (a file of an earlier run of it is stale)
             with self.staging.parquet(self.tenant, name) as staged:
-                if not self._of_this_run(staged):
+                metadata = getattr(staged, "schema_arrow", None)
+                if metadata is None or (metadata.metadata or {}).get(RUN) not in self._marked_by:
                     continue
                 for batch in staged.iter_batches(READ_BATCH, use_threads=False):
                     found.update(zip(*(batch.column(n).to_pylist() for n in RETIRE_SCHEMA.names), strict=True))

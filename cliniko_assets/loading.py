@@ -20,7 +20,7 @@ from functools import partial
 
 import dagster as dg
 
-from cliniko_assets.attention import GONE, NO_LONGER_IN_CLINIKO, TO_REMOVE
+from cliniko_assets.attention import GONE, NO_LONGER_IN_CLINIKO, NOT_REMOVED_SHORT, TO_REMOVE
 from cliniko_assets.changes import UNCHANGED, RunCrosswalk
 from cliniko_assets.crosswalks import key_set
 from cliniko_assets.in_flight import InFlight
@@ -38,6 +38,7 @@ from splose_resources.splose import SploseImportClient, SploseResource, UpsertRe
 from splose_resources.staging import StagingStore
 
 BATCH = 500
+PARENT_RUN_TAG = "dagster/parent_run_id"
 MAPPING_ASSET = "services"  # the mapping step's last asset: it carries the resolved mapping
 CHECK_ASSET = "mapping_check"  # the first Splose step: the mapping checked, the run's import bound
 MAPPING_KEY = "resolved_mapping"
@@ -122,7 +123,8 @@ class LoadRun:
 
     def splose_sink(self, imports: SploseImportClient, writer: str) -> SploseSink:
         """The sink of step ``writer``: sends what Splose does not hold yet, crosswalks read once per run."""
-        known = RunCrosswalk(imports, self.import_id, self.staging, self.tenant, self.context.run.run_id, writer)
+        run_id, ancestors = self.context.run.run_id, run_ancestors(self.context)
+        known = RunCrosswalk(imports, self.import_id, self.staging, self.tenant, run_id, writer, ancestors)
         return SploseSink(imports, self.import_id, known)
 
     def writes(self) -> Sink:
@@ -159,6 +161,15 @@ class LoadRun:
         data = dataclasses.asdict(resolved)
         data["problems"] = []
         return {MAPPING_KEY: dg.MetadataValue.json(data)}
+
+    def listed_in_full(self, resource: str, report: RowReport) -> bool:
+        """Whether Cliniko's latest listing of ``resource`` for this tenant held every record its count says
+        (no ``shortfall``): only then is what it no longer lists taken out of Splose; else the row says so."""
+        _, metadata = latest_metadata(self.context.instance, dg.AssetKey(["cliniko", resource]), self.tenant)
+        if metadata.get("shortfall"):
+            report.facts[NOT_REMOVED_SHORT] = report.facts.get(NOT_REMOVED_SHORT, 0) + 1
+            return False
+        return True
 
     def retire(self, report: RowReport, entity: str, external_id: str, reason: str) -> None:
         """Mark a record for removal from Splose if Splose holds it (the import report removes it), counted on
@@ -213,15 +224,15 @@ def load_records(
     entity: str,
     outcomes: Iterable[dict | Skip],
     answer: Callable[[str, str], None] | None = None,
-    vanished: bool = False,
+    vanished_from: str | None = None,
 ) -> None:
     """Upsert every transformed record in batches of 500 and count skips; ``answer(external_id, action)`` is
     told what happened to each record sent or found unchanged.
 
     A record skipped for a reason that means it must not be in Splose (:data:`GONE`: deleted in Cliniko,
     ignored by the clinic's mapping) that an earlier import brought across is marked for removal; with
-    ``vanished`` (a resource Cliniko deletes without a trace, listed in full) so is every record Splose holds
-    that the outcomes do not name at all.
+    ``vanished_from`` (a resource Cliniko deletes without a trace, listed in full) so is every record Splose
+    holds that the outcomes do not name at all, when that listing was complete.
 
     Up to the sink's ``in_flight`` batches are on their way to Splose at once (each is independent: a
     record never points at another of the same stream), so transforming the next batch overlaps
@@ -229,7 +240,7 @@ def load_records(
     """
     sink = run.writes()
     pending: list[dict] = []
-    seen: set[str] | None = set() if vanished else None
+    seen: set[str] | None = set() if vanished_from else None
 
     def answered(result: UpsertResult) -> None:
         report.absorb(result)
@@ -262,9 +273,20 @@ def load_records(
                 pending = []
         if pending:
             batches.send(partial(sink.upsert, entity, pending), answered)
-    if seen is not None:
+    if seen is not None and run.listed_in_full(vanished_from or "", report):
         for external_id in [held for held in sink.held(entity) if held not in seen]:
             run.retire(report, entity, external_id, NO_LONGER_IN_CLINIKO)
+
+
+def run_ancestors(context: dg.AssetExecutionContext, most: int = 20) -> tuple[str, ...]:
+    """The runs this one re-executes, nearest first (Dagster's ``dagster/parent_run_id`` tags, followed)."""
+    found: list[str] = []
+    parent = context.run.tags.get(PARENT_RUN_TAG)
+    while parent and len(found) < most and parent not in found:
+        found.append(parent)
+        record = context.instance.get_run_by_id(parent)
+        parent = record.tags.get(PARENT_RUN_TAG) if record is not None else None
+    return tuple(found)
 
 
 class _Without(Container[str]):

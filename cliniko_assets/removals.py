@@ -48,13 +48,27 @@ class Removals:
     refused_ids: dict[str, list[str]] = field(default_factory=dict)
     refused_reason: dict[str, str] = field(default_factory=dict)  # the first of Splose's messages
     held_back: dict[str, tuple[int, int]] = field(default_factory=dict)  # entity -> (to remove, held)
+    found: int = 0  # records marked by the loads that the report found marked
+    missed: int = 0  # records the rows say they marked, that the report did not find (see :meth:`check`)
+
+    def check(self, marked: int) -> None:
+        """Compare with what the rows say they marked (their ``to_remove``)."""
+        self.missed = max(0, marked - self.found)
 
     def gone(self, entity: str) -> int:
         """How many of the entity's crosswalk entries (as the run knew it) are no longer in Splose."""
         return self.removed[entity] + self.absent[entity]
 
     def attention(self) -> list[str]:
-        held_back = [
+        missed = (
+            [
+                f"{self.missed} record(s) the loads marked for removal were not found by the report (a run that did "
+                "not load again what an earlier one marked): nothing of them was removed; re-run the whole import"
+            ]
+            if self.missed
+            else []
+        )
+        held_back = missed + [
             f"{entity}: {n} of the {held} Splose holds are deleted in Cliniko or ignored by the mapping, more "
             "than half: none was removed. Check the mapping and the Cliniko account; if they are right, re-run "
             "with run config resources.import_request.config.remove_most: true"
@@ -94,6 +108,7 @@ def remove_retired(known: RunCrosswalk, imports: SploseImportClient, import_id: 
     removals = Removals()
     for entity in ORDER:
         pending = list(known.retired(entity))
+        removals.found += len(pending)
         held = len(known.entries(entity)) if pending else 0
         if held_back(len(pending), held, most):
             removals.held_back[entity] = (len(pending), held)

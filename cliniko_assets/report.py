@@ -7,7 +7,7 @@ by row in the import's status message, the email and this asset's metadata.
 
 import dagster as dg
 
-from cliniko_assets.attention import attention_records, completion_message, needs_attention, row_notes
+from cliniko_assets.attention import TO_REMOVE, attention_records, completion_message, needs_attention, row_notes
 from cliniko_assets.catalog import CATALOG
 from cliniko_assets.changes import RunCrosswalk
 from cliniko_assets.extract import cliniko_key
@@ -15,7 +15,7 @@ from cliniko_assets.failures import step_failures
 from cliniko_assets.lifecycle import ATTENTION, LEFT_BEHIND, bound_import, tell_clinic
 from cliniko_assets.lifecycle import ROWS as COUNT_ROWS
 from cliniko_assets.load import load_assets
-from cliniko_assets.loading import LoadRun, latest_metadata, received_rows
+from cliniko_assets.loading import LoadRun, latest_metadata, received_rows, run_ancestors
 from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import tenants
 from cliniko_assets.reconciliation import RowReport, reconciliation_markdown, reconciliation_table, splose_key
@@ -44,9 +44,8 @@ def read_reports(run: LoadRun) -> dict[str, RowReport]:
 
 
 def run_crosswalk(run: LoadRun, workspace: SploseWorkspace) -> RunCrosswalk:
-    return RunCrosswalk(
-        workspace.imports, run.import_id, run.staging, run.tenant, run.context.run.run_id, "import_report"
-    )
+    run_id, ancestors = run.context.run.run_id, run_ancestors(run.context)
+    return RunCrosswalk(workspace.imports, run.import_id, run.staging, run.tenant, run_id, "import_report", ancestors)
 
 
 def referential_integrity(
@@ -119,13 +118,15 @@ def import_report(
         where.import_id = run.import_id
         rows = read_reports(run)
         with splose.workspace(run.tenant, log=context.log) as workspace:
+            extracted = latest_extractions(context.instance, run.tenant)
+            _refuse_unextracted(run, extracted)
+            _refuse_unaccounted(run, rows, {})  # before anything is removed
             known = run_crosswalk(run, workspace)
             removals = remove_retired(known, workspace.imports, run.import_id, import_request.remove_most)
             integrity = referential_integrity(run, workspace, known, removals)
             _refuse_unaccounted(run, rows, integrity)
             reports = list(rows.values())
-            extracted = latest_extractions(context.instance, run.tenant)
-            _refuse_unextracted(run, extracted)
+            removals.check(sum(report.facts.get(TO_REMOVE, 0) for report in reports))
             gaps = extraction_gaps(extracted)
             attention = [line for report in reports for line in needs_attention(report)] + gaps + removals.attention()
             notes = [line for report in reports for line in row_notes(report)] + removals.notes()

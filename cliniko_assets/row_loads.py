@@ -44,7 +44,7 @@ GROUP_ENTRIES = "group_entries"  # group appointment id -> attendees it must hol
 def load_provider_numbers(run: LoadRun, report: RowReport) -> None:
     ctx = run.import_context()
     outcomes = (to_splose_provider_number(r, ctx) for r in run.records("practitioner_reference_numbers"))
-    load_records(run, report, "providerNumbers", outcomes, vanished=True)  # listed in full, no deletion feed
+    load_records(run, report, "providerNumbers", outcomes, vanished_from="practitioner_reference_numbers")
 
 
 def load_contacts(run: LoadRun, report: RowReport) -> None:
@@ -171,9 +171,11 @@ def load_availability(run: LoadRun, report: RowReport) -> None:
     result = run.writes().upsert("availability", rows)
     # One Splose record per range, "<availability id>:<n>": a range Splose holds that this run did not send (the
     # day lost a range, was emptied, deleted or ignored) is removed, unless its day was skipped for a problem.
-    for held in [key for key in run.writes().held("availability") if key not in owners]:
-        if held.rpartition(":")[0] not in kept:
-            run.retire(report, "availability", held, NO_LONGER_IN_CLINIKO)
+    unsent = [key for key in run.writes().held("availability") if key not in owners]
+    if unsent and run.listed_in_full("daily_availabilities", report):
+        for held in unsent:
+            if held.rpartition(":")[0] not in kept:
+                run.retire(report, "availability", held, NO_LONGER_IN_CLINIKO)
     failed = {owners.get(e.external_id or "", "") for e in result.errors}
     actions: dict[str, set[str]] = defaultdict(set)
     for upserted in result.records:
@@ -193,7 +195,7 @@ def load_availability(run: LoadRun, report: RowReport) -> None:
 
 def load_progress_note_templates(run: LoadRun, report: RowReport) -> None:
     outcomes = (to_splose_progress_note_template(r) for r in run.records("treatment_note_templates"))
-    load_records(run, report, "progressNoteTemplates", outcomes, vanished=True)  # listed in full, no deletion feed
+    load_records(run, report, "progressNoteTemplates", outcomes, vanished_from="treatment_note_templates")
 
 
 def load_progress_notes(run: LoadRun, report: RowReport) -> None:

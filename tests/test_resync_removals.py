@@ -4,7 +4,10 @@ a real Dagster instance, the import job as the daemon runs it (in process)."""
 
 from __future__ import annotations
 
+import dagster as dg
+
 from cliniko_assets.definitions import defs
+from cliniko_assets.sensors import run_config_for
 from sandbox.splose.lifecycle import references
 from splose_resources.notifier import NotifierResource
 from tests.conftest import materializations
@@ -71,11 +74,11 @@ def test_a_resync_removes_from_splose_what_cliniko_deleted_and_what_the_mapping_
 
     assert result.success
     after = held(tiny_import)
-    assert appointment not in after["appointments"] and note not in after["progressNotes"]
-    assert attachment not in after["files"] and number not in after["providerNumbers"]
-    assert client not in after["clients"]
-    assert sorted(k for k in after["availability"] if k.partition(":")[0] == shrunk) == [f"{shrunk}:0"]
-    assert [k for k in after["availability"] if k.partition(":")[0] == gone_day] == []
+    assert appointment not in set(after["appointments"]) and note not in set(after["progressNotes"])
+    assert attachment not in set(after["files"]) and number not in set(after["providerNumbers"])
+    assert client not in set(after["clients"])
+    assert sorted(k for k in set(after["availability"]) if k.partition(":")[0] == shrunk) == [f"{shrunk}:0"]
+    assert [k for k in set(after["availability"]) if k.partition(":")[0] == gone_day] == []
     # Nothing else went: every other record Splose held is still there.
     removed = {
         "appointments": {appointment},
@@ -172,3 +175,67 @@ def test_removing_most_of_what_splose_holds_waits_for_the_run_to_confirm_it(tiny
     assert confirmed.success
     assert materializations(confirmed)["import_report"]["removals_held_back"] == {}
     assert held(tiny_import)["appointments"] == {}
+
+
+def test_a_report_run_apart_from_its_loads_removes_what_a_run_it_re_executes_marked_and_warns_otherwise(
+    tiny_import, instance
+):
+    """The loads in one run, the report in another: a re-execution (tag dagster/parent_run_id, as Dagster
+    sets it) removes what its parent's loads marked; an unrelated run does not trust them and says so."""
+    request = tiny_import.submit()
+    assert tiny_import.run(instance, request).success
+    clinic, before = tiny_import.clinic, held(tiny_import)
+    pointed_at = referred(before)
+    numbers = clinic.export("practitioner_reference_numbers")
+    number = next(e for e, r in sorted(before["providerNumbers"].items()) if r["id"] not in pointed_at and e in numbers)
+    clinic.admin.mutate(
+        clinic.account, ops=[{"op": "delete", "resource": "practitioner_reference_numbers", "id": number}]
+    )
+    job = defs.resolve_job_def("import_job")
+    report_key = dg.AssetKey(["splose", "import_report"])
+    loads_only = [key for key in job.asset_layer.executable_asset_keys if key != report_key]
+    common = {"instance": instance, "partition_key": clinic.tenant, "run_config": run_config_for(request)}
+    loads = job.execute_in_process(asset_selection=loads_only, **common)
+    assert loads.success and _rows(loads)["provider_numbers"]["to_remove"] == 1
+
+    apart = job.execute_in_process(asset_selection=[report_key], **common)
+
+    assert apart.success and number in set(held(tiny_import)["providerNumbers"])
+    assert (
+        "1 record(s) the loads marked for removal were not found" in tiny_import.status(int(request["id"]))["message"]
+    )
+
+    again = job.execute_in_process(
+        asset_selection=[report_key],
+        tags={"dagster/parent_run_id": loads.run_id, "dagster/root_run_id": loads.run_id},
+        **common,
+    )
+
+    assert again.success and materializations(again)["import_report"]["removed_from_splose"] == {"providerNumbers": 1}
+    assert number not in set(held(tiny_import)["providerNumbers"])
+    assert "were not found" not in tiny_import.status(int(request["id"]))["message"]
+
+
+def test_what_a_listing_short_of_clinikos_count_no_longer_lists_is_not_removed(tiny_import, instance):
+    """Reference numbers are listed in full with no deletion feed: one missing from a listing that fell short of
+    Cliniko's count may be Cliniko's answer, not a deletion, so it stays in Splose and the row says why."""
+    request = tiny_import.submit()
+    assert tiny_import.run(instance, request).success
+    clinic, before = tiny_import.clinic, held(tiny_import)
+    number = sorted(ext for ext in before["providerNumbers"] if ext in clinic.export("practitioner_reference_numbers"))[
+        0
+    ]
+    clinic.admin.mutate(
+        clinic.account, ops=[{"op": "delete", "resource": "practitioner_reference_numbers", "id": number}]
+    )
+    clinic.admin.configure(faults={"wrong_total_rate": 1.0}, fault_seed=3)  # every count short of what is listed
+    try:
+        result = tiny_import.run(instance, request)
+    finally:
+        clinic.admin.clear_faults()
+
+    assert result.success
+    assert materializations(result)["practitioner_reference_numbers"]["shortfall"] > 0
+    assert number in set(held(tiny_import)["providerNumbers"])
+    row = _rows(result)["provider_numbers"]
+    assert row["removals_skipped_listing_short"] == 1 and row.get("to_remove", 0) == 0
