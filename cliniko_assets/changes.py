@@ -142,8 +142,7 @@ class RunCrosswalk:
         return True
 
     def _of_this_run(self, staged: object) -> bool:
-        metadata = getattr(staged, "schema_arrow", None)
-        return metadata is not None and (metadata.metadata or {}).get(RUN) == self.run_id.encode()
+        return _run_of(staged) == self.run_id.encode()
 
     def _listed(self, prefix: str) -> list[str]:
         return [f"{FOLDER}/{n}" for n in self.staging.names(self.tenant, FOLDER) if n.startswith(prefix)]
@@ -193,8 +192,7 @@ class RunCrosswalk:
             if name == self._retire_name(entity):
                 continue  # this step's own marks are those in memory (a file of an earlier run of it is stale)
             with self.staging.parquet(self.tenant, name) as staged:
-                metadata = getattr(staged, "schema_arrow", None)
-                if metadata is None or (metadata.metadata or {}).get(RUN) not in self._marked_by:
+                if _run_of(staged) not in self._marked_by:
                     continue
                 for batch in staged.iter_batches(READ_BATCH, use_threads=False):
                     found.update(zip(*(batch.column(n).to_pylist() for n in RETIRE_SCHEMA.names), strict=True))
@@ -235,6 +233,12 @@ class RunCrosswalk:
                 if self._of_this_run(staged):
                     found.append(name.rsplit("/", 1)[-1].removeprefix(prefix).removesuffix(".parquet"))
         return sorted(found)
+
+
+def _run_of(staged: object) -> bytes | None:
+    """The run a staged file of the loads belongs to (its footer), None for a file that is not there."""
+    schema = getattr(staged, "schema_arrow", None)
+    return None if schema is None else (schema.metadata or {}).get(RUN)
 
 
 def _written_batch(written: list[tuple[str, int, str | None]], refs: dict) -> pa.RecordBatch:

@@ -123,9 +123,12 @@ class LoadRun:
 
     def splose_sink(self, imports: SploseImportClient, writer: str) -> SploseSink:
         """The sink of step ``writer``: sends what Splose does not hold yet, crosswalks read once per run."""
+        return SploseSink(imports, self.import_id, self.crosswalk(imports, writer))
+
+    def crosswalk(self, imports: SploseImportClient, writer: str) -> RunCrosswalk:
+        """The crosswalks as this run knows them, for step ``writer`` (with the marks of the runs it re-executes)."""
         run_id, ancestors = self.context.run.run_id, run_ancestors(self.context)
-        known = RunCrosswalk(imports, self.import_id, self.staging, self.tenant, run_id, writer, ancestors)
-        return SploseSink(imports, self.import_id, known)
+        return RunCrosswalk(imports, self.import_id, self.staging, self.tenant, run_id, writer, ancestors)
 
     def writes(self) -> Sink:
         if self.sink is None:

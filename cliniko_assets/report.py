@@ -15,7 +15,7 @@ from cliniko_assets.failures import step_failures
 from cliniko_assets.lifecycle import ATTENTION, LEFT_BEHIND, bound_import, tell_clinic
 from cliniko_assets.lifecycle import ROWS as COUNT_ROWS
 from cliniko_assets.load import load_assets
-from cliniko_assets.loading import LoadRun, latest_metadata, received_rows, run_ancestors
+from cliniko_assets.loading import LoadRun, latest_metadata, received_rows
 from cliniko_assets.mapping import ImportRequestResource
 from cliniko_assets.partitions import tenants
 from cliniko_assets.reconciliation import RowReport, reconciliation_markdown, reconciliation_table, splose_key
@@ -41,11 +41,6 @@ def row_counts(report: RowReport) -> dict:
 def read_reports(run: LoadRun) -> dict[str, RowReport]:
     """The rows the loads of this import reported (their metadata), by name, in the order the table prints them."""
     return reconciled_rows(received_rows(run, [row.name for row in (*MAPPING_ROWS, *LOAD_ORDER)]))
-
-
-def run_crosswalk(run: LoadRun, workspace: SploseWorkspace) -> RunCrosswalk:
-    run_id, ancestors = run.context.run.run_id, run_ancestors(run.context)
-    return RunCrosswalk(workspace.imports, run.import_id, run.staging, run.tenant, run_id, "import_report", ancestors)
 
 
 def referential_integrity(
@@ -121,7 +116,7 @@ def import_report(
             extracted = latest_extractions(context.instance, run.tenant)
             _refuse_unextracted(run, extracted)
             _refuse_unaccounted(run, rows, {})  # before anything is removed
-            known = run_crosswalk(run, workspace)
+            known = run.crosswalk(workspace.imports, "import_report")
             removals = remove_retired(known, workspace.imports, run.import_id, import_request.remove_most)
             integrity = referential_integrity(run, workspace, known, removals)
             _refuse_unaccounted(run, rows, integrity)
