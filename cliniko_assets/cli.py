@@ -136,8 +136,8 @@ def resync(options: Options, args: argparse.Namespace) -> int:
     if not options.wait:
         return 0
     finished = [_wait(options, run_id) for run_id in runs]
-    for tenant, run in zip(tenants, finished, strict=True):
-        options.out(f"{tenant}: {_run_line(run)}")
+    for run in finished:
+        _report_finished(options, run)
     return 0 if all(run.status == "SUCCESS" for run in finished) else 1
 
 
@@ -151,7 +151,7 @@ def backfill(options: Options, args: argparse.Namespace) -> int:
         return 0
     runs = options.dagster.wait_for_backfill(backfill_id, len(tenants), options.poll_seconds)
     for run in runs:
-        options.out(f"{run.tenant}: {_run_line(run)}")
+        _report_finished(options, run)
     return 0 if len(runs) == len(tenants) and all(run.status == "SUCCESS" for run in runs) else 1
 
 
@@ -174,9 +174,7 @@ def _launch_and_wait(options: Options, tenant: str, job: str, what: str) -> RunS
     if not options.wait:
         return RunSummary(run_id=run_id, status="LAUNCHED", tenant=tenant)
     run = _wait(options, run_id)
-    options.out(f"{tenant}: {_run_line(run)}")
-    for message in run.failures:
-        options.out(f"  {message}")
+    _report_finished(options, run)
     return run
 
 
@@ -186,6 +184,17 @@ def _wait(options: Options, run_id: str) -> RunSummary:
         if run.status in FINISHED:
             return run
         time.sleep(options.poll_seconds)
+
+
+def _report_finished(options: Options, run: RunSummary) -> None:
+    """A finished run's line and, when it did not succeed, why: each failed step's own message (a run listed
+    without its events is read again for them)."""
+    options.out(f"{run.tenant}: {_run_line(run)}")
+    if run.status == "SUCCESS":
+        return
+    failures = run.failures or options.dagster.run(run.run_id).failures
+    for message in failures:
+        options.out(f"  {message}")
 
 
 def _run_line(run: RunSummary | None) -> str:

@@ -127,3 +127,38 @@ def test_no_wait_is_taken_before_or_after_the_command():
     assert parser.parse_args(["backfill", "--all", "--no-wait"]).no_wait is True
     assert parser.parse_args(["--no-wait", "import", "clinic-a"]).no_wait is True
     assert parser.parse_args(["resync", "clinic-a", "clinic-b"]).no_wait is False
+
+
+def test_a_backfill_says_why_each_tenants_run_failed(webserver, capsys, monkeypatch):
+    """The backfill's runs are listed without their events; a failed one is read again for its own message,
+    as ``import`` prints it. Only the launch is stood in for (a backfill needs the daemon): the runs, their
+    events and the waiting go through the webserver."""
+    backfill = {"dagster/backfill": "bfclitest"}
+    reason = "clinic-f: Cliniko refused the API key (401): the key was revoked. Ask the clinic for a new key."
+    with dg.DagsterInstance.from_config(str(webserver.home)) as instance:
+        instance.add_dynamic_partitions("tenants", ["clinic-e", "clinic-f"])
+        done = instance.add_run(
+            dg.DagsterRun(
+                job_name="import_job",
+                status=dg.DagsterRunStatus.SUCCESS,
+                tags={**backfill, "dagster/partition": "clinic-e"},
+            )
+        )
+        failed = instance.add_run(
+            dg.DagsterRun(
+                job_name="import_job",
+                status=dg.DagsterRunStatus.STARTED,
+                tags={**backfill, "dagster/partition": "clinic-f"},
+            )
+        )
+        instance.report_run_failed(failed, reason)
+    monkeypatch.setattr(cli.Dagster, "launch_backfill", lambda self, tenants: "bfclitest")
+
+    code, out, _ = run_cli(capsys, webserver.url, "--poll-seconds", "0.2", "backfill", "clinic-e", "clinic-f")
+
+    assert code == 1
+    lines = out.splitlines()
+    assert lines[0] == "Backfill bfclitest launched for 2 tenant(s): clinic-e, clinic-f"
+    assert lines[1].startswith(f"clinic-e: run {done.run_id} success")
+    assert lines[2].startswith(f"clinic-f: run {failed.run_id} failure")
+    assert lines[3:] == [f"  {reason}"]
