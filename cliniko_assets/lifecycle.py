@@ -237,7 +237,8 @@ def settle_unfinished_run(
         if record["status"] == "deleted":
             return f"import {import_id} was deleted: left as it is"
         message = why()
-        note = f"Complete; the latest sync (run {run.run_id[:8]}) failed, what was imported before is unchanged: "
+        ended = "was cancelled" if run.status == dg.DagsterRunStatus.CANCELED else "failed"
+        note = f"Complete; the latest sync (run {run.run_id[:8]}) {ended}, what was imported before is unchanged: "
         if record["status"] == "complete":
             if str(record.get("message") or "").startswith(note):  # this tick died before its email
                 tell_clinic(notifier, record, failed_run=run.run_id, reason=message)

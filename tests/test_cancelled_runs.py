@@ -66,7 +66,9 @@ def test_a_cancelled_resync_leaves_a_completed_import_complete_saying_the_sync_d
 
     status = tiny_import.status(int(request["id"]))
     assert status["status"] == "complete"
-    assert status["message"].startswith(f"Complete; the latest sync (run {run.run_id[:8]})")
+    assert status["message"].startswith(
+        f"Complete; the latest sync (run {run.run_id[:8]}) was cancelled, what was imported before is unchanged: "
+    )
     assert "was cancelled before it finished" in status["message"]
     response = requests.post(
         f"{tiny_import.url}/v1/imports",
