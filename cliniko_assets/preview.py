@@ -16,10 +16,12 @@ until the mapping is fixed).
 """
 
 import math
+from collections import Counter
 from dataclasses import dataclass
 
 import dagster as dg
 
+from cliniko_assets.attention import TO_REMOVE
 from cliniko_assets.catalog import CATALOG
 from cliniko_assets.extract import REFERENCES, cliniko_key
 from cliniko_assets.failures import step_failures
@@ -32,6 +34,7 @@ from cliniko_assets.partitions import tenants
 from cliniko_assets.progress import LoadProgress, duration
 from cliniko_assets.reconciliation import RowReport, skipped_text
 from cliniko_assets.references import BY_ID_SOURCE
+from cliniko_assets.removals import ORDER, held_back
 from cliniko_assets.rows import LOAD_ORDER, MAPPING_ROWS, reconciled_rows
 from cliniko_assets.sinks import DryRunSink
 from splose_resources.cliniko import ClinikoResource
@@ -53,6 +56,12 @@ ROWS_SCHEMA = dg.TableSchema(
         dg.TableColumn("would_skip", "int", description="records it would skip, each with a reason"),
         dg.TableColumn("skipped_by_reason", "string"),
         dg.TableColumn("unmapped", "int", description="skipped because the mapping leaves something unmapped"),
+        dg.TableColumn(
+            "would_remove",
+            "int",
+            description="records an earlier import brought across, now deleted in Cliniko or ignored: the import "
+            "would remove them from Splose",
+        ),
     ]
 )
 MAPPING_SCHEMA = dg.TableSchema(
@@ -124,12 +133,64 @@ def import_preview(
                 rows.update(run.side_reports)
     reports = list(reconciled_rows(rows).values())
     estimate = estimate_duration(run, sink, cliniko, splose)
+    removals = would_remove(run, sink)
     context.log.info(
         f"Preview of import {run.import_id} of tenant '{run.tenant}': {sum(r.loaded for r in reports):,} records "
         f"would be loaded, {sum(sum(r.skipped.values()) for r in reports):,} skipped; {len(clinic.problems)} "
-        f"mapping problem(s); about {duration(estimate.seconds)}. Nothing was written to Splose."
+        f"mapping problem(s); {sum(r.count for r in removals):,} would be removed from Splose; about "
+        f"{duration(estimate.seconds)}. Nothing was written to Splose."
     )
-    return dg.MaterializeResult(metadata=preview_metadata(run, clinic, proposed, reports, estimate))
+    return dg.MaterializeResult(metadata=preview_metadata(run, clinic, proposed, reports, estimate, removals))
+
+
+@dataclass(frozen=True)
+class WouldRemove:
+    """Records of one Splose entity the import would remove: brought across earlier, now deleted in Cliniko or
+    ignored by the mapping."""
+
+    entity: str
+    count: int
+    held: int  # what Splose holds of the entity (as the import would know it)
+    reasons: Counter
+    held_back: bool  # more than half: the import would wait for run config remove_most
+
+    def line(self) -> str:
+        why = ", ".join(f"{reason} {n:,}" for reason, n in sorted(self.reasons.items()))
+        text = f"- {self.entity}: {self.count:,} of the {self.held:,} Splose holds ({why})"
+        if self.held_back:
+            text += (
+                "; more than half: the import would remove none of them and say so, unless run config "
+                "resources.import_request.config.remove_most: true"
+            )
+        return text
+
+
+def would_remove(run: LoadRun, sink: DryRunSink) -> list[WouldRemove]:
+    """What the import's report would remove, entity by entity, in the order it would (counts and reasons)."""
+    found = []
+    for entity in ORDER:
+        marked = sink.to_remove.get(entity)
+        if not marked:
+            continue
+        held = len(sink.crosswalk(entity))
+        waits = held_back(len(marked), held, run.request.remove_most)
+        found.append(WouldRemove(entity, len(marked), held, Counter(marked.values()), waits))
+    return found
+
+
+def removals_text(removals: list[WouldRemove]) -> str:
+    if not removals:
+        return (
+            "**Would remove from Splose: nothing.** No record an earlier import brought across is deleted in Cliniko "
+            "or ignored by the mapping."
+        )
+    return "\n".join(
+        [
+            "**Would remove from Splose** what an earlier import brought across that is now deleted in Cliniko or "
+            "ignored by the mapping (the import's report removes it once every load is done):",
+            *(removal.line() for removal in removals),
+        ]
+    )
 
 
 def with_proposals(mapping: ImportMapping, clinic: ResolvedMapping) -> ImportMapping:
@@ -163,6 +224,7 @@ def rows_table(reports: list[RowReport]) -> dg.TableMetadataValue:
                     "would_skip": sum(r.skipped.values()),
                     "skipped_by_reason": skipped_text(r),
                     "unmapped": unmapped(r),
+                    "would_remove": r.facts.get(TO_REMOVE, 0),
                 }
             )
             for r in reports
@@ -213,11 +275,16 @@ def estimate_duration(run: LoadRun, sink: DryRunSink, cliniko: ClinikoResource, 
 
 
 def preview_metadata(
-    run: LoadRun, clinic: ResolvedMapping, proposed: ImportMapping, reports: list[RowReport], estimate: Estimate
+    run: LoadRun,
+    clinic: ResolvedMapping,
+    proposed: ImportMapping,
+    reports: list[RowReport],
+    estimate: Estimate,
+    removals: list[WouldRemove],
 ) -> dict:
     mapping_lines = mapping_table(run.request.mapping, clinic, proposed)
     return {
-        "summary": dg.MetadataValue.md(summary(run, clinic, reports, estimate)),
+        "summary": dg.MetadataValue.md(summary(run, clinic, reports, estimate, removals)),
         "rows": rows_table(reports),
         "mapping": dg.MetadataValue.table(
             records=[dg.TableRecord(line) for line in mapping_lines], schema=MAPPING_SCHEMA
@@ -229,13 +296,17 @@ def preview_metadata(
         "would_load": sum(r.loaded for r in reports),
         "would_skip": sum(sum(r.skipped.values()) for r in reports),
         "unmapped": sum(unmapped(r) for r in reports),
+        "would_remove": {removal.entity: removal.count for removal in removals},
+        "would_hold_back": {removal.entity: removal.count for removal in removals if removal.held_back},
         "cliniko_requests_estimate": estimate.cliniko_requests,
         "splose_calls_estimate": estimate.splose_calls,
         "estimated_minutes": round(estimate.seconds / 60, 1),
     }
 
 
-def summary(run: LoadRun, clinic: ResolvedMapping, reports: list[RowReport], estimate: Estimate) -> str:
+def summary(
+    run: LoadRun, clinic: ResolvedMapping, reports: list[RowReport], estimate: Estimate, removals: list[WouldRemove]
+) -> str:
     """The preview as a person reads it (also what ``cliniko-import preview`` prints)."""
     if clinic.problems:
         mapping = (
@@ -252,6 +323,7 @@ def summary(run: LoadRun, clinic: ResolvedMapping, reports: list[RowReport], est
         mapping,
         "| row | Cliniko | would load | would skip (by reason) |\n|---|---:|---:|---|\n"
         + "\n".join(f"| {r.row} | {r.cliniko:,} | {r.loaded:,} | {skipped_text(r)} |" for r in reports),
+        removals_text(removals),
         f"**Estimated duration: about {duration(estimate.seconds)}**: Cliniko {estimate.cliniko_requests:,} "
         f"requests for a full extraction (about {duration(estimate.cliniko_seconds)} at the key's budget), then "
         f"Splose about {estimate.splose_calls:,} calls (about {duration(estimate.splose_seconds)}), plus the "

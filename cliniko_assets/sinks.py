@@ -133,7 +133,8 @@ def _noted(records: Iterable[dict], sent: dict[str, dict], entity: str) -> Itera
 
 
 class DryRunSink:
-    """Nothing is written: records are counted as they would be loaded (Splose is only read)."""
+    """Nothing is written: records are counted as they would be loaded, and what the import would remove from
+    Splose is noted (Splose is only read)."""
 
     in_flight = 1  # counted in order, on the load's own thread
 
@@ -143,6 +144,8 @@ class DryRunSink:
         self.loaded: dict[str, dict[str, int]] = defaultdict(dict)
         self.calls: dict[str, int] = defaultdict(int)  # import API writes the real import would make
         self._ids = itertools.count(-1, -1)  # stand-in ids, never sent anywhere
+        self._before: dict[str, dict[str, int]] = {}  # entity -> what Splose holds of it (earlier imports), read once
+        self.to_remove: dict[str, dict[str, str]] = defaultdict(dict)  # entity -> external id -> why it would go
 
     def upsert(self, entity: str, records: Iterable[dict]) -> UpsertResult:
         result = UpsertResult(entity)
@@ -160,20 +163,30 @@ class DryRunSink:
             self.calls[entity] += 1
         return result
 
+    def held_before(self, entity: str) -> dict[str, int]:
+        """External id -> Splose id of every ``entity`` record Splose holds from this source (read once)."""
+        if entity not in self._before:
+            self._before[entity] = self.imports.crosswalk(self.import_id, entity)
+        return self._before[entity]
+
     def crosswalk(self, entity: str) -> dict[str, int]:
-        return {**self.imports.crosswalk(self.import_id, entity), **self.loaded[entity]}
+        return {**self.held_before(entity), **self.loaded[entity]}
 
     def unchanged(self, entity: str, record: dict) -> bool:
         return False  # a dry run counts every record as one it would load
 
     def retire(self, entity: str, external_id: str, reason: str) -> bool:
-        return False  # a dry run removes nothing (the preview counts what it would load)
+        """Note what the import would mark for removal (a record Splose holds, and why); nothing is removed."""
+        if external_id not in self.held_before(entity):
+            return False
+        self.to_remove[entity][external_id] = reason
+        return True
 
     def held(self, entity: str) -> Iterable[str]:
-        return ()
+        return iter(self.held_before(entity))
 
     def retired(self, entity: str) -> Collection[str]:
-        return ()
+        return self.to_remove.get(entity, {}).keys()
 
     def save(self) -> None:
         return None

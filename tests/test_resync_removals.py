@@ -137,13 +137,72 @@ def test_a_location_the_mapping_now_ignores_takes_its_appointments_out_of_splose
     assert set(before["appointments"]) - after == at_location
 
 
-def run_with(tiny_import, instance, config: dict):
-    return defs.resolve_job_def("import_job").execute_in_process(
+def run_with(tiny_import, instance, config: dict, job: str = "import_job"):
+    return defs.resolve_job_def(job).execute_in_process(
         instance=instance,
         partition_key=tiny_import.clinic.tenant,
         run_config={"resources": {"import_request": {"config": config}}},
         resources={"staging": tiny_import.clinic.staging, "notifier": NotifierResource(outbox=str(tiny_import.outbox))},
     )
+
+
+def test_the_preview_says_what_the_import_would_remove_and_removes_nothing(tiny_import, instance):
+    """A mapping that now ignores a location, and a reference number deleted in Cliniko: the preview names
+    what the import would remove, entity by entity, and the import then removes exactly that. With every
+    location ignored, it says the removal would wait for confirmation, as the import then does."""
+    request = tiny_import.submit()
+    assert tiny_import.run(instance, request).success
+    clinic, before = tiny_import.clinic, held(tiny_import)
+    pointed_at = referred(before)
+    numbers = clinic.export("practitioner_reference_numbers")
+    number = next(e for e, r in sorted(before["providerNumbers"].items()) if r["id"] not in pointed_at and e in numbers)
+    clinic.admin.mutate(
+        clinic.account, ops=[{"op": "delete", "resource": "practitioner_reference_numbers", "id": number}]
+    )
+    locations = tiny_import.mapping["locations"]
+    targets = [str(target) for target in locations.values()]
+    business = next(bid for bid, target in sorted(locations.items()) if targets.count(str(target)) == 1)
+    at_location = {
+        ext for ext, row in before["appointments"].items() if row["data"].get("locationId") == int(locations[business])
+    }
+    mapping = {kind: {k: str(v) for k, v in items.items()} for kind, items in tiny_import.mapping.items()}
+    mapping["locations"][business] = "ignore"
+    config = {"import_id": str(request["id"]), "mapping": mapping}
+
+    preview = run_with(tiny_import, instance, config, "preview_job")
+
+    assert preview.success
+    metadata = materializations(preview)["import_preview"]
+    assert metadata["would_remove"]["appointments"] == len(at_location) > 0
+    assert metadata["would_remove"]["providerNumbers"] >= 1  # the deleted one, and those of the ignored location
+    assert "no longer in Cliniko 1)" in next(
+        line for line in metadata["summary"].splitlines() if line.startswith("- providerNumbers:")
+    )
+    assert metadata["would_hold_back"] == {}
+    rows = {record.data["row"]: record.data for record in metadata["rows"].records}
+    assert sum(row["would_remove"] for row in rows.values()) == sum(metadata["would_remove"].values())
+    held_appointments = len(before["appointments"])
+    assert (
+        f"- appointments: {len(at_location):,} of the {held_appointments:,} Splose holds (location ignored "
+        f"{len(at_location):,})" in metadata["summary"]
+    )
+    assert held(tiny_import) == before  # a dry run: nothing left Splose
+
+    result = run_with(tiny_import, instance, config)
+
+    assert result.success
+    assert materializations(result)["import_report"]["removed_from_splose"] == metadata["would_remove"]
+
+    mapping["locations"] = dict.fromkeys(mapping["locations"], "ignore")
+    everything = run_with(tiny_import, instance, {**config, "mapping": mapping}, "preview_job")
+
+    assert everything.success
+    metadata = materializations(everything)["import_preview"]
+    assert metadata["would_hold_back"]["appointments"] == metadata["would_remove"]["appointments"]
+    assert "remove_most: true" in metadata["summary"]
+    held_back = run_with(tiny_import, instance, {**config, "mapping": mapping})
+    assert held_back.success
+    assert materializations(held_back)["import_report"]["removals_held_back"] == metadata["would_hold_back"]
 
 
 def test_removing_most_of_what_splose_holds_waits_for_the_run_to_confirm_it(tiny_import, instance):
