@@ -199,4 +199,7 @@ class EmbeddedInstance(DagsterInstance):
     @staticmethod
     def config_defaults(base_dir: str) -> Mapping[str, ConfigurableClassData | None]:
         storage = ConfigurableClassData(__name__, SqliteStorage.__name__, yaml.dump({"base_dir": base_dir}))
-        return {**InstanceRef.config_defaults(base_dir), "storage": storage}
+        compute_logs = ConfigurableClassData(  # Dagster's local compute logs, mirrored without helper processes
+            "cliniko_assets.compute_logs", "MirroredComputeLogManager", yaml.dump({})
+        )
+        return {**InstanceRef.config_defaults(base_dir), "storage": storage, "compute_logs": compute_logs}

@@ -8,6 +8,7 @@ import uuid
 import dagster as dg
 import pytest
 
+from cliniko_assets.compute_logs import MirroredComputeLogManager
 from cliniko_assets.monitoring import LocalProcessRunLauncher
 from sandbox import postgres
 from tests.conftest import PROJECT, materializations
@@ -35,6 +36,8 @@ def test_production_instance_materializes_a_tenant_on_postgres(clinic, postgres_
 
     with dg.DagsterInstance.from_config(str(home)) as instance:
         assert type(instance.run_storage).__name__ == "PostgresRunStorage"
+        assert isinstance(instance.compute_log_manager, MirroredComputeLogManager)
+        assert instance.compute_log_manager._base_dir == str(home / "storage")
         assert isinstance(instance.run_launcher, LocalProcessRunLauncher)
         assert instance.run_monitoring_enabled
         limits = instance.get_concurrency_config().run_queue_config.tag_concurrency_limits
