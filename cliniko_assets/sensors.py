@@ -5,6 +5,8 @@ A sensor tick that dies therefore leaves nothing behind but a request still ``su
 tick launches (the run key keeps it to one run).
 """
 
+from functools import partial
+
 import dagster as dg
 
 from cliniko_assets.jobs import import_job
@@ -118,5 +120,5 @@ def import_cancelled(context: dg.RunStatusSensorContext, splose: SploseResource,
     """A cancelled run settles its import as a failed one does: ``failed`` (or still complete, saying the latest
     sync was cancelled), so the request is not left ``running``, which would refuse the clinic's next import."""
     tenant = context.dagster_run.tags.get(PARTITION_TAG, "")
-    message = cancelled_message(context.dagster_run, tenant)
-    context.log.info(settle_unfinished_run(context, splose, notifier, lambda: message))
+    why = partial(cancelled_message, context.dagster_run, tenant)
+    context.log.info(settle_unfinished_run(context, splose, notifier, why))
