@@ -39,6 +39,7 @@ NOT_LINKED = "notes_without_appointment"  # progress notes loaded without an app
 # an attendee with one, or their appointment was not imported): they still attach to client and practitioner
 GROUP_CHUNK = 2_000  # group appointments transformed at a time (their attendees read for each chunk)
 GROUP_ENTRIES = "group_entries"  # group appointment id -> attendees it must hold in Splose (read by the report)
+REPEATS_ALONE = "repeats_without_their_first_appointment"  # repeats whose series' first Splose does not have
 
 
 def load_provider_numbers(run: LoadRun, report: RowReport) -> None:
@@ -76,19 +77,25 @@ def load_appointments(run: LoadRun, report: RowReport) -> dict:
                 yield to_splose_appointment(record, ctx)
 
     load_records(run, report, "appointments", outcomes(repeats=False))
-    imported = run.import_context("appointments").imported["appointments"]  # less those to be removed
-    unlinked = 0
+    series = SeriesLinks(run)
+    load_records(run, report, "appointments", map(series.linked, outcomes(repeats=True)))
+    return {REPEATS_ALONE: series.unlinked}
 
-    def linked(outcome: dict | Skip) -> dict | Skip:
-        nonlocal unlinked
-        if not isinstance(outcome, Skip) and outcome["repeatOfExternalId"] not in imported:
+
+class SeriesLinks:
+    """Repeats, sent once every series' first appointment was: each keeps its link to the first when Splose has
+    it (less what is on its way out), else goes alone, counted (:data:`REPEATS_ALONE`)."""
+
+    def __init__(self, run: LoadRun) -> None:
+        self.imported = run.import_context("appointments").imported["appointments"]
+        self.unlinked = 0
+
+    def linked(self, outcome: dict | Skip) -> dict | Skip:
+        if not isinstance(outcome, Skip) and outcome["repeatOfExternalId"] not in self.imported:
             # The series' first appointment was skipped (deleted, ignored location...): keep this one alone.
-            unlinked += 1
+            self.unlinked += 1
             return {**outcome, "repeatOfExternalId": None}
         return outcome
-
-    load_records(run, report, "appointments", (linked(o) for o in outcomes(repeats=True)))
-    return {"repeats_without_their_first_appointment": unlinked}
 
 
 def load_group_appointments(run: LoadRun, report: RowReport) -> dict:
@@ -111,9 +118,11 @@ def load_group_appointments(run: LoadRun, report: RowReport) -> dict:
         attendee_report.skip(reason, count)
     entries: dict[str, list[str]] = {}
 
-    def outcomes() -> Iterator[dict | Skip]:
+    def outcomes(repeats: bool) -> Iterator[dict | Skip]:
         # A chunk of groups at a time, with only their attendees read: memory follows the chunk, not the clinic.
-        for chunk in _chunks(run.records("group_appointments"), GROUP_CHUNK):
+        # Each group in one pass only: the one its repeated_from link puts it in.
+        wanted_pass = (group for group in run.records("group_appointments") if _repeats_another(group) == repeats)
+        for chunk in _chunks(wanted_pass, GROUP_CHUNK):
             wanted = {record_id(group) or "" for group in chunk}
             attendees: dict[str, list[dict]] = defaultdict(list)
             for attendee in run.records("attendees", ids=[aid for gid in wanted for aid in of_group.get(gid, ())]):
@@ -131,8 +140,11 @@ def load_group_appointments(run: LoadRun, report: RowReport) -> dict:
                     entries[gid] = [entry["externalId"] for entry in appointment["appointmentPatients"]]
                 yield appointment
 
+    # Two passes, as for individual appointments: every series' first group before the repeats that point at it.
     actions: dict[str, str] = {}
-    load_records(run, report, "appointments", outcomes(), actions.__setitem__)
+    load_records(run, report, "appointments", outcomes(repeats=False), actions.__setitem__)
+    series = SeriesLinks(run)
+    load_records(run, report, "appointments", map(series.linked, outcomes(repeats=True)), actions.__setitem__)
     for gid, ids in entries.items():
         action = actions.get(gid)
         if action is None:
@@ -145,6 +157,7 @@ def load_group_appointments(run: LoadRun, report: RowReport) -> dict:
     return {
         **{f"attendees_{key}": value for key, value in counts_metadata(attendee_report).items()},
         GROUP_ENTRIES: dg.MetadataValue.json(expected),
+        REPEATS_ALONE: series.unlinked,
     }
 
 

@@ -168,6 +168,18 @@ def test_a_tiny_clinic_imports_end_to_end_and_every_record_is_accounted_for(tiny
     assert {rid: repeat_of[rid] for rid in expected} == expected
     unlinked = materializations(result)["appointments"]["repeats_without_their_first_appointment"]
     assert unlinked == sum(1 for rid, head in series.items() if head != rid and head not in by_external)
+    # So does a repeated group appointment (one repeats a group deleted in Cliniko: it comes alone, not rejected).
+    group_series = {
+        rid: record["repeated_from"]["links"]["self"].rsplit("/", 1)[-1]
+        for rid, record in tiny_import.clinic.export("group_appointments").items()
+        if record.get("repeated_from")
+    }
+    assert len(group_series) == 2 and sum(head not in by_external for head in group_series.values()) == 1
+    assert rows["group_appointments"]["rejected"] == 0
+    assert {rid: repeat_of[rid] for rid in group_series} == {
+        rid: by_external.get(head) for rid, head in group_series.items()
+    }
+    assert materializations(result)["group_appointments"]["repeats_without_their_first_appointment"] == 1
     exported = tiny_import.clinic.export("patient_attachments")
     files = tiny_import.dump("files")
     assert len(files) == rows["files"]["loaded"]

@@ -23,7 +23,7 @@ from pathlib import Path
 from sandbox.cliniko.schema import BASE, INSERT_SQL, UNLISTED, create_indexes, create_tables, row_for
 from sandbox.cliniko.settings import generated_settings, store_settings
 
-GENERATOR_VERSION = 7
+GENERATOR_VERSION = 8
 BATCH = 5000
 FIVE_MB = 5 * 1024 * 1024
 
@@ -806,9 +806,14 @@ class Generator:
         # Attendees (and notes written for some of them) are produced alongside, flushed in batches.
         attendees: list[tuple] = []
         notes: list[tuple] = []
+        previous: int | None = None  # the group made just before: the first of a series the next may repeat
         for i in range(self.scale.group_appointments):
             created, updated = self.stamps()
             gid = self.mint(created)
+            # Series of two (a class booked again): the first of one is live, the first of the other deleted, so
+            # a repeat of a deleted group is there too. Links only: nothing drawn, the rest of the clinic unchanged.
+            heads = i % 9 in (1, 4) and i + 1 < self.scale.group_appointments
+            repeated_from = previous if i % 9 in (2, 5) else None
             tid, duration, max_attendees = self.rng.choice(self.group_types)
             starts = self.moment(lo=created, hi=self.anchor + dt.timedelta(days=60))
             starts = starts.replace(minute=0, second=0)
@@ -844,9 +849,11 @@ class Generator:
                 "max_attendees": max_attendees,
                 "notes": None if self.chance(0.6) else "Bring a mat.",
                 "patient_ids": current,
-                "repeat_rule": {},
-                "repeats": None,
-                "repeated_from": None,
+                "repeat_rule": (
+                    {"repeat_type": "Daily", "number_of_repeats": 1, "repeating_interval": 7} if heads else {}
+                ),
+                "repeats": link(f"/group_appointments?q[]=repeated_from_id:={gid}") if heads else None,
+                "repeated_from": link(f"/group_appointments/{repeated_from}") if repeated_from else None,
                 "telehealth_url": f"https://telehealth.example/g/{gid}",
                 "archived_at": ts(self.moment(lo=updated)) if archived else None,
                 "deleted_at": ts(self.moment(lo=updated)) if deleted else None,
@@ -859,6 +866,7 @@ class Generator:
                 "conflicts": link(f"/group_appointments/{gid}/conflicts"),
                 **link(f"/group_appointments/{gid}"),
             }
+            previous = gid
         self.flush("attendees", attendees, final=True)
         self.flush("treatment_notes", notes, final=True)
 
