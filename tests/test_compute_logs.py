@@ -1,5 +1,5 @@
 """Each step's stdout and stderr kept for the UI and echoed to the run's output, with no helper process:
-real file descriptors in a process of its own, and a real multiprocess run on the embedded default."""
+real file descriptors in a process of its own, a real multiprocess run on the embedded default, its webserver."""
 
 from __future__ import annotations
 
@@ -9,10 +9,13 @@ import subprocess
 import sys
 
 import dagster as dg
+import requests
 
 from cliniko_assets.compute_logs import MirroredComputeLogManager
+from sandbox.dagster_server import dagster_server
 from tests.conftest import PROJECT
 
+CAPTURED_LOGS = "query Logs($logKey: [String!]!) { capturedLogs(logKey: $logKey) { stdout stderr } }"
 CAPTURE = """
 import json, os, sys, threading
 import psutil
@@ -96,6 +99,16 @@ def test_the_embedded_default_keeps_a_multiprocess_step_s_output_where_dagster_k
                 if e.dagster_event and e.dagster_event.event_type_value == "LOGS_CAPTURED"
             ]
         assert len(captured) == 1
-        data = manager.get_log_data([result.run_id, "compute_logs", captured[0].file_key])
+        log_key = [result.run_id, "compute_logs", captured[0].file_key]
+        data = manager.get_log_data(log_key)
         assert data.stdout.decode() == "a line a step printed\n"
         assert "STEP_START" in data.stderr.decode()  # the step's own log lines
+
+    with dagster_server(home) as server:  # what the step's stdout and stderr tabs ask the webserver
+        response = requests.post(
+            f"{server.url}/graphql",
+            json={"query": CAPTURED_LOGS, "variables": {"logKey": log_key}},
+            timeout=60,
+        )
+    logs = response.json()["data"]["capturedLogs"]
+    assert logs["stdout"] == "a line a step printed\n" and "STEP_START" in logs["stderr"]
