@@ -70,12 +70,14 @@ GONE = (
 NO_LONGER_IN_CLINIKO = "no longer in Cliniko"  # held in Splose, and no longer listed by Cliniko at all
 TO_REMOVE = "to_remove"  # a row's count of what it marked for removal from Splose
 NOT_REMOVED_SHORT = "removals_skipped_listing_short"  # 1: Cliniko's listing fell short, nothing unlisted removed
+FIELDS_CUT = "fields_cut_to_fit"  # values longer than their Splose field: cut there, kept whole in the notes
 
 # Counts worth a line of their own under a row, by metadata name.
 FACT_LABELS = {
     "notes_without_appointment": "not linked to an appointment (attached to client and practitioner)",
     TO_REMOVE: "brought across earlier, now deleted in Cliniko or ignored: marked for removal (splose/import_report)",
     NOT_REMOVED_SHORT: "listing short of Cliniko's count: what it no longer lists was not removed from Splose",
+    FIELDS_CUT: "field(s) longer than Splose holds (255 characters): cut there, each kept whole in the record's notes",
 }
 
 

@@ -20,7 +20,7 @@ from functools import partial
 
 import dagster as dg
 
-from cliniko_assets.attention import GONE, NO_LONGER_IN_CLINIKO, NOT_REMOVED_SHORT, TO_REMOVE
+from cliniko_assets.attention import FIELDS_CUT, GONE, NO_LONGER_IN_CLINIKO, NOT_REMOVED_SHORT, TO_REMOVE
 from cliniko_assets.changes import UNCHANGED, RunCrosswalk
 from cliniko_assets.crosswalks import key_set
 from cliniko_assets.in_flight import InFlight
@@ -34,6 +34,7 @@ from cliniko_assets.removals import held_back
 from cliniko_assets.resolution import RunImport, chosen_import_id
 from cliniko_assets.sinks import Sink, SploseSink
 from cliniko_assets.transforms import ImportContext, Skip, pop_warnings
+from cliniko_assets.transforms.salvage import fit_short_fields
 from splose_resources.splose import SploseImportClient, SploseResource, UpsertResult
 from splose_resources.staging import StagingStore
 
@@ -265,6 +266,8 @@ def load_records(
             if seen is not None:
                 seen.add(str(outcome["externalId"]))
             report.warnings.update(pop_warnings(outcome))
+            if cut := fit_short_fields(entity, outcome):
+                report.facts[FIELDS_CUT] = report.facts.get(FIELDS_CUT, 0) + cut
             if sink.unchanged(entity, outcome):  # Splose holds it as it is: not sent (batches stay full)
                 report.unchanged += 1
                 if answer is not None:

@@ -129,6 +129,7 @@ def test_unusable_fields_are_dropped_counted_and_kept_verbatim(clinic, splose_sa
         ],
         "custom_fields": {"sections": "Insurance: yes"},
         "address_1": {"street": "1 High Street"},
+        "city": "Greater Melbourne Metropolitan Area, " * 8,  # 296 characters: more than Splose's 255
     }
     clinic.admin.mutate(clinic.account, ops=[{"op": "update", "resource": "patients", "id": patient, "fields": bad}])
     request = imp.submit()
@@ -146,8 +147,16 @@ def test_unusable_fields_are_dropped_counted_and_kept_verbatim(clinic, splose_sa
     kept = data["extraInfo"].splitlines()
     for field in ("email", "date_of_birth", "patient_phone_numbers", "custom_fields", "address_1"):
         assert sum(line.startswith(f"Cliniko {field} (unusable, not imported): ") for line in kept) == 1, field
+    # Cut where Splose's field ends, kept whole in extraInfo: the client is imported, not rejected.
+    assert rows["clients"]["fields_cut_to_fit"] == 1 and rows["clients"]["rejected"] == 0
+    assert data["city"] == bad["city"][:254] + "…"
+    assert (
+        sum(line == f"city (longer than Splose's 255 characters, cut there), whole: {bad['city']}" for line in kept)
+        == 1
+    )
     recorded = str(materializations(result)["clients"])
     assert "nobody at home" not in recorded and "front desk" not in recorded  # names in metadata, never values
+    assert "Greater Melbourne" not in recorded
 
 
 def test_notes_without_a_booking_attach_to_client_and_practitioner_and_are_counted(

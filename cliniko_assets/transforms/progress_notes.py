@@ -25,7 +25,9 @@ Mapping, Splose field <- Cliniko field: rule
                                       the safe tags (see ``safe_html``)
             options                <- checkboxes, radiobuttons: answers[] -> {value, selected} (Cliniko omits
                                       ``selected`` when false); a selected ``other`` adds
-                                      {value: "Other: <text>", selected: true}
+                                      {value: "Other: <text>", selected: true}, or, when that is longer
+                                      than an option holds (255), {value: "Other", selected: true} and
+                                      answer "Other: <text>"
 
 A deleted note -> Skip("deleted in Cliniko"). Archived notes are imported like the others (Splose
 progress notes have no archived flag).
@@ -57,7 +59,7 @@ from cliniko_assets.transforms.progress_note_templates import (
     sections,
 )
 from cliniko_assets.transforms.safe_html import sanitise_html
-from cliniko_assets.transforms.salvage import Salvage
+from cliniko_assets.transforms.salvage import SHORT_TEXT, Salvage
 
 
 @total
@@ -110,7 +112,10 @@ def answered_question(question: Record) -> dict[str, Any]:
         ]
         extra = other(question)
         if extra.get("selected") is True:
-            options.append({"value": f"Other: {text(extra, 'value') or ''}".rstrip(), "selected": True})
+            value = f"Other: {text(extra, 'value') or ''}".rstrip()
+            if len(value) > SHORT_TEXT:  # an option holds 255 characters: the text goes whole in the answer
+                answer, value = value, "Other"
+            options.append({"value": value, "selected": True})
     return {
         "name": text(question, "name") or "",
         "type": kind,

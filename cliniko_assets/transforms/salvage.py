@@ -113,3 +113,34 @@ def _phone_entry(item: object, regions: list[str | None]) -> dict[str, Any] | No
         "code": code,
         "phoneNumber": rest,
     }
+
+
+SHORT_TEXT = 255  # the most characters of a Splose string field other than free text (the import API's contract)
+FREE_TEXT = frozenset(
+    {
+        *("note", "notes", "alert", "extraInfo", "extraBillingInfo"),
+        *("description", "answer", "defaultAnswer", "cancellationNote"),
+    }
+)
+FREE_TEXT_MAX = 65_535
+# Where a record keeps, whole, a value longer than its Splose field holds.
+KEPT_WHOLE_IN = {"clients": "extraInfo", "contacts": "notes", "appointments": "note"}
+
+
+def fit_short_fields(entity: str, record: dict[str, Any]) -> int:
+    """Cut each top-level string of a ``clients``, ``contacts`` or ``appointments`` record that is longer than
+    Splose holds (:data:`SHORT_TEXT`, free text aside) to fit, and keep the whole value in the record's free text
+    (one labelled line each), instead of Splose rejecting the record and, with a client, everything of theirs;
+    returns how many fields were cut. Other entities are left as they are (Splose names the field if it refuses)."""
+    kept_in = KEPT_WHOLE_IN.get(entity)
+    if kept_in is None:
+        return 0
+    lines = []
+    for name, value in record.items():
+        if isinstance(value, str) and name not in FREE_TEXT and len(value) > SHORT_TEXT:
+            record[name] = value[: SHORT_TEXT - 1] + "…"
+            lines.append(f"{name} (longer than Splose's {SHORT_TEXT} characters, cut there), whole: {value}")
+    if lines:
+        whole = "\n".join([record[kept_in], *lines] if record.get(kept_in) else lines)
+        record[kept_in] = whole if len(whole) <= FREE_TEXT_MAX else whole[: FREE_TEXT_MAX - 1] + "…"
+    return len(lines)

@@ -251,6 +251,19 @@ def test_draft_note() -> None:
     assert to_splose_progress_note(from_state, ctx())["status"] == "draft"
 
 
+def test_an_other_answer_longer_than_an_option_holds_goes_whole_in_the_answer() -> None:
+    """A selected "Other" is an option ("Other: <text>"); an option holds 255 characters, so a longer text would
+    have the whole note rejected: the option then says "Other" and the answer holds the text."""
+    text = "Left temporomandibular joint, " * 9  # 270 characters
+    content = json.loads(json.dumps(NOTE_CONTENT))
+    content["sections"][1]["questions"][0]["other"]["value"] = text
+    question = valid("progressNotes", to_splose_progress_note(note(content=content), ctx()))["sections"][1][
+        "questions"
+    ][0]
+    assert question["options"][-1] == {"value": "Other", "selected": True}
+    assert question["answer"] == f"Other: {text}".rstrip()
+
+
 def test_archived_note_is_imported() -> None:
     archived = note(archived_at="2025-04-01T00:00:00Z", _state="archived")
     assert valid("progressNotes", to_splose_progress_note(archived, ctx()))["status"] == "final"

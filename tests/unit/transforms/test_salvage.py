@@ -14,6 +14,7 @@ from cliniko_assets.transforms import (
     to_splose_contact,
     to_splose_progress_note,
 )
+from cliniko_assets.transforms.salvage import fit_short_fields
 from tests.unit.transforms.conftest import ctx, link, valid
 from tests.unit.transforms.test_clients import patient
 
@@ -191,3 +192,23 @@ def test_a_notes_unusable_timestamps_are_dropped_with_a_warning() -> None:
         "2025-03-03T00:00:00Z",
         ["finalized_at"],
     )
+
+
+def test_a_value_longer_than_its_splose_field_is_cut_there_and_kept_whole_in_the_notes() -> None:
+    """Splose holds 255 characters in a field other than free text: a longer address would have the whole client
+    rejected, and with it everything of theirs."""
+    long_address = "Unit 4, " + "Long Street " * 30  # 368 characters
+    record = to_splose_client(patient(address_1=long_address), ctx(default_region="AU"))
+    pop_warnings(record)
+
+    assert fit_short_fields("clients", record) == 1
+
+    valid("clients", record)
+    assert record["addressL1"] == long_address[:254] + "…"
+    assert record["extraInfo"].endswith(
+        f"addressL1 (longer than Splose's 255 characters, cut there), whole: {long_address}"
+    )
+    untouched = to_splose_client(patient(), ctx(default_region="AU"))
+    pop_warnings(untouched)
+    assert fit_short_fields("clients", dict(untouched)) == 0
+    assert fit_short_fields("progressNotes", {"title": "x" * 300}) == 0  # no free text to keep it in: left as it is
