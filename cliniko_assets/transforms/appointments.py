@@ -4,7 +4,9 @@ Mapping, Splose field <- Cliniko field: rule
 
     externalId            <- id
     start, end            <- starts_at, ends_at (the old route's appointment_start, appointment_end):
-                             UTC "...Z"; an end not after the start -> Skip("ends_at not after starts_at")
+                             UTC "...Z"; an end before the start -> Skip("ends_at not after starts_at"); an
+                             end at the start (a 0-minute type) -> a minute later, said in the note (a warning
+                             on ends_at)
     serviceId             <- appointment_type link, through ctx.services ("appointment type not mapped",
                              "appointment type ignored by the clinic"); a type Cliniko no longer has is
                              mapped like any other (see ``mapping``: by default a created "Deleted appointment
@@ -43,6 +45,7 @@ times (required by Splose: an unusable start or end skips the appointment, namin
 
 from __future__ import annotations
 
+from datetime import datetime, timedelta
 from typing import Any
 
 from cliniko_assets.catalog import is_set
@@ -87,7 +90,7 @@ def to_splose_appointment(individual_appointment: Record, ctx: ImportContext) ->
     salvage = Salvage(appointment)
     practitioner = practitioner_for(appointment, ctx, salvage)
     service = service_for(appointment, ctx)
-    start, end = times(appointment)
+    start, end = times(appointment, salvage)
     status = status_fields(salvage)
     note = salvage.appended_to(salvage.read(text, "notes"))
     entry = {"externalId": external_id, "clientExternalId": client, **status, "note": note}
@@ -113,13 +116,20 @@ def series_head(appointment: Record, external_id: str, ctx: ImportContext) -> st
     return head if head and head != external_id and ctx.is_imported("appointments", head) else None
 
 
-def times(appointment: Record) -> tuple[str, str]:
-    """Start and end in UTC; the old ``/appointments`` route names them ``appointment_start``/``_end``."""
+def times(appointment: Record, salvage: Salvage) -> tuple[str, str]:
+    """Start and end in UTC; the old ``/appointments`` route names them ``appointment_start``/``_end``.
+
+    An appointment of a 0-minute type (Cliniko allows 0 to 1440) ends when it starts; Splose needs an end after
+    the start, so it is imported ending a minute later, said in its note. An end before the start is a skip."""
     old_route = not is_set(appointment.get("starts_at")) and is_set(appointment.get("appointment_start"))
     start_field, end_field = ("appointment_start", "appointment_end") if old_route else ("starts_at", "ends_at")
     start = require_timestamp(appointment, start_field)
     end = require_timestamp(appointment, end_field)
-    if end <= start:
+    if end == start:
+        salvage.note(end_field, f"Cliniko {end_field} is its {start_field} (0 minutes): imported ending a minute later")
+        moment = datetime.fromisoformat(start.replace("Z", "+00:00")) + timedelta(minutes=1)
+        return start, f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}Z"
+    if end < start:
         raise Skipped(f"{end_field} not after {start_field}")
     return start, end
 

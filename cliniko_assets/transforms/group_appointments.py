@@ -95,7 +95,7 @@ def _group(group_appointment: Record, ctx: ImportContext) -> tuple[dict[str, Any
     salvage = Salvage(group_appointment)
     practitioner = practitioner_for(group_appointment, ctx, salvage)
     service = service_for(group_appointment, ctx)
-    start, end = times(group_appointment)
+    start, end = times(group_appointment, salvage)
     max_attendees = salvage.read(integer, "max_attendees") or 0
     group = {
         "externalId": external_id,

@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from cliniko_assets.transforms import Skip, to_splose_appointment
+from cliniko_assets.transforms import WARNINGS, Skip, to_splose_appointment
 from tests.unit.transforms.conftest import ctx, link, valid
 
 
@@ -188,11 +188,18 @@ def test_repeat_links_to_the_series_head_when_it_can_be_resolved() -> None:
         ({"appointment_type": None}, {}, "missing appointment_type link"),
         ({"starts_at": ""}, {}, "missing starts_at"),
         ({"ends_at": "tomorrow"}, {}, "malformed ends_at"),
-        ({"ends_at": "2025-03-03T22:00:00Z"}, {}, "ends_at not after starts_at"),
+        ({"ends_at": "2025-03-03T21:59:00Z"}, {}, "ends_at not after starts_at"),
     ],
 )
 def test_skips(fields: dict[str, Any], context: dict[str, Any], reason: str) -> None:
     assert to_splose_appointment(appointment(**fields), ctx(**context)) == Skip("5000", reason)
+
+
+def test_an_appointment_of_a_0_minute_type_is_imported_ending_a_minute_later_said_in_its_note() -> None:
+    result = valid("appointments", to_splose_appointment(appointment(ends_at="2025-03-03T22:00:00Z"), ctx()))
+    assert (result["start"], result["end"]) == ("2025-03-03T22:00:00Z", "2025-03-03T22:01:00Z")
+    assert result[WARNINGS] == ["ends_at"]
+    assert result["note"].endswith("Cliniko ends_at is its starts_at (0 minutes): imported ending a minute later")
 
 
 def test_imported_client_is_kept() -> None:
