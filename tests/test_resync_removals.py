@@ -26,6 +26,21 @@ def referred(stored: dict[str, dict[str, dict]]) -> set[int]:
     return {ref for rows in stored.values() for row in rows.values() for ref in references(row["data"])}
 
 
+def imported_then_a_number_deleted(tiny_import, instance) -> tuple[dict, dict[str, dict[str, dict]], str]:
+    """A first import, then a reference number Splose holds (nothing points at it) deleted in Cliniko: the
+    request, what Splose held after the import, and the number's id."""
+    request = tiny_import.submit()
+    assert tiny_import.run(instance, request).success
+    clinic, before = tiny_import.clinic, held(tiny_import)
+    pointed_at = referred(before)
+    numbers = clinic.export("practitioner_reference_numbers")
+    number = next(e for e, r in sorted(before["providerNumbers"].items()) if r["id"] not in pointed_at and e in numbers)
+    clinic.admin.mutate(
+        clinic.account, ops=[{"op": "delete", "resource": "practitioner_reference_numbers", "id": number}]
+    )
+    return request, before, number
+
+
 def test_a_resync_removes_from_splose_what_cliniko_deleted_and_what_the_mapping_now_ignores(tiny_import, instance):
     request = tiny_import.submit()
     assert tiny_import.run(instance, request).success
@@ -150,15 +165,7 @@ def test_the_preview_says_what_the_import_would_remove_and_removes_nothing(tiny_
     """A mapping that now ignores a location, and a reference number deleted in Cliniko: the preview names
     what the import would remove, entity by entity, and the import then removes exactly that. With every
     location ignored, it says the removal would wait for confirmation, as the import then does."""
-    request = tiny_import.submit()
-    assert tiny_import.run(instance, request).success
-    clinic, before = tiny_import.clinic, held(tiny_import)
-    pointed_at = referred(before)
-    numbers = clinic.export("practitioner_reference_numbers")
-    number = next(e for e, r in sorted(before["providerNumbers"].items()) if r["id"] not in pointed_at and e in numbers)
-    clinic.admin.mutate(
-        clinic.account, ops=[{"op": "delete", "resource": "practitioner_reference_numbers", "id": number}]
-    )
+    request, before, _ = imported_then_a_number_deleted(tiny_import, instance)
     locations = tiny_import.mapping["locations"]
     targets = [str(target) for target in locations.values()]
     business = next(bid for bid, target in sorted(locations.items()) if targets.count(str(target)) == 1)
@@ -241,15 +248,8 @@ def test_a_report_run_apart_from_its_loads_removes_what_a_run_it_re_executes_mar
 ):
     """The loads in one run, the report in another: a re-execution (tag dagster/parent_run_id, as Dagster
     sets it) removes what its parent's loads marked; an unrelated run does not trust them and says so."""
-    request = tiny_import.submit()
-    assert tiny_import.run(instance, request).success
-    clinic, before = tiny_import.clinic, held(tiny_import)
-    pointed_at = referred(before)
-    numbers = clinic.export("practitioner_reference_numbers")
-    number = next(e for e, r in sorted(before["providerNumbers"].items()) if r["id"] not in pointed_at and e in numbers)
-    clinic.admin.mutate(
-        clinic.account, ops=[{"op": "delete", "resource": "practitioner_reference_numbers", "id": number}]
-    )
+    request, _, number = imported_then_a_number_deleted(tiny_import, instance)
+    clinic = tiny_import.clinic
     job = defs.resolve_job_def("import_job")
     report_key = dg.AssetKey(["splose", "import_report"])
     loads_only = [key for key in job.asset_layer.executable_asset_keys if key != report_key]
