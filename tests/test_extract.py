@@ -212,6 +212,7 @@ def test_a_resource_listed_in_full_is_listed_again_only_when_it_changed(clinic, 
     assert fourth["daily_availabilities"]["records"] == first["daily_availabilities"]["records"] - 1
 
 
+@pytest.mark.slow  # pages of 5 through the sandbox's latency: about 40 s
 def test_a_resource_without_a_deletion_feed_is_asked_for_its_newest_records_and_its_count_at_once(clinic, instance):
     """Contacts and attachments (Cliniko removes them without a trace): a re-sync asks each route once for its
     newest records, sorted by updated_at, and its count. What changed is taken from that page when it holds
