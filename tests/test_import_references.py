@@ -179,9 +179,11 @@ def test_notes_without_a_booking_attach_to_client_and_practitioner_and_are_count
     assert unbooked and unbooked <= set(notes)
     assert all(notes[n]["patientId"] and notes[n]["appointmentId"] is None for n in unbooked)
     assert for_attendee and set(for_attendee) <= set(notes)
-    assert {n: notes[n]["appointmentId"] for n in for_attendee} == {
-        n: splose_ids[booking_of[attendee]] for n, attendee in for_attendee.items()
-    }
+    # Joined to the attendee's booking when Splose has it; a note for an attendee of a group deleted in Cliniko
+    # (the generator writes some) stays with its client alone. The two written above, for live groups, are linked.
+    expected = {n: splose_ids.get(booking_of[attendee]) for n, attendee in for_attendee.items()}
+    assert {n: notes[n]["appointmentId"] for n in for_attendee} == expected
+    assert sum(linked is not None for linked in expected.values()) >= 2
     assert sum(notes[n]["practitionerId"] is not None for n in unbooked) >= len(unbooked) - 1
     without_appointment = sum(n["appointmentExternalId"] is None for n in notes.values())
     assert _rows(result)["progress_notes"]["notes_without_appointment"] == without_appointment >= len(unbooked)
