@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from cliniko_assets.attachments import FILE_KEPT_FAILING, FILE_NOT_FOUND, FILE_SIZE_DIFFERS
+from cliniko_assets.transforms.salvage import ADJUSTED
 from splose_resources.cliniko import FILE_MISSING, FILE_REFUSED
 
 EXPECTED = "expected"  # the clinic's choice, or explained by Cliniko: reported, not a warning
@@ -112,11 +113,18 @@ def needs_attention(report: Row) -> list[str]:
 
 
 def row_notes(report: Row) -> list[str]:
-    """Counts that are not warnings but are worth a line: fields left out, notes without an appointment."""
+    """Counts that are not warnings but are worth a line: fields left out, values adjusted, notes without an
+    appointment."""
     lines = []
-    if report.warnings:
-        fields = ", ".join(f"{name} {n}" for name, n in sorted(report.warnings.items()))
+    left_out = {name: n for name, n in report.warnings.items() if name not in ADJUSTED}
+    if left_out:
+        fields = ", ".join(f"{name} {n}" for name, n in sorted(left_out.items()))
         lines.append(f"{report.row}: loaded without an unusable or dangling field (kept in its notes): {fields}")
+    lines.extend(
+        f"{report.row}: {report.warnings[name]} {label}"
+        for name, label in ADJUSTED.items()
+        if report.warnings.get(name)
+    )
     lines.extend(
         f"{report.row}: {n} {FACT_LABELS.get(name, name.replace('_', ' '))}"
         for name, n in sorted(report.facts.items())

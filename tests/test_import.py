@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import secrets
 from collections import Counter
+from datetime import datetime
 
 import dagster as dg
 import pytest
@@ -12,6 +13,7 @@ import requests
 from cliniko_assets.definitions import defs
 from cliniko_assets.rows import ROWS, TABLE
 from cliniko_assets.sensors import import_requests, run_config_for
+from cliniko_assets.transforms.salvage import ADJUSTED, ZERO_MINUTES
 from sandbox.clinic_setup import import_mapping, workspace_seed
 from sandbox.harness import running_server
 from splose_resources.notifier import NotifierResource
@@ -101,6 +103,33 @@ def _rows(result) -> dict[str, dict]:
     return rows
 
 
+def _minutes(start: str, end: str) -> float:
+    return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds() / 60
+
+
+def _assert_other_answers(tiny_import: Import) -> None:
+    """Notes whose checkboxes were answered "other": a few words become the option "Other: <words>"; words an
+    option cannot hold (255) go whole in the question's answer, the option saying "Other"."""
+    notes = {n["externalId"]: n["data"] for n in tiny_import.dump("progressNotes")}
+    found, right = Counter(), Counter()
+    for nid, note in tiny_import.clinic.export("treatment_notes").items():
+        if nid not in notes:
+            continue
+        for section, sent in zip(note["content"]["sections"], notes[nid]["sections"], strict=True):
+            for question, imported in zip(section["questions"], sent["questions"], strict=True):
+                other = (question.get("other") or {}).get("value")
+                if not other:
+                    continue
+                written, last = "Other: " + other, imported["options"][-1]
+                kind = "short" if len(written) <= 255 else "long"
+                found[kind] += 1
+                if kind == "short":
+                    right[kind] += last == {"value": written, "selected": True} and imported["answer"] is None
+                else:
+                    right[kind] += last == {"value": "Other", "selected": True} and imported["answer"] == written
+    assert found["short"] >= 1 and found["long"] >= 1 and right == found, (dict(found), dict(right))
+
+
 def test_the_sensor_turns_a_submitted_request_into_a_tenant_run(tiny_import, instance):
     request = tiny_import.submit()
     result = import_requests(dg.build_sensor_context(instance=instance, resources={"splose": splose_from_env()}))
@@ -180,11 +209,29 @@ def test_a_tiny_clinic_imports_end_to_end_and_every_record_is_accounted_for(tiny
         rid: by_external.get(head) for rid, head in group_series.items()
     }
     assert materializations(result)["group_appointments"]["repeats_without_their_first_appointment"] == 1
+    # Shapes real accounts hold that Splose takes only as adapted, each imported whole (lengths and flags only).
+    individual = tiny_import.clinic.export("individual_appointments")
+    instant = [rid for rid, record in individual.items() if record["ends_at"] == record["starts_at"]]
+    assert instant and all(rid in by_external for rid in instant)  # 0 minutes: every one imported
+    splose_times = {a["externalId"]: (a["data"]["start"], a["data"]["end"]) for a in appointments}
+    assert {rid: _minutes(*splose_times[rid]) for rid in instant} == {rid: 1 for rid in instant}
+    patients = tiny_import.clinic.export("patients")
+    long_address = [pid for pid, p in patients.items() if len(p.get("address_2") or "") > 255]
+    assert len(long_address) == 1 and rows["clients"]["fields_cut_to_fit"] == 1
+    (client,) = [c for c in clients if c["externalId"] in long_address]
+    kept_whole = patients[long_address[0]]["address_2"] in client["data"]["extraInfo"]  # a flag: no text shown
+    assert len(client["data"]["addressL2"]) == 255 and kept_whole
+    _assert_other_answers(tiny_import)
     exported = tiny_import.clinic.export("patient_attachments")
     files = tiny_import.dump("files")
     assert len(files) == rows["files"]["loaded"]
     assert sum(f["data"]["sha256"] != exported[f["externalId"]]["_sha256"] for f in files) == 0
-    assert tiny_import.status(request["id"])["status"] == "complete"
+    status = tiny_import.status(request["id"])
+    assert status["status"] == "complete"
+    said = status["message"].splitlines()  # the 0-minute ones on a line of their own, not as a field left out
+    row = "Individual appointments -> Appointments"
+    assert f"{row}: {len(instant)} {ADJUSTED[ZERO_MINUTES]}" in said
+    assert not any(line.startswith(f"{row}: loaded without") and "zero_minutes" in line for line in said)
     (email,) = tiny_import.outbox.iterdir()
     assert "complete" in email.read_text()
 

@@ -5,8 +5,8 @@ Mapping, Splose field <- Cliniko field: rule
     externalId            <- id
     start, end            <- starts_at, ends_at (the old route's appointment_start, appointment_end):
                              UTC "...Z"; an end before the start -> Skip("ends_at not after starts_at"); an
-                             end at the start (a 0-minute type) -> a minute later, said in the note (a warning
-                             on ends_at)
+                             end at the start (a 0-minute type) -> a minute later, said in the note (warning
+                             ``zero_minutes``: the report's line of its own)
     serviceId             <- appointment_type link, through ctx.services ("appointment type not mapped",
                              "appointment type ignored by the clinic"); a type Cliniko no longer has is
                              mapped like any other (see ``mapping``: by default a created "Deleted appointment
@@ -66,7 +66,7 @@ from cliniko_assets.transforms.common import (
     total,
 )
 from cliniko_assets.transforms.dependencies import client_for, location_for, practitioner_for, service_for
-from cliniko_assets.transforms.salvage import Salvage
+from cliniko_assets.transforms.salvage import ZERO_MINUTES, Salvage
 
 CANCELLATION_REASONS = {
     10: "Feeling Better",
@@ -126,7 +126,9 @@ def times(appointment: Record, salvage: Salvage) -> tuple[str, str]:
     start = require_timestamp(appointment, start_field)
     end = require_timestamp(appointment, end_field)
     if end == start:
-        salvage.note(end_field, f"Cliniko {end_field} is its {start_field} (0 minutes): imported ending a minute later")
+        salvage.note(
+            ZERO_MINUTES, f"Cliniko {end_field} is its {start_field} (0 minutes): imported ending a minute later"
+        )
         moment = datetime.fromisoformat(start.replace("Z", "+00:00")) + timedelta(minutes=1)
         return start, f"{moment.year:04d}-{moment:%m-%dT%H:%M:%S}Z"
     if end < start:

@@ -23,7 +23,7 @@ from pathlib import Path
 from sandbox.cliniko.schema import BASE, INSERT_SQL, UNLISTED, create_indexes, create_tables, row_for
 from sandbox.cliniko.settings import generated_settings, store_settings
 
-GENERATOR_VERSION = 8
+GENERATOR_VERSION = 9
 BATCH = 5000
 FIVE_MB = 5 * 1024 * 1024
 
@@ -122,6 +122,19 @@ CANCELLATION_REASONS = {
 }
 # An enum value newer than the docs: clients must keep it rather than fail.
 UNKNOWN_CANCELLATION = (70, "Weather")
+# A delivery note written into an address line, longer than the 255 characters a Splose field holds.
+LONG_ADDRESS = (
+    "Care of the building manager, rear entrance off the laneway behind the pharmacy; ring the intercom twice "
+    "and wait, as the lift is slow. Parcels and letters are left with reception on level two between nine and "
+    "five on weekdays only, never at the front door, which is kept locked after hours."
+)
+# The other answer of a note's checkboxes, by note number (mod 40): a short one and one longer than an option holds.
+OTHER_ANSWERS = {
+    9: "Left hip",
+    29: "Lower back and both hips, worse on the left after long drives; the patient also reports stiffness in the "
+    "upper back each morning that eases within an hour, tingling in the fingers of the left hand when typing, and "
+    "headaches at the end of most working days since starting a new desk job in March.",
+}
 PHONE_TYPES = ("Mobile", "Home", "Work", "Fax", "Other")
 REMINDER_TYPES = ("SMS & Email", "SMS", "None")
 CONTENT_TYPES = (
@@ -687,7 +700,7 @@ class Generator:
             self.all_patient_ids.append(pid)
             if not (deleted_at or merged_at):
                 self.patient_pool.append((pid, f"{first} {last}"))
-            sparse = self.chance(0.15)  # a patient with only the required fields filled in
+            sparse = self.chance(0.15) and i % 331 != 29  # a patient with only the required fields filled in
             phones = (
                 []
                 if sparse
@@ -712,7 +725,7 @@ class Generator:
                 "email": None if sparse else (f"patient{i} at mail" if i % 97 == 19 else f"patient{i}@mail.example"),
                 "invoice_email": None,
                 "address_1": None if sparse else f"{self.rng.randint(1, 999)} High Street",
-                "address_2": None,
+                "address_2": LONG_ADDRESS if i % 331 == 29 else None,  # longer than Splose holds
                 "address_3": None,
                 "city": None if sparse else "Melbourne",
                 "state": None if sparse else "VIC",
@@ -977,7 +990,8 @@ class Generator:
         return {
             "id": str(aid),
             "starts_at": ts(starts),
-            "ends_at": ts(starts + dt.timedelta(minutes=duration)),
+            # Now and then one that ends as it starts (Cliniko allows appointment types of 0 to 1,440 minutes).
+            "ends_at": ts(starts + dt.timedelta(minutes=0 if i % 211 == 13 else duration)),
             "patient_name": patient_name,
             "notes": None if self.chance(0.7) else "Prefers afternoon.",
             "did_not_arrive": did_not_arrive,
@@ -1037,6 +1051,9 @@ class Generator:
                     values = ("Neck", "Back", "Shoulder", "Knee") if q["type"] == "checkboxes" else ("Mild", "Moderate")
                     picked = self.rng.sample(values, 1 if q["type"] == "radiobuttons" else self.rng.randint(1, 2))
                     q["answers"] = [{"value": v, "selected": True} if v in picked else {"value": v} for v in values]
+                    if q["type"] == "checkboxes":  # the templates' checkboxes take another answer, written in
+                        other = OTHER_ANSWERS.get(self.notes_made % 40)
+                        q["other"] = {"enabled": True, "selected": True, "value": other} if other else {"enabled": True}
                 questions.append(q)
             answered.append({**{k: v for k, v in section.items() if k != "questions"}, "questions": questions})
         self.notes_made += 1

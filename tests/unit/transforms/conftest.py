@@ -17,6 +17,7 @@ import pytest
 from cliniko_assets.catalog import BY_NAME, linked_id, record_id
 from cliniko_assets.mapping_resolution import business_zone
 from cliniko_assets.transforms import WARNINGS, ImportContext, Skip
+from cliniko_assets.transforms.salvage import fit_short_fields
 from sandbox.cliniko.generator import build_database
 from sandbox.cliniko.queries import render
 from sandbox.splose.schemas import validate_record
@@ -87,11 +88,19 @@ def link(path: str) -> dict[str, Any]:
 
 
 def valid(entity: str, record: dict[str, Any] | Skip) -> dict[str, Any]:
-    """Assert ``record`` is a record (not a skip) that the Splose import API's schema accepts, once the load
-    has taken its warnings off; return it as the transform made it."""
+    """Assert ``record`` is a record (not a skip) that the Splose import API's schema accepts as the load sends
+    it (:func:`as_sent`); return it as the transform made it."""
     assert isinstance(record, dict), record
-    validate_record(entity, {k: v for k, v in record.items() if k != WARNINGS})
+    validate_record(entity, as_sent(entity, record))
     return record
+
+
+def as_sent(entity: str, record: dict[str, Any]) -> dict[str, Any]:
+    """A transform's record as the load sends it: its warnings taken off, strings longer than Splose holds cut
+    to fit (the whole kept in the record's free text)."""
+    sent = {k: v for k, v in record.items() if k != WARNINGS}
+    fit_short_fields(entity, sent)
+    return sent
 
 
 def by_id(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:

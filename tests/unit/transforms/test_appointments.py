@@ -198,7 +198,7 @@ def test_skips(fields: dict[str, Any], context: dict[str, Any], reason: str) -> 
 def test_an_appointment_of_a_0_minute_type_is_imported_ending_a_minute_later_said_in_its_note() -> None:
     result = valid("appointments", to_splose_appointment(appointment(ends_at="2025-03-03T22:00:00Z"), ctx()))
     assert (result["start"], result["end"]) == ("2025-03-03T22:00:00Z", "2025-03-03T22:01:00Z")
-    assert result[WARNINGS] == ["ends_at"]
+    assert result[WARNINGS] == ["zero_minutes"]
     assert result["note"].endswith("Cliniko ends_at is its starts_at (0 minutes): imported ending a minute later")
 
 
