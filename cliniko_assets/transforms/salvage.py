@@ -11,6 +11,7 @@ the record is sent; metadata only ever holds the names, never the values.
 
 from __future__ import annotations
 
+import html
 import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -134,19 +135,78 @@ KEPT_WHOLE_IN = {"clients": "extraInfo", "contacts": "notes", "appointments": "n
 
 
 def fit_short_fields(entity: str, record: dict[str, Any]) -> int:
-    """Cut each top-level string of a ``clients``, ``contacts`` or ``appointments`` record that is longer than
-    Splose holds (:data:`SHORT_TEXT`, free text aside) to fit, and keep the whole value in the record's free text
-    (one labelled line each), instead of Splose rejecting the record and, with a client, everything of theirs;
-    returns how many fields were cut. Other entities are left as they are (Splose names the field if it refuses)."""
+    """Cut each string of a record that is longer than Splose holds (:data:`SHORT_TEXT`, free text aside) to fit,
+    and keep the whole value in free text of the record (one labelled line each), instead of Splose rejecting the
+    record and, with a client, everything of theirs; returns how many fields were cut.
+
+    ``clients``, ``contacts``, ``appointments``: their top-level strings, kept whole in the record's free text.
+    ``progressNotes``: the title, a section's or question's name and a choice's value, kept whole in the answer
+    of the question they belong to (the title's and a section's name: the next question's). ``progressNoteTemplates``:
+    the name, a section's or question's name and an option, kept whole in the section's description (the name: the
+    first section's). A value with nowhere to be kept whole (a note without a question) is left as it is, and so are
+    other entities' values: Splose names the field if it refuses."""
+    if entity in SECTIONED:
+        return _fit_sections(record, *SECTIONED[entity])
     kept_in = KEPT_WHOLE_IN.get(entity)
     if kept_in is None:
         return 0
-    lines = []
-    for name, value in record.items():
-        if isinstance(value, str) and name not in FREE_TEXT and len(value) > SHORT_TEXT:
-            record[name] = value[: SHORT_TEXT - 1] + "…"
-            lines.append(f"{name} (longer than Splose's {SHORT_TEXT} characters, cut there), whole: {value}")
+    cuts = [_Cut(record, name) for name, value in list(record.items()) if name not in FREE_TEXT and _too_long(value)]
+    _keep(record, kept_in, [cut.line for cut in cuts])
+    return len(cuts)
+
+
+# Records of sections of questions: (the record's top-level field, where a question's values are kept whole: in
+# the question or in its section, that field's name).
+SECTIONED = {
+    "progressNotes": ("title", "question", "answer"),
+    "progressNoteTemplates": ("name", "section", "description"),
+}
+
+
+def _fit_sections(record: dict[str, Any], top: str, keeper: str, kept_in: str) -> int:
+    sections = [s for s in record.get("sections") or [] if isinstance(s, dict)]
+    kept = 0
+    pending: list[_Cut] = [_Cut(record, top)] if _too_long(record.get(top)) else []  # for the next keeper
+    for section in sections:
+        questions = [q for q in section.get("questions") or [] if isinstance(q, dict)]
+        if _too_long(section.get("name")):
+            pending.append(_Cut(section, "name"))
+        for question in questions:
+            pending += [_Cut(question, "name")] if _too_long(question.get("name")) else []
+            options = question.get("options") or []
+            for n, option in enumerate(options):
+                holder, field = (option, "value") if isinstance(option, dict) else (options, n)
+                if _too_long(option.get("value") if isinstance(option, dict) else option):
+                    pending.append(_Cut(holder, field, f"option {n + 1}"))
+            if keeper == "question" and pending:
+                escape = question.get("type") == "paragraph"  # its answer is HTML
+                _keep(question, kept_in, [html.escape(c.line, quote=False) if escape else c.line for c in pending])
+                kept, pending = kept + len(pending), []
+        if keeper == "section" and pending:
+            _keep(section, kept_in, [c.line for c in pending])
+            kept, pending = kept + len(pending), []
+    for cut in pending:  # nowhere to keep it whole: left as it was, for Splose to name
+        cut.undo()
+    return kept
+
+
+class _Cut:
+    """A value cut to fit (at once), with the line that keeps it whole."""
+
+    def __init__(self, holder: Any, field: Any, label: object = None) -> None:
+        self.holder, self.field, self.value = holder, field, holder[field]
+        holder[field] = self.value[: SHORT_TEXT - 1] + "…"
+        self.line = f"{label or field} (longer than Splose's {SHORT_TEXT} characters, cut there), whole: {self.value}"
+
+    def undo(self) -> None:
+        self.holder[self.field] = self.value
+
+
+def _too_long(value: object) -> bool:
+    return isinstance(value, str) and len(value) > SHORT_TEXT
+
+
+def _keep(holder: dict[str, Any], kept_in: str, lines: list[str]) -> None:
     if lines:
-        whole = "\n".join([record[kept_in], *lines] if record.get(kept_in) else lines)
-        record[kept_in] = whole if len(whole) <= FREE_TEXT_MAX else whole[: FREE_TEXT_MAX - 1] + "…"
-    return len(lines)
+        whole = "\n".join([holder[kept_in], *lines] if holder.get(kept_in) else lines)
+        holder[kept_in] = whole if len(whole) <= FREE_TEXT_MAX else whole[: FREE_TEXT_MAX - 1] + "…"

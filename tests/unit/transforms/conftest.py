@@ -7,6 +7,7 @@ staged as the deletion stubs Cliniko's ``/patients/deleted`` returns.
 
 from __future__ import annotations
 
+import copy
 import datetime as dt
 import json
 import sqlite3
@@ -98,7 +99,7 @@ def valid(entity: str, record: dict[str, Any] | Skip) -> dict[str, Any]:
 def as_sent(entity: str, record: dict[str, Any]) -> dict[str, Any]:
     """A transform's record as the load sends it: its warnings taken off, strings longer than Splose holds cut
     to fit (the whole kept in the record's free text)."""
-    sent = {k: v for k, v in record.items() if k != WARNINGS}
+    sent = copy.deepcopy({k: v for k, v in record.items() if k != WARNINGS})
     fit_short_fields(entity, sent)
     return sent
 

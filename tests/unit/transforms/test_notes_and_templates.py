@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 from typing import Any
 
@@ -9,8 +10,9 @@ import pytest
 
 from cliniko_assets.transforms import Skip, to_splose_progress_note, to_splose_progress_note_template
 from cliniko_assets.transforms.safe_html import sanitise_html
+from cliniko_assets.transforms.salvage import fit_short_fields
 from sandbox.splose.schemas import check_safe_html
-from tests.unit.transforms.conftest import ctx, link, valid
+from tests.unit.transforms.conftest import as_sent, ctx, link, valid
 
 CONTENT = {
     "sections": [
@@ -262,6 +264,62 @@ def test_an_other_answer_longer_than_an_option_holds_goes_whole_in_the_answer() 
     ][0]
     assert question["options"][-1] == {"value": "Other", "selected": True}
     assert question["answer"] == f"Other: {text}".rstrip()
+
+
+def test_a_question_or_choice_longer_than_splose_holds_is_cut_to_fit_and_kept_whole_in_the_answer() -> None:
+    """A note's title, section and question names and choices hold 255 characters in Splose: a longer one would
+    have the whole note rejected. Each is cut there and kept whole in its question's answer (HTML-escaped where
+    the answer is HTML); a section's name and the title go to the next question's."""
+    long_name = "How did the pain <change> since the last visit, " * 6  # 288 characters
+    long_choice = "Worse after sitting, " * 13  # 273
+    content = json.loads(json.dumps(NOTE_CONTENT))
+    content["sections"][0]["name"] = long_name
+    content["sections"][0]["questions"][1]["name"] = long_name  # a paragraph: HTML
+    content["sections"][1]["questions"][0]["answers"][1]["value"] = long_choice
+    record = to_splose_progress_note(note(content=content, title=long_choice), ctx())
+    sent = as_sent("progressNotes", record)
+    assert fit_short_fields("progressNotes", record) == 4
+    valid("progressNotes", record)
+    assert record == sent
+    subjective, objective = record["sections"]
+    assert record["title"] == long_choice[:254] + "…"
+    assert subjective["name"] == long_name[:254] + "…" and subjective["questions"][1]["name"] == long_name[:254] + "…"
+    first, history = subjective["questions"][:2]  # the title and the section's name, kept by the first question
+    assert first["answer"].splitlines() == [
+        "Sore neck",
+        f"title (longer than Splose's 255 characters, cut there), whole: {long_choice}",
+        f"name (longer than Splose's 255 characters, cut there), whole: {long_name}",
+    ]
+    assert history["answer"].endswith(
+        f"\nname (longer than Splose's 255 characters, cut there), whole: {html.escape(long_name, quote=False)}"
+    )
+    check_safe_html(history["answer"], "answer")
+    areas = objective["questions"][0]
+    assert areas["options"][1] == {"value": long_choice[:254] + "…", "selected": False}
+    assert areas["answer"] == f"option 2 (longer than Splose's 255 characters, cut there), whole: {long_choice}"
+    bare = {"title": "x" * 300, "sections": []}
+    assert fit_short_fields("progressNotes", bare) == 0 and bare["title"] == "x" * 300  # nowhere to keep it whole
+
+
+def test_a_template_question_or_option_longer_than_splose_holds_is_cut_and_kept_whole_in_its_section() -> None:
+    long_name = "Describe the onset, duration and pattern of the pain in the patient's own words, " * 4  # 328
+    content = json.loads(json.dumps(CONTENT))
+    content["sections"][1]["questions"][0]["name"] = long_name
+    content["sections"][1]["questions"][0]["answers"][0]["value"] = long_name
+    record = to_splose_progress_note_template(template(content=content, name=long_name))
+    assert fit_short_fields("progressNoteTemplates", record) == 3
+    valid("progressNoteTemplates", record)
+    subjective, objective = record["sections"]
+    assert record["name"] == long_name[:254] + "…"
+    assert subjective["description"].splitlines() == [
+        "What the patient reports",
+        f"name (longer than Splose's 255 characters, cut there), whole: {long_name}",
+    ]
+    assert objective["questions"][0]["options"][0] == long_name[:254] + "…"
+    assert objective["description"].splitlines() == [
+        f"name (longer than Splose's 255 characters, cut there), whole: {long_name}",
+        f"option 1 (longer than Splose's 255 characters, cut there), whole: {long_name}",
+    ]
 
 
 def test_archived_note_is_imported() -> None:
