@@ -78,7 +78,8 @@ FACT_LABELS = {
     "notes_without_appointment": "not linked to an appointment (attached to client and practitioner)",
     TO_REMOVE: "brought across earlier, now deleted in Cliniko or ignored: marked for removal (splose/import_report)",
     NOT_REMOVED_SHORT: "listing short of Cliniko's count: what it no longer lists was not removed from Splose",
-    FIELDS_CUT: "field(s) longer than Splose holds (255 characters): cut there, each kept whole in the record's notes",
+    FIELDS_CUT: "field(s) longer than Splose holds (255 characters): cut there, each kept whole in the record's notes "
+    "(a progress note's or template's in its section's description)",
 }
 
 

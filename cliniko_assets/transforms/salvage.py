@@ -11,7 +11,6 @@ the record is sent; metadata only ever holds the names, never the values.
 
 from __future__ import annotations
 
-import html
 import json
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar
@@ -140,53 +139,39 @@ def fit_short_fields(entity: str, record: dict[str, Any]) -> int:
     record and, with a client, everything of theirs; returns how many fields were cut.
 
     ``clients``, ``contacts``, ``appointments``: their top-level strings, kept whole in the record's free text.
-    ``progressNotes``: the title, a section's or question's name and a choice's value, kept whole in the answer
-    of the question they belong to (the title's and a section's name: the next question's). ``progressNoteTemplates``:
-    the name, a section's or question's name and an option, kept whole in the section's description (the name: the
-    first section's). A value with nowhere to be kept whole (a note without a question) is left as it is, and so are
+    ``progressNotes``, ``progressNoteTemplates``: the title (a template's name), a section's or question's name and
+    a choice, kept whole in the section's description (the title: the first section's). A value with nowhere to be
+    kept whole (a note without a section) or no room left there (65,535 characters) is left as it is, and so are
     other entities' values: Splose names the field if it refuses."""
     if entity in SECTIONED:
-        return _fit_sections(record, *SECTIONED[entity])
+        return _fit_sections(record, SECTIONED[entity])
     kept_in = KEPT_WHOLE_IN.get(entity)
     if kept_in is None:
         return 0
     cuts = [_Cut(record, name) for name, value in list(record.items()) if name not in FREE_TEXT and _too_long(value)]
-    _keep(record, kept_in, [cut.line for cut in cuts])
-    return len(cuts)
+    return _keep(record, kept_in, cuts)
 
 
-# Records of sections of questions: (the record's top-level field, where a question's values are kept whole: in
-# the question or in its section, that field's name).
-SECTIONED = {
-    "progressNotes": ("title", "question", "answer"),
-    "progressNoteTemplates": ("name", "section", "description"),
-}
+SECTIONED = {"progressNotes": "title", "progressNoteTemplates": "name"}  # records of sections: their title field
 
 
-def _fit_sections(record: dict[str, Any], top: str, keeper: str, kept_in: str) -> int:
+def _fit_sections(record: dict[str, Any], title: str) -> int:
     sections = [s for s in record.get("sections") or [] if isinstance(s, dict)]
     kept = 0
-    pending: list[_Cut] = [_Cut(record, top)] if _too_long(record.get(top)) else []  # for the next keeper
-    for section in sections:
-        questions = [q for q in section.get("questions") or [] if isinstance(q, dict)]
-        if _too_long(section.get("name")):
-            pending.append(_Cut(section, "name"))
-        for question in questions:
-            pending += [_Cut(question, "name")] if _too_long(question.get("name")) else []
+    for number, section in enumerate(sections):
+        cuts = [_Cut(record, title)] if number == 0 and _too_long(record.get(title)) else []
+        cuts += [_Cut(section, "name", "section name")] if _too_long(section.get("name")) else []
+        questions = section.get("questions") or []
+        for q, question in enumerate(questions, start=1):
+            if not isinstance(question, dict):
+                continue
+            cuts += [_Cut(question, "name", f"question {q} name")] if _too_long(question.get("name")) else []
             options = question.get("options") or []
             for n, option in enumerate(options):
                 holder, field = (option, "value") if isinstance(option, dict) else (options, n)
                 if _too_long(option.get("value") if isinstance(option, dict) else option):
-                    pending.append(_Cut(holder, field, f"option {n + 1}"))
-            if keeper == "question" and pending:
-                escape = question.get("type") == "paragraph"  # its answer is HTML
-                _keep(question, kept_in, [html.escape(c.line, quote=False) if escape else c.line for c in pending])
-                kept, pending = kept + len(pending), []
-        if keeper == "section" and pending:
-            _keep(section, kept_in, [c.line for c in pending])
-            kept, pending = kept + len(pending), []
-    for cut in pending:  # nowhere to keep it whole: left as it was, for Splose to name
-        cut.undo()
+                    cuts.append(_Cut(holder, field, f"question {q} option {n + 1}"))
+        kept += _keep(section, "description", cuts)
     return kept
 
 
@@ -206,7 +191,16 @@ def _too_long(value: object) -> bool:
     return isinstance(value, str) and len(value) > SHORT_TEXT
 
 
-def _keep(holder: dict[str, Any], kept_in: str, lines: list[str]) -> None:
-    if lines:
-        whole = "\n".join([holder[kept_in], *lines] if holder.get(kept_in) else lines)
-        holder[kept_in] = whole if len(whole) <= FREE_TEXT_MAX else whole[: FREE_TEXT_MAX - 1] + "…"
+def _keep(holder: dict[str, Any], kept_in: str, cuts: list[_Cut]) -> int:
+    """Append the cut values' lines to ``holder[kept_in]`` and return how many; when they do not all fit there
+    whole, undo the cuts (Splose then names the field) and return 0."""
+    if not cuts:
+        return 0
+    lines = [cut.line for cut in cuts]
+    whole = "\n".join([holder[kept_in], *lines] if holder.get(kept_in) else lines)
+    if len(whole) > FREE_TEXT_MAX:
+        for cut in cuts:
+            cut.undo()
+        return 0
+    holder[kept_in] = whole
+    return len(cuts)

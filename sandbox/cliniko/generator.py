@@ -122,7 +122,8 @@ CANCELLATION_REASONS = {
 }
 # An enum value newer than the docs: clients must keep it rather than fail.
 UNKNOWN_CANCELLATION = (70, "Weather")
-# A delivery note written into an address line, longer than the 255 characters a Splose field holds.
+# A delivery note written into an address line, longer than the 255 characters a Splose field holds (a patient in
+# 331: one at tiny, 3 at small).
 LONG_ADDRESS = (
     "Care of the building manager, rear entrance off the laneway behind the pharmacy; ring the intercom twice "
     "and wait, as the lift is slow. Parcels and letters are left with reception on level two between nine and "

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import html
 import json
 from typing import Any
 
@@ -266,39 +265,42 @@ def test_an_other_answer_longer_than_an_option_holds_goes_whole_in_the_answer() 
     assert question["answer"] == f"Other: {text}".rstrip()
 
 
-def test_a_question_or_choice_longer_than_splose_holds_is_cut_to_fit_and_kept_whole_in_the_answer() -> None:
+def test_a_question_or_choice_longer_than_splose_holds_is_cut_to_fit_and_kept_whole_in_its_section() -> None:
     """A note's title, section and question names and choices hold 255 characters in Splose: a longer one would
-    have the whole note rejected. Each is cut there and kept whole in its question's answer (HTML-escaped where
-    the answer is HTML); a section's name and the title go to the next question's."""
+    have the whole note rejected. Each is cut there and kept whole in its section's description (plain free text,
+    never a date or HTML answer); the title in the first section's."""
     long_name = "How did the pain <change> since the last visit, " * 6  # 288 characters
     long_choice = "Worse after sitting, " * 13  # 273
     content = json.loads(json.dumps(NOTE_CONTENT))
     content["sections"][0]["name"] = long_name
-    content["sections"][0]["questions"][1]["name"] = long_name  # a paragraph: HTML
+    content["sections"][0]["questions"][1]["name"] = long_name  # a paragraph, whose answer is HTML
     content["sections"][1]["questions"][0]["answers"][1]["value"] = long_choice
+    content["sections"][1]["questions"][2]["name"] = long_name  # a date
     record = to_splose_progress_note(note(content=content, title=long_choice), ctx())
+    answers = [q["answer"] for section in record["sections"] for q in section["questions"]]
     sent = as_sent("progressNotes", record)
-    assert fit_short_fields("progressNotes", record) == 4
+    assert fit_short_fields("progressNotes", record) == 5
     valid("progressNotes", record)
     assert record == sent
+    assert [q["answer"] for section in record["sections"] for q in section["questions"]] == answers  # untouched
     subjective, objective = record["sections"]
     assert record["title"] == long_choice[:254] + "…"
     assert subjective["name"] == long_name[:254] + "…" and subjective["questions"][1]["name"] == long_name[:254] + "…"
-    first, history = subjective["questions"][:2]  # the title and the section's name, kept by the first question
-    assert first["answer"].splitlines() == [
-        "Sore neck",
-        f"title (longer than Splose's 255 characters, cut there), whole: {long_choice}",
-        f"name (longer than Splose's 255 characters, cut there), whole: {long_name}",
+    whole = "(longer than Splose's 255 characters, cut there), whole:"
+    assert subjective["description"].splitlines() == [
+        f"title {whole} {long_choice}",
+        f"section name {whole} {long_name}",
+        f"question 2 name {whole} {long_name}",
     ]
-    assert history["answer"].endswith(
-        f"\nname (longer than Splose's 255 characters, cut there), whole: {html.escape(long_name, quote=False)}"
-    )
-    check_safe_html(history["answer"], "answer")
-    areas = objective["questions"][0]
-    assert areas["options"][1] == {"value": long_choice[:254] + "…", "selected": False}
-    assert areas["answer"] == f"option 2 (longer than Splose's 255 characters, cut there), whole: {long_choice}"
+    assert objective["questions"][0]["options"][1] == {"value": long_choice[:254] + "…", "selected": False}
+    assert objective["description"].splitlines() == [
+        f"question 1 option 2 {whole} {long_choice}",
+        f"question 3 name {whole} {long_name}",
+    ]
     bare = {"title": "x" * 300, "sections": []}
     assert fit_short_fields("progressNotes", bare) == 0 and bare["title"] == "x" * 300  # nowhere to keep it whole
+    full = {"title": "x" * 300, "sections": [{"name": "S", "description": "d" * 65_400, "questions": []}]}
+    assert fit_short_fields("progressNotes", full) == 0 and full["title"] == "x" * 300  # no room: left as it was
 
 
 def test_a_template_question_or_option_longer_than_splose_holds_is_cut_and_kept_whole_in_its_section() -> None:
@@ -311,14 +313,12 @@ def test_a_template_question_or_option_longer_than_splose_holds_is_cut_and_kept_
     valid("progressNoteTemplates", record)
     subjective, objective = record["sections"]
     assert record["name"] == long_name[:254] + "…"
-    assert subjective["description"].splitlines() == [
-        "What the patient reports",
-        f"name (longer than Splose's 255 characters, cut there), whole: {long_name}",
-    ]
+    whole = "(longer than Splose's 255 characters, cut there), whole:"
+    assert subjective["description"].splitlines() == ["What the patient reports", f"name {whole} {long_name}"]
     assert objective["questions"][0]["options"][0] == long_name[:254] + "…"
     assert objective["description"].splitlines() == [
-        f"name (longer than Splose's 255 characters, cut there), whole: {long_name}",
-        f"option 1 (longer than Splose's 255 characters, cut there), whole: {long_name}",
+        f"question 1 name {whole} {long_name}",
+        f"question 1 option 1 {whole} {long_name}",
     ]
 
 
