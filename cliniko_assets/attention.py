@@ -17,7 +17,7 @@ from collections.abc import Iterable, Mapping
 from typing import Protocol
 
 from cliniko_assets.attachments import FILE_KEPT_FAILING, FILE_NOT_FOUND, FILE_SIZE_DIFFERS
-from cliniko_assets.transforms.salvage import ADJUSTED
+from cliniko_assets.transforms.salvage import ZERO_MINUTES
 from splose_resources.cliniko import FILE_MISSING, FILE_REFUSED
 
 EXPECTED = "expected"  # the clinic's choice, or explained by Cliniko: reported, not a warning
@@ -82,6 +82,11 @@ FACT_LABELS = {
     "(a progress note's or template's in its section's description)",
 }
 
+# Warnings naming a value imported adjusted, not a field left out: a line of their own, saying what was done.
+ADJUSTED_LABELS = {
+    ZERO_MINUTES: "of 0 minutes (Cliniko's end is its start): imported ending a minute later, said in their notes",
+}
+
 
 class Row(Protocol):
     row: str
@@ -117,13 +122,13 @@ def row_notes(report: Row) -> list[str]:
     """Counts that are not warnings but are worth a line: fields left out, values adjusted, notes without an
     appointment."""
     lines = []
-    left_out = {name: n for name, n in report.warnings.items() if name not in ADJUSTED}
+    left_out = {name: n for name, n in report.warnings.items() if name not in ADJUSTED_LABELS}
     if left_out:
         fields = ", ".join(f"{name} {n}" for name, n in sorted(left_out.items()))
         lines.append(f"{report.row}: loaded without an unusable or dangling field (kept in its notes): {fields}")
     lines.extend(
         f"{report.row}: {report.warnings[name]} {label}"
-        for name, label in ADJUSTED.items()
+        for name, label in ADJUSTED_LABELS.items()
         if report.warnings.get(name)
     )
     lines.extend(

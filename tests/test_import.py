@@ -10,10 +10,11 @@ import dagster as dg
 import pytest
 import requests
 
+from cliniko_assets.attention import ADJUSTED_LABELS
 from cliniko_assets.definitions import defs
 from cliniko_assets.rows import ROWS, TABLE
 from cliniko_assets.sensors import import_requests, run_config_for
-from cliniko_assets.transforms.salvage import ADJUSTED, ZERO_MINUTES
+from cliniko_assets.transforms.salvage import ZERO_MINUTES
 from sandbox.clinic_setup import import_mapping, workspace_seed
 from sandbox.harness import running_server
 from splose_resources.notifier import NotifierResource
@@ -230,7 +231,7 @@ def test_a_tiny_clinic_imports_end_to_end_and_every_record_is_accounted_for(tiny
     assert status["status"] == "complete"
     said = status["message"].splitlines()  # the 0-minute ones on a line of their own, not as a field left out
     row = "Individual appointments -> Appointments"
-    assert f"{row}: {len(instant)} {ADJUSTED[ZERO_MINUTES]}" in said
+    assert f"{row}: {len(instant)} {ADJUSTED_LABELS[ZERO_MINUTES]}" in said
     assert not any(line.startswith(f"{row}: loaded without") and "zero_minutes" in line for line in said)
     (email,) = tiny_import.outbox.iterdir()
     assert "complete" in email.read_text()

@@ -20,12 +20,8 @@ from cliniko_assets.transforms.phones import split_phone
 
 WARNINGS = "_warnings"
 VERBATIM_LIMIT = 500
-# Warnings that name a value imported adjusted rather than a field left out, each with what was done: the report
-# gives each a line of its own.
+# A warning that names a value imported adjusted rather than a field left out (the report's ADJUSTED_LABELS).
 ZERO_MINUTES = "zero_minutes"
-ADJUSTED = {
-    ZERO_MINUTES: "of 0 minutes (Cliniko's end is its start): imported ending a minute later, said in their notes",
-}
 
 T = TypeVar("T")
 
