@@ -177,3 +177,14 @@ def test_an_unusable_field_of_an_attendee_is_dropped_and_junk_is_a_skip() -> Non
     assert entry["note"].endswith("Cliniko cancelled_at (unusable, not imported): 5")
     assert appointment["_warnings"] == ["cancelled_at"]
     assert skipped == [Skip("", "malformed record")]
+
+
+def test_a_group_of_a_0_minute_type_is_imported_ending_a_minute_later_said_in_its_note() -> None:
+    appointment, skipped = to_splose_group_appointment(
+        group(ends_at="2025-03-03T22:00:00Z"), [attendee("71", "1"), attendee("72", "2")], ctx()
+    )
+    result = valid("appointments", appointment)
+    assert (result["start"], result["end"], skipped) == ("2025-03-03T22:00:00Z", "2025-03-03T22:01:00Z", [])
+    assert result["_warnings"] == ["zero_minutes"]
+    assert result["note"].endswith("Cliniko ends_at is its starts_at (0 minutes): imported ending a minute later")
+    assert [entry["externalId"] for entry in result["appointmentPatients"]] == ["71", "72"]
