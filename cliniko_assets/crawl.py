@@ -41,6 +41,15 @@ HONOURED_EARLIER = "not needed: the filtered list returned such rows in an earli
 # Filters that only widen a list (archived or cancelled rows too): a route whose account refuses one (400) is
 # listed without it, and the crawl reports what that leaves out.
 WIDENING = (ALL_ROWS, ALL_CANCELLED)
+PAGED = "Cliniko refused q[]=id:> and id:< (400): listed by page number"
+UNSETTLED = (
+    ", and its count changed or records were deleted during each: a record deleted while it was listed can have "
+    "moved another past the pages read"
+)
+UNCHECKED = (
+    "; Cliniko's count of deleted records could not be read, so a deletion during a pass that a creation hid from "
+    "the count could have moved a record past the pages read (a full refresh lists it again)"
+)
 
 
 class Crawl:
@@ -214,7 +223,23 @@ class Crawl:
             save=self.save,
             state=state,
             label=f"{stream.path} of tenant '{self.extraction.tenant}'",
+            deleted_since=self._deleted_since if stream is self.spec.streams[0] and self.spec.incremental else None,
         )
+
+    def _deleted_since(self, moment: str) -> int | None:
+        """Records deleted at or after ``moment`` as the deletion feed counts them, or the main list where the feed
+        is absent (404); None for hard deletes (no trace to count) or when Cliniko refuses or does not count."""
+        main, feed = self.spec.streams[0], next((s for s in self.spec.streams if s.deletions), None)
+        for stream in () if self.spec.hard_deletes else (feed, main) if feed else (main,):
+            try:
+                page = self._fetch_for(stream)([*filters(stream), ("q[]", f"deleted_at:>={moment}"), ("per_page", "1")])
+            except ClinikoNotFound:
+                continue
+            except ClinikoError as exc:
+                log.info("%s of tenant '%s': deletions not counted (%s)", stream.path, self.extraction.tenant, exc)
+                return None
+            return page.total_entries
+        return None
 
     def _fetch_for(self, stream: Stream):
         def fetch(params: Params) -> Page:
@@ -235,12 +260,8 @@ class Crawl:
             self.outcome.shortfalls[stream.path] = state["shortfall"]
         paged = state.get("by_page")
         if paged:
-            self.outcome.by_page[stream.path] = "Cliniko refused q[]=id:> and id:< (400): listed by page number, " + (
-                f"{paged['pass']} pass(es)"
-                if paged.get("settled")
-                else f"{paged['pass']} passes, and its count changed during each: a record deleted while it was "
-                "listed can have moved another past the pages read"
-            )
+            passes = f"{PAGED}, {paged['pass']} " + ("pass(es)" if paged.get("settled") else f"passes{UNSETTLED}")
+            self.outcome.by_page[stream.path] = passes + (UNCHECKED if paged.get("unchecked") else "")
         detected = state.get("detected")
         if detected is not None:
             self.outcome.old_routes[stream.path] = detected

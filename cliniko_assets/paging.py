@@ -18,12 +18,18 @@ treatment notes' ``id`` filter as String, whose operators have no ``>`` or ``<``
 number instead (``sort=id``, ``page=1, 2, ...``), pages fetched side by side and taken in order. Offsets
 move when a record is deleted, so a pass during which Cliniko's count changed (any page's count, or the
 count asked once more at its end) is walked again, up to :data:`PAGE_PASSES` passes; what the last pass
-found is reported with the route (``by_page``), never hidden.
+found is reported with the route (``by_page``), never hidden. A deletion and a creation in the same pass
+leave the count as it was while the deletion still moved a record past the pages read: for a resource
+listed incrementally (a record a pass missed would not be listed again; a resource listed in full every sync
+is, at the next), Cliniko's count of the records deleted since just before the first pass (``deleted``) is
+asked before each pass and after it, and a pass during which it grew is walked again too.
 
 ``state`` is plain JSON kept in the extraction's checkpoint: ``windows`` (``[after, before]`` still to
 walk; None until page 1 is staged), ``expected`` (page 1's count), ``listed`` (records taken) and, once
 listed by page number, ``by_page`` (``pass``, ``next`` page, ``after``: the last id taken, the pass's
-first ``count``, whether it ``changed``, and when done whether it ``settled``).
+first ``count``, whether it ``changed``, ``since`` and ``deleted``: the moment deletions are counted from and
+their count as the pass began, ``unchecked`` when that count could not be read, and when done whether it
+``settled``).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
+from datetime import UTC, datetime, timedelta
 
 from cliniko_assets.catalog import RECORD_TYPES, record_id
 from splose_resources.cliniko import ClinikoError, ClinikoRequestError, Page
@@ -41,6 +48,9 @@ Window = list  # [after, before]: ids strictly between them are still to list; N
 CHECKPOINT_EVERY_PAGES = 5
 PAGES_PER_WINDOW = 4
 PAGE_PASSES = 3  # passes by page number while Cliniko's count of the route keeps changing
+# How long before the first pass by page number deletions are counted from: the host's clock may be behind or
+# ahead of Cliniko's by a little. Only the count's growth during a pass is read, so an earlier start costs nothing.
+DELETIONS_LEAD = timedelta(minutes=10)
 
 
 class PagingAnomaly(ClinikoError):
@@ -114,8 +124,12 @@ class KeysetWalk:
         save: Callable[[], None],
         state: dict,
         label: str,
+        deleted_since: Callable[[str], int | None] | None = None,
     ) -> None:
+        """``deleted_since(moment)``: Cliniko's count of the route's records deleted at or after ``moment``
+        (None when it cannot say); without it, a pass by page number is checked by the route's count alone."""
         self.fetch = fetch
+        self.deleted_since = deleted_since
         self.params = params
         self.per_page = per_page
         self.most = most
@@ -209,20 +223,48 @@ class KeysetWalk:
         self.save()
 
     def _by_page(self) -> None:
-        """Page numbers until a pass sees Cliniko's count unchanged, or :data:`PAGE_PASSES` passes."""
+        """Page numbers until a pass sees Cliniko's count unchanged and nothing deleted, or :data:`PAGE_PASSES`
+        passes."""
         paged = self.state["by_page"]
         while True:
+            if paged["next"] == 1 and "deleted" not in paged:
+                paged["deleted"] = self._deleted(paged)
+                self.save()
             self._pass(paged)
             now = self.fetch(offset_query(self.params, 1, 1)).total_entries
             paged["changed"] = paged["changed"] or (now is not None and now != paged["count"])
+            before = paged.get("deleted")
+            deleted = None if before is None else self._deleted(paged)
+            if deleted is not None and deleted != before:
+                paged["changed"] = True  # a deletion during the pass, whatever the count says
+            elif deleted is None and self.deleted_since is not None and self.state["listed"] > self.per_page:
+                paged["unchecked"] = True  # more than one page read, and no count of deletions to check them by
             if not paged["changed"] or paged["pass"] >= PAGE_PASSES:
                 break
-            paged.update({"pass": paged["pass"] + 1, "next": 1, "count": None, "changed": False, "after": None})
+            paged.update(
+                {
+                    "pass": paged["pass"] + 1,
+                    "next": 1,
+                    "count": None,
+                    "changed": False,
+                    "after": None,
+                    "deleted": deleted,
+                }
+            )
             self.state["listed"] = 0
             self.save()
         paged["settled"] = not paged["changed"]
         self.state["expected"] = now if now is not None else paged["count"]
         self.save()
+
+    def _deleted(self, paged: dict) -> int | None:
+        """Cliniko's count of the route's records deleted since ``paged['since']`` (set at the first ask); None
+        when there is no deletion feed to ask or it gave no count."""
+        if self.deleted_since is None:
+            return None
+        if paged.get("since") is None:
+            paged["since"] = (datetime.now(UTC) - DELETIONS_LEAD).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return self.deleted_since(paged["since"])
 
     def _pass(self, paged: dict) -> None:
         """One pass from page ``next``: up to ``most`` pages in flight (as far as the count reaches), taken in order."""

@@ -65,8 +65,12 @@ class ClinikoSandboxAdmin:
         return self._post(f"accounts/{account}/churn", rule)
 
     def churned(self, account: str) -> list[str]:
-        rule = self._get(f"accounts/{account}/churn").json()["churn"]
+        rule = self.admin_churn(account)
         return rule["deleted"] if rule else []
+
+    def admin_churn(self, account: str) -> dict | None:
+        """The account's churn rule and what it has deleted and created so far (None without one)."""
+        return self._get(f"accounts/{account}/churn").json()["churn"]
 
     def stats(self) -> dict:
         return self._get("stats").json()

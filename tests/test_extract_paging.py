@@ -268,6 +268,30 @@ def test_notes_listed_by_page_number_while_notes_are_deleted_are_walked_again_an
     assert meta["shortfall"] == 0
 
 
+def test_a_note_deleted_and_another_created_while_notes_are_listed_by_page_number_loses_no_note(
+    clinic, instance, monkeypatch
+):
+    # The oldest note deleted and a new one created while the list is read by page number: Cliniko's count holds,
+    # yet every later note moved back a place, one of them past the pages read. The count of deleted notes grew
+    # during the pass: the route is walked again.
+    strict = other_account(clinic, instance, monkeypatch, "strictswap", documented_filters=True)
+    strict.admin.churn(strict.account, resource="treatment_notes", every=8, deletes=1, creates=1, limit=1)
+    result = strict.extract(instance, cliniko=cliniko_resource(page_size=5), selection=["treatment_notes"])
+
+    staged = strict.staged_records("treatment_notes")
+    live = {rid for rid, r in strict.export("treatment_notes").items() if not r.get("deleted_at")}
+    rule = strict.admin.admin_churn(strict.account)
+    assert len(rule["deleted"]) == 1 and len(rule["created"]) == 1
+    assert set(rule["created"]) <= live
+    assert live <= {rid for rid, (state, _) in staged.items() if state != "deleted"}
+    assert strict.staged_states("treatment_notes") == strict.truth()["treatment_notes"]
+    meta = materializations(result)["treatment_notes"]
+    assert meta["listed_by_page"] == {
+        "/treatment_notes": "Cliniko refused q[]=id:> and id:< (400): listed by page number, 2 pass(es)"
+    }
+    assert meta["shortfall"] == 0
+
+
 def test_a_resync_of_an_account_refusing_deleted_at_on_its_deleted_routes_lists_them_in_full(
     clinic, instance, monkeypatch
 ):

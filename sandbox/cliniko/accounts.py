@@ -41,14 +41,17 @@ REMOVED_DDL = "CREATE TABLE IF NOT EXISTS _removed (resource TEXT, id INTEGER, b
 @dataclass
 class Churn:
     """Deletes records of one resource while its list is read: every ``every``-th list request on
-    ``/v1/<resource>`` first deletes the ``deletes`` oldest live records (by id), until ``limit`` are gone."""
+    ``/v1/<resource>`` first deletes the ``deletes`` oldest live records (by id), until ``limit`` are gone, and
+    with each deletion creates ``creates`` records (newest ids: the count of the list can stay as it was)."""
 
     resource: str
     every: int
     deletes: int
     limit: int
+    creates: int = 0
     requests: int = 0
     deleted: list[str] = field(default_factory=list)
+    created: list[str] = field(default_factory=list)
 
 
 def make_key(name: str, seed: int, role: str) -> str:

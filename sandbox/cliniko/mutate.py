@@ -306,7 +306,13 @@ def set_churn(account: Account, rule: dict) -> dict:
         return {"churn": None}
     if resource not in RESOURCES or resource in CONFIGURATION or resource == "users":
         raise MutationError(f"cannot churn {resource!r}; use one of {', '.join(INCREMENTAL)}")
-    account.churn = Churn(resource, max(1, int(rule.get("every", 1))), int(rule["deletes"]), int(rule["limit"]))
+    account.churn = Churn(
+        resource,
+        max(1, int(rule.get("every", 1))),
+        int(rule["deletes"]),
+        int(rule["limit"]),
+        creates=max(0, int(rule.get("creates", 0))),
+    )
     return {"churn": rule}
 
 
@@ -329,3 +335,6 @@ def churn(account: Account, route: str) -> None:
         for (rid,) in rows:
             mutator.apply("delete", rule.resource, rid, {})
             rule.deleted.append(str(rid))
+            for _ in range(rule.creates):
+                mutator.create(rule.resource, {})
+        rule.created.extend(mutator.changed.get(rule.resource, {}).get("created", []))

@@ -69,7 +69,8 @@ class Collection:
     every ``delete_every`` requests (the first ``deletions`` of them, when set), or answering in no particular
     order when ``ignore_sort``. With ``refuse_bounds`` an id bound is a 400, as a String-typed ``id`` filter
     would be; ``revive`` records come back into the list (unarchived) at the request numbered by each;
-    ``ignore_page`` answers page 1 whatever page is asked."""
+    ``ignore_page`` answers page 1 whatever page is asked; with ``creates`` a record is created with each
+    deletion. :meth:`deleted_since` is its deletion feed's count (every deletion is after any moment asked)."""
 
     def __init__(
         self,
@@ -82,6 +83,7 @@ class Collection:
         refuse_bounds: bool = False,
         revive: dict[int, int] | None = None,
         ignore_page: bool = False,
+        creates: bool = False,
     ):
         self.live = set(range(1_000, 1_000 + 3 * size, 3))
         self.delete_every = delete_every
@@ -91,6 +93,7 @@ class Collection:
         self.refuse_bounds = refuse_bounds
         self.revive = revive or {}
         self.ignore_page = ignore_page
+        self.creates = creates  # each deletion comes with a creation (a new, highest id): the count holds
         self.requests = 0
         self.deleted: list[int] = []
 
@@ -104,6 +107,8 @@ class Collection:
         if self.delete_every and self.requests % self.delete_every == 0 and deleting:
             self.deleted.append(min(self.live))
             self.live.discard(self.deleted[-1])
+            if self.creates:
+                self.live.add(max(self.live) + 3)
         values = dict(params)
         rows = sorted(self.live)
         if self.ignore_page:
@@ -121,6 +126,9 @@ class Collection:
             has_next=page * per_page < len(rows),
             server_time=None,
         )
+
+    def deleted_since(self, moment: str) -> int:
+        return len(self.deleted)
 
 
 @pytest.fixture
@@ -194,6 +202,34 @@ def test_a_deletion_while_listed_by_page_walks_the_route_again_until_its_count_h
     assert collection.live <= by_pass[2]  # ... the second found it
     assert walk.state["by_page"]["pass"] == 2 and walk.state["by_page"]["settled"] is True
     assert walk.shortfall() == 0
+
+
+def test_a_deletion_that_a_creation_hides_from_the_count_walks_the_route_again_by_the_count_of_deletions(pool):
+    # A deletion early in the pass and a creation with it: the count holds, yet a record moved past the pages read.
+    missed = Collection(200, refuse_bounds=True, delete_every=20, deletions=1, creates=True)
+    taken: list[int] = []
+    walk = _walk(pool, missed, taken)
+    walk.run()  # without a count of deletions the pass looks settled
+    assert missed.live - set(taken) and walk.state["by_page"]["settled"] is True
+    assert walk.state["by_page"]["pass"] == 1 and "unchecked" not in walk.state["by_page"]
+
+    collection = Collection(200, refuse_bounds=True, delete_every=20, deletions=1, creates=True)
+    taken = []
+    walk = _walk(pool, collection, taken)
+    walk.deleted_since = collection.deleted_since
+    walk.run()
+    assert collection.live <= set(taken) and len(collection.deleted) == 1
+    assert walk.state["by_page"]["pass"] == 2 and walk.state["by_page"]["settled"] is True
+    assert walk.state["by_page"]["deleted"] == 1 and walk.shortfall() == 0
+
+
+@pytest.mark.parametrize(("size", "unchecked"), [(200, True), (5, False)])
+def test_a_listing_by_page_without_a_count_of_deletions_is_marked_unchecked_past_one_page(pool, size, unchecked):
+    collection = Collection(size, refuse_bounds=True)
+    walk = _walk(pool, collection, [])
+    walk.deleted_since = lambda moment: None  # no deletion feed, or one that gives no count
+    walk.run()  # five records: one page by number (and an empty one), where nothing can move past what was read
+    assert walk.state["by_page"]["settled"] is True and walk.state["by_page"].get("unchecked", False) is unchecked
 
 
 def test_a_route_whose_count_never_holds_is_reported_unsettled_after_the_last_pass(pool):
