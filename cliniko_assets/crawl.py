@@ -8,8 +8,6 @@ with the checkpoint whenever a walk saves (:mod:`cliniko_assets.extraction` comm
 from __future__ import annotations
 
 import logging
-import re
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from functools import partial
@@ -17,8 +15,6 @@ from itertools import pairwise
 from typing import TYPE_CHECKING
 
 from cliniko_assets.catalog import (
-    ALL_CANCELLED,
-    ALL_ROWS,
     DELETED_ROWS,
     RECORD_TYPES,
     ClinikoResourceSpec,
@@ -26,7 +22,7 @@ from cliniko_assets.catalog import (
     is_set,
     record_id,
 )
-from cliniko_assets.paging import KeysetWalk, Params
+from cliniko_assets.paging import KeysetWalk, Params, refuses_field
 from splose_resources.cliniko import ClinikoError, ClinikoNotFound, ClinikoRequestError, Page
 from splose_resources.listing import ListedRecord
 from splose_resources.staging import STAGED_SCHEMA, StagingBatch, record_json
@@ -38,9 +34,6 @@ log = logging.getLogger(__name__)
 TIMESTAMP = "%Y-%m-%dT%H:%M:%SZ"
 # What an older route's detection says when an earlier sync found the main list honouring its filter.
 HONOURED_EARLIER = "not needed: the filtered list returned such rows in an earlier sync"
-# Filters that only widen a list (archived or cancelled rows too): a route whose account refuses one (400) is
-# listed without it, and the crawl reports what that leaves out.
-WIDENING = (ALL_ROWS, ALL_CANCELLED)
 PAGED = "Cliniko refused q[]=id:> and id:< (400): listed by page number"
 UNSETTLED = (
     ", and its count changed or records were deleted during each: a record deleted while it was listed can have "
@@ -223,22 +216,29 @@ class Crawl:
             save=self.save,
             state=state,
             label=f"{stream.path} of tenant '{self.extraction.tenant}'",
-            deleted_since=self._deleted_since if stream is self.spec.streams[0] and self.spec.incremental else None,
+            deleted=self._deleted if stream is self.spec.streams[0] and self.spec.incremental else None,
         )
 
-    def _deleted_since(self, moment: str) -> int | None:
-        """Records deleted at or after ``moment`` as the deletion feed counts them, or the main list where the feed
-        is absent (404); None for hard deletes (no trace to count) or when Cliniko refuses or does not count."""
+    def _deleted(self) -> int | None:
+        """Cliniko's count of the resource's deleted records: its deletion feed's, or the main list's deleted rows
+        where the feed is absent (404); None for hard deletes (no trace), a refusal (400) or no count of them."""
         main, feed = self.spec.streams[0], next((s for s in self.spec.streams if s.deletions), None)
         for stream in () if self.spec.hard_deletes else (feed, main) if feed else (main,):
-            try:
-                page = self._fetch_for(stream)([*filters(stream), ("q[]", f"deleted_at:>={moment}"), ("per_page", "1")])
+            query = [*filters(stream), *([] if stream is feed else [("q[]", DELETED_ROWS)]), ("per_page", "1")]
+            query = self.extraction.refusals.without(stream.path, query)
+            try:  # not through the extraction's fetch: a refusal here says nothing of the listing's filters
+                page = self.extraction.client.get_page(
+                    stream.path, query, resource=self.spec.name, list_key=self.spec.list_key
+                )
             except ClinikoNotFound:
                 continue
-            except ClinikoError as exc:
-                log.info("%s of tenant '%s': deletions not counted (%s)", stream.path, self.extraction.tenant, exc)
+            except ClinikoRequestError as exc:
+                if exc.status != 400:
+                    raise
                 return None
-            return page.total_entries
+            # A list that ignored the filter counts live rows, which a deletion and a creation leave as they were.
+            deleted = all(isinstance(r, RECORD_TYPES) and r.get("deleted_at") for r in page.records)
+            return page.total_entries if deleted else None
         return None
 
     def _fetch_for(self, stream: Stream):
@@ -352,49 +352,3 @@ def staged_columns() -> dict[str, list]:
 def record_text(record: dict | ListedRecord) -> bytes:
     """What is staged of a record: a listed record's text as Cliniko sent it, or a decoded one encoded."""
     return record.text if isinstance(record, ListedRecord) else record_json(record)
-
-
-def names(exc: ClinikoRequestError, field: str) -> bool:
-    """Whether Cliniko's message in ``exc`` names the filter field ``field``."""
-    return re.search(rf"\b{re.escape(field)}\b", str(exc)) is not None
-
-
-def refuses_field(exc: ClinikoRequestError, field: str, others: Params) -> bool:
-    """Whether ``exc`` is a 400 for the filter on ``field``: it names that field, or none of the ``others``."""
-    if exc.status != 400:
-        return False
-    fields = {v.partition(":")[0] for k, v in others if k == "q[]"} - {field}
-    return names(exc, field) or not any(names(exc, name) for name in fields)
-
-
-class RefusedFilters:
-    """The widening filters each route answered 400 for in one extraction, shared by its page workers."""
-
-    def __init__(self) -> None:
-        self._refused: dict[str, set[str]] = {}
-        self._lock = threading.Lock()
-
-    def of(self, path: str) -> frozenset[str]:
-        with self._lock:
-            return frozenset(self._refused.get(path, ()))
-
-    def without(self, path: str, params: Params) -> Params:
-        """``params`` less the filters ``path`` refused."""
-        refused = self.of(path)
-        return [(k, v) for k, v in params if not (k == "q[]" and v in refused)]
-
-    def note(self, path: str, exc: ClinikoRequestError, params: Params) -> list[str]:
-        """The widening filters a 400 refused, now marked refused: those whose field the message names; all of
-        them when it names no field of the request, unless it bounds ids (the route's first page, unbounded,
-        took them: the walk answers a refusal of its bounds); none when it names another field (that refusal is
-        not theirs) or the answer was not a 400."""
-        if exc.status != 400:
-            return []
-        sent = [v for k, v in params if k == "q[]"]
-        named = [v for v in sent if names(exc, v.partition(":")[0])]
-        if not named and any(v.startswith(("id:>", "id:<")) for v in sent):
-            return []
-        dropped = [v for v in (named or sent) if v in WIDENING]
-        with self._lock:
-            self._refused.setdefault(path, set()).update(dropped)
-        return dropped

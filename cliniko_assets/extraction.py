@@ -38,8 +38,8 @@ from functools import partial
 from cliniko_assets import references
 from cliniko_assets.attachments import FileStats, stage_files
 from cliniko_assets.catalog import RECORD_TYPES, ClinikoResourceSpec, record_id
-from cliniko_assets.crawl import HONOURED_EARLIER, TIMESTAMP, Crawl, RefusedFilters, filters, moment, staged_row
-from cliniko_assets.paging import KeysetWalk, Params, offset_query
+from cliniko_assets.crawl import HONOURED_EARLIER, TIMESTAMP, Crawl, filters, moment, staged_row
+from cliniko_assets.paging import KeysetWalk, Params, RefusedFilters, offset_query
 from splose_resources.cliniko import (
     ClinikoClient,
     ClinikoError,

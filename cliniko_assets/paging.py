@@ -21,26 +21,28 @@ count asked once more at its end) is walked again, up to :data:`PAGE_PASSES` pas
 found is reported with the route (``by_page``), never hidden. A deletion and a creation in the same pass
 leave the count as it was while the deletion still moved a record past the pages read: for a resource
 listed incrementally (a record a pass missed would not be listed again; a resource listed in full every sync
-is, at the next), Cliniko's count of the records deleted since just before the first pass (``deleted``) is
-asked before each pass and after it, and a pass during which it grew is walked again too.
+is, at the next), Cliniko's count of its deleted records (``deleted``) is asked before each pass of more than
+a page and after it, and a pass during which it grew is walked again too.
 
 ``state`` is plain JSON kept in the extraction's checkpoint: ``windows`` (``[after, before]`` still to
 walk; None until page 1 is staged), ``expected`` (page 1's count), ``listed`` (records taken) and, once
 listed by page number, ``by_page`` (``pass``, ``next`` page, ``after``: the last id taken, the pass's
-first ``count``, whether it ``changed``, ``since`` and ``deleted``: the moment deletions are counted from and
-their count as the pass began, ``unchecked`` when that count could not be read, and when done whether it
-``settled``).
+first ``count``, whether it ``changed``, ``deleted``: the count of deleted records as the pass began,
+``unchecked`` when that count could not be read, and when done whether it ``settled``).
+
+:class:`RefusedFilters` keeps the widening filters each route refused in one extraction.
 """
 
 from __future__ import annotations
 
+import re
+import threading
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta
 
-from cliniko_assets.catalog import RECORD_TYPES, record_id
+from cliniko_assets.catalog import ALL_CANCELLED, ALL_ROWS, RECORD_TYPES, record_id
 from splose_resources.cliniko import ClinikoError, ClinikoRequestError, Page
 
 Params = list[tuple[str, str]]
@@ -48,9 +50,6 @@ Window = list  # [after, before]: ids strictly between them are still to list; N
 CHECKPOINT_EVERY_PAGES = 5
 PAGES_PER_WINDOW = 4
 PAGE_PASSES = 3  # passes by page number while Cliniko's count of the route keeps changing
-# How long before the first pass by page number deletions are counted from: the host's clock may be behind or
-# ahead of Cliniko's by a little. Only the count's growth during a pass is read, so an earlier start costs nothing.
-DELETIONS_LEAD = timedelta(minutes=10)
 
 
 class PagingAnomaly(ClinikoError):
@@ -124,12 +123,12 @@ class KeysetWalk:
         save: Callable[[], None],
         state: dict,
         label: str,
-        deleted_since: Callable[[str], int | None] | None = None,
+        deleted: Callable[[], int | None] | None = None,
     ) -> None:
-        """``deleted_since(moment)``: Cliniko's count of the route's records deleted at or after ``moment``
-        (None when it cannot say); without it, a pass by page number is checked by the route's count alone."""
+        """``deleted()``: Cliniko's count of the route's deleted records (None when it cannot say); without it, a
+        pass by page number is checked by the route's count alone."""
         self.fetch = fetch
-        self.deleted_since = deleted_since
+        self.deleted = deleted
         self.params = params
         self.per_page = per_page
         self.most = most
@@ -226,45 +225,29 @@ class KeysetWalk:
         """Page numbers until a pass sees Cliniko's count unchanged and nothing deleted, or :data:`PAGE_PASSES`
         passes."""
         paged = self.state["by_page"]
+        size = paged["count"] if paged["count"] is not None else self.state.get("expected")
         while True:
-            if paged["next"] == 1 and "deleted" not in paged:
-                paged["deleted"] = self._deleted(paged)
+            wide = size is None or size > self.per_page  # more than a page to read, as far as is known
+            if paged["next"] == 1 and paged.get("deleted") is None and self.deleted and wide:
+                paged["deleted"] = self.deleted()  # as the pass begins; a pass resumed without it goes unchecked
                 self.save()
             self._pass(paged)
             now = self.fetch(offset_query(self.params, 1, 1)).total_entries
             paged["changed"] = paged["changed"] or (now is not None and now != paged["count"])
-            before = paged.get("deleted")
-            deleted = None if before is None else self._deleted(paged)
-            if deleted is not None and deleted != before:
-                paged["changed"] = True  # a deletion during the pass, whatever the count says
-            elif deleted is None and self.deleted_since is not None and self.state["listed"] > self.per_page:
-                paged["unchecked"] = True  # more than one page read, and no count of deletions to check them by
+            if self.deleted and not paged["changed"] and self.state["listed"] > self.per_page:  # a record can move
+                before = paged.get("deleted")
+                deleted = None if before is None else self.deleted()
+                paged["changed"], paged["unchecked"] = deleted is not None and deleted != before, deleted is None
             if not paged["changed"] or paged["pass"] >= PAGE_PASSES:
                 break
-            paged.update(
-                {
-                    "pass": paged["pass"] + 1,
-                    "next": 1,
-                    "count": None,
-                    "changed": False,
-                    "after": None,
-                    "deleted": deleted,
-                }
-            )
+            size = now if now is not None else paged["count"]
+            paged.update({"pass": paged["pass"] + 1, "next": 1, "count": None, "changed": False, "after": None})
+            paged.update({"deleted": None, "unchecked": False})
             self.state["listed"] = 0
             self.save()
         paged["settled"] = not paged["changed"]
         self.state["expected"] = now if now is not None else paged["count"]
         self.save()
-
-    def _deleted(self, paged: dict) -> int | None:
-        """Cliniko's count of the route's records deleted since ``paged['since']`` (set at the first ask); None
-        when there is no deletion feed to ask or it gave no count."""
-        if self.deleted_since is None:
-            return None
-        if paged.get("since") is None:
-            paged["since"] = (datetime.now(UTC) - DELETIONS_LEAD).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return self.deleted_since(paged["since"])
 
     def _pass(self, paged: dict) -> None:
         """One pass from page ``next``: up to ``most`` pages in flight (as far as the count reaches), taken in order."""
@@ -350,3 +333,54 @@ class KeysetWalk:
 def _numeric_id(record) -> str | None:
     rid = record_id(record) if isinstance(record, RECORD_TYPES) else None
     return rid if rid is not None and rid.isdigit() else None
+
+
+# Filters that only widen a list (archived or cancelled rows too): a route whose account refuses one (400) is
+# listed without it, and the crawl reports what that leaves out.
+WIDENING = (ALL_ROWS, ALL_CANCELLED)
+
+
+def names(exc: ClinikoRequestError, field: str) -> bool:
+    """Whether Cliniko's message in ``exc`` names the filter field ``field``."""
+    return re.search(rf"\b{re.escape(field)}\b", str(exc)) is not None
+
+
+def refuses_field(exc: ClinikoRequestError, field: str, others: Params) -> bool:
+    """Whether ``exc`` is a 400 for the filter on ``field``: it names that field, or none of the ``others``."""
+    if exc.status != 400:
+        return False
+    fields = {v.partition(":")[0] for k, v in others if k == "q[]"} - {field}
+    return names(exc, field) or not any(names(exc, name) for name in fields)
+
+
+class RefusedFilters:
+    """The widening filters each route answered 400 for in one extraction, shared by its page workers."""
+
+    def __init__(self) -> None:
+        self._refused: dict[str, set[str]] = {}
+        self._lock = threading.Lock()
+
+    def of(self, path: str) -> frozenset[str]:
+        with self._lock:
+            return frozenset(self._refused.get(path, ()))
+
+    def without(self, path: str, params: Params) -> Params:
+        """``params`` less the filters ``path`` refused."""
+        refused = self.of(path)
+        return [(k, v) for k, v in params if not (k == "q[]" and v in refused)]
+
+    def note(self, path: str, exc: ClinikoRequestError, params: Params) -> list[str]:
+        """The widening filters a 400 refused, now marked refused: those whose field the message names; all of
+        them when it names no field of the request, unless it bounds ids (the route's first page, unbounded,
+        took them: the walk answers a refusal of its bounds); none when it names another field (that refusal is
+        not theirs) or the answer was not a 400."""
+        if exc.status != 400:
+            return []
+        sent = [v for k, v in params if k == "q[]"]
+        named = [v for v in sent if names(exc, v.partition(":")[0])]
+        if not named and any(v.startswith(("id:>", "id:<")) for v in sent):
+            return []
+        dropped = [v for v in (named or sent) if v in WIDENING]
+        with self._lock:
+            self._refused.setdefault(path, set()).update(dropped)
+        return dropped

@@ -42,7 +42,7 @@ SESSION_CONTRACT_TEST = "test_every_v1_response_of_the_session_matches_the_publi
 
 
 # The default suite's longest tests (half a minute or more each with four workers on two cores), started
-# first so that the workers finish together instead of one running them at the end.
+# first (in the first worker's first batch), so that no worker is left running one of them after the rest end.
 LONGEST_FIRST = frozenset(
     {
         "test_an_account_without_older_routes_that_refuses_undocumented_filters_is_imported_and_what_it_hides_reported",
@@ -60,8 +60,23 @@ def pytest_collection_modifyitems(items):
 
 
 def pytest_sessionfinish(session, exitstatus):
-    """The session's v1 recordings are removed with it (a test run leaves nothing behind in the temp folder);
-    a folder given in the environment is the caller's and stays."""
+    """Under pytest-xdist, the session's controller checks every worker's v1 recordings against the published spec
+    once all have finished (the contract test is skipped on the workers), failing the session on a breach. The
+    session's recordings are removed with it (a test run leaves nothing behind in the temp folder); a folder given
+    in the environment is the caller's and stays."""
+    if getattr(session.config.option, "numprocesses", None) and not hasattr(session.config, "workerinput"):
+        from tests.splose_sandbox.openapi_contract import read_records, rule_breaches
+
+        records = read_records(V1_RECORDINGS)
+        problems = rule_breaches(records)
+        reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+        if reporter is not None:
+            reporter.write_line(f"v1 responses of the session checked against the published spec: {len(records)}")
+        if problems:
+            for line in [f"{len(problems)} ways v1 responses break the spec:", *problems[:50]]:
+                if reporter is not None:
+                    reporter.write_line(line, red=True)
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
     if _V1_RECORDINGS_MADE_HERE:
         shutil.rmtree(V1_RECORDINGS, ignore_errors=True)
 

@@ -114,3 +114,16 @@ def read_records(directory: Path) -> list[dict[str, Any]]:
     for path in sorted(directory.glob("*.ndjson")):
         records.extend(json.loads(line) for line in path.read_text().splitlines() if line.strip())
     return records
+
+
+def rule_breaches(records: list[dict[str, Any]]) -> list[str]:
+    """Each distinct way the 200 responses among ``records`` break the published spec, by field path and rule
+    only (the offending value may be patient data)."""
+    problems = set()
+    for record in records:
+        if record["status"] != 200:
+            continue
+        for error in response_validator(record["method"], record["path_template"]).iter_errors(record["body"]):
+            where = "/".join(str(part) for part in error.absolute_path) or "<body>"
+            problems.add(f"{record['method']} {record['path_template']}: {where}: violates '{error.validator}'")
+    return sorted(problems)

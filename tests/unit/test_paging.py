@@ -70,7 +70,7 @@ class Collection:
     order when ``ignore_sort``. With ``refuse_bounds`` an id bound is a 400, as a String-typed ``id`` filter
     would be; ``revive`` records come back into the list (unarchived) at the request numbered by each;
     ``ignore_page`` answers page 1 whatever page is asked; with ``creates`` a record is created with each
-    deletion. :meth:`deleted_since` is its deletion feed's count (every deletion is after any moment asked)."""
+    deletion. :meth:`deleted_count` is its deletion feed's count."""
 
     def __init__(
         self,
@@ -127,7 +127,7 @@ class Collection:
             server_time=None,
         )
 
-    def deleted_since(self, moment: str) -> int:
+    def deleted_count(self) -> int:
         return len(self.deleted)
 
 
@@ -216,7 +216,7 @@ def test_a_deletion_that_a_creation_hides_from_the_count_walks_the_route_again_b
     collection = Collection(200, refuse_bounds=True, delete_every=20, deletions=1, creates=True)
     taken = []
     walk = _walk(pool, collection, taken)
-    walk.deleted_since = collection.deleted_since
+    walk.deleted = collection.deleted_count
     walk.run()
     assert collection.live <= set(taken) and len(collection.deleted) == 1
     assert walk.state["by_page"]["pass"] == 2 and walk.state["by_page"]["settled"] is True
@@ -227,7 +227,7 @@ def test_a_deletion_that_a_creation_hides_from_the_count_walks_the_route_again_b
 def test_a_listing_by_page_without_a_count_of_deletions_is_marked_unchecked_past_one_page(pool, size, unchecked):
     collection = Collection(size, refuse_bounds=True)
     walk = _walk(pool, collection, [])
-    walk.deleted_since = lambda moment: None  # no deletion feed, or one that gives no count
+    walk.deleted = lambda: None  # no deletion feed, or one that gives no count
     walk.run()  # five records: one page by number (and an empty one), where nothing can move past what was read
     assert walk.state["by_page"]["settled"] is True and walk.state["by_page"].get("unchecked", False) is unchecked
 
@@ -257,7 +257,7 @@ def test_pages_that_ignore_the_page_number_stop_the_route_instead_of_looping(poo
 
 
 def test_a_refusal_drops_the_widening_filters_it_can_be_about_and_never_for_id_bounds():
-    from cliniko_assets.crawl import RefusedFilters
+    from cliniko_assets.paging import RefusedFilters
 
     def refused(message: str, params: list[tuple[str, str]], status: int = 400) -> list[str]:
         return RefusedFilters().note("/things", ClinikoRequestError(message, status=status), params)
