@@ -71,7 +71,8 @@ def pytest_sessionfinish(session, exitstatus):
         problems = rule_breaches(records)
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
-            reporter.write_line(f"v1 responses of the session checked against the published spec: {len(records)}")
+            reporter.write("\n")
+            reporter.write_line(f"{len(records)} v1 responses of the session checked against the published spec")
         if problems:
             for line in [f"{len(problems)} ways v1 responses break the spec:", *problems[:50]]:
                 if reporter is not None:
