@@ -69,6 +69,7 @@ class Crawl:
         self.honoured = honoured  # found honoured by an earlier sync
         self.watched = {s.fallback_for for s in spec.streams if s.fallback_for}
         self.buffer = staged_columns()  # the rows taken since the last part, column by column
+        self.absent: set[str] = set()  # routes that answered 404 to a count of deleted records
 
     def stream(self, stream: Stream, since: str | None) -> None:
         state = self._state(stream)
@@ -224,6 +225,8 @@ class Crawl:
         where the feed is absent (404); None for hard deletes (no trace), a refusal (400) or no count of them."""
         main, feed = self.spec.streams[0], next((s for s in self.spec.streams if s.deletions), None)
         for stream in () if self.spec.hard_deletes else (feed, main) if feed else (main,):
+            if stream.path in self.absent:
+                continue
             query = [*filters(stream), *([] if stream is feed else [("q[]", DELETED_ROWS)]), ("per_page", "1")]
             query = self.extraction.refusals.without(stream.path, query)
             try:  # not through the extraction's fetch: a refusal here says nothing of the listing's filters
@@ -231,6 +234,7 @@ class Crawl:
                     stream.path, query, resource=self.spec.name, list_key=self.spec.list_key
                 )
             except ClinikoNotFound:
+                self.absent.add(stream.path)
                 continue
             except ClinikoRequestError as exc:
                 if exc.status != 400:

@@ -232,6 +232,25 @@ def test_a_listing_by_page_without_a_count_of_deletions_is_marked_unchecked_past
     assert walk.state["by_page"]["settled"] is True and walk.state["by_page"].get("unchecked", False) is unchecked
 
 
+def test_a_pass_resumed_without_its_count_of_deletions_is_unchecked_not_given_a_late_one(pool):
+    # A checkpoint written before the count was kept: the pass goes on from page 3 and is reported unchecked (a
+    # count asked now would hide deletions from before the resume).
+    collection = Collection(200, refuse_bounds=True)
+    asked: list[int] = []
+    walk = _walk(pool, collection, [])
+    walk.deleted = lambda: asked.append(1) or 0
+    walk.state.update(
+        {
+            "expected": 200,
+            "listed": 10,
+            "by_page": {"pass": 1, "next": 3, "count": 200, "changed": False, "after": 1027},
+        }
+    )
+    walk.run()
+    assert walk.state["by_page"]["settled"] is True and walk.state["by_page"]["unchecked"] is True
+    assert asked == [] and walk.state["listed"] == 200
+
+
 def test_a_route_whose_count_never_holds_is_reported_unsettled_after_the_last_pass(pool):
     collection = Collection(200, refuse_bounds=True, delete_every=7)
     walk = _walk(pool, collection, [])
