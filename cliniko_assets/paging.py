@@ -50,6 +50,7 @@ Window = list  # [after, before]: ids strictly between them are still to list; N
 CHECKPOINT_EVERY_PAGES = 5
 PAGES_PER_WINDOW = 4
 PAGE_PASSES = 3  # passes by page number while Cliniko's count of the route keeps changing
+PASS_START = {"next": 1, "count": None, "changed": False, "after": None, "deleted": None, "unchecked": False}
 
 
 class PagingAnomaly(ClinikoError):
@@ -241,8 +242,7 @@ class KeysetWalk:
             if not paged["changed"] or paged["pass"] >= PAGE_PASSES:
                 break
             size = now if now is not None else paged["count"]
-            paged.update({"pass": paged["pass"] + 1, "next": 1, "count": None, "changed": False, "after": None})
-            paged.update({"deleted": None, "unchecked": False})
+            paged.update({"pass": paged["pass"] + 1, **PASS_START})
             self.state["listed"] = 0
             self.save()
         paged["settled"] = not paged["changed"]
