@@ -65,10 +65,10 @@ class ClinikoSandboxAdmin:
         return self._post(f"accounts/{account}/churn", rule)
 
     def churned(self, account: str) -> list[str]:
-        rule = self.admin_churn(account)
+        rule = self.churn_rule(account)
         return rule["deleted"] if rule else []
 
-    def admin_churn(self, account: str) -> dict | None:
+    def churn_rule(self, account: str) -> dict | None:
         """The account's churn rule and what it has deleted and created so far (None without one)."""
         return self._get(f"accounts/{account}/churn").json()["churn"]
 

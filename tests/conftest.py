@@ -69,15 +69,15 @@ def pytest_sessionfinish(session, exitstatus):
 
         records = read_records(V1_RECORDINGS)
         problems = rule_breaches(records)
+        said = [f"{len(records)} v1 responses of the session checked against the published spec"]
+        if problems:
+            said += [f"{len(problems)} ways v1 responses break the spec:", *problems[:50]]
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
         reporter = session.config.pluginmanager.get_plugin("terminalreporter")
         if reporter is not None:
             reporter.write("\n")
-            reporter.write_line(f"{len(records)} v1 responses of the session checked against the published spec")
-        if problems:
-            for line in [f"{len(problems)} ways v1 responses break the spec:", *problems[:50]]:
-                if reporter is not None:
-                    reporter.write_line(line, red=True)
-            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+            for number, line in enumerate(said):
+                reporter.write_line(line, red=number > 0)
     if _V1_RECORDINGS_MADE_HERE:
         shutil.rmtree(V1_RECORDINGS, ignore_errors=True)
 

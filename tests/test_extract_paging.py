@@ -292,7 +292,7 @@ def test_a_note_deleted_and_another_created_while_notes_are_listed_by_page_numbe
     live = {rid for rid, r in strict.export("treatment_notes").items() if not r.get("deleted_at")}
     if shape.get("legacy_filters"):  # its notes' archived_at:* is refused (400): archived notes are not listed
         live = {rid for rid in live if not strict.export("treatment_notes")[rid].get("archived_at")}
-    rule = strict.admin.admin_churn(strict.account)
+    rule = strict.admin.churn_rule(strict.account)
     assert len(rule["deleted"]) == 1 and len(rule["created"]) == 1
     assert set(rule["created"]) <= live
     assert live <= {rid for rid, (state, _) in staged.items() if state != "deleted"}
