@@ -58,6 +58,9 @@ class ClinikoResourceSpec:
     incremental: bool
     has_files: bool = False
     hard_deletes: bool = False  # Cliniko removes records without a trace (no deletion feed)
+    # (parent resource, its route of this resource with ``{id}``): where the main route is absent (404), as on
+    # accounts of Cliniko's older docs, each staged parent's route lists the records instead (cliniko_assets.nested).
+    nested: tuple[str, str] | None = None
     description: str = ""
     states: tuple[str, ...] = field(default=())  # every state ``state`` can return
 
@@ -144,6 +147,7 @@ CATALOG: tuple[ClinikoResourceSpec, ...] = (
         state=_flagged(default="active"),
         states=("active",),
         incremental=False,
+        nested=("practitioners", "/practitioners/{id}/practitioner_reference_numbers"),
         description="Provider numbers per practitioner and business.",
     ),
     ClinikoResourceSpec(

@@ -22,6 +22,7 @@ from cliniko_assets.catalog import (
     is_set,
     record_id,
 )
+from cliniko_assets.nested import list_per_parent, new_state
 from cliniko_assets.paging import KeysetWalk, Params, refuses_field
 from splose_resources.cliniko import ClinikoError, ClinikoNotFound, ClinikoRequestError, Page
 from splose_resources.listing import ListedRecord
@@ -72,7 +73,7 @@ class Crawl:
         self.absent: set[str] = set()  # routes that answered 404 to a count of deleted records
 
     def stream(self, stream: Stream, since: str | None) -> None:
-        state = self._state(stream)
+        state = self.state(stream)
         if not state["complete"]:
             if stream.fallback_for and self._filter_honoured(stream.fallback_for):
                 state["detected"] = "not needed: the filtered list returned such rows"
@@ -84,13 +85,16 @@ class Crawl:
                 self._list(stream, since, state)
             state["complete"] = True
             self.save()
-        self._report(stream, state)
+        self.report(stream, state)
 
     def _list(self, stream: Stream, since: str | None, state: dict) -> None:
         main = self.spec.streams[0]
         try:
-            self._run(stream, since, state)
+            self.run(stream, since, state)
         except ClinikoNotFound:
+            if stream is main and self.spec.nested and state["windows"] is None:
+                list_per_parent(self, stream, state)
+                return
             # A newer account serves no older route; a 404 once records were listed is no such answer.
             if stream is main or state["windows"] is not None:
                 raise
@@ -128,7 +132,7 @@ class Crawl:
         main = self.spec.streams[0]
         instead = Stream(stream.name, main.path, (*main.filters, DELETED_ROWS), deletions=True)
         try:
-            self._run(instead, since, state)
+            self.run(instead, since, state)
         except (ClinikoNotFound, ClinikoRequestError) as exc:
             if state["windows"] is not None or (isinstance(exc, ClinikoRequestError) and exc.status != 400):
                 raise
@@ -143,7 +147,7 @@ class Crawl:
             f"{state['listed']} read"
         )
 
-    def _run(self, stream: Stream, since: str | None, state: dict) -> None:
+    def run(self, stream: Stream, since: str | None, state: dict) -> None:
         if state.get("since_refused"):  # refused below, in this sync or before a resume
             since = None
         walk = self._walk(stream, since, state)
@@ -171,7 +175,7 @@ class Crawl:
         page holds every record updated since ``since`` (it holds them all, or its oldest is older), they are
         taken as the walk would take them and the route is complete without a walk: an unchanged resource
         costs one request, its count included. Returns Cliniko's count of the route, None when unread."""
-        state = self._state(stream)
+        state = self.state(stream)
         if state["complete"] or state["windows"] is not None:  # a walk resumed: it goes on
             return None
         params = [*filters(stream), ("sort", "updated_at:desc"), ("per_page", str(self.extraction.per_page))]
@@ -198,10 +202,8 @@ class Crawl:
         self.save()
         return page.total_entries
 
-    def _state(self, stream: Stream) -> dict:
-        return self.checkpoint["streams"].setdefault(
-            stream.name, {"windows": None, "expected": None, "listed": 0, "flagged": {}, "complete": False}
-        )
+    def state(self, stream: Stream) -> dict:
+        return self.checkpoint["streams"].setdefault(stream.name, new_state())
 
     def _walk(self, stream: Stream, since: str | None, state: dict) -> KeysetWalk:
         params = filters(stream)
@@ -259,7 +261,7 @@ class Crawl:
         """The main list returned rows with ``name`` set, so its filter on it works on this account."""
         return self.checkpoint["streams"].get("main", {}).get("flagged", {}).get(name, 0) > 0
 
-    def _report(self, stream: Stream, state: dict) -> None:
+    def report(self, stream: Stream, state: dict) -> None:
         if state.get("shortfall"):
             self.outcome.shortfalls[stream.path] = state["shortfall"]
         paged = state.get("by_page")

@@ -20,11 +20,12 @@ the host); each step's resources share one pool of workers.
 import os
 import re
 from collections.abc import Callable, Iterator
+from functools import partial
 
 import dagster as dg
 from pydantic import Field
 
-from cliniko_assets import references
+from cliniko_assets import nested, references
 from cliniko_assets.catalog import BY_NAME, CATALOG
 from cliniko_assets.extraction import ID_LISTING_EVERY, SETTLED_SECONDS, Extraction, PreviousSync, ResourceOutcome
 from cliniko_assets.failures import KNOWN, remedy, step_failures
@@ -160,7 +161,8 @@ def extract(
         _progress(context, cliniko, client) as progress,
     ):
         client.on_page, client.on_file = progress.page, progress.file
-        extraction = Extraction(
+        new_extraction = partial(
+            Extraction,
             client,
             staging,
             tenant,
@@ -171,10 +173,12 @@ def extract(
             full_refresh=config.full_refresh,
             id_listing_every=config.id_listing_every,
         )
+        extraction, outcomes = new_extraction(), []
         extraction.on_tick = progress.tick
         extraction.on_downloaded = on_downloaded
         for outcome in extraction.run(specs, previous):
             name = outcome.spec.name
+            outcomes.append(outcome)
             if outcome.error is not None or outcome.stats is None:
                 failures[name] = outcome.error
                 context.log.error(f"cliniko/{name} for tenant '{tenant}' failed: {outcome.error}")
@@ -197,6 +201,7 @@ def extract(
             yield dg.MaterializeResult(asset_key=cliniko_key(name), metadata=metadata)
         if REFERENCES in selected:
             yield from _references(context, client, staging, failures)
+            nested.list_found_parents(context, new_extraction(), outcomes, failures)
         context.log.info(f"Cliniko requests for tenant '{tenant}': {client.requests_made()}")
     if failures:
         raise extraction_failure(tenant, failures)

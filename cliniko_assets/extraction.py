@@ -40,13 +40,7 @@ from cliniko_assets.attachments import FileStats, stage_files
 from cliniko_assets.catalog import RECORD_TYPES, ClinikoResourceSpec, record_id
 from cliniko_assets.crawl import HONOURED_EARLIER, TIMESTAMP, Crawl, filters, moment, staged_row
 from cliniko_assets.paging import KeysetWalk, Params, RefusedFilters, offset_query
-from splose_resources.cliniko import (
-    ClinikoClient,
-    ClinikoError,
-    ClinikoRequestError,
-    Download,
-    Page,
-)
+from splose_resources.cliniko import ClinikoClient, ClinikoError, ClinikoRequestError, Download, Page
 from splose_resources.staging import CommitStats, StagingStore
 
 PER_PAGE = 100
@@ -96,6 +90,7 @@ class ResourceOutcome:
     syncs_since_by_id: int | None = None
     kept_by_id: int = 0  # records staged by id in an earlier sync, kept without asking Cliniko again
     vanished: int = 0  # staged records Cliniko no longer lists, now staged as deleted
+    nested_parents: list[str] | None = None  # the parents whose routes listed the records (cliniko_assets.nested)
 
 
 class Extraction:

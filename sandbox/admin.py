@@ -29,8 +29,8 @@ class ClinikoSandboxAdmin:
         return self._get(f"accounts/{account}").json()["keys"]
 
     def create_account(self, name: str, seed: int, scale: str, shard: str = "au1", **options) -> dict:
-        """``options``: ``legacy_filters``, ``documented_filters``, ``no_older_routes``, ``individual_attendees``
-        (bools), ``envelopes`` (realistic, every_quirk, none)."""
+        """``options``: ``legacy_filters``, ``documented_filters``, ``no_older_routes``,
+        ``nested_reference_numbers``, ``individual_attendees`` (bools), ``envelopes`` (realistic, every_quirk, none)."""
         return self._post("accounts", {"name": name, "seed": seed, "scale": scale, "shard": shard, **options})
 
     def describe(self, account: str) -> dict:

@@ -342,3 +342,33 @@ def test_a_resync_of_an_account_refusing_deleted_at_on_its_deleted_routes_lists_
     for resource in ("treatment_notes", "individual_appointments"):
         assert second[resource]["mode"] == "incremental", resource
         assert "listed_in_full" not in second[resource] and "filters_refused" not in second[resource], resource
+
+
+def test_an_account_listing_reference_numbers_per_practitioner_only_has_them_all_staged(clinic, instance, monkeypatch):
+    """Cliniko's older docs list practitioner reference numbers at /practitioners/:id/practitioner_reference_numbers
+    only: where /practitioner_reference_numbers is absent (404), each staged practitioner's route lists them, and
+    those of a practitioner only the by-id pass finds (no list returns it) are listed once it is staged."""
+    older = other_account(clinic, instance, monkeypatch, "nested", nested_reference_numbers=True, legacy_filters=True)
+    route = "/practitioners/:id/practitioner_reference_numbers"
+    for sync in (1, 2):  # a first import, then a re-sync (the practitioner found by id is staged by then)
+        result = older.extract(instance)
+        found = materializations(result)["practitioner_reference_numbers"]
+        truth = older.truth()["practitioner_reference_numbers"]
+        assert older.staged_states("practitioner_reference_numbers") == truth, sync
+        practitioners = older.staged_states("practitioners")
+        assert practitioners.get("unlisted") == 1 and practitioners.get("missing") == 1, practitioners
+        parents = sum(n for state, n in practitioners.items() if state in ("active", "inactive", "unlisted"))
+        later = [
+            entry.user_message
+            for entry in instance.all_logs(result.run_id)
+            if entry.user_message.startswith("cliniko/practitioner_reference_numbers: ")
+            and "found by id" in entry.user_message
+        ]
+        more = {1: int(later[0].split()[1]) if later else 0, 2: 0}[sync]
+        assert (more > 0) == (sync == 1) and len(later) == (sync == 1), later
+        first = parents - (1 if sync == 1 else 0)  # the practitioner found by id is staged after the listing
+        assert found["old_routes"] == {
+            "/practitioner_reference_numbers": f"absent (404): listed from {route} for each of the {first} "
+            f"practitioners staged ({found['fetched']} read)"
+        }, sync
+        assert "not_detected" not in found and found["fetched"] + more == sum(truth.values()), sync

@@ -4,7 +4,9 @@ Options: ``legacy_filters`` (an older account: the archived/cancelled filters th
 in for are ignored, see ``queries.py``), ``documented_filters`` (a filter on a field outside the
 resource's documented filter list, or with an operator its documented type lacks, answers 400),
 ``no_older_routes`` (the ``/archived``, ``/cancelled`` and ``/deleted`` routes answer 404;
-``q[]=deleted_at:...`` on the main list lists deleted rows; both in ``queries.py``), ``envelopes`` (how
+``q[]=deleted_at:...`` on the main list lists deleted rows; both in ``queries.py``),
+``nested_reference_numbers`` (an account of Cliniko's older docs: ``/practitioner_reference_numbers`` answers
+404, each practitioner's are listed at ``/practitioners/:id/practitioner_reference_numbers``), ``envelopes`` (how
 its list envelopes deviate from the documented shape, see ``envelopes.py``), and a ``churn`` rule set at
 run time (records deleted while lists are read). ``individual_attendees``: the account's ``/attendees`` also
 holds one attendee per individual appointment (its booking's, its patient, cancelled, archived and deleted
@@ -78,6 +80,7 @@ class Account:
     legacy_filters: bool = False
     documented_filters: bool = False
     no_older_routes: bool = False
+    nested_reference_numbers: bool = False
     individual_attendees: bool = False
     envelopes: str = "realistic"
     churn: Churn | None = None
@@ -105,6 +108,7 @@ class Account:
             "legacy_filters": self.legacy_filters,
             "documented_filters": self.documented_filters,
             "no_older_routes": self.no_older_routes,
+            "nested_reference_numbers": self.nested_reference_numbers,
             "individual_attendees": self.individual_attendees,
             "envelopes": self.envelopes,
         }
@@ -157,6 +161,7 @@ def open_account(
     legacy_filters: bool = False,
     documented_filters: bool = False,
     no_older_routes: bool = False,
+    nested_reference_numbers: bool = False,
     individual_attendees: bool = False,
     envelopes: str = "realistic",
 ) -> Account:
@@ -183,6 +188,7 @@ def open_account(
         legacy_filters=legacy_filters,
         documented_filters=documented_filters,
         no_older_routes=no_older_routes,
+        nested_reference_numbers=nested_reference_numbers,
         individual_attendees=individual_attendees,
         envelopes=envelopes,
     )

@@ -122,6 +122,8 @@ class AccountApi:
             return Answer(404, NOT_FOUND)
         resource = RESOURCES[s[0]]
         if n == 1:
+            if s[0] == "practitioner_reference_numbers" and self.account.nested_reference_numbers:
+                return Answer(404, NOT_FOUND)  # Cliniko's older docs: listed per practitioner only
             return self.page(ListQuery(resource))
         if n == 2 and not s[1].isdigit():
             view = s[1]

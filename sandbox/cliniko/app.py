@@ -109,6 +109,7 @@ class Sandbox:
         *,
         documented_filters: bool = False,
         no_older_routes: bool = False,
+        nested_reference_numbers: bool = False,
         individual_attendees: bool = False,
     ) -> Account:
         validate(name, scale, shard, envelopes)
@@ -122,6 +123,7 @@ class Sandbox:
             legacy_filters=legacy_filters,
             documented_filters=documented_filters,
             no_older_routes=no_older_routes,
+            nested_reference_numbers=nested_reference_numbers,
             individual_attendees=individual_attendees,
             envelopes=envelopes,
         )
@@ -368,6 +370,7 @@ class Sandbox:
                 spec.get("envelopes", "realistic"),
                 documented_filters=bool(spec.get("documented_filters", False)),
                 no_older_routes=bool(spec.get("no_older_routes", False)),
+                nested_reference_numbers=bool(spec.get("nested_reference_numbers", False)),
                 individual_attendees=bool(spec.get("individual_attendees", False)),
             )
         except ValueError as exc:

@@ -53,6 +53,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "q[]=deleted_at:? on the main lists lists deleted rows instead",
     )
     p.add_argument(
+        "--nested-reference-numbers",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="repeatable: this account's /practitioner_reference_numbers answers 404; each practitioner's are "
+        "listed at /practitioners/:id/practitioner_reference_numbers (Cliniko's older docs)",
+    )
+    p.add_argument(
         "--individual-attendees",
         action="append",
         default=[],
@@ -115,6 +123,7 @@ def run(args: argparse.Namespace, config: Config, data_dir: Path) -> None:
             args.envelopes,
             documented_filters=name in args.documented_filters,
             no_older_routes=name in args.no_older_routes,
+            nested_reference_numbers=name in args.nested_reference_numbers,
             individual_attendees=name in args.individual_attendees,
         )
         log.info("account %s (seed %s, %s, %s) ready in %.1fs", name, seed, scale, shard, time.monotonic() - started)

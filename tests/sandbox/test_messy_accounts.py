@@ -93,6 +93,19 @@ def test_an_account_without_older_routes_lists_deleted_rows_by_the_deleted_at_fi
         assert api.total(f"/v1/{resource}", [*everything, ("q[]", "deleted_at:?")]) == 0, resource
 
 
+def test_an_account_of_the_older_docs_lists_reference_numbers_per_practitioner_only(api):
+    older = new_account(api, nested_reference_numbers=True)
+    assert older.admin_get(f"accounts/{older.account}")["nested_reference_numbers"] is True
+    assert older.get("/v1/practitioner_reference_numbers").status_code == 404
+    numbers = older.export("practitioner_reference_numbers")
+    practitioner = numbers[0]["practitioner"]["links"]["self"].rsplit("/", 1)[-1]
+    nested = older.items(f"/v1/practitioners/{practitioner}/practitioner_reference_numbers")
+    mine = {r["id"] for r in numbers if r["practitioner"]["links"]["self"].endswith(f"/{practitioner}")}
+    assert {r["id"] for r in nested} == mine and mine
+    assert older.get(f"/v1/practitioner_reference_numbers/{numbers[0]['id']}").status_code == 200
+    assert api.get("/v1/practitioner_reference_numbers").status_code == 200  # a default account serves both
+
+
 def test_contacts_and_attachments_are_hard_deleted_without_a_trace(fresh_account):
     api = fresh_account
     contact = api.items("/v1/contacts")[0]
