@@ -136,3 +136,50 @@ def _started(checkpoint) -> bool:
     except (OSError, ValueError, KeyError):
         return False
     return state["windows"] is not None and not state["complete"]
+
+
+def test_a_killed_listing_per_practitioner_resumes_with_the_practitioners_left(tmp_path, monkeypatch):
+    """On an account listing reference numbers per practitioner only (Cliniko's older docs), a run killed between
+    two practitioners' routes resumes with those it had not listed, and stages every reference number."""
+    args = ["--account", "older:4:tiny:au1", "--nested-reference-numbers", "older", "--latency-ms", "700"]
+    args += ["--jitter-ms", "0", "--data-dir", str(tmp_path)]
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    with running_server("sandbox.cliniko", args, log_dir=tmp_path) as server:
+        admin = ClinikoSandboxAdmin(server.url)
+        monkeypatch.setenv("CLINIKO_API_URL", f"{server.url}/v1")
+        monkeypatch.setenv("RATE_LIMIT_STATE_DIR", str(tmp_path / "rate"))
+        staging = StagingStore(uri=str(tmp_path / "staging"))
+        baseline = Clinic(admin, "older", "baseline", staging, monkeypatch)
+        clinic = Clinic(admin, "older", "resumed", staging, monkeypatch)
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            instance.add_dynamic_partitions("tenants", ["baseline", "resumed"])
+            full = materializations(baseline.extract(instance))["practitioner_reference_numbers"]
+
+        resource = tmp_path / "staging" / "resumed" / "cliniko" / "practitioner_reference_numbers"
+        checkpoint = resource / "incoming" / "checkpoint.json"
+        kill_mid_extraction(
+            home, "resumed", str(tmp_path / "staging"), lambda: _between_parents(checkpoint), 90, cwd=PROJECT
+        )
+        parents = list(json.loads(checkpoint.read_text())["streams"]["main"]["nested"])
+
+        with dg.DagsterInstance.from_config(str(home)) as instance:
+            resumed = materializations(clinic.extract(instance))["practitioner_reference_numbers"]
+        truth = {s: n for s, n in admin.truth("older")["practitioner_reference_numbers"].items() if n}
+        staged = clinic.staged_states("practitioner_reference_numbers")
+
+    assert staged == truth and len(parents) > 1
+    assert resumed["mode"] == "resumed" and full["mode"] == "full"
+    assert resumed["requests"] < full["requests"], (resumed["requests"], full["requests"])
+    assert resumed["old_routes"]["/practitioner_reference_numbers"].startswith("absent (404): listed from")
+
+
+def _between_parents(checkpoint) -> bool:
+    """The listing per practitioner has listed some practitioners' routes and not others."""
+    try:
+        nested = json.loads(checkpoint.read_text())["streams"]["main"]["nested"]
+    except (OSError, ValueError, KeyError):
+        return False
+    done = [sub["complete"] for sub in nested.values()]
+    return any(done) and not all(done)
