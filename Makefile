@@ -19,8 +19,10 @@ demo: $(STAMP)
 dev: $(STAMP)
 	$(BIN)/python -m sandbox.dev
 
+# Its own instance folder (.dagster_home_postgres, the production dagster.yaml), unless DAGSTER_HOME is set.
 dev-postgres: $(STAMP)
-	$(BIN)/python -m sandbox.dev --postgres
+	DAGSTER_HOME=$(if $(filter file,$(origin DAGSTER_HOME)),$(CURDIR)/.dagster_home_postgres,$(DAGSTER_HOME)) \
+		$(BIN)/python -m sandbox.dev --postgres
 
 # The default suite in four workers (pytest-xdist) on any host: most tests wait on the sandboxes' latency and
 # budgets, not the CPU (two workers kept two cores half busy). The slow suites run one at a time: their

@@ -20,6 +20,7 @@ UNDO_JOB = "undo_import_job"
 REPORT_ASSET = ["splose", "import_report"]
 PREVIEW_ASSET = ["splose", "import_preview"]
 IN_PROGRESS = ["QUEUED", "NOT_STARTED", "STARTING", "STARTED"]
+START_WAIT_SECONDS = 30.0  # how long a cancel waits for a run that is still starting
 
 
 class WebserverError(Exception):
@@ -260,11 +261,30 @@ class Dagster:
             time.sleep(poll_seconds)
 
     def cancel_runs(self, tenant: str) -> list[str]:
+        """Cancel the tenant's queued and running runs. Dagster cannot terminate a run that is still starting: it
+        is asked again each second until it has started, for up to :data:`START_WAIT_SECONDS`; a run that ended
+        meanwhile is left as it ended. Returns the ids of the runs cancelled."""
         runs = self._runs({"statuses": IN_PROGRESS, "tags": [{"key": "dagster/partition", "value": tenant}]}, 100)
-        ids = [run.run_id for run in runs]
-        if ids:
-            self.client.terminate_runs(ids)
-        return ids
+        pending, cancelled = [run.run_id for run in runs], []
+        deadline = time.monotonic() + START_WAIT_SECONDS
+        while pending:
+            for run_id in list(pending):
+                try:
+                    self.client.terminate_run(run_id)
+                except DagsterGraphQLClientError:
+                    continue
+                pending.remove(run_id)
+                cancelled.append(run_id)
+            if pending:  # still starting, or ended since they were listed (then not ours to cancel)
+                pending = [run.run_id for run in self._runs({"runIds": pending, "statuses": IN_PROGRESS}, 100)]
+            if pending and time.monotonic() > deadline:
+                raise WebserverError(
+                    f"{tenant}: cancelled {len(cancelled)} run(s); Dagster would not cancel {', '.join(pending)} "
+                    f"(still starting after {START_WAIT_SECONDS:.0f}s): run 'cliniko-import cancel {tenant}' again."
+                )
+            if pending:
+                time.sleep(1)
+        return cancelled
 
     def _runs(self, run_filter: dict, limit: int) -> list[RunSummary]:
         found = self.query(RUNS, filter=run_filter, limit=limit)["runsOrError"]

@@ -74,7 +74,8 @@ def refuse_in_run_config(run_config: Mapping[str, Any] | None) -> None:
         raise DeploymentSettingInRunConfig(
             f"This run's config sets {', '.join(found)}: where Cliniko, Splose, staging and the mail server are, "
             "their tokens and the shared state are the deployment's settings, never a run's. Remove them from the "
-            "run config and launch again; to change them, change the code location's environment."
+            "run config and launch again (the Launchpad fills in every resource's settings: delete them, or the whole "
+            "resources section but what this run changes); to change them, change the code location's environment."
         )
 
 

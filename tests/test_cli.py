@@ -162,3 +162,31 @@ def test_a_backfill_says_why_each_tenants_run_failed(webserver, capsys, monkeypa
     assert lines[1].startswith(f"clinic-e: run {done.run_id} success")
     assert lines[2].startswith(f"clinic-f: run {failed.run_id} failure")
     assert lines[3:] == [f"  {reason}"]
+
+
+def test_cancel_waits_for_a_starting_run_and_says_what_to_do_when_it_never_starts(tmp_path, monkeypatch, capsys):
+    """Dagster refuses to terminate a run that is still starting: cancel asks again until it has started, and
+    past the wait names the run and what to do, in one line (no traceback)."""
+    from dagster._core.storage.dagster_run import DagsterRun, DagsterRunStatus
+    from dagster._core.utils import make_new_run_id
+
+    from cliniko_assets import cli_graphql
+
+    monkeypatch.setattr(cli_graphql, "START_WAIT_SECONDS", 2.0)
+    run_id = make_new_run_id()
+    with dagster_server(tmp_path / "home") as server:
+        with dg.DagsterInstance.from_config(str(server.home)) as instance:
+            instance.add_dynamic_partitions("tenants", ["clinic-s"])
+            tags = {"dagster/partition": "clinic-s"}
+            instance.add_run(
+                DagsterRun(job_name="import_job", run_id=run_id, status=DagsterRunStatus.STARTING, tags=tags)
+            )
+
+        code, out, err = run_cli(capsys, server.url, "cancel", "clinic-s")
+        with dg.DagsterInstance.from_config(str(server.home)) as instance:
+            status = instance.get_run_by_id(run_id).status
+
+    assert code == 2 and out == "" and "Traceback" not in err, (code, err)
+    assert f"Dagster would not cancel {run_id} (still starting after 2s)" in err
+    assert "run 'cliniko-import cancel clinic-s' again" in err
+    assert status == DagsterRunStatus.STARTING
