@@ -43,6 +43,9 @@ DEPLOYMENT_FIELDS: dict[str, dict[str, str | None]] = {
 }
 
 
+NO_RETRIES = ("dagster/max_retries", "0")  # Dagster's run tag: this run is not retried
+
+
 class DeploymentSettingInRunConfig(ValueError):
     """A run's config sets what only the deployment sets."""
 
@@ -80,7 +83,16 @@ def refuse_in_run_config(run_config: Mapping[str, Any] | None) -> None:
 
 
 def check_run(context: Any) -> None:
-    """For a resource's ``setup_for_execution``: refuse the run (a sensor's tick has none) as above."""
+    """For a resource's ``setup_for_execution``: refuse the run (a sensor's tick has none) as above. A refused
+    run is not retried (Dagster's run retries would launch the same config, refused again): its
+    ``dagster/max_retries`` tag is set to 0 first."""
     run = getattr(context, "run", None)
-    if run is not None:
+    if run is None:
+        return
+    try:
         refuse_in_run_config(run.run_config)
+    except DeploymentSettingInRunConfig:
+        instance = getattr(context, "instance", None)
+        if instance is not None:
+            instance.add_run_tags(run.run_id, {NO_RETRIES[0]: NO_RETRIES[1]})
+        raise

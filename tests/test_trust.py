@@ -482,6 +482,8 @@ def test_run_config_cannot_set_where_the_services_are_their_secrets_or_the_stagi
             message = failure.event_specific_data.error.message
             assert f"sets resources.{key}.config.{field}" in message and "never a run's" in message, message
             assert tiny_import.clinic.keys["admin"] not in message and TOKEN not in message
+            # Not retried by Dagster's run retries (dagster.yaml): the same config would be refused again.
+            assert instance.get_run_by_id(result.run_id).tags.get("dagster/max_retries") == "0", (key, field)
     assert _Capture.seen == []
     assert cliniko_requests(tiny_import.clinic) == before
     assert not (tmp_path / "clinic-other").exists()
