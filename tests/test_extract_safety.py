@@ -12,6 +12,7 @@ import textwrap
 import time
 
 import dagster as dg
+import pytest
 from dagster._serdes import serialize_value
 
 from sandbox.admin import ClinikoSandboxAdmin
@@ -138,6 +139,7 @@ def _started(checkpoint) -> bool:
     return state["windows"] is not None and not state["complete"]
 
 
+@pytest.mark.slow  # a variant of the kill above (its own server, 700 ms a request): with the slow suites
 def test_a_killed_listing_per_practitioner_resumes_with_the_practitioners_left(tmp_path, monkeypatch):
     """On an account listing reference numbers per practitioner only (Cliniko's older docs), a run killed between
     two practitioners' routes resumes with those it had not listed, and stages every reference number."""
