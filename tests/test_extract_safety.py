@@ -10,6 +10,8 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import dagster as dg
 import pytest
@@ -92,22 +94,30 @@ def kill_mid_extraction(
     assert started(), "the killed run never staged a page"
 
 
-def test_a_killed_extraction_resumes_without_refetching_what_it_staged(tmp_path, monkeypatch):
-    args = ["--account", "slow:4:tiny:au1", "--latency-ms", "700", "--jitter-ms", "0", "--data-dir", str(tmp_path)]
+@contextmanager
+def _extracted_once(tmp_path, monkeypatch, account: str, *options: str) -> Iterator[tuple]:
+    """A tiny clinic served at 700 ms a request as ``account`` (the sandbox's account ``options``), extracted once
+    in full as tenant ``baseline``: yields its admin, the Dagster home, the baseline's materializations and the
+    tenant ``resumed`` of the same account, not yet extracted."""
+    args = ["--account", f"{account}:4:tiny:au1", *options, "--latency-ms", "700", "--jitter-ms", "0"]
     home = tmp_path / "home"
     home.mkdir()
     (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    with running_server("sandbox.cliniko", args, log_dir=tmp_path) as server:
+    with running_server("sandbox.cliniko", [*args, "--data-dir", str(tmp_path)], log_dir=tmp_path) as server:
         admin = ClinikoSandboxAdmin(server.url)
         monkeypatch.setenv("CLINIKO_API_URL", f"{server.url}/v1")
         monkeypatch.setenv("RATE_LIMIT_STATE_DIR", str(tmp_path / "rate"))
         staging = StagingStore(uri=str(tmp_path / "staging"))
-        baseline = Clinic(admin, "slow", "baseline", staging, monkeypatch)
-        clinic = Clinic(admin, "slow", "resumed", staging, monkeypatch)
+        baseline = Clinic(admin, account, "baseline", staging, monkeypatch)
+        clinic = Clinic(admin, account, "resumed", staging, monkeypatch)
         with dg.DagsterInstance.from_config(str(home)) as instance:
             instance.add_dynamic_partitions("tenants", ["baseline", "resumed"])
             full = materializations(baseline.extract(instance))
+        yield admin, home, full, clinic
 
+
+def test_a_killed_extraction_resumes_without_refetching_what_it_staged(tmp_path, monkeypatch):
+    with _extracted_once(tmp_path, monkeypatch, "slow") as (admin, home, full, clinic):
         resource = tmp_path / "staging" / "resumed" / "cliniko" / "individual_appointments"
         checkpoint = resource / "incoming" / "checkpoint.json"
         kill_mid_extraction(
@@ -143,22 +153,9 @@ def _started(checkpoint) -> bool:
 def test_a_killed_listing_per_practitioner_resumes_with_the_practitioners_left(tmp_path, monkeypatch):
     """On an account listing reference numbers per practitioner only (Cliniko's older docs), a run killed between
     two practitioners' routes resumes with those it had not listed, and stages every reference number."""
-    args = ["--account", "older:4:tiny:au1", "--nested-reference-numbers", "older", "--latency-ms", "700"]
-    args += ["--jitter-ms", "0", "--data-dir", str(tmp_path)]
-    home = tmp_path / "home"
-    home.mkdir()
-    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
-    with running_server("sandbox.cliniko", args, log_dir=tmp_path) as server:
-        admin = ClinikoSandboxAdmin(server.url)
-        monkeypatch.setenv("CLINIKO_API_URL", f"{server.url}/v1")
-        monkeypatch.setenv("RATE_LIMIT_STATE_DIR", str(tmp_path / "rate"))
-        staging = StagingStore(uri=str(tmp_path / "staging"))
-        baseline = Clinic(admin, "older", "baseline", staging, monkeypatch)
-        clinic = Clinic(admin, "older", "resumed", staging, monkeypatch)
-        with dg.DagsterInstance.from_config(str(home)) as instance:
-            instance.add_dynamic_partitions("tenants", ["baseline", "resumed"])
-            full = materializations(baseline.extract(instance))["practitioner_reference_numbers"]
-
+    with _extracted_once(tmp_path, monkeypatch, "older", "--nested-reference-numbers", "older") as found:
+        admin, home, full, clinic = found
+        full = full["practitioner_reference_numbers"]
         resource = tmp_path / "staging" / "resumed" / "cliniko" / "practitioner_reference_numbers"
         checkpoint = resource / "incoming" / "checkpoint.json"
         kill_mid_extraction(
