@@ -87,8 +87,7 @@ def list_for_found(extraction: Extraction, outcomes: list[ResourceOutcome]) -> d
         found = [rid for rid in parent_ids(extraction, outcome.spec.nested[0]) or () if rid not in before]
         if not found:
             continue
-        batch = extraction.staging.batch(extraction.tenant, outcome.spec.name)
-        batch.discard()
+        batch = extraction.staging.batch(extraction.tenant, outcome.spec.name)  # its listing's commit cleared it
         checkpoint = {"format": CHECKPOINT_FORMAT, "since": None, "replace": False, "started_at": None, "streams": {}}
         with ThreadPoolExecutor(extraction.workers, thread_name_prefix="cliniko") as pages:
             crawl = Crawl(
@@ -97,8 +96,7 @@ def list_for_found(extraction: Extraction, outcomes: list[ResourceOutcome]) -> d
             state = crawl.state(outcome.spec.streams[0])
             list_per_parent(crawl, outcome.spec.streams[0], state, found)
             crawl.flush()
-        batch.commit(replace=False)
-        batch.discard()
+        batch.commit(replace=False)  # which clears the parts and checkpoint it folded
         listed[outcome.spec.name] = state["listed"]
     return listed
 
