@@ -3,7 +3,8 @@
 Every attachment whose staged copy is missing or stale is fetched through Cliniko's redirect to a signed
 URL (by the extraction's pool of workers); bytes whose length is not the size Cliniko records are not the
 file. A file that cannot be had is skipped with a short, stable reason (the loads count it by that reason);
-a refused key stops the resource.
+a refused key stops the resource. An attachment Cliniko is still processing has no bytes yet: it is asked
+for by id at each sync until Cliniko has processed it (:func:`_processed`).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import TYPE_CHECKING
 import pandas as pd
 
 from cliniko_assets.catalog import ClinikoResourceSpec, record_id
+from cliniko_assets.crawl import staged_row
 from splose_resources.cliniko import (
     ClinikoAuthError,
     ClinikoError,
@@ -38,8 +40,20 @@ class FileStats:
     downloaded: int = 0
     bytes_downloaded: int = 0
     waiting_for_processing: int = 0
+    processed_since_listed: int = 0  # staged while Cliniko processed them, found processed when asked again
     failed: int = 0
     download_cpu_seconds: float = 0.0  # the downloads' CPU on the worker threads (not the listing's)
+
+    def metadata(self) -> dict:
+        return {
+            "files_staged": self.staged,
+            "files_downloaded": self.downloaded,
+            "bytes_downloaded": self.bytes_downloaded,
+            "files_waiting_for_processing": self.waiting_for_processing,
+            "files_processed_since_listed": self.processed_since_listed,
+            "files_failed": self.failed,
+            "download_cpu_seconds": round(self.download_cpu_seconds, 3),
+        }
 
 
 def stage_files(
@@ -63,23 +77,31 @@ def stage_files(
     failures: dict[str, str] = {}
     on_way: deque[tuple[Future, str, str | None, int | None, dict | None]] = deque()
     staged = extraction.staging.staged_files(extraction.tenant, spec.name)
+    processing: list[dict] = []
+
+    def ask(rid: str, record: dict) -> None:
+        """Download the bytes of an attachment Cliniko has processed when its staged copy is missing or stale."""
+        current.add(rid)
+        updated = record.get("updated_at") or None
+        known = manifest["record_updated_at"].get(rid, "missing") if rid in manifest.index else "missing"
+        if known != updated or rid not in staged:
+            stale.add(rid)
+            future = pages.submit(extraction.download, spec.name, rid)
+            on_way.append((future, rid, updated, record.get("size"), record if keep else None))
+            while len(on_way) > LOOKAHEAD:
+                _settle(extraction, spec, outcome, on_way.popleft(), rows, failures, stats)
+
     for records in extraction.staging.iter_records(extraction.tenant, spec.name):
         for record in records:
             rid = record_id(record)
             if rid is None or record["_state"] == "deleted":
                 continue
             if record.get("processing_completed") is False:
-                stats.waiting_for_processing += 1
+                processing.append(record)  # asked for again below, once the staged records are read
                 continue
-            current.add(rid)
-            updated = record.get("updated_at") or None
-            known = manifest["record_updated_at"].get(rid, "missing") if rid in manifest.index else "missing"
-            if known != updated or rid not in staged:
-                stale.add(rid)
-                future = pages.submit(extraction.download, spec.name, rid)
-                on_way.append((future, rid, updated, record.get("size"), record if keep else None))
-                while len(on_way) > LOOKAHEAD:
-                    _settle(extraction, spec, outcome, on_way.popleft(), rows, failures, stats)
+            ask(rid, record)
+    for record in _processed(extraction, spec, processing, stats):
+        ask(record_id(record) or "", record)
     while on_way:
         _settle(extraction, spec, outcome, on_way.popleft(), rows, failures, stats)
     rows += manifest[manifest["id"].isin(current - stale)].to_dict("records")
@@ -92,6 +114,40 @@ def stage_files(
     )
     extraction.staging.write_file_failures(extraction.tenant, spec.name, failures)
     return stats
+
+
+def _processed(
+    extraction: Extraction, spec: ClinikoResourceSpec, processing: list[dict], stats: FileStats
+) -> list[dict]:
+    """The attachments staged while Cliniko was still processing them (``processing_completed: false``) that
+    Cliniko has processed since, each asked for by id, staged again and returned (``_state``, ``_source`` kept).
+
+    Cliniko's docs say to poll an attachment until it is processed and do not say that processing moves its
+    ``updated_at``: an incremental listing may never return it again, so every sync asks for each one still
+    waiting. One still processing (or that cannot be read now) is counted in ``waiting_for_processing`` and
+    skipped by the load with that reason, as before.
+    """
+    found: list[dict] = []
+    rows: list[dict] = []
+    for record in processing:
+        rid = record_id(record) or ""
+        try:
+            fresh = extraction.client.get_json(extraction.client.url(f"/{spec.name}/{rid}"), resource=spec.name)
+        except ClinikoError as exc:  # gone (its deletion is found by the listing) or not readable now
+            log.info("attachment %s of tenant %s not asked again: %s", rid, extraction.tenant, type(exc).__name__)
+            fresh = None
+        if not isinstance(fresh, dict) or record_id(fresh) != rid or fresh.get("processing_completed") is False:
+            stats.waiting_for_processing += 1
+            continue
+        rows.append(staged_row(rid, fresh, record["_state"], record["_source"]))
+        found.append({**fresh, "_state": record["_state"], "_source": record["_source"]})
+    if found:
+        batch = extraction.staging.batch(extraction.tenant, spec.name)
+        batch.write_part(rows)
+        batch.commit(replace=False)
+        stats.processed_since_listed = len(found)
+        log.info("%d attachments of tenant %s processed by Cliniko since listed", len(found), extraction.tenant)
+    return found
 
 
 def _settle(

@@ -336,17 +336,7 @@ def _metadata(outcome: ResourceOutcome) -> dict:
         metadata["syncs_since_id_listing"] = outcome.syncs_since_id_listing
         metadata["vanished_in_cliniko"] = outcome.vanished
     if outcome.files is not None:
-        metadata.update(
-            {
-                "files_staged": outcome.files.staged,
-                "files_downloaded": outcome.files.downloaded,
-                "bytes_downloaded": outcome.files.bytes_downloaded,
-                "files_waiting_for_processing": outcome.files.waiting_for_processing,
-                "files_failed": outcome.files.failed,
-                "download_cpu_seconds": round(outcome.files.download_cpu_seconds, 3),
-                "failed_files": dg.MetadataValue.json(outcome.failed_files[:200]),
-            }
-        )
+        metadata.update(outcome.files.metadata(), failed_files=dg.MetadataValue.json(outcome.failed_files[:200]))
     return metadata
 
 

@@ -314,6 +314,42 @@ def test_running_the_graph_again_creates_and_changes_nothing(tiny_import, instan
     assert after == before
 
 
+def test_an_attachment_cliniko_was_still_processing_is_imported_once_processed_though_its_stamp_stays(
+    tiny_import, instance
+):
+    """Cliniko's docs show an attachment just uploaded with ``processing_completed: false`` and its file fields
+    null, and say to poll it until it is processed; they do not say processing moves ``updated_at``. Such an
+    attachment is skipped with its reason while Cliniko processes it, asked for by id at the next sync, and
+    imported with its bytes once processed. This one was uploaded two hours before the first sync and processed
+    after it, its stamp left as it was: the re-sync's listing (from an hour before the first sync began) does
+    not return it."""
+    clinic = tiny_import.clinic
+    processing = {"processing_completed": False, "content_type": None, "filename": None, "size": None}
+    ops = [{"op": "create", "resource": "patient_attachments", "fields": processing}]
+    created = clinic.admin.mutate(clinic.account, ops=ops, stamped_seconds_ago=7200)["changed"]
+    (rid,) = created["patient_attachments"]["created"]
+    request = tiny_import.submit()
+
+    first = tiny_import.run(instance, request)
+    clinic.admin.mutate(clinic.account, ops=[{"op": "process", "resource": "patient_attachments", "id": rid}])
+    second = tiny_import.run(instance, request)
+
+    before, after = materializations(first), materializations(second)
+    assert before["patient_attachments"]["files_waiting_for_processing"] == 1
+    assert before["files"]["skipped_by_reason"].get("not yet processed by Cliniko") == 1
+    assert after["patient_attachments"]["mode"] == "incremental"
+    attachments = after["patient_attachments"]
+    assert (attachments["fetched"], attachments["files_processed_since_listed"]) == (0, 1)  # not listed again
+    assert (attachments["files_waiting_for_processing"], attachments["files_downloaded"]) == (0, 1)
+    assert (after["files"]["created"], after["files"]["unaccounted"]) == (1, 0)
+    assert "not yet processed by Cliniko" not in after["files"]["skipped_by_reason"]
+    exported = clinic.export("patient_attachments")[rid]
+    (imported,) = [f for f in tiny_import.dump("files") if f["externalId"] == rid]
+    assert (imported["data"]["sha256"], exported["processing_completed"]) == (exported["_sha256"], True)
+    staged_state, staged = clinic.staged_records("patient_attachments")[rid]
+    assert (staged["processing_completed"], staged["size"], staged_state) == (True, exported["size"], "active")
+
+
 def test_an_incomplete_mapping_fails_before_any_write_listing_every_item(tiny_import, instance):
     mapping = {kind: dict(entries) for kind, entries in tiny_import.mapping.items()}
     practitioners = tiny_import.clinic.export("practitioners")

@@ -12,8 +12,10 @@ Admin routes (no auth, loopback only, JSON):
   "other_shard", "revoked"}}``; ``POST /_sandbox/accounts {"name", "seed", "scale", "shard"}`` -> 201 ACCOUNT.
 * ``GET /_sandbox/accounts/{name}/truth`` -> ``{resource: {state: count}}`` (every state listed, 0 included).
 * ``GET /_sandbox/accounts/{name}/export/{resource}`` -> NDJSON of every record, as the API renders it
-  (attachments add ``_sha256`` and ``_bytes``).
+  (attachments add ``_sha256`` and ``_bytes``, null while Cliniko processes the file).
 * ``POST /_sandbox/accounts/{name}/mutate`` -> ``{"changed": {resource: {"updated", "created", "archived",
-  "deleted": [ids]}}}``.
+  "deleted": [ids]}}}``; ``ops`` of ``update``, ``create``, ``archive``, ``unarchive``, ``delete``, ``cancel``
+  and ``process`` (an attachment created with ``processing_completed: false`` finishes processing; its
+  ``updated_at`` stays).
 * ``GET /_sandbox/stats``, ``POST /_sandbox/stats/reset``, ``GET|POST /_sandbox/config``.
 """

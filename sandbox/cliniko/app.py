@@ -332,6 +332,9 @@ class Sandbox:
         if broken == "garbage":
             return Response("<html><body>502 Bad Gateway</body></html>", media_type="text/html")
         body = json.loads(row[0])
+        if body.get("processing_completed") is False or body.get("size") is None:  # no file to serve yet
+            body = S3_ERROR.format(code="NoSuchKey", message="The specified key does not exist.", request_id=request_id)
+            return Response(body, status_code=404, media_type="application/xml")
         headers = {
             "Content-Length": str(body["size"]),
             "Content-Disposition": f'attachment; filename="{body["filename"]}"',
@@ -527,8 +530,11 @@ def _export_line(account: Account, resource: str, row: tuple, base: str) -> str:
         record = json.loads(text)
         if state == UNLISTED:
             record["_unlisted"] = True  # no list route returns it; GET by id does
-        if resource == "patient_attachments":
-            record["_sha256"] = attachment_sha256(account.seed, rid, record["content_type"], record["size"])
+        if resource == "patient_attachments":  # none while Cliniko processes the file
+            processed = record["size"] is not None
+            record["_sha256"] = (
+                attachment_sha256(account.seed, rid, record["content_type"], record["size"]) if processed else None
+            )
             record["_bytes"] = record["size"]
         text = json.dumps(record, ensure_ascii=False)
     return text + "\n"

@@ -75,7 +75,10 @@ EDITED_FIELD = {
     "daily_availabilities": "availabilities",
     "treatment_note_templates": "name",
 }
-OPS = ("update", "create", "archive", "unarchive", "delete", "cancel")
+OPS = ("update", "create", "archive", "unarchive", "delete", "cancel", "process")
+# What an attachment created while processing (``processing_completed: false``, its file fields null, as
+# Cliniko's docs show one) holds once processed, unless the ``process`` op's fields say otherwise.
+PROCESSED = {"content_type": "application/pdf", "filename": "scanned-referral.pdf", "size": 48_213}
 
 
 class MutationError(ValueError):
@@ -130,7 +133,12 @@ class Mutator:
             return
         if rid is None:
             raise MutationError(f"{op} needs an id")
+        if op == "process" and resource != "patient_attachments":
+            raise MutationError(f"{resource} are not processed")
         body = self.load(resource, rid)
+        if op == "process":
+            self.process(resource, rid, body, fields)
+            return
         if op == "update":
             body.update(fields or {EDITED_FIELD[resource]: self.edited_value(resource, body)})
             kind = "updated"
@@ -166,6 +174,15 @@ class Mutator:
         if op != "update" or fields:  # a random edit keeps the record where it was; anything else may not
             self.forget_candidates(resource)
         self.record(resource, kind, rid)
+
+    def process(self, resource: str, rid: int, body: dict, fields: dict) -> None:  # patient_attachments only
+        """Cliniko finishes processing an attachment: ``processing_completed`` becomes true and its file fields
+        are filled. Its ``updated_at`` stays as it was: Cliniko's docs say to poll the attachment until it is
+        processed, not that processing moves the stamp, and this is the case an incremental sync can miss."""
+        body["processing_completed"] = True
+        body.update({k: v for k, v in PROCESSED.items() if body.get(k) is None}, **fields)
+        self.save(resource, body)
+        self.record(resource, "updated", rid)
 
     def remove(self, resource: str, rid: int, body: dict) -> None:
         try:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 import requests
 
 from tests.sandbox.conftest import new_account
@@ -128,6 +130,36 @@ def test_contacts_and_attachments_are_hard_deleted_without_a_trace(fresh_account
         assert exported[record["id"]]["deleted_at"]
     assert api.get(attachment["content"]["links"]["self"], allow_redirects=False).status_code == 404
     assert "NoSuchKey" in requests.get(location, timeout=30).text
+
+
+def test_an_attachment_is_served_as_cliniko_documents_it_while_processing_and_once_processed(fresh_account):
+    """Right after an upload Cliniko shows an attachment with ``processing_completed: false`` and its file
+    fields null (its docs' example); it has no bytes to serve yet. Processing fills them in and, as the docs
+    do not say otherwise, leaves ``updated_at`` where it was."""
+    api = fresh_account
+    fields = {"processing_completed": False, "content_type": None, "filename": None, "size": None}
+    ops = [{"op": "create", "resource": "patient_attachments", "fields": fields}]
+    created = api.admin_post(f"accounts/{api.account}/mutate", {"ops": ops})["changed"]
+    (rid,) = created["patient_attachments"]["created"]
+    waiting = api.get(f"/v1/patient_attachments/{rid}").json()
+    assert {k: waiting[k] for k in fields} == fields
+    assert rid in {a["id"] for a in api.items("/v1/patient_attachments")}
+    location = api.get(waiting["content"]["links"]["self"], allow_redirects=False).headers["Location"]
+    assert requests.get(location, timeout=30).status_code == 404
+    assert {a["id"]: a for a in api.export("patient_attachments")}[rid]["_sha256"] is None
+
+    ops = [{"op": "process", "resource": "patient_attachments", "id": rid}]
+    changed = api.admin_post(f"accounts/{api.account}/mutate", {"ops": ops})["changed"]
+    assert changed["patient_attachments"]["updated"] == [rid]
+    done = api.get(f"/v1/patient_attachments/{rid}").json()
+    assert done["processing_completed"] is True and done["updated_at"] == waiting["updated_at"]
+    assert done["content_type"] == "application/pdf" and done["filename"] and done["size"] > 0
+    data = requests.get(location, timeout=30).content
+    exported = {a["id"]: a for a in api.export("patient_attachments")}[rid]
+    assert len(data) == done["size"] and hashlib.sha256(data).hexdigest() == exported["_sha256"]
+    wrong = {"ops": [{**ops[0], "resource": "contacts"}]}
+    refused = api.session.post(f"{api.url}/_sandbox/accounts/{api.account}/mutate", json=wrong, timeout=60)
+    assert (refused.status_code, refused.json()["message"]) == (400, "contacts are not processed")
 
 
 def test_churn_deletes_the_oldest_records_while_a_list_is_read(fresh_account):
