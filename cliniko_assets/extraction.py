@@ -145,6 +145,9 @@ class Extraction:
                         self.on_tick()
                     for future in done:
                         yield future.result()
+            except BaseException:  # the step is interrupted or failing: the threads' waits and retries end now
+                self.client.stop()
+                raise
             finally:
                 self._stop.set()
 

@@ -35,7 +35,7 @@ from splose_resources.http import (
     session,
 )
 from splose_resources.listing import InvalidJSON, MalformedPage, decode_page
-from splose_resources.ratelimit import WindowLimiter
+from splose_resources.ratelimit import Stopped, WindowLimiter
 from splose_resources.shared_limits import Budget, shared_state_field
 from splose_resources.storage import Opener
 
@@ -143,6 +143,19 @@ class ClinikoClient:
         # Told of every page and file fetched (the run's progress lines); called from worker threads.
         self.on_page: Callable[[str, list[tuple[str, str]], Page], None] | None = None
         self.on_file: Callable[[str, int], None] | None = None
+        self._stopping = threading.Event()
+
+    def stop(self) -> None:
+        """The run is stopping (interrupted, cancelled): every request waiting for the budget or for its next
+        attempt, on any thread, gives up at once with :class:`ClinikoError`, and no new one is sent."""
+        self._stopping.set()
+
+    def _pause(self, seconds: float) -> None:
+        if self._stopping.wait(seconds):
+            raise self._stopped()
+
+    def _stopped(self) -> ClinikoError:
+        return ClinikoError(f"the run of tenant '{self.tenant}' is stopping: Cliniko is not asked again")
 
     def close(self) -> None:
         self._session.close()
@@ -230,7 +243,12 @@ class ClinikoClient:
         return download
 
     def _api_get(self, url: str, *, resource: str, expect_redirect: bool = False) -> requests.Response:
-        self._limiter.acquire()
+        try:
+            if self._stopping.is_set():
+                raise Stopped
+            self._limiter.acquire(self._stopping)
+        except Stopped:
+            raise self._stopped() from None
         with self._counts_lock:
             self._counts[resource] += 1
         response = send(self._session, "GET", url, timeout=self._timeout, stream=expect_redirect)
@@ -266,7 +284,9 @@ class ClinikoClient:
 
     def _run(self, attempt, resource: str):
         try:
-            return self._retry.run(attempt, what=f"the Cliniko {resource} request of tenant '{self.tenant}'")
+            return self._retry.run(
+                attempt, what=f"the Cliniko {resource} request of tenant '{self.tenant}'", sleep=self._pause
+            )
         except RetriesExhausted as exc:
             raise ClinikoUnavailable(
                 f"Cliniko kept failing while reading {resource} for tenant '{self.tenant}' ({exc}). "

@@ -48,8 +48,20 @@ def default_state_dir() -> Path:
     return Path(configured) if configured else Path(tempfile.gettempdir()) / f"rate-limits-{os.getuid()}"
 
 
+class Stopped(Exception):
+    """A wait given up because the run it was for is stopping (its ``stop`` event was set)."""
+
+
+def pause(seconds: float, stop: threading.Event | None = None) -> None:
+    """Sleep ``seconds``, or raise :class:`Stopped` as soon as ``stop`` is set."""
+    if stop is None:
+        time.sleep(seconds)
+    elif stop.wait(seconds):
+        raise Stopped
+
+
 class RateLimiter(Protocol):
-    def acquire(self) -> float: ...
+    def acquire(self, stop: threading.Event | None = None) -> float: ...
 
 
 class WindowLimiter(RateLimiter, Protocol):
@@ -83,15 +95,16 @@ class _SharedBudget:
         self.path = directory / f"{scope}-{digest}.{self.suffix}"
         self._lock = threading.Lock()
 
-    def acquire(self) -> float:
-        """Take one slot, sleeping while the budget is spent; returns the seconds waited."""
+    def acquire(self, stop: threading.Event | None = None) -> float:
+        """Take one slot, sleeping while the budget is spent (:class:`Stopped` once ``stop`` is set); returns the
+        seconds waited."""
         waited = 0.0
         while True:
             with self._lock:
                 wait = self._try_take()
             if wait <= 0:
                 return waited
-            time.sleep(wait)
+            pause(wait, stop)
             waited += wait
 
     def _try_take(self) -> float:
@@ -148,11 +161,11 @@ class FixedWindowLimiter(_SharedBudget):
         self._waiting = 0
         self._waiting_lock = threading.Lock()
 
-    def acquire(self) -> float:
+    def acquire(self, stop: threading.Event | None = None) -> float:
         with self._waiting_lock:
             self._waiting += 1
         try:
-            return super().acquire()
+            return super().acquire(stop)
         finally:
             with self._waiting_lock:
                 self._waiting -= 1

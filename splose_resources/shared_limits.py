@@ -25,7 +25,6 @@ import hashlib
 import math
 import os
 import threading
-import time
 from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,7 +34,13 @@ from pathlib import Path
 import psycopg2
 from pydantic import Field
 
-from splose_resources.ratelimit import FixedWindowLimiter, RateLimiter, SlidingWindowLimiter, WindowLimiter
+from splose_resources.ratelimit import (
+    FixedWindowLimiter,
+    RateLimiter,
+    SlidingWindowLimiter,
+    WindowLimiter,
+    pause,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS rate_limit_budgets (
@@ -174,14 +179,15 @@ class _PostgresBudget:
         with self._store.transaction() as cursor:
             cursor.execute("INSERT INTO rate_limit_budgets (budget) VALUES (%s) ON CONFLICT DO NOTHING", (self.budget,))
 
-    def acquire(self) -> float:
-        """Take one slot, sleeping while the budget is spent or others wait for their share; the seconds waited."""
+    def acquire(self, stop: threading.Event | None = None) -> float:
+        """Take one slot, sleeping while the budget is spent or others wait for their share (:class:`Stopped` once
+        ``stop`` is set); the seconds waited."""
         waited = 0.0
         while True:
             wait = self._try_take()
             if wait <= 0:
                 return waited
-            time.sleep(wait)
+            pause(wait, stop)
             waited += wait
 
     def _span(self, phase: float, spent_until: float, now: float, sends: list[float]) -> Span:

@@ -182,3 +182,36 @@ def _between_parents(checkpoint) -> bool:
         return False
     done = [sub["complete"] for sub in nested.values()]
     return any(done) and not all(done)
+
+
+def test_an_interrupted_extraction_gives_up_its_waits_and_retries_at_once(clinic):
+    """Dagster interrupts a step (a cancel, a Ctrl-C) in its main thread, while the extraction's worker threads
+    wait on Cliniko: here every request fails and is retried with a backoff growing to 30 s. The threads give
+    up at once rather than finish their retries (minutes), and nothing more is sent to Cliniko."""
+    from cliniko_assets.catalog import CATALOG
+    from cliniko_assets.extraction import Extraction
+    from splose_resources.cliniko import ClinikoResource
+    from splose_resources.http import Secret
+
+    attempts, ticks = 8, []
+
+    def interrupt() -> None:  # called from the caller's thread every 2 s, as Dagster's interrupt arrives there
+        ticks.append(time.monotonic())
+        if len(ticks) == 2:
+            raise KeyboardInterrupt
+
+    clinic.admin.configure(faults={"error_rate": 1.0}, fault_seed=1)
+    try:
+        with ClinikoResource(max_attempts=attempts).client(clinic.tenant, Secret(clinic.keys["admin"])) as client:
+            extraction = Extraction(client, clinic.staging, clinic.tenant, workers=4)
+            extraction.on_tick = interrupt
+            with pytest.raises(KeyboardInterrupt):
+                list(extraction.run(list(CATALOG), {}))
+            sent = clinic.admin.requests_by_route(clinic.account)
+            time.sleep(2)
+            assert clinic.admin.requests_by_route(clinic.account) == sent
+    finally:
+        clinic.admin.clear_faults()
+    # Without the stop, each request on its way (one per resource at first) would have been tried ``attempts``
+    # times before the run could end.
+    assert len(sent) >= len(CATALOG) and 0 < max(sent.values()) < attempts, dict(sent)
