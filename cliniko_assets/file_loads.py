@@ -195,7 +195,8 @@ class FileUploads:
 @contextmanager
 def file_uploads(run: LoadRun, report: RowReport) -> Iterator[FileUploads]:
     """Uploads for the run's files; every batch is answered when this exits."""
-    with InFlight[FileBatchResult | SploseRequestError](run.writes().in_flight, "upload-files") as sent:
+    sink = run.writes()
+    with InFlight[FileBatchResult | SploseRequestError](sink.in_flight, "upload-files", sink.stop) as sent:
         yield FileUploads(run, report, sent)
 
 

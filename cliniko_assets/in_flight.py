@@ -19,12 +19,15 @@ class InFlight(Generic[T]):
 
     Each answer goes to the ``answered`` given with its call, on the caller's thread. On a normal exit
     every answer is handed over; an exception (a call's, or the caller's) first waits for every call still
-    on its way, so nothing is left running when it reaches the step.
+    on its way, so nothing is left running when it reaches the step. When the step is interrupted (a
+    ``BaseException`` that is not an ``Exception``: Dagster's interrupt, a Ctrl-C), ``interrupted`` is called
+    first, so the calls on their way give up their waits and retries rather than finish them.
     """
 
-    def __init__(self, limit: int, name: str) -> None:
+    def __init__(self, limit: int, name: str, interrupted: Callable[[], None] | None = None) -> None:
         self.limit = max(1, limit)
         self.name = name
+        self.interrupted = interrupted
         self._pool: ThreadPoolExecutor | None = None
         self._waiting: deque[tuple[Future[T], Callable[[T], None]]] = deque()
 
@@ -42,6 +45,8 @@ class InFlight(Generic[T]):
         self._waiting.append((self._pool.submit(call), answered))
 
     def __exit__(self, exc_type: type[BaseException] | None, *rest: object) -> None:
+        if exc_type is not None and not issubclass(exc_type, Exception) and self.interrupted is not None:
+            self.interrupted()
         try:
             while self._waiting:
                 if exc_type is None:

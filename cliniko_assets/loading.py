@@ -252,7 +252,7 @@ def load_records(
             for upserted in result.records:
                 answer(upserted.external_id, upserted.action)
 
-    with InFlight[UpsertResult](sink.in_flight, f"upsert-{entity}") as batches:
+    with InFlight[UpsertResult](sink.in_flight, f"upsert-{entity}", sink.stop) as batches:
         for outcome in outcomes:
             report.cliniko += 1
             run.advance()

@@ -55,6 +55,8 @@ class Sink(Protocol):
 
     def save(self) -> None: ...
 
+    def stop(self) -> None: ...  # the step is interrupted: calls on their way give up their waits
+
 
 class SploseSink:
     """Records go to the import through the import API (idempotent upserts keyed by external id); those
@@ -67,6 +69,9 @@ class SploseSink:
         self.imports = imports
         self.import_id = import_id
         self.known = crosswalk
+
+    def stop(self) -> None:
+        self.imports.stop()
 
     def unchanged(self, entity: str, record: dict) -> bool:
         return self.known.unchanged(entity, str(record["externalId"]), content_hash(record)) is not None
@@ -141,6 +146,7 @@ class DryRunSink:
     def __init__(self, imports: SploseImportClient, import_id: int) -> None:
         self.imports = imports
         self.import_id = import_id
+        self.stop = imports.stop
         self.loaded: dict[str, dict[str, int]] = defaultdict(dict)
         self.calls: dict[str, int] = defaultdict(int)  # import API writes the real import would make
         self._ids = itertools.count(-1, -1)  # stand-in ids, never sent anywhere

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -49,7 +50,7 @@ from splose_resources.http import (
     send,
     session,
 )
-from splose_resources.ratelimit import RateLimiter
+from splose_resources.ratelimit import RateLimiter, Stopped
 from splose_resources.shared_limits import Budget, shared_state_field
 from splose_resources.storage import Opener
 
@@ -225,6 +226,7 @@ class _Transport:
         self._retry = retry
         self._timeout = timeout
         self._session = session(pool_size=4)
+        self._stopping = threading.Event()
         self._session.headers.update(
             {"Authorization": f"Bearer {token.reveal()}", "Accept": "application/json", "User-Agent": user_agent}
         )
@@ -233,6 +235,15 @@ class _Transport:
 
     def close(self) -> None:
         self._session.close()
+
+    def stop(self) -> None:
+        """The step is interrupted: every call waiting for a budget or a retry's backoff, on any thread, gives up
+        at once with :class:`SploseError`, and no new one is sent."""
+        self._stopping.set()
+
+    def _pause(self, seconds: float) -> None:
+        if self._stopping.wait(seconds):
+            raise Stopped
 
     def where(self) -> str:
         return f"workspace '{self.workspace_id}'" if self.workspace_id else "the platform (no workspace)"
@@ -277,8 +288,10 @@ class _Transport:
         return url
 
     def attempt(self, call: _Call, method: str, url: str, **kwargs: Any) -> dict:
+        if self._stopping.is_set():
+            raise Stopped
         for limiter in call.limiters:
-            limiter.acquire()
+            limiter.acquire(self._stopping)
         response = send(self._session, method, url, timeout=self._timeout, **kwargs)
         classify_response(response)
         if response.status_code >= 300:
@@ -290,7 +303,9 @@ class _Transport:
 
     def run(self, call: _Call, attempt: Callable[[], T]) -> T:
         try:
-            return self._retry.run(attempt, what=call.description)
+            return self._retry.run(attempt, what=call.description, sleep=self._pause)
+        except Stopped:
+            raise SploseError(f"the step stopped while {call.description}: Splose is not asked again") from None
         except RetriesExhausted as exc:
             raise SploseUnavailable(
                 f"Splose's {self.layer} kept failing while {call.description} ({exc}). Writes are idempotent "
@@ -439,6 +454,10 @@ class SploseImportClient:
 
     def close(self) -> None:
         self._http.close()
+
+    def stop(self) -> None:
+        """See :meth:`_Transport.stop`."""
+        self._http.stop()
 
     # -- import requests --------------------------------------------------------------------------
 

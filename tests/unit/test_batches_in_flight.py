@@ -35,6 +35,9 @@ class SlowSink:
     def unchanged(self, entity: str, record: dict) -> bool:
         return record["externalId"].endswith("-same")
 
+    def stop(self) -> None:  # only an interrupted step calls it
+        raise AssertionError("not interrupted")
+
     def upsert(self, entity: str, records: list[dict]) -> UpsertResult:
         with self._lock:
             self.calls += 1
@@ -119,6 +122,9 @@ class SlowFileSink:
     def held_file(self, upload: FileUpload) -> dict | None:
         return None
 
+    def stop(self) -> None:  # only an interrupted step calls it
+        raise AssertionError("not interrupted")
+
     def upload_files(self, files: list[FileUpload]) -> FileBatchResult:
         with self._lock:
             self.calls += 1
@@ -154,6 +160,9 @@ class FileSizesSink:
     def held_file(self, upload: FileUpload) -> dict | None:
         return None
 
+    def stop(self) -> None:  # only an interrupted step calls it
+        raise AssertionError("not interrupted")
+
     def upload_files(self, files: list[FileUpload]) -> FileBatchResult:
         self.sizes.append(len(files))
         return FileBatchResult({f.external_id: {"id": 1, "action": "created"} for f in files}, {})
@@ -175,3 +184,21 @@ def test_files_handed_over_as_they_download_go_up_once_the_first_of_a_batch_has_
         batch.flush()
     assert sorted(sink.sizes) == [2, 4, FILES_PER_BATCH]  # answered side by side, in any order
     assert report.created == FILES_PER_BATCH + 6 and len(batch.cpu_seconds) == 3
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt, ValueError])
+def test_an_interrupted_caller_has_the_calls_on_their_way_give_up_before_it_waits_for_them(error):
+    """Interrupted (Dagster's interrupt or a Ctrl-C, not an ordinary error), the caller first tells the calls on
+    their way to stop (a sink's stop: its waits for a budget or a retry end), then waits for them: they give up
+    rather than finish. An ordinary error waits for them to finish, as before."""
+    stopped, ended = threading.Event(), []
+
+    def call() -> str:  # waits as a retry's backoff would, until stopped
+        ended.append("gave up" if stopped.wait(2 if error is ValueError else 60) else "finished")
+        return ended[-1]
+
+    with pytest.raises(error), InFlight[str](2, "calls", stopped.set) as flight:
+        flight.send(call, lambda answer: None)
+        flight.send(call, lambda answer: None)
+        raise error
+    assert ended == (["gave up"] * 2 if error is KeyboardInterrupt else ["finished"] * 2)
