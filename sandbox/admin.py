@@ -30,7 +30,8 @@ class ClinikoSandboxAdmin:
 
     def create_account(self, name: str, seed: int, scale: str, shard: str = "au1", **options) -> dict:
         """``options``: ``legacy_filters``, ``documented_filters``, ``no_older_routes``,
-        ``nested_reference_numbers``, ``individual_attendees`` (bools), ``envelopes`` (realistic, every_quirk, none)."""
+        ``nested_reference_numbers``, ``individual_attendees`` (bools; the last on by default, as in real
+        accounts), ``envelopes`` (realistic, every_quirk, none)."""
         return self._post("accounts", {"name": name, "seed": seed, "scale": scale, "shard": shard, **options})
 
     def describe(self, account: str) -> dict:

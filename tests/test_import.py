@@ -275,8 +275,8 @@ def test_attendees_of_individual_appointments_as_real_accounts_list_them_change_
     attendees, counted and skipped as expected."""
     rows = {}
     for name, account in (
-        ("plain", clinic),
-        ("attended", other_account(clinic, instance, monkeypatch, "attended", individual_attendees=True)),
+        ("plain", other_account(clinic, instance, monkeypatch, "plain", individual_attendees=False)),
+        ("attended", clinic),  # as real accounts (and the sandbox's by default)
     ):
         imported = Import(account, splose_sandbox.url, tmp_path / name, monkeypatch)
         request = imported.submit()

@@ -8,10 +8,11 @@ resource's documented filter list, or with an operator its documented type lacks
 ``nested_reference_numbers`` (an account of Cliniko's older docs: ``/practitioner_reference_numbers`` answers
 404, each practitioner's are listed at ``/practitioners/:id/practitioner_reference_numbers``), ``envelopes`` (how
 its list envelopes deviate from the documented shape, see ``envelopes.py``), and a ``churn`` rule set at
-run time (records deleted while lists are read). ``individual_attendees``: the account's ``/attendees`` also
-holds one attendee per individual appointment (its booking's, its patient, cancelled, archived and deleted
-with it), as a real account's does: an individual appointment is a booking with one attendee; the
-generator's clinics have attendees of group appointments only.
+run time (records deleted while lists are read). ``individual_attendees`` (on unless turned off): the
+account's ``/attendees`` also holds one attendee per individual appointment (its booking's, its patient,
+cancelled, archived and deleted with it, made and changed with it by ``mutate``), as a real account's does:
+an individual appointment is a booking with one attendee. Off, ``/attendees`` holds the attendees of group
+appointments only, as the generator makes them.
 """
 
 from __future__ import annotations
@@ -81,7 +82,7 @@ class Account:
     documented_filters: bool = False
     no_older_routes: bool = False
     nested_reference_numbers: bool = False
-    individual_attendees: bool = False
+    individual_attendees: bool = True  # as real accounts: see the module's docstring
     envelopes: str = "realistic"
     churn: Churn | None = None
     write_lock: threading.Lock = field(default_factory=threading.Lock)
@@ -162,7 +163,7 @@ def open_account(
     documented_filters: bool = False,
     no_older_routes: bool = False,
     nested_reference_numbers: bool = False,
-    individual_attendees: bool = False,
+    individual_attendees: bool = True,
     envelopes: str = "realistic",
 ) -> Account:
     """Copy the pristine clinic for (seed, scale) from the cache into the data dir, generating it once."""

@@ -110,7 +110,7 @@ class Sandbox:
         documented_filters: bool = False,
         no_older_routes: bool = False,
         nested_reference_numbers: bool = False,
-        individual_attendees: bool = False,
+        individual_attendees: bool = True,
     ) -> Account:
         validate(name, scale, shard, envelopes)
         account = open_account(
@@ -374,7 +374,7 @@ class Sandbox:
                 documented_filters=bool(spec.get("documented_filters", False)),
                 no_older_routes=bool(spec.get("no_older_routes", False)),
                 nested_reference_numbers=bool(spec.get("nested_reference_numbers", False)),
-                individual_attendees=bool(spec.get("individual_attendees", False)),
+                individual_attendees=bool(spec.get("individual_attendees", True)),
             )
         except ValueError as exc:
             return JSONResponse({"message": str(exc)}, status_code=400)

@@ -61,12 +61,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "listed at /practitioners/:id/practitioner_reference_numbers (Cliniko's older docs)",
     )
     p.add_argument(
-        "--individual-attendees",
+        "--group-attendees-only",
         action="append",
         default=[],
         metavar="NAME",
-        help="repeatable: this account's /attendees also holds one attendee per individual appointment, "
-        "as real accounts' do",
+        help="repeatable: this account's /attendees holds group appointments' attendees only, not also one "
+        "per individual appointment as real accounts' (and by default the sandbox's) do",
     )
     p.add_argument(
         "--envelopes",
@@ -124,7 +124,7 @@ def run(args: argparse.Namespace, config: Config, data_dir: Path) -> None:
             documented_filters=name in args.documented_filters,
             no_older_routes=name in args.no_older_routes,
             nested_reference_numbers=name in args.nested_reference_numbers,
-            individual_attendees=name in args.individual_attendees,
+            individual_attendees=name not in args.group_attendees_only,
         )
         log.info("account %s (seed %s, %s, %s) ready in %.1fs", name, seed, scale, shard, time.monotonic() - started)
     serve(build_app(sandbox), port=args.port, ready_file=args.ready_file)

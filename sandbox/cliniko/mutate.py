@@ -17,6 +17,7 @@ import random
 import sqlite3
 
 from sandbox.cliniko.accounts import Account, Churn
+from sandbox.cliniko.generator import individual_attendee
 from sandbox.cliniko.schema import REPLACE_SQL, RESOURCES, STATE_NAMES, row_for
 
 INCREMENTAL = (
@@ -75,6 +76,7 @@ EDITED_FIELD = {
     "daily_availabilities": "availabilities",
     "treatment_note_templates": "name",
 }
+ATTENDEE_ID_REACH = 64  # how far after an individual appointment's id its attendee's is looked for
 OPS = ("update", "create", "archive", "unarchive", "delete", "cancel", "process")
 # What an attachment created while processing (``processing_completed: false``, its file fields null, as
 # Cliniko's docs show one) holds once processed, unless the ``process`` op's fields say otherwise.
@@ -174,6 +176,7 @@ class Mutator:
         if op != "update" or fields:  # a random edit keeps the record where it was; anything else may not
             self.forget_candidates(resource)
         self.record(resource, kind, rid)
+        self.follow_booking(resource, body, kind)
 
     def process(self, resource: str, rid: int, body: dict, fields: dict) -> None:  # patient_attachments only
         """Cliniko finishes processing an attachment: ``processing_completed`` becomes true and its file fields
@@ -237,6 +240,32 @@ class Mutator:
         self.save(resource, body)
         self.forget_candidates(resource)
         self.record(resource, "created", rid)
+        self.follow_booking(resource, body, "created")
+
+    def follow_booking(self, resource: str, appointment: dict, kind: str) -> None:
+        """In an account whose ``/attendees`` holds one attendee per individual appointment (as a real account's
+        does), that attendee follows its appointment: made with it, and changed, cancelled, archived or deleted
+        with it (stamped alike)."""
+        if resource != "individual_appointments" or not self.account.individual_attendees:
+            return
+        aid = int(appointment["id"])
+        attendee_id, notes = None, None
+        for candidate in range(aid + 1, aid + 1 + ATTENDEE_ID_REACH):  # made after the appointment's own id
+            row = self.db.execute("SELECT body FROM attendees WHERE id = ?", (candidate,)).fetchone()
+            if row is None:
+                attendee_id = attendee_id or candidate  # the first free one, for a new appointment's attendee
+                continue
+            body = json.loads(row[0])
+            if str(body.get("booking", {}).get("links", {}).get("self", "")).endswith(f"/bookings/{aid}"):
+                attendee_id, notes = candidate, body.get("notes")
+                break
+        else:
+            kind = "created"
+        if attendee_id is None:
+            return
+        self.save("attendees", {**individual_attendee(appointment, attendee_id), "notes": notes})
+        self.forget_candidates("attendees")
+        self.record("attendees", kind, attendee_id)
 
     # -- random changes --------------------------------------------------------------------------
     def pick(self, resource: str, op: str) -> int | None:

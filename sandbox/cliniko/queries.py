@@ -29,9 +29,9 @@ Choices where Cliniko's docs are silent (see cliniko-api.md section 7):
 * Envelopes vary per account and route as Cliniko's own examples do (see ``envelopes.py``).
 * Queries sorted by ``id`` with ``q[]=id:>``/``id:<`` bounds (keyset paging) are answered from the cached
   ordered id list of the same query without its bounds, so walking a big list by id stays cheap.
-* Individual appointments carry no attendee records unless the account has ``individual_attendees``
-  (``accounts.py``): then ``/attendees`` holds one per individual appointment, as a real account's does, and
-  ``/individual_appointments/:id/attendees`` lists it; otherwise that route is an empty list.
+* Individual appointments carry an attendee record each, as a real account's do, unless the account has
+  ``individual_attendees`` off (``accounts.py``): ``/attendees`` holds one per individual appointment and
+  ``/individual_appointments/:id/attendees`` lists it; off, that route is an empty list.
 """
 
 from __future__ import annotations

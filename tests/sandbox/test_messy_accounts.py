@@ -176,8 +176,8 @@ def test_churn_deletes_the_oldest_records_while_a_list_is_read(fresh_account):
     assert api.admin_get(f"accounts/{api.account}/churn")["churn"] is None
 
 
-def test_an_account_with_individual_attendees_lists_one_attendee_per_individual_appointment(api):
-    real = new_account(api, individual_attendees=True)
+def test_an_account_lists_one_attendee_per_individual_appointment_as_real_accounts_do(api):
+    real = new_account(api)  # by default
     assert real.admin_get(f"accounts/{real.account}")["individual_attendees"] is True
     appointments = {r["id"]: r for r in real.export("individual_appointments")}
     groups = {r["id"] for r in real.export("group_appointments")}
@@ -203,6 +203,36 @@ def test_an_account_with_individual_attendees_lists_one_attendee_per_individual_
     nested = real.items(f"/v1/individual_appointments/{one['id']}/attendees")
     assert [r["id"] for r in nested] == [individual[one["id"]]["id"]]
     assert sum(real.truth()["attendees"].values()) == len(attendees)
-    # A default account's generated clinic has attendees of group appointments only.
-    plain = api.export("individual_appointments")[0]
-    assert api.items(f"/v1/individual_appointments/{plain['id']}/attendees") == []
+    # Turned off, an account's /attendees holds the attendees of group appointments only.
+    groups_only = new_account(api, individual_attendees=False)
+    plain = groups_only.export("individual_appointments")[0]
+    assert groups_only.items(f"/v1/individual_appointments/{plain['id']}/attendees") == []
+    group_ids = {r["id"] for r in groups_only.export("group_appointments")}
+    assert {booking(a) in group_ids for a in groups_only.export("attendees")} == {True}
+
+
+def test_an_individual_appointments_attendee_is_made_and_changed_with_it(fresh_account):
+    api = fresh_account
+    live = [a for a in api.export("individual_appointments") if not (a["deleted_at"] or a["cancelled_at"])]
+    cancelled, deleted = live[0]["id"], live[1]["id"]
+    ops = [
+        {"op": "create", "resource": "individual_appointments"},
+        {"op": "cancel", "resource": "individual_appointments", "id": cancelled},
+        {"op": "delete", "resource": "individual_appointments", "id": deleted},
+    ]
+    changed = api.admin_post(f"accounts/{api.account}/mutate", {"ops": ops})["changed"]
+    (created,) = changed["individual_appointments"]["created"]
+    assert len(changed["attendees"]["created"]) == 1 and len(changed["attendees"]["updated"]) == 1
+    assert len(changed["attendees"]["deleted"]) == 1
+    appointments = {a["id"]: a for a in api.export("individual_appointments")}
+    by_booking = {a["booking"]["links"]["self"].rsplit("/", 1)[-1]: a for a in api.export("attendees")}
+    for aid in (created, cancelled, deleted):
+        attendee, appointment = by_booking[aid], appointments[aid]
+        assert attendee["patient"] == appointment["patient"], aid
+        for name in ("cancelled_at", "deleted_at", "updated_at"):
+            assert attendee[name] == appointment[name], (aid, name)
+    assert by_booking[cancelled]["cancelled_at"] and by_booking[deleted]["deleted_at"]
+    assert (
+        api.get(f"/v1/individual_appointments/{created}/attendees").json()["attendees"][0]["id"]
+        == (by_booking[created]["id"])
+    )
