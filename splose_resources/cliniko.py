@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
+from functools import partial
 from urllib.parse import urlencode, urljoin
 
 import dagster as dg
@@ -35,7 +36,7 @@ from splose_resources.http import (
     session,
 )
 from splose_resources.listing import InvalidJSON, MalformedPage, decode_page
-from splose_resources.ratelimit import Stopped, WindowLimiter
+from splose_resources.ratelimit import Stopped, WindowLimiter, pause
 from splose_resources.shared_limits import Budget, shared_state_field
 from splose_resources.storage import Opener
 
@@ -150,13 +151,6 @@ class ClinikoClient:
         attempt, on any thread, gives up at once with :class:`ClinikoError`, and no new one is sent."""
         self._stopping.set()
 
-    def _pause(self, seconds: float) -> None:
-        if self._stopping.wait(seconds):
-            raise self._stopped()
-
-    def _stopped(self) -> ClinikoError:
-        return ClinikoError(f"the run of tenant '{self.tenant}' is stopping: Cliniko is not asked again")
-
     def close(self) -> None:
         self._session.close()
         self._anonymous.close()
@@ -243,12 +237,9 @@ class ClinikoClient:
         return download
 
     def _api_get(self, url: str, *, resource: str, expect_redirect: bool = False) -> requests.Response:
-        try:
-            if self._stopping.is_set():
-                raise Stopped
-            self._limiter.acquire(self._stopping)
-        except Stopped:
-            raise self._stopped() from None
+        if self._stopping.is_set():
+            raise Stopped
+        self._limiter.acquire(self._stopping)
         with self._counts_lock:
             self._counts[resource] += 1
         response = send(self._session, "GET", url, timeout=self._timeout, stream=expect_redirect)
@@ -285,8 +276,12 @@ class ClinikoClient:
     def _run(self, attempt, resource: str):
         try:
             return self._retry.run(
-                attempt, what=f"the Cliniko {resource} request of tenant '{self.tenant}'", sleep=self._pause
+                attempt,
+                what=f"the Cliniko {resource} request of tenant '{self.tenant}'",
+                sleep=partial(pause, stop=self._stopping),
             )
+        except Stopped:
+            raise ClinikoError(f"the run of tenant '{self.tenant}' is stopping: Cliniko is not asked again") from None
         except RetriesExhausted as exc:
             raise ClinikoUnavailable(
                 f"Cliniko kept failing while reading {resource} for tenant '{self.tenant}' ({exc}). "

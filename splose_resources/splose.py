@@ -30,6 +30,7 @@ from collections.abc import Callable, Iterable, Iterator
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
+from functools import partial
 from typing import Any, NamedTuple, TypeVar
 from urllib.parse import urljoin, urlsplit
 
@@ -50,7 +51,7 @@ from splose_resources.http import (
     send,
     session,
 )
-from splose_resources.ratelimit import RateLimiter, Stopped
+from splose_resources.ratelimit import RateLimiter, Stopped, pause
 from splose_resources.shared_limits import Budget, shared_state_field
 from splose_resources.storage import Opener
 
@@ -241,10 +242,6 @@ class _Transport:
         at once with :class:`SploseError`, and no new one is sent."""
         self._stopping.set()
 
-    def _pause(self, seconds: float) -> None:
-        if self._stopping.wait(seconds):
-            raise Stopped
-
     def where(self) -> str:
         return f"workspace '{self.workspace_id}'" if self.workspace_id else "the platform (no workspace)"
 
@@ -303,7 +300,7 @@ class _Transport:
 
     def run(self, call: _Call, attempt: Callable[[], T]) -> T:
         try:
-            return self._retry.run(attempt, what=call.description, sleep=self._pause)
+            return self._retry.run(attempt, what=call.description, sleep=partial(pause, stop=self._stopping))
         except Stopped:
             raise SploseError(f"the step stopped while {call.description}: Splose is not asked again") from None
         except RetriesExhausted as exc:
