@@ -19,6 +19,7 @@ import pandas as pd
 
 from cliniko_assets.catalog import ClinikoResourceSpec, record_id
 from cliniko_assets.crawl import staged_row
+from cliniko_assets.references import ReferenceOutcome, fetch_by_id
 from splose_resources.cliniko import (
     ClinikoAuthError,
     ClinikoError,
@@ -131,9 +132,9 @@ def _processed(
     rows: list[dict] = []
     for record in processing:
         rid = record_id(record) or ""
-        try:
-            fresh = extraction.client.get_json(extraction.client.url(f"/{spec.name}/{rid}"), resource=spec.name)
-        except ClinikoError as exc:  # gone (its deletion is found by the listing) or not readable now
+        try:  # archived ones too, as the by-id pass asks (a 404 or 403 answers None)
+            fresh, _ = fetch_by_id(extraction.client, spec.name, rid, ReferenceOutcome())
+        except ClinikoError as exc:  # not readable now (a gone one's deletion is found by the listing)
             log.info("attachment %s of tenant %s not asked again: %s", rid, extraction.tenant, type(exc).__name__)
             fresh = None
         if not isinstance(fresh, dict) or record_id(fresh) != rid or fresh.get("processing_completed") is False:

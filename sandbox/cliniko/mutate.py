@@ -135,12 +135,12 @@ class Mutator:
             return
         if rid is None:
             raise MutationError(f"{op} needs an id")
-        if op == "process" and resource != "patient_attachments":
-            raise MutationError(f"{resource} are not processed")
-        body = self.load(resource, rid)
         if op == "process":
-            self.process(resource, rid, body, fields)
+            if resource != "patient_attachments":
+                raise MutationError(f"{resource} are not processed")
+            self.process(resource, rid, self.load(resource, rid), fields)
             return
+        body = self.load(resource, rid)
         if op == "update":
             body.update(fields or {EDITED_FIELD[resource]: self.edited_value(resource, body)})
             kind = "updated"
